@@ -1,0 +1,46 @@
+# Everyday commands. On a fresh machine `make demo` and `make test` do all the set-up themselves:
+# Graphviz (system package) when `dot` is missing, a virtual environment, the pinned CPU build of
+# torch for the tests, and cgviz itself in editable mode.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cgviz-installed
+# The CPU build that lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install graphviz demo test bench clean
+
+install: graphviz $(STAMP)
+
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "Graphviz's dot is missing: installing the graphviz package"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz fonts-dejavu-core >/dev/null; }
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) $(TORCH_PIN)
+	$(PIP) -e '.[torch,test]'
+	touch $@
+
+# Render every sample into out/ (PNG and SVG).
+demo: install
+	@mkdir -p out
+	@for f in sample_graphs/*.cg; do \
+	  stem=$$(basename $$f .cg); \
+	  $(BIN)/cgviz render $$f -o out/$$stem.png || exit 1; \
+	  $(BIN)/cgviz render $$f -o out/$$stem.svg --quiet || exit 1; \
+	done
+	@echo "pictures are in out/"
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/bench_render.py
+
+clean:
+	rm -rf out .pytest_cache build *.egg-info

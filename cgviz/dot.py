@@ -1,0 +1,215 @@
+"""Build the DOT text of a graph with its values and gradients: pure and deterministic, no `dot` needed.
+
+We write DOT ourselves rather than through the `graphviz` package: its quoting passes backslashes
+through (so `\\l` or `\\N` in a file name would become DOT escapes) and turns any `<...>` string into
+an HTML label. Here every label goes through one of two escapers below, so no text from a user's
+file can add attributes or markup.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from .engine import Run
+from .fmt import grad_text, num, value_text
+from .ir import Graph, Node
+from .ops import OPS, shape_text
+
+FORWARD = "#1f5fbf"   # blue: values flowing forward
+BACKWARD = "#c62828"  # red: gradients flowing back
+FONT = "DejaVu Sans"  # has ∂, σ, ×, ‖ and μ; installed with Graphviz's fonts on Debian
+
+STYLE = {
+    "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
+    "param": dict(shape="box", style="filled,bold", fillcolor="#ffe9a8", color="#a67c00", penwidth="1.6"),
+    "const": dict(shape="box", style="filled", fillcolor="#ececec", color="#9e9e9e", fontcolor="#555555"),
+    "literal": dict(shape="box", style="filled", fillcolor="#f4f4f4", color="#bdbdbd", fontcolor="#616161",
+                    fontsize="9", margin="0.05,0.02", height="0.25", width="0.3"),
+    "op": dict(shape="ellipse", style="filled", fillcolor="white", color="#424242"),
+}
+LOSS_STYLE = dict(peripheries="2", color="#6a1b9a", penwidth="1.4")
+NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
+
+
+@dataclass(frozen=True)
+class DotOptions:
+    rankdir: str = "LR"
+    grad: bool = True           # draw red gradient edges and ∂ lines
+
+
+def quote(text: str) -> str:
+    """A DOT double-quoted string whose content shows exactly `text` (newlines become line breaks)."""
+    body = text.replace("\\", "\\\\").replace('"', '\\"')
+    body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    return f'"{body}"'
+
+
+def _html(text: str) -> str:
+    """Text for an HTML-like label: escaped so it can only ever be text."""
+    return html.escape(text, quote=True).replace("\n", "<BR/>")
+
+
+def _attrs(d: dict) -> str:
+    parts = []
+    for k in sorted(d):
+        v = d[k]
+        if isinstance(v, _Html):
+            parts.append(f"{k}=<{v.markup}>")
+        else:
+            parts.append(f"{k}={quote(str(v))}")
+    return "[" + " ".join(parts) + "]"
+
+
+@dataclass(frozen=True)
+class _Html:
+    markup: str
+
+
+def _short(text: str, limit: int = 24) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def wrt(node: Node) -> str:
+    """How the ∂ line names a node: its name, or its expression in parentheses when anonymous."""
+    if node.name:
+        return node.name
+    return "(" + _short(node.meta.get("expr") or node.id, 18) + ")"
+
+
+def _grad_line(node: Node, g, top: str) -> str:
+    if g is None:
+        return ""
+    text = grad_text(g, with_shape=False)
+    if text.startswith("‖g‖="):
+        return f"‖∂{top}/∂{wrt(node)}‖ = {text[4:]}"
+    return f"∂{top}/∂{wrt(node)} = {text}"
+
+
+def folded(graph: Graph, node_id: str) -> bool:
+    """Scalar literals (the 2 in `(a - y)^2`) are drawn inside their consumer's label, not as boxes."""
+    n = graph[node_id]
+    return bool(n.meta.get("literal")) and n.attrs["value"].ndim == 0
+
+
+def _op_head(graph: Graph, node: Node) -> str:
+    """The op's symbol, with folded literals in place: `^ 2`, `2 ×`, `max(0, ·)`, `Σ (axis=0)`."""
+    d = OPS[node.op]
+    lits = [num(graph[i].attrs["value"]) if folded(graph, i) else None for i in node.inputs]
+    head = d.label
+    if any(x is not None for x in lits):
+        if d.infix and len(lits) == 2:
+            head = f"{lits[0]} {d.label}" if lits[0] is not None else f"{d.label} {lits[1]}"
+        else:
+            head = f"{d.label}(" + ", ".join(x if x is not None else "·" for x in lits) + ")"
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(node.attrs.items())
+                      if v is not None and not (k == "axis" and v == -1 and d.name.endswith("softmax")))
+    return f"{head} ({extra})" if extra else head
+
+
+def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
+    v = run.values[node.id]
+    rows: list[str] = []
+    if node.kind == "op":
+        rows.append(f"<B>{_html(_op_head(graph, node))}</B>")
+        if node.id == graph.output:
+            name = node.name or node.id
+            prefix = "loss " if graph.loss else ""
+            rows.append(_html(f"{prefix}{name} = {value_text(v, sep=' ')}"))
+        elif node.name:
+            rows.append(_html(node.name))
+    elif node.meta.get("literal"):
+        rows.append(_html(value_text(v, sep=" ")))
+    else:
+        rows.append(f"<B>{_html(node.name)}</B>" + (f" {_html(shape_text(v.shape))}" if v.ndim else ""))
+        rows.append(_html(value_text(v, sep=" ", with_shape=False)))
+    if node.id in run.nonfinite:
+        rows.append("<B>⚠ " + ("NaN" if _has_nan(run, node) else "inf") + "</B>")
+    if opts.grad and not node.meta.get("literal"):
+        line = _grad_line(node, run.grads.get(node.id), _top(graph))
+        if line and node.id != graph.output:
+            rows.append(f'<FONT COLOR="{BACKWARD}">{_html(line)}</FONT>')
+    return _Html("<BR/>".join(rows))
+
+
+def _has_nan(run: Run, node: Node) -> bool:
+    import numpy as np
+
+    for a in (run.values.get(node.id), run.grads.get(node.id)):
+        if a is not None and a.dtype.kind == "f" and np.any(np.isnan(a)):
+            return True
+    return False
+
+
+def _top(graph: Graph) -> str:
+    return graph.loss or (graph[graph.output].name if graph.output else None) or "out"
+
+
+def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
+    """The graph's caption: file, output value, and what the colours mean (left-aligned lines)."""
+    out = graph.output
+    top = _top(graph)
+    value = value_text(run.values[out], sep=" ")
+    rows = [f"<B>{_html(graph.source)}</B>  —  {_html(('loss ' if graph.loss else '') + top + ' = ' + value)}"]
+    if opts.grad:
+        rows.append(f'<FONT COLOR="{FORWARD}">blue →  values (forward)</FONT>     '
+                    f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{_html(top)}/∂· (backward)</FONT>')
+        if run.seeded_with_ones:
+            rows.append(_html(f"{top} is not a scalar: the gradients are those of sum({top})"))
+    return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+
+
+def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
+    """The whole DOT document. Same graph and run in, byte-identical text out."""
+    lines = [
+        "digraph cgviz {",
+        "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+                             "label": title(graph, run, opts), "labelloc": "t", "labeljust": "l",
+                             "nodesep": "0.35", "ranksep": "0.6", "bgcolor": "white", "pad": "0.2"}),
+        "  node " + _attrs({"fontname": FONT, "fontsize": "11"}),
+        "  edge " + _attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
+    ]
+    for node in graph:
+        if folded(graph, node.id):
+            continue
+        style = dict(STYLE["literal" if node.meta.get("literal") else node.kind])
+        if node.id == graph.output:
+            style.update(LOSS_STYLE)
+        if node.id in run.nonfinite:
+            style.update(NONFINITE_STYLE)
+            style["style"] = "filled,bold"
+        style["label"] = _label(node, run, graph, opts)
+        style["tooltip"] = _tooltip(node)
+        lines.append(f"  {quote(node.id)} {_attrs(style)}")
+    for node in graph:
+        for k, src in enumerate(node.inputs):
+            if folded(graph, src):
+                continue
+            lines.extend(_edges(graph, run, opts, src, node, k))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _tooltip(node: Node) -> str:
+    where = f"line {node.meta['line']}: " if node.meta.get("line") else ""
+    if node.kind == "op":
+        return f"{where}{node.meta.get('expr', node.id)}  [{OPS[node.op].formula}]"
+    return f"{where}{node.kind} {node.name or ''} = {node.meta.get('expr', '')}".strip()
+
+
+def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int) -> list[str]:
+    producer = graph[src]
+    literal = producer.meta.get("literal")
+    fwd = {"color": FORWARD, "fontcolor": FORWARD}
+    if not literal:
+        fwd["label"] = value_text(run.values[src])
+    out = [f"  {quote(src)} -> {quote(dst.id)} {_attrs(fwd)}"]
+    g = run.edge_grads.get((dst.id, k))
+    if opts.grad and g is not None:
+        # Drawn in the forward direction with dir=back, so the arrow points at the producer while the
+        # forward edges alone decide ranks: gradients never distort the layout.
+        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
+               "label": grad_text(g), "arrowtail": "normal"}
+        out.append(f"  {quote(src)} -> {quote(dst.id)} {_attrs(bwd)}")
+    return out

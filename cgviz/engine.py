@@ -1,0 +1,183 @@
+"""Forward and backward passes over the IR with NumPy; values and gradients come back as environments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import inits
+from .errors import OpError, SourceError
+from .ir import Graph, Node
+from .ops import OPS, shape_text
+
+
+@dataclass(frozen=True)
+class Warn:
+    """Something the user should see that is not an error: a NaN, a seed of ones, a dead branch."""
+
+    message: str
+    node: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return where + self.message
+
+
+@dataclass
+class Run:
+    """What the passes computed: one value per node, one gradient per node and per edge."""
+
+    values: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray | None] = field(default_factory=dict)
+    edge_grads: dict[tuple[str, int], np.ndarray | None] = field(default_factory=dict)
+    requires_grad: set[str] = field(default_factory=set)
+    seeded_with_ones: bool = False
+    warnings: list[Warn] = field(default_factory=list)
+    nonfinite: set[str] = field(default_factory=set)     # nodes whose value or gradient is NaN/inf
+
+
+def _located(e: OpError, node: Node) -> SourceError:
+    return SourceError(str(e), line=node.meta.get("line"), col=node.meta.get("col"))
+
+
+def forward(graph: Graph, max_elements: int | None = None) -> dict[str, np.ndarray]:
+    """Every node's value, in topological order; shape mistakes become errors at the op's position."""
+    values: dict[str, np.ndarray] = {}
+    for node in graph:
+        if node.is_leaf:
+            values[node.id] = node.attrs["value"]
+            continue
+        d = OPS[node.op]
+        xs = [values[i] for i in node.inputs]
+        try:
+            shape = d.shape([x.shape for x in xs], **node.attrs)
+            inits.check_size(shape, f"the result of {d.name}", max_elements)
+            with np.errstate(all="ignore"):
+                out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
+        except OpError as e:
+            raise _located(e, node) from None
+        assert out.shape == tuple(shape), f"{d.name}: shape rule says {shape}, forward gave {out.shape}"
+        values[node.id] = out
+    return values
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient over the dimensions broadcasting added, so it has its producer's shape."""
+    g = np.asarray(g, dtype=np.float64)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for i, s in enumerate(shape):
+        if s == 1 and g.shape[i] != 1:
+            g = g.sum(axis=i, keepdims=True)
+    return np.broadcast_to(g, shape).copy() if g.shape != tuple(shape) else g
+
+
+def requires_grad(graph: Graph, values: dict[str, np.ndarray]) -> set[str]:
+    """Inputs and params with float values, and every op downstream of one (consts get no gradient)."""
+    out: set[str] = set()
+    for node in graph:
+        if node.kind in ("input", "param"):
+            if values[node.id].dtype.kind == "f":
+                out.add(node.id)
+        elif node.kind == "op":
+            d = OPS[node.op]
+            if any(i in out and k not in d.nondiff for k, i in enumerate(node.inputs)):
+                out.add(node.id)
+    return out
+
+
+def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
+    """Reverse-mode pass: each edge's vector-Jacobian product, summed into each producer's gradient."""
+    run.requires_grad = requires_grad(graph, values)
+    out = graph.output
+    if out not in run.requires_grad:
+        run.warnings.append(Warn("the output depends on no input or param, so no gradient flows"))
+        return
+    y = values[out]
+    run.seeded_with_ones = y.size != 1
+    if run.seeded_with_ones:
+        run.warnings.append(Warn(f"the output '{out}' is not a scalar ({shape_text(y.shape)}): backward "
+                                 "starts from a tensor of ones, as if its elements were summed",
+                                 node=out))
+    grads: dict[str, np.ndarray] = {out: np.ones_like(y, dtype=np.float64)}
+    for node in reversed(graph.nodes):
+        if node.kind != "op" or node.id not in grads:
+            continue
+        d = OPS[node.op]
+        xs = [values[i] for i in node.inputs]
+        with np.errstate(all="ignore"):
+            contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
+        for k, (src, c) in enumerate(zip(node.inputs, contribs)):
+            if src not in run.requires_grad or k in d.nondiff or c is None:
+                run.edge_grads[(node.id, k)] = None
+                continue
+            c = unbroadcast(c, values[src].shape)
+            run.edge_grads[(node.id, k)] = c
+            grads[src] = grads[src] + c if src in grads else c
+    run.grads = {n.id: grads.get(n.id) for n in graph}
+
+
+def _nonfinite(a) -> bool:
+    return a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a))
+
+
+def _what(a) -> str:
+    if np.any(np.isnan(a)):
+        return "NaN"
+    return "an infinity"
+
+
+def find_nonfinite(graph: Graph, run: Run) -> None:
+    """Mark NaN/inf nodes and warn where each first appeared, with the op's own explanation."""
+    for node in graph:
+        v = run.values[node.id]
+        if not _nonfinite(v):
+            continue
+        run.nonfinite.add(node.id)
+        xs = [run.values[i] for i in node.inputs]
+        if node.kind == "op" and not any(_nonfinite(x) for x in xs):
+            d = OPS[node.op]
+            reason = d.nonfinite(xs) if d.nonfinite else None
+            text = node.meta.get("expr") or node.id
+            run.warnings.append(Warn(f"{reason or d.name + ' produced ' + _what(v)}: "
+                                     f"{_what(v)} in '{node.name or node.id}' ({text})",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+    consumers = graph.consumers()
+    for node in reversed(graph.nodes):
+        g = run.grads.get(node.id)
+        if not _nonfinite(g) or node.id in run.nonfinite:
+            continue
+        run.nonfinite.add(node.id)
+        downstream_bad = any(_nonfinite(run.edge_grads.get((e.dst, e.arg)))
+                             and _nonfinite(run.grads.get(e.dst))
+                             for e in consumers[node.id])
+        if not downstream_bad:
+            run.warnings.append(Warn(f"the gradient ∂/∂{node.name or node.id} is {_what(g)} although "
+                                     "every value is finite (a slope that is infinite at this point)",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+
+
+def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
+    """A declared loss must be one number: backward from a tensor loss would silently sum it."""
+    if graph.loss is None:
+        return
+    y = values[graph.output]
+    if y.size != 1:
+        where = graph.meta.get("output_stmt", {})
+        raise SourceError(f"the loss '{graph.loss}' must be a single number, but it is "
+                          f"{shape_text(y.shape)}; reduce it with sum(...) or mean(...)",
+                          line=where.get("line"), col=where.get("col"))
+
+
+def run(graph: Graph, grad: bool = True, max_elements: int | None = None) -> Run:
+    """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
+    values = forward(graph, max_elements)
+    check_loss(graph, values)
+    result = Run(values=values)
+    if grad:
+        backward(graph, values, result)
+    find_nonfinite(graph, result)
+    return result

@@ -1,0 +1,78 @@
+"""User-facing errors: each one knows where in the input it happened and prints itself with a caret."""
+
+from __future__ import annotations
+
+
+class CgvizError(Exception):
+    """A mistake in the user's input or environment; the CLI prints it and exits, never a traceback."""
+
+    exit_code = 1
+
+
+class SourceError(CgvizError):
+    """An error at a place in a source file: rendered as `file:line:col: message`, the line, a caret."""
+
+    def __init__(self, message: str, *, line: int | None = None, col: int | None = None,
+                 source: "Source | None" = None, hint: str | None = None, width: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+        self.source = source
+        self.hint = hint
+        self.width = max(1, width)
+
+    def at(self, source: "Source") -> "SourceError":
+        """Attach the source text (errors raised deep in a pass learn their file late)."""
+        if self.source is None:
+            self.source = source
+        return self
+
+    def __str__(self) -> str:
+        return format_located(self.message, self.source, self.line, self.col, self.hint, self.width)
+
+
+class Source:
+    """The text of one input file and the name to show for it."""
+
+    def __init__(self, text: str, name: str):
+        self.text = text
+        self.name = name
+        self.lines = text.splitlines()
+
+    def line_text(self, line: int) -> str:
+        return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+
+
+def format_located(message: str, source: Source | None, line: int | None, col: int | None,
+                   hint: str | None = None, width: int = 1) -> str:
+    """`name:line:col: message`, then the offending line with a caret under the column."""
+    name = source.name if source is not None else "<input>"
+    where = name
+    if line is not None:
+        where += f":{line}"
+        if col is not None:
+            where += f":{col}"
+    out = [f"{where}: {message}"]
+    if source is not None and line is not None:
+        text = source.line_text(line).expandtabs(1)
+        gutter = f"{line:>4} | "
+        out.append(gutter + text)
+        if col is not None:
+            pad = " " * (len(gutter) - 2) + "| "
+            out.append(pad + " " * (col - 1) + "^" * min(width, max(1, len(text) - col + 1)))
+    if hint:
+        out.append(hint)
+    return "\n".join(out)
+
+
+class OpError(CgvizError):
+    """An op cannot run on the shapes or values it was given; the engine adds the source position."""
+
+
+def did_you_mean(word: str, candidates) -> str:
+    """A `did you mean 'x'?` suffix, or '' when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,73 @@
+"""The JSON form of a graph with its values and gradients (format `cgviz-graph`, version 1)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .engine import Run
+from .fmt import stats
+from .ir import Graph
+
+FORMAT = "cgviz-graph"
+VERSION = 1
+FULL_LIMIT = 4096  # tensors up to this many elements are written in full; stats are always written
+
+
+def _clean(x):
+    """JSON has no NaN or infinity: write them as the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "Infinity" if x > 0 else "-Infinity"
+        return x
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _tensor(a):
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.size > FULL_LIMIT:
+        return None
+    return a.tolist()
+
+
+def to_dict(graph: Graph, run: Run) -> dict:
+    """Everything a picture shows, as data: nodes in topological order and edges in argument order."""
+    nodes = []
+    for n in graph:
+        v = run.values[n.id]
+        g = run.grads.get(n.id)
+        attrs = {k: (list(a) if isinstance(a, tuple) else a) for k, a in n.attrs.items() if k != "value"}
+        nodes.append({
+            "id": n.id, "name": n.name, "kind": n.kind, "op": n.op, "inputs": list(n.inputs),
+            "attrs": attrs, "shape": list(v.shape), "dtype": str(v.dtype),
+            "value": _tensor(v), "grad": _tensor(g),
+            "value_stats": stats(v), "grad_stats": stats(g),
+            "requires_grad": n.id in run.requires_grad,
+            "line": n.meta.get("line"), "expr": n.meta.get("expr"),
+            "literal": bool(n.meta.get("literal")),
+            "nonfinite": n.id in run.nonfinite,
+        })
+    edges = []
+    for e in graph.edges():
+        g = run.edge_grads.get((e.dst, e.arg))
+        edges.append({"src": e.src, "dst": e.dst, "arg": e.arg, "grad": _tensor(g), "grad_stats": stats(g)})
+    return _clean({
+        "format": FORMAT, "version": VERSION, "source": graph.source,
+        "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
+        "warnings": [str(w) for w in run.warnings],
+        "nodes": nodes, "edges": edges,
+    })
+
+
+def to_json(graph: Graph, run: Run) -> str:
+    return json.dumps(to_dict(graph, run), indent=1, ensure_ascii=False, allow_nan=False) + "\n"

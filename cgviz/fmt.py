@@ -1,0 +1,74 @@
+"""How numbers, shapes and tensors are written in labels and messages: one place, so every output agrees."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ops import shape_text
+
+__all__ = ["num", "shape_text", "value_text", "grad_text", "stats", "inline_values"]
+
+
+def num(v) -> str:
+    """4 significant digits; -0 prints as 0 and non-finite values as NaN, inf, -inf."""
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    text = f"{v:.4g}"
+    if text in ("-0", "0"):
+        return "0"
+    # 1e+04 → 1e4 and 1e-05 → 1e-5: shorter, and the same on every platform.
+    if "e" in text:
+        mant, exp = text.split("e")
+        text = f"{mant}e{int(exp)}"
+    return text
+
+
+def inline_values(a: np.ndarray, limit: int = 4) -> str | None:
+    """`[1, 2, 3]` for a short vector, else None."""
+    if a.ndim == 1 and a.size <= limit:
+        return "[" + ", ".join(num(x) for x in a) + "]"
+    return None
+
+
+def value_text(a: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
+    """A value as a label: the number for a scalar, a short vector in full, else shape, mean and std."""
+    a = np.asarray(a)
+    if a.size == 1 and a.ndim == 0:
+        return num(a)
+    short = inline_values(a)
+    if short is not None:
+        return short
+    head = shape_text(a.shape) + sep if with_shape else ""
+    if a.size == 0:
+        return head + "empty"
+    af = a.astype(np.float64)
+    return f"{head}μ={num(np.mean(af))} σ={num(np.std(af))}"
+
+
+def grad_text(g: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
+    """A gradient as a label: the number for a scalar, a short vector in full, else shape and L2 norm."""
+    g = np.asarray(g)
+    if g.size == 1 and g.ndim == 0:
+        return num(g)
+    short = inline_values(g)
+    if short is not None:
+        return short
+    head = shape_text(g.shape) + sep if with_shape else ""
+    return f"{head}‖g‖={num(np.linalg.norm(g.astype(np.float64).ravel()))}"
+
+
+def stats(a: np.ndarray | None) -> dict | None:
+    """mean, std, min, max and L2 norm, as plain floats (NaN where the tensor holds one)."""
+    if a is None:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "norm": 0.0}
+    with np.errstate(all="ignore"):
+        return {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)),
+                "max": float(np.max(a)), "norm": float(np.linalg.norm(a.ravel()))}

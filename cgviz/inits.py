@@ -1,0 +1,171 @@
+"""Initializers for declarations (`randn(3, 4, seed=0)`, `zeros(5)`, …) and the element budget they obey."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import OpError
+
+# A declaration asking for more elements than this is refused before anything is allocated
+# (50 million float64 = 400 MB); `--max-elements` raises it.
+MAX_ELEMENTS = 50_000_000
+
+
+@dataclass(frozen=True)
+class InitDef:
+    name: str
+    make: Callable[..., np.ndarray]
+    signature: str
+    doc: str
+
+
+INITS: dict[str, InitDef] = {}
+
+
+def _init(name, signature, doc):
+    def deco(fn):
+        INITS[name] = InitDef(name, fn, signature, doc)
+        return fn
+    return deco
+
+
+def name_seed(name: str) -> int:
+    """Without `seed=`, a declaration's random numbers come from its name: stable, and different per name."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def _shape(dims, what) -> tuple[int, ...]:
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise OpError(f"{what}: dimensions must be whole numbers ≥ 0, got {d!r}")
+        out.append(int(d))
+    check_size(out, what)
+    return tuple(out)
+
+
+def check_size(shape, what, limit: int | None = None) -> None:
+    """Refuse a tensor too large for memory before allocating it."""
+    limit = MAX_ELEMENTS if limit is None else limit
+    n = math.prod(shape)
+    if n > limit:
+        raise OpError(f"{what}: {'×'.join(map(str, shape))} is {n:,} elements, over the limit of "
+                      f"{limit:,} (about {limit * 8 / 1e9:.1f} GB); raise it with --max-elements "
+                      "if you really mean it")
+
+
+def _rng(seed, name):
+    if seed is None:
+        seed = name_seed(name)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OpError(f"seed must be a whole number ≥ 0, got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def _number(v, what):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+        raise OpError(f"{what} must be a number, got {v!r}")
+    return float(v)
+
+
+@_init("randn", "randn(d0, d1, ..., seed=<from name>, scale=1.0)", "normal samples times scale")
+def _randn(*dims, seed=None, scale=1.0, _name=""):
+    shape = _shape(dims, "randn")
+    return _rng(seed, _name).standard_normal(shape) * _number(scale, "scale")
+
+
+@_init("rand", "rand(d0, d1, ..., seed=<from name>, lo=0, hi=1)", "uniform samples in [lo, hi)")
+def _rand(*dims, seed=None, lo=0.0, hi=1.0, _name=""):
+    shape = _shape(dims, "rand")
+    return _rng(seed, _name).uniform(_number(lo, "lo"), _number(hi, "hi"), shape)
+
+
+@_init("zeros", "zeros(d0, d1, ...)", "all zeros")
+def _zeros(*dims, _name=""):
+    return np.zeros(_shape(dims, "zeros"))
+
+
+@_init("ones", "ones(d0, d1, ...)", "all ones")
+def _ones(*dims, _name=""):
+    return np.ones(_shape(dims, "ones"))
+
+
+@_init("full", "full(d0, d1, ..., value=V)", "every element V")
+def _full(*dims, value=None, _name=""):
+    if value is None:
+        raise OpError("full needs value=, e.g. full(2, 3, value=7)")
+    return np.full(_shape(dims, "full"), _number(value, "value"))
+
+
+@_init("randint", "randint(lo, hi, shape=[d0, ...], seed=<from name>)",
+       "integers in [lo, hi): class labels")
+def _randint(lo, hi, shape=(), seed=None, _name=""):
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (lo, hi)):
+        raise OpError(f"randint: lo and hi must be whole numbers, got {lo!r} and {hi!r}")
+    if hi <= lo:
+        raise OpError(f"randint: hi ({hi}) must be above lo ({lo})")
+    dims = _shape(tuple(shape) if isinstance(shape, (list, tuple)) else (shape,), "randint")
+    return _rng(seed, _name).integers(int(lo), int(hi), dims, dtype=np.int64)
+
+
+@_init("eye", "eye(n)", "the n×n identity")
+def _eye(n, _name=""):
+    (n,) = _shape((n,), "eye")
+    check_size((n, n), "eye")
+    return np.eye(n)
+
+
+@_init("arange", "arange(start, stop, step=1)", "evenly spaced values in [start, stop)")
+def _arange(start, stop=None, step=1, _name=""):
+    start, step = _number(start, "start"), _number(step, "step")
+    if stop is None:
+        start, stop = 0.0, start
+    stop = _number(stop, "stop")
+    if step == 0:
+        raise OpError("arange: step cannot be 0")
+    check_size((max(0, math.ceil((stop - start) / step)),), "arange")
+    return np.arange(start, stop, step, dtype=np.float64)
+
+
+@_init("linspace", "linspace(start, stop, n)", "n evenly spaced values from start to stop")
+def _linspace(start, stop, n, _name=""):
+    (n,) = _shape((n,), "linspace")
+    return np.linspace(_number(start, "start"), _number(stop, "stop"), n)
+
+
+@_init("kaiming", "kaiming(fan_in, fan_out, seed=<from name>)",
+       "He initialisation for ReLU layers: normal × √(2 / fan_in), laid out [in×out]")
+def _kaiming(fan_in, fan_out, seed=None, _name=""):
+    shape = _shape((fan_in, fan_out), "kaiming")
+    return _rng(seed, _name).standard_normal(shape) * math.sqrt(2.0 / max(shape[0], 1))
+
+
+@_init("xavier", "xavier(fan_in, fan_out, seed=<from name>)",
+       "Glorot initialisation for sigmoid/tanh layers: uniform ±√(6 / (in + out))")
+def _xavier(fan_in, fan_out, seed=None, _name=""):
+    shape = _shape((fan_in, fan_out), "xavier")
+    bound = math.sqrt(6.0 / max(shape[0] + shape[1], 1))
+    return _rng(seed, _name).uniform(-bound, bound, shape)
+
+
+def make(name: str, args: list[Any], kwargs: dict[str, Any], decl_name: str) -> np.ndarray:
+    """Run an initializer; argument mistakes come back as OpError with its signature."""
+    d = INITS[name]
+    try:
+        value = d.make(*args, **kwargs, _name=decl_name)
+    except TypeError as e:
+        raise OpError(f"{name}: {_type_error_text(e)}; usage: {d.signature}") from None
+    return np.asarray(value)
+
+
+def _type_error_text(e: TypeError) -> str:
+    text = str(e)
+    # "_randn() got an unexpected keyword argument 'sede'" → "unexpected keyword argument 'sede'"
+    return text.split(") ", 1)[1] if ") " in text else text

@@ -1,0 +1,350 @@
+"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from .errors import Source, SourceError
+
+
+# ---------------------------------------------------------------- AST
+
+@dataclass(frozen=True)
+class Pos:
+    line: int
+    col: int
+    start: int   # character offsets into the source, for the expression's own text
+    end: int
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    text: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class ListLit:
+    items: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple
+    kwargs: tuple   # ((name, expr, pos), ...) in the order written
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str         # the op table's name: add, sub, mul, div, matmul, pow
+    left: object
+    right: object
+    pos: Pos        # the whole expression
+    op_pos: Pos     # the operator itself, where a caret points for shape errors
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str         # neg or pos
+    operand: object
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Attr:
+    obj: object
+    attr: str
+    pos: Pos
+    attr_pos: Pos
+
+
+@dataclass(frozen=True)
+class Stmt:
+    kind: str       # input, param, const, loss, assign
+    name: str | None
+    expr: object
+    pos: Pos        # the statement
+    name_pos: Pos
+
+
+@dataclass
+class Program:
+    statements: list[Stmt] = field(default_factory=list)
+    source: Source | None = None
+
+
+# ---------------------------------------------------------------- lark plumbing
+
+class _DropNewlinesInBrackets:
+    """Post-lexer: a newline inside (...) or [...] continues the statement, as in Python."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files("cgviz").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                postlex=_DropNewlinesInBrackets())
+
+
+def _pos(meta_or_tok) -> Pos:
+    if isinstance(meta_or_tok, Token):
+        return Pos(meta_or_tok.line, meta_or_tok.column, meta_or_tok.start_pos, meta_or_tok.end_pos)
+    m = meta_or_tok
+    return Pos(m.line, m.column, m.start_pos, m.end_pos)
+
+
+def _binop(name):
+    def make(self, meta, children):
+        left, right = children[0], children[-1]
+        op_tok = next((c for c in children if isinstance(c, Token)), None)
+        op_pos = _pos(op_tok) if op_tok is not None else _operator_pos(self.text, left, right)
+        return BinOp(name, left, right, _pos(meta), op_pos)
+    return make
+
+
+def _operator_pos(text, left, right) -> Pos:
+    """Anonymous operator tokens are filtered by lark; find the operator between the two operands."""
+    start, end = left.pos.end, right.pos.start
+    i = start
+    while i < end and text[i] in " \t\\\r\n()":
+        i += 1
+    j = i
+    while j < end and text[j] not in " \t(":
+        j += 1
+    line = text.count("\n", 0, i) + 1
+    col = i - (text.rfind("\n", 0, i) + 1) + 1
+    return Pos(line, col, i, max(j, i + 1))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+
+    def start(self, meta, children):
+        return [c for c in children if isinstance(c, Stmt)]
+
+    def kind(self, meta, children):
+        return children[0]
+
+    def decl(self, meta, children):
+        kind, name, expr = children
+        return Stmt(str(kind), str(name), expr, _pos(meta), _pos(name))
+
+    def loss(self, meta, children):
+        if len(children) == 2:
+            name, expr = children
+            return Stmt("loss", str(name), expr, _pos(meta), _pos(name))
+        # `loss = EXPR` names the loss "loss"
+        expr = children[0]
+        p = _pos(meta)
+        return Stmt("loss", "loss", expr, p, Pos(p.line, p.col, p.start, p.start + 4))
+
+    def assign(self, meta, children):
+        name, expr = children
+        return Stmt("assign", str(name), expr, _pos(meta), _pos(name))
+
+    add = _binop("add")
+    sub = _binop("sub")
+    mul = _binop("mul")
+    div = _binop("div")
+    matmul = _binop("matmul")
+    pow = _binop("pow")
+
+    def neg(self, meta, children):
+        return Unary("neg", children[0], _pos(meta))
+
+    def pos(self, meta, children):
+        return Unary("pos", children[0], _pos(meta))
+
+    def attr(self, meta, children):
+        obj, name = children
+        return Attr(obj, str(name), _pos(meta), _pos(name))
+
+    def number(self, meta, children):
+        tok = children[0]
+        return Num(float(tok), str(tok), _pos(tok))
+
+    def var(self, meta, children):
+        return Var(str(children[0]), _pos(children[0]))
+
+    def call(self, meta, children):
+        func, *rest = children
+        args, kwargs = [], []
+        for a in rest:
+            if isinstance(a, tuple) and len(a) == 3 and a[0] == "__kw__":
+                kwargs.append(a[1])
+            else:
+                if kwargs:
+                    raise SourceError("a positional argument cannot follow a keyword argument",
+                                      line=a.pos.line, col=a.pos.col)
+                args.append(a)
+        return Call(str(func), tuple(args), tuple(kwargs), _pos(meta))
+
+    def kwarg(self, meta, children):
+        name, expr = children
+        return ("__kw__", (str(name), expr, _pos(name)), None)
+
+    def list(self, meta, children):
+        return ListLit(tuple(children), _pos(meta))
+
+
+# ---------------------------------------------------------------- errors
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "_NL": "end of line", "$END": "end of file",
+    "POW": "'^'",
+}
+
+
+def _describe(term: str) -> str:
+    if term in _TOKEN_WORDS:
+        return _TOKEN_WORDS[term]
+    try:
+        pattern = _lark().get_terminal(term).pattern
+        if pattern.type == "str":
+            return f"'{pattern.value}'"
+    except KeyError:
+        pass
+    return term.lower()
+
+
+def _expected_text(expected) -> str:
+    words = sorted({_describe(t) for t in expected}, key=lambda w: (not w.startswith("a "), w))
+    if not words:
+        return ""
+    if len(words) > 8:
+        words = words[:8] + ["…"]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
+    if isinstance(e, UnexpectedCharacters):
+        ch = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else ""
+        msg = f"syntax error: unexpected character {ch!r}"
+        if ch in "=<>!" and source.text[e.pos_in_stream:e.pos_in_stream + 2] in ("==", "<=", ">=", "!="):
+            msg += " (comparisons are not part of the language)"
+        elif e.allowed:
+            msg += f"; expected {_expected_text(e.allowed)}"
+        return SourceError(msg, line=e.line, col=e.column, source=source)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            # lark places end-of-file after the final newline we appended; point at the last real line.
+            unclosed = _unclosed_bracket(source.text)
+            if unclosed:
+                ch, line, col = unclosed
+                return SourceError(f"syntax error: '{ch}' is never closed", line=line, col=col,
+                                   source=source)
+            last = max(1, len(source.lines))
+            col = len(source.line_text(last)) + 1
+            return SourceError(f"syntax error: the file ends in the middle of a statement; "
+                               f"expected {_expected_text(e.expected)}", line=last, col=col, source=source)
+        unclosed = _unclosed_bracket(source.text[:tok.start_pos])
+        if unclosed and unclosed[1] < tok.line:
+            ch, line, col = unclosed
+            return SourceError(f"syntax error: '{ch}' is not closed before line {tok.line}",
+                               line=line, col=col, source=source)
+        if tok.type == "_NL":
+            what = "end of line"
+        else:
+            what = repr(str(tok))
+        msg = f"syntax error: unexpected {what}"
+        expected = _expected_text(e.expected)
+        line_text = source.line_text(tok.line)
+        if str(tok) == "=" and line_text[tok.column - 2:tok.column] in ("==", "=="):
+            msg += " (comparisons are not part of the language)"
+        elif tok.type in ("NAME", "NUMBER", "LPAR", "LSQB") and "STAR" in e.expected:
+            msg += "; is an operator (such as * or +) missing before it?"
+        elif expected:
+            msg += f"; expected {expected}"
+        hint = None
+        first = line_text.split()[0] if line_text.split() else ""
+        if str(tok) == "=" and first in ("input", "param", "const"):
+            hint = f"'{first}' is a keyword: write `{first} NAME = VALUE`."
+        if tok.type == "NAME" and str(tok) in ("input", "param", "const", "loss"):
+            hint = f"'{tok}' is a keyword and cannot be used as a name here."
+        return SourceError(msg, line=tok.line, col=tok.column, source=source, hint=hint,
+                           width=max(1, len(str(tok))) if tok.type != "_NL" else 1)
+    if isinstance(e, UnexpectedEOF):
+        last = max(1, len(source.lines))
+        return SourceError("syntax error: the file ends in the middle of a statement",
+                           line=last, col=len(source.line_text(last)) + 1, source=source)
+    return SourceError(f"syntax error: {e}", source=source)
+
+
+def _unclosed_bracket(text: str):
+    """The first '(' or '[' that is never closed, as (char, line, col), ignoring comments."""
+    stack = []
+    line, col = 1, 0
+    in_comment = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment = line + 1, 0, False
+            continue
+        if in_comment:
+            continue
+        if ch == "#":
+            in_comment = True
+        elif ch in "([":
+            stack.append((ch, line, col))
+        elif ch in ")]" and stack:
+            stack.pop()
+    return stack[0] if stack else None
+
+
+# ---------------------------------------------------------------- entry point
+
+def parse(text: str, name: str = "<input>") -> Program:
+    """Parse a whole program; a SourceError names file, line and column and shows a caret."""
+    source = Source(text, name)
+    body = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = _lark().parse(body)
+        statements = _ToAst(body).transform(tree)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, source) from None
+    except VisitError as e:
+        if isinstance(e.orig_exc, SourceError):
+            raise e.orig_exc.at(source) from None
+        raise
+    return Program(statements, source)
+
+
+def parse_value(text: str, what: str):
+    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate."""
+    try:
+        prog = parse(f"const __set__ = {text}\n", what)
+    except SourceError as e:
+        raise SourceError(f"{what}: cannot read {text!r} as a value ({e.message})") from None
+    return prog.statements[0].expr

@@ -1,0 +1,74 @@
+"""The library's front door: file → IR → run → DOT/JSON/image bytes, each step one short call."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine
+from .build import build
+from .dot import DotOptions, to_dot
+from .engine import Run
+from .errors import CgvizError, SourceError
+from .export import to_json
+from .ir import Graph
+from .parser import parse
+from .render import IMAGE_FORMATS, run_dot
+
+
+def read_source(path: str) -> tuple[str, str]:
+    """The text of a program file (or `-` for standard input) and the name to show for it."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        name = "<stdin>"
+    else:
+        p = Path(path)
+        if p.is_dir():
+            raise CgvizError(f"{path} is a folder; give a program file such as pizza.cg")
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise CgvizError(f"{path}: no such file") from None
+        except OSError as e:
+            raise CgvizError(f"cannot read {path}: {e.strerror or e}") from None
+        name = path
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CgvizError(f"{name} is not a text file in UTF-8 (byte 0x{data[e.start]:02x} at offset "
+                         f"{e.start}); cgviz render reads expression files such as pizza.cg") from None
+    if "\x00" in text:
+        raise CgvizError(f"{name} contains NUL bytes: it looks like a binary file, not an expression file")
+    return text, name
+
+
+@dataclass
+class Result:
+    graph: Graph
+    run: Run
+
+
+def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None = None,
+             grad: bool = True, max_elements: int | None = None) -> Result:
+    """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
+    program = parse(text, name)
+    graph = build(program, overrides)
+    try:
+        run = engine.run(graph, grad=grad, max_elements=max_elements)
+    except SourceError as e:
+        raise e.at(program.source) from None
+    return Result(graph, run)
+
+
+def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
+                 timeout: float | None = None) -> bytes:
+    """The bytes of one output format."""
+    if fmt == "json":
+        return to_json(result.graph, result.run).encode("utf-8")
+    dot_text = to_dot(result.graph, result.run, opts)
+    if fmt == "dot":
+        return dot_text.encode("utf-8")
+    if fmt in IMAGE_FORMATS:
+        return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph))
+    raise CgvizError(f"unknown format {fmt!r}")

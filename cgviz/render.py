@@ -1,0 +1,73 @@
+"""Turn DOT text into PNG/SVG/PDF with the `dot` program, and write any output file atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import CgvizError
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+TEXT_FORMATS = ("dot", "json")
+FORMATS = IMAGE_FORMATS + TEXT_FORMATS
+DEFAULT_TIMEOUT = 60.0
+
+INSTALL_HINT = ("Graphviz's `dot` program is not installed (or not on PATH), so cgviz cannot draw "
+                "PNG, SVG or PDF. Install it with `sudo apt-get install graphviz` (Debian/Ubuntu), "
+                "`brew install graphviz` (macOS) or `conda install graphviz`; `--format dot` and "
+                "`--format json` work without it.")
+
+
+class DotMissing(CgvizError):
+    """`dot` is not on PATH."""
+
+
+def dot_executable() -> str:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise DotMissing(INSTALL_HINT)
+    return exe
+
+
+def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None) -> bytes:
+    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever."""
+    exe = dot_executable()
+    try:
+        proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode("utf-8"),
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        size = f" {nodes} nodes" if nodes else " the graph"
+        raise CgvizError(f"Graphviz did not finish laying out{size} within {timeout:g} s. "
+                         "Try --format svg (much faster than PNG for big graphs), --format dot to get "
+                         "the text without layout, or a longer --timeout.") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
+    return proc.stdout
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file, and an
+    existing file is only replaced once the new one is complete."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise CgvizError(f"cannot write {path}: {e.strerror or e} (is the folder writable?)") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
