@@ -1,0 +1,29 @@
+"""Shared fixtures: where the samples are, and a helper that runs the CLI in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "sample_graphs").glob("*.cg"))
+
+
+@pytest.fixture
+def cli():
+    """cli("render", "x.cg", ...) → click Result, with stdout and stderr kept apart."""
+    from cgviz.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def pizza_text() -> str:
+    return (ROOT / "sample_graphs" / "pizza.cg").read_text()

@@ -1,0 +1,208 @@
+"""The command line through click's CliRunner: outputs, formats, options, and what must never happen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+PIZZA = ROOT / "sample_graphs" / "pizza.cg"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@needs_dot
+def test_default_output_is_stem_png_in_the_current_folder(cli, here):
+    r = cli("render", PIZZA)
+    assert r.exit_code == 0, r.stderr
+    png = (here / "pizza.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert "wrote" in r.stderr and "loss L = 100" in r.stderr
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF"),
+                                           ("dot", b"digraph"), ("json", b"{")])
+def test_format_follows_the_output_suffix(cli, here, suffix, magic):
+    r = cli("render", PIZZA, "-o", f"sub/dir/g.{suffix}")
+    assert r.exit_code == 0, r.stderr
+    assert (here / "sub/dir" / f"g.{suffix}").read_bytes().startswith(magic)
+
+
+@needs_dot
+def test_png_is_a_real_picture(cli, here):
+    from PIL import Image
+
+    cli("render", PIZZA, "-o", "p.png")
+    with Image.open(here / "p.png") as im:
+        assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 100
+
+
+def test_format_option_without_output(cli, here):
+    r = cli("render", PIZZA, "--format", "json")
+    assert r.exit_code == 0
+    assert json.loads((here / "pizza.json").read_text())["loss"] == "L"
+
+
+def test_stdout_and_stdin(cli, here, pizza_text):
+    r = cli("render", "-", "--format", "dot", "-o", "-", input=pizza_text)
+    assert r.exit_code == 0 and r.stdout.startswith("digraph cgviz {")
+    assert "&lt;stdin&gt;" in r.stdout or "<stdin>" in r.stdout
+    assert list(here.iterdir()) == []
+
+
+def test_conflicting_format_and_suffix_is_a_usage_error(cli, here):
+    r = cli("render", PIZZA, "-o", "x.png", "--format", "svg")
+    assert r.exit_code == 2 and "--format is svg" in r.stderr
+    r = cli("render", PIZZA, "-o", "x.bmp")
+    assert r.exit_code == 2 and "cannot tell the format" in r.stderr
+
+
+def test_set_changes_the_numbers(cli, here):
+    r = cli("render", PIZZA, "--set", "w=0.1", "--set", "x=100", "--format", "json", "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    nodes = {n["id"]: n for n in json.loads(r.stdout)["nodes"]}
+    assert nodes["z"]["value"] == pytest.approx(10.0)
+    # relu(10) - 90 = -80 → ∂L/∂a = -160, ∂L/∂w = -160 · 100
+    assert nodes["w"]["grad"] == pytest.approx(-16000.0)
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--set", "w"], 2, "NAME=VALUE"),
+    (["--set", "q=1"], 1, "no declaration named 'q'"),
+    (["--set", "z=1"], 1, "computed, not declared"),
+    (["--set", "w=1", "--set", "w=2"], 2, "given twice"),
+    (["--set", "w=[1,"], 1, "--set w"),
+])
+def test_bad_set(cli, here, args, code, text):
+    r = cli("render", PIZZA, "--format", "dot", "-o", "out.dot", *args)
+    assert r.exit_code == code and text in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (here / "out.dot").exists()
+
+
+def test_never_overwrites_its_input(cli, here):
+    src = here / "p.dot"
+    src.write_text(PIZZA.read_text())
+    r = cli("render", src, "--format", "dot")
+    assert r.exit_code == 2 and "never overwrites its input" in r.stderr
+    assert src.read_text() == PIZZA.read_text()
+    r = cli("render", src, "-o", src)
+    assert r.exit_code == 2 and src.read_text() == PIZZA.read_text()
+
+
+def test_a_failed_render_leaves_the_old_output_and_no_temporary_file(cli, here, monkeypatch):
+    from cgviz import pipeline
+    from cgviz.errors import CgvizError
+
+    (here / "g.png").write_bytes(b"old picture")
+
+    def boom(*a, **k):
+        raise CgvizError("Graphviz `dot -Tpng` failed (exit status 1): simulated")
+
+    monkeypatch.setattr(pipeline, "run_dot", boom)
+    r = cli("render", PIZZA, "-o", "g.png")
+    assert r.exit_code == 1 and "simulated" in r.stderr
+    assert (here / "g.png").read_bytes() == b"old picture"
+    assert sorted(p.name for p in here.iterdir()) == ["g.png"]
+
+
+def test_an_interrupted_render_leaves_nothing_behind(cli, here, monkeypatch):
+    from cgviz import pipeline
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_dot", interrupted)
+    r = cli("render", PIZZA, "-o", "g.svg")
+    assert r.exit_code == 1 and list(here.iterdir()) == []
+
+
+def test_missing_dot_says_how_to_install_and_text_formats_still_work(cli, here, monkeypatch):
+    monkeypatch.setenv("PATH", str(here))  # no dot here
+    r = cli("render", PIZZA, "-o", "g.png")
+    assert r.exit_code == 1 and "apt-get install graphviz" in r.stderr and "--format dot" in r.stderr
+    assert not (here / "g.png").exists()
+    assert cli("render", PIZZA, "-o", "g.dot").exit_code == 0
+    assert cli("render", PIZZA, "-o", "g.json").exit_code == 0
+
+
+def test_unwritable_folder_is_a_clear_message(cli, here):
+    if os.geteuid() == 0:
+        # root writes anywhere; a path under a regular file fails the same way for everyone
+        (here / "file").write_text("x")
+        target = here / "file" / "g.dot"
+    else:
+        ro = here / "ro"
+        ro.mkdir(mode=0o500)
+        target = ro / "g.dot"
+    r = cli("render", PIZZA, "-o", target)
+    assert r.exit_code == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_input_file(cli, here):
+    r = cli("render", "nope.cg", "--format", "dot")
+    assert r.exit_code == 1 and "nope.cg: no such file" in r.stderr
+
+
+def test_no_grad_and_rankdir_reach_the_dot(cli, here):
+    r = cli("render", PIZZA, "--no-grad", "--rankdir", "tb", "--format", "dot", "-o", "-")
+    assert r.exit_code == 0 and 'rankdir="TB"' in r.stdout and "#c62828" not in r.stdout
+
+
+def test_warnings_go_to_stderr_and_the_picture_is_still_made(cli, here):
+    (here / "nan.cg").write_text("input x = -1\ny = log(x)\nloss L = y * 2\n")
+    r = cli("render", "nan.cg", "--format", "dot")
+    assert r.exit_code == 0
+    assert "warning: nan.cg: line 2: log of a negative number" in r.stderr
+    assert (here / "nan.dot").exists()
+
+
+def test_ops_lists_every_function(cli):
+    from cgviz.ops import OPS
+
+    r = cli("ops")
+    assert r.exit_code == 0
+    for name, d in OPS.items():
+        if name != "identity" and not d.infix and name != "neg":
+            assert name + "(" in r.stdout
+
+
+def test_help_and_version(cli):
+    assert "Example" in cli("render", "--help").stdout
+    assert "0.1.0" in cli("--version").stdout
+
+
+def test_python_dash_m_cgviz_works(here):
+    p = subprocess.run([sys.executable, "-m", "cgviz", "render", str(PIZZA), "--format", "json", "-o", "-"],
+                       capture_output=True, check=True)
+    assert json.loads(p.stdout)["nodes"][1]["grad"] == 4000.0
+
+
+def test_the_expression_path_never_imports_torch(here):
+    code = ("import sys; from cgviz.cli import main\n"
+            f"try:\n    main(['render', {str(PIZZA)!r}, '--format', 'json', '-o', 'o.json'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
+            "assert not bad, bad\nprint('clean')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=here)
+    assert p.returncode == 0 and "clean" in p.stdout, p.stderr
+
+
+def test_an_internal_error_is_one_line_and_exit_3(cli, here, monkeypatch):
+    from cgviz import pipeline
+
+    monkeypatch.setattr(pipeline, "to_json", lambda *a: 1 / 0)
+    r = cli("render", PIZZA, "--format", "json")
+    assert r.exit_code == 3 and "internal error" in r.stderr and "Traceback" not in r.stderr
