@@ -97,7 +97,7 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    path = Path(output) if output else Path.cwd() / f"{stem}.{fmt}"
+    path = Path(output) if output else Path(f"{stem}.{fmt}")
     if file != "-":
         src = Path(file)
         try:
@@ -142,7 +142,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, quiet):
     Examples:
         cgviz render sample_graphs/pizza.cg
         cgviz render sample_graphs/pizza.cg -o out/pizza.svg --set w=0.1
-        cgviz render sample_graphs/mlp.cg --format json -o -
+        cgviz render sample_graphs/three_layer.cg --format json -o -
     """
     from .dot import DotOptions
     from .pipeline import evaluate, output_bytes, read_source

@@ -50,6 +50,16 @@ def test_png_is_a_real_picture(cli, here):
         assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 100
 
 
+def test_outputs_get_ordinary_permissions(cli, here):
+    cli("render", PIZZA, "-o", "g.dot")
+    old_umask = os.umask(0o022)
+    os.umask(old_umask)
+    assert (here / "g.dot").stat().st_mode & 0o777 == 0o666 & ~old_umask
+    (here / "g.dot").chmod(0o640)
+    cli("render", PIZZA, "-o", "g.dot")   # replacing keeps the file's mode
+    assert (here / "g.dot").stat().st_mode & 0o777 == 0o640
+
+
 def test_format_option_without_output(cli, here):
     r = cli("render", PIZZA, "--format", "json")
     assert r.exit_code == 0

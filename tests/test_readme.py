@@ -1,0 +1,75 @@
+"""The README's examples are part of the product: run every `$ ` command and compare its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def console_examples():
+    """(command, expected output) for every `$ ` line in ```console blocks."""
+    out = []
+    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+        current = None
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                if current:
+                    out.append(current)
+                current = [line[2:], []]
+            elif current is not None:
+                current[1].append(line)
+        if current:
+            out.append(current)
+    return [(cmd, "\n".join(lines).rstrip()) for cmd, lines in out]
+
+
+EXAMPLES = console_examples()
+
+
+def test_the_readme_has_examples():
+    assert len(EXAMPLES) >= 6
+    assert any(cmd.startswith("cgviz render sample_graphs/pizza.cg") for cmd, _ in EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "sample_graphs", d / "sample_graphs")
+    return d
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
+@pytest.mark.parametrize("cmd, expected", EXAMPLES, ids=[c[:50] for c, _ in EXAMPLES])
+def test_readme_command(cmd, expected, workdir):
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=workdir, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert p.stdout.rstrip() == expected
+
+
+def test_the_function_table_is_the_op_table(cli):
+    table = re.search(r"<!-- ops:start -->\n(.*?)<!-- ops:end -->", README, re.S).group(1)
+    assert table.strip() == cli("ops", "--format", "md").stdout.strip()
+
+
+def test_every_json_field_is_documented(cli):
+    doc = json.loads(cli("render", str(ROOT / "sample_graphs/pizza.cg"), "--format", "json", "-o", "-").stdout)
+    documented = set(re.findall(r"^\| `([a-z_\[\]\.]+)`", README, re.M))
+    documented |= {p.strip(" `") for row in re.findall(r"^\| (`[a-z_]+`, `[a-z_]+`) \|", README, re.M)
+                   for p in row.split(",")}
+    for key in list(doc) + list(doc["nodes"][0]) + [f"edges[].{k}" for k in doc["edges"][0] if k not in ("src", "dst", "grad_stats")]:
+        if key in ("format", "version", "nodes", "edges"):
+            continue
+        assert key in documented, f"JSON field {key!r} is not in the README's table"
