@@ -29,6 +29,11 @@ class _Group(click.Group):
             raise _user_error(e) from None
         except KeyboardInterrupt:
             raise click.exceptions.Abort() from None
+        except BrokenPipeError:
+            # `cgviz ops | head`: the reader has all it wanted. Point stdout at /dev/null so the
+            # interpreter's final flush does not complain, and finish quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as e:  # a bug, not a user mistake
             if os.environ.get("CGVIZ_DEBUG"):
                 raise

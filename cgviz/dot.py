@@ -108,11 +108,27 @@ def _op_head(graph: Graph, node: Node) -> str:
     return f"{head} ({extra})" if extra else head
 
 
+def _shape_line(graph: Graph, run: Run, node: Node) -> str | None:
+    """`[4×3] @ [3×4] → [4×4]`: the article's advice to annotate dimensions on every tensor op."""
+    ins = [run.values[i] for i in node.inputs if not folded(graph, i)]
+    out = run.values[node.id]
+    if out.ndim == 0 and all(x.ndim == 0 for x in ins):
+        return None   # all scalars: nothing to annotate
+    if len(ins) < 2 and all(x.shape == out.shape for x in ins):
+        return None   # an elementwise op on one tensor: its edges already say the shape
+    d = OPS[node.op]
+    joiner = f" {d.infix} " if d.infix else ", "
+    return joiner.join(shape_text(x.shape) for x in ins) + " → " + shape_text(out.shape)
+
+
 def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
     v = run.values[node.id]
     rows: list[str] = []
     if node.kind == "op":
         rows.append(f"<B>{_html(_op_head(graph, node))}</B>")
+        shapes = _shape_line(graph, run, node)
+        if shapes:
+            rows.append(f'<FONT POINT-SIZE="9">{_html(shapes)}</FONT>')
         if node.id == graph.output:
             name = node.name or node.id
             prefix = "loss " if graph.loss else ""

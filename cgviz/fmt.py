@@ -29,10 +29,15 @@ def num(v) -> str:
 
 
 def inline_values(a: np.ndarray, limit: int = 4) -> str | None:
-    """`[1, 2, 3]` for a short vector, else None."""
-    if a.ndim == 1 and a.size <= limit:
-        return "[" + ", ".join(num(x) for x in a) + "]"
-    return None
+    """`[1, 2, 3]` or `[[1], [0]]` for a tensor of at most `limit` elements, else None."""
+    if a.ndim == 0 or a.size > limit:
+        return None
+
+    def nested(x):
+        if x.ndim == 0:
+            return num(x)
+        return "[" + ", ".join(nested(r) for r in x) + "]"
+    return nested(a)
 
 
 def value_text(a: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
