@@ -51,6 +51,8 @@ def value_text(a: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
     head = shape_text(a.shape) + sep if with_shape else ""
     if a.size == 0:
         return head + "empty"
+    if a.dtype.kind in "iu":
+        return f"{head}ints {int(a.min())}…{int(a.max())}"   # class labels: their range says more
     af = a.astype(np.float64)
     return f"{head}μ={num(np.mean(af))} σ={num(np.std(af))}"
 
