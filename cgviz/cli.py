@@ -136,8 +136,11 @@ def _emit(data: bytes, path: Path | None) -> None:
               show_default=True, help="Layout direction: left to right, or top to bottom.")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Give up on Graphviz's layout after this long.")
+@click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Refuse tensors with more elements than this, before allocating them "
+                   "[default: 50,000,000, about 400 MB].")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def render(file, output, fmt, sets, no_grad, rankdir, timeout, quiet):
+def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, quiet):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -155,7 +158,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, quiet):
     overrides = _parse_sets(sets)
     fmt, path = resolve_output(file, output, fmt)
     text, name = read_source(file)
-    result = evaluate(text, name, overrides, grad=not no_grad)
+    result = evaluate(text, name, overrides, grad=not no_grad, max_elements=max_elements)
     data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad), timeout=timeout)
     for w in result.run.warnings:
         click.echo(f"warning: {name}: {w}", err=True)

@@ -43,7 +43,7 @@ def _located(e: OpError, node: Node) -> SourceError:
     return SourceError(str(e), line=node.meta.get("line"), col=node.meta.get("col"))
 
 
-def forward(graph: Graph, max_elements: int | None = None) -> dict[str, np.ndarray]:
+def forward(graph: Graph) -> dict[str, np.ndarray]:
     """Every node's value, in topological order; shape mistakes become errors at the op's position."""
     values: dict[str, np.ndarray] = {}
     for node in graph:
@@ -54,7 +54,7 @@ def forward(graph: Graph, max_elements: int | None = None) -> dict[str, np.ndarr
         xs = [values[i] for i in node.inputs]
         try:
             shape = d.shape([x.shape for x in xs], **node.attrs)
-            inits.check_size(shape, f"the result of {d.name}", max_elements)
+            inits.check_size(shape, f"the result of {d.name}")
             with np.errstate(all="ignore"):
                 out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
         except OpError as e:
@@ -172,9 +172,9 @@ def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
                           line=where.get("line"), col=where.get("col"))
 
 
-def run(graph: Graph, grad: bool = True, max_elements: int | None = None) -> Run:
+def run(graph: Graph, grad: bool = True) -> Run:
     """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
-    values = forward(graph, max_elements)
+    values = forward(graph)
     check_loss(graph, values)
     result = Run(values=values)
     if grad:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -51,9 +53,22 @@ def _shape(dims, what) -> tuple[int, ...]:
     return tuple(out)
 
 
+_LIMIT: ContextVar[int] = ContextVar("cgviz_max_elements", default=MAX_ELEMENTS)
+
+
+@contextmanager
+def element_limit(limit: int | None):
+    """Within the block, check_size refuses tensors above `limit` elements (None: the default)."""
+    token = _LIMIT.set(MAX_ELEMENTS if limit is None else int(limit))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
 def check_size(shape, what, limit: int | None = None) -> None:
     """Refuse a tensor too large for memory before allocating it."""
-    limit = MAX_ELEMENTS if limit is None else limit
+    limit = _LIMIT.get() if limit is None else limit
     n = math.prod(shape)
     if n > limit:
         raise OpError(f"{what}: {'×'.join(map(str, shape))} is {n:,} elements, over the limit of "

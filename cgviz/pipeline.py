@@ -12,6 +12,7 @@ from .dot import DotOptions, to_dot
 from .engine import Run
 from .errors import CgvizError, SourceError
 from .export import to_json
+from .inits import element_limit
 from .ir import Graph
 from .parser import parse
 from .render import IMAGE_FORMATS, run_dot
@@ -53,11 +54,12 @@ def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None 
              grad: bool = True, max_elements: int | None = None) -> Result:
     """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
     program = parse(text, name)
-    graph = build(program, overrides)
-    try:
-        run = engine.run(graph, grad=grad, max_elements=max_elements)
-    except SourceError as e:
-        raise e.at(program.source) from None
+    with element_limit(max_elements):
+        graph = build(program, overrides)
+        try:
+            run = engine.run(graph, grad=grad)
+        except SourceError as e:
+            raise e.at(program.source) from None
     return Result(graph, run)
 
 
