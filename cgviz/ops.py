@@ -84,13 +84,13 @@ def _same(shapes, **_):
     return tuple(shapes[0])
 
 
-def _broadcast(symbol):
+def _broadcast(name, symbol=None):
     def infer(shapes, **_):
         try:
             return tuple(np.broadcast_shapes(*shapes))
         except ValueError:
-            texts = f" {symbol} ".join(shape_text(s) for s in shapes)
-            raise OpError(f"{texts}: shapes cannot be broadcast together "
+            texts = (f" {symbol} " if symbol else ", ").join(shape_text(s) for s in shapes)
+            raise OpError(f"{name} {texts}: shapes cannot be broadcast together "
                           "(trailing dimensions must match or be 1)") from None
     return infer
 
@@ -100,14 +100,22 @@ def _axes(axis, ndim, opname) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
     items = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if not items:
+        # NumPy would reduce nothing and PyTorch everything: refuse rather than pick one silently.
+        raise OpError(f"{opname}: axis=[] names no dimension; use axis=None to reduce over all of them")
     out = []
     for a in items:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
             raise OpError(f"{opname}: axis must be a whole number or a list of them, got {a!r}")
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if ndim == 0:
+            # like PyTorch, a scalar accepts axis 0 or -1, and there is nothing to reduce
+            if a not in (0, -1):
+                raise OpError(f"{opname}: axis {a} is out of range for a scalar (only 0 or -1)")
+            continue
+        if not -ndim <= a < ndim:
             raise OpError(f"{opname}: axis {a} is out of range for a tensor with {ndim} dimension"
                           f"{'s' if ndim != 1 else ''}")
-        out.append(int(a) % ndim if ndim else 0)
+        out.append(int(a) % ndim)
     if len(set(out)) != len(out):
         raise OpError(f"{opname}: axis {axis!r} names the same dimension twice")
     return tuple(sorted(out))
@@ -166,11 +174,13 @@ def _matmul_vjp(g, a, b):
     """Gradients of a @ b for NumPy's matmul rules, 1-D operands included."""
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
-    g2 = g
-    if a.ndim == 1:
-        g2 = np.expand_dims(g2, -2)
+    g2 = np.asarray(g)
+    # Put back the dimensions matmul dropped: b's column first, then a's row, so that the 0-d
+    # gradient of a 1-D @ 1-D product becomes [1×1].
     if b.ndim == 1:
         g2 = np.expand_dims(g2, -1)
+    if a.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
     ga = g2 @ np.swapaxes(b2, -1, -2)
     gb = np.swapaxes(a2, -1, -2) @ g2
     if a.ndim == 1:
@@ -202,25 +212,25 @@ op(name="add", params=("a", "b"), infix="+", label="+", formula="a + b", local=(
    forward=lambda xs: xs[0] + xs[1],
    vjp=lambda g, xs, out: [g, g],
    torch=lambda t, xs: xs[0] + xs[1],
-   shape=_broadcast("+"))
+   shape=_broadcast("add", "+"))
 
 op(name="sub", params=("a", "b"), infix="-", label="−", formula="a − b", local=("1", "−1"),
    forward=lambda xs: xs[0] - xs[1],
    vjp=lambda g, xs, out: [g, -g],
    torch=lambda t, xs: xs[0] - xs[1],
-   shape=_broadcast("-"))
+   shape=_broadcast("sub", "-"))
 
 op(name="mul", params=("a", "b"), infix="*", label="×", formula="a · b", local=("b", "a"),
    forward=lambda xs: xs[0] * xs[1],
    vjp=lambda g, xs, out: [g * xs[1], g * xs[0]],
    torch=lambda t, xs: xs[0] * xs[1],
-   shape=_broadcast("*"))
+   shape=_broadcast("mul", "*"))
 
 op(name="div", params=("a", "b"), infix="/", label="÷", formula="a / b", local=("1/b", "−a/b²"),
    forward=lambda xs: xs[0] / xs[1],
    vjp=lambda g, xs, out: [g / xs[1], -g * xs[0] / (xs[1] * xs[1])],
    torch=lambda t, xs: xs[0] / xs[1],
-   shape=_broadcast("/"),
+   shape=_broadcast("div", "/"),
    nonfinite=lambda xs: "division by zero" if _has(xs[1] == 0) else None)
 
 op(name="neg", params=("x",), label="−x", formula="−x", local=("−1",),
@@ -232,7 +242,8 @@ op(name="neg", params=("x",), label="−x", formula="−x", local=("−1",),
 
 def _pow_vjp(g, xs, out):
     a, b = xs
-    ga = g * b * np.power(a, b - 1)
+    # PyTorch's convention: where b == 0 the base's gradient is 0 (not 0 · 0^(−1) = NaN).
+    ga = np.where(b == 0, 0.0, g * b * np.power(a, b - 1))
     # PyTorch's convention: where a == 0 and b >= 0 the exponent's gradient is 0, not 0·log 0 = NaN.
     gb = np.where((a == 0) & (b >= 0), 0.0, g * out * np.log(np.where(a == 0, 1.0, a)))
     gb = np.where((a == 0) & (b < 0), g * out * -np.inf, gb) if _has((a == 0) & (b < 0)) else gb
@@ -252,7 +263,7 @@ op(name="pow", params=("a", "b"), infix="^", label="^", formula="a^b", local=("b
    forward=lambda xs: np.power(xs[0], xs[1]),
    vjp=_pow_vjp,
    torch=lambda t, xs: t.pow(xs[0], xs[1]),
-   shape=_broadcast("^"),
+   shape=_broadcast("pow", "^"),
    nonfinite=_pow_nonfinite)
 
 
@@ -397,14 +408,14 @@ op(name="max", params=("a", "b"), label="max", formula="max(a, b)",
    forward=lambda xs: np.maximum(xs[0], xs[1]),
    vjp=_maxmin_vjp(lambda a, b: a > b),
    torch=lambda t, xs: t.maximum(*t.broadcast_tensors(xs[0], xs[1])),
-   shape=_broadcast(","))
+   shape=_broadcast("max"))
 
 op(name="min", params=("a", "b"), label="min", formula="min(a, b)",
    local=("1 if a < b else 0 (½ on a tie)", "1 if b < a else 0 (½ on a tie)"),
    forward=lambda xs: np.minimum(xs[0], xs[1]),
    vjp=_maxmin_vjp(lambda a, b: a < b),
    torch=lambda t, xs: t.minimum(*t.broadcast_tensors(xs[0], xs[1])),
-   shape=_broadcast(","))
+   shape=_broadcast("min"))
 
 
 def _clip_shape(shapes, lo=None, hi=None):
@@ -536,10 +547,14 @@ def _bce_fwd(xs):
     return np.mean(-(t * _clamped_log(p) + (1.0 - t) * _clamped_log(1.0 - p)))
 
 
+# PyTorch's clamp for BCE's denominator is the float32 constant 1e-12 (= 9.99999996e-13).
+_BCE_EPS = float(np.float32(1e-12))
+
+
 def _bce_vjp(g, xs, out):
     p, t = np.broadcast_arrays(*xs)
     n = max(p.size, 1)
-    gp = g * (p - t) / np.maximum(p * (1.0 - p), 1e-12) / n
+    gp = g * (p - t) / np.maximum(p * (1.0 - p), _BCE_EPS) / n
     gt = g * (_clamped_log(1.0 - p) - _clamped_log(p)) / n
     return [gp, gt]
 
@@ -609,7 +624,7 @@ op(name="cross_entropy", params=("logits", "labels"), nondiff=frozenset({1}), la
 op(name="transpose", params=("x",), label="ᵀ", formula="xᵀ", local=("gᵀ",),
    forward=lambda xs: np.transpose(xs[0]),
    vjp=lambda g, xs, out: [np.transpose(g)],
-   torch=lambda t, xs: xs[0].permute(*reversed(range(xs[0].ndim))),
+   torch=lambda t, xs: xs[0].permute(tuple(reversed(range(xs[0].ndim)))),
    shape=lambda shapes: tuple(reversed(shapes[0])),
    doc="reverses the axes; `x.T` is the same")
 
@@ -643,7 +658,10 @@ op(name="reshape", params=("x",), varattr="shape", label="reshape", formula="res
 
 
 def _linear_shape(shapes, **_):
-    out = _matmul_shape(shapes[:2])
+    try:
+        out = _matmul_shape(shapes[:2])
+    except OpError as e:
+        raise OpError("linear: x @ W is " + str(e).removeprefix("matmul ")) from None
     if len(shapes) == 3:
         try:
             out = tuple(np.broadcast_shapes(out, shapes[2]))

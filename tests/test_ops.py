@@ -412,3 +412,12 @@ def test_ops_listed_without_shape_errors_accept_any_shape(name):
     d = OPS[name]
     for shape in [(), (7,), (2, 3, 4)]:
         assert len(d.shape([shape])) in (0, len(shape))
+
+
+def test_bce_target_gradient_is_the_clamped_slope():
+    # At prob 0 or 1 the loss uses log clamped at −100 (as PyTorch's forward does), so its slope in
+    # the target is finite: (max(ln(1−p), −100) − max(ln p, −100)) / n.
+    d = OPS["bce"]
+    p, t = np.array([0.0, 1.0]), np.array([0.3, 0.7])
+    _, gt = d.vjp(np.array(1.0), [p, t], d.forward([p, t]))
+    assert gt.tolist() == [50.0, -50.0]
