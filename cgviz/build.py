@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import inits
-from .errors import OpError, SourceError, did_you_mean
+from .errors import CgvizError, OpError, SourceError, did_you_mean
 from .ir import Graph, Node
 from .ops import OPS, REQUIRED, OpDef
 from .parser import Attr, BinOp, Call, ListLit, Num, Pos, Program, Stmt, Unary, Var, parse_value
@@ -63,14 +64,21 @@ class _Builder:
         if unused:
             name = unused[0]
             declared = [s.name for s in self.program.statements if s.kind in _DECL_KINDS]
+            # --set mistakes are on the command line, not in the file: no file:line prefix
             if name in self.env:
-                raise SourceError(f"--set {name}: '{name}' is computed, not declared; "
-                                  "only input, param and const values can be set")
-            raise SourceError(f"--set {name}: no declaration named '{name}'"
+                raise CgvizError(f"--set {name}: '{name}' is computed, not declared; "
+                                 "only input, param and const values can be set")
+            raise CgvizError(f"--set {name}: no declaration named '{name}'"
                               f"{did_you_mean(name, declared)}; declared: {', '.join(declared) or 'none'}")
         if last_assign is None:
-            raise SourceError("nothing to compute: the file declares values but has no expression "
-                              "(add a line such as `loss L = (w * x - y)^2`)", line=None)
+            example = "(add a line such as `loss L = (w * x - y)^2`)"
+            if self.program.statements:
+                what = "the file declares values but has no expression"
+            elif self.text.strip():
+                what = "the file has only comments"
+            else:
+                what = "the file is empty"
+            raise SourceError(f"nothing to compute: {what} {example}", line=None)
         out = loss_stmt or last_assign
         self.graph.output = self.env[out.name]
         self.graph.loss = loss_stmt.name if loss_stmt else None
@@ -81,12 +89,18 @@ class _Builder:
         text = self.overrides.pop(stmt.name, None)
         if text is None:
             value = self._init_value(stmt.expr, stmt.name)
-            expr_text = self.text[stmt.expr.pos.start:stmt.expr.pos.end]
+            expr_text = self._text(stmt.expr)
         else:
             try:
-                value = self._init_value(parse_value(text, f"--set {stmt.name}"), stmt.name)
+                expr = parse_value(text, f"--set {stmt.name}")
+                if isinstance(expr, Var) and expr.name not in _CONSTANT_NAMES:
+                    raise CgvizError(f"the value must be a number, a list or an initializer, "
+                                     f"not the name '{expr.name}'")
+                value = self._init_value(expr, stmt.name)
             except SourceError as e:
-                raise SourceError(f"--set {stmt.name}={text}: {e.message}") from None
+                raise CgvizError(f"--set {stmt.name}={text}: {e.message}") from None
+            except CgvizError as e:
+                raise CgvizError(f"--set {stmt.name}={text}: {e}") from None
             expr_text = text
         meta = {"line": stmt.pos.line, "col": stmt.name_pos.col, "expr": expr_text}
         if text is not None:
@@ -138,6 +152,11 @@ class _Builder:
         if isinstance(expr, Call) and expr.func in inits.INITS:
             args = [self._const(a, decl_name, tensor=False) for a in expr.args]
             kwargs = self._const_kwargs(expr, decl_name)
+            valid = inits.keywords(expr.func)
+            for name, _, pos in expr.kwargs:
+                if name not in valid:
+                    raise _err(f"{expr.func} has no argument '{name}'{did_you_mean(name, valid)}; "
+                               f"usage {inits.INITS[expr.func].signature}", pos)
             try:
                 return inits.make(expr.func, args, kwargs, decl_name)
             except OpError as e:
@@ -187,8 +206,15 @@ class _Builder:
         self.counters[stem] = k + 1
         return stem if k == 0 else f"{stem}_{k}"
 
+    def _text(self, expr, limit: int = 80) -> str:
+        """An expression's source text, cut at `limit` characters: a 10,000-term sum has 10,000
+        nested sub-expressions, and keeping each one's full text would cost quadratic memory."""
+        start, end = expr.pos.start, expr.pos.end
+        text = " ".join(self.text[start:min(end, start + limit + 1)].split())
+        return text if end - start <= limit else text[:limit - 1] + "…"
+
     def _meta(self, expr, pos: Pos) -> dict:
-        return {"line": pos.line, "col": pos.col, "expr": self.text[expr.pos.start:expr.pos.end],
+        return {"line": pos.line, "col": pos.col, "expr": self._text(expr),
                 "stmt": self.stmt.name}
 
     def _op_node(self, d: OpDef, inputs: list[str], attrs: dict, expr, pos: Pos, top) -> str:
@@ -199,7 +225,7 @@ class _Builder:
 
     def _literal(self, expr, top) -> str:
         value = self._init_value(expr, top or self.stmt.name)
-        text = self.text[expr.pos.start:expr.pos.end]
+        text = self._text(expr)
         base = text if isinstance(expr, Num) or (isinstance(expr, Unary) and isinstance(expr.operand, Num)) \
             else "const"
         node = Node(id=self._new_id(top, base.replace(" ", "")), kind="const", name=top,
@@ -234,7 +260,9 @@ class _Builder:
             x = self._lower(expr.obj)
             return self._op_node(OPS["transpose"], [x], {}, expr, expr.attr_pos, top)
         if isinstance(expr, ListLit):
-            raise _err("a list can only hold numbers; to combine computed values use an op", expr.pos)
+            bad = _first_variable(expr)
+            raise _err("a list can only hold numbers; to combine computed values use an op",
+                       bad.pos if bad is not None else expr.pos)
         if isinstance(expr, Call):
             if expr.func in inits.INITS:
                 return self._literal(expr, top)
@@ -335,19 +363,43 @@ def _is_constant(expr) -> bool:
     if isinstance(expr, Unary) and expr.op == "neg":
         return isinstance(expr.operand, Num)
     if isinstance(expr, ListLit):
-        return True
+        return all(_is_constant(i) for i in expr.items)
     return False
+
+
+def _first_variable(expr):
+    """The first item of a list literal that is not a constant (for the caret)."""
+    for item in expr.items:
+        if isinstance(item, ListLit):
+            found = _first_variable(item)
+            if found is not None:
+                return found
+        elif not _is_constant(item):
+            return item
+    return None
 
 
 def _is_initializer_int(expr) -> bool:
     return isinstance(expr, Call) and expr.func == "randint"
 
 
+# Lowering recurses once per level of an expression; `x + x + ... + x` with thousands of terms is
+# that deep. Python 3.11+ keeps Python-to-Python calls off the C stack, so a higher limit is safe.
+_DEPTH_LIMIT = 50_000
+
+
 def build(program: Program, overrides: dict[str, str] | None = None) -> Graph:
     """The IR of a parsed program; `overrides` replaces declarations' values (`--set w=0.1`)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, _DEPTH_LIMIT))
     try:
         return _Builder(program, overrides).run()
     except SourceError as e:
         if program.source is not None:
             e.at(program.source)
         raise
+    except RecursionError:
+        raise SourceError("an expression is nested too deeply to evaluate; split it over several "
+                          "lines with intermediate names").at(program.source) from None
+    finally:
+        sys.setrecursionlimit(old)

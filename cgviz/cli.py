@@ -56,7 +56,7 @@ def _user_error(e: CgvizError) -> click.ClickException:
     return err
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(name="cgviz", cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cgviz")
 def main():
     """Draw computation graphs with values flowing forward (blue) and gradients flowing back (red).

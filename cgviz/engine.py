@@ -131,12 +131,13 @@ def _what(a) -> str:
 
 
 def find_nonfinite(graph: Graph, run: Run) -> None:
-    """Mark NaN/inf nodes and warn where each first appeared, with the op's own explanation."""
+    """Mark NaN/inf nodes and warn once where each first appeared, with the op's own explanation."""
+    bad_values = set()
     for node in graph:
         v = run.values[node.id]
         if not _nonfinite(v):
             continue
-        run.nonfinite.add(node.id)
+        bad_values.add(node.id)
         xs = [run.values[i] for i in node.inputs]
         if node.kind == "op" and not any(_nonfinite(x) for x in xs):
             d = OPS[node.op]
@@ -145,19 +146,25 @@ def find_nonfinite(graph: Graph, run: Run) -> None:
             run.warnings.append(Warn(f"{reason or d.name + ' produced ' + _what(v)}: "
                                      f"{_what(v)} in '{node.name or node.id}' ({text})",
                                      node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
-    consumers = graph.consumers()
-    for node in reversed(graph.nodes):
-        g = run.grads.get(node.id)
-        if not _nonfinite(g) or node.id in run.nonfinite:
+    # A gradient turns NaN/inf at the op whose local slope is infinite or undefined: an edge whose
+    # contribution is non-finite although the gradient arriving at its consumer is finite. When that
+    # op's own value is already non-finite, the warning above has explained it.
+    bad_grads = {n.id for n in graph if _nonfinite(run.grads.get(n.id))}
+    for node in graph:
+        if node.kind != "op" or node.id in bad_values or _nonfinite(run.grads.get(node.id)):
             continue
-        run.nonfinite.add(node.id)
-        downstream_bad = any(_nonfinite(run.edge_grads.get((e.dst, e.arg)))
-                             and _nonfinite(run.grads.get(e.dst))
-                             for e in consumers[node.id])
-        if not downstream_bad:
-            run.warnings.append(Warn(f"the gradient ∂/∂{node.name or node.id} is {_what(g)} although "
-                                     "every value is finite (a slope that is infinite at this point)",
-                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+        for k, src in enumerate(node.inputs):
+            if not _nonfinite(run.edge_grads.get((node.id, k))):
+                continue
+            d = OPS[node.op]
+            xs = [run.values[i] for i in node.inputs]
+            reason = (d.nonfinite(xs) if d.nonfinite else None) or "its slope is infinite or undefined here"
+            src_node = graph[src]
+            run.warnings.append(Warn(f"the gradient flowing back from {d.name} ({node.meta.get('expr', node.id)}) "
+                                     f"into '{src_node.name or src}' is {_what(run.edge_grads[(node.id, k)])}: "
+                                     f"{reason}", node=node.id, line=node.meta.get("line"),
+                                     col=node.meta.get("col")))
+    run.nonfinite = bad_values | bad_grads
 
 
 def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:

@@ -38,7 +38,9 @@ class Source:
     def __init__(self, text: str, name: str):
         self.text = text
         self.name = name
-        self.lines = text.splitlines()
+        # Split on "\n" only, as the lexer counts lines: str.splitlines() would also split at form
+        # feeds and U+2028, and the caret would then sit under the wrong line.
+        self.lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
 
     def line_text(self, line: int) -> str:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else ""
@@ -55,7 +57,9 @@ def format_located(message: str, source: Source | None, line: int | None, col: i
             where += f":{col}"
     out = [f"{where}: {message}"]
     if source is not None and line is not None:
-        text = source.line_text(line).expandtabs(1)
+        # tabs count as one column, as the lexer counts them; other control whitespace is shown as a
+        # space so the echoed line stays one line
+        text = source.line_text(line).expandtabs(1).translate(_ONE_LINE)
         gutter = f"{line:>4} | "
         out.append(gutter + text)
         if col is not None:
@@ -64,6 +68,9 @@ def format_located(message: str, source: Source | None, line: int | None, col: i
     if hint:
         out.append(hint)
     return "\n".join(out)
+
+
+_ONE_LINE = {ord(c): " " for c in "\f\v\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class OpError(CgvizError):

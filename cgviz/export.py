@@ -70,4 +70,14 @@ def to_dict(graph: Graph, run: Run) -> dict:
 
 
 def to_json(graph: Graph, run: Run) -> str:
-    return json.dumps(to_dict(graph, run), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    """The document with one node or edge per line: readable, diffable, and fast to write (json's
+    C encoder only runs without `indent`)."""
+    d = to_dict(graph, run)
+    dump = lambda x: json.dumps(x, ensure_ascii=False, allow_nan=False)  # noqa: E731
+    head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
+    parts = ["{" + head + ","]
+    for key in ("nodes", "edges"):
+        items = ",\n  ".join(dump(x) for x in d[key])
+        parts.append(f' "{key}": [\n  {items}\n ]' if items else f' "{key}": []')
+        parts[-1] += "," if key == "nodes" else ""
+    return "\n".join(parts) + "\n}\n"

@@ -74,6 +74,10 @@ def stats(a: np.ndarray | None) -> dict | None:
     if a is None:
         return None
     a = np.asarray(a, dtype=np.float64)
+    if a.size == 1:
+        # the common scalar case, without five numpy reductions
+        v = float(a.reshape(()))
+        return {"mean": v, "std": 0.0 if math.isfinite(v) else math.nan, "min": v, "max": v, "norm": abs(v)}
     if a.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "norm": 0.0}
     with np.errstate(all="ignore"):

@@ -72,8 +72,15 @@ def check_size(shape, what, limit: int | None = None) -> None:
     n = math.prod(shape)
     if n > limit:
         raise OpError(f"{what}: {'×'.join(map(str, shape))} is {n:,} elements, over the limit of "
-                      f"{limit:,} (about {limit * 8 / 1e9:.1f} GB); raise it with --max-elements "
+                      f"{limit:,} (about {_bytes(limit * 8)}); raise it with --max-elements "
                       "if you really mean it")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _rng(seed, name):
@@ -168,6 +175,15 @@ def _xavier(fan_in, fan_out, seed=None, _name=""):
     shape = _shape((fan_in, fan_out), "xavier")
     bound = math.sqrt(6.0 / max(shape[0] + shape[1], 1))
     return _rng(seed, _name).uniform(-bound, bound, shape)
+
+
+def keywords(name: str) -> list[str]:
+    """The keyword arguments an initializer accepts (for checking and did-you-mean)."""
+    import inspect
+
+    params = inspect.signature(INITS[name].make).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and not p.name.startswith("_")]
 
 
 def make(name: str, args: list[Any], kwargs: dict[str, Any], decl_name: str) -> np.ndarray:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from .errors import Source, SourceError
+from .errors import CgvizError, Source, SourceError
 
 
 # ---------------------------------------------------------------- AST
@@ -144,8 +144,18 @@ def _operator_pos(text, left, right) -> Pos:
     return Pos(line, col, i, max(j, i + 1))
 
 
+KEYWORDS = ("input", "param", "const", "loss")
+
+
+def _not_keyword(tok: Token) -> None:
+    # After `param` the lexer accepts any name, keywords included; reserve them here.
+    if str(tok) in KEYWORDS:
+        raise SourceError(f"'{tok}' is a keyword and cannot be used as a name", line=tok.line,
+                          col=tok.column, width=len(str(tok)))
+
+
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     def __init__(self, text):
         super().__init__()
         self.text = text
@@ -158,11 +168,13 @@ class _ToAst(Transformer):
 
     def decl(self, meta, children):
         kind, name, expr = children
+        _not_keyword(name)
         return Stmt(str(kind), str(name), expr, _pos(meta), _pos(name))
 
     def loss(self, meta, children):
         if len(children) == 2:
             name, expr = children
+            _not_keyword(name)
             return Stmt("loss", str(name), expr, _pos(meta), _pos(name))
         # `loss = EXPR` names the loss "loss"
         expr = children[0]
@@ -189,6 +201,11 @@ class _ToAst(Transformer):
     def attr(self, meta, children):
         obj, name = children
         return Attr(obj, str(name), _pos(meta), _pos(name))
+
+    def badnumber(self, meta, children):
+        tok = children[0]
+        raise SourceError(f"syntax error: '{tok}' is not a number", line=tok.line, col=tok.column,
+                          width=len(str(tok)))
 
     def number(self, meta, children):
         tok = children[0]
@@ -281,7 +298,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
         msg = f"syntax error: unexpected {what}"
         expected = _expected_text(e.expected)
         line_text = source.line_text(tok.line)
-        if str(tok) == "=" and line_text[tok.column - 2:tok.column] in ("==", "=="):
+        if str(tok) == "=" and "==" in line_text[max(0, tok.column - 2):tok.column + 1]:
             msg += " (comparisons are not part of the language)"
         elif tok.type in ("NAME", "NUMBER", "LPAR", "LSQB") and "STAR" in e.expected:
             msg += "; is an operator (such as * or +) missing before it?"
@@ -346,5 +363,8 @@ def parse_value(text: str, what: str):
     try:
         prog = parse(f"const __set__ = {text}\n", what)
     except SourceError as e:
-        raise SourceError(f"{what}: cannot read {text!r} as a value ({e.message})") from None
+        raise CgvizError(f"cannot read {text!r} as a value "
+                         f"({e.message.removeprefix('syntax error: ')})") from None
+    if len(prog.statements) != 1:
+        raise CgvizError(f"cannot read {text!r} as a value (one value, not several statements)")
     return prog.statements[0].expr

@@ -76,8 +76,15 @@ def test_nan_is_a_warning_that_names_where_it_first_appeared():
 
 def test_infinite_slope_is_reported_on_the_gradient():
     r = run("input x = 0\nloss L = sqrt(x)\n")
-    assert np.isinf(r.run.grads["x"])
-    assert any(w.node == "x" for w in r.run.warnings)
+    assert np.isinf(r.run.grads["x"]) and "x" in r.run.nonfinite
+    # the warning points at the op whose slope is infinite, and says why
+    (w,) = r.run.warnings
+    assert w.node == "L" and w.line == 2 and "square root at 0" in w.message and "'x'" in w.message
+
+
+def test_an_infinite_value_is_explained_once_not_again_for_its_gradient():
+    r = run("input x = 1\nconst z = 0\nloss L = x / z\n")
+    assert [w.node for w in r.run.warnings] == ["L"] and "division by zero" in r.run.warnings[0].message
 
 
 def test_integer_labels_stay_integers_and_get_no_gradient():
