@@ -291,7 +291,8 @@ class _Builder:
             hint = None
             if call.func in self.env:
                 hint = f"'{call.func}' is a variable here, not a function."
-            raise SourceError(f"unknown function '{call.func}'{did_you_mean(call.func, known)}",
+            close = did_you_mean(call.func, known)
+            raise SourceError(f"unknown function '{call.func}'{close or '; `cgviz ops` lists them all'}",
                               line=call.pos.line, col=call.pos.col, width=len(call.func), hint=hint)
         return d
 

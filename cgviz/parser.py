@@ -255,12 +255,24 @@ def _describe(term: str) -> str:
     return term.lower()
 
 
-def _expected_text(expected) -> str:
-    words = sorted({_describe(t) for t in expected}, key=lambda w: (not w.startswith("a "), w))
+# Characters people paste from papers and slides, and what the language writes instead.
+_LOOKALIKES = {"×": "*", "·": "*", "⋅": "*", "÷": "/", "−": "-", "–": "-", "²": "^2", "³": "^3",
+               "√": "sqrt(...)", "σ": "sigmoid(...)", "Σ": "sum(...)", "→": "=", "≤": "min/max", "≥": "min/max"}
+
+
+def _expected_text(expected, in_brackets: bool = True, end_of_line: bool = True) -> str:
+    skip = {"BADNUMBER"}
+    if not in_brackets:
+        # LALR merges states, so ')' and ',' show up as "expected" even outside any bracket
+        skip |= {"RPAR", "RSQB", "COMMA"}
+    if not end_of_line:
+        skip.add("_NL")
+    words = sorted({_describe(t) for t in expected if t not in skip},
+                   key=lambda w: (not w.startswith("a "), w == "end of line", w))
     if not words:
         return ""
-    if len(words) > 8:
-        words = words[:8] + ["…"]
+    if len(words) > 12:
+        words = words[:12] + ["…"]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
@@ -268,10 +280,15 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
     if isinstance(e, UnexpectedCharacters):
         ch = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else ""
         msg = f"syntax error: unexpected character {ch!r}"
+        inside = _unclosed_bracket(source.text[:e.pos_in_stream]) is not None
         if ch in "=<>!" and source.text[e.pos_in_stream:e.pos_in_stream + 2] in ("==", "<=", ">=", "!="):
             msg += " (comparisons are not part of the language)"
+        elif ch in _LOOKALIKES:
+            msg += f"; write {_LOOKALIKES[ch]} instead"
+        elif ch in "\"'":
+            msg += " (the language has no strings: values are numbers, lists and initializers)"
         elif e.allowed:
-            msg += f"; expected {_expected_text(e.allowed)}"
+            msg += f"; expected {_expected_text(e.allowed, inside, end_of_line=False)}"
         return SourceError(msg, line=e.line, col=e.column, source=source)
     if isinstance(e, UnexpectedToken):
         tok = e.token
@@ -303,7 +320,8 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
         elif tok.type in ("NAME", "NUMBER", "LPAR", "LSQB") and "STAR" in e.expected:
             msg += "; is an operator (such as * or +) missing before it?"
         elif expected:
-            msg += f"; expected {expected}"
+            inside = _unclosed_bracket(source.text[:tok.start_pos]) is not None
+            msg += f"; expected {_expected_text(e.expected, inside)}"
         hint = None
         first = line_text.split()[0] if line_text.split() else ""
         if str(tok) == "=" and first in ("input", "param", "const"):

@@ -37,8 +37,10 @@ def read_source(path: str) -> tuple[str, str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise CgvizError(f"{name} is not a text file in UTF-8 (byte 0x{data[e.start]:02x} at offset "
-                         f"{e.start}); cgviz render reads expression files such as pizza.cg") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CgvizError(f"{name}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x}); cgviz render "
+                         "reads expression files such as pizza.cg, saved as UTF-8") from None
     if "\x00" in text:
         raise CgvizError(f"{name} contains NUL bytes: it looks like a binary file, not an expression file")
     return text, name
