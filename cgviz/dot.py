@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+import numpy as np
+
 from .engine import Run
 from .fmt import grad_text, num, value_text
 from .ir import Graph, Node
@@ -150,8 +152,6 @@ def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
 
 
 def _has_nan(run: Run, node: Node) -> bool:
-    import numpy as np
-
     for a in (run.values.get(node.id), run.grads.get(node.id)):
         if a is not None and a.dtype.kind == "f" and np.any(np.isnan(a)):
             return True

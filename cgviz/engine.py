@@ -110,7 +110,7 @@ def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
         xs = [values[i] for i in node.inputs]
         with np.errstate(all="ignore"):
             contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
-        for k, (src, c) in enumerate(zip(node.inputs, contribs)):
+        for k, (src, c) in enumerate(zip(node.inputs, contribs, strict=True)):
             if src not in run.requires_grad or k in d.nondiff or c is None:
                 run.edge_grads[(node.id, k)] = None
                 continue

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from cgviz.export import to_dict, to_json
+from cgviz.export import to_json
 from cgviz.pipeline import evaluate
 
 

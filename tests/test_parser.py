@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cgviz.errors import SourceError
-from cgviz.parser import BinOp, Call, ListLit, Num, Unary, Var, parse
+from cgviz.parser import BinOp, Call, ListLit, Var, parse
 from cgviz.pipeline import evaluate
 
 
