@@ -11,7 +11,7 @@ TORCH_PIN := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz demo test bench clean
+.PHONY: install graphviz demo test bench docs clean
 
 install: graphviz $(STAMP)
 
@@ -38,6 +38,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The README's picture.
+docs: install
+	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 
 bench: install
 	$(BIN)/python bench/bench_render.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cgviz.errors import SourceError
@@ -90,3 +91,40 @@ def test_syntax_errors_point_at_the_fault(text, line, col):
     assert shown.startswith(f"bad.cg:{line}:{col}: syntax error")
     caret_line = shown.splitlines()[2]
     assert caret_line.index("^") == len("   1 | ") + col - 1
+
+
+# Every initializer and function call the issue writes out must parse and run exactly as written.
+ISSUE_EXAMPLES = """
+param W = randn(3, 4, seed=0, scale=0.1)
+param b = zeros(5)
+const O = ones(2, 2)
+const F = full(2, 3, value=7)
+const labels = randint(0, 10, shape=[4], seed=1)
+input M = [[1, 2], [3, 4]]
+input x = [0.5, -1.5, 2.0, 0.25]
+input z = -0.5
+a1 = relu(x) + sigmoid(x) + tanh(x) + exp(x) + log(abs(x)) + sqrt(abs(x)) + square(x)
+a2 = max(0, z) + min(a1, 1) + max(a1, x)
+s1 = sum(x, axis=None) + mean(x, axis=None)
+p = softmax(x, axis=-1) + log_softmax(x, axis=-1)
+l1 = mse(p, x) + bce(sigmoid(x), sigmoid(p))
+logits = reshape(p, 2, 2)
+l2 = cross_entropy(logits, [1, 0])
+t = transpose(M) @ M.T + linear(M, M, [1, 1])
+pw = M ^ 2 + M ** 2
+loss L = l1 + l2 + sum(t) + sum(pw) + s1 + sum(a2) + sum(W) + sum(b) + sum(O) + sum(F) + sum(labels) + sum(cross_entropy(randn(4, 10, seed=2), labels))
+"""
+
+
+def test_every_form_the_issue_writes_runs():
+    r = evaluate(ISSUE_EXAMPLES, "issue.cg")
+    assert not r.run.nonfinite
+    assert r.run.values["F"].tolist() == [[7.0] * 3] * 2
+    assert r.run.values["labels"].dtype.kind == "i" and r.run.values["labels"].shape == (4,)
+    assert r.run.grads["W"].shape == (3, 4) and r.run.grads["x"].shape == (4,)
+    from cgviz.torchcheck import torch_run
+
+    values, grads = torch_run(r.graph)
+    for n in r.graph:
+        if r.run.grads[n.id] is not None:
+            np.testing.assert_allclose(r.run.grads[n.id], grads[n.id], rtol=1e-9, atol=1e-12)
