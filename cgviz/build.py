@@ -144,6 +144,9 @@ class _Builder:
             return arr if tensor else items
         if isinstance(expr, Var):
             if expr.name in _CONSTANT_NAMES:
+                if tensor:
+                    raise _err(f"'{expr.name}' can only be an option's value, such as axis=None; "
+                               "a declaration needs a number, a list or an initializer", expr.pos)
                 return _CONSTANT_NAMES[expr.name]
             if tensor:
                 raise _err(f"a declaration's value cannot refer to '{expr.name}'; compute it with an "
