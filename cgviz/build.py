@@ -151,7 +151,8 @@ class _Builder:
             if tensor:
                 raise _err(f"a declaration's value cannot refer to '{expr.name}'; compute it with an "
                            f"assignment instead (`{decl_name} = ...`)", expr.pos)
-            raise _err(f"this argument must be a constant, not the variable '{expr.name}'", expr.pos)
+            raise _err(f"this argument must be written as a constant (a number, a list, None), "
+                       f"not the name '{expr.name}'", expr.pos)
         if isinstance(expr, Call) and expr.func in inits.INITS:
             args = [self._const(a, decl_name, tensor=False) for a in expr.args]
             kwargs = self._const_kwargs(expr, decl_name)
