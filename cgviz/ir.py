@@ -84,13 +84,3 @@ class Graph:
         for e in self.edges():
             out[e.src].append(e)
         return out
-
-    def ancestors(self, node_id: str) -> set[str]:
-        """Every node the given one depends on, itself included (iterative: graphs can be deep)."""
-        seen, stack = set(), [node_id]
-        while stack:
-            n = stack.pop()
-            if n not in seen:
-                seen.add(n)
-                stack.extend(self._index[n].inputs)
-        return seen
