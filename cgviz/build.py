@@ -290,8 +290,8 @@ class _Builder:
 
     def _opdef(self, call: Call) -> OpDef:
         d = OPS.get(call.func)
-        if d is None or d.name == "identity":
-            known = [n for n in OPS if n != "identity"] + list(inits.INITS)
+        if d is None or d.internal:
+            known = [n for n, o in OPS.items() if not o.internal] + list(inits.INITS)
             hint = None
             if call.func in self.env:
                 hint = f"'{call.func}' is a variable here, not a function."

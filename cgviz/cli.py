@@ -184,18 +184,7 @@ def ops(fmt):
     from .inits import INITS
     from .ops import OPS
 
-    rows = []
-    for d in OPS.values():
-        if d.name == "identity":
-            continue
-        how = f"a {d.infix} b" if d.infix else d.signature()
-        if d.name == "pow":
-            how = "a ^ b, a ** b"
-        elif d.name == "neg":
-            how = "-x"
-        elif d.name == "transpose":
-            how = "transpose(x), x.T"
-        rows.append((how, d.formula, ", ".join(d.local)))
+    rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
     if fmt == "md":
         click.echo("| write | computes | local gradient(s) |\n|---|---|---|")
         for r in rows:

@@ -43,7 +43,14 @@ class OpDef:
     nondiff: frozenset[int] = frozenset()   # params that never get a gradient (class labels)
     infix: str | None = None                # how the expression language writes it, if an operator
     nonfinite: Callable[..., str | None] | None = None  # why a NaN/inf appeared, given the inputs
+    syntax: str | None = None               # how it is written, where that is not `a <infix> b` or a call
+    internal: bool = False                  # made by the builder, not written by users (identity)
     doc: str = ""
+
+    @property
+    def usage(self) -> str:
+        """How a user writes the op: `a + b`, `-x`, `relu(x)`."""
+        return self.syntax or (f"a {self.infix} b" if self.infix else self.signature())
 
     @property
     def min_args(self) -> int:
@@ -233,7 +240,7 @@ op(name="div", params=("a", "b"), infix="/", label="÷", formula="a / b", local=
    shape=_broadcast("div", "/"),
    nonfinite=lambda xs: "division by zero" if _has(xs[1] == 0) else None)
 
-op(name="neg", params=("x",), label="−x", formula="−x", local=("−1",),
+op(name="neg", params=("x",), syntax="-x", label="−x", formula="−x", local=("−1",),
    forward=lambda xs: -xs[0],
    vjp=lambda g, xs, out: [-g],
    torch=lambda t, xs: -xs[0],
@@ -259,7 +266,7 @@ def _pow_nonfinite(xs):
     return None
 
 
-op(name="pow", params=("a", "b"), infix="^", label="^", formula="a^b", local=("b · a^(b−1)", "a^b · ln a"),
+op(name="pow", params=("a", "b"), infix="^", syntax="a ^ b, a ** b", label="^", formula="a^b", local=("b · a^(b−1)", "a^b · ln a"),
    forward=lambda xs: np.power(xs[0], xs[1]),
    vjp=_pow_vjp,
    torch=lambda t, xs: t.pow(xs[0], xs[1]),
@@ -278,7 +285,7 @@ op(name="matmul", params=("a", "b"), infix="@", label="@", formula="a @ b", loca
    shape=_matmul_shape,
    doc="matrix product with NumPy's rules (1-D operands, batch broadcasting)")
 
-op(name="identity", params=("x",), label="=", formula="x", local=("1",),
+op(name="identity", params=("x",), internal=True, label="=", formula="x", local=("1",),
    forward=lambda xs: xs[0].copy(),
    vjp=lambda g, xs, out: [g],
    torch=lambda t, xs: xs[0].clone(),
@@ -621,7 +628,7 @@ op(name="cross_entropy", params=("logits", "labels"), nondiff=frozenset({1}), la
 # ---------------------------------------------------------------- shape ops
 
 
-op(name="transpose", params=("x",), label="ᵀ", formula="xᵀ", local=("gᵀ",),
+op(name="transpose", params=("x",), syntax="transpose(x), x.T", label="ᵀ", formula="xᵀ", local=("gᵀ",),
    forward=lambda xs: np.transpose(xs[0]),
    vjp=lambda g, xs, out: [np.transpose(g)],
    torch=lambda t, xs: xs[0].permute(tuple(reversed(range(xs[0].ndim)))),
@@ -684,13 +691,3 @@ op(name="linear", params=("x", "W", "b?"), label="linear", formula="x @ W + b",
    shape=_linear_shape,
    doc="x @ W + b, W laid out [in×out]")
 
-
-# ---------------------------------------------------------------- lookup
-
-INFIX = {d.infix: d for d in OPS.values() if d.infix}
-INFIX["**"] = OPS["pow"]
-
-
-def lookup(name: str) -> OpDef | None:
-    """The op a function name in the expression language refers to."""
-    return OPS.get(name)
