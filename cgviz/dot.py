@@ -11,10 +11,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-import numpy as np
-
 from .engine import Run
-from .fmt import grad_text, num, value_text
+from .fmt import grad_text, inline_values, norm, num, value_text
 from .ir import Graph, Node
 from .ops import OPS, shape_text
 
@@ -83,10 +81,9 @@ def wrt(node: Node) -> str:
 def _grad_line(node: Node, g, top: str) -> str:
     if g is None:
         return ""
-    text = grad_text(g, with_shape=False)
-    if text.startswith("‖g‖="):
-        return f"‖∂{top}/∂{wrt(node)}‖ = {text[4:]}"
-    return f"∂{top}/∂{wrt(node)} = {text}"
+    if g.ndim and inline_values(g) is None:
+        return f"‖∂{top}/∂{wrt(node)}‖ = {num(norm(g))}"
+    return f"∂{top}/∂{wrt(node)} = {grad_text(g)}"
 
 
 def folded(graph: Graph, node_id: str) -> bool:
@@ -105,8 +102,10 @@ def _op_head(graph: Graph, node: Node) -> str:
             head = f"{lits[0]} {d.label}" if lits[0] is not None else f"{d.label} {lits[1]}"
         else:
             head = f"{d.label}(" + ", ".join(x if x is not None else "·" for x in lits) + ")"
+    defaults = dict(d.attrs)
+    # only what differs from the op's defaults: `Σ (axis=0)`, but plain `softmax` for axis=-1
     extra = ", ".join(f"{k}={v}" for k, v in sorted(node.attrs.items())
-                      if v is not None and not (k == "axis" and v == -1 and d.name.endswith("softmax")))
+                      if k not in defaults or v != defaults[k])
     return f"{head} ({extra})" if extra else head
 
 
@@ -143,19 +142,12 @@ def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
         rows.append(f"<B>{_html(node.name)}</B>" + (f" {_html(shape_text(v.shape))}" if v.ndim else ""))
         rows.append(_html(value_text(v, sep=" ", with_shape=False)))
     if node.id in run.nonfinite:
-        rows.append("<B>⚠ " + ("NaN" if _has_nan(run, node) else "inf") + "</B>")
+        rows.append(f"<B>⚠ {run.nonfinite[node.id]}</B>")
     if opts.grad and not node.meta.get("literal"):
         line = _grad_line(node, run.grads.get(node.id), _top(graph))
         if line and node.id != graph.output:
             rows.append(f'<FONT COLOR="{BACKWARD}">{_html(line)}</FONT>')
     return _Html("<BR/>".join(rows))
-
-
-def _has_nan(run: Run, node: Node) -> bool:
-    for a in (run.values.get(node.id), run.grads.get(node.id)):
-        if a is not None and a.dtype.kind == "f" and np.any(np.isnan(a)):
-            return True
-    return False
 
 
 def _top(graph: Graph) -> str:

@@ -36,7 +36,8 @@ class Run:
     requires_grad: set[str] = field(default_factory=set)
     seeded_with_ones: bool = False
     warnings: list[Warn] = field(default_factory=list)
-    nonfinite: set[str] = field(default_factory=set)     # nodes whose value or gradient is NaN/inf
+    # nodes whose value or gradient is NaN/inf → "NaN" (if any NaN) or "inf"
+    nonfinite: dict[str, str] = field(default_factory=dict)
 
 
 def _located(e: OpError, node: Node) -> SourceError:
@@ -124,10 +125,12 @@ def _nonfinite(a) -> bool:
     return a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a))
 
 
+def _has_nan(a) -> bool:
+    return a is not None and a.dtype.kind == "f" and bool(np.any(np.isnan(a)))
+
+
 def _what(a) -> str:
-    if np.any(np.isnan(a)):
-        return "NaN"
-    return "an infinity"
+    return "NaN" if _has_nan(a) else "an infinity"
 
 
 def find_nonfinite(graph: Graph, run: Run) -> None:
@@ -164,7 +167,8 @@ def find_nonfinite(graph: Graph, run: Run) -> None:
                                      f"into '{src_node.name or src}' is {_what(run.edge_grads[(node.id, k)])}: "
                                      f"{reason}", node=node.id, line=node.meta.get("line"),
                                      col=node.meta.get("col")))
-    run.nonfinite = bad_values | bad_grads
+    run.nonfinite = {n: "NaN" if any(_has_nan(a) for a in (run.values[n], run.grads.get(n))) else "inf"
+                     for n in sorted(bad_values | bad_grads)}
 
 
 def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:

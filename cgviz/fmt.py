@@ -8,7 +8,7 @@ import numpy as np
 
 from .ops import shape_text
 
-__all__ = ["num", "shape_text", "value_text", "grad_text", "stats", "inline_values"]
+__all__ = ["num", "shape_text", "value_text", "grad_text", "norm", "stats", "inline_values"]
 
 
 def num(v) -> str:
@@ -57,7 +57,7 @@ def value_text(a: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
     return f"{head}μ={num(np.mean(af))} σ={num(np.std(af))}"
 
 
-def grad_text(g: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
+def grad_text(g: np.ndarray, sep: str = "\n") -> str:
     """A gradient as a label: the number for a scalar, a short vector in full, else shape and L2 norm."""
     g = np.asarray(g)
     if g.size == 1 and g.ndim == 0:
@@ -65,8 +65,12 @@ def grad_text(g: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
     short = inline_values(g)
     if short is not None:
         return short
-    head = shape_text(g.shape) + sep if with_shape else ""
-    return f"{head}‖g‖={num(np.linalg.norm(g.astype(np.float64).ravel()))}"
+    return f"{shape_text(g.shape)}{sep}‖g‖={num(norm(g))}"
+
+
+def norm(a: np.ndarray) -> float:
+    """The L2 norm of a whole tensor."""
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
 
 
 def stats(a: np.ndarray | None) -> dict | None:
