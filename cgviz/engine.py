@@ -92,7 +92,6 @@ def requires_grad(graph: Graph, values: dict[str, np.ndarray]) -> set[str]:
 
 def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
     """Reverse-mode pass: each edge's vector-Jacobian product, summed into each producer's gradient."""
-    run.requires_grad = requires_grad(graph, values)
     out = graph.output
     if out not in run.requires_grad:
         run.warnings.append(Warn("the output depends on no input or param, so no gradient flows"))
@@ -187,7 +186,8 @@ def run(graph: Graph, grad: bool = True) -> Run:
     """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
     values = forward(graph)
     check_loss(graph, values)
-    result = Run(values=values)
+    # what *can* get a gradient is a fact of the graph, reported even when backward is skipped
+    result = Run(values=values, requires_grad=requires_grad(graph, values))
     if grad:
         backward(graph, values, result)
     find_nonfinite(graph, result)

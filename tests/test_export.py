@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 
-from cgviz.export import to_json
+from cgviz.export import to_dict, to_json
 from cgviz.pipeline import evaluate
 
 
@@ -68,3 +68,11 @@ def test_integer_labels_keep_their_dtype():
     d = doc("input X = randn(3, 2, seed=0)\nconst y = randint(0, 2, shape=[3], seed=0)\nloss L = cross_entropy(X, y)\n")
     y = next(n for n in d["nodes"] if n["id"] == "y")
     assert y["dtype"] == "int64" and all(isinstance(v, int) for v in y["value"])
+
+
+def test_requires_grad_is_reported_without_a_backward_pass(pizza_text):
+    r = evaluate(pizza_text, "pizza.cg", grad=False)
+    d = to_dict(r.graph, r.run)
+    flags = {n["id"]: n["requires_grad"] for n in d["nodes"]}
+    assert flags["w"] and flags["z"] and not flags["y"]
+    assert all(n["grad"] is None for n in d["nodes"])
