@@ -152,7 +152,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, qui
         cgviz render sample_graphs/pizza.cg -o out/pizza.svg --set w=0.1
         cgviz render sample_graphs/three_layer.cg --format json -o -
     """
-    from .dot import DotOptions
+    from .dot import DotOptions, headline
     from .pipeline import evaluate, output_bytes, read_source
 
     overrides = _parse_sets(sets)
@@ -164,12 +164,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, qui
         click.echo(f"warning: {name}: {w}", err=True)
     _emit(data, path)
     if not quiet and path is not None:
-        g = result.graph
-        v = result.run.values[g.output]
-        from .fmt import value_text
-
-        label = f"loss {g.loss}" if g.loss else g.output
-        click.echo(f"wrote {path} ({len(g)} nodes; {label} = {value_text(v, sep=' ')})", err=True)
+        click.echo(f"wrote {path} ({len(result.graph)} nodes; {headline(result.graph, result.run)})", err=True)
 
 
 @main.command()

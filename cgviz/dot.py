@@ -154,12 +154,16 @@ def _top(graph: Graph) -> str:
     return graph.loss or (graph[graph.output].name if graph.output else None) or "out"
 
 
+def headline(graph: Graph, run: Run) -> str:
+    """`loss L = 100`: the output and its value, as the caption and the CLI's summary say it."""
+    value = value_text(run.values[graph.output], sep=" ")
+    return f"{'loss ' if graph.loss else ''}{_top(graph)} = {value}"
+
+
 def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
     """The graph's caption: file, output value, and what the colours mean (left-aligned lines)."""
-    out = graph.output
     top = _top(graph)
-    value = value_text(run.values[out], sep=" ")
-    rows = [f"<B>{_html(graph.source)}</B>  —  {_html(('loss ' if graph.loss else '') + top + ' = ' + value)}"]
+    rows = [f"<B>{_html(graph.source)}</B>  —  {_html(headline(graph, run))}"]
     if opts.grad:
         rows.append(f'<FONT COLOR="{FORWARD}">blue →  values (forward)</FONT>     '
                     f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{_html(top)}/∂· (backward)</FONT>')
