@@ -194,3 +194,88 @@ def ops(fmt):
     click.echo("\ninitializers (for input/param/const):")
     for d in INITS.values():
         click.echo(f"  {d.signature}: {d.doc}")
+
+
+def _input_shape(ctx, param, values):
+    from .models.inputs import parse_shape
+    try:
+        return tuple(parse_shape(v) for v in values)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@main.command("torch")
+@click.argument("model", metavar="MODEL")
+@click.option("-o", "--output", metavar="OUT",
+              help="Output file; its suffix picks the format. '-' writes to standard output.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot or json.")
+@click.option("--input-shape", "input_shapes", multiple=True, callback=_input_shape, metavar="DIMS[:DTYPE]",
+              help="A random input of this shape, once per forward argument: 1,3,32,32 or 1,64:long "
+                   "(token ids, drawn within the model's embedding range).")
+@click.option("--input", "input_file", metavar="FILE",
+              help="Inputs saved with torch.save: a tensor, a tuple of tensors or a dict (read with weights_only).")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+              help="Cast the model and its float inputs first.")
+@click.option("--loss", type=click.Choice(["sum", "mean", "mse", "ce"]),
+              help="What backward starts from [default: the output if it is a scalar, else its sum]. "
+                   "mse is against zeros, ce against random classes on the last dimension.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds random inputs, ce targets and dropout.")
+@click.option("--view", type=click.Choice(["ops", "autograd"]), default="ops", show_default=True,
+              help="ops: the forward ops as they ran, in module clusters; autograd: the backward "
+                   "graph of grad_fn nodes, as torchviz draws it.")
+@click.option("--depth", type=click.IntRange(min=1), metavar="N",
+              help="Draw every module nested deeper than N as one box [default: as deep as stays "
+                   "readable, a few hundred nodes].")
+@click.option("--no-fold", is_flag=True, help="Draw repeated identical blocks and loop steps one by one.")
+@click.option("--trust", is_flag=True,
+              help="Allow loading a pickled nn.Module (torch.save(model)); this runs code from the file.")
+@click.option("--weights", metavar="STATE.pt", help="A state_dict to load into the model a Python file defines.")
+@click.option("--meta", is_flag=True,
+              help="Trace on the meta device: shapes, structure and parameter counts of a model too "
+                   "big to run, without values or gradients.")
+@click.option("--train/--eval", "mode", default=None, help="Run in training or evaluation mode [default: as saved].")
+@click.option("--no-grad", is_flag=True, help="Leave the red gradient edges out of the picture.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True)
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Give up on Graphviz's layout after this long.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
+              trust, weights, meta, mode, no_grad, rankdir, timeout, quiet):
+    """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
+    every gradient on a red one, parameters by their qualified names, grouped by module.
+
+    MODEL is a torch.export program (.pt2), a TorchScript archive, a Python file defining
+    `model` (or model.py:factory), or, with --trust, a pickled nn.Module.
+
+    \b
+    Examples:
+        cgviz torch model.pt2
+        cgviz torch net.py --input-shape 8,3,32,32 -o net.svg
+        cgviz torch gpt.py:build --input-shape 1,64:long --depth 2
+        cgviz torch net.py --view autograd --format json -o -
+    """
+    import time
+
+    from .models.pipeline import draw_model
+    from .models.trace import TraceOptions
+
+    fmt, path = resolve_output(model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model,
+                               output, fmt)
+    opts = TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
+                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta)
+    t0 = time.perf_counter()
+    res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
+                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout)
+    for note in res.notes:
+        click.echo(f"note: {note}", err=True)
+    if res.auto and not quiet:
+        click.echo(f"note: drew modules down to depth {res.depth} of {res.max_depth} to keep the picture "
+                   f"readable ({res.nodes} nodes); --depth {min(res.depth + 1, res.max_depth)} shows more, "
+                   "--format json has every op", err=True)
+    _emit(res.data, path)
+    if os.environ.get("CGVIZ_TIMINGS"):
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in res.timings.items())
+        click.echo(f"timings: {parts}, total {time.perf_counter() - t0:.2f} s", err=True)
+    if not quiet and path is not None:
+        loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
+        click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)

@@ -1,0 +1,260 @@
+"""DOT for a model picture: module clusters, blue edges with shape/dtype/values, red edges with gradients.
+
+Pure and deterministic like `cgviz.dot`, whose escapers and colours it shares, so that no name from
+a model file can add attributes or markup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, STYLE, _attrs, _Html, _html, quote
+from ..fmt import inline_values, num
+from ..ir import Graph
+from .structure import DEdge, DNode, Picture
+from .summary import ModelRun, TensorInfo
+
+MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
+CLUSTER_COLORS = ("#f7f9fc", "#eef3fa", "#e6edf7", "#dde6f3")
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    rankdir: str = "TB"
+    grad: bool = True
+    title: str = ""
+
+
+def shape_text(shape) -> str:
+    return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
+
+
+def count_text(n: int) -> str:
+    """12.3M, 74.0k, 512."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def value_text(t: TensorInfo | None, dtype: bool = True) -> str:
+    """`[2×32] float32` + `μ=0.1 σ=1` (or the values themselves when there are at most 4)."""
+    if t is None:
+        return ""
+    head = shape_text(t.shape) + (f" {t.dtype}" if dtype else "")
+    if t.values is not None:
+        short = inline_values(t.values) if t.values.ndim else num(t.values)
+        if short is not None:
+            return f"{head}\n{short}" if t.values.ndim else f"{short} {t.dtype}" if dtype else short
+    if t.stats is None:
+        return head
+    s = t.stats
+    if t.dtype.startswith(("int", "uint", "bool")):
+        return f"{head}\n{num(s['min'])}…{num(s['max'])}"
+    return f"{head}\nμ={num(s['mean'])} σ={num(s['std'])}"
+
+
+def grad_text(g: TensorInfo | None) -> str:
+    if g is None or g.stats is None:
+        return ""
+    if g.values is not None:
+        short = inline_values(g.values) if g.values.ndim else num(g.values)
+        if short is not None:
+            return short
+    return f"‖g‖={num(g.norm)}\nμ={num(g.stats['mean'])}"
+
+
+def _grad_row(label: str) -> str:
+    return f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(label)}</FONT>'
+
+
+def _small(text: str, color: str = "#555555") -> str:
+    return f'<FONT POINT-SIZE="9" COLOR="{color}">{_html(text)}</FONT>'
+
+
+def _first(v):
+    return v[0] if isinstance(v, list) else v
+
+
+def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
+    rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+    rows: list[str] = []
+    if dn.kind == "module":
+        frames = dn.module
+        path = frames[-1].key
+        rows.append(f"<B>{_html(path)}</B>")
+        rows.append(_small(frames[-1].cls, "#2e7d32"))
+        params = [graph[m] for m in dn.members if graph[m].kind == "param"]
+        n_params = sum(p.meta.get("numel", 0) for p in _unique_params(params))
+        if n_params:
+            rows.append(_small(f"{count_text(n_params)} params"))
+        ins, outs = _boundary(pic, dn)
+        if ins or outs:
+            rows.append(_small(", ".join(ins) + " → " + ", ".join(outs)))
+        if opts.grad:
+            g = _norm_of(run, [p.id for p in _unique_params(params)])
+            if g is not None:
+                rows.append(_grad_row(f"‖∇θ‖ = {num(g)}"))
+        return _Html("<BR/>".join(rows))
+    v = _first(run.values.get(rep.id))
+    if rep.kind == "op":
+        head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
+        rows.append(f"<B>{_html(head)}</B>")
+        in_shapes = [shape_text(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
+                     if (rep.id, k) in run.edge_values]
+        outs = run.values.get(rep.id)
+        out_shapes = [shape_text(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
+        if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
+            rows.append(_small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
+        elif not in_shapes and out_shapes:
+            rows.append(_small("→ " + ", ".join(out_shapes)))
+        if rep.id == graph.output:
+            loss = run.loss
+            rows.append(_html(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
+        if opts.grad and rep.id != graph.output:
+            g = run.grads.get(rep.id)
+            if g is not None and g.norm is not None:
+                rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}"))
+        return _Html("<BR/>".join(rows))
+    name = rep.name or rep.id
+    rows.append(f"<B>{_html(name)}</B> {_html(shape_text(v.shape) if v is not None else '')}")
+    if v is not None:
+        rows.append(_small(value_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
+    if opts.grad:
+        g = run.grads.get(rep.id)
+        if g is not None and g.norm is not None:
+            rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}"))
+    return _Html("<BR/>".join(rows))
+
+
+def _unique_params(params):
+    seen, out = set(), []
+    for p in params:
+        if p.name not in seen:
+            seen.add(p.name)
+            out.append(p)
+    return out
+
+
+def _norm_of(run: ModelRun, ids) -> float | None:
+    total, any_ = 0.0, False
+    for i in ids:
+        g = run.grads.get(i)
+        if g is not None and g.norm is not None:
+            total += g.norm ** 2
+            any_ = True
+    return math.sqrt(total) if any_ else None
+
+
+def _boundary(pic: Picture, dn: DNode) -> tuple[list[str], list[str]]:
+    ins = [shape_text(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
+           and pic.nodes[e.src].kind not in ("param", "const")]
+    outs = [shape_text(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
+    return list(dict.fromkeys(ins)), list(dict.fromkeys(outs))
+
+
+def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
+    """Cluster (scope prefix) → drawn nodes directly inside it."""
+    direct: dict[tuple, list[str]] = {}
+    for dn in pic.nodes.values():
+        direct.setdefault(tuple(dn.scope), []).append(dn.id)
+    return direct
+
+
+def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions) -> _Html:
+    f = scope[-1]
+    grp = pic.groups.get(scope)
+    title = f"<B>{_html(f.key)}</B>  {_html(f.cls)}"
+    rows = [title]
+    if grp is not None and grp.style == "fold":
+        last = grp.calls[-1][-1].key
+        rows = [f"<B>{_html(f.key)} … {_html(last)}</B>  {_html(f.cls)}  <B>×{grp.n}</B>"]
+    elif grp is not None:
+        rows = [f"<B>{_html(f.path)}</B>  {_html(f.cls)}  <B>time_step={grp.n}</B>"]
+    if grp is not None and opts.grad:
+        norms = ", ".join(num(g) if g is not None else "–" for g in grp.grad_norms)
+        if any(g is not None for g in grp.grad_norms):
+            what = "per step" if grp.style == "loop" else "per block"
+            rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
+    return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+
+
+def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
+    """The DOT document of a model picture; same inputs, byte-identical text."""
+    caption = [f"<B>{_html(opts.title)}</B>"]
+    if opts.grad:
+        caption.append(f'<FONT COLOR="{FORWARD}">blue →  tensors (forward)</FONT>     '
+                       f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
+    lines = [
+        "digraph cgviz {",
+        "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+                             "label": _Html('<BR ALIGN="LEFT"/>'.join(caption) + '<BR ALIGN="LEFT"/>'),
+                             "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.45",
+                             "bgcolor": "white", "pad": "0.2", "newrank": "true"}),
+        "  node " + _attrs({"fontname": FONT, "fontsize": "11"}),
+        "  edge " + _attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
+    ]
+    direct = _cluster_tree(pic)
+    # which clusters have enough inside them to be worth a frame
+    total: dict[tuple, int] = {}
+    for scope, ids in direct.items():
+        for i in range(1, len(scope) + 1):
+            total[scope[:i]] = total.get(scope[:i], 0) + len(ids)
+    order = sorted(set(total) | {()}, key=lambda s: (len(s), [f.key for f in s]))
+
+    def emit(scope: tuple, indent: str) -> None:
+        for nid in direct.get(scope, []):
+            lines.append(indent + _node_line(graph, run, pic, pic.nodes[nid], opts))
+        for child in [c for c in order if len(c) == len(scope) + 1 and c[:len(scope)] == scope]:
+            if total.get(child, 0) >= 2 or child in pic.groups:
+                grp = pic.groups.get(child)
+                style = {"style": "rounded,dashed" if grp and grp.style == "loop" else "rounded,filled",
+                         "fillcolor": CLUSTER_COLORS[min(len(child) - 1, len(CLUSTER_COLORS) - 1)],
+                         "color": "#7b1fa2" if grp else "#90a4ae",
+                         "penwidth": "1.8" if grp else "1",
+                         "label": _cluster_label(pic, child, run, opts), "labeljust": "l",
+                         "fontsize": "10"}
+                lines.append(f"{indent}subgraph {quote('cluster_' + '/'.join(f.key for f in child))} {{")
+                lines.append(f"{indent}  graph {_attrs(style)}")
+                emit(child, indent + "  ")
+                lines.append(f"{indent}}}")
+            else:
+                emit(child, indent)
+
+    emit((), "  ")
+    for e in pic.edges:
+        lines.extend(_edge_lines(e, opts))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions) -> str:
+    kind = "op" if dn.kind == "op" else dn.kind
+    style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
+    if graph.output in dn.members:
+        style.update(LOSS_STYLE)
+    style["label"] = _node_label(pic, dn, graph, run, opts)
+    rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+    style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
+    return f"{quote(dn.id)} {_attrs(style)}"
+
+
+def _edge_lines(e: DEdge, opts: DrawOptions) -> list[str]:
+    fwd = {"color": FORWARD, "fontcolor": FORWARD}
+    text = value_text(e.value)
+    if e.count > 1:
+        text += f"\n×{e.count}"
+    if text:
+        fwd["label"] = text
+    if e.back:
+        fwd.update(style="dashed", constraint="false", label=(text + "\nnext step").strip())
+    out = [f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(fwd)}"]
+    g = grad_text(e.grad)
+    if opts.grad and g:
+        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
+               "label": g, "arrowtail": "normal"}
+        if e.back:
+            bwd["constraint"] = "false"
+        out.append(f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(bwd)}")
+    return out

@@ -1,0 +1,202 @@
+"""Inputs for a model run (`--input-shape 1,64:long`, `--input FILE`, example inputs) and the loss.
+
+Random inputs come from a seeded generator so that the same command draws the same numbers; integer
+inputs (token ids) are drawn within the model's smallest embedding table so that lookups are valid.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CgvizError
+
+DTYPES = {
+    "float32": "float32", "float": "float32", "f32": "float32",
+    "float64": "float64", "double": "float64", "f64": "float64",
+    "float16": "float16", "half": "float16", "bfloat16": "bfloat16",
+    "long": "int64", "int64": "int64", "int": "int64", "int32": "int32",
+    "bool": "bool",
+}
+LOSSES = ("sum", "mean", "mse", "ce")
+INPUT_ELEMENT_LIMIT = 50_000_000
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One `--input-shape`: dimensions and an optional dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str | None = None   # None: the model's float dtype
+
+    def __str__(self) -> str:
+        dims = ",".join(map(str, self.shape))
+        return dims + (f":{self.dtype}" if self.dtype else "")
+
+
+def parse_shape(text: str) -> InputSpec:
+    """`1,3,32,32` or `1x64:long` → InputSpec; mistakes raise ValueError with what was expected."""
+    body, _, dt = text.strip().partition(":")
+    parts = [p for p in re.split(r"[,x×\s]+", body.strip().strip("[]()")) if p]
+    if not parts:
+        raise ValueError(f"{text!r}: give the dimensions, e.g. 1,3,32,32 (and :long for token ids)")
+    dims = []
+    for p in parts:
+        if not p.isdigit():
+            raise ValueError(f"{text!r}: {p!r} is not a whole number; write dimensions as 1,3,32,32")
+        dims.append(int(p))
+    dtype = None
+    if dt:
+        dtype = DTYPES.get(dt.strip().lower())
+        if dtype is None:
+            raise ValueError(f"{text!r}: unknown dtype {dt!r}; use one of {', '.join(sorted(set(DTYPES)))}")
+    n = 1
+    for d in dims:
+        n *= d
+    if n > INPUT_ELEMENT_LIMIT:
+        raise ValueError(f"{text!r} has {n:,} elements, more than the {INPUT_ELEMENT_LIMIT:,} cgviz "
+                         "allocates for a model input")
+    return InputSpec(tuple(dims), dtype)
+
+
+def embedding_range(model) -> int | None:
+    """The smallest `num_embeddings` among the model's embedding tables (None when it has none)."""
+    sizes = []
+    for _, mod in model.named_modules():
+        n = getattr(mod, "num_embeddings", None)
+        if isinstance(n, int) and n > 0:
+            sizes.append(n)
+    return min(sizes) if sizes else None
+
+
+def make_inputs(specs: list[InputSpec], model, float_dtype, seed: int, device="cpu") -> tuple:
+    """Random tensors for `--input-shape`: normal floats, integers within the embedding range."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    high = embedding_range(model) or 10
+    out = []
+    for s in specs:
+        dtype = getattr(torch, s.dtype) if s.dtype else float_dtype
+        if device == "meta":
+            out.append(torch.empty(s.shape, dtype=dtype, device="meta"))
+        elif dtype.is_floating_point:
+            out.append(torch.randn(s.shape, generator=g).to(dtype))
+        elif dtype == torch.bool:
+            out.append(torch.rand(s.shape, generator=g) > 0.5)
+        else:
+            out.append(torch.randint(0, high, s.shape, generator=g, dtype=dtype))
+    return tuple(out)
+
+
+def load_inputs(path: str, model) -> tuple[tuple, dict]:
+    """`--input FILE`: a tensor, a tuple/list of them (positional) or a dict (keyword arguments when
+    its keys are forward's parameter names, else one positional dict). Read with weights_only."""
+    import pickle
+    import torch
+    p = Path(path)
+    if not p.is_file():
+        raise CgvizError(f"--input {path}: no such file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CgvizError(f"--input {path} holds pickled code, not just tensors; save the inputs with "
+                         "torch.save(tensor_or_tuple, path)") from None
+    except Exception as e:
+        raise CgvizError(f"--input {path} could not be read as tensors: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(obj, torch.Tensor):
+        return (obj,), {}
+    if isinstance(obj, (tuple, list)):
+        return tuple(obj), {}
+    if isinstance(obj, dict):
+        names = forward_params(model)
+        if names and set(obj) <= set(names):
+            return (), dict(obj)
+        return (obj,), {}
+    raise CgvizError(f"--input {path} holds a {type(obj).__name__}; give a tensor, a tuple of tensors "
+                     "or a dict of them")
+
+
+def forward_params(model) -> list[str] | None:
+    """The names of forward's parameters, or None when Python cannot tell (TorchScript, C++)."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def input_names(model, args: tuple, kwargs: dict) -> list[str]:
+    """Names for the input boxes: forward's parameter names where known (`x`, `input_ids`)."""
+    names = forward_params(model) or []
+    out = []
+    for i, _ in enumerate(args):
+        out.append(names[i] if i < len(names) else f"input{i}")
+    out.extend(kwargs)
+    return out
+
+
+def flat_tensors(obj) -> list:
+    """Every tensor inside nested tuples, lists, dicts and dataclass-like outputs (None skipped)."""
+    import torch
+    from torch.utils._pytree import tree_flatten
+    return [t for t in tree_flatten(obj)[0] if isinstance(t, torch.Tensor)]
+
+
+def describe(args: tuple, kwargs: dict) -> str:
+    """`[1×3×32×32] float32, mask=[1×8] bool`: what the model was given, for error messages."""
+    import torch
+
+    def one(x) -> str:
+        if isinstance(x, torch.Tensor):
+            return f"[{'×'.join(map(str, x.shape))}] {str(x.dtype).replace('torch.', '')}"
+        if isinstance(x, dict):
+            return "{" + ", ".join(f"{k}: {one(v)}" for k, v in x.items()) + "}"
+        if isinstance(x, (tuple, list)):
+            return "(" + ", ".join(one(v) for v in x) + ")"
+        return type(x).__name__ if x is not None else "None"
+    parts = [one(a) for a in args] + [f"{k}={one(v)}" for k, v in kwargs.items()]
+    return ", ".join(parts) or "no inputs"
+
+
+def compute_loss(output: Any, kind: str | None, seed: int):
+    """The scalar backward starts from: the output itself when it is already a float scalar and no
+    --loss was asked for, else sum/mean/mse (against zeros)/ce (against random classes) over every
+    floating tensor in the output."""
+    import torch
+    import torch.nn.functional as F
+    floats = [t for t in flat_tensors(output) if t.is_floating_point()]
+    if not floats:
+        raise CgvizError("the model's output holds no floating-point tensor, so there is no loss to "
+                         "take the gradient of")
+    if kind is None and len(floats) == 1 and floats[0].numel() == 1:
+        return floats[0].reshape(()), "output"
+    kind = kind or "sum"
+    g = torch.Generator().manual_seed(seed + 1)
+    terms = []
+    for t in floats:
+        if kind == "sum":
+            terms.append(t.sum())
+        elif kind == "mean":
+            terms.append(t.mean())
+        elif kind == "mse":
+            terms.append(F.mse_loss(t, torch.zeros_like(t)))
+        elif kind == "ce":
+            if t.dim() == 0:
+                raise CgvizError("--loss ce needs class scores (an output with a class dimension), "
+                                 "but the output is a scalar")
+            logits = t.reshape(-1, t.shape[-1])   # classes on the last dimension, as LM heads have them
+            if t.device.type == "meta":
+                target = torch.zeros(logits.shape[0], dtype=torch.long, device="meta")
+            else:
+                target = torch.randint(0, t.shape[-1], (logits.shape[0],), generator=g)
+            terms.append(F.cross_entropy(logits, target))
+        else:
+            raise CgvizError(f"unknown --loss {kind!r}; use {', '.join(LOSSES)}")
+    loss = terms[0]
+    for t in terms[1:]:
+        loss = loss + t
+    return loss, kind

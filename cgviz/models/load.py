@@ -1,0 +1,382 @@
+"""Open a model file, telling its kind from its content (not its suffix), and never run its code unasked.
+
+Kinds: a `torch.export` program, a TorchScript archive, a Python file defining the model, and — only
+with `--trust` — a whole pickled `nn.Module`. A state_dict or a file of tensors has no graph; we say
+so and show what to pass instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickletools
+import sys
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CgvizError
+
+ACCEPTS = ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
+           "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
+           "or, with --trust, a whole pickled nn.Module (torch.save(model)).")
+
+EXPORT_HINT = ("To share a model safely, export it: "
+               "torch.export.save(torch.export.export(model, example_inputs), 'model.pt2').")
+
+
+@dataclass
+class Loaded:
+    """A model ready to run, and what we learnt about it while loading."""
+
+    kind: str                 # export | torchscript | module | python
+    model: Any                # nn.Module (ScriptModule for torchscript, GraphModule for export)
+    path: str
+    example_args: tuple | None = None
+    example_kwargs: dict | None = None
+    program: Any = None       # the ExportedProgram, for its graph's module stacks
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return {"export": "torch.export program", "torchscript": "TorchScript archive",
+                "module": "pickled nn.Module", "python": "Python model file"}[self.kind]
+
+
+def _fail(msg: str) -> CgvizError:
+    return CgvizError(msg)
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
+    p = Path(spec)
+    if p.exists():
+        return p, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and tail.isidentifier() and Path(head).exists():
+        return Path(head), tail
+    return p, None
+
+
+def sniff(path: Path, data: bytes) -> str:
+    """zip-export | zip-script | zip-pickle | pickle | python | unknown."""
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        try:
+            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except zipfile.BadZipFile as e:
+            raise _fail(f"{path} looks like a zip archive (as torch.save, torch.jit.save and "
+                        f"torch.export.save write) but is damaged or truncated: {e}. Save it again. "
+                        + ACCEPTS) from None
+        for n in names:
+            if n.startswith("/") or ".." in Path(n).parts:
+                raise _fail(f"{path}: refusing a zip archive whose member {n!r} points outside it")
+        tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
+        if "archive_format" in tails or "models/model.json" in tails:
+            return "zip-export"
+        if "constants.pkl" in tails and any(t.startswith("code/") for t in tails):
+            return "zip-script"
+        if "data.pkl" in tails:
+            return "zip-pickle"
+        return "zip-other"
+    if data[:1] == b"\x80" and len(data) > 2 and data[1] in range(2, 6):
+        return "pickle"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return "unknown"
+    if "\x00" in text:
+        return "unknown"
+    import ast
+    try:
+        ast.parse(text, filename=str(path))
+    except SyntaxError:
+        return "text" if not path.suffix == ".py" else "python"   # a broken .py: let Python say where
+    return "python"
+
+
+def pickled_classes(data: bytes) -> list[str]:
+    """The `module.Class` names a pickle would import, read from its opcodes without running it."""
+    blob = data
+    if data[:2] == b"PK":
+        z = zipfile.ZipFile(io.BytesIO(data))
+        member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+        if member is None:
+            return []
+        blob = z.read(member)
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(blob):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif op.name == "GLOBAL":
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:   # a damaged pickle: we only wanted names for a message
+        pass
+    boring = ("torch._utils.", "collections.", "torch.", "builtins.", "_codecs.", "numpy.")
+    return [f for f in dict.fromkeys(found) if not f.startswith(boring)] or \
+           [f for f in dict.fromkeys(found) if f.startswith("torch.nn.modules.")]
+
+
+def _is_state_dict(obj) -> bool:
+    import torch
+    if isinstance(obj, dict) and obj:
+        vals = list(obj.values())
+        return all(isinstance(v, torch.Tensor) for v in vals) or any(
+            isinstance(v, dict) and _is_state_dict(v) for v in vals)
+    return False
+
+
+def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
+    """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
+    path, factory = split_spec(spec)
+    if not path.exists():
+        raise _fail(f"{spec}: no such file. " + ACCEPTS)
+    if path.is_dir():
+        raise _fail(f"{path} is a folder, not a model file. " + ACCEPTS)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _fail(f"cannot read {path}: {e.strerror or e}") from None
+    if not data:
+        raise _fail(f"{path} is empty (0 bytes). " + ACCEPTS)
+    kind = sniff(path, data)
+    if factory and kind != "python":
+        raise _fail(f"{path}:{factory}: a ':factory' suffix only applies to Python files")
+    if kind == "python":
+        loaded = _load_python(path, factory, meta)
+    elif kind == "zip-export":
+        loaded = _load_export(path)
+    elif kind == "zip-script":
+        loaded = _load_script(path)
+    elif kind in ("zip-pickle", "pickle"):
+        loaded = _load_pickle(path, data, trust)
+    elif kind == "text":
+        raise _fail(f"{path} is a text file but not Python source. " + ACCEPTS)
+    else:
+        raise _fail(f"{path} is not a model file cgviz can read (it is neither a zip archive written "
+                    "by torch.save / torch.jit.save / torch.export.save, nor a pickle, nor Python "
+                    "source). " + ACCEPTS)
+    if weights:
+        if loaded.kind != "python" and loaded.kind != "module":
+            raise _fail(f"--weights applies to a Python model file; {path} is a {loaded.description} "
+                        "that already holds its weights")
+        _load_weights(loaded, weights)
+    return loaded
+
+
+def _torch_load(path: Path, **kw):
+    import torch
+    return torch.load(path, map_location="cpu", **kw)
+
+
+def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
+    import pickle
+    import torch
+    try:
+        obj = _torch_load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        obj = None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
+        raise _fail(f"{path} could not be read as a torch.save file: {_first_line(e)}. " + ACCEPTS) from None
+    if obj is not None:
+        if isinstance(obj, torch.nn.Module):   # pragma: no cover - weights_only never yields one
+            return Loaded("module", obj, str(path))
+        if _is_state_dict(obj):
+            raise _fail(f"{path} is a state_dict (a dict of {_count(obj)} tensors): it holds weights "
+                        "but no graph. Pass the Python file that defines the model and these weights: "
+                        f"cgviz torch model.py --weights {path}")
+        if isinstance(obj, (torch.Tensor, tuple, list)):
+            raise _fail(f"{path} holds tensors, not a model; to use them as the model's inputs, pass "
+                        f"them with --input {path}. " + ACCEPTS)
+        raise _fail(f"{path} holds a {type(obj).__name__}, not a model. " + ACCEPTS)
+    classes = pickled_classes(data)
+    what = f" (it would import {', '.join(classes[:3])})" if classes else ""
+    if not trust:
+        raise _fail(f"{path} is a pickled Python object{what}. Loading it runs code stored in the "
+                    "file, which can do anything your account can; cgviz does that only when you say "
+                    f"you trust the file: add --trust. {EXPORT_HINT}")
+    # Classes are imported by module name: the model's own folder and the working folder must be
+    # importable, as they were when it was saved.
+    with _sys_path(path.resolve().parent, Path.cwd()):
+        try:
+            obj = _torch_load(path, weights_only=False)
+        except (ModuleNotFoundError, AttributeError) as e:
+            raise _fail(f"{path} needs code that is not importable here: {_first_line(e)}. Run cgviz "
+                        "from the folder where the model's classes can be imported, or pass the "
+                        "Python file that defines the model.") from None
+        except Exception as e:
+            raise _fail(f"{path} could not be unpickled: {type(e).__name__}: {_first_line(e)}") from None
+    if not isinstance(obj, torch.nn.Module):
+        raise _fail(f"{path} unpickles to a {type(obj).__name__}, not an nn.Module. " + ACCEPTS)
+    return Loaded("module", obj, str(path))
+
+
+def _load_export(path: Path) -> Loaded:
+    import torch
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
+                    f"{type(e).__name__}: {_first_line(e)}. It may come from a newer PyTorch "
+                    f"(this is {torch.__version__}).") from None
+    args, kwargs = None, None
+    if ep.example_inputs is not None:
+        args, kwargs = ep.example_inputs
+    return Loaded("export", ep.module(), str(path), tuple(args) if args is not None else None,
+                  dict(kwargs) if kwargs else None, program=ep)
+
+
+def _load_script(path: Path) -> Loaded:
+    import torch
+    try:
+        sm = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise _fail(f"{path} looks like a TorchScript archive but could not be loaded: "
+                    f"{_first_line(e)}. It may come from a newer PyTorch (this is {torch.__version__}).") from None
+    return Loaded("torchscript", sm, str(path))
+
+
+def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
+    import runpy
+    import torch
+    ns: dict[str, Any]
+    device = torch.device("meta") if meta else contextlib.nullcontext()
+    with _sys_path(path.resolve().parent), _user_code(path, "running"):
+        ns = runpy.run_path(str(path), run_name="cgviz_model")
+    if factory:
+        if factory not in ns:
+            names = [k for k, v in ns.items() if callable(v) and not k.startswith("_")
+                     and getattr(v, "__module__", None) == "cgviz_model"]
+            raise _fail(f"{path} defines no {factory!r}" + (f"; it defines {', '.join(sorted(names))}"
+                                                           if names else ""))
+        target = ns[factory]
+    elif "model" in ns:
+        target = ns["model"]
+    else:
+        mods = [k for k, v in ns.items() if isinstance(v, torch.nn.Module)]
+        funcs = sorted(k for k, v in ns.items() if callable(v) and not isinstance(v, type)
+                       and getattr(v, "__module__", None) == "cgviz_model" and not k.startswith("_"))
+        hint = (f" It defines {', '.join(mods + funcs)}: name one, as in {path}:{(mods + funcs)[0]}."
+                if mods or funcs else "")
+        raise _fail(f"{path} has no module-level `model`. Define `model = MyNet()` in it, or name a "
+                    f"function that returns the model: cgviz torch {path}:build.{hint}")
+    if isinstance(target, torch.nn.Module):
+        model = target
+        if meta:
+            model = model.to("meta")
+    elif callable(target):
+        with _sys_path(path.resolve().parent), _user_code(path, f"calling {factory or 'model'}()"), device:
+            model = target()
+    else:
+        raise _fail(f"{path}: {factory or 'model'} is a {type(target).__name__}, not an nn.Module "
+                    "or a function returning one")
+    if not isinstance(model, torch.nn.Module):
+        raise _fail(f"{path}: {factory or 'model'}() returned a {type(model).__name__}, not an nn.Module")
+    ex = ns.get("example_inputs")
+    if callable(ex):
+        with _user_code(path, "calling example_inputs()"):
+            ex = ex()
+    args = kwargs = None
+    if isinstance(ex, dict):
+        kwargs = ex
+    elif isinstance(ex, (tuple, list)):
+        args = tuple(ex)
+    elif isinstance(ex, torch.Tensor):
+        args = (ex,)
+    return Loaded("python", model, str(path), args, kwargs)
+
+
+def _load_weights(loaded: Loaded, weights: str) -> None:
+    import pickle
+    wp = Path(weights)
+    if not wp.is_file():
+        raise _fail(f"--weights {weights}: no such file")
+    try:
+        sd = _torch_load(wp, weights_only=True)
+    except pickle.UnpicklingError:
+        raise _fail(f"--weights {weights} is not a plain state_dict (it holds pickled code); "
+                    "save it with torch.save(model.state_dict(), path)") from None
+    except Exception as e:
+        raise _fail(f"--weights {weights} could not be read: {_first_line(e)}") from None
+    for key in ("state_dict", "model", "model_state_dict"):   # common checkpoint wrappers
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not _is_tensor_dict(sd):
+            sd = sd[key]
+            break
+    if not _is_tensor_dict(sd):
+        raise _fail(f"--weights {weights} is not a state_dict (a dict of tensors)")
+    result = loaded.model.load_state_dict(sd, strict=False)
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}")
+        raise _fail(f"--weights {weights} does not fit the model in {loaded.path} ({'; '.join(parts)})")
+    loaded.notes.append(f"weights from {weights}")
+
+
+def _is_tensor_dict(obj) -> bool:
+    import torch
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _count(obj) -> int:
+    import torch
+    if isinstance(obj, torch.Tensor):
+        return 1
+    if isinstance(obj, dict):
+        return sum(_count(v) for v in obj.values())
+    return 0
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def _sys_path(*folders: Path):
+    added = [str(f) for f in folders if str(f) not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for f in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(f)
+
+
+@contextlib.contextmanager
+def _user_code(path: Path, doing: str):
+    """Errors raised by the user's own model file, shown with the line of *their* file that failed."""
+    try:
+        yield
+    except CgvizError:
+        raise
+    except SystemExit as e:
+        raise _fail(f"{path} called exit({e.code}) while {doing}") from None
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise _fail(f"{path}: error while {doing}: {type(e).__name__}: {_first_line(e)}"
+                    f"{user_frame(e, path)}") from None
+
+
+def user_frame(e: BaseException, path: Path | None = None) -> str:
+    """` (at model.py:12: return self.fc(x))`: the deepest frame in the user's file, if any."""
+    frames = traceback.extract_tb(e.__traceback__)
+    want = str(path.resolve()) if path else None
+    hit = None
+    for f in frames:
+        if (want and str(Path(f.filename).resolve()) == want) or (
+                not want and "site-packages" not in f.filename and "/cgviz/" not in f.filename):
+            hit = f
+    if hit is None:
+        return ""
+    return f" (at {Path(hit.filename).name}:{hit.lineno}: {(hit.line or '').strip()})"

@@ -1,0 +1,77 @@
+"""`cgviz torch` as one library call: load → trace (forward, backward) → picture → DOT/JSON/image bytes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CgvizError
+from ..render import IMAGE_FORMATS, run_dot
+from .structure import Picture, auto_depth, build_picture
+
+
+@dataclass
+class ModelResult:
+    data: bytes
+    nodes: int                      # drawn nodes (recorded nodes for JSON)
+    recorded: int
+    depth: int | None
+    max_depth: int
+    auto: bool
+    loss: float | None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
+               depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
+               timeout: float | None = None) -> ModelResult:
+    """Everything `cgviz torch` does, minus printing and writing the file."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401  (timed on its own: it is most of the start-up)
+    from .draw import DrawOptions, to_dot
+    from .export import to_json
+    from .load import load_model
+    from .trace import TraceOptions, trace
+    opts = opts or TraceOptions()
+    timings = {"import": time.perf_counter() - t0}
+    t = time.perf_counter()
+    loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
+    timings["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    traced = trace(loaded, opts)
+    timings["run"] = time.perf_counter() - t
+    graph, run = traced.graph, traced.run
+    graph.source = Path(loaded.path).name
+    notes = list(loaded.notes) + list(traced.notes)
+    t = time.perf_counter()
+    pic: Picture
+    auto = False
+    view_depth = depth
+    if opts.view == "autograd":
+        pic = build_picture(graph, run, None, fold=False)
+    elif depth is None:
+        pic, view_depth = auto_depth(graph, run, fold)
+        auto = view_depth is not None
+    else:
+        pic = build_picture(graph, run, depth, fold)
+    extra = {"view": opts.view, "depth": view_depth, "folded": fold}
+    if fmt == "json":
+        data = to_json(graph, run, extra).encode("utf-8")
+        timings["picture"] = time.perf_counter() - t
+        return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes, timings)
+    title = f"{graph.source}  —  {loaded.description}, {run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}"
+    if run.loss is not None:
+        title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+    dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title))
+    timings["picture"] = time.perf_counter() - t
+    if fmt == "dot":
+        data = dot_text.encode("utf-8")
+    elif fmt in IMAGE_FORMATS:
+        t = time.perf_counter()
+        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes))
+        timings["layout"] = time.perf_counter() - t
+    else:
+        raise CgvizError(f"unknown format {fmt!r}")
+    return ModelResult(data, len(pic.nodes), len(graph), view_depth, pic.max_depth, auto, run.loss, notes, timings)

@@ -1,0 +1,262 @@
+"""What to draw of a big model: module clusters, `--depth` collapsing, ×N folding and loop regions.
+
+The recorded graph is never changed; this pass computes a *picture*: which recorded nodes are drawn
+as one box (a collapsed module, a folded block, a repeated loop body) and which edges remain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..ir import Graph, Node
+from .summary import ModelRun, TensorInfo
+
+AUTO_NODE_LIMIT = 300   # "a few hundred nodes at most" before the automatic depth steps down
+
+
+@dataclass
+class Group:
+    """Sibling module calls drawn once: `fold` (×N identical blocks) or `loop` (one module called N times)."""
+
+    style: str                    # fold | loop
+    calls: list[tuple]            # scope prefixes (tuples of Frames), the first is drawn
+    cls: str
+    grad_norms: list[float | None]
+
+    @property
+    def n(self) -> int:
+        return len(self.calls)
+
+
+@dataclass
+class DNode:
+    """One box or ellipse of the picture, standing for one or more recorded nodes."""
+
+    id: str
+    kind: str                     # input | param | const | op | module
+    members: list[str]
+    scope: tuple                  # the frames of the cluster it sits in
+    copies: int = 1               # parallel duplicates merged into it (x[:, t] over 20 steps)
+    module: tuple | None = None   # for kind == module: the frames of the collapsed call
+
+
+@dataclass
+class DEdge:
+    src: str
+    dst: str
+    value: TensorInfo | None
+    grad: TensorInfo | None
+    count: int = 1
+    back: bool = False            # a loop's step-to-step edge (h_t → h_{t+1})
+
+
+@dataclass
+class Picture:
+    nodes: dict[str, DNode]
+    edges: list[DEdge]
+    groups: dict[tuple, Group] = field(default_factory=dict)   # representative call → its group
+    depth: int | None = None
+    max_depth: int = 0
+
+
+def _scope(node: Node) -> tuple:
+    return tuple(node.meta.get("scope") or ())
+
+
+def max_depth(graph: Graph) -> int:
+    return max((len(_scope(n)) for n in graph), default=0)
+
+
+def _members(graph: Graph) -> dict[tuple, list[str]]:
+    """Every module call (a scope prefix) → the recorded nodes inside it, in topological order."""
+    out: dict[tuple, list[str]] = {}
+    for n in graph:
+        s = _scope(n)
+        for i in range(1, len(s) + 1):
+            out.setdefault(s[:i], []).append(n.id)
+    return out
+
+
+def _children(calls) -> dict[tuple, list[tuple]]:
+    kids: dict[tuple, list[tuple]] = {}
+    for c in calls:
+        kids.setdefault(c[:-1], []).append(c)
+    return kids
+
+
+def _signature(graph: Graph, run: ModelRun, call: tuple, members: list[str]):
+    """What makes two module calls 'the same block': op sequence, shapes, wiring and parameter roles."""
+    index = {m: i for i, m in enumerate(members)}
+    prefix = call[-1].path
+    sig = [call[-1].cls]
+    for m in members:
+        n = graph[m]
+        rel = tuple((f.path[len(prefix):], f.cls) for f in _scope(n)[len(call):])
+        v = run.values.get(m)
+        shape = tuple((x.shape, x.dtype) for x in v) if isinstance(v, list) else (
+            (v.shape, v.dtype) if v is not None else None)
+        name = (n.name or "")
+        role = name[len(prefix):] if n.kind in ("param", "const") and name.startswith(prefix) else n.kind
+        ins = tuple(index.get(i, "ext") for i in n.inputs)
+        sig.append((n.kind, n.op, rel, shape, role, ins))
+    return tuple(sig)
+
+
+def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None:
+    total, seen = 0.0, False
+    for m in members:
+        n = graph[m]
+        if n.kind == "param":
+            g = run.grads.get(m)
+            if g is not None and g.norm is not None:
+                total += g.norm ** 2
+                seen = True
+    return math.sqrt(total) if seen else None
+
+
+def _chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
+    """Block i+1 reads only block i's results (and parameters): a chain like 12 transformer layers,
+    not two Linear layers with a ReLU between them."""
+    inside, before = set(nxt), set(prev)
+    fed = False
+    for m in nxt:
+        for i in graph[m].inputs:
+            if i in inside or graph[i].kind in ("param", "const"):
+                continue
+            if i not in before:
+                return False
+            fed = True
+    return fed
+
+
+def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
+    """Loops (one module path called repeatedly) and folds (consecutive same-structure siblings)."""
+    members = _members(graph)
+    kids = _children(members)
+    groups: dict[tuple, Group] = {}
+    hidden: set[tuple] = set()
+    for parent in sorted(kids, key=len):
+        if parent in hidden or any(parent[:i] in hidden for i in range(len(parent))):
+            continue
+        calls = kids[parent]
+        sigs = {c: _signature(graph, run, c, members[c]) for c in calls}
+        used: set[tuple] = set()
+        # loops: the same module path called several times with the same structure
+        by_path: dict[str, list[tuple]] = {}
+        for c in calls:
+            by_path.setdefault(c[-1].path, []).append(c)
+        for path, cs in by_path.items():
+            if len(cs) > 1 and len({sigs[c] for c in cs}) == 1:
+                groups[cs[0]] = Group("loop", cs, cs[0][-1].cls,
+                                      [_param_norm(graph, run, members[c]) for c in cs])
+                used.update(cs)
+                hidden.update(cs[1:])
+        # folds: runs of consecutive calls of different modules with equal signatures
+        run_: list[tuple] = []
+        for c in calls + [None]:
+            if (c is not None and c not in used and run_ and sigs[c] == sigs[run_[0]]
+                    and _chained(graph, members[run_[-1]], members[c])):
+                run_.append(c)
+                continue
+            if len(run_) > 1:
+                groups[run_[0]] = Group("fold", list(run_), run_[0][-1].cls,
+                                        [_param_norm(graph, run, members[x]) for x in run_])
+                hidden.update(run_[1:])
+            run_ = [c] if c is not None and c not in used else []
+    return groups
+
+
+def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: bool = True) -> Picture:
+    """Map every recorded node to the drawn node that stands for it, and merge the edges."""
+    members = _members(graph)
+    groups = find_groups(graph, run) if fold else {}
+    # 1. folding: members of repetitions 2..N stand for the same-position member of repetition 1
+    fmap = {n.id: n.id for n in graph}
+    call_of: dict[str, tuple] = {}      # recorded node → (group rep, repetition index)
+    for rep, grp in groups.items():
+        for j, c in enumerate(grp.calls):
+            for a, b in zip(members[c], members[rep]):
+                if fmap[a] == a:
+                    fmap[a] = fmap[b] if j else a
+                call_of.setdefault(a, (rep, j))
+    # 2. depth: anything at or below level `depth` becomes its module's node
+    dmap: dict[str, str] = {}
+    nodes: dict[str, DNode] = {}
+    for n in graph:
+        rid = fmap[n.id]
+        r = graph[rid]
+        s = _scope(r)
+        if depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input"):
+            mod = s[:depth]
+            did = "/".join(f.key for f in mod)
+            if did not in nodes:
+                nodes[did] = DNode(did, "module", [], mod[:-1], module=mod)
+            dmap[n.id] = did
+            nodes[did].members.append(n.id)
+            continue
+        dmap[n.id] = rid
+        if rid not in nodes:
+            nodes[rid] = DNode(rid, r.kind, [], s)
+        nodes[rid].members.append(n.id)
+    # 3. parallel duplicates feeding a folded body (x[:, t] for every step) merge into one node
+    if groups:
+        consumers: dict[str, set] = {}
+        for n in graph:
+            for i in n.inputs:
+                consumers.setdefault(i, set()).add(dmap[n.id])
+        seen: dict[tuple, str] = {}
+        for n in graph:
+            did = dmap[n.id]
+            if n.kind != "op" or did != n.id or n.id in call_of:
+                continue
+            v = run.values.get(n.id)
+            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n),
+                   getattr(v, "shape", None), frozenset(consumers.get(n.id, ())))
+            if not any(c in call_of or c in nodes and nodes[c].kind == "module" for c in consumers.get(n.id, ())):
+                continue
+            if key in seen:
+                keep = seen[key]
+                dmap[n.id] = keep
+                nodes[keep].members.append(n.id)
+                nodes[keep].copies += 1
+                del nodes[did]
+            else:
+                seen[key] = did
+    # 4. edges between drawn nodes, merged; inside one drawn node they disappear
+    edges: dict[tuple, DEdge] = {}
+    for n in graph:
+        for k, src in enumerate(n.inputs):
+            s, d = dmap[src], dmap[n.id]
+            back = False
+            if s == d:
+                continue
+            cs, cd = call_of.get(src), call_of.get(n.id)
+            if cs and cd and cs[0] == cd[0] and cs[1] != cd[1]:
+                if groups[cs[0]].style != "loop":
+                    continue            # block i → block i+1 inside a ×N fold: the ×N says it
+                back = True
+            key = (s, d, back)
+            if key in edges:
+                # a repetition's copy of an edge already drawn is not a second edge; ×k on an edge
+                # counts distinct tensors (20 steps' outputs into one stack)
+                same_group = cs and cd and cs[0] == cd[0]
+                if back or not (same_group or graph[src].kind in ("param", "const")):
+                    edges[key].count += 1
+                continue
+            edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back)
+    return Picture(nodes, list(edges.values()), groups, depth, max_depth(graph))
+
+
+def auto_depth(graph: Graph, run: ModelRun, fold: bool = True, limit: int = AUTO_NODE_LIMIT) -> tuple[Picture, int | None]:
+    """The deepest picture with at most `limit` nodes; (picture, depth or None for everything)."""
+    full = build_picture(graph, run, None, fold)
+    if len(full.nodes) <= limit:
+        return full, None
+    best = None
+    for d in range(full.max_depth, 0, -1):
+        pic = build_picture(graph, run, d, fold)
+        best = pic
+        if len(pic.nodes) <= limit:
+            return pic, d
+    return best, 1

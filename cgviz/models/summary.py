@@ -1,0 +1,87 @@
+"""What a model picture keeps of each tensor (shape, dtype, stats, small values) and of a whole run.
+
+Summaries are taken while the model runs, so the picture never holds on to a model's activations:
+a GPT-2-sized run keeps a few numbers per edge, not hundreds of megabytes of tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..fmt import stats as _stats
+
+FULL_LIMIT = 4096   # tensors up to this many elements keep their values (JSON writes them in full)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor as the picture and the JSON show it."""
+
+    shape: tuple[int, ...]
+    dtype: str                       # torch's name without the prefix: float32, int64, bool
+    stats: dict | None               # mean/std/min/max/norm (fmt.stats); None on the meta device
+    values: np.ndarray | None = None  # the values when small (≤ FULL_LIMIT elements), else None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def norm(self) -> float | None:
+        return None if self.stats is None else self.stats["norm"]
+
+    @staticmethod
+    def of(t: Any) -> "TensorInfo":
+        """Summarise a torch tensor (detached; meta/fake tensors give shape and dtype only)."""
+        import torch
+
+        dtype = str(t.dtype).replace("torch.", "")
+        shape = tuple(int(s) for s in t.shape)
+        if t.device.type == "meta" or _is_fake(t):
+            return TensorInfo(shape, dtype, None, None)
+        d = t.detach()
+        if d.is_complex():
+            d = d.abs()
+        if d.numel() <= FULL_LIMIT:
+            arr = d.cpu().to(torch.float64).numpy() if d.dtype != torch.int64 else d.cpu().numpy()
+            return TensorInfo(shape, dtype, _stats(arr), arr.copy())
+        # Large tensors: statistics in torch (float64 for the sums), without a NumPy copy.
+        x = d.to(torch.float64)
+        st = {"mean": float(x.mean()), "std": float(x.std(unbiased=False)), "min": float(x.min()),
+              "max": float(x.max()), "norm": float(torch.linalg.vector_norm(x))}
+        return TensorInfo(shape, dtype, st, None)
+
+
+def _is_fake(t) -> bool:
+    try:
+        from torch._subclasses.fake_tensor import FakeTensor
+    except ImportError:  # pragma: no cover - older torch
+        return False
+    return isinstance(t, FakeTensor)
+
+
+@dataclass
+class ModelRun:
+    """What recording a model produced, beside its `ir.Graph`.
+
+    values      node id → its output (a list for ops with several tensor outputs, e.g. `split`)
+    grads       node id → ∂loss/∂(its first output), None where no gradient flows
+    edge_values (consumer id, argument index) → the tensor that flowed along that edge
+    edge_grads  (consumer id, argument index) → the gradient that flowed back along that edge
+    param_grads qualified parameter name → summary of `param.grad` after backward
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    grads: dict[str, TensorInfo | None] = field(default_factory=dict)
+    edge_values: dict[tuple[str, int], TensorInfo] = field(default_factory=dict)
+    edge_grads: dict[tuple[str, int], TensorInfo | None] = field(default_factory=dict)
+    param_grads: dict[str, TensorInfo | None] = field(default_factory=dict)
+    loss: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)   # model kind, mode, inputs tried, timings …

@@ -1,0 +1,237 @@
+"""Run a loaded model forward and backward once, recording the graph of the chosen view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import CgvizError
+from ..ir import Graph
+from .inputs import InputSpec, compute_loss, describe, flat_tensors, input_names, load_inputs, make_inputs
+from .load import Loaded, user_frame
+from .summary import ModelRun
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    input_shapes: tuple[InputSpec, ...] = ()
+    input_file: str | None = None
+    dtype: str | None = None          # None: as saved
+    loss: str | None = None           # None: the output if scalar, else sum
+    seed: int = 0
+    view: str = "ops"                 # ops | autograd
+    mode: str | None = None           # train | eval | None (as saved)
+    meta: bool = False
+
+
+@dataclass
+class Traced:
+    graph: Graph
+    run: ModelRun
+    notes: list[str] = field(default_factory=list)
+
+
+def _prepare(loaded: Loaded, opts: TraceOptions):
+    """Mode, dtype and inputs; returns (model, args, kwargs)."""
+    import torch
+    model = loaded.model
+    if opts.mode:
+        if loaded.kind == "export":
+            raise CgvizError(f"{loaded.path} is a torch.export program: it runs in the mode it was "
+                             f"exported in, and --{opts.mode} cannot change that. Export it again "
+                             f"after model.{opts.mode}() instead.")
+        model.train(opts.mode == "train")
+    float_dtype = getattr(torch, opts.dtype) if opts.dtype else _model_float_dtype(model)
+    if opts.dtype and not opts.meta:
+        model.to(float_dtype)
+    device = "meta" if opts.meta else "cpu"
+    if opts.input_file:
+        if opts.input_shapes:
+            raise CgvizError("give either --input FILE or --input-shape, not both")
+        args, kwargs = load_inputs(opts.input_file, model)
+    elif opts.input_shapes:
+        args, kwargs = make_inputs(list(opts.input_shapes), model, float_dtype, opts.seed, device), {}
+    elif loaded.example_args is not None or loaded.example_kwargs:
+        args, kwargs = tuple(loaded.example_args or ()), dict(loaded.example_kwargs or {})
+    else:
+        names = input_names(model, (), {})
+        want = f" (its forward takes {', '.join(names)})" if names else ""
+        raise CgvizError(f"{loaded.path} comes with no example inputs{want}: give one --input-shape "
+                         "per input, e.g. --input-shape 1,3,32,32 (or 1,64:long for token ids), or "
+                         "--input inputs.pt")
+    args, kwargs = _cast(args, float_dtype if opts.dtype else None, device), _cast(kwargs, float_dtype if opts.dtype else None, device)
+    return model, args, kwargs
+
+
+def _model_float_dtype(model):
+    import torch
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _cast(obj, dtype, device):
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def one(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        t = t.detach()
+        if device == "meta" and t.device.type != "meta":
+            t = t.to("meta")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        if t.is_floating_point():
+            t = t.clone().requires_grad_(device != "meta")
+        return t
+    return tree_map(one, obj)
+
+
+def _call(loaded: Loaded, model, args, kwargs, rec=None):
+    """Run forward; the model's own error becomes a message with the inputs that were tried."""
+    try:
+        if rec is not None and loaded.kind == "export":
+            return _run_export(model, args, kwargs, rec)
+        if rec is not None and loaded.kind == "torchscript":
+            from .script import run_script
+            return run_script(model, args, kwargs, scope=rec.scope)
+        return model(*args, **kwargs)
+    except CgvizError:
+        raise
+    except NotImplementedError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        text = (msg[0] if msg else "")[:400]
+        raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
+                         f"{type(e).__name__}: {text}{user_frame(e)}. Check --input-shape (one per "
+                         "input, in forward's order) or pass --input FILE.") from None
+
+
+def _run_export(gm, args, kwargs, rec):
+    """Run a torch.export program node by node so each op lands in the module recorded in its
+    `nn_module_stack` (the program has no live submodules for hooks to see)."""
+    import torch.fx
+    from .record import Frame
+
+    class Scoped(torch.fx.Interpreter):
+        def run_node(self, n):
+            frames = []
+            for key, (path, cls) in (n.meta.get("nn_module_stack") or {}).items():
+                if not path:
+                    continue
+                call = 1
+                if "@" in key:   # repeated calls of one module are keyed name@1, name@2 …
+                    tail = key.rsplit("@", 1)[1]
+                    call = int(tail) + 1 if tail.isdigit() else 1
+                frames.append(Frame(path, str(cls).rsplit(".", 1)[-1], call))
+            rec.set_stack(frames)
+            return super().run_node(n)
+
+    flat = gm.graph._codegen.process_inputs(*args, **kwargs) if kwargs else \
+        gm.graph._codegen.process_inputs(*args)
+    out = Scoped(gm).run(*flat)
+    rec.set_stack([])
+    return gm.graph._codegen.process_outputs(out)
+
+
+def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
+    """Forward and backward once; the graph and what flowed through it."""
+    import torch
+    model, args, kwargs = _prepare(loaded, opts)
+    torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
+    if opts.view == "autograd":
+        return _trace_autograd(loaded, model, args, kwargs, opts)
+    return _trace_ops(loaded, model, args, kwargs, opts)
+
+
+def _named(model):
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    return params, buffers
+
+
+def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
+    import torch
+    from .record import Recorder, module_hooks
+    params, buffers = _named(model)
+    grads = not opts.meta
+    rec = Recorder(params, buffers, grads=grads)
+    names = input_names(model, args, kwargs)
+    for name, value in zip(names, list(args) + list(kwargs.values())):
+        for i, t in enumerate(flat_tensors(value)):
+            rec.add_input(name if i == 0 else f"{name}.{i}", t)
+    handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
+    notes = []
+    try:
+        with rec, torch.enable_grad() if grads else torch.no_grad():
+            try:
+                out = _call(loaded, model, args, kwargs, rec)
+            except NotImplementedError as e:
+                raise _Fallback(str(e)) from None
+            with rec.scope("loss", "Loss"):
+                loss, kind = compute_loss(out, opts.loss, opts.seed)
+    except _Fallback as e:
+        for h in handles:
+            h.remove()
+        notes.append(f"the ops view cannot follow this TorchScript model ({e}); drawing the autograd "
+                     "view instead")
+        traced = _trace_autograd(loaded, model, args, kwargs, opts)
+        traced.notes[:0] = notes
+        return traced
+    finally:
+        for h in handles:
+            h.remove()
+    loss_id = rec.source_of(loss)
+    if loss_id is None:
+        raise CgvizError("cgviz could not follow the model's computation to its output")
+    if grads:
+        if not loss.requires_grad:
+            raise CgvizError("the output does not depend on any parameter or input that needs a "
+                             "gradient (is the model's forward under torch.no_grad?)")
+        loss.backward()
+    graph, run = rec.finish(loss_id)
+    run.loss = None if opts.meta else float(loss.detach())
+    run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
+                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
+    _add_param_grads(run, params)
+    return Traced(graph, run, notes)
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _add_param_grads(run: ModelRun, params) -> None:
+    from .summary import TensorInfo
+    for name, p in params.items():
+        if name not in run.param_grads:
+            run.param_grads[name] = TensorInfo.of(p.grad) if p.grad is not None else None
+
+
+def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
+    import torch
+    from .autograd import AutogradRecorder
+    if opts.meta:
+        raise CgvizError("--view autograd needs a real backward pass; it cannot be combined with --meta")
+    params, _ = _named(model)
+    with torch.enable_grad():
+        out = _call(loaded, model, args, kwargs)
+        loss, kind = compute_loss(out, opts.loss, opts.seed)
+    if not loss.requires_grad:
+        raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
+    names = input_names(model, args, kwargs)
+    inputs = {}
+    for name, value in zip(names, list(args) + list(kwargs.values())):
+        for i, t in enumerate(flat_tensors(value)):
+            inputs[name if i == 0 else f"{name}.{i}"] = t
+    rec = AutogradRecorder(loss, params, inputs)
+    loss.backward()
+    graph, run = rec.result()
+    run.loss = float(loss.detach())
+    run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
+                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
+    _add_param_grads(run, params)
+    return Traced(graph, run, [])
+
