@@ -85,33 +85,47 @@ def _children(calls) -> dict[tuple, list[tuple]]:
     return kids
 
 
+def _ops(graph: Graph, members: list[str]) -> list[str]:
+    return [m for m in members if graph[m].kind == "op"]
+
+
+def _role(graph: Graph, node_id: str, prefix: str) -> str:
+    """A parameter's name relative to the block (`fc1.weight`), so block 3's matches block 1's."""
+    name = graph[node_id].name or node_id
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
 def _signature(graph: Graph, run: ModelRun, call: tuple, members: list[str]):
-    """What makes two module calls 'the same block': op sequence, shapes, wiring and parameter roles."""
-    index = {m: i for i, m in enumerate(members)}
+    """What makes two module calls 'the same block': op sequence, shapes, wiring and parameter roles.
+    Only ops count: a module called in a loop creates its parameter boxes on the first call only."""
+    ops = _ops(graph, members)
+    index = {m: i for i, m in enumerate(ops)}
     prefix = call[-1].path
     sig = [call[-1].cls]
-    for m in members:
+    for m in ops:
         n = graph[m]
         rel = tuple((f.path[len(prefix):], f.cls) for f in _scope(n)[len(call):])
         v = run.values.get(m)
         shape = tuple((x.shape, x.dtype) for x in v) if isinstance(v, list) else (
             (v.shape, v.dtype) if v is not None else None)
-        name = (n.name or "")
-        role = name[len(prefix):] if n.kind in ("param", "const") and name.startswith(prefix) else n.kind
-        ins = tuple(index.get(i, "ext") for i in n.inputs)
-        sig.append((n.kind, n.op, rel, shape, role, ins))
+        ins = tuple(index[i] if i in index else
+                    ("p", _role(graph, i, prefix)) if graph[i].kind in ("param", "const") else "ext"
+                    for i in n.inputs)
+        sig.append((n.op, rel, shape, ins))
     return tuple(sig)
 
 
 def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None:
+    """The norm of the gradient this call sent to parameters, read from the edges parameters feed:
+    for a loop, step t's share of the shared weights' gradient (which shows vanishing over time)."""
     total, seen = 0.0, False
-    for m in members:
-        n = graph[m]
-        if n.kind == "param":
-            g = run.grads.get(m)
-            if g is not None and g.norm is not None:
-                total += g.norm ** 2
-                seen = True
+    for m in _ops(graph, members):
+        for k, i in enumerate(graph[m].inputs):
+            if graph[i].kind == "param":
+                g = run.edge_grads.get((m, k))
+                if g is not None and g.norm is not None:
+                    total += g.norm ** 2
+                    seen = True
     return math.sqrt(total) if seen else None
 
 
@@ -175,8 +189,14 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
     fmap = {n.id: n.id for n in graph}
     call_of: dict[str, tuple] = {}      # recorded node → (group rep, repetition index)
     for rep, grp in groups.items():
+        prefix = rep[-1].path
+        rep_leaves = {_role(graph, m, prefix): m for m in members[rep] if graph[m].kind != "op"}
         for j, c in enumerate(grp.calls):
-            for a, b in zip(members[c], members[rep]):
+            pairs = list(zip(_ops(graph, members[c]), _ops(graph, members[rep])))
+            cp = c[-1].path
+            pairs += [(m, rep_leaves[_role(graph, m, cp)]) for m in members[c]
+                      if graph[m].kind != "op" and _role(graph, m, cp) in rep_leaves]
+            for a, b in pairs:
                 if fmap[a] == a:
                     fmap[a] = fmap[b] if j else a
                 call_of.setdefault(a, (rep, j))
@@ -232,6 +252,8 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
             if s == d:
                 continue
             cs, cd = call_of.get(src), call_of.get(n.id)
+            if graph[src].kind != "op" and cd and cd[1] > 0:
+                continue                # repetition k's use of a shared parameter: drawn once
             if cs and cd and cs[0] == cd[0] and cs[1] != cd[1]:
                 if groups[cs[0]].style != "loop":
                     continue            # block i → block i+1 inside a ×N fold: the ×N says it
