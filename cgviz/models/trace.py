@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 
 from ..errors import CgvizError
@@ -90,13 +92,12 @@ def _cast(obj, dtype, device):
 
 def _call(loaded: Loaded, model, args, kwargs, rec=None):
     """Run forward; the model's own error becomes a message with the inputs that were tried."""
+    import torch
+    # --meta: factory calls inside forward (torch.ones for a mask) must land on the meta device too
+    device = torch.device("meta") if _on_meta(args, kwargs) else contextlib.nullcontext()
     try:
-        if rec is not None and loaded.kind == "export":
-            return _run_export(model, args, kwargs, rec)
-        if rec is not None and loaded.kind == "torchscript":
-            from .script import run_script
-            return run_script(model, args, kwargs, scope=rec.scope)
-        return model(*args, **kwargs)
+        with device:
+            return _dispatch(loaded, model, args, kwargs, rec)
     except CgvizError:
         raise
     except NotImplementedError:
@@ -107,6 +108,19 @@ def _call(loaded: Loaded, model, args, kwargs, rec=None):
         raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
                          f"{type(e).__name__}: {text}{user_frame(e)}. Check --input-shape (one per "
                          "input, in forward's order) or pass --input FILE.") from None
+
+
+def _on_meta(args, kwargs) -> bool:
+    return any(t.device.type == "meta" for t in flat_tensors((args, kwargs)))
+
+
+def _dispatch(loaded: Loaded, model, args, kwargs, rec):
+    if rec is not None and loaded.kind == "export":
+        return _run_export(model, args, kwargs, rec)
+    if rec is not None and loaded.kind == "torchscript":
+        from .script import run_script
+        return run_script(model, args, kwargs, scope=rec.scope)
+    return model(*args, **kwargs)
 
 
 def _run_export(gm, args, kwargs, rec):
