@@ -73,3 +73,16 @@ def test_every_json_field_is_documented(cli):
         if key in ("format", "version", "nodes", "edges"):
             continue
         assert key in documented, f"JSON field {key!r} is not in the README's table"
+
+
+def test_every_model_json_field_is_documented(cli):
+    doc = json.loads(cli("torch", str(ROOT / "sample_graphs/models/rnn_loop.py"), "--format", "json", "-o", "-").stdout)
+    documented = set(re.findall(r"^\| `([a-z_\[\]\.]+)`", README, re.M))
+    documented |= {p.strip(" `") for row in re.findall(r"^\| (`[a-z_]+`, `[a-z_]+`) \|", README, re.M)
+                   for p in row.split(",")}
+    keys = set(doc) | {k for n in doc["nodes"] for k in n} | {f"edges[].{k}" for e in doc["edges"] for k in e}
+    keys |= set(doc["model"])
+    for key in sorted(keys):
+        if key in ("format", "version", "nodes", "edges", "edges[].src", "edges[].dst", "edges[].grad_stats"):
+            continue
+        assert key in documented or f"`{key}`" in README, f"JSON field {key!r} is not documented in the README"
