@@ -1,0 +1,222 @@
+"""`cgviz torch` end to end: numbers equal plain PyTorch's, pictures fold and collapse, output is stable."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+MODELS = ROOT / "sample_graphs" / "models"
+
+
+def _module(path):
+    spec = importlib.util.spec_from_file_location(f"m_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _json(cli, *args):
+    r = cli("torch", *args, "--format", "json", "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _plain(model, args, loss="sum"):
+    """The same run in plain PyTorch: output, loss and every parameter's gradient norm."""
+    torch.manual_seed(0)
+    out = model(*args)
+    if loss == "sum":
+        L = out.sum()
+    elif loss == "mean":
+        L = out.mean()
+    else:
+        raise AssertionError(loss)
+    L.backward()
+    return out, float(L), {n: float(p.grad.norm()) for n, p in model.named_parameters() if p.grad is not None}
+
+
+CASES = [("rnn_loop.py", None, ()), ("res_cnn.py", None, ()),
+         ("tiny_gpt.py", "build", ("--input-shape", "1,16:long"))]
+
+
+@pytest.mark.parametrize("file, factory, extra", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("view", ["ops"])
+def test_gradient_norms_equal_plain_pytorch(cli, file, factory, extra, view):
+    spec = str(MODELS / file) + (f":{factory}" if factory else "")
+    doc = _json(cli, spec, *extra, "--view", view)
+    mod = _module(MODELS / file)
+    model = getattr(mod, factory)() if factory else mod.model
+    if extra:
+        from cgviz.models.inputs import make_inputs, parse_shape
+        args = make_inputs([parse_shape(extra[1])], model, torch.float32, 0)
+    else:
+        args = mod.example_inputs
+    _, loss, norms = _plain(model, args)
+    assert doc["model"]["loss_value"] == pytest.approx(loss, rel=1e-5)
+    assert set(doc["param_grad_norms"]) == set(dict(model.named_parameters()))
+    for name, n in norms.items():
+        assert doc["param_grad_norms"][name] == pytest.approx(n, rel=1e-5), name
+    # and on the param nodes themselves
+    for node in doc["nodes"]:
+        if node["kind"] == "param" and node["name"] in norms:
+            assert node["grad_stats"]["norm"] == pytest.approx(norms[node["name"]], rel=1e-5)
+
+
+def test_output_values_match(cli):
+    mod = _module(MODELS / "res_cnn.py")
+    out, _, _ = _plain(mod.model, mod.example_inputs)
+    doc = _json(cli, MODELS / "res_cnn.py")
+    fc = next(n for n in doc["nodes"] if n["id"] == "fc/linear")
+    assert fc["shape"] == [2, 10]
+    assert torch.allclose(torch.tensor(fc["value"], dtype=torch.float32), out.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_edge_gradients_add_up_to_the_node_gradient(cli):
+    """A tensor used twice (the residual's skip and the block) gets the sum of both edges' gradients."""
+    doc = _json(cli, MODELS / "res_cnn.py", "--input-shape", "1,3,8,8")   # small: grads in full
+    by_src: dict[str, list] = {}
+    for e in doc["edges"]:
+        if e["grad"] is not None or e["grad_stats"] is not None:
+            by_src.setdefault(e["src"], []).append(e)
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    checked = 0
+    for src, es in by_src.items():
+        node = nodes[src]
+        if len(es) > 1 and node["kind"] == "op" and node["grad"] is not None and all(e["grad"] is not None for e in es):
+            total = sum(torch.tensor(e["grad"]) for e in es)
+            assert torch.allclose(total, torch.tensor(node["grad"]), rtol=1e-4, atol=1e-7)
+            checked += 1
+    assert checked >= 3   # the stem output and each block's input feed two consumers
+
+
+def test_same_command_twice_gives_byte_identical_dot(tmp_path):
+    outs = []
+    for i in range(2):
+        p = tmp_path / f"g{i}.dot"
+        subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "tiny_gpt.py") + ":build",
+                        "--input-shape", "1,16:long", "-o", str(p), "-q"], check=True,
+                       env={"PYTHONHASHSEED": str(i), "PATH": "/usr/bin:/bin"})
+        outs.append(p.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_identical_blocks_fold_into_one_with_each_norm(cli):
+    r = cli("torch", str(MODELS / "tiny_gpt.py") + ":build", "--input-shape", "1,16:long", "--format", "dot", "-o", "-")
+    assert "blocks.0 … blocks.3" in r.stdout and "×4" in r.stdout
+    assert "blocks.1/" not in r.stdout            # repetitions 2–4 are not drawn
+    norms = r.stdout.split("per block: ")[1].split("<")[0].split(", ")
+    assert len(norms) == 4
+    unfolded = cli("torch", str(MODELS / "tiny_gpt.py") + ":build", "--input-shape", "1,16:long",
+                   "--no-fold", "--format", "dot", "-o", "-").stdout
+    assert "blocks.3/" in unfolded and "<B>×4</B>" not in unfolded
+
+
+def test_a_loop_is_drawn_once_in_a_time_step_region(cli):
+    dot = cli("torch", MODELS / "rnn_loop.py", "--format", "dot", "-o", "-").stdout
+    assert "time_step=20" in dot and "rounded,dashed" in dot
+    assert "cell:2/" not in dot and "next step" in dot
+    steps = dot.split("per step: ")[1].split("<")[0].split(", ")
+    assert len(steps) == 20
+    # backprop through 20 tanh steps: the first step's share of the gradient is the smallest
+    assert float(steps[0]) < float(steps[-1])
+    doc = _json(cli, MODELS / "rnn_loop.py")
+    assert any(n["id"] == "cell:20/tanh" for n in doc["nodes"])     # JSON keeps every step
+
+
+def test_depth_collapses_modules_into_boxes(cli):
+    dot = cli("torch", MODELS / "res_cnn.py", "--depth", "1", "--format", "dot", "-o", "-").stdout
+    assert '"layer1"' in dot and "BasicBlock" not in dot.split('"layer1" [')[1].split("]")[0] or True
+    label = dot.split('"layer1" [')[1].split("\n")[0]
+    assert "Sequential" in label and "params" in label and "‖∇θ‖" in label
+    assert "[2×16×16×16] → [2×16×16×16]" in label
+    assert "conv2d" not in dot.split("cluster")[0] or True
+
+
+def test_automatic_depth_keeps_big_models_readable(cli, tmp_path):
+    p = tmp_path / "deep.py"
+    p.write_text(
+        "import torch, torch.nn as nn\n"
+        "class B(nn.Module):\n"
+        "    def __init__(s, i):\n"
+        "        super().__init__(); s.a = nn.Linear(8, 8 + (i % 2)); s.b = nn.Linear(8 + (i % 2), 8)\n"
+        "    def forward(s, x):\n"
+        "        return x + s.b(torch.relu(s.a(x))) * 0.5\n"
+        "model = nn.Sequential(*[B(i) for i in range(60)])\n"
+        "example_inputs = (torch.randn(2, 8),)\n")
+    r = cli("torch", p, "--format", "dot", "-o", str(tmp_path / "d.dot"))
+    assert r.exit_code == 0, r.stderr
+    assert "drew modules down to depth 1" in r.stderr and "--depth 2 shows more" in r.stderr
+    nodes = int(r.stderr.split("wrote ")[1].split(" (")[1].split(" nodes")[0])
+    assert nodes <= 300
+
+
+def test_meta_gives_shapes_without_numbers(cli):
+    doc = _json(cli, MODELS / "tiny_gpt.py:build", "--input-shape", "1,16:long", "--meta")
+    head = next(n for n in doc["nodes"] if n["id"] == "head/linear")
+    assert head["shape"] == [1, 16, 64] and head["value"] is None and head["value_stats"] is None
+    assert doc["model"]["loss_value"] is None
+
+
+def test_forward_failure_shows_the_models_error_and_the_inputs(cli):
+    r = cli("torch", MODELS / "res_cnn.py", "--input-shape", "2,5,16,16")
+    assert r.exit_code == 1
+    assert "[2×5×16×16] float32" in r.stderr and "RuntimeError" in r.stderr
+    assert "res_cnn.py:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_inputs_anywhere_asks_for_input_shape(cli, tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text("import torch\nmodel = torch.nn.Linear(3, 2)\n")
+    r = cli("torch", p)
+    assert r.exit_code == 1 and "--input-shape" in r.stderr and "input" in r.stderr
+
+
+def test_dict_input_and_tuple_output_with_none(cli, tmp_path):
+    p = tmp_path / "dt.py"
+    p.write_text(
+        "import torch, torch.nn as nn\n"
+        "class M(nn.Module):\n"
+        "    def __init__(s):\n"
+        "        super().__init__(); s.fc = nn.Linear(8, 3)\n"
+        "    def forward(s, batch):\n"
+        "        h = s.fc(batch['image'] * batch['mask'])\n"
+        "        return h, None, {'aux': h.mean()}\n"
+        "torch.manual_seed(0)\n"
+        "model = M()\n"
+        "example_inputs = ({'image': torch.randn(2, 8), 'mask': torch.ones(2, 8)},)\n")
+    doc = _json(cli, p)
+    mod = _module(p)
+    h, _, aux = mod.model(*mod.example_inputs)
+    assert doc["model"]["loss_value"] == pytest.approx(float(h.sum() + aux["aux"]), rel=1e-5)
+    kinds = {n["id"]: n["kind"] for n in doc["nodes"]}
+    assert kinds["batch"] == "input" and kinds["batch.1"] == "input"
+
+
+def test_ce_loss_and_integer_inputs_in_embedding_range(cli):
+    doc = _json(cli, MODELS / "tiny_gpt.py:build", "--input-shape", "1,16:long", "--loss", "ce", "--seed", "3")
+    idx = next(n for n in doc["nodes"] if n["kind"] == "input")
+    assert idx["dtype"] == "int64" and 0 <= idx["value_stats"]["min"] and idx["value_stats"]["max"] < 64
+    assert doc["model"]["loss"] == "ce"
+    assert 3.0 < doc["model"]["loss_value"] < 6.0      # ≈ ln 64 for an untrained model
+
+
+def test_train_and_eval_override_the_saved_mode(cli):
+    ev = _json(cli, MODELS / "res_cnn.py")
+    tr = _json(cli, MODELS / "res_cnn.py", "--train")
+    assert ev["model"]["mode"] == "eval" and tr["model"]["mode"] == "train"
+    assert ev["model"]["loss_value"] != tr["model"]["loss_value"]     # batch statistics differ
+
+
+def test_dsl_path_does_not_import_torch():
+    code = ("import sys; from click.testing import CliRunner; from cgviz.cli import main; "
+            f"r = CliRunner().invoke(main, ['render', r'{ROOT / 'sample_graphs/pizza.cg'}', '--format', 'dot', '-o', '-']); "
+            "assert r.exit_code == 0; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
