@@ -220,3 +220,49 @@ def test_dsl_path_does_not_import_torch():
             "assert r.exit_code == 0; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+INPLACE = """
+import torch, torch.nn as nn
+class M(nn.Module):
+    def __init__(s):
+        super().__init__(); s.fc1 = nn.Linear(4, 8); s.act = nn.ReLU(inplace=True); s.fc2 = nn.Linear(8, 2)
+    def forward(s, x):
+        h = s.act(s.fc1(x)) * 1.0
+        h += 1.0
+        h[:, 0] = 0.0
+        return s.fc2(h)
+torch.manual_seed(0)
+model = M()
+example_inputs = (torch.randn(5, 4),)
+"""
+
+
+def test_in_place_ops_are_nodes_with_the_right_gradients(cli, tmp_path):
+    p = tmp_path / "inplace.py"
+    p.write_text(INPLACE)
+    doc = _json(cli, p)
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    assert nodes["act/relu"]["inputs"] == ["fc1/linear"]
+    assert nodes["add_"]["inputs"] == ["mul"] and nodes["setitem"]["inputs"] == ["add_"]
+    assert nodes["fc2/linear"]["inputs"][0] == "setitem"
+    mod = _module(p)
+    m, x = mod.model, mod.example_inputs[0]
+    r = torch.relu(m.fc1(x))
+    r.retain_grad()
+    h = r * 1.0 + 1.0
+    h.retain_grad()
+    h2 = h.clone()
+    h2[:, 0] = 0.0
+    h2.retain_grad()
+    m.fc2(h2).sum().backward()
+    assert nodes["act/relu"]["grad_stats"]["norm"] == pytest.approx(float(r.grad.norm()), rel=1e-5)
+    assert nodes["add_"]["grad_stats"]["norm"] == pytest.approx(float(h.grad.norm()), rel=1e-5)
+    assert nodes["setitem"]["grad_stats"]["norm"] == pytest.approx(float(h2.grad.norm()), rel=1e-5)
+
+
+def test_backward_failing_in_the_model_is_a_message(cli, tmp_path):
+    p = tmp_path / "bad_inplace.py"
+    p.write_text(INPLACE.replace(") * 1.0", ")"))      # += on ReLU's saved output: autograd refuses
+    r = cli("torch", p)
+    assert r.exit_code == 1 and "backward pass failed" in r.stderr and "inplace" in r.stderr

@@ -52,8 +52,13 @@ def op_name(func) -> str:
     return name or "op"
 
 
-def _is_inplace(name: str, kwargs: dict) -> bool:
-    return (name.endswith("_") and not name.startswith("_")) or name == "setitem" or "out" in kwargs
+def _is_inplace(func, kwargs: dict) -> bool:
+    """add_, x += y (__iadd__), x[i] = v, relu(x, inplace=True), out=…: the input is the output."""
+    raw = getattr(func, "__name__", "") or ""
+    if type(func).__name__ == "OpOverload":
+        raw = raw.split(".")[0]
+    return ((raw.endswith("_") and not raw.endswith("__")) or raw.startswith("__i") or raw == "__setitem__"
+            or kwargs.get("inplace") is True or "out" in kwargs)
 
 
 class Recorder(TorchFunctionMode):
@@ -111,7 +116,7 @@ class Recorder(TorchFunctionMode):
         if name in _SKIP or (name not in _PROPERTY_OPS and getattr(func, "__name__", "") == "__get__"):
             return func(*args, **kwargs)
         flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        inplace = _is_inplace(name, kwargs)
+        inplace = _is_inplace(func, kwargs)
         edge_hooks: list[tuple[int, torch.Tensor]] = []
         if self.grads and not inplace and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in):
             # An alias per input (a view, no copy) so a hook can see the gradient along *this* edge,
@@ -130,6 +135,8 @@ class Recorder(TorchFunctionMode):
             args, kwargs = tree_map(alias, (args, kwargs))
         out = func(*args, **kwargs)
         flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not flat_out and inplace and args and isinstance(args[0], torch.Tensor):
+            flat_out = [args[0]]       # x[i] = v returns None; the result is x, changed
         if not flat_out:
             return out
         node = self._add_op(name, func, flat_in)

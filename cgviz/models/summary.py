@@ -51,10 +51,14 @@ class TensorInfo:
         if d.numel() <= FULL_LIMIT:
             arr = d.cpu().to(torch.float64).numpy() if d.dtype != torch.int64 else d.cpu().numpy()
             return TensorInfo(shape, dtype, _stats(arr), arr.copy())
-        # Large tensors: statistics in torch (float64 for the sums), without a NumPy copy.
-        x = d.to(torch.float64)
-        st = {"mean": float(x.mean()), "std": float(x.std(unbiased=False)), "min": float(x.min()),
-              "max": float(x.max()), "norm": float(torch.linalg.vector_norm(x))}
+        # Large tensors: statistics in torch, without a NumPy copy. float32 stays float32 (torch's
+        # reductions sum pairwise, and `norm` then equals what `param.grad.norm()` prints); other
+        # dtypes go through float64.
+        x = d if d.dtype in (torch.float32, torch.float64) else d.to(torch.float64)
+        std, mean = torch.std_mean(x, correction=0)
+        lo, hi = torch.aminmax(x)
+        st = {"mean": float(mean), "std": float(std), "min": float(lo), "max": float(hi),
+              "norm": float(torch.linalg.vector_norm(x))}
         return TensorInfo(shape, dtype, st, None)
 
 

@@ -204,13 +204,24 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
         if not loss.requires_grad:
             raise CgvizError("the output does not depend on any parameter or input that needs a "
                              "gradient (is the model's forward under torch.no_grad?)")
-        loss.backward()
+        _backward(loss)
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
     run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
                     inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
     _add_param_grads(run, params)
     return Traced(graph, run, notes)
+
+
+def _backward(loss) -> None:
+    """loss.backward(), with the model's own autograd error (an in-place change to a saved tensor,
+    say) as a message instead of a traceback."""
+    try:
+        loss.backward()
+    except RuntimeError as e:
+        text = str(e).strip().splitlines()[0][:400]
+        raise CgvizError(f"the backward pass failed (plain PyTorch fails the same way on this model): "
+                         f"{text}") from None
 
 
 class _Fallback(Exception):
@@ -241,7 +252,7 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
         for i, t in enumerate(flat_tensors(value)):
             inputs[name if i == 0 else f"{name}.{i}"] = t
     rec = AutogradRecorder(loss, params, inputs)
-    loss.backward()
+    _backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
     run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
