@@ -196,7 +196,7 @@ def test_dict_input_and_tuple_output_with_none(cli, tmp_path):
     h, _, aux = mod.model(*mod.example_inputs)
     assert doc["model"]["loss_value"] == pytest.approx(float(h.sum() + aux["aux"]), rel=1e-5)
     kinds = {n["id"]: n["kind"] for n in doc["nodes"]}
-    assert kinds["batch"] == "input" and kinds["batch.1"] == "input"
+    assert kinds["batch.image"] == "input" and kinds["batch.mask"] == "input"
 
 
 def test_ce_loss_and_integer_inputs_in_embedding_range(cli):

@@ -139,6 +139,20 @@ def input_names(model, args: tuple, kwargs: dict) -> list[str]:
     return out
 
 
+def named_tensors(name: str, value) -> list[tuple[str, object]]:
+    """(`batch.image`, tensor) for every tensor inside one forward argument, named by its path."""
+    import re as _re
+
+    import torch
+    from torch.utils._pytree import keystr, tree_flatten_with_path
+    out = []
+    for path, leaf in tree_flatten_with_path(value)[0]:
+        if isinstance(leaf, torch.Tensor):
+            tail = _re.sub(r"\[['\"]?([^'\"\]]*)['\"]?\]", r".\1", keystr(path))
+            out.append((name + tail, leaf))
+    return out
+
+
 def flat_tensors(obj) -> list:
     """Every tensor inside nested tuples, lists, dicts and dataclass-like outputs (None skipped)."""
     import torch

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import CgvizError
 from ..ir import Graph
-from .inputs import InputSpec, compute_loss, describe, flat_tensors, input_names, load_inputs, make_inputs
+from .inputs import (InputSpec, compute_loss, describe, flat_tensors, input_names, load_inputs,
+                     make_inputs, named_tensors)
 from .load import Loaded, user_frame
 from .summary import ModelRun
 
@@ -172,10 +173,8 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     params, buffers = _named(model)
     grads = not opts.meta
     rec = Recorder(params, buffers, grads=grads)
-    names = input_names(model, args, kwargs)
-    for name, value in zip(names, list(args) + list(kwargs.values())):
-        for i, t in enumerate(flat_tensors(value)):
-            rec.add_input(name if i == 0 else f"{name}.{i}", t)
+    for name, t in _named_inputs(model, args, kwargs):
+        rec.add_input(name, t)
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     notes = []
     try:
@@ -213,6 +212,15 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     return Traced(graph, run, notes)
 
 
+def _named_inputs(model, args, kwargs):
+    """(name, tensor) for every input tensor: `x`, `batch.image`, `inputs.0` (forward's names)."""
+    names = input_names(model, args, kwargs)
+    out = []
+    for name, value in zip(names, list(args) + list(kwargs.values())):
+        out.extend(named_tensors(name, value))
+    return out
+
+
 def _backward(loss) -> None:
     """loss.backward(), with the model's own autograd error (an in-place change to a saved tensor,
     say) as a message instead of a traceback."""
@@ -246,11 +254,7 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
         loss, kind = compute_loss(out, opts.loss, opts.seed)
     if not loss.requires_grad:
         raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
-    names = input_names(model, args, kwargs)
-    inputs = {}
-    for name, value in zip(names, list(args) + list(kwargs.values())):
-        for i, t in enumerate(flat_tensors(value)):
-            inputs[name if i == 0 else f"{name}.{i}"] = t
+    inputs = dict(_named_inputs(model, args, kwargs))
     rec = AutogradRecorder(loss, params, inputs)
     _backward(loss)
     graph, run = rec.result()
