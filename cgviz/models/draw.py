@@ -235,8 +235,11 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     if graph.output in dn.members:
         style.update(LOSS_STYLE)
     style["label"] = _node_label(pic, dn, graph, run, opts)
-    rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
-    style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
+    if dn.kind == "module":
+        style["tooltip"] = f"{dn.module[-1].key} {dn.module[-1].cls}: {len(dn.members)} recorded nodes"
+    else:
+        rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+        style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
     return f"{quote(dn.id)} {_attrs(style)}"
 
 

@@ -245,7 +245,14 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
                 seen[key] = did
     # 4. edges between drawn nodes, merged; inside one drawn node they disappear
     edges: dict[tuple, DEdge] = {}
+    tensors: dict[tuple, set] = {}       # drawn edge → the distinct recorded tensors it stands for
+    uses: dict[tuple, int] = {}          # drawn edge → how many recorded edges it stands for
+    n_consumers: dict[str, int] = {}
     for n in graph:
+        for src in n.inputs:
+            n_consumers[src] = n_consumers.get(src, 0) + 1
+    for n in graph:
+        outs = n.meta.get("out_index") or ()
         for k, src in enumerate(n.inputs):
             s, d = dmap[src], dmap[n.id]
             back = False
@@ -259,14 +266,25 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
                     continue            # block i → block i+1 inside a ×N fold: the ×N says it
                 back = True
             key = (s, d, back)
-            if key in edges:
-                # a repetition's copy of an edge already drawn is not a second edge; ×k on an edge
-                # counts distinct tensors (20 steps' outputs into one stack)
-                same_group = cs and cd and cs[0] == cd[0]
-                if back or not (same_group or graph[src].kind in ("param", "const")):
-                    edges[key].count += 1
-                continue
-            edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back)
+            tensor = (src, outs[k] if k < len(outs) else 0)
+            if key not in edges:
+                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back)
+                tensors[key] = set()
+                uses[key] = 0
+            same_group = cs and cd and cs[0] == cd[0]
+            if back or not (same_group or graph[src].kind in ("param", "const")):
+                tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
+            uses[key] += 1
+    for key, e in edges.items():
+        # ×k counts distinct tensors (20 steps' outputs into one stack), not one tensor read twice
+        e.count = max(1, len(tensors[key]))
+        srcs = {t[0] if isinstance(t[0], str) else t[0][0] for t in tensors[key]}
+        if uses[key] > 1 and len(srcs) == 1:
+            # One tensor read by several ops inside a collapsed box: the gradient across the
+            # boundary is the tensor's whole gradient when every reader is inside.
+            (src,) = srcs
+            if n_consumers.get(src) == uses[key] and run.grads.get(src) is not None:
+                e.grad = run.grads[src]
     return Picture(nodes, list(edges.values()), groups, depth, max_depth(graph))
 
 
