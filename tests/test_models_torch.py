@@ -267,3 +267,20 @@ def test_backward_failing_in_the_model_is_a_message(cli, tmp_path):
     p.write_text(INPLACE.replace(") * 1.0", ")"))      # += on ReLU's saved output: autograd refuses
     r = cli("torch", p)
     assert r.exit_code == 1 and "backward pass failed" in r.stderr and "inplace" in r.stderr
+
+
+def test_meta_traces_a_multi_billion_parameter_model_in_little_memory(tmp_path):
+    """A 6.7B-parameter GPT built from a config: without --meta it would need ~26 GB."""
+    p = tmp_path / "big.py"
+    p.write_text(f"import sys\nsys.path.insert(0, {str(MODELS)!r})\nfrom tiny_gpt import TinyGPT\n"
+                 "model = TinyGPT(vocab=32000, d=4096, heads=32, layers=32, context=4096)\n")
+    code = ("import resource, sys; from click.testing import CliRunner; from cgviz.cli import main; "
+            f"r = CliRunner().invoke(main, ['torch', {str(p)!r}, '--meta', '--input-shape', '1,128:long', "
+            "'--format', 'dot', '-o', '-']); "
+            "assert r.exit_code == 0, r.output; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); print(r.stdout)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    rss_mb, dot = out.split("\n", 1)
+    assert int(rss_mb) < 1500
+    assert "6.7B parameters" in dot and "blocks.0 … blocks.31" in dot and "<B>×32</B>" in dot
+    assert "[1×128×32000]" in dot and "‖" not in dot          # shapes, no gradients

@@ -246,7 +246,10 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
     import torch
     ns: dict[str, Any]
     device = torch.device("meta") if meta else contextlib.nullcontext()
-    with _sys_path(path.resolve().parent), _user_code(path, "running"):
+    # --meta: the whole file runs under the meta device, so a module-level `model = Big()` with
+    # billions of parameters allocates nothing.
+    with _sys_path(path.resolve().parent), _user_code(path, "running"), \
+            (torch.device("meta") if meta else contextlib.nullcontext()):
         ns = runpy.run_path(str(path), run_name="cgviz_model")
     if factory:
         if factory not in ns:

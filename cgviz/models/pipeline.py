@@ -61,7 +61,11 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         data = to_json(graph, run, extra).encode("utf-8")
         timings["picture"] = time.perf_counter() - t
         return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes, timings)
-    title = f"{graph.source}  —  {loaded.description}, {run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}"
+    from .draw import count_text
+    title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
+             f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
+    if opts.meta:
+        title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
     dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title))
