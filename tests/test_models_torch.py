@@ -284,3 +284,35 @@ def test_meta_traces_a_multi_billion_parameter_model_in_little_memory(tmp_path):
     assert int(rss_mb) < 1500
     assert "6.7B parameters" in dot and "blocks.0 … blocks.31" in dot and "<B>×32</B>" in dot
     assert "[1×128×32000]" in dot and "‖" not in dot          # shapes, no gradients
+
+
+def test_dtype_float64_runs_the_model_in_double(cli):
+    doc = _json(cli, MODELS / "res_cnn.py", "--dtype", "float64")
+    mod = _module(MODELS / "res_cnn.py")
+    model = mod.model.double()
+    _, loss, norms = _plain(model, tuple(x.double() for x in mod.example_inputs))
+    assert doc["model"]["loss_value"] == pytest.approx(loss, rel=1e-12)
+    assert next(n for n in doc["nodes"] if n["id"] == "fc/linear")["dtype"] == "float64"
+    assert doc["param_grad_norms"]["fc.weight"] == pytest.approx(norms["fc.weight"], rel=1e-12)
+
+
+def test_input_file_holds_the_inputs(cli, tmp_path):
+    x = torch.randn(3, 3, 8, 8)
+    torch.save((x,), tmp_path / "in.pt")
+    doc = _json(cli, MODELS / "res_cnn.py", "--input", tmp_path / "in.pt")
+    mod = _module(MODELS / "res_cnn.py")
+    _, loss, _ = _plain(mod.model, (x,))
+    assert doc["model"]["loss_value"] == pytest.approx(loss, rel=1e-5)
+    assert doc["model"]["inputs"] == "[3×3×8×8] float32"
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--input-shape", "1,a,3"), ["'a' is not a whole number"]),
+    (("--input-shape", "1,3:complex"), ["unknown dtype"]),
+    (("--input-shape", "100000,100000,100"), ["more than the 50,000,000"]),
+])
+def test_bad_input_shapes_are_usage_errors(cli, args, words):
+    r = cli("torch", MODELS / "res_cnn.py", *args)
+    assert r.exit_code == 2
+    for w in words:
+        assert w in r.stderr
