@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e '.[torch,test]'
 	touch $@
 
-# Render every sample into out/ (PNG and SVG).
+# Render every sample into out/ (PNG and SVG), and the sample models with cgviz torch.
 demo: install
 	@mkdir -p out
 	@for f in sample_graphs/*.cg; do \
@@ -34,6 +34,11 @@ demo: install
 	  $(BIN)/cgviz render $$f -o out/$$stem.png || exit 1; \
 	  $(BIN)/cgviz render $$f -o out/$$stem.svg --quiet || exit 1; \
 	done
+	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o out/rnn_loop.png
+	$(BIN)/cgviz torch sample_graphs/models/res_cnn.py -o out/res_cnn.png
+	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --loss ce -o out/tiny_gpt.png
+	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --depth 2 -o out/tiny_gpt_depth2.svg
+	$(BIN)/cgviz torch sample_graphs/models/res_cnn.py --view autograd -o out/res_cnn_autograd.svg
 	@echo "pictures are in out/"
 
 test: install

@@ -47,7 +47,7 @@ CASES = [("rnn_loop.py", None, ()), ("res_cnn.py", None, ()),
 
 
 @pytest.mark.parametrize("file, factory, extra", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("view", ["ops"])
+@pytest.mark.parametrize("view", ["ops", "autograd"])
 def test_gradient_norms_equal_plain_pytorch(cli, file, factory, extra, view):
     spec = str(MODELS / file) + (f":{factory}" if factory else "")
     doc = _json(cli, spec, *extra, "--view", view)
