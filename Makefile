@@ -49,7 +49,10 @@ docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 
 bench: install
+	@# torchview is only a peer to measure against; --no-deps so it cannot pull another torch build.
+	$(PIP) --no-deps torchview
 	$(BIN)/python bench/bench_render.py
+	$(BIN)/python bench/bench_torch.py
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info
