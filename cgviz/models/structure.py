@@ -34,11 +34,12 @@ class DNode:
     """One box or ellipse of the picture, standing for one or more recorded nodes."""
 
     id: str
-    kind: str                     # input | param | const | op | module
+    kind: str                     # input | param | const | op | module | params (a module's leaves)
     members: list[str]
     scope: tuple                  # the frames of the cluster it sits in
     copies: int = 1               # parallel duplicates merged into it (x[:, t] over 20 steps)
     module: tuple | None = None   # for kind == module: the frames of the collapsed call
+    parts: list[str] = field(default_factory=list)   # for kind == params: the tensors, one row each
 
 
 @dataclass
@@ -49,6 +50,7 @@ class DEdge:
     grad: TensorInfo | None
     count: int = 1
     back: bool = False            # a loop's step-to-step edge (h_t → h_{t+1})
+    leaf: bool = False            # from a parameter/buffer box, which already shows the numbers
 
 
 @dataclass
@@ -243,6 +245,28 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
                 del nodes[did]
             else:
                 seen[key] = did
+    # 3b. a module's parameters and buffers that feed the same op share one box (BatchNorm's four
+    # tensors are one box with four rows, not four boxes side by side)
+    by_owner: dict[tuple, list[str]] = {}
+    readers_of = graph.consumers()
+    for n in graph:
+        did = dmap[n.id]
+        if n.kind in ("param", "const") and did == n.id and n.name and "." in n.name:
+            readers = {dmap[c.dst] for c in readers_of.get(n.id, [])}
+            if len(readers) == 1:
+                by_owner.setdefault((n.name.rpartition(".")[0], next(iter(readers))), []).append(n.id)
+    for (owner, _reader), leaves in by_owner.items():
+        if len(leaves) < 2:
+            continue
+        gid = f"{owner}/params"
+        if gid in nodes:
+            continue
+        first = nodes[leaves[0]]
+        nodes[gid] = DNode(gid, "params", [], first.scope, parts=list(leaves))
+        for leaf in leaves:
+            for m in nodes.pop(leaf).members:
+                dmap[m] = gid
+                nodes[gid].members.append(m)
     # 4. edges between drawn nodes, merged; inside one drawn node they disappear
     edges: dict[tuple, DEdge] = {}
     tensors: dict[tuple, set] = {}       # drawn edge → the distinct recorded tensors it stands for
@@ -268,7 +292,8 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
             key = (s, d, back)
             tensor = (src, outs[k] if k < len(outs) else 0)
             if key not in edges:
-                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back)
+                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
+                                   leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
                 tensors[key] = set()
                 uses[key] = 0
             same_group = cs and cd and cs[0] == cd[0]
