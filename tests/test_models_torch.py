@@ -316,3 +316,17 @@ def test_bad_input_shapes_are_usage_errors(cli, args, words):
     assert r.exit_code == 2
     for w in words:
         assert w in r.stderr
+
+
+def test_the_quick_exit_keeps_output_and_exit_status():
+    """`run()` leaves with os._exit after a model run: stdout must be complete, statuses kept."""
+    ok = subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "rnn_loop.py"), "-f", "json", "-o", "-"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["format"] == "cgviz-graph"
+    assert "wrote" not in ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "rnn_loop.py"), "--input-shape", "2,3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "forward failed" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "rnn_loop.py"), "--view", "x"],
+                           capture_output=True, text=True)
+    assert usage.returncode == 2
