@@ -206,6 +206,16 @@ def report(all_jobs: list[Job], runs: int, info: dict[str, str], import_torch: f
                 ratios.append(f"| {MODELS[m][0]} | cgviz / {peer} | {r:.2f}× |")
     lines += ["", "| model | wall-time ratio (median; below 1 = cgviz faster) | value |", "|---|---|---:|"]
     lines += ratios or ["| – | not measured (cgviz or a peer did not run) | – |"]
+    vs_torchviz = {m: statistics.median(by[(m, "cgviz")].times) / statistics.median(by[(m, "torchviz")].times)
+                   for m in dict.fromkeys(j.model for j in all_jobs)
+                   if by.get((m, "cgviz")) and by.get((m, "torchviz")) and by[(m, "cgviz")].times
+                   and by[(m, "torchviz")].times}
+    if vs_torchviz:
+        met = all(r <= 1.0 for r in vs_torchviz.values())
+        worst = max(vs_torchviz.values())
+        lines += ["", f"**Target (cgviz, with values and gradients, no slower than torchviz, which shows "
+                  f"neither): {'met' if met else 'NOT met'}** — the slowest ratio is {worst:.2f}× "
+                  f"({', '.join(f'{MODELS[m][0]} {r:.2f}×' for m, r in vs_torchviz.items())})."]
 
     lines += ["", "Where the time goes (medians of the in-process stage timings, seconds; the rest of "
               "the wall time is interpreter start-up and exit). Peers: import = `import torch` + the "
