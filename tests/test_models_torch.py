@@ -330,3 +330,24 @@ def test_the_quick_exit_keeps_output_and_exit_status():
     usage = subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "rnn_loop.py"), "--view", "x"],
                            capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_torchscript_the_interpreter_cannot_follow_falls_back_to_the_autograd_view(cli, tmp_path):
+    class Forked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return torch.jit.wait(torch.jit.fork(self.fc, x)).tanh()
+
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(Forked()), tmp_path / "forked.ts")
+    torch.save((torch.randn(3, 4),), tmp_path / "in.pt")
+    r = cli("torch", tmp_path / "forked.ts", "--input", tmp_path / "in.pt", "--format", "json", "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    assert "prim::fork is not supported" in r.stderr and "autograd view" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["model"]["view"] == "autograd"
+    assert any(n["op"] == "AccumulateGrad" for n in doc["nodes"])
+    assert doc["param_grad_norms"]["fc.weight"] > 0

@@ -49,14 +49,15 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     pic: Picture
     auto = False
     view_depth = depth
-    if opts.view == "autograd":
+    view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
+    if view == "autograd":
         pic = build_picture(graph, run, None, fold=False)
     elif depth is None:
         pic, view_depth = auto_depth(graph, run, fold)
         auto = view_depth is not None
     else:
         pic = build_picture(graph, run, depth, fold)
-    extra = {"view": opts.view, "depth": view_depth, "folded": fold}
+    extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if fmt == "json":
         data = to_json(graph, run, extra).encode("utf-8")
         timings["picture"] = time.perf_counter() - t

@@ -206,7 +206,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
         _backward(loss)
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
-    run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
+    run.meta.update(kind=loaded.kind, view="ops", loss=kind, mode="train" if model.training else "eval",
                     inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
     _add_param_grads(run, params)
     return Traced(graph, run, notes)
@@ -259,7 +259,7 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     _backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
-    run.meta.update(kind=loaded.kind, loss=kind, mode="train" if model.training else "eval",
+    run.meta.update(kind=loaded.kind, view="autograd", loss=kind, mode="train" if model.training else "eval",
                     inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
     _add_param_grads(run, params)
     return Traced(graph, run, [])
