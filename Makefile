@@ -39,6 +39,10 @@ demo: install
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --loss ce -o out/tiny_gpt.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --depth 2 -o out/tiny_gpt_depth2.svg
 	$(BIN)/cgviz torch sample_graphs/models/res_cnn.py --view autograd -o out/res_cnn_autograd.svg
+	$(BIN)/python sample_graphs/models/export_samples.py out
+	$(BIN)/cgviz torch out/res_cnn.pt2 -o out/res_cnn_pt2.png
+	$(BIN)/cgviz torch out/tiny_gpt.pt2 --depth 2 -o out/tiny_gpt_pt2.svg
+	$(BIN)/cgviz torch out/rnn_loop.ts --input out/rnn_loop_inputs.pt -o out/rnn_loop_ts.png
 	@echo "pictures are in out/"
 
 test: install

@@ -121,6 +121,9 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
 
 def forward_params(model) -> list[str] | None:
     """The names of forward's parameters, or None when Python cannot tell (TorchScript, C++)."""
+    schema = getattr(getattr(model, "forward", None), "schema", None)
+    if schema is not None:          # TorchScript: the compiled method keeps its argument names
+        return [a.name for a in schema.arguments[1:]]
     try:
         sig = inspect.signature(model.forward)
     except (TypeError, ValueError):

@@ -66,6 +66,10 @@ def _scope(node: Node) -> tuple:
     return tuple(node.meta.get("scope") or ())
 
 
+def _first(v):
+    return v[0] if isinstance(v, list) else v
+
+
 def max_depth(graph: Graph) -> int:
     return max((len(_scope(n)) for n in graph), default=0)
 
@@ -221,30 +225,43 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
         if rid not in nodes:
             nodes[rid] = DNode(rid, r.kind, [], s)
         nodes[rid].members.append(n.id)
-    # 3. parallel duplicates feeding a folded body (x[:, t] for every step) merge into one node
+    # 3. parallel duplicates feeding a repeated body merge into one node: x[:, t] for every step
+    # (in TorchScript and export programs that is a slice and a select per step, so a node whose
+    # readers all feed the body counts as feeding it too)
     if groups:
-        consumers: dict[str, set] = {}
+        readers: dict[str, list[str]] = {}
         for n in graph:
             for i in n.inputs:
-                consumers.setdefault(i, set()).add(dmap[n.id])
+                readers.setdefault(i, []).append(n.id)
+        feeds: dict[str, frozenset] = {}
+        for n in reversed(graph.nodes):
+            if n.kind != "op" or n.id in call_of or dmap[n.id] != n.id or not readers.get(n.id):
+                continue
+            reached: set = set()
+            for c in readers[n.id]:
+                if c in call_of:
+                    reached.add(call_of[c][0])
+                elif c in feeds:
+                    reached |= feeds[c]
+                else:
+                    break
+            else:
+                feeds[n.id] = frozenset(reached)
         seen: dict[tuple, str] = {}
         for n in graph:
-            did = dmap[n.id]
-            if n.kind != "op" or did != n.id or n.id in call_of:
+            if n.id not in feeds:
                 continue
             v = run.values.get(n.id)
-            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n),
-                   getattr(v, "shape", None), frozenset(consumers.get(n.id, ())))
-            if not any(c in call_of or c in nodes and nodes[c].kind == "module" for c in consumers.get(n.id, ())):
-                continue
+            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n), getattr(_first(v), "shape", None),
+                   feeds[n.id])
             if key in seen:
                 keep = seen[key]
                 dmap[n.id] = keep
                 nodes[keep].members.append(n.id)
                 nodes[keep].copies += 1
-                del nodes[did]
+                del nodes[n.id]
             else:
-                seen[key] = did
+                seen[key] = n.id
     # 3b. a module's parameters and buffers that feed the same op share one box (BatchNorm's four
     # tensors are one box with four rows, not four boxes side by side)
     by_owner: dict[tuple, list[str]] = {}

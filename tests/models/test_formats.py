@@ -146,3 +146,16 @@ def test_same_command_twice_same_dot_for_every_format(saved_models):
         a = _run(*_args(fmt, saved_models["tinygpt"]), "--format", "dot", "-o", "-").stdout
         b = _run(*_args(fmt, saved_models["tinygpt"]), "--format", "dot", "-o", "-").stdout
         assert a == b and "blocks.0" in a
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts", "pkl"])
+def test_the_rnn_loop_folds_in_every_format(saved_models, fmt):
+    r = _run(*_args(fmt, saved_models["rnnloop"]), "--format", "dot", "-o", "-")
+    assert r.exit_code == 0, r.stderr
+    assert "time_step=20" in r.stdout
+    # the per-step input slicing (x[:, t]; slice + select in TorchScript) is one node, not 20
+    assert r.stdout.count("×20</B>") >= 1
+    drawn = len(re.findall(r'^\s+"[^"]+" \[', r.stdout, re.M))
+    doc = _doc(*_args(fmt, saved_models["rnnloop"]))
+    assert len(doc["nodes"]) > 100 and drawn < 25
+    assert [n["id"] for n in doc["nodes"] if n["kind"] == "input"] == ["x"]
