@@ -166,7 +166,7 @@ def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
         by_path: dict[str, list[tuple]] = {}
         for c in calls:
             by_path.setdefault(c[-1].path, []).append(c)
-        for path, cs in by_path.items():
+        for cs in by_path.values():
             if len(cs) > 1 and len({sigs[c] for c in cs}) == 1:
                 groups[cs[0]] = Group("loop", cs, cs[0][-1].cls,
                                       [_param_norm(graph, run, members[c]) for c in cs])
@@ -198,7 +198,7 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
         prefix = rep[-1].path
         rep_leaves = {_role(graph, m, prefix): m for m in members[rep] if graph[m].kind != "op"}
         for j, c in enumerate(grp.calls):
-            pairs = list(zip(_ops(graph, members[c]), _ops(graph, members[rep])))
+            pairs = list(zip(_ops(graph, members[c]), _ops(graph, members[rep]), strict=True))
             cp = c[-1].path
             pairs += [(m, rep_leaves[_role(graph, m, cp)]) for m in members[c]
                       if graph[m].kind != "op" and _role(graph, m, cp) in rep_leaves]
@@ -330,7 +330,8 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
     return Picture(nodes, list(edges.values()), groups, depth, max_depth(graph))
 
 
-def auto_depth(graph: Graph, run: ModelRun, fold: bool = True, limit: int = AUTO_NODE_LIMIT) -> tuple[Picture, int | None]:
+def auto_depth(graph: Graph, run: ModelRun, fold: bool = True,
+               limit: int = AUTO_NODE_LIMIT) -> tuple[Picture, int | None]:
     """The deepest picture with at most `limit` nodes; (picture, depth or None for everything)."""
     full = build_picture(graph, run, None, fold)
     if len(full.nodes) <= limit:

@@ -61,7 +61,8 @@ def _prepare(loaded: Loaded, opts: TraceOptions):
         raise CgvizError(f"{loaded.path} comes with no example inputs{want}: give one --input-shape "
                          "per input, e.g. --input-shape 1,3,32,32 (or 1,64:long for token ids), or "
                          "--input inputs.pt")
-    args, kwargs = _cast(args, float_dtype if opts.dtype else None, device), _cast(kwargs, float_dtype if opts.dtype else None, device)
+    cast_to = float_dtype if opts.dtype else None
+    args, kwargs = _cast(args, cast_to, device), _cast(kwargs, cast_to, device)
     return model, args, kwargs
 
 
@@ -216,7 +217,7 @@ def _named_inputs(model, args, kwargs):
     """(name, tensor) for every input tensor: `x`, `batch.image`, `inputs.0` (forward's names)."""
     names = input_names(model, args, kwargs)
     out = []
-    for name, value in zip(names, list(args) + list(kwargs.values())):
+    for name, value in zip(names, list(args) + list(kwargs.values()), strict=True):
         out.extend(named_tensors(name, value))
     return out
 
