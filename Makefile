@@ -48,9 +48,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# The README's picture.
+# The README's pictures.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
+	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 
 bench: install
 	@# torchview is only a peer to measure against; --no-deps so it cannot pull another torch build.
