@@ -70,9 +70,13 @@ def to_dict(graph: Graph, run: Run) -> dict:
 
 
 def to_json(graph: Graph, run: Run) -> str:
-    """The document with one node or edge per line: readable, diffable, and fast to write (json's
-    C encoder only runs without `indent`)."""
-    d = to_dict(graph, run)
+    """The document with one node or edge per line."""
+    return dumps(to_dict(graph, run))
+
+
+def dumps(d: dict) -> str:
+    """A cgviz-graph document with one node or edge per line: readable, diffable, and fast to write
+    (json's C encoder only runs without `indent`)."""
     dump = lambda x: json.dumps(x, ensure_ascii=False, allow_nan=False)  # noqa: E731
     head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
     parts = ["{" + head + ","]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from ..export import FORMAT, VERSION, _clean
+from ..export import FORMAT, VERSION, _clean, dumps
 from ..ir import Graph
 from .summary import ModelRun, TensorInfo
 
@@ -67,12 +65,4 @@ def _nonfinite(t: TensorInfo | None) -> bool:
 
 def to_json(graph: Graph, run: ModelRun, extra: dict | None = None) -> str:
     """One node or edge per line, as `cgviz render` writes it."""
-    d = to_dict(graph, run, extra)
-    dump = lambda x: json.dumps(x, ensure_ascii=False, allow_nan=False)  # noqa: E731
-    head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
-    parts = ["{" + head + ","]
-    for key in ("nodes", "edges"):
-        items = ",\n  ".join(dump(x) for x in d[key])
-        parts.append(f' "{key}": [\n  {items}\n ]' if items else f' "{key}": []')
-        parts[-1] += "," if key == "nodes" else ""
-    return "\n".join(parts) + "\n}\n"
+    return dumps(to_dict(graph, run, extra))
