@@ -69,6 +69,16 @@ def embedding_range(model) -> int | None:
         n = getattr(mod, "num_embeddings", None)
         if isinstance(n, int) and n > 0:
             sizes.append(n)
+    # A torch.export program has no Embedding modules left, only embedding ops on weight tensors.
+    graph = getattr(model, "graph", None)
+    for node in getattr(graph, "nodes", ()) if not sizes else ():
+        if getattr(node, "op", None) == "call_function" and "embedding" in str(node.target):
+            weight = node.args[0] if node.args else None
+            if getattr(weight, "op", None) == "get_attr":
+                try:
+                    sizes.append(int(model.get_parameter(weight.target).shape[0]))
+                except (AttributeError, TypeError):
+                    pass
     return min(sizes) if sizes else None
 
 

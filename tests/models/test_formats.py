@@ -159,3 +159,12 @@ def test_the_rnn_loop_folds_in_every_format(saved_models, fmt):
     doc = _doc(*_args(fmt, saved_models["rnnloop"]))
     assert len(doc["nodes"]) > 100 and drawn < 25
     assert [n["id"] for n in doc["nodes"] if n["kind"] == "input"] == ["x"]
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts"])
+def test_token_ids_stay_inside_the_embedding_tables_in_every_format(saved_models, fmt):
+    smallest = min(m.num_embeddings for m in zoo.tinygpt().modules() if isinstance(m, torch.nn.Embedding))
+    doc = _doc(saved_models["tinygpt"][fmt], "--input-shape", "1,16:long", "--seed", "5")
+    ids = next(n for n in doc["nodes"] if n["kind"] == "input")
+    assert ids["dtype"] == "int64" and 0 <= ids["value_stats"]["min"] and ids["value_stats"]["max"] < smallest
+    assert ids["value_stats"]["max"] >= smallest // 2          # drawn over the range, not just 0…9
