@@ -291,6 +291,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
+    for w in res.warnings:
+        click.echo(f"warning: {w}", err=True)
     if res.auto and not quiet:
         click.echo(f"note: drew modules down to depth {res.depth} of {res.max_depth} to keep the picture "
                    f"readable ({res.nodes} nodes); --depth {min(res.depth + 1, res.max_depth)} shows more, "

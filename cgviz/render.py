@@ -32,7 +32,8 @@ def dot_executable() -> str:
     return exe
 
 
-def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None) -> bytes:
+def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
+            hint: str = "") -> bytes:
     """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever."""
     exe = dot_executable()
     try:
@@ -41,8 +42,8 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
     except subprocess.TimeoutExpired:
         size = f" {nodes} nodes" if nodes else " the graph"
         raise CgvizError(f"Graphviz did not finish laying out{size} within {timeout:g} s. "
-                         "Try --format svg (much faster than PNG for big graphs), --format dot to get "
-                         "the text without layout, or a longer --timeout.") from None
+                         f"Try {hint}--format svg (much faster than PNG for big graphs), --format dot to "
+                         "get the text without layout, or a longer --timeout.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")

@@ -351,3 +351,26 @@ def test_torchscript_the_interpreter_cannot_follow_falls_back_to_the_autograd_vi
     assert doc["model"]["view"] == "autograd"
     assert any(n["op"] == "AccumulateGrad" for n in doc["nodes"])
     assert doc["param_grad_norms"]["fc.weight"] > 0
+
+
+def test_nan_is_flagged_in_words_and_in_the_picture(cli, tmp_path):
+    p = tmp_path / "nan.py"
+    p.write_text("import torch, torch.nn as nn\n"
+                 "class M(nn.Module):\n"
+                 "    def __init__(s):\n"
+                 "        super().__init__(); s.fc = nn.Linear(3, 2)\n"
+                 "    def forward(s, x):\n"
+                 "        return torch.sqrt(s.fc(x) - 100.0)\n"
+                 "model = M()\nexample_inputs = (torch.randn(2, 3),)\n")
+    r = cli("torch", p, "--format", "dot", "-o", "-")
+    assert r.exit_code == 0
+    assert "warning: the loss is nan" in r.stderr and "fc.weight" in r.stderr
+    sqrt = next(line for line in r.stdout.splitlines() if line.strip().startswith('"sqrt" ['))
+    assert "#ffcc80" in sqrt                                   # drawn orange, where the NaN starts
+    linear = next(line for line in r.stdout.splitlines() if line.strip().startswith('"fc/linear" ['))
+    assert "#ffcc80" in linear                                 # its gradient is NaN too
+    doc = _json(cli, p)
+    assert any("nan" in w for w in doc["warnings"])
+    # an attention mask's -inf is not a warning
+    clean = cli("torch", str(MODELS / "tiny_gpt.py") + ":build", "--input-shape", "1,16:long", "--format", "dot", "-o", "-")
+    assert "warning" not in clean.stderr and "#ffcc80" not in clean.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, STYLE, _attrs, _Html, _html, quote
+from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, NONFINITE_STYLE, STYLE, _attrs, _Html, _html, quote
 from ..fmt import inline_values, num
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture
@@ -148,6 +148,13 @@ def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> 
     return _Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
 
 
+def _has_nan(v) -> bool:
+    for t in v if isinstance(v, list) else [v]:
+        if t is not None and t.stats is not None and any(x != x for x in t.stats.values() if x is not None):
+            return True
+    return False
+
+
 def _unique_params(params):
     seen, out = set(), []
     for p in params:
@@ -274,6 +281,9 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
     if graph.output in dn.members:
         style.update(LOSS_STYLE)
+    if any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members):
+        style.update(NONFINITE_STYLE)       # NaN is never meant (an attention mask's -inf is)
+        style["style"] = "filled,bold"
     style["label"] = _node_label(pic, dn, graph, run, opts)
     if frame is not None and dn.kind == "op":
         style["label"] = _Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)

@@ -21,7 +21,22 @@ class ModelResult:
     auto: bool
     loss: float | None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _nonfinite_notes(run) -> list[str]:
+    """A NaN or infinite loss or parameter gradient, said in words (the picture shows it too)."""
+    import math
+    out = []
+    if run.loss is not None and not math.isfinite(run.loss):
+        out.append(f"the loss is {run.loss}: every gradient below it is meaningless")
+    bad = [name for name, g in run.param_grads.items()
+           if g is not None and g.stats is not None and not math.isfinite(g.stats["norm"])]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        out.append(f"non-finite gradient (NaN or inf) in {', '.join(bad[:3])}{more}")
+    return out
 
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
@@ -58,10 +73,14 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     else:
         pic = build_picture(graph, run, depth, fold)
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
+    if view == "autograd" and (depth is not None or not fold):
+        notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
+    run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
     if fmt == "json":
         data = to_json(graph, run, extra).encode("utf-8")
         timings["picture"] = time.perf_counter() - t
-        return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes, timings)
+        return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
+                           run.warnings, timings)
     from .draw import count_text
     title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
              f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
@@ -75,8 +94,10 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         data = dot_text.encode("utf-8")
     elif fmt in IMAGE_FORMATS:
         t = time.perf_counter()
-        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes))
+        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes),
+                       hint="a smaller --depth, folding (leave out --no-fold), ")
         timings["layout"] = time.perf_counter() - t
     else:
         raise CgvizError(f"unknown format {fmt!r}")
-    return ModelResult(data, len(pic.nodes), len(graph), view_depth, pic.max_depth, auto, run.loss, notes, timings)
+    return ModelResult(data, len(pic.nodes), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
+                       run.warnings, timings)
