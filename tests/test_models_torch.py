@@ -96,12 +96,13 @@ def test_edge_gradients_add_up_to_the_node_gradient(cli):
     assert checked >= 3   # the stem output and each block's input feed two consumers
 
 
-def test_same_command_twice_gives_byte_identical_dot(tmp_path):
+@pytest.mark.parametrize("view", ["ops", "autograd"])
+def test_same_command_twice_gives_byte_identical_dot(tmp_path, view):
     outs = []
     for i in range(2):
         p = tmp_path / f"g{i}.dot"
         subprocess.run([sys.executable, "-m", "cgviz", "torch", str(MODELS / "tiny_gpt.py") + ":build",
-                        "--input-shape", "1,16:long", "-o", str(p), "-q"], check=True,
+                        "--input-shape", "1,16:long", "--view", view, "-o", str(p), "-q"], check=True,
                        env={"PYTHONHASHSEED": str(i), "PATH": "/usr/bin:/bin"})
         outs.append(p.read_bytes())
     assert outs[0] == outs[1]
