@@ -43,6 +43,14 @@ def _prepare(loaded: Loaded, opts: TraceOptions):
                              f"exported in, and --{opts.mode} cannot change that. Export it again "
                              f"after model.{opts.mode}() instead.")
         model.train(opts.mode == "train")
+    if opts.meta and loaded.kind != "python":
+        # A Python file was already built on the meta device; a saved model holds real weights,
+        # which move there so that nothing is computed (shapes only, as asked).
+        try:
+            model = model.to("meta")
+        except Exception as e:
+            raise CgvizError(f"--meta: this {loaded.description} cannot move to the meta device "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     float_dtype = getattr(torch, opts.dtype) if opts.dtype else _model_float_dtype(model)
     if opts.dtype and not opts.meta:
         model.to(float_dtype)

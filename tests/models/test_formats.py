@@ -168,3 +168,11 @@ def test_token_ids_stay_inside_the_embedding_tables_in_every_format(saved_models
     ids = next(n for n in doc["nodes"] if n["kind"] == "input")
     assert ids["dtype"] == "int64" and 0 <= ids["value_stats"]["min"] and ids["value_stats"]["max"] < smallest
     assert ids["value_stats"]["max"] >= smallest // 2          # drawn over the range, not just 0…9
+
+
+def test_meta_on_a_saved_program(saved_models):
+    doc = _doc(saved_models["rescnn"]["pt2"], "--meta")
+    assert doc["model"]["loss_value"] is None
+    assert all(n["value_stats"] is None for n in doc["nodes"] if n["kind"] == "op")
+    r = _run(saved_models["rescnn"]["ts"], "--input", saved_models["rescnn"]["inputs"], "--meta")
+    assert r.exit_code == 1 and "cannot move to the meta device" in r.stderr
