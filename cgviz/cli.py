@@ -304,3 +304,97 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     if not quiet and path is not None:
         loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
         click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, metavar="[MANIFEST | FILES...]")
+@click.option("--golden", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Folder of golden pictures: <entry>.png and <entry>.dot.")
+@click.option("--update", is_flag=True, help="Write new goldens for the entries that changed or are new.")
+@click.option("--out", "out_dir", default="snapshot-out", show_default=True, metavar="DIR",
+              help="Where the new PNG/DOT and <entry>.diff.png of a changed entry go.")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.001, show_default=True, metavar="T",
+              help="Share of pixels that may differ before the PNG counts as changed.")
+@click.option("--threshold", type=click.IntRange(0, 255), default=48, show_default=True, metavar="N",
+              help="A pixel differs when a colour channel moves by more than N (of 255).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Render in N parallel processes.")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Give up on one entry's Graphviz layout after this long.")
+def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeout):
+    """Hold pictures of graphs steady: render every entry and compare it with its golden copy.
+
+    Entries are .cg files, or a manifest (TOML, e.g. cgviz.toml) of [[entry]] tables with
+    `file = "x.cg"` or `model = "net.py"` and the options render/torch take. The DOT must match
+    exactly; the PNG pixel by pixel within --tolerance. Exit status 0 when all match, 1 when any
+    changed or lacks a golden, 2 for a usage mistake.
+
+    \b
+    Examples:
+        cgviz snapshot sample_graphs/*.cg --golden tests/snapshots
+        cgviz snapshot cgviz.toml --golden tests/snapshots -j 2
+        cgviz snapshot cgviz.toml --golden tests/snapshots --update
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .snapshot import UsageProblem, check, entries_from_files, load_manifest, orphans, render_job
+
+    if not inputs:
+        raise click.UsageError("give a manifest (cgviz.toml) or .cg files to snapshot")
+    if len(inputs) == 1 and inputs[0].endswith(".toml"):
+        try:
+            entries = load_manifest(Path(inputs[0]))
+        except UsageProblem as e:
+            raise click.UsageError(str(e)) from None
+    else:
+        if any(i.endswith(".toml") for i in inputs):
+            raise click.UsageError("give one manifest, or files, not both")
+        try:
+            entries = entries_from_files(list(inputs))
+        except UsageProblem as e:
+            raise click.UsageError(str(e)) from None
+    golden_dir, out = Path(golden), Path(out_dir)
+    if out.resolve() == golden_dir.resolve():
+        raise click.UsageError("--out must not be the --golden folder (it would overwrite the goldens)")
+    from .snapshot import clear_previous
+    clear_previous(out, entries)
+    results = []
+    with click.progressbar(length=len(entries), label="rendering", file=sys.stderr,
+                           show_pos=True) as bar:
+        if jobs > 1 and len(entries) > 1:
+            # spawn, not fork: a forked child of a process whose torch already started threads
+            # can deadlock on their locks
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for r in pool.map(render_job, entries, [timeout] * len(entries)):
+                    results.append(r)
+                    bar.update(1)
+        else:
+            for e in entries:
+                results.append(render_job(e, timeout))
+                bar.update(1)
+    from .snapshot import Outcome
+    outcomes = []
+    for entry, dot_text, png, error in results:
+        if error is not None:
+            outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
+            continue
+        outcomes.append(check(entry, dot_text, png, golden_dir, out, update, threshold, tolerance))
+    width = max(len(o.entry.name) for o in outcomes)
+    click.echo(f"{'entry':<{width}}  {'status':<14}  {'pixels differ':>13}  detail")
+    for o in outcomes:
+        share = "" if o.share is None else f"{o.share:.3%}"
+        click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {share:>13}  {o.detail}".rstrip())
+    lost = orphans(golden_dir, entries)
+    if lost:
+        click.echo(f"note: goldens in {golden_dir} that no entry claims (renamed or removed?): "
+                   f"{', '.join(lost)}", err=True)
+    failed = [o for o in outcomes if o.status in ("changed", "missing golden", "error")]
+    written = [o.entry.name for o in outcomes if o.status in ("updated", "new")]
+    if written:
+        click.echo(f"wrote goldens for: {', '.join(written)}", err=True)
+    if failed:
+        diffs = [o.entry.name for o in failed if o.status == "changed"]
+        hint = f"; new pictures and diffs are in {out}/" if diffs or len(failed) > 0 else ""
+        raise _UserError(f"{len(failed)} of {len(outcomes)} entries differ from their goldens{hint}. "
+                         "If the change is intended, run again with --update.")
