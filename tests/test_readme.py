@@ -46,6 +46,7 @@ def test_the_readme_has_examples():
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "sample_graphs", d / "sample_graphs")
+    shutil.copytree(ROOT / "tests" / "snapshots", d / "tests" / "snapshots")   # the snapshot examples
     return d
 
 
