@@ -22,7 +22,7 @@ class RNN(nn.Module):
         self.head = nn.Linear(16, 4)
 
     def forward(self, x):
-        h = torch.zeros(x.shape[0], 16)
+        h = x.new_zeros(x.shape[0], 16)   # same dtype and device as the input
         for t in range(x.shape[1]):
             h = self.cell(x[:, t], h)
         return self.head(h)
