@@ -11,7 +11,7 @@ TORCH_PIN := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz demo test bench docs clean
+.PHONY: install graphviz demo test bench docs snapshots clean
 
 install: graphviz $(STAMP)
 
@@ -52,6 +52,10 @@ test: install
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
+
+# Rewrite the golden pictures in tests/snapshots after an intended change (then review and commit).
+snapshots: install
+	$(BIN)/cgviz snapshot tests/snapshots/cgviz.toml --golden tests/snapshots --update
 
 bench: install
 	@# torchview is only a peer to measure against; --no-deps so it cannot pull another torch build.
