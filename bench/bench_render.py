@@ -300,11 +300,12 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
     return "\n".join(lines)
 
 
-def write_md(path: Path, section: str) -> None:
-    block = f"{START}\n{section}\n{END}"
+def write_md(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the section between the markers, or append it; the rest of the file stays as it is."""
+    block = f"{start}\n{section}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    if START in text and END in text and text.index(START) < text.index(END):
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    if start in text and end in text and text.index(start) < text.index(end):
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     tmp = path.with_name(f".{path.name}.part")

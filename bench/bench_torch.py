@@ -18,7 +18,6 @@ saying so instead of stopping the benchmark.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 # The same machine description and bytecode-cache policy as the render benchmark, so the sections agree.
-from bench_render import bytecode_env, machine, version  # noqa: E402
+from bench_render import bytecode_env, machine, version, write_md  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MODELS = {"resnet50_like": ("ResNet-50", "bench/resnet50_like.py"),
@@ -242,19 +241,6 @@ def report(all_jobs: list[Job], runs: int, info: dict[str, str], import_torch: f
     return "\n".join(lines)
 
 
-def write_md(path: Path, section: str) -> None:
-    """Replace the bench:torch section, or append it; the rest of the file is left as it is."""
-    block = f"{START}\n{section}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="measured rounds (default 3)")
@@ -290,7 +276,7 @@ def main() -> None:
         section = report(all_jobs, args.runs, info, import_torch)
     print(section)
     if not args.no_md:
-        write_md(args.md, section)
+        write_md(args.md, section, START, END)
         print(f"\nwrote {args.md}", file=sys.stderr)
 
 
