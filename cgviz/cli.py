@@ -151,7 +151,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot or json.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @click.option("--no-grad", is_flag=True, help="Forward graph only: no backward pass, no red edges.")
@@ -231,7 +231,7 @@ def _input_shape(ctx, param, values):
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot or json.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
 @click.option("--input-shape", "input_shapes", multiple=True, callback=_input_shape, metavar="DIMS[:DTYPE]",
               help="A random input of this shape, once per forward argument: 1,3,32,32 or 1,64:long "
                    "(token ids, drawn within the model's embedding range).")

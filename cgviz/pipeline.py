@@ -75,4 +75,8 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
         return dot_text.encode("utf-8")
     if fmt in IMAGE_FORMATS:
         return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph))
+    if fmt == "html":
+        from .html import dsl_page
+        svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(result.graph)).decode("utf-8")
+        return dsl_page(result.graph, result.run, svg).encode("utf-8")
     raise CgvizError(f"unknown format {fmt!r}")

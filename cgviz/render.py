@@ -12,7 +12,8 @@ from .errors import CgvizError
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 TEXT_FORMATS = ("dot", "json")
-FORMATS = IMAGE_FORMATS + TEXT_FORMATS
+PAGE_FORMATS = ("html",)           # the interactive page: the SVG plus numbers and a script
+FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS
 DEFAULT_TIMEOUT = 60.0
 
 INSTALL_HINT = ("Graphviz's `dot` program is not installed (or not on PATH), so cgviz cannot draw "

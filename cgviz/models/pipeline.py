@@ -92,6 +92,12 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["picture"] = time.perf_counter() - t
     if fmt == "dot":
         data = dot_text.encode("utf-8")
+    elif fmt == "html":
+        from ..html import model_page
+        t = time.perf_counter()
+        svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(pic.nodes)).decode("utf-8")
+        timings["layout"] = time.perf_counter() - t
+        data = model_page(graph, run, pic, svg, title).encode("utf-8")
     elif fmt in IMAGE_FORMATS:
         t = time.perf_counter()
         data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes),

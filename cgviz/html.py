@@ -1,0 +1,297 @@
+"""One self-contained HTML page: the SVG graph with pan/zoom and search, a panel with each node's
+derivative, toggles for the two kinds of edges, and a step-through of the backward pass.
+
+Everything is inline (no network request of any kind), so the page opens offline and can be
+attached to an issue or a course page as a single file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>%(title)s</title>
+<style>
+  html, body { margin: 0; height: 100%%; font: 14px "DejaVu Sans", sans-serif; color: #222; }
+  body { display: flex; flex-direction: column; }
+  #bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px; border-bottom: 1px solid #ccc;
+         background: #f7f7f7; flex-wrap: wrap; }
+  #bar .title { font-weight: bold; margin-right: 12px; }
+  #bar label.fwd { color: #1f5fbf; } #bar label.bwd { color: #c62828; }
+  #main { flex: 1; display: flex; min-height: 0; }
+  #graph { flex: 1; overflow: hidden; cursor: grab; background: white; }
+  #graph svg { width: 100%%; height: 100%%; }
+  #panel { width: 380px; border-left: 1px solid #ccc; padding: 10px 14px; overflow: auto; display: none;
+           background: #fcfcfc; }
+  #panel.open { display: block; }
+  #panel h2 { font-size: 16px; margin: 4px 0 8px; }
+  #panel pre { white-space: pre-wrap; font: 13px "DejaVu Sans Mono", monospace; margin: 4px 0 10px; }
+  #panel .k { color: #666; font-size: 12px; margin-top: 8px; font-weight: bold; }
+  #panel-chain { color: #c62828; }
+  #step-info { color: #c62828; min-width: 260px; }
+  g.node { cursor: pointer; }
+  g.node.found > :is(polygon, ellipse, path) { stroke: #ff9800 !important; stroke-width: 4px; }
+  g.node.selected > :is(polygon, ellipse, path) { stroke: #6a1b9a !important; stroke-width: 3px; }
+  g.edge.bwd.done path { stroke-width: 2.5px; }
+  g.edge.bwd.active path, g.edge.bwd.active polygon { stroke: #ff1744 !important; stroke-width: 5px; }
+  g.edge.bwd.active text { font-weight: bold; }
+  g.edge.bwd.pending { opacity: 0.25; }
+</style>
+</head>
+<body>
+<div id="bar">
+  <span class="title">%(title)s</span>
+  <input id="search" placeholder="find a node (Enter)" size="18">
+  <button id="fit" title="fit the graph to the window">fit</button>
+  <label class="fwd"><input type="checkbox" id="show-fwd" checked> forward (values)</label>
+  <label class="bwd"><input type="checkbox" id="show-bwd" checked> backward (gradients)</label>
+  <button id="reset" title="show every gradient again">reset</button>
+  <button id="step" title="backprop one edge">step backward</button>
+  <button id="play">play</button>
+  <span id="step-info"></span>
+</div>
+<div id="main">
+  <div id="graph">%(svg)s</div>
+  <div id="panel"><h2 id="panel-title"></h2><div id="panel-body"></div>
+    <div class="k" id="chain-head">chain rule</div><pre id="panel-chain"></pre></div>
+</div>
+<script type="application/json" id="cgviz-data">%(data)s</script>
+<script>
+%(script)s
+</script>
+</body>
+</html>
+"""
+
+SCRIPT = r"""
+(function () {
+  const data = JSON.parse(document.getElementById("cgviz-data").textContent);
+  const svg = document.querySelector("#graph svg");
+  const nodes = {}, red = {}, blue = [];
+  svg.querySelectorAll("g.node").forEach(g => {
+    const id = g.querySelector("title").textContent;
+    g.setAttribute("data-id", id);
+    nodes[id] = g;
+  });
+  svg.querySelectorAll("g.edge").forEach(g => {
+    const key = g.querySelector("title").textContent;
+    const path = g.querySelector("path");
+    const isRed = path && (path.getAttribute("stroke") || "").toLowerCase() === data.backward;
+    g.classList.add(isRed ? "bwd" : "fwd");
+    g.setAttribute("data-key", key);
+    if (isRed) red[key] = g; else blue.push(g);
+  });
+  // --- pan and zoom: the viewBox moves; nothing is rasterised, so it stays sharp
+  const full = svg.viewBox.baseVal;
+  let vb = [full.x, full.y, full.width, full.height];
+  const home = vb.slice();
+  const apply = () => svg.setAttribute("viewBox", vb.join(" "));
+  const toSvg = (cx, cy) => {
+    const r = svg.getBoundingClientRect(), s = Math.max(vb[2] / r.width, vb[3] / r.height);
+    const ox = vb[0] + (vb[2] - r.width * s) / 2, oy = vb[1] + (vb[3] - r.height * s) / 2;
+    return [ox + (cx - r.left) * s, oy + (cy - r.top) * s, s];
+  };
+  svg.addEventListener("wheel", e => {
+    e.preventDefault();
+    const [x, y] = toSvg(e.clientX, e.clientY), f = e.deltaY > 0 ? 1.15 : 1 / 1.15;
+    vb = [x - (x - vb[0]) * f, y - (y - vb[1]) * f, vb[2] * f, vb[3] * f];
+    apply();
+  }, {passive: false});
+  let drag = null;
+  svg.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY, vb[0], vb[1]]; });
+  window.addEventListener("mouseup", () => { drag = null; });
+  window.addEventListener("mousemove", e => {
+    if (!drag) return;
+    const s = toSvg(0, 0)[2];
+    vb[0] = drag[2] - (e.clientX - drag[0]) * s; vb[1] = drag[3] - (e.clientY - drag[1]) * s;
+    apply();
+  });
+  const fit = () => { vb = home.slice(); apply(); };
+  document.getElementById("fit").onclick = fit;
+  const centre = g => {
+    const b = g.getBBox(), w = Math.max(vb[2] / 2, b.width * 4), h = Math.max(vb[3] / 2, b.height * 4);
+    vb = [b.x + b.width / 2 - w / 2, b.y + b.height / 2 - h / 2, w, h]; apply();
+  };
+  // --- search
+  document.getElementById("search").addEventListener("keydown", e => {
+    if (e.key !== "Enter") return;
+    const q = e.target.value.trim();
+    Object.values(nodes).forEach(g => g.classList.remove("found"));
+    const id = Object.keys(nodes).find(k => k === q) ||
+               Object.keys(nodes).find(k => (data.nodes[k] || {}).title === q) ||
+               Object.keys(nodes).find(k => k.includes(q) || ((data.nodes[k] || {}).title || "").includes(q));
+    if (id) { nodes[id].classList.add("found"); centre(nodes[id]); show(id); }
+  });
+  // --- the panel
+  const esc = s => String(s).replace(/[&<>]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[c]));
+  function show(id) {
+    const d = data.nodes[id]; if (!d) return;
+    Object.values(nodes).forEach(g => g.classList.remove("selected"));
+    nodes[id].classList.add("selected");
+    document.getElementById("panel").classList.add("open");
+    document.getElementById("panel-title").textContent = d.title;
+    document.getElementById("panel-body").innerHTML = d.rows.map(
+      ([k, v]) => `<div class="k">${esc(k)}</div><pre>${esc(v)}</pre>`).join("");
+    document.getElementById("panel-chain").textContent = (d.chain || []).join("\n");
+    document.getElementById("chain-head").style.display = (d.chain || []).length ? "" : "none";
+  }
+  Object.entries(nodes).forEach(([id, g]) => g.addEventListener("click", e => { e.stopPropagation(); show(id); }));
+  // --- toggles
+  const toggle = (cls, on) => svg.querySelectorAll("g.edge." + cls).forEach(g => g.style.display = on ? "" : "none");
+  document.getElementById("show-fwd").onchange = e => toggle("fwd", e.target.checked);
+  document.getElementById("show-bwd").onchange = e => toggle("bwd", e.target.checked);
+  // --- backprop, one red edge at a time, in the order the engine visits them
+  const order = data.order.filter(k => red[k]);
+  const info = document.getElementById("step-info");
+  window.cgviz = {backwardOrder: order, stepIndex: 0, data: data};
+  function reset() {
+    window.cgviz.stepIndex = 0; info.textContent = "";
+    Object.values(red).forEach(g => g.classList.remove("done", "active", "pending"));
+    stop();
+  }
+  function step() {
+    const i = window.cgviz.stepIndex;
+    if (i >= order.length) { stop(); return false; }
+    if (i === 0) Object.values(red).forEach(g => g.classList.add("pending"));
+    Object.values(red).forEach(g => g.classList.remove("active"));
+    const g = red[order[i]];
+    g.classList.remove("pending"); g.classList.add("done", "active");
+    info.textContent = data.steps[order[i]] || order[i];
+    window.cgviz.stepIndex = i + 1;
+    return true;
+  }
+  let timer = null;
+  function stop() { if (timer) { clearInterval(timer); timer = null; } document.getElementById("play").textContent = "play"; }
+  document.getElementById("step").onclick = step;
+  document.getElementById("reset").onclick = reset;
+  document.getElementById("play").onclick = () => {
+    if (timer) { stop(); return; }
+    if (window.cgviz.stepIndex >= order.length) reset();
+    document.getElementById("play").textContent = "pause";
+    timer = setInterval(() => { if (!step()) stop(); }, 700);
+  };
+})();
+"""
+
+
+def _clean_svg(svg: str) -> str:
+    """Graphviz's SVG without the XML prolog, doctype and comments, ready to inline."""
+    svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
+    svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg)
+    svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    return svg.strip()
+
+
+def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, str], backward: str) -> str:
+    """The whole document. `nodes`: id → {title, rows: [[heading, text]], chain: [lines]}."""
+    data = {"nodes": nodes, "order": order, "steps": steps, "backward": backward.lower()}
+    # </script> inside the JSON must not end the script element: escape every "<"
+    blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
+    return PAGE % {"title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": SCRIPT}
+
+
+def dsl_page(graph, run, svg: str) -> str:
+    """The page for an expression file: every node's value, gradient, formula, locals and chain."""
+    from .chain import chain_text, local
+    from .dot import BACKWARD, folded, headline, wrt
+    from .fmt import grad_text, num, value_text
+    from .ops import OPS
+    top = graph.loss or graph[graph.output].name or "out"
+    nodes = {}
+    for n in graph:
+        if folded(graph, n.id):
+            continue
+        v, g = run.values[n.id], run.grads.get(n.id)
+        rows = []
+        if n.kind == "op":
+            d = OPS[n.op]
+            rows.append(["op", f"{d.name}: {d.formula}"])
+            rows.append(["expression", str(n.meta.get("expr", n.id))])
+            names = [p.rstrip("?") for p in d.params]
+            locs = []
+            for k, src in enumerate(n.inputs):
+                formula = d.local[k] if k < len(d.local) else ""
+                lv = local(graph, run, n, k)
+                val = f" = {num(lv)}" if lv is not None else ""
+                locs.append(f"∂{wrt(n)}/∂{wrt(graph[src])}: {formula}{val}   ({names[k] if k < len(names) else ''})")
+            rows.append(["local gradients", "\n".join(locs)])
+            rows.append(["shapes", ", ".join(str(list(run.values[i].shape)) for i in n.inputs)
+                         + f" → {list(v.shape)}"])
+        else:
+            rows.append([f"{n.kind} (declared)", f"{n.kind} {n.name} = {n.meta.get('expr', '')}"])
+        rows.append(["value", value_text(v)])
+        if g is not None:
+            rows.append([f"gradient ∂{top}/∂{wrt(n)}", grad_text(g)])
+        nodes[n.id] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
+                       "chain": chain_text(graph, run, n.id) if g is not None else []}
+    order, steps = [], {}
+    for n in reversed(graph.nodes):           # the loss first, as backprop visits them
+        for k, src in enumerate(n.inputs):
+            eg = run.edge_grads.get((n.id, k))
+            if eg is None or folded(graph, src):
+                continue
+            key = f"{src}->{n.id}"
+            if key not in steps:
+                order.append(key)
+                shared = len([e for e in graph.consumers()[src]]) > 1
+                steps[key] = (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= {grad_text(eg, sep=' ')}"
+                              f"   (from {wrt(n)})")
+    return page(svg, f"{graph.source} — {headline(graph, run)}", nodes, order, steps, BACKWARD)
+
+
+def model_page(graph, run, pic, svg: str, title: str) -> str:
+    """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
+    from .dot import BACKWARD
+    from .models.draw import count_text, grad_text, value_text
+    nodes = {}
+    for dn in pic.nodes.values():
+        rows = []
+        if dn.kind == "module":
+            f = dn.module[-1]
+            params = sorted({m for m in dn.members if graph[m].kind == "param"})
+            rows.append(["module", f"{f.key} ({f.cls}), {len(dn.members)} recorded nodes"])
+            n_params = sum(graph[m].meta.get("numel", 0) for m in params)
+            rows.append(["parameters", f"{count_text(n_params)}"])
+            norms = [f"{graph[m].name}: ‖∇‖ = {run.grads[m].norm:.4g}" for m in params
+                     if run.grads.get(m) is not None and run.grads[m].norm is not None]
+            if norms:
+                rows.append(["parameter gradient norms", "\n".join(norms)])
+        elif dn.kind == "params":
+            lines = []
+            for m in dn.parts:
+                v, g = run.values.get(m), run.grads.get(m)
+                g_text = f"  ‖∇‖ = {g.norm:.4g}" if g is not None and g.norm is not None else ""
+                lines.append(f"{graph[m].name}  {value_text(v, sep=' ')}{g_text}")
+            rows.append(["parameters and buffers", "\n".join(lines)])
+        else:
+            n = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+            v, g = run.values.get(n.id), run.grads.get(n.id)
+            first = v[0] if isinstance(v, list) else v
+            rows.append([n.kind, f"{n.op or n.name or n.id}" + (f"  ×{dn.copies}" if dn.copies > 1 else "")])
+            if n.meta.get("module"):
+                rows.append(["module", f"{n.meta['module']} ({n.meta.get('class', '')})"])
+            ins = [run.edge_values.get((n.id, k)) for k in range(len(n.inputs))]
+            if any(ins):
+                rows.append(["inputs", "\n".join(f"{graph[i].name or i}: {value_text(t, sep=' ')}"
+                                                   for i, t in zip(n.inputs, ins) if t is not None)])
+            if first is not None:
+                rows.append(["value", value_text(first, sep=" ")])
+            if g is not None:
+                rows.append(["gradient ∂L/∂(this)", grad_text(g, sep="  ") + (f"  (‖∇‖ = {g.norm:.4g})"
+                                                                           if g.norm is not None else "")])
+        nodes[dn.id] = {"title": dn.id, "rows": rows, "chain": []}
+    order, steps = [], {}
+    for e in reversed(pic.edges):
+        if e.grad is None:
+            continue
+        key = f"{e.src}->{e.dst}"
+        if key not in steps:
+            order.append(key)
+            steps[key] = f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})" if e.grad.norm is not None else key
+    return page(svg, title, nodes, order, steps, BACKWARD)
