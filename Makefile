@@ -11,14 +11,20 @@ TORCH_PIN := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz demo test bench docs snapshots clean
+.PHONY: install graphviz chromium demo test bench docs snapshots clean
 
-install: graphviz $(STAMP)
+install: graphviz chromium $(STAMP)
 
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "Graphviz's dot is missing: installing the graphviz package"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz fonts-dejavu-core >/dev/null; }
+
+# The browser for tests/test_html.py (Playwright drives the system chromium: no `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing: installing the chromium package"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +58,7 @@ test: install
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
+	$(BIN)/python docs/screenshot_html.py
 
 # Rewrite the golden pictures in tests/snapshots after an intended change (then review and commit).
 snapshots: install

@@ -94,7 +94,9 @@ def chain_text(graph: Graph, run: Run, node_id: str) -> list[str]:
     for p in paths:
         head = f"∂{top}/∂{wrt(node)} = " if len(paths) == 1 else ""
         prod = " · ".join(p.names)
-        if p.total is not None:
+        if len(p.names) == 1 and head:          # one factor: ∂L/∂a = 20, not ∂L/∂a = ∂L/∂a = 20 = 20
+            lines.append(f"{head}{num(p.total)}" if p.total is not None else head.rstrip(" ="))
+        elif p.total is not None:
             lines.append(f"{head}{prod} = {' · '.join(num(v) for v in p.values)} = {num(p.total)}")
         else:
             lines.append(f"{head}{prod}")

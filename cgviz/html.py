@@ -115,8 +115,11 @@ SCRIPT = r"""
   const fit = () => { vb = home.slice(); apply(); };
   document.getElementById("fit").onclick = fit;
   const centre = g => {
+    // getBBox is in the node's own coordinates; Graphviz's top group translates them
     const b = g.getBBox(), w = Math.max(vb[2] / 2, b.width * 4), h = Math.max(vb[3] / 2, b.height * 4);
-    vb = [b.x + b.width / 2 - w / 2, b.y + b.height / 2 - h / 2, w, h]; apply();
+    const m = svg.getScreenCTM().inverse().multiply(g.getScreenCTM());
+    const c = new DOMPoint(b.x + b.width / 2, b.y + b.height / 2).matrixTransform(m);
+    vb = [c.x - w / 2, c.y - h / 2, w, h]; apply();
   };
   // --- search
   document.getElementById("search").addEventListener("keydown", e => {
@@ -287,7 +290,8 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                                                                            if g.norm is not None else "")])
         nodes[dn.id] = {"title": dn.id, "rows": rows, "chain": []}
     order, steps = [], {}
-    for e in reversed(pic.edges):
+    # a loop's step-to-step edge carries the gradient on to the previous step: it comes last
+    for e in [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]:
         if e.grad is None:
             continue
         key = f"{e.src}->{e.dst}"

@@ -1,0 +1,325 @@
+"""The interactive page (`--format html`) in a real browser: Debian's chromium driven by Playwright.
+
+The page must work offline (no request beyond the file itself), open a panel with the clicked
+node's numbers and chain rule, toggle the two kinds of edges, step through the backward pass in
+the order backprop visits the edges, find a node by name, and zoom and pan the SVG.
+
+On a developer's machine without /usr/bin/chromium these tests skip, saying so; on CI (`CI` set)
+`make install` puts chromium there, so its absence is a broken set-up and the tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+ON_CI = bool(os.environ.get("CI"))
+
+
+def _unavailable(reason: str):
+    if ON_CI:
+        pytest.fail(f"{reason} on CI: `make install` should have provided it", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable(f"needs Debian's chromium at {CHROMIUM} (`make install` or apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("needs the playwright Python package (the `test` extra: `make install`)")
+    with sync_playwright() as p:
+        # `playwright install` is never needed: the system chromium is used as is.
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _render(tmp: Path, *args: str) -> Path:
+    """Run the real command line (`python -m cgviz ...`) and return the written page."""
+    out = tmp / "page.html"
+    r = subprocess.run([sys.executable, "-m", "cgviz", *args, "--format", "html", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and out.stat().st_size > 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def pizza_html(tmp_path_factory) -> Path:
+    return _render(tmp_path_factory.mktemp("pizza"), "render", "sample_graphs/pizza.cg")
+
+
+class Opened:
+    """A page on one file, with every request it made and every script error it raised."""
+
+    def __init__(self, browser, path: Path):
+        self.url = path.as_uri()
+        self.page = browser.new_page(viewport={"width": 1280, "height": 720})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(self.url)
+        self.page.wait_for_function("() => window.cgviz && window.cgviz.backwardOrder")
+
+    def js(self, expr: str, arg=None):
+        return self.page.evaluate(expr, arg)
+
+    def node(self, node_id: str):
+        return self.page.locator(f'#graph svg g.node[data-id="{node_id}"]')
+
+    def edge_keys(self, cls: str) -> list[str]:
+        return self.js(f"""() => [...document.querySelectorAll('#graph svg g.edge.{cls}')]
+                           .map(g => g.querySelector('title').textContent)""")
+
+    def view_box(self) -> str:
+        return self.page.locator("#graph svg").get_attribute("viewBox")
+
+
+@pytest.fixture
+def pizza(browser, pizza_html):
+    o = Opened(browser, pizza_html)
+    yield o
+    assert o.errors == [], f"script errors on the page: {o.errors}"
+    o.page.close()
+
+
+# --- self-contained -------------------------------------------------------------------------------
+
+def test_page_makes_no_request_beyond_the_file(pizza):
+    pizza.page.click('#graph svg g.node[data-id="w"]')      # interacting must not fetch anything either
+    pizza.page.click("#step")
+    pizza.page.wait_for_timeout(200)
+    assert pizza.requests == [pizza.url]
+
+
+def test_page_source_has_no_external_reference(pizza_html):
+    text = pizza_html.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*\bsrc=", text, re.I)
+    assert not re.search(r"<link\b", text, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:|//)", text, re.I)
+    # the only URLs allowed are the SVG/XLink namespace names, which are never fetched
+    urls = set(re.findall(r"https?://[^\s\"'<>)]+", text))
+    assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, urls
+
+
+# --- structure ------------------------------------------------------------------------------------
+
+def test_nodes_carry_their_id_and_edges_their_kind(pizza):
+    ids = pizza.js("""() => [...document.querySelectorAll('#graph svg g.node')]
+                      .map(g => [g.getAttribute('data-id'), g.querySelector('title').textContent])""")
+    assert all(d == t for d, t in ids), ids
+    assert {"w", "x", "z", "a", "L", "L/sub"} <= {d for d, _ in ids}
+    unclassified = pizza.js("""() => [...document.querySelectorAll('#graph svg g.edge')]
+        .filter(g => g.classList.contains('fwd') === g.classList.contains('bwd')).length""")
+    assert unclassified == 0
+    assert "w->z" in pizza.edge_keys("fwd") and "w->z" in pizza.edge_keys("bwd")
+    assert "y->L/sub" not in pizza.edge_keys("bwd")           # a constant gets no gradient
+
+
+# --- the panel ------------------------------------------------------------------------------------
+
+def test_clicking_w_opens_the_panel_with_its_gradient_and_chain(pizza):
+    assert not pizza.page.locator("#panel").is_visible()
+    pizza.node("w").click()
+    panel = pizza.page.locator("#panel")
+    assert panel.is_visible()
+    assert pizza.page.locator("#panel-title").inner_text().strip() == "w"
+    text = panel.inner_text()
+    assert "0.5" in text                                        # the value
+    assert "4000" in text                                       # the gradient
+    chain = pizza.page.locator("#panel-chain").inner_text()
+    assert "20 · 1 · 200" in chain
+    assert "∂L/∂w = ∂L/∂a · ∂a/∂z · ∂z/∂w = 20 · 1 · 200 = 4000" in chain
+
+
+def test_clicking_an_op_shows_its_formula_and_local_gradients(pizza):
+    pizza.node("z").click()
+    text = pizza.page.locator("#panel").inner_text()
+    assert pizza.page.locator("#panel-title").inner_text().strip() == "z"
+    assert "w * x" in text and "a · b" in text                 # the expression and the op's formula
+    assert re.search(r"∂z/∂w\b.*= 200\b", text), text             # local gradient w.r.t. each input
+    assert re.search(r"∂z/∂x\b.*= 0\.5\b", text), text
+    assert "100" in text and "20" in text                       # value 100, gradient 20
+    # clicking another node replaces the panel's content
+    pizza.node("x").click()
+    assert pizza.page.locator("#panel-title").inner_text().strip() == "x"
+    assert "20 · 1 · 0.5 = 10" in pizza.page.locator("#panel-chain").inner_text()
+
+
+# --- toggles --------------------------------------------------------------------------------------
+
+def _displays(o: Opened, cls: str) -> list[str]:
+    return o.js(f"""() => [...document.querySelectorAll('#graph svg g.edge.{cls}')]
+                    .map(g => getComputedStyle(g).display)""")
+
+
+@pytest.mark.parametrize("hide, keep", [("bwd", "fwd"), ("fwd", "bwd")])
+def test_unchecking_a_kind_hides_its_edges_and_rechecking_shows_them(pizza, hide, keep):
+    box = pizza.page.locator(f"#show-{hide}")
+    assert box.is_checked() and pizza.page.locator(f"#show-{keep}").is_checked()
+    assert "none" not in _displays(pizza, hide)
+    box.uncheck()
+    hidden, kept = _displays(pizza, hide), _displays(pizza, keep)
+    assert hidden and set(hidden) == {"none"}, hidden
+    assert kept and "none" not in kept, kept
+    box.check()
+    assert "none" not in _displays(pizza, hide)
+    assert "none" not in _displays(pizza, keep)
+
+
+# --- stepping through the backward pass -----------------------------------------------------------
+
+def _classes(o: Opened, cls: str) -> list[str]:
+    return o.js(f"""() => [...document.querySelectorAll('#graph svg g.edge.bwd.{cls}')]
+                    .map(g => g.querySelector('title').textContent)""")
+
+
+def _step_through(o: Opened, loss: str):
+    order = o.js("() => window.cgviz.backwardOrder")
+    red = o.edge_keys("bwd")
+    assert sorted(order) == sorted(red), "backwardOrder must hold every red edge exactly once"
+    assert len(set(order)) == len(order)
+    assert order[0].endswith(f"->{loss}"), order
+    active, infos = [], []
+    for k in range(1, len(order) + 1):
+        o.page.click("#step")
+        now = _classes(o, "active")
+        assert len(now) == 1, f"after {k} steps the active edges are {now}"
+        active.append(now[0])
+        assert sorted(_classes(o, "done")) == sorted(order[:k]), f"after {k} steps"
+        infos.append(o.page.locator("#step-info").inner_text().strip())
+    assert active == order
+    assert all(infos), infos
+    assert all(a != b for a, b in zip(infos, infos[1:])), f"#step-info must change at each step: {infos}"
+    return order, infos
+
+
+def test_step_visits_red_edges_in_backprop_order(pizza):
+    assert pizza.page.locator("#step-info").inner_text().strip() == ""
+    order, infos = _step_through(pizza, "L")
+    # the pizza graph is a chain: backprop must reach each node only after its consumer
+    assert order.index("a->L/sub") < order.index("z->a") < order.index("w->z")
+    assert order.index("z->a") < order.index("x->z")
+    step_of = dict(zip(order, infos))
+    assert "∂L/∂a = 20" in step_of["a->L/sub"]
+    assert "∂L/∂z = 20" in step_of["z->a"]
+    assert "∂L/∂w = 4000" in step_of["w->z"]
+    assert "∂L/∂x = 10" in step_of["x->z"]
+
+
+def test_step_order_is_reverse_topological(pizza):
+    """Every red edge u->v comes after every red edge leaving v: v's gradient is complete by then."""
+    order = pizza.js("() => window.cgviz.backwardOrder")
+    pos = {k: i for i, k in enumerate(order)}
+    for key, i in pos.items():
+        _, dst = key.split("->", 1)
+        for later in (k for k in order if k.split("->", 1)[0] == dst):
+            assert pos[later] < i, f"{later} must come before {key}: {order}"
+
+
+def test_reset_clears_the_steps(pizza):
+    pizza.page.click("#step")
+    pizza.page.click("#step")
+    assert len(_classes(pizza, "done")) == 2
+    pizza.page.click("#reset")
+    assert _classes(pizza, "done") == [] and _classes(pizza, "active") == []
+    assert pizza.page.locator("#step-info").inner_text().strip() == ""
+    pizza.page.click("#step")
+    assert _classes(pizza, "active") == pizza.js("() => window.cgviz.backwardOrder")[:1]
+
+
+def test_play_runs_the_backward_pass_to_the_end(pizza):
+    order = pizza.js("() => window.cgviz.backwardOrder")
+    pizza.page.click("#play")
+    pizza.page.wait_for_function(
+        "n => document.querySelectorAll('#graph svg g.edge.bwd.done').length === n",
+        arg=len(order), timeout=2000 + 1500 * len(order))
+    assert _classes(pizza, "active") == [order[-1]]
+
+
+# --- search, zoom, pan ----------------------------------------------------------------------------
+
+def test_search_finds_a_node_by_name_and_centres_it(pizza):
+    before = pizza.view_box()
+    pizza.page.fill("#search", "a")
+    pizza.page.press("#search", "Enter")
+    found = pizza.js("""() => [...document.querySelectorAll('#graph svg g.node.found')]
+                        .map(g => g.getAttribute('data-id'))""")
+    assert found == ["a"]
+    assert pizza.view_box() != before
+    # centred: the node's middle is near the middle of the drawing area
+    node = pizza.node("a").bounding_box()
+    area = pizza.page.locator("#graph svg").bounding_box()
+    nx, ny = node["x"] + node["width"] / 2, node["y"] + node["height"] / 2
+    ax, ay = area["x"] + area["width"] / 2, area["y"] + area["height"] / 2
+    assert abs(nx - ax) < 0.1 * area["width"] and abs(ny - ay) < 0.1 * area["height"], (node, area)
+    # a new search moves the mark
+    pizza.page.fill("#search", "w")
+    pizza.page.press("#search", "Enter")
+    assert pizza.js("() => [...document.querySelectorAll('g.node.found')].map(g => g.dataset.id)") == ["w"]
+
+
+def test_wheel_zooms_and_drag_pans_and_fit_restores(pizza):
+    svg = pizza.page.locator("#graph svg").bounding_box()
+    cx, cy = svg["x"] + svg["width"] / 2, svg["y"] + svg["height"] / 2
+    home = pizza.view_box()
+    pizza.page.mouse.move(cx, cy)
+    pizza.page.mouse.wheel(0, -300)
+    pizza.page.wait_for_function("v => document.querySelector('#graph svg').getAttribute('viewBox') !== v",
+                                 arg=home, timeout=2000)
+    zoomed = pizza.view_box()
+    assert float(zoomed.split()[2]) < float(home.split()[2])     # zooming in shows a smaller width
+    pizza.page.mouse.move(cx, cy)
+    pizza.page.mouse.down()
+    pizza.page.mouse.move(cx + 80, cy + 40, steps=4)
+    pizza.page.mouse.up()
+    panned = pizza.view_box()
+    assert panned != zoomed
+    assert panned.split()[2:] == zoomed.split()[2:]               # panning keeps the size
+    pizza.page.click("#fit")
+    assert [float(v) for v in pizza.view_box().split()] == pytest.approx([float(v) for v in home.split()])
+
+
+# --- the model path -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rnn_html(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    return _render(tmp_path_factory.mktemp("rnn"), "torch", "sample_graphs/models/rnn_loop.py")
+
+
+def test_model_page_shows_parameter_gradient_norms(browser, rnn_html):
+    o = Opened(browser, rnn_html)
+    try:
+        assert o.requests == [o.url]
+        boxes = o.js("""() => [...document.querySelectorAll('#graph svg g.node')]
+                        .map(g => g.getAttribute('data-id')).filter(id => id.endsWith('/params'))""")
+        assert boxes, "the RNN's drawing has parameter boxes"
+        o.node(boxes[0]).click()
+        assert o.page.locator("#panel").is_visible()
+        text = o.page.locator("#panel").inner_text()
+        assert re.search(r"‖∇‖ = [0-9.]+(e[-+]?\d+)?", text), text
+        assert "weight" in text and "bias" in text
+        order = o.js("() => window.cgviz.backwardOrder")
+        assert sorted(order) == sorted(o.edge_keys("bwd"))
+        assert len(set(order)) == len(order)
+        assert order[0].endswith("->loss/sum"), order
+        o.page.click("#step")
+        assert _classes(o, "active") == order[:1]
+        assert "‖∂L/∂" in o.page.locator("#step-info").inner_text()
+        assert o.errors == [], o.errors
+        assert o.requests == [o.url]
+    finally:
+        o.page.close()
