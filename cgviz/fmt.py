@@ -87,3 +87,26 @@ def stats(a: np.ndarray | None) -> dict | None:
     with np.errstate(all="ignore"):
         return {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)),
                 "max": float(np.max(a)), "norm": float(np.linalg.norm(a.ravel()))}
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def histogram_text(counts, lo: float, hi: float) -> str:
+    """`-1.2 ▁▂▅█▇▃▁ 1.3`: a histogram in one line of block characters (empty bins are spaces)."""
+    top = max(counts) if len(counts) else 0
+    if not top:
+        return ""
+    bars = "".join(" " if c == 0 else BARS[min(len(BARS) - 1, int(c * len(BARS) / (top + 1e-12)))]
+                   for c in counts)
+    return f"{num(lo)} {bars} {num(hi)}"
+
+
+def histogram(a, bins: int = 16) -> str:
+    """The histogram line of an array's finite values ("" when there is nothing to bin)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    a = a[np.isfinite(a)]
+    if a.size < 2 or a.min() == a.max():
+        return ""
+    counts, edges = np.histogram(a, bins=bins)
+    return histogram_text(counts.tolist(), float(edges[0]), float(edges[-1]))

@@ -11,6 +11,8 @@ import html
 import json
 import re
 
+import numpy as np
+
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -203,7 +205,7 @@ def dsl_page(graph, run, svg: str) -> str:
     """The page for an expression file: every node's value, gradient, formula, locals and chain."""
     from .chain import chain_text, local
     from .dot import BACKWARD, folded, headline, wrt
-    from .fmt import grad_text, num, value_text
+    from .fmt import grad_text, histogram, num, value_text
     from .ops import OPS
     top = graph.loss or graph[graph.output].name or "out"
     nodes = {}
@@ -229,8 +231,12 @@ def dsl_page(graph, run, svg: str) -> str:
         else:
             rows.append([f"{n.kind} (declared)", f"{n.kind} {n.name} = {n.meta.get('expr', '')}"])
         rows.append(["value", value_text(v)])
+        if np.ndim(v) and np.size(v) > 4 and histogram(v):
+            rows.append(["value histogram", histogram(v)])
         if g is not None:
             rows.append([f"gradient ∂{top}/∂{wrt(n)}", grad_text(g)])
+            if np.ndim(g) and np.size(g) > 4 and histogram(g):
+                rows.append(["gradient histogram", histogram(g)])
         nodes[n.id] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
                        "chain": chain_text(graph, run, n.id) if g is not None else []}
     order, steps = [], {}
@@ -246,6 +252,19 @@ def dsl_page(graph, run, svg: str) -> str:
                 steps[key] = (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= {grad_text(eg, sep=' ')}"
                               f"   (from {wrt(n)})")
     return page(svg, f"{graph.source} — {headline(graph, run)}", nodes, order, steps, BACKWARD)
+
+
+def _hist(t) -> str:
+    """A model tensor's histogram line: from its values when small, from its binned counts when large."""
+    from .fmt import histogram, histogram_text
+    if t is None:
+        return ""
+    if t.values is not None:
+        return histogram(t.values) if np.size(t.values) > 4 else ""
+    if t.hist is not None:
+        counts, lo, hi = t.hist
+        return histogram_text(counts, lo, hi)
+    return ""
 
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
@@ -285,9 +304,13 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                                                    for i, t in zip(n.inputs, ins) if t is not None)])
             if first is not None:
                 rows.append(["value", value_text(first, sep=" ")])
+                if _hist(first):
+                    rows.append(["value histogram", _hist(first)])
             if g is not None:
                 rows.append(["gradient ∂L/∂(this)", grad_text(g, sep="  ") + (f"  (‖∇‖ = {g.norm:.4g})"
                                                                            if g.norm is not None else "")])
+                if _hist(g):
+                    rows.append(["gradient histogram", _hist(g)])
         nodes[dn.id] = {"title": dn.id, "rows": rows, "chain": []}
     order, steps = [], {}
     # a loop's step-to-step edge carries the gradient on to the previous step: it comes last

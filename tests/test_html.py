@@ -323,3 +323,26 @@ def test_model_page_shows_parameter_gradient_norms(browser, rnn_html):
         assert o.requests == [o.url]
     finally:
         o.page.close()
+
+
+def test_large_tensors_show_a_histogram_in_the_panel(browser, tmp_path):
+    """A tensor's panel has stats and a one-line histogram, for expression files and models alike."""
+    page = _render(tmp_path, "render", "sample_graphs/three_layer.cg")
+    o = Opened(browser, page)
+    try:
+        o.node("W1").click()
+        text = o.page.locator("#panel").inner_text()
+        assert "value histogram" in text and "gradient histogram" in text
+        assert re.search(r"[▁▂▃▄▅▆▇█]{2,}", text), text
+    finally:
+        o.page.close()
+    pytest.importorskip("torch")
+    model = _render(tmp_path / "m", "torch", "sample_graphs/models/res_cnn.py")
+    o = Opened(browser, model)
+    try:
+        o.node("stem.0/conv2d").click()           # [2×16×16×16]: binned while the model ran
+        text = o.page.locator("#panel").inner_text()
+        assert "gradient histogram" in text and re.search(r"[▁▂▃▄▅▆▇█]{4,}", text), text
+        assert o.errors == []
+    finally:
+        o.page.close()

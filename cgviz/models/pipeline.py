@@ -55,7 +55,12 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     t = time.perf_counter()
-    traced = trace(loaded, opts)
+    from .summary import HISTOGRAMS
+    token = HISTOGRAMS.set(fmt == "html")
+    try:
+        traced = trace(loaded, opts)
+    finally:
+        HISTOGRAMS.reset(token)
     timings["run"] = time.perf_counter() - t
     graph, run = traced.graph, traced.run
     graph.source = Path(loaded.path).name

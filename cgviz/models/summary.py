@@ -7,6 +7,7 @@ a GPT-2-sized run keeps a few numbers per edge, not hundreds of megabytes of ten
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 from ..fmt import stats as _stats
 
 FULL_LIMIT = 4096   # tensors up to this many elements keep their values (JSON writes them in full)
+# Histograms of large tensors cost a pass over memory; only the HTML page shows them.
+HISTOGRAMS: ContextVar[bool] = ContextVar("cgviz_histograms", default=False)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class TensorInfo:
     dtype: str                       # torch's name without the prefix: float32, int64, bool
     stats: dict | None               # mean/std/min/max/norm (fmt.stats); None on the meta device
     values: np.ndarray | None = None  # the values when small (≤ FULL_LIMIT elements), else None
+    hist: tuple | None = None         # (counts, lo, hi) of a large tensor, when histograms are on
 
     @property
     def numel(self) -> int:
@@ -68,7 +72,12 @@ class TensorInfo:
         lo, hi = torch.aminmax(x)
         st = {"mean": mean, "std": math.sqrt(max(var, 0.0)), "min": float(lo), "max": float(hi),
               "norm": norm}
-        return TensorInfo(shape, dtype, st, None)
+        hist = None
+        if HISTOGRAMS.get() and math.isfinite(st["min"]) and math.isfinite(st["max"]) and st["min"] < st["max"]:
+            # one more pass over memory, only for the HTML page, which draws it in the node's panel
+            counts = torch.histc(x.to(torch.float32), bins=16, min=st["min"], max=st["max"])
+            hist = ([int(c) for c in counts.tolist()], st["min"], st["max"])
+        return TensorInfo(shape, dtype, st, None, hist)
 
 
 def _is_fake(t) -> bool:
