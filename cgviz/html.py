@@ -271,6 +271,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
     """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
     from .dot import BACKWARD
     from .models.draw import count_text, grad_text, value_text
+    from .models.summary import first as first_output
     nodes = {}
     for dn in pic.nodes.values():
         rows = []
@@ -294,7 +295,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
         else:
             n = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
             v, g = run.values.get(n.id), run.grads.get(n.id)
-            first = v[0] if isinstance(v, list) else v
+            first = first_output(v)
             rows.append([n.kind, f"{n.op or n.name or n.id}" + (f"  ×{dn.copies}" if dn.copies > 1 else "")])
             if n.meta.get("module"):
                 rows.append(["module", f"{n.meta['module']} ({n.meta.get('class', '')})"])

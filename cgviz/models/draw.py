@@ -13,7 +13,7 @@ from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, NONFINITE_STYLE, STYLE, _
 from ..fmt import inline_values, num
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture
-from .summary import ModelRun, TensorInfo
+from .summary import ModelRun, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
 CLUSTER_COLORS = ("#f7f9fc", "#eef3fa", "#e6edf7", "#dde6f3")
@@ -73,9 +73,6 @@ def _small(text: str, color: str = "#555555") -> str:
     return f'<FONT POINT-SIZE="9" COLOR="{color}">{_html(text)}</FONT>'
 
 
-def _first(v):
-    return v[0] if isinstance(v, list) else v
-
 
 def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
     rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
@@ -99,7 +96,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
         return _Html("<BR/>".join(rows))
     if dn.kind == "params":
         return _params_label(dn, graph, run, opts)
-    v = _first(run.values.get(rep.id))
+    v = first(run.values.get(rep.id))
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(f"<B>{_html(head)}</B>")
@@ -136,7 +133,7 @@ def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> 
     rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{_html(owner)}</B></TD></TR>']
     for m in dn.parts:
         n = graph[m]
-        v = _first(run.values.get(m))
+        v = first(run.values.get(m))
         g = run.grads.get(m)
         short = (n.name or m)[len(owner) + 1:]
         grey = ' COLOR="#757575"' if n.kind == "const" else ""

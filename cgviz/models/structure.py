@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node
-from .summary import ModelRun, TensorInfo
+from .summary import ModelRun, TensorInfo, first
 
 AUTO_NODE_LIMIT = 300   # "a few hundred nodes at most" before the automatic depth steps down
 
@@ -65,9 +65,6 @@ class Picture:
 def _scope(node: Node) -> tuple:
     return tuple(node.meta.get("scope") or ())
 
-
-def _first(v):
-    return v[0] if isinstance(v, list) else v
 
 
 def max_depth(graph: Graph) -> int:
@@ -252,7 +249,7 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
             if n.id not in feeds:
                 continue
             v = run.values.get(n.id)
-            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n), getattr(_first(v), "shape", None),
+            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n), getattr(first(v), "shape", None),
                    feeds[n.id])
             if key in seen:
                 keep = seen[key]
@@ -278,8 +275,8 @@ def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: b
         gid = f"{owner}/params"
         if gid in nodes:
             continue
-        first = nodes[leaves[0]]
-        nodes[gid] = DNode(gid, "params", [], first.scope, parts=list(leaves))
+        lead = nodes[leaves[0]]
+        nodes[gid] = DNode(gid, "params", [], lead.scope, parts=list(leaves))
         for leaf in leaves:
             for m in nodes.pop(leaf).members:
                 dmap[m] = gid

@@ -80,6 +80,11 @@ class TensorInfo:
         return TensorInfo(shape, dtype, st, None, hist)
 
 
+def first(v):
+    """A node's (first) output: ops with several tensor outputs keep a list of summaries."""
+    return v[0] if isinstance(v, list) else v
+
+
 def _is_fake(t) -> bool:
     try:
         from torch._subclasses.fake_tensor import FakeTensor
