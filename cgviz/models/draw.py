@@ -146,12 +146,7 @@ def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> 
 
 
 def _has_nan(v) -> bool:
-    for t in v if isinstance(v, list) else [v]:
-        # min/max are NaN exactly when a NaN is present (std is NaN for a mere -inf too)
-        if t is not None and t.stats is not None and any(t.stats[k] != t.stats[k] for k in ("min", "max")
-                                                         if t.stats.get(k) is not None):
-            return True
-    return False
+    return any(t is not None and t.has_nan for t in (v if isinstance(v, list) else [v]))
 
 
 def _unique_params(params):

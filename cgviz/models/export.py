@@ -28,7 +28,7 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
             "value_stats": first.stats if first is not None else None,
             "grad_stats": g.stats if g is not None else None,
             "requires_grad": g is not None, "line": None, "expr": None, "literal": False,
-            "nonfinite": _nonfinite(first) or _nonfinite(g),
+            "nonfinite": any(t is not None and t.nonfinite for t in (first, g)),
             "module": n.meta.get("module", ""), "module_class": n.meta.get("class") or None,
             "module_call": [f.key for f in scope],
         }
@@ -54,13 +54,6 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
     doc["nodes"] = nodes
     doc["edges"] = edges
     return _clean(doc)
-
-
-def _nonfinite(t: TensorInfo | None) -> bool:
-    if t is None or t.stats is None:
-        return False
-    import math
-    return any(isinstance(x, float) and not math.isfinite(x) for x in t.stats.values())
 
 
 def to_json(graph: Graph, run: ModelRun, extra: dict | None = None) -> str:

@@ -32,7 +32,7 @@ def _nonfinite_notes(run) -> list[str]:
     if run.loss is not None and not math.isfinite(run.loss):
         out.append(f"the loss is {run.loss}: every gradient below it is meaningless")
     bad = [name for name, g in run.param_grads.items()
-           if g is not None and g.stats is not None and not math.isfinite(g.stats["norm"])]
+           if g is not None and g.norm is not None and not math.isfinite(g.norm)]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         out.append(f"non-finite gradient (NaN or inf) in {', '.join(bad[:3])}{more}")

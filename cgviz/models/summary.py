@@ -41,6 +41,18 @@ class TensorInfo:
     def norm(self) -> float | None:
         return None if self.stats is None else self.stats["norm"]
 
+    @property
+    def has_nan(self) -> bool:
+        """min/max are NaN exactly when a NaN is present (std is NaN for a mere -inf too)."""
+        return self.stats is not None and any(self.stats.get(k) is not None and self.stats[k] != self.stats[k]
+                                              for k in ("min", "max"))
+
+    @property
+    def nonfinite(self) -> bool:
+        """Some value is NaN or infinite (an attention mask's -inf counts)."""
+        return self.stats is not None and any(isinstance(x, float) and not math.isfinite(x)
+                                              for x in self.stats.values())
+
     @staticmethod
     def of(t: Any) -> "TensorInfo":
         """Summarise a torch tensor (detached; meta/fake tensors give shape and dtype only)."""
