@@ -215,9 +215,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
         _backward(loss)
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
-    run.meta.update(kind=loaded.kind, view="ops", loss=kind, mode="train" if model.training else "eval",
-                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
-    _add_param_grads(run, params)
+    _describe(run, loaded, model, "ops", kind, args, kwargs, params)
     return Traced(graph, run, notes)
 
 
@@ -245,8 +243,11 @@ class _Fallback(Exception):
     pass
 
 
-def _add_param_grads(run: ModelRun, params) -> None:
+def _describe(run: ModelRun, loaded: Loaded, model, view: str, loss_kind: str, args, kwargs, params) -> None:
+    """What the JSON's `model` field and the caption say about the run, and every parameter's grad."""
     from .summary import TensorInfo
+    run.meta.update(kind=loaded.kind, view=view, loss=loss_kind, mode="train" if model.training else "eval",
+                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
     for name, p in params.items():
         if name not in run.param_grads:
             run.param_grads[name] = TensorInfo.of(p.grad) if p.grad is not None else None
@@ -268,8 +269,6 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     _backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
-    run.meta.update(kind=loaded.kind, view="autograd", loss=kind, mode="train" if model.training else "eval",
-                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
-    _add_param_grads(run, params)
+    _describe(run, loaded, model, "autograd", kind, args, kwargs, params)
     return Traced(graph, run, [])
 
