@@ -227,22 +227,49 @@ def _input_shape(ctx, param, values):
         raise click.BadParameter(str(e)) from None
 
 
+def model_options(f):
+    """The options that say how a model runs, shared by every command that takes a MODEL
+    (torch, check, grads): inputs, dtype, loss, seed, mode, and how the file may be loaded."""
+    opts = [
+        click.option("--input-shape", "input_shapes", multiple=True, callback=_input_shape, metavar="DIMS[:DTYPE]",
+                     help="A random input of this shape, once per forward argument: 1,3,32,32 or 1,64:long "
+                          "(token ids, drawn within the model's embedding range)."),
+        click.option("--input", "input_file", metavar="FILE",
+                     help="Inputs saved with torch.save: a tensor, a tuple of tensors or a dict (read with weights_only)."),
+        click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+                     help="Cast the model and its float inputs first."),
+        click.option("--loss", type=click.Choice(["sum", "mean", "mse", "ce"]),
+                     help="What backward starts from [default: the output if it is a scalar, else its sum]. "
+                          "mse is against zeros, ce against random classes on the last dimension."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seeds random inputs, ce targets and dropout."),
+        click.option("--trust", is_flag=True,
+                     help="Allow loading a pickled nn.Module (torch.save(model)); this runs code from the file."),
+        click.option("--weights", metavar="STATE.pt", help="A state_dict to load into the model a Python file defines."),
+        click.option("--train/--eval", "mode", default=None, help="Run in training or evaluation mode [default: as saved]."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
+    """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
+    from .models.trace import TraceOptions
+    return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
+                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta)
+
+
+def model_stem(model: str) -> str:
+    """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
+    return model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model
+
+
 @main.command("torch")
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
-@click.option("--input-shape", "input_shapes", multiple=True, callback=_input_shape, metavar="DIMS[:DTYPE]",
-              help="A random input of this shape, once per forward argument: 1,3,32,32 or 1,64:long "
-                   "(token ids, drawn within the model's embedding range).")
-@click.option("--input", "input_file", metavar="FILE",
-              help="Inputs saved with torch.save: a tensor, a tuple of tensors or a dict (read with weights_only).")
-@click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
-              help="Cast the model and its float inputs first.")
-@click.option("--loss", type=click.Choice(["sum", "mean", "mse", "ce"]),
-              help="What backward starts from [default: the output if it is a scalar, else its sum]. "
-                   "mse is against zeros, ce against random classes on the last dimension.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds random inputs, ce targets and dropout.")
+@model_options
 @click.option("--view", type=click.Choice(["ops", "autograd"]), default="ops", show_default=True,
               help="ops: the forward ops as they ran, in module clusters; autograd: the backward "
                    "graph of grad_fn nodes, as torchviz draws it.")
@@ -250,13 +277,9 @@ def _input_shape(ctx, param, values):
               help="Draw every module nested deeper than N as one box [default: as deep as stays "
                    "readable, a few hundred nodes].")
 @click.option("--no-fold", is_flag=True, help="Draw repeated identical blocks and loop steps one by one.")
-@click.option("--trust", is_flag=True,
-              help="Allow loading a pickled nn.Module (torch.save(model)); this runs code from the file.")
-@click.option("--weights", metavar="STATE.pt", help="A state_dict to load into the model a Python file defines.")
 @click.option("--meta", is_flag=True,
               help="Trace on the meta device: shapes, structure and parameter counts of a model too "
                    "big to run, without values or gradients.")
-@click.option("--train/--eval", "mode", default=None, help="Run in training or evaluation mode [default: as saved].")
 @click.option("--no-grad", is_flag=True, help="Leave the red gradient edges out of the picture.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True)
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
@@ -280,12 +303,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import time
 
     from .models.pipeline import draw_model
-    from .models.trace import TraceOptions
 
-    fmt, path = resolve_output(model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model,
-                               output, fmt)
-    opts = TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
-                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta)
+    fmt, path = resolve_output(model_stem(model), output, fmt)
+    opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout)
