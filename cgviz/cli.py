@@ -191,6 +191,35 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, qui
 
 
 @main.command()
+@click.argument("file", metavar="FILE")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
+              help="text: aligned columns; md: a Markdown table; json: the same facts for programs.")
+@click.option("-o", "--output", metavar="OUT", help="Write to this file instead of standard output.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Replace a declaration's value, e.g. --set w=0.1. Repeatable.")
+def explain(file, fmt, output, sets):
+    """Spell out backpropagation for an expression FILE: every node's local gradient as a formula
+    and a number, then each param's and input's chain of local gradients multiplied out.
+
+    \b
+    Examples:
+        cgviz explain sample_graphs/pizza.cg
+        cgviz explain sample_graphs/challenge.cg --format md -o challenge.md
+    """
+    from .explain import FORMATS as EXPLAIN
+    from .pipeline import evaluate, read_source
+
+    overrides = _parse_sets(sets)
+    if output and output != "-":
+        resolve_output(file, output, "dot")       # only for its never-overwrite-the-input check
+    text, name = read_source(file)
+    result = evaluate(text, name, overrides)
+    for w in result.run.warnings:
+        click.echo(f"warning: {name}: {w}", err=True)
+    _emit(EXPLAIN[fmt](result.graph, result.run).encode("utf-8"), None if not output or output == "-" else Path(output))
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True)
 def ops(fmt):
     """List the functions and operators the expression language knows, with their formulas.
