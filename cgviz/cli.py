@@ -162,8 +162,13 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
               help="Refuse tensors with more elements than this, before allocating them "
                    "[default: 50,000,000, about 400 MB].")
+@click.option("--lr", type=float, metavar="RATE",
+              help="Show each param's value after one step of gradient descent (w: 0.5 → -3.5), and warn "
+                   "when a step is large for the param's size.")
+@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
+              help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, quiet):
+def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr, clip_norm, quiet):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -174,16 +179,28 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, qui
         cgviz render sample_graphs/pizza.cg
         cgviz render sample_graphs/pizza.cg -o out/pizza.svg --set w=0.1
         cgviz render sample_graphs/three_layer.cg --format json -o -
+        cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
     """
     from .dot import DotOptions, headline
     from .pipeline import evaluate, output_bytes, read_source
 
     overrides = _parse_sets(sets)
+    if lr is not None and no_grad:
+        raise click.UsageError("--lr needs gradients; leave out --no-grad")
+    if clip_norm is not None and lr is None:
+        raise click.UsageError("--clip-norm clips the step --lr takes; give --lr too")
+    if lr is not None and not lr > 0:
+        raise click.UsageError(f"--lr must be a positive number, got {lr}")
     fmt, path = resolve_output(file, output, fmt)
     text, name = read_source(file)
     result = evaluate(text, name, overrides, grad=not no_grad, max_elements=max_elements)
+    step_warnings = []
+    if lr is not None:
+        from .train import large_step_warnings, step
+        result.run.step = step(result.graph, result.run, lr, clip_norm)
+        step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
     data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad), timeout=timeout)
-    for w in result.run.warnings:
+    for w in list(result.run.warnings) + step_warnings:
         click.echo(f"warning: {name}: {w}", err=True)
     _emit(data, path)
     if not quiet and path is not None:
@@ -217,6 +234,94 @@ def explain(file, fmt, output, sets):
     for w in result.run.warnings:
         click.echo(f"warning: {name}: {w}", err=True)
     _emit(EXPLAIN[fmt](result.graph, result.run).encode("utf-8"), None if not output or output == "-" else Path(output))
+
+
+@main.command()
+@click.argument("file", metavar="FILE")
+@click.option("--lr", type=float, required=True, metavar="RATE", help="The learning rate η of w ← w − η · ∂L/∂w.")
+@click.option("--steps", type=click.IntRange(min=1, max=1_000_000), default=100, show_default=True, metavar="N",
+              help="How many steps of gradient descent.")
+@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
+              help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
+@click.option("-o", "--output", metavar="OUT",
+              help="The final graph (suffix picks the format) [default: <stem>_trained.png].")
+@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
+@click.option("--rankdir", type=click.Choice(["LR", "TB"], case_sensitive=False), default="LR", show_default=True)
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Give up on Graphviz's layout after this long.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
+def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
+    """Train the params of an expression FILE by gradient descent: print the loss at each step,
+    write a loss-curve plot (log scale when the loss spans decades) and the graph after the last step.
+
+    Stops with exit status 1 when the loss becomes NaN or infinite (the steps diverged), after
+    writing the curve and the graph so far.
+
+    \b
+    Examples:
+        cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
+        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
+    """
+    from .dot import DotOptions
+    from .errors import CgvizError
+    from .fmt import num
+    from .pipeline import evaluate, output_bytes, read_source
+    from .plots import loss_curve
+    from .train import params, train as run_training, training_warnings
+
+    if not lr > 0 or lr != lr or lr == float("inf"):
+        raise click.UsageError(f"--lr must be a positive number, got {lr}")
+    overrides = _parse_sets(sets)
+    stem = "stdin" if file == "-" else Path(file).stem
+    fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
+    curve_path = Path(curve or f"{stem}_loss.png")
+    if _suffix_format(str(curve_path)) != "png":
+        raise click.UsageError(f"--curve writes a PNG; give a name ending in .png, not {curve_path}")
+    text, name = read_source(file)
+    result = evaluate(text, name, overrides)
+    graph = result.graph
+    if not params(graph):
+        raise CgvizError(f"{name} declares no float param: there is nothing to train (declare weights with `param`)")
+    for w in result.run.warnings:
+        click.echo(f"warning: {name}: {w}", err=True)
+    width = len(str(steps))
+    show = not quiet
+    bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
+                                show_pos=True) if show and sys.stderr.isatty() else None
+
+    def on_step(k, loss, s):
+        if show:
+            clip = f"  clipped ×{num(s.scale)}" if s is not None and s.clipped else ""
+            gn = f"  ‖∂L/∂θ‖ {num(s.grad_norm)}" if s is not None else ""
+            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(loss)}{gn}{clip}")
+            if bar_ctx is not None and s is not None:
+                bar_ctx.update(1)
+
+    if bar_ctx is not None:
+        with bar_ctx:
+            run, hist = run_training(graph, lr, steps, clip_norm, on_step)
+    else:
+        run, hist = run_training(graph, lr, steps, clip_norm, on_step)
+    done = len(hist.grad_norms)
+    clip_text = f", clip-norm {num(clip_norm)} ({sum(hist.clipped)} of {done} steps clipped)" if clip_norm else ""
+    png, _ = loss_curve(hist.losses, hist.clipped, title=f"{Path(name).name}: gradient descent, lr {num(lr)}{clip_text}",
+                        stopped=hist.stopped)
+    write_atomic(curve_path, png)
+    result.run = run
+    caption = f"after {done} step{'s' if done != 1 else ''} of gradient descent, lr {num(lr)}{clip_text}; " \
+              f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
+    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), caption=caption), timeout=timeout)
+    _emit(data, path)
+    if hist.stopped:
+        raise CgvizError(f"{name}: {hist.stopped}. Wrote the loss curve to {curve_path} and the graph at "
+                         f"that point to {path}.")
+    for w in training_warnings(hist):
+        click.echo(f"warning: {name}: {w}", err=True)
+    if show:
+        click.echo(f"loss {num(hist.losses[0])} → {num(hist.losses[-1])} in {done} steps; wrote {path} and {curve_path}",
+                   err=True)
 
 
 @main.command()

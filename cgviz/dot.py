@@ -20,6 +20,8 @@ FORWARD = "#1f5fbf"   # blue: values flowing forward
 BACKWARD = "#c62828"  # red: gradients flowing back
 FONT = "DejaVu Sans"  # has ∂, σ, ×, ‖ and μ; installed with Graphviz's fonts on Debian
 
+STEP = "#2e7d32"      # green: a param's value after a gradient-descent step
+
 STYLE = {
     "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
     "param": dict(shape="box", style="filled,bold", fillcolor="#ffe9a8", color="#a67c00", penwidth="1.6"),
@@ -36,6 +38,7 @@ NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
 class DotOptions:
     rankdir: str = "LR"
     grad: bool = True           # draw red gradient edges and ∂ lines
+    caption: str | None = None  # one more caption line (what `train` did before this picture)
 
 
 def quote(text: str) -> str:
@@ -143,11 +146,43 @@ def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
         rows.append(_html(value_text(v, sep=" ", with_shape=False)))
     if node.id in run.nonfinite:
         rows.append(f"<B>⚠ {run.nonfinite[node.id]}</B>")
+    rows.extend(_step_rows(node, run))
     if opts.grad and not node.meta.get("literal"):
         line = _grad_line(node, run.grads.get(node.id), _top(graph))
         if line and node.id != graph.output:
             rows.append(f'<FONT COLOR="{BACKWARD}">{_html(line)}</FONT>')
     return _Html("<BR/>".join(rows))
+
+
+def _step_rows(node: Node, run: Run) -> list[str]:
+    """`w: 0.5 → -3.5` under a param after a learning-rate step, with a mark when the step is large."""
+    s = run.step
+    if s is None or node.id not in s.updated:
+        return []
+    old, new = run.values[node.id], s.updated[node.id]
+    name = node.name or node.id
+    if old.ndim == 0:
+        text = f"{name}: {num(old)} → {num(new)}"
+    else:
+        size = norm(old)
+        share = f" ({norm(s.delta[node.id]) / size:.0%} of ‖{name}‖)" if size else ""
+        text = f"step: ‖Δ{name}‖ = {num(norm(s.delta[node.id]))}{share}"
+    rows = [f'<FONT COLOR="{STEP}">{_html(text)}</FONT>']
+    if node.id in s.large:
+        ratio = norm(s.delta[node.id]) / norm(old)
+        rows.append(f'<FONT COLOR="{STEP}"><B>⚠ the step is {_html(num(ratio))}× its size</B></FONT>')
+    return rows
+
+
+def _step_caption(run: Run) -> str | None:
+    s = run.step
+    if s is None:
+        return None
+    clip = ""
+    if s.clip_norm is not None:
+        clip = (f", gradient clipped to norm {num(s.clip_norm)} (×{num(s.scale)})" if s.clipped
+                else f", clip-norm {num(s.clip_norm)} (not reached)")
+    return f"green: values after one step of gradient descent, w ← w − {num(s.lr)} · ∂L/∂w{clip}"
 
 
 def _top(graph: Graph) -> str:
@@ -169,6 +204,11 @@ def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
                     f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{_html(top)}/∂· (backward)</FONT>')
         if run.seeded_with_ones:
             rows.append(_html(f"{top} is not a scalar: the gradients are those of sum({top})"))
+    step = _step_caption(run)
+    if step:
+        rows.append(f'<FONT COLOR="{STEP}">{_html(step)}</FONT>')
+    if opts.caption:
+        rows.append(_html(opts.caption))
     return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 

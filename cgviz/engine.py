@@ -38,6 +38,8 @@ class Run:
     warnings: list[Warn] = field(default_factory=list)
     # nodes whose value or gradient is NaN/inf → "NaN" (if any NaN) or "inf"
     nonfinite: dict[str, str] = field(default_factory=dict)
+    # a gradient-descent step computed from these gradients (train.Step), when one was asked for
+    step: object | None = None
 
 
 def _located(e: OpError, node: Node) -> SourceError:

@@ -61,12 +61,17 @@ def to_dict(graph: Graph, run: Run) -> dict:
     for e in graph.edges():
         g = run.edge_grads.get((e.dst, e.arg))
         edges.append({"src": e.src, "dst": e.dst, "arg": e.arg, "grad": _tensor(g), "grad_stats": stats(g)})
-    return _clean({
+    doc = {
         "format": FORMAT, "version": VERSION, "source": graph.source,
         "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
         "warnings": [str(w) for w in run.warnings],
-        "nodes": nodes, "edges": edges,
-    })
+    }
+    if run.step is not None:   # render --lr: the update gradient descent would make
+        s = run.step
+        doc["step"] = {"lr": s.lr, "clip_norm": s.clip_norm, "scale": s.scale, "grad_norm": s.grad_norm,
+                       "large": list(s.large), "updated": {i: _tensor(v) for i, v in s.updated.items()}}
+    doc.update(nodes=nodes, edges=edges)
+    return _clean(doc)
 
 
 def to_json(graph: Graph, run: Run) -> str:
