@@ -11,7 +11,7 @@ TORCH_PIN := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz chromium demo test bench docs snapshots clean
+.PHONY: install graphviz chromium demo test fuzz bench docs snapshots clean
 
 install: graphviz chromium $(STAMP)
 
@@ -53,6 +53,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# 10,000 fresh random inputs through parse, forward, backward, DOT and JSON (tests/test_fuzz.py);
+# `make test` runs the same fuzzer on a small fixed-seed sample. FUZZ_EXAMPLES=100000 for more.
+FUZZ_EXAMPLES ?= 10000
+fuzz: install
+	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py
 
 # The README's pictures.
 docs: install

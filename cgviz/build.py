@@ -137,7 +137,10 @@ class _Builder:
             items = [self._const(i, decl_name, tensor) for i in expr.items]
             try:
                 arr = np.array(items, dtype=np.float64)
-            except ValueError:
+            except ValueError as e:
+                if "maximum number of dimension" in str(e):
+                    raise _err("a list literal nested this deep has too many dimensions "
+                               "(NumPy allows at most 64)", expr.pos) from None
                 raise _err("a list literal must be rectangular: every row the same length",
                            expr.pos) from None
             inits.check_size(arr.shape, "list")
@@ -194,7 +197,8 @@ class _Builder:
 
     def _apply(self, d: OpDef, xs, attrs, pos) -> np.ndarray:
         try:
-            d.shape([x.shape for x in xs], **attrs)
+            # the same element budget as the engine's ops: `ones(1e5, 1) * ones(1, 1e5)` is refused
+            inits.check_size(d.shape([x.shape for x in xs], **attrs), f"the result of {d.name}")
             with np.errstate(all="ignore"):
                 return np.asarray(d.forward(xs, **attrs), dtype=np.float64)
         except OpError as e:

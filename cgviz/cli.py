@@ -15,6 +15,7 @@ from .render import FORMATS, DEFAULT_TIMEOUT, write_atomic
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 class _Group(click.Group):
@@ -28,7 +29,10 @@ class _Group(click.Group):
         except CgvizError as e:
             raise _user_error(e) from None
         except KeyboardInterrupt:
-            raise click.exceptions.Abort() from None
+            # 128 + SIGINT, as shells report it, so CI can tell an interruption from a bad input;
+            # write_atomic has already removed its temporary file, and no output was replaced.
+            click.echo("cgviz: interrupted; no output was written", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `cgviz ops | head`: the reader has all it wanted. Point stdout at /dev/null so the
             # interpreter's final flush does not complain, and finish quietly.
@@ -361,6 +365,11 @@ def _input_shape(ctx, param, values):
         raise click.BadParameter(str(e)) from None
 
 
+def _stash_max_elements(ctx, param, value):
+    ctx.meta["cgviz.max_elements"] = value
+    return value
+
+
 def model_options(f):
     """The options that say how a model runs, shared by every command that takes a MODEL
     (torch, check, grads): inputs, dtype, loss, seed, mode, and how the file may be loaded."""
@@ -380,6 +389,12 @@ def model_options(f):
                      help="Allow loading a pickled nn.Module (torch.save(model)); this runs code from the file."),
         click.option("--weights", metavar="STATE.pt", help="A state_dict to load into the model a Python file defines."),
         click.option("--train/--eval", "mode", default=None, help="Run in training or evaluation mode [default: as saved]."),
+        # Not passed to the command function (expose_value=False): trace_options reads it from the
+        # context, so every command taking a MODEL gets it without a new parameter.
+        click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
+                     expose_value=False, callback=_stash_max_elements,
+                     help="Refuse an --input-shape input with more elements than this, before allocating "
+                          "it [default: 50,000,000]."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -389,8 +404,11 @@ def model_options(f):
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
     """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
     from .models.trace import TraceOptions
+    ctx = click.get_current_context(silent=True)
+    max_elements = ctx.meta.get("cgviz.max_elements") if ctx is not None else None
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
-                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta)
+                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
+                        max_elements=max_elements)
 
 
 def model_stem(model: str) -> str:

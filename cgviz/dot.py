@@ -50,7 +50,9 @@ def quote(text: str) -> str:
 
 def _html(text: str) -> str:
     """Text for an HTML-like label: escaped so it can only ever be text."""
-    return html.escape(text, quote=True).replace("\n", "<BR/>")
+    # Graphviz expands \G, \N, \L … even inside HTML labels (and after decoding &#92;); a doubled
+    # backslash is its escape for one literal backslash.
+    return html.escape(text.replace("\\", "\\\\"), quote=True).replace("\n", "<BR/>")
 
 
 def _attrs(d: dict) -> str:

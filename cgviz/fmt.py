@@ -54,7 +54,8 @@ def value_text(a: np.ndarray, sep: str = "\n", with_shape: bool = True) -> str:
     if a.dtype.kind in "iu":
         return f"{head}ints {int(a.min())}…{int(a.max())}"   # class labels: their range says more
     af = a.astype(np.float64)
-    return f"{head}μ={num(np.mean(af))} σ={num(np.std(af))}"
+    with np.errstate(all="ignore"):    # inf − inf inside std is NaN, said as such, not warned about
+        return f"{head}μ={num(np.mean(af))} σ={num(np.std(af))}"
 
 
 def grad_text(g: np.ndarray, sep: str = "\n") -> str:
@@ -69,8 +70,9 @@ def grad_text(g: np.ndarray, sep: str = "\n") -> str:
 
 
 def norm(a: np.ndarray) -> float:
-    """The L2 norm of a whole tensor."""
-    return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
+    """The L2 norm of a whole tensor (inf when its squares overflow, without a NumPy warning)."""
+    with np.errstate(all="ignore"):
+        return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
 
 
 def stats(a: np.ndarray | None) -> dict | None:

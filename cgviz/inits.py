@@ -106,7 +106,10 @@ def _randn(*dims, seed=None, scale=1.0, _name=""):
 @_init("rand", "rand(d0, d1, ..., seed=<from name>, lo=0, hi=1)", "uniform samples in [lo, hi)")
 def _rand(*dims, seed=None, lo=0.0, hi=1.0, _name=""):
     shape = _shape(dims, "rand")
-    return _rng(seed, _name).uniform(_number(lo, "lo"), _number(hi, "hi"), shape)
+    lo, hi = _number(lo, "lo"), _number(hi, "hi")
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)) or hi < lo:
+        raise OpError(f"rand: needs finite lo ≤ hi, got lo={lo:g}, hi={hi:g}")
+    return _rng(seed, _name).uniform(lo, hi, shape)
 
 
 @_init("zeros", "zeros(d0, d1, ...)", "all zeros")
@@ -152,6 +155,8 @@ def _arange(start, stop=None, step=1, _name=""):
     stop = _number(stop, "stop")
     if step == 0:
         raise OpError("arange: step cannot be 0")
+    if not all(math.isfinite(v) for v in (start, stop, step, (stop - start) / step)):
+        raise OpError(f"arange: start, stop and step must be finite, got {start:g}, {stop:g}, {step:g}")
     check_size((max(0, math.ceil((stop - start) / step)),), "arange")
     return np.arange(start, stop, step, dtype=np.float64)
 
@@ -193,6 +198,9 @@ def make(name: str, args: list[Any], kwargs: dict[str, Any], decl_name: str) -> 
         value = d.make(*args, **kwargs, _name=decl_name)
     except TypeError as e:
         raise OpError(f"{name}: {_type_error_text(e)}; usage: {d.signature}") from None
+    except (ValueError, OverflowError) as e:
+        # NumPy refusing an argument (an int64 overflow, a seed out of range): the user's numbers
+        raise OpError(f"{name}: {e}; usage: {d.signature}") from None
     return np.asarray(value)
 
 

@@ -307,12 +307,19 @@ op(name="relu", params=("x",), label="ReLU", formula="max(0, x)", local=("1 if x
    torch=lambda t, xs: t.relu(xs[0]),
    shape=_same)
 
+def _slope_shape(shapes, slope=0.01):
+    # a list or a name here would broadcast against x (or crash) instead of being one slope
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+        raise OpError(f"leaky_relu: slope must be a number, got {slope!r}")
+    return _same(shapes)
+
+
 op(name="leaky_relu", params=("x",), attrs=(("slope", 0.01),), label="LeakyReLU",
    formula="x if x > 0 else slope · x", local=("1 if x > 0 else slope",),
    forward=lambda xs, slope: np.where(xs[0] > 0, xs[0], slope * xs[0]),
    vjp=lambda g, xs, out, slope: [np.where(xs[0] > 0, g, slope * g)],
    torch=lambda t, xs, slope: t.nn.functional.leaky_relu(xs[0], slope),
-   shape=_same)
+   shape=_slope_shape)
 
 op(name="sigmoid", params=("x",), label="σ", formula="1 / (1 + e^−x)", local=("σ(x) · (1 − σ(x))",),
    forward=lambda xs: _sigmoid(xs[0]),
@@ -502,13 +509,16 @@ op(name="norm", params=("x",), label="‖x‖", formula="√(Σ x²)", local=("x
 
 
 def _softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty axis gives an empty result (as torch does) instead of a NumPy error
+    x = np.asarray(x, dtype=np.float64)
+    z = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     e = np.exp(z)
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)
+    x = np.asarray(x, dtype=np.float64)
+    z = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
 
@@ -679,7 +689,16 @@ def _linear_shape(shapes, **_):
 
 
 def _linear_vjp(g, xs, out):
-    gx, gw = _matmul_vjp(g, xs[0], xs[1])
+    # b may broadcast x @ W up to a bigger shape ([1×1] + [1×2]); x @ W's share of g is g summed
+    # back to x @ W's own shape
+    mm = _matmul_shape([xs[0].shape, xs[1].shape])
+    g_mm = np.asarray(g, dtype=np.float64)
+    while g_mm.ndim > len(mm):
+        g_mm = g_mm.sum(axis=0)
+    for i, n in enumerate(mm):
+        if n == 1 and g_mm.shape[i] != 1:
+            g_mm = g_mm.sum(axis=i, keepdims=True)
+    gx, gw = _matmul_vjp(g_mm, xs[0], xs[1])
     return [gx, gw] + ([g] if len(xs) == 3 else [])
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from . import engine
 from .build import build
@@ -34,6 +37,11 @@ def read_source(path: str) -> tuple[str, str]:
         except OSError as e:
             raise CgvizError(f"cannot read {path}: {e.strerror or e}") from None
         name = path
+    return decode_source(data, name), name
+
+
+def decode_source(data: bytes, name: str) -> str:
+    """A program file's bytes as text: UTF-8 (a BOM is fine), and no NUL bytes."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -43,7 +51,7 @@ def read_source(path: str) -> tuple[str, str]:
                          "reads expression files such as pizza.cg, saved as UTF-8") from None
     if "\x00" in text:
         raise CgvizError(f"{name} contains NUL bytes: it looks like a binary file, not an expression file")
-    return text, name
+    return text
 
 
 @dataclass
@@ -56,7 +64,10 @@ def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None 
              grad: bool = True, max_elements: int | None = None) -> Result:
     """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
     program = parse(text, name)
-    with element_limit(max_elements):
+    # NumPy's own RuntimeWarnings ("Mean of empty slice", overflow in an initializer) would print
+    # source paths on stderr; cgviz finds and explains every NaN and infinity itself.
+    with element_limit(max_elements), warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
         graph = build(program, overrides)
         try:
             run = engine.run(graph, grad=grad)

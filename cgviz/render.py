@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -48,7 +49,33 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
+    if fmt == "png":
+        _check_cairo_scale(proc.stderr, nodes, hint)
     return proc.stdout
+
+
+# Cairo draws bitmaps of at most 32,767 pixels a side. Past that, `dot -Tpng` shrinks the whole
+# picture to fit and says so on stderr; below this factor the labels are too small to read, so the
+# PNG would be a useless (often near-blank) strip.
+MIN_PNG_SCALE = 0.5
+_CAIRO_SCALED = re.compile(rb"too large for cairo-renderer bitmaps\. Scaling by ([0-9.eE+-]+)")
+
+
+def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str) -> None:
+    m = _CAIRO_SCALED.search(stderr)
+    if m is None:
+        return
+    try:
+        scale = float(m.group(1))
+    except ValueError:
+        scale = 0.0
+    if scale >= MIN_PNG_SCALE:
+        return
+    size = f" of {nodes} nodes" if nodes else ""
+    raise CgvizError(f"the picture{size} is too big for a PNG: Graphviz's PNG renderer (Cairo) draws at "
+                     f"most 32,767 pixels a side and would shrink it to {scale:.0%}, too small to read. "
+                     f"Use {hint}--format svg or pdf (no size limit), --rankdir TB for a long chain, or "
+                     "--format dot for the text without layout.")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -135,7 +135,7 @@ def test_an_interrupted_render_leaves_nothing_behind(cli, here, monkeypatch):
 
     monkeypatch.setattr(pipeline, "run_dot", interrupted)
     r = cli("render", PIZZA, "-o", "g.svg")
-    assert r.exit_code == 1 and list(here.iterdir()) == []
+    assert r.exit_code == 130 and "interrupted" in r.stderr and list(here.iterdir()) == []
 
 
 def test_missing_dot_says_how_to_install_and_text_formats_still_work(cli, here, monkeypatch):

@@ -53,13 +53,22 @@ def parse_shape(text: str) -> InputSpec:
         dtype = DTYPES.get(dt.strip().lower())
         if dtype is None:
             raise ValueError(f"{text!r}: unknown dtype {dt!r}; use one of {', '.join(sorted(set(DTYPES)))}")
-    n = 1
-    for d in dims:
-        n *= d
-    if n > INPUT_ELEMENT_LIMIT:
-        raise ValueError(f"{text!r} has {n:,} elements, more than the {INPUT_ELEMENT_LIMIT:,} cgviz "
-                         "allocates for a model input")
+    # The size is checked when the inputs are made (check_input_sizes), where --max-elements is known.
     return InputSpec(tuple(dims), dtype)
+
+
+def check_input_sizes(specs, limit: int | None) -> None:
+    """Refuse an --input-shape too big for memory before torch allocates it; --max-elements raises it."""
+    import math
+    limit = INPUT_ELEMENT_LIMIT if limit is None else limit
+    for s in specs:
+        n = math.prod(s.shape)
+        if n > limit:
+            err = CgvizError(f"--input-shape {s}: {'×'.join(map(str, s.shape))} is {n:,} elements, more "
+                             f"than the {limit:,} allowed per input; raise the limit with --max-elements "
+                             "if you really mean it, or use --meta to see shapes without allocating")
+            err.exit_code = 2      # the number came from the command line: a usage mistake
+            raise err
 
 
 def embedding_range(model) -> int | None:
@@ -71,7 +80,10 @@ def embedding_range(model) -> int | None:
             sizes.append(n)
     # A torch.export program has no Embedding modules left, only embedding ops on weight tensors.
     graph = getattr(model, "graph", None)
-    for node in getattr(graph, "nodes", ()) if not sizes else ():
+    nodes = getattr(graph, "nodes", ())
+    if callable(nodes):        # a TorchScript graph (graph.nodes() is a method): not an fx graph
+        nodes = ()
+    for node in nodes if not sizes else ():
         if getattr(node, "op", None) == "call_function" and "embedding" in str(node.target):
             weight = node.args[0] if node.args else None
             if getattr(weight, "op", None) == "get_attr":

@@ -64,14 +64,15 @@ def sniff(path: Path, data: bytes) -> str:
     """zip-export | zip-script | zip-pickle | pickle | python | unknown."""
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         try:
-            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-        except zipfile.BadZipFile as e:
+            infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            # (a corrupted central directory can also surface as ValueError or EOFError)
             raise _fail(f"{path} looks like a zip archive (as torch.save, torch.jit.save and "
                         f"torch.export.save write) but is damaged or truncated: {e}. Save it again. "
                         + ACCEPTS) from None
-        for n in names:
-            if n.startswith("/") or ".." in Path(n).parts:
-                raise _fail(f"{path}: refusing a zip archive whose member {n!r} points outside it")
+        from .safety import check_members
+        check_members(path, infos)
+        names = [i.filename for i in infos]
         tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
         if "archive_format" in tails or "models/model.json" in tails:
             return "zip-export"
@@ -147,10 +148,15 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
     kind = sniff(path, data)
     if factory and kind != "python":
         raise _fail(f"{path}:{factory}: a ':factory' suffix only applies to Python files")
+    if kind == "python" and path.suffix.lower() != ".py":
+        # Told from content, a downloaded `model.pt` that is really a script would otherwise run.
+        raise _fail(f"{path} holds Python source but is not named .py; cgviz runs a Python model file "
+                    "(which executes its code) only when its name ends in .py. Rename it if you "
+                    "wrote it or trust it.")
     if kind == "python":
         loaded = _load_python(path, factory, meta)
     elif kind == "zip-export":
-        loaded = _load_export(path)
+        loaded = _load_export(path, trust)
     elif kind == "zip-script":
         loaded = _load_script(path)
     elif kind in ("zip-pickle", "pickle"):
@@ -216,14 +222,40 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
     return Loaded("module", obj, str(path))
 
 
-def _load_export(path: Path) -> Loaded:
+def _load_export(path: Path, trust: bool = False) -> Loaded:
+    import logging
+    import pickle
+
     import torch
+
+    from .safety import native_code_members, no_pickled_code
+    with zipfile.ZipFile(path) as z:
+        native = native_code_members(z.namelist())
+    if native and not trust:
+        raise _fail(f"{path} holds compiled native code (AOTInductor: {native[0]}); loading it runs that "
+                    f"code, which cgviz does only when you say you trust the file: add --trust. {EXPORT_HINT}")
+    # torch logs its own tracebacks while failing over between formats; the message below says it all.
+    quiet = [logging.getLogger(n) for n in ("torch.export", "torch._export")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.CRITICAL)
     try:
-        ep = torch.export.load(str(path))
+        with (contextlib.nullcontext() if trust else no_pickled_code()):
+            ep = torch.export.load(str(path))
+    except pickle.UnpicklingError as e:
+        import re
+        hit = re.search(r"GLOBAL (\S+)", str(e))
+        what = f" (it would call {hit.group(1)})" if hit else ""
+        raise _fail(f"{path} is a torch.export program that holds pickled Python objects{what}; "
+                    "loading them runs code stored in the file, which cgviz does only when you say you "
+                    f"trust the file: add --trust. {EXPORT_HINT}") from None
     except Exception as e:
         raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
                     f"{type(e).__name__}: {_first_line(e)}. It may come from a newer PyTorch "
                     f"(this is {torch.__version__}).") from None
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
     args, kwargs = None, None
     if ep.example_inputs is not None:
         args, kwargs = ep.example_inputs

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CgvizError
 from ..ir import Graph
-from .inputs import (InputSpec, compute_loss, describe, flat_tensors, input_names, load_inputs,
+from .inputs import (InputSpec, check_input_sizes, compute_loss, describe, flat_tensors, input_names, load_inputs,
                      make_inputs, named_tensors)
 from .load import Loaded, user_frame
 from .summary import ModelRun
@@ -24,6 +24,8 @@ class TraceOptions:
     view: str = "ops"                 # ops | autograd
     mode: str | None = None           # train | eval | None (as saved)
     meta: bool = False
+    profile: int = 0                  # --profile-runs: measured passes after the drawn one (0: none)
+    max_elements: int | None = None   # per --input-shape input; None: inputs.INPUT_ELEMENT_LIMIT
 
 
 @dataclass
@@ -60,6 +62,8 @@ def _prepare(loaded: Loaded, opts: TraceOptions):
             raise CgvizError("give either --input FILE or --input-shape, not both")
         args, kwargs = load_inputs(opts.input_file, model)
     elif opts.input_shapes:
+        if not opts.meta:     # meta tensors allocate nothing, whatever their shape
+            check_input_sizes(opts.input_shapes, opts.max_elements)
         args, kwargs = make_inputs(list(opts.input_shapes), model, float_dtype, opts.seed, device), {}
     elif loaded.example_args is not None or loaded.example_kwargs:
         args, kwargs = tuple(loaded.example_args or ()), dict(loaded.example_kwargs or {})

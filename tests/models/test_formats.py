@@ -176,3 +176,10 @@ def test_meta_on_a_saved_program(saved_models):
     assert all(n["value_stats"] is None for n in doc["nodes"] if n["kind"] == "op")
     r = _run(saved_models["rescnn"]["ts"], "--input", saved_models["rescnn"]["inputs"], "--meta")
     assert r.exit_code == 1 and "cannot move to the meta device" in r.stderr
+
+
+def test_input_shape_on_a_torchscript_model_without_embeddings(saved_models):
+    """A TorchScript graph's `nodes` is a method, not an fx node list: reading it for embedding ops crashed."""
+    doc = _doc(saved_models["rescnn"]["ts"], "--input-shape", "2,3,16,16")
+    x = next(n for n in doc["nodes"] if n["kind"] == "input")
+    assert x["shape"] == [2, 3, 16, 16]
