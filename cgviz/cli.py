@@ -108,6 +108,27 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _positive_float(ctx, param, value):
+    if value is not None and not (value > 0 and value != float("inf")):
+        raise click.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
+def health_options(f):
+    """--vanish and --explode: the gradient-health thresholds (cgviz.health), for render and grads."""
+    from .health import EXPLODE, VANISH
+    f = click.option("--explode", type=float, default=EXPLODE, show_default=True, metavar="T", callback=_positive_float,
+                     help="Flag a gradient as exploding above T (params: ‖g‖/‖w‖; inputs and zero params: ‖g‖).")(f)
+    f = click.option("--vanish", type=float, default=VANISH, show_default=True, metavar="T", callback=_positive_float,
+                     help="Flag a gradient as vanishing below T (params: ‖g‖/‖w‖; inputs and zero params: ‖g‖).")(f)
+    return f
+
+
+def _check_thresholds(vanish: float, explode: float) -> None:
+    if not vanish < explode:
+        raise click.UsageError(f"--vanish ({vanish:g}) must be smaller than --explode ({explode:g})")
+
+
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
@@ -171,12 +192,15 @@ def _emit(data: bytes, path: Path | None) -> None:
                    "when a step is large for the param's size.")
 @click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
               help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
+@health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr, clip_norm, quiet):
+def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr, clip_norm, vanish, explode, quiet):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
-    blue edge and every gradient on a red edge.
+    blue edge and every gradient on a red edge, its width and shade by the gradient's log-magnitude.
+    Params and inputs whose gradient vanishes or explodes (--vanish, --explode) are flagged with a ⚠
+    and listed in a warning; sigmoid and tanh nodes show how much of their input is saturated.
 
     \b
     Examples:
@@ -184,11 +208,13 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
         cgviz render sample_graphs/pizza.cg -o out/pizza.svg --set w=0.1
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
+        cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
     """
     from .dot import DotOptions, headline
     from .pipeline import evaluate, output_bytes, read_source
 
     overrides = _parse_sets(sets)
+    _check_thresholds(vanish, explode)
     if lr is not None and no_grad:
         raise click.UsageError("--lr needs gradients; leave out --no-grad")
     if clip_norm is not None and lr is None:
@@ -203,8 +229,14 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
         from .train import large_step_warnings, step
         result.run.step = step(result.graph, result.run, lr, clip_norm)
         step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
-    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad), timeout=timeout)
-    for w in list(result.run.warnings) + step_warnings:
+    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad, vanish=vanish,
+                                                explode=explode), timeout=timeout)
+    health_warnings = []
+    if not no_grad:
+        from .health import flag_warnings, saturation_warnings, verdicts
+        health_warnings = flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish,
+                                        explode) + saturation_warnings(result.graph, result.run)
+    for w in list(result.run.warnings) + step_warnings + health_warnings:
         click.echo(f"warning: {name}: {w}", err=True)
     _emit(data, path)
     if not quiet and path is not None:
@@ -452,6 +484,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         cgviz torch gpt.py:build --input-shape 1,64:long --depth 2
         cgviz torch net.py --view autograd --format json -o -
     """
+    import dataclasses
     import time
 
     from .models.pipeline import draw_model
@@ -570,3 +603,224 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         hint = f"; new pictures and diffs are in {out}/" if diffs or len(failed) > 0 else ""
         raise _UserError(f"{len(failed)} of {len(outcomes)} entries differ from their goldens{hint}. "
                          "If the change is intended, run again with --update.")
+
+
+def _is_model(target: str) -> bool:
+    """Whether `cgviz check` was given a model rather than an expression file: by suffix first
+    (.cg is an expression file, .py and torch's archives are models), else by content (a zip or
+    pickle is a model; text is an expression file unless the expression parser rejects it and
+    Python accepts it)."""
+    from .models.load import split_spec, sniff
+    if target == "-":
+        return False
+    path, factory = split_spec(target)
+    if factory:
+        return True
+    suffix = path.suffix.lower()
+    if suffix == ".cg":
+        return False
+    if suffix in (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin"):
+        return True
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False            # read_source says what is wrong with it
+    try:
+        kind = sniff(path, data)
+    except CgvizError:
+        return True             # a damaged zip: load_model says so
+    if kind.startswith("zip") or kind == "pickle":
+        return True
+    if kind == "python":
+        from .parser import parse
+        try:
+            parse(data.decode("utf-8-sig"), str(path))
+        except CgvizError:
+            return True
+        return False
+    return False
+
+
+@main.command()
+@click.argument("target", metavar="FILE|MODEL")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
+              help="Relative tolerance against PyTorch autograd.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-8, show_default=True,
+              help="Absolute tolerance against PyTorch autograd.")
+@click.option("--fd-rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Relative tolerance against finite differences.")
+@click.option("--fd-atol", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="Absolute tolerance against finite differences.")
+@click.option("--fd-samples", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Finite differences at most N elements per tensor, the same ones every run "
+                   "[default: 64 for an expression file, 16 for a model].")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Expression files: replace a declaration's value, e.g. --set w=0.1. Repeatable.")
+@model_options
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: an aligned table and a summary line; json: the same for programs.")
+def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, input_file, dtype, loss, seed,
+          trust, weights, mode, fmt):
+    """Check the gradients cgviz shows for an expression FILE or a PyTorch MODEL: each param's and
+    input's gradient against PyTorch autograd and against central finite differences.
+
+    \b
+    Per tensor it prints the largest absolute error and the largest relative error
+    |a − b| / |b| against each; a tensor agrees when every element satisfies
+    |a − b| ≤ atol + rtol·|b|. Forward values are compared with torch's too.
+    Finite differences: (L(x+h) − L(x−h)) / 2h with h = 1e-6·max(1, |x|), in float64, at
+    every element or a fixed sample of --fd-samples of them; they carry ~1e-10 of error,
+    hence the looser --fd-rtol/--fd-atol. At a kink (ReLU or |x| at 0, a tie in max) the
+    one-sided differences disagree; any gradient between them passes and is counted as a
+    kink. A model in float32 is compared with a tolerance widened to its precision.
+    Without PyTorch installed, an expression file is checked by finite differences only.
+    Exit status 0 when everything agrees, 1 when anything disagrees (named in the output).
+
+    \b
+    Examples:
+        cgviz check sample_graphs/pizza.cg
+        cgviz check sample_graphs/residual.cg --fd-samples 8 --format json
+        cgviz check net.py --input-shape 4,16 --eval
+    """
+    from . import gradcheck
+
+    ctx = click.get_current_context()
+    if _is_model(target):
+        if sets:
+            raise click.UsageError("--set changes declarations of an expression file; "
+                                   f"{target} is a model")
+        from .models.gradcheck import check_model
+        opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
+        report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
+                             fd_atol=fd_atol, fd_samples=fd_samples or 16)
+    else:
+        given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
+                                      ("--loss", loss), ("--trust", trust), ("--weights", weights),
+                                      ("--train/--eval", mode is not None)) if v]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
+                                   f"{target} is an expression file")
+        from .pipeline import evaluate, read_source
+        overrides = _parse_sets(sets)
+        text, name = read_source(target)
+        result = evaluate(text, name, overrides, max_elements=ctx.meta.get("cgviz.max_elements"))
+        for w in result.run.warnings:
+            click.echo(f"warning: {name}: {w}", err=True)
+        report = gradcheck.check_expression(result, rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
+                                            fd_samples=fd_samples or gradcheck.FD_SAMPLES, source=name)
+    if fmt == "json":
+        click.echo(gradcheck.to_json(report), nl=False)
+    else:
+        click.echo(gradcheck.to_text(report), nl=False)
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _png_path(option: str, given: str | None, default: str, target: str) -> Path:
+    """A plot's path: must end in .png and must not be the input file."""
+    path = Path(given or default)
+    if path.suffix.lower() != ".png":
+        raise click.UsageError(f"{option} writes a PNG; give a name ending in .png, not {path}")
+    src = Path(model_stem(target))
+    if target != "-" and src.exists() and path.resolve() == src.resolve():
+        raise click.UsageError(f"{option} {path} is the input file; cgviz never overwrites its input")
+    return path
+
+
+@main.command()
+@click.argument("target", metavar="FILE|MODEL")
+@click.option("-o", "--output", metavar="PNG",
+              help="The bar chart of gradient norms per layer [default: <stem>_grads.png].")
+@click.option("--hist", metavar="PNG", help="Per-layer gradient histograms [default: <stem>_grad_hist.png].")
+@click.option("--no-plots", is_flag=True, help="Print the table only; write no PNG.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
+              help="The table on standard output: aligned text, a Markdown table, or JSON.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Expression files: replace a declaration's value, e.g. --set w=0.1. Repeatable.")
+@health_options
+@model_options
+@click.option("-q", "--quiet", is_flag=True, help="Print the table and errors only.")
+def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shapes, input_file, dtype, loss, seed,
+          trust, weights, mode, quiet):
+    """Gradient health per layer of an expression FILE or a PyTorch MODEL after one backward pass:
+    a table (param, shape, ‖w‖, ‖g‖, ‖g‖/‖w‖, flag), a bar chart of the gradient norms (log scale,
+    coloured by flag, each bar's thresholds dashed) and a histogram of each layer's gradient.
+
+    \b
+    A layer is one tensor that gets a gradient: for FILE each float param and input; for MODEL
+    each parameter tensor by its qualified name (as TensorBoard shows them). A param is flagged
+    vanishing when ‖g‖/‖w‖ < --vanish and exploding when > --explode; an input, or a param
+    whose ‖w‖ is 0 (a zero-initialised bias), is judged by ‖g‖ itself.
+
+    \b
+    Examples:
+        cgviz grads sample_graphs/deep_sigmoid.cg
+        cgviz grads sample_graphs/deep_relu.cg -o relu.png --hist relu_hist.png
+        cgviz grads sample_graphs/models/res_cnn.py --format md --no-plots
+    """
+    from . import grads as G
+    from .health import flag_warnings
+
+    _check_thresholds(vanish, explode)
+    stem = "stdin" if target == "-" else Path(model_stem(target)).stem
+    bar_path = hist_path = None
+    if not no_plots:
+        bar_path = _png_path("-o", output, f"{stem}_grads.png", target)
+        hist_path = _png_path("--hist", hist, f"{stem}_grad_hist.png", target)
+        if bar_path.resolve() == hist_path.resolve():
+            raise click.UsageError(f"-o and --hist both name {bar_path}; give them different names")
+    elif output or hist:
+        raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
+    if _is_model(target):
+        if sets:
+            raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
+        from .models.load import load_model
+        from .models.trace import trace
+        opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
+        loaded = load_model(target, trust=trust, weights=weights)
+        traced = trace(loaded, opts)
+        for note in traced.notes:
+            click.echo(f"note: {note}", err=True)
+        for w in traced.run.warnings:
+            click.echo(f"warning: {w}", err=True)
+        if loss is None and traced.run.meta.get("loss") == "sum":
+            click.echo("note: the model's output is not a scalar, so backward starts from its sum; gradient "
+                       "norms then grow with the output's size and the flags say little about training. "
+                       "Give the loss you train with: --loss ce or --loss mse.", err=True)
+        rows = G.model_rows(loaded.model, traced.run, vanish, explode)
+        name = Path(loaded.path).name
+        if not rows:
+            raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
+        title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({traced.run.meta.get('loss')}) = {traced.run.loss:.4g}"
+    else:
+        given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
+                                      ("--loss", loss), ("--trust", trust), ("--weights", weights),
+                                      ("--train/--eval", mode is not None)) if v]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
+                                   f"{target} is an expression file")
+        from .dot import headline
+        from .pipeline import evaluate, read_source
+        text, name = read_source(target)
+        ctx = click.get_current_context()
+        result = evaluate(text, name, _parse_sets(sets), max_elements=ctx.meta.get("cgviz.max_elements"))
+        for w in result.run.warnings:
+            click.echo(f"warning: {name}: {w}", err=True)
+        rows = G.expression_rows(result.graph, result.run, vanish, explode)
+        if not any(r.grad_norm is not None for r in rows):
+            raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
+                             "(declare weights with `param`, data with `input`)")
+        title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
+    prefix = "" if _is_model(target) else f"{name}: "     # as render says it
+    for w in flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode):
+        click.echo(f"warning: {prefix}{w}", err=True)
+    click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)
+    if no_plots:
+        return
+    from .plots import grad_bars, grad_histograms
+    png, _ = grad_bars(rows, vanish, explode, title=title)
+    write_atomic(bar_path, png)
+    png, info = grad_histograms(rows, title=f"{Path(name).name}: gradient histogram per layer")
+    write_atomic(hist_path, png)
+    if not quiet:
+        click.echo(f"wrote {bar_path} ({len(rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .engine import Run
 from .fmt import grad_text, inline_values, norm, num, value_text
+from .health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
+from .health import norm as health_norm
 from .ir import Graph, Node
 from .ops import OPS, shape_text
 
@@ -39,6 +41,8 @@ class DotOptions:
     rankdir: str = "LR"
     grad: bool = True           # draw red gradient edges and ∂ lines
     caption: str | None = None  # one more caption line (what `train` did before this picture)
+    vanish: float = VANISH      # flag params with ‖g‖/‖w‖ (inputs with ‖g‖) below this …
+    explode: float = EXPLODE    # … or above this (cgviz.health)
 
 
 def quote(text: str) -> str:
@@ -127,7 +131,7 @@ def _shape_line(graph: Graph, run: Run, node: Node) -> str | None:
     return joiner.join(shape_text(x.shape) for x in ins) + " → " + shape_text(out.shape)
 
 
-def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
+def _label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> _Html:
     v = run.values[node.id]
     rows: list[str] = []
     if node.kind == "op":
@@ -149,11 +153,34 @@ def _label(node: Node, run: Run, graph: Graph, opts: DotOptions) -> _Html:
     if node.id in run.nonfinite:
         rows.append(f"<B>⚠ {run.nonfinite[node.id]}</B>")
     rows.extend(_step_rows(node, run))
+    if opts.grad:
+        rows.extend(_health_rows(graph, run, node, flags or {}, opts))
     if opts.grad and not node.meta.get("literal"):
         line = _grad_line(node, run.grads.get(node.id), _top(graph))
         if line and node.id != graph.output:
             rows.append(f'<FONT COLOR="{BACKWARD}">{_html(line)}</FONT>')
     return _Html("<BR/>".join(rows))
+
+
+def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptions) -> list[str]:
+    """A ⚠ row for a vanishing/exploding gradient; the input range and saturated share of a
+    sigmoid/tanh (for one number, only once it is saturated: its edge already shows the value)."""
+    rows = []
+    v = flags.get(node.id)
+    if v is not None and v.flag:
+        rows.append(f'<FONT COLOR="{FLAG_COLOR}"><B>⚠ {_html(v.text(opts.vanish, opts.explode))}</B></FONT>')
+    s = node_saturation(graph, run, node)
+    if s is not None and (s.size > 1 or s.share > 0):
+        text = _html(s.text())
+        if s.share >= 0.5:
+            text = f"<B>⚠ {text}</B>"
+        rows.append(f'<FONT POINT-SIZE="9" COLOR="{FLAG_COLOR if s.share > 0 else "#555555"}">{text}</FONT>')
+    return rows
+
+
+def grad_scale(run: Run) -> Scale:
+    """The edge scale of one picture, fitted to the norms of the gradients on its red edges."""
+    return scale_of(health_norm(g) for g in run.edge_grads.values() if g is not None)
 
 
 def _step_rows(node: Node, run: Run) -> list[str]:
@@ -197,7 +224,7 @@ def headline(graph: Graph, run: Run) -> str:
     return f"{'loss ' if graph.loss else ''}{_top(graph)} = {value}"
 
 
-def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
+def title(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> _Html:
     """The graph's caption: file, output value, and what the colours mean (left-aligned lines)."""
     top = _top(graph)
     rows = [f"<B>{_html(graph.source)}</B>  —  {_html(headline(graph, run))}"]
@@ -206,6 +233,8 @@ def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
                     f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{_html(top)}/∂· (backward)</FONT>')
         if run.seeded_with_ones:
             rows.append(_html(f"{top} is not a scalar: the gradients are those of sum({top})"))
+        if scale is not None and scale.data is not None:
+            rows.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(scale.legend())}</FONT>')
     step = _step_caption(run)
     if step:
         rows.append(f'<FONT COLOR="{STEP}">{_html(step)}</FONT>')
@@ -216,10 +245,12 @@ def title(graph: Graph, run: Run, opts: DotOptions) -> _Html:
 
 def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
     """The whole DOT document. Same graph and run in, byte-identical text out."""
+    scale = grad_scale(run) if opts.grad else None
+    flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
     lines = [
         "digraph cgviz {",
         "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
-                             "label": title(graph, run, opts), "labelloc": "t", "labeljust": "l",
+                             "label": title(graph, run, opts, scale), "labelloc": "t", "labeljust": "l",
                              "nodesep": "0.35", "ranksep": "0.6", "bgcolor": "white", "pad": "0.2"}),
         "  node " + _attrs({"fontname": FONT, "fontsize": "11"}),
         "  edge " + _attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
@@ -233,14 +264,14 @@ def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
         if node.id in run.nonfinite:
             style.update(NONFINITE_STYLE)
             style["style"] = "filled,bold"
-        style["label"] = _label(node, run, graph, opts)
+        style["label"] = _label(node, run, graph, opts, flags)
         style["tooltip"] = _tooltip(node)
         lines.append(f"  {quote(node.id)} {_attrs(style)}")
     for node in graph:
         for k, src in enumerate(node.inputs):
             if folded(graph, src):
                 continue
-            lines.extend(_edges(graph, run, opts, src, node, k))
+            lines.extend(_edges(graph, run, opts, src, node, k, scale))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -252,7 +283,8 @@ def _tooltip(node: Node) -> str:
     return f"{where}{node.kind} {node.name or ''} = {node.meta.get('expr', '')}".strip()
 
 
-def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int) -> list[str]:
+def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int,
+           scale: Scale | None = None) -> list[str]:
     producer = graph[src]
     literal = producer.meta.get("literal")
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
@@ -265,5 +297,7 @@ def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int
         # forward edges alone decide ranks: gradients never distort the layout.
         bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
                "label": grad_text(g), "arrowtail": "normal"}
+        # width and shade by log-magnitude (cgviz.health); the label keeps the plain red to stay legible
+        bwd.update((scale or grad_scale(run)).edge_attrs(health_norm(g)))
         out.append(f"  {quote(src)} -> {quote(dst.id)} {_attrs(bwd)}")
     return out

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, NONFINITE_STYLE, STYLE, _attrs, _Html, _html, quote
 from ..fmt import inline_values, num
+from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict, saturation_text,
+                      scale_of)
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture
 from .summary import ModelRun, TensorInfo, first
@@ -24,6 +26,9 @@ class DrawOptions:
     rankdir: str = "TB"
     grad: bool = True
     title: str = ""
+    vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
+    explode: float = EXPLODE
+    flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
 
 
 def shape_text(shape) -> str:
@@ -115,6 +120,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
             g = run.grads.get(rep.id)
             if g is not None and g.norm is not None:
                 rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}"))
+        rows.extend(_saturation_rows(rep, run, opts))
         return _Html("<BR/>".join(rows))
     name = rep.name or rep.id
     rows.append(f"<B>{_html(name)}</B> {_html(shape_text(v.shape) if v is not None else '')}")
@@ -125,6 +131,25 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
         if g is not None and g.norm is not None:
             rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}"))
     return _Html("<BR/>".join(rows))
+
+
+def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
+    """A sigmoid/tanh op's input range and saturated share (the op table's `saturates` limit)."""
+    from ..ops import OPS
+    d = OPS.get(rep.op or "")
+    if not opts.grad or d is None or d.saturates is None:
+        return []
+    s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
+    if s is None or (s.size == 1 and not s.share):
+        return []
+    text = _html(saturation_text(s))
+    if s.share >= 0.5:
+        text = f"<B>⚠ {text}</B>"
+    return [_small_markup(text, FLAG_COLOR if s.share != 0 else "#555555")]
+
+
+def _small_markup(markup: str, color: str) -> str:
+    return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
 
 
 def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
@@ -142,7 +167,17 @@ def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> 
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{_html(short)} {_html(shape_text(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{_html(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
+        verdict = (param_verdict(graph, run, m, opts.vanish, opts.explode)
+                   if opts.grad and opts.flags and n.kind == "param" else None)
+        if verdict is not None and verdict.flag:
+            rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT"><FONT COLOR="{FLAG_COLOR}" POINT-SIZE="10"><B>⚠ '
+                        f'{_html(verdict.text(opts.vanish, opts.explode))}</B></FONT></TD></TR>')
     return _Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
+
+
+def edge_scale(pic: Picture) -> Scale:
+    """The red-edge scale of one model picture, fitted to the gradients on its drawn edges."""
+    return scale_of(e.grad.norm for e in pic.edges if e.grad is not None)
 
 
 def _has_nan(v) -> bool:
@@ -209,9 +244,12 @@ def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions)
 def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
     """The DOT document of a model picture; same inputs, byte-identical text."""
     caption = [f"<B>{_html(opts.title)}</B>"]
+    scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
         caption.append(f'<FONT COLOR="{FORWARD}">blue →  tensors (forward)</FONT>     '
                        f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
+        if scale.data is not None:
+            caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(scale.legend())}</FONT>')
     lines = [
         "digraph cgviz {",
         "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
@@ -265,7 +303,7 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
 
     emit((), "  ")
     for e in pic.edges:
-        lines.extend(_edge_lines(e, opts))
+        lines.extend(_edge_lines(e, opts, scale))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -291,7 +329,7 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     return f"{quote(dn.id)} {_attrs(style)}"
 
 
-def _edge_lines(e: DEdge, opts: DrawOptions) -> list[str]:
+def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[str]:
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
@@ -311,5 +349,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions) -> list[str]:
             bwd["label"] = g
         if e.back:
             bwd["constraint"] = "false"
+        if scale is not None and e.grad is not None and e.grad.norm is not None:
+            bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
         out.append(f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(bwd)}")
     return out

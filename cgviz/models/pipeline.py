@@ -81,6 +81,13 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     if view == "autograd" and (depth is not None or not fold):
         notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
     run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
+    # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the model's
+    # own scalar output or a --loss the user chose. The default sum(output) of a tensor grows with the
+    # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
+    flags = grad and not opts.meta and not (opts.loss is None and run.meta.get("loss") == "sum")
+    if flags:
+        from ..health import flag_warnings, model_verdicts
+        run.warnings.extend(w for w in flag_warnings(model_verdicts(graph, run).values()) if w not in run.warnings)
     if fmt == "json":
         data = to_json(graph, run, extra).encode("utf-8")
         timings["picture"] = time.perf_counter() - t
@@ -93,7 +100,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
-    dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title))
+    dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title,
+                                                   flags=flags))
     timings["picture"] = time.perf_counter() - t
     if fmt == "dot":
         data = dot_text.encode("utf-8")
