@@ -465,12 +465,20 @@ def model_stem(model: str) -> str:
               help="Trace on the meta device: shapes, structure and parameter counts of a model too "
                    "big to run, without values or gradients.")
 @click.option("--no-grad", is_flag=True, help="Leave the red gradient edges out of the picture.")
+@click.option("--profile", is_flag=True,
+              help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
+                   "CPU time and memory on every node, shaded by share of the time, and a table of the "
+                   "top nodes (on stdout; on stderr when -o - writes the picture there).")
+@click.option("--profile-runs", type=click.IntRange(min=1), metavar="N",
+              help="With --profile: average N measured passes [default: 1].")
+@click.option("--top", "profile_top", type=click.IntRange(min=1), metavar="N",
+              help="With --profile: rows in the table [default: 10].")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True)
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Give up on Graphviz's layout after this long.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
-              trust, weights, meta, mode, no_grad, rankdir, timeout, quiet):
+              trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
     every gradient on a red one, parameters by their qualified names, grouped by module.
 
@@ -483,17 +491,27 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         cgviz torch net.py --input-shape 8,3,32,32 -o net.svg
         cgviz torch gpt.py:build --input-shape 1,64:long --depth 2
         cgviz torch net.py --view autograd --format json -o -
+        cgviz torch net.py --profile --profile-runs 5 --top 20 -o net.svg
     """
     import dataclasses
     import time
 
     from .models.pipeline import draw_model
 
+    if not profile and (profile_runs or profile_top):
+        raise click.UsageError("--profile-runs and --top go with --profile")
+    if profile and view == "autograd":
+        raise click.UsageError("--profile attributes time to the ops the model ran; it cannot be "
+                               "combined with --view autograd")
+    if profile and meta:
+        raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     fmt, path = resolve_output(model_stem(model), output, fmt)
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
+    if profile:
+        opts = dataclasses.replace(opts, profile=profile_runs or 1)
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
-                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout)
+                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:
@@ -503,6 +521,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                    f"readable ({res.nodes} nodes); --depth {min(res.depth + 1, res.max_depth)} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
+    if res.profile_table and not quiet:
+        # the picture on stdout (-o -) keeps stdout to itself
+        click.echo(res.profile_table, nl=False, err=path is None)
     if os.environ.get("CGVIZ_TIMINGS"):
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in res.timings.items())
         click.echo(f"timings: {parts}, total {time.perf_counter() - t0:.2f} s", err=True)

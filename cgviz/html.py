@@ -312,6 +312,10 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                                                                            if g.norm is not None else "")])
                 if _hist(g):
                     rows.append(["gradient histogram", _hist(g)])
+        if getattr(run, "profile", None) is not None and dn.kind in ("op", "module"):
+            from .models.profile import cost_text
+            cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
+            rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[dn.id] = {"title": dn.id, "rows": rows, "chain": []}
     order, steps = [], {}
     # a loop's step-to-step edge carries the gradient on to the previous step: it comes last

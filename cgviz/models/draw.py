@@ -238,6 +238,9 @@ def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions)
         if any(g is not None for g in grp.grad_norms):
             what = "per step" if grp.style == "loop" else "per block"
             rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
+    if grp is not None and run.profile is not None:
+        from .profile import cluster_row
+        rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
     return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 
@@ -250,6 +253,9 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
                        f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
         if scale.data is not None:
             caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(scale.legend())}</FONT>')
+    if run.profile is not None:
+        from .profile import legend
+        caption.append(legend(run.profile))
     lines = [
         "digraph cgviz {",
         "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
@@ -311,12 +317,19 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
 def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions, frame=None) -> str:
     kind = "param" if dn.kind == "params" else dn.kind
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
+    prof = run.profile if dn.kind in ("op", "module") else None
+    if prof is not None:     # --profile: shaded by share of the time (a NaN's orange still wins below)
+        from .profile import cost_text, fill
+        cost = prof.cost(dn.members)
+        style["fillcolor"] = fill(prof.share(cost))
     if graph.output in dn.members:
         style.update(LOSS_STYLE)
     if any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members):
         style.update(NONFINITE_STYLE)       # NaN is never meant (an attention mask's -inf is)
         style["style"] = "filled,bold"
     style["label"] = _node_label(pic, dn, graph, run, opts)
+    if prof is not None:
+        style["label"] = _Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
     if frame is not None and dn.kind == "op":
         style["label"] = _Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)
     if dn.kind == "params":

@@ -36,6 +36,9 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
             item["outputs"] = [{"shape": list(o.shape), "dtype": o.dtype} for o in outs]
         if n.meta.get("out_index") and any(n.meta["out_index"]):
             item["input_outputs"] = list(n.meta["out_index"])
+        if run.profile is not None:
+            from .profile import node_json
+            item["profile"] = node_json(run.profile, n.id) if n.kind == "op" else None
         nodes.append(item)
     edges = []
     for e in graph.edges():
@@ -51,6 +54,9 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
            "param_grad_norms": {k: (t.norm if t is not None else None) for k, t in run.param_grads.items()}}
     if extra:
         doc["model"].update(extra)
+    if run.profile is not None:
+        from .profile import to_json_fields
+        doc["profile"] = to_json_fields(run.profile)
     doc["nodes"] = nodes
     doc["edges"] = edges
     return _clean(doc)

@@ -23,6 +23,7 @@ class ModelResult:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    profile_table: str | None = None    # --profile: the top nodes by time, for the terminal
 
 
 def _nonfinite_notes(run) -> list[str]:
@@ -41,7 +42,7 @@ def _nonfinite_notes(run) -> list[str]:
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
-               timeout: float | None = None) -> ModelResult:
+               timeout: float | None = None, profile_top: int = 10) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     import torch  # noqa: F401  (timed on its own: it is most of the start-up)
@@ -64,6 +65,11 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["run"] = time.perf_counter() - t
     graph, run = traced.graph, traced.run
     graph.source = Path(loaded.path).name
+    profile_table = None
+    if run.profile is not None:
+        from .profile import table
+        timings["profile"] = run.profile.wall_s      # part of "run"
+        profile_table = table(run.profile, graph, run, profile_top)
     notes = list(loaded.notes) + list(traced.notes)
     t = time.perf_counter()
     pic: Picture
@@ -92,7 +98,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         data = to_json(graph, run, extra).encode("utf-8")
         timings["picture"] = time.perf_counter() - t
         return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
-                           run.warnings, timings)
+                           run.warnings, timings, profile_table)
     from .draw import count_text
     title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
              f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
@@ -119,4 +125,4 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     else:
         raise CgvizError(f"unknown format {fmt!r}")
     return ModelResult(data, len(pic.nodes), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
-                       run.warnings, timings)
+                       run.warnings, timings, profile_table)

@@ -158,8 +158,7 @@ class Recorder(TorchFunctionMode):
             inputs.append(src)
             outs.append(idx)
         frames = tuple(self.stack)
-        prefix = "/".join(f.key for f in frames[-1:])  # innermost module call names the op
-        node = Node(id=self._unique(f"{prefix}/{name}" if prefix else name), kind="op", op=name,
+        node = Node(id=self._unique(self.op_base(name)), kind="op", op=name,
                     inputs=tuple(inputs),
                     meta={"module": frames[-1].path if frames else "",
                           "class": frames[-1].cls if frames else "",
@@ -170,6 +169,12 @@ class Recorder(TorchFunctionMode):
             v = self.run.values[src]
             self.run.edge_values[(node.id, k)] = v[outs[k]] if isinstance(v, list) else v
         return node
+
+    def op_base(self, name: str) -> str:
+        """An op's id before `_unique` numbers repeats: the innermost module call names it
+        (`--profile` computes the same ids on a later run, so this is the one place that says how)."""
+        prefix = self.stack[-1].key if self.stack else ""
+        return f"{prefix}/{name}" if prefix else name
 
     def _source(self, t: torch.Tensor) -> tuple[str, int]:
         """The node that produced `t`; parameters, buffers and stray constants get a leaf node."""

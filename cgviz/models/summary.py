@@ -124,3 +124,4 @@ class ModelRun:
     loss: float | None = None
     warnings: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)   # model kind, mode, inputs tried, timings …
+    profile: Any = None      # a models.profile.Profile when `--profile` measured the run

@@ -169,9 +169,31 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
     import torch
     model, args, kwargs = _prepare(loaded, opts)
     torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
+    if opts.profile and opts.view == "autograd":
+        raise CgvizError("--profile attributes time to the ops the model ran; it cannot be combined "
+                         "with --view autograd (leave that out)")
+    if opts.profile and opts.meta:
+        raise CgvizError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     if opts.view == "autograd":
         return _trace_autograd(loaded, model, args, kwargs, opts)
-    return _trace_ops(loaded, model, args, kwargs, opts)
+    traced = _trace_ops(loaded, model, args, kwargs, opts)
+    if opts.profile:
+        if traced.run.meta.get("view") != "ops":
+            traced.notes.append("--profile: not measured, since the ops view could not follow this model")
+        else:
+            # after the drawn run, whose values and gradients are already summarised: the measured
+            # passes change nothing that is drawn
+            from .profile import measure, restrict
+            prof = measure(loaded, model, args, kwargs, opts)
+            ops = [n.id for n in traced.graph if n.kind == "op"]
+            restrict(prof, ops)
+            missing = sum(1 for i in ops if i not in prof.nodes)
+            if missing:
+                traced.notes.append(f"--profile: {missing} of {len(ops)} drawn ops were not seen in the "
+                                    "measured run (the model did not run the same ops twice); their time "
+                                    "counts as not attributed")
+            traced.run.profile = prof
+    return traced
 
 
 def _named(model):
