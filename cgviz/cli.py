@@ -16,6 +16,15 @@ from .render import FORMATS, DEFAULT_TIMEOUT, write_atomic
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143     # 128 + SIGTERM: what a CI runner's timeout sends
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs: Graphviz is killed, no partial file stays."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 class _Group(click.Group):
@@ -28,11 +37,12 @@ class _Group(click.Group):
             raise
         except CgvizError as e:
             raise _user_error(e) from None
-        except KeyboardInterrupt:
-            # 128 + SIGINT, as shells report it, so CI can tell an interruption from a bad input;
-            # write_atomic has already removed its temporary file, and no output was replaced.
-            click.echo("cgviz: interrupted; no output was written", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:
+            # 128 + SIGINT (or SIGTERM), as shells report it, so CI can tell an interruption from a bad
+            # input; write_atomic has already removed its temporary file, and no output was replaced.
+            terminated = isinstance(e, Terminated)
+            click.echo(f"cgviz: {'terminated' if terminated else 'interrupted'}; no output was written", err=True)
+            ctx.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `cgviz ops | head`: the reader has all it wanted. Point stdout at /dev/null so the
             # interpreter's final flush does not complain, and finish quietly.
@@ -79,6 +89,12 @@ def run() -> None:
     (a tenth of `cgviz torch` on ResNet-50). By then every output is written and closed, so the
     process leaves with os._exit once both standard streams are flushed. `main` itself is unchanged
     (tests call it in-process)."""
+    import signal
+    try:
+        # By default SIGTERM kills Python on the spot, leaving `dot` running and a temporary file behind.
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:      # not the main thread (cgviz run from a thread): keep the default
+        pass
     try:
         main()
         code = 0
