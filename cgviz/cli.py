@@ -642,6 +642,16 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
                          "If the change is intended, run again with --update.")
 
 
+def _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode) -> None:
+    """`model_options` given with an expression file: a usage mistake, said by name, not ignored."""
+    given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
+                                  ("--loss", loss), ("--trust", trust), ("--weights", weights),
+                                  ("--train/--eval", mode is not None)) if v]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
+                               f"{target} is an expression file")
+
+
 def _is_model(target: str) -> bool:
     """Whether `cgviz check` was given a model rather than an expression file: by suffix first
     (.cg is an expression file, .py and torch's archives are models), else by content (a zip or
@@ -731,12 +741,7 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
                              fd_atol=fd_atol, fd_samples=fd_samples or 16)
     else:
-        given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
-                                      ("--loss", loss), ("--trust", trust), ("--weights", weights),
-                                      ("--train/--eval", mode is not None)) if v]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
-                                   f"{target} is an expression file")
+        _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
         from .pipeline import evaluate, read_source
         overrides = _parse_sets(sets)
         text, name = read_source(target)
@@ -830,12 +835,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
         title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({traced.run.meta.get('loss')}) = {traced.run.loss:.4g}"
     else:
-        given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
-                                      ("--loss", loss), ("--trust", trust), ("--weights", weights),
-                                      ("--train/--eval", mode is not None)) if v]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
-                                   f"{target} is an expression file")
+        _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
         from .dot import headline
         from .pipeline import evaluate, read_source
         text, name = read_source(target)

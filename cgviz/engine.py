@@ -9,7 +9,7 @@ import numpy as np
 from . import inits
 from .errors import OpError, SourceError
 from .ir import Graph, Node
-from .ops import OPS, shape_text
+from .ops import OPS, shape_text, sum_to_shape
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,7 @@ def forward(graph: Graph) -> dict[str, np.ndarray]:
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a gradient over the dimensions broadcasting added, so it has its producer's shape."""
-    g = np.asarray(g, dtype=np.float64)
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
-    for i, s in enumerate(shape):
-        if s == 1 and g.shape[i] != 1:
-            g = g.sum(axis=i, keepdims=True)
+    g = sum_to_shape(g, shape)
     return np.broadcast_to(g, shape).copy() if g.shape != tuple(shape) else g
 
 

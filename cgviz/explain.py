@@ -210,7 +210,7 @@ def as_text(graph: Graph, run: Run) -> str:
         for ln in chain_text(graph, run, n.id):
             lines.append(f"  {ln}")
     if run.seeded_with_ones:
-        lines.append(f"(the output is not a scalar: these are the gradients of its sum)")
+        lines.append("(the output is not a scalar: these are the gradients of its sum)")
     return "\n".join(lines) + "\n"
 
 

@@ -90,6 +90,17 @@ def shape_text(shape) -> str:
     return "[" + "×".join(str(int(s)) for s in shape) + "]"
 
 
+def sum_to_shape(g, shape) -> np.ndarray:
+    """Sum a gradient over the dimensions broadcasting added or widened, down to `shape`."""
+    g = np.asarray(g, dtype=np.float64)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for i, s in enumerate(shape):
+        if s == 1 and g.shape[i] != 1:
+            g = g.sum(axis=i, keepdims=True)
+    return g
+
+
 def _same(shapes, **_):
     return tuple(shapes[0])
 
@@ -694,13 +705,7 @@ def _linear_shape(shapes, **_):
 def _linear_vjp(g, xs, out):
     # b may broadcast x @ W up to a bigger shape ([1×1] + [1×2]); x @ W's share of g is g summed
     # back to x @ W's own shape
-    mm = _matmul_shape([xs[0].shape, xs[1].shape])
-    g_mm = np.asarray(g, dtype=np.float64)
-    while g_mm.ndim > len(mm):
-        g_mm = g_mm.sum(axis=0)
-    for i, n in enumerate(mm):
-        if n == 1 and g_mm.shape[i] != 1:
-            g_mm = g_mm.sum(axis=i, keepdims=True)
+    g_mm = sum_to_shape(g, _matmul_shape([xs[0].shape, xs[1].shape]))
     gx, gw = _matmul_vjp(g_mm, xs[0], xs[1])
     return [gx, gw] + ([g] if len(xs) == 3 else [])
 

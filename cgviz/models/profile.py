@@ -193,47 +193,46 @@ def attribute(events, runs: int = 1, names: dict[str, str] | None = None) -> Pro
     """Every event's self CPU time and allocations to the node whose range (forward) or whose
     autograd node (backward, by sequence number) it ran under. `names` maps range names to node ids
     (without it, a range is named `cgviz:<node id>`)."""
-    fwd_owner: dict[int, str | None] = {}
+    def walker(stop):
+        """The owner of an event: the first ancestor (itself included) for which `stop` gives a node
+        id or None; memoised along the chain, since events nest deeply and share ancestors."""
+        memo: dict[int, str | None] = {}
 
-    def owner_fwd(e):
-        chain, found = [], None
-        while e is not None:
-            hit = fwd_owner.get(id(e), False)
-            if hit is not False:
-                found = hit
-                break
-            chain.append(e)
-            if e.name.startswith(PREFIX):
-                found = names.get(e.name) if names is not None else e.name[len(PREFIX):]
-                break
-            e = e.cpu_parent
-        for c in chain:
-            fwd_owner[id(c)] = found
-        return found
+        def owner(e):
+            chain, found = [], None
+            while e is not None:
+                hit = memo.get(id(e), False)
+                if hit is not False:
+                    found = hit
+                    break
+                chain.append(e)
+                decided, found = stop(e)
+                if decided:
+                    break
+                e = e.cpu_parent
+            for c in chain:
+                memo[id(c)] = found
+            return found
+        return owner
 
+    def fwd_stop(e):
+        if e.name.startswith(PREFIX):
+            return True, (names.get(e.name) if names is not None else e.name[len(PREFIX):])
+        return False, None
+
+    owner_fwd = walker(fwd_stop)
     seq_node: dict[tuple, str] = {}
     for e in events:
         node = owner_fwd(e)
         if node is not None and e.sequence_nr >= 0 and not e.name.startswith(_BACKWARD):
             seq_node.setdefault((e.thread, e.sequence_nr), node)
 
-    bwd_owner: dict[int, str | None] = {}
+    def bwd_stop(e):
+        if e.name.startswith(_BACKWARD) and e.sequence_nr >= 0:
+            return True, seq_node.get((e.fwd_thread, e.sequence_nr))
+        return False, None
 
-    def owner_bwd(e):
-        chain, found = [], None
-        while e is not None:
-            hit = bwd_owner.get(id(e), False)
-            if hit is not False:
-                found = hit
-                break
-            chain.append(e)
-            if e.name.startswith(_BACKWARD) and e.sequence_nr >= 0:
-                found = seq_node.get((e.fwd_thread, e.sequence_nr))
-                break
-            e = e.cpu_parent
-        for c in chain:
-            bwd_owner[id(c)] = found
-        return found
+    owner_bwd = walker(bwd_stop)
 
     nodes: dict[str, Cost] = {}
     total = fwd = bwd = 0.0
