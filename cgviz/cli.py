@@ -321,7 +321,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     from .fmt import num
     from .pipeline import evaluate, output_bytes, read_source
     from .plots import loss_curve
-    from .train import params, train as run_training, training_warnings
+    from .train import frame_steps, params, train as run_training, training_warnings
 
     if not lr > 0 or lr != lr or lr == float("inf"):
         raise click.UsageError(f"--lr must be a positive number, got {lr}")
@@ -351,11 +351,17 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
             if bar_ctx is not None and s is not None:
                 bar_ctx.update(1)
 
+    frames, keep = [], frame_steps(steps) if fmt == "html" else set()
+
+    def on_run(k, r):       # the runs the page's step slider shows
+        if k in keep:
+            frames.append((k, r))
+
     if bar_ctx is not None:
         with bar_ctx:
-            run, hist = run_training(graph, lr, steps, clip_norm, on_step)
+            run, hist = run_training(graph, lr, steps, clip_norm, on_step, on_run)
     else:
-        run, hist = run_training(graph, lr, steps, clip_norm, on_step)
+        run, hist = run_training(graph, lr, steps, clip_norm, on_step, on_run)
     done = len(hist.grad_norms)
     clip_text = f", clip-norm {num(clip_norm)} ({sum(hist.clipped)} of {done} steps clipped)" if clip_norm else ""
     png, _ = loss_curve(hist.losses, hist.clipped, title=f"{Path(name).name}: gradient descent, lr {num(lr)}{clip_text}",
@@ -364,7 +370,17 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     result.run = run
     caption = f"after {done} step{'s' if done != 1 else ''} of gradient descent, lr {num(lr)}{clip_text}; " \
               f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
-    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), caption=caption), timeout=timeout)
+    dot_opts = DotOptions(rankdir=rankdir.upper(), caption=caption)
+    if fmt == "html":
+        from .dot import to_dot
+        from .html import train_page
+        from .render import run_dot
+        if not frames or frames[-1][0] != len(hist.losses) - 1:
+            frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
+        data = train_page(graph, frames, hist.losses, to_dot(graph, run, dot_opts), dot_opts,
+                          lambda d: run_dot(d, "svg", timeout=timeout, nodes=len(graph)).decode("utf-8")).encode("utf-8")
+    else:
+        data = output_bytes(result, fmt, dot_opts, timeout=timeout)
     _emit(data, path)
     if hist.stopped:
         raise CgvizError(f"{name}: {hist.stopped}. Wrote the loss curve to {curve_path} and the graph at "

@@ -44,6 +44,9 @@ PAGE = """<!DOCTYPE html>
   g.edge.bwd.active path, g.edge.bwd.active polygon { stroke: #ff1744 !important; stroke-width: 5px; }
   g.edge.bwd.active text { font-weight: bold; }
   g.edge.bwd.pending { opacity: 0.25; }
+  #train { display: flex; gap: 8px; align-items: center; border-left: 1px solid #ccc; padding-left: 10px; }
+  #train input { width: 220px; }
+  #train-info { min-width: 200px; font-variant-numeric: tabular-nums; }
 </style>
 </head>
 <body>
@@ -56,7 +59,7 @@ PAGE = """<!DOCTYPE html>
   <button id="reset" title="show every gradient again">reset</button>
   <button id="step" title="backprop one edge">step backward</button>
   <button id="play">play</button>
-  <span id="step-info"></span>
+  <span id="step-info"></span>%(extra_bar)s
 </div>
 <div id="main">
   <div id="graph">%(svg)s</div>
@@ -193,16 +196,27 @@ def _clean_svg(svg: str) -> str:
     return svg.strip()
 
 
-def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, str], backward: str) -> str:
-    """The whole document. `nodes`: id → {title, rows: [[heading, text]], chain: [lines]}."""
-    data = {"nodes": nodes, "order": order, "steps": steps, "backward": backward.lower()}
+def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, str], backward: str,
+         train: dict | None = None, extra_bar: str = "") -> str:
+    """The whole document. `nodes`: id → {title, rows: [[heading, text]], chain: [lines]};
+    `train`: the slider's frames (train_page), with `extra_bar` its controls."""
+    data = {"nodes": nodes, "order": order, "steps": steps, "backward": backward.lower(), "train": train}
     # </script> inside the JSON must not end the script element: escape every "<"
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
-    return PAGE % {"title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": SCRIPT}
+    script = SCRIPT + (TRAIN_SCRIPT if train else "")
+    return PAGE % {"title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": script,
+                   "extra_bar": extra_bar}
 
 
 def dsl_page(graph, run, svg: str) -> str:
     """The page for an expression file: every node's value, gradient, formula, locals and chain."""
+    from .dot import BACKWARD
+    nodes, order, steps, title = _dsl_parts(graph, run)
+    return page(svg, title, nodes, order, steps, BACKWARD)
+
+
+def _dsl_parts(graph, run):
+    """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from .chain import chain_text, local
     from .dot import BACKWARD, folded, headline, wrt
     from .fmt import grad_text, histogram, num, value_text
@@ -251,7 +265,7 @@ def dsl_page(graph, run, svg: str) -> str:
                 shared = len([e for e in graph.consumers()[src]]) > 1
                 steps[key] = (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= {grad_text(eg, sep=' ')}"
                               f"   (from {wrt(n)})")
-    return page(svg, f"{graph.source} — {headline(graph, run)}", nodes, order, steps, BACKWARD)
+    return nodes, order, steps, f"{graph.source} — {headline(graph, run)}"
 
 
 def _hist(t) -> str:
@@ -327,3 +341,169 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
             order.append(key)
             steps[key] = f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})" if e.grad.norm is not None else key
     return page(svg, title, nodes, order, steps, BACKWARD)
+
+
+# ---------------------------------------------------------------- cgviz train: a slider over the steps
+
+TRAIN_SCRIPT = r"""
+(function () {
+  // The training slider: every label, red edge width and shade, and the panel's numbers follow the
+  // chosen step; the layout is the last step's (the graph's shape never changes while training).
+  const data = window.cgviz.data, T = data.train, NS = "http://www.w3.org/2000/svg";
+  const svg = document.querySelector("#graph svg");
+  const nodeLines = {};
+  svg.querySelectorAll("g.node").forEach(g => {
+    const texts = Array.from(g.querySelectorAll("text"));
+    if (!texts.length) return;
+    const shape = g.querySelector("polygon, ellipse, path");
+    const b = shape.getBBox();
+    const ys = [...new Set(texts.map(t => Number(t.getAttribute("y"))))].sort((a, b) => a - b);
+    const dy = ys.length > 1 ? (ys[ys.length - 1] - ys[0]) / (ys.length - 1) : 12;
+    nodeLines[g.getAttribute("data-id")] = {parent: texts[0].parentNode, cx: b.x + b.width / 2, ys, dy,
+      family: texts[0].getAttribute("font-family"), size: Number(texts[0].getAttribute("font-size")), texts};
+  });
+  const edges = {};
+  svg.querySelectorAll("g.edge").forEach(g => { const k = g.getAttribute("data-key"); (edges[k] = edges[k] || []).push(g); });
+  function setNode(id, rows) {
+    const n = nodeLines[id]; if (!n) return;
+    n.texts.forEach(t => t.remove());
+    n.texts = rows.map(([text, color, bold, small], i) => {
+      const t = document.createElementNS(NS, "text");
+      const y = i < n.ys.length ? n.ys[i] : n.ys[n.ys.length - 1] + (i - n.ys.length + 1) * n.dy;
+      t.setAttribute("text-anchor", "middle"); t.setAttribute("x", n.cx); t.setAttribute("y", y);
+      t.setAttribute("font-family", n.family); t.setAttribute("font-size", small ? n.size * 9 / 11 : n.size);
+      if (bold) t.setAttribute("font-weight", "bold");
+      if (color) t.setAttribute("fill", color);
+      t.textContent = text; n.parent.appendChild(t); return t;
+    });
+  }
+  function setEdges(key, list) {
+    (edges[key] || []).forEach((g, i) => {
+      const e = list[i]; if (!e) return;
+      g.querySelectorAll("text").forEach((t, j) => { if (j < e.lines.length) t.textContent = e.lines[j]; });
+      if (e.w !== undefined) g.querySelectorAll("path, polygon").forEach(p => {
+        p.setAttribute("stroke-width", e.w); p.setAttribute("stroke-opacity", e.a);
+        if (p.tagName === "polygon") p.setAttribute("fill-opacity", e.a);
+      });
+    });
+  }
+  const slider = document.getElementById("train-step"), info = document.getElementById("train-info");
+  const marker = document.getElementById("train-marker");
+  function setFrame(i) {
+    const f = T.frames[i];
+    Object.entries(f.nodes).forEach(([id, rows]) => setNode(id, rows));
+    Object.entries(f.edges).forEach(([k, list]) => setEdges(k, list));
+    Object.entries(f.panel).forEach(([id, kv]) => {
+      const d = data.nodes[id]; if (!d) return;
+      d.rows.forEach(r => { if (kv[r[0]] !== undefined) r[1] = kv[r[0]]; });
+    });
+    marker.setAttribute("cx", f.mx); marker.setAttribute("cy", f.my);
+    info.textContent = `step ${f.step} of ${T.steps} · ${f.loss}`;
+    slider.value = i; window.cgviz.trainFrame = i;
+    const open = document.querySelector("g.node.selected");
+    if (open) open.dispatchEvent(new MouseEvent("click"));
+  }
+  slider.addEventListener("input", e => setFrame(Number(e.target.value)));
+  window.cgviz.train = {setFrame, frames: T.frames.length};
+  setFrame(T.frames.length - 1);
+})();
+"""
+
+
+def _rows_of(markup: str) -> list[list]:
+    """A node label's lines as [text, colour, bold, small], read back from the DOT label markup."""
+    out = []
+    for row in markup.split("<BR/>"):
+        text = html.unescape(re.sub(r"<[^>]+>", "", row)).replace("\\\\", "\\")
+        color = re.search(r'COLOR="(#[0-9a-fA-F]{6})', row)
+        out.append([text, color.group(1) if color else None, "<B>" in row, 'POINT-SIZE="9"' in row])
+    return out
+
+
+def _curve(losses: list[float], frames: list[int], w: int = 220, h: int = 36):
+    """A small loss curve for the bar (log scale when it spans decades) and each frame's marker spot."""
+    import math
+    from .plots import spans_decades
+    finite = [v for v in losses if math.isfinite(v)]
+    log = spans_decades(finite)
+    f = (lambda v: math.log10(v)) if log else (lambda v: v)
+    ys = [f(v) for v in finite] or [0.0]
+    lo, hi = min(ys), max(ys)
+    span = (hi - lo) or 1.0
+    n = max(len(losses) - 1, 1)
+
+    def at(k):
+        v = losses[k] if k < len(losses) else losses[-1]
+        y = f(v) if math.isfinite(v) and (v > 0 or not log) else hi
+        return round(2 + (w - 4) * k / n, 1), round(h - 3 - (h - 6) * (y - lo) / span, 1)
+    pts = " ".join(f"{x},{y}" for x, y in (at(k) for k in range(len(losses)) if math.isfinite(losses[k])))
+    svg = (f'<svg id="train-curve" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
+           f'<rect width="{w}" height="{h}" fill="white" stroke="#ccc"/>'
+           f'<polyline points="{pts}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>'
+           f'<circle id="train-marker" r="3.5" fill="#c62828"/></svg>')
+    return svg, {k: at(k) for k in frames}, log
+
+
+def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, render_svg) -> str:
+    """The page of `cgviz train -o x.html`: the last step's graph and panel, plus a slider that
+    shows any kept step's values, gradients, flags and red-edge strengths, and its spot on the loss curve.
+
+    `frames` holds (step, Run) pairs, the last one the run `dot_text` was made from; `render_svg`
+    lays out DOT text. The layout is made with each node's widest label over all kept steps, so
+    that whichever step the slider shows fits inside its box."""
+    from .dot import BACKWARD, _label, folded, wrt
+    from .fmt import grad_text, num, value_text
+    from .health import norm as health_norm, scale_of, verdicts
+
+    last = frames[-1][1]
+    nodes, order, steps, title = _dsl_parts(graph, last)
+    # one scale over every kept step, so that an edge's strength can be compared across steps
+    scale = scale_of(health_norm(g) for _, r in frames for g in r.edge_grads.values() if g is not None)
+    curve, spots, log = _curve(losses, [k for k, _ in frames])
+    top = graph.loss or graph[graph.output].name or "out"
+    out = []
+    widest: dict[str, tuple] = {}
+    for k, run in frames:
+        flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
+        markup = {n.id: _label(n, run, graph, opts, flags).markup for n in graph if not folded(graph, n.id)}
+        fn = {i: _rows_of(m) for i, m in markup.items()}
+        for i, rows in fn.items():
+            size = (len(rows), max(len(r[0]) for r in rows))
+            if i not in widest or size > widest[i][0]:
+                widest[i] = (size, markup[i])
+        fe: dict[str, list] = {}
+        for n in graph:
+            for i, src in enumerate(n.inputs):
+                if folded(graph, src):
+                    continue
+                lines = [] if graph[src].meta.get("literal") else value_text(run.values[src]).split("\n")
+                fe.setdefault(f"{src}->{n.id}", []).append({"lines": lines})
+                g = run.edge_grads.get((n.id, i))
+                if opts.grad and g is not None:
+                    m = health_norm(g)
+                    fe[f"{src}->{n.id}"].append({"lines": grad_text(g).split("\n"), "w": round(scale.width(m), 2),
+                                                 "a": round(scale.alpha(m) / 255, 3)})
+        panel = {}
+        for n in graph:
+            if folded(graph, n.id):
+                continue
+            kv = {"value": value_text(run.values[n.id])}
+            g = run.grads.get(n.id)
+            if g is not None:
+                kv[f"gradient ∂{top}/∂{wrt(n)}"] = grad_text(g)
+            panel[n.id] = kv
+        loss = float(np.sum(run.values[graph.output]))
+        mx, my = spots[k]
+        out.append({"step": k, "loss": f"{'loss ' if graph.loss else ''}{top} = {num(loss)}", "nodes": fn,
+                    "edges": fe, "panel": panel, "mx": mx, "my": my})
+    final = {n.id: _label(n, last, graph, opts, verdicts(graph, last, opts.vanish, opts.explode)
+                          if opts.grad else {}).markup for n in graph if not folded(graph, n.id)}
+    for i, (_, m) in widest.items():
+        # the label is an HTML-like DOT string written once per node line: swap in the widest
+        dot_text = dot_text.replace(f"label=<{final[i]}>", f"label=<{m}>", 1)
+    svg = render_svg(dot_text)
+    train = {"steps": len(losses) - 1, "frames": out, "log": log}
+    bar = (f'<span id="train"><b>training</b> <input type="range" id="train-step" min="0" '
+           f'max="{len(out) - 1}" value="{len(out) - 1}" step="1" title="step of gradient descent">'
+           f'<span id="train-info"></span>{curve}</span>')
+    return page(svg, title, nodes, order, steps, BACKWARD, train=train, extra_bar=bar)

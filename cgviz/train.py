@@ -130,15 +130,19 @@ class History:
 
 
 def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
-          on_step: Callable[[int, float, Step | None], None] | None = None) -> tuple[Run, History]:
+          on_step: Callable[[int, float, Step | None], None] | None = None,
+          on_run: Callable[[int, Run], None] | None = None) -> tuple[Run, History]:
     """Run `steps` steps of gradient descent in place on the graph's params.
 
     Returns the run at the final params (forward and backward, so it can be drawn) and the history.
     Stops early, with `history.stopped` saying why, when the loss stops being a finite number.
+    `on_run(k, run)` sees the run after k steps, for k = 0 … the last (the page's step slider).
     """
     hist = History()
     run = engine.run(graph)
     for k in range(steps):
+        if on_run:
+            on_run(k, run)
         loss = float(np.sum(run.values[graph.output]))
         hist.losses.append(loss)
         if not math.isfinite(loss):
@@ -154,6 +158,8 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
             on_step(k, loss, s)
         apply(graph, s)
         run = engine.run(graph)
+    if on_run:
+        on_run(steps, run)
     final = float(np.sum(run.values[graph.output]))
     hist.losses.append(final)
     if not math.isfinite(final):
@@ -174,3 +180,11 @@ def training_warnings(hist: History) -> list[str]:
         out.append(f"the gradient is 0 from step {dead + 1} on while the loss is {num(losses[dead])}: nothing "
                    "moves any more (a ReLU whose input turned negative passes no gradient)")
     return out
+
+
+def frame_steps(steps: int, most: int = 60) -> set[int]:
+    """Which runs the page keeps for its slider: every one up to `most`, else `most` evenly spread,
+    the first and the last always included (each kept run holds every value and gradient)."""
+    if steps + 1 <= most:
+        return set(range(steps + 1))
+    return {round(i * steps / (most - 1)) for i in range(most)}

@@ -346,3 +346,42 @@ def test_large_tensors_show_a_histogram_in_the_panel(browser, tmp_path):
         assert o.errors == []
     finally:
         o.page.close()
+
+
+# --- cgviz train -o page.html: a slider over the steps ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def train_html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "train.html"
+    r = subprocess.run([sys.executable, "-m", "cgviz", "train", "sample_graphs/pizza.cg", "--lr", "1e-5",
+                        "--steps", "5", "-q", "-o", str(out), "--curve", str(out.with_suffix(".png"))],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_the_training_slider_shows_each_steps_values_gradients_and_flags(browser, train_html):
+    o = Opened(browser, train_html)
+    try:
+        w_lines = """() => Array.from(document.querySelectorAll('g.node[data-id="w"] text')).map(t => t.textContent)"""
+        assert o.js("window.cgviz.train.frames") == 6              # steps 0 … 5
+        assert o.js(w_lines) == ["w", "0.45", "∂L/∂w = 1.28"]       # opens on the last step
+        assert "step 5 of 5" in o.page.inner_text("#train-info")
+        end = o.js("Number(document.getElementById('train-marker').getAttribute('cx'))")
+        slider = o.page.locator("#train-step")
+        slider.fill("0")                                           # what a user's drag does: an input event
+        assert o.js(w_lines) == ["w", "0.5", "⚠ exploding: ‖g‖/‖w‖ = 8000 > 10", "∂L/∂w = 4000"]
+        assert "step 0 of 5 · loss L = 100" in o.page.inner_text("#train-info")
+        assert o.js("Number(document.getElementById('train-marker').getAttribute('cx'))") < end
+        red_w = """() => { const g = Array.from(document.querySelectorAll('g.edge.bwd'))
+                              .find(g => g.getAttribute('data-key') === 'w->z');
+                           return [g.querySelector('text').textContent, Number(g.querySelector('path').getAttribute('stroke-width'))]; }"""
+        label0, width0 = o.js(red_w)
+        slider.fill("3")
+        label3, width3 = o.js(red_w)
+        assert (label0, label3) == ("4000", "32") and width0 > width3      # the gradient shrinks as w learns
+        o.node("w").click()                                        # the panel follows the slider too
+        assert "0.4504" in o.page.locator("#panel").inner_text()
+        assert o.errors == [] and all(u.startswith("file://") for u in o.requests)
+    finally:
+        o.page.close()

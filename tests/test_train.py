@@ -146,3 +146,20 @@ def test_loss_curve_switches_to_log_scale_when_it_spans_decades():
     assert not spans_decades([3, 2.5, 2]) and not spans_decades([1, -1, 0.001])
     _, info = loss_curve([1.0, float("nan")], stopped="NaN")
     assert info["points"] == 1 and not info["log"]
+
+
+def test_the_page_keeps_every_step_up_to_sixty_then_spreads_them():
+    from cgviz.train import frame_steps
+    assert frame_steps(5) == {0, 1, 2, 3, 4, 5}
+    big = frame_steps(1000)
+    assert len(big) == 60 and {0, 1000} <= big
+
+
+def test_train_writes_a_page_with_a_step_slider(cli, tmp_path):
+    r = cli("train", SAMPLES / "exploding.cg", "--lr", "1", "--steps", "50", "-o", tmp_path / "t.html",
+            "--curve", tmp_path / "c.png")
+    assert r.exit_code == 1                                  # diverged at step 5: the page still shows 0 … 4
+    text = (tmp_path / "t.html").read_text()
+    data = json.loads(text.split('id="cgviz-data">')[1].split("</script>")[0])
+    assert [f["step"] for f in data["train"]["frames"]] == [0, 1, 2, 3, 4]
+    assert data["train"]["frames"][-1]["loss"] == "loss L = -inf" and 'id="train-step"' in text
