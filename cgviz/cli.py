@@ -508,9 +508,11 @@ def model_stem(model: str) -> str:
 @click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True)
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Give up on Graphviz's layout after this long.")
+@health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
-              trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout, quiet):
+              trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
+              vanish, explode, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
     every gradient on a red one, parameters by their qualified names, grouped by module.
 
@@ -537,13 +539,15 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                                "combined with --view autograd")
     if profile and meta:
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
+    _check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
     if profile:
         opts = dataclasses.replace(opts, profile=profile_runs or 1)
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
-                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10)
+                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
+                     vanish=vanish, explode=explode)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:

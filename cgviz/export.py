@@ -9,6 +9,7 @@ import numpy as np
 
 from .engine import Run
 from .fmt import stats
+from .health import EXPLODE, VANISH, node_saturation, verdicts
 from .ir import Graph
 
 FORMAT = "cgviz-graph"
@@ -40,8 +41,20 @@ def _tensor(a):
     return a.tolist()
 
 
-def to_dict(graph: Graph, run: Run) -> dict:
+def _health(v) -> dict | None:
+    if v is None:
+        return None
+    return {"flag": v.flag, "measure": v.measure, "relative": v.relative, "value_norm": v.value_norm,
+            "grad_norm": v.grad_norm}
+
+
+def _saturation(s) -> dict | None:
+    return None if s is None else {"min": s.lo, "max": s.hi, "share": s.share, "limit": s.limit}
+
+
+def to_dict(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXPLODE) -> dict:
     """Everything a picture shows, as data: nodes in topological order and edges in argument order."""
+    flags = verdicts(graph, run, vanish, explode)
     nodes = []
     for n in graph:
         v = run.values[n.id]
@@ -56,6 +69,8 @@ def to_dict(graph: Graph, run: Run) -> dict:
             "line": n.meta.get("line"), "expr": n.meta.get("expr"),
             "literal": bool(n.meta.get("literal")),
             "nonfinite": n.id in run.nonfinite,
+            "health": _health(flags.get(n.id)),
+            "saturation": _saturation(node_saturation(graph, run, n)),
         })
     edges = []
     for e in graph.edges():
@@ -65,6 +80,7 @@ def to_dict(graph: Graph, run: Run) -> dict:
         "format": FORMAT, "version": VERSION, "source": graph.source,
         "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
         "warnings": [str(w) for w in run.warnings],
+        "health": {"vanish": vanish, "explode": explode},
     }
     if run.step is not None:   # render --lr: the update gradient descent would make
         s = run.step
@@ -74,9 +90,9 @@ def to_dict(graph: Graph, run: Run) -> dict:
     return _clean(doc)
 
 
-def to_json(graph: Graph, run: Run) -> str:
+def to_json(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXPLODE) -> str:
     """The document with one node or edge per line."""
-    return dumps(to_dict(graph, run))
+    return dumps(to_dict(graph, run, vanish, explode))
 
 
 def dumps(d: dict) -> str:

@@ -218,7 +218,7 @@ def dsl_page(graph, run, svg: str) -> str:
 def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from .chain import chain_text, local
-    from .dot import BACKWARD, folded, headline, wrt
+    from .dot import folded, headline, wrt
     from .fmt import grad_text, histogram, num, value_text
     from .ops import OPS
     top = graph.loss or graph[graph.output].name or "out"

@@ -80,7 +80,7 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
                  timeout: float | None = None) -> bytes:
     """The bytes of one output format."""
     if fmt == "json":
-        return to_json(result.graph, result.run).encode("utf-8")
+        return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
     dot_text = to_dot(result.graph, result.run, opts)
     if fmt == "dot":
         return dot_text.encode("utf-8")

@@ -379,3 +379,31 @@ def test_the_deep_samples_render(cli, tmp_path):
         r = cli("render", SAMPLES / f"{stem}.cg", "-o", out)
         assert r.exit_code == 0, r.stderr
         assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_json_carries_the_flags_thresholds_and_saturation(cli):
+    doc = json.loads(cli("render", SAMPLES / "pizza.cg", "-f", "json", "-o", "-").stdout)
+    assert doc["health"] == {"vanish": 0.001, "explode": 10.0}
+    by = {n["id"]: n for n in doc["nodes"]}
+    assert by["w"]["health"]["flag"] == "exploding" and by["w"]["health"]["measure"] == pytest.approx(8000)
+    assert by["x"]["health"]["flag"] is None and by["x"]["health"]["relative"] is False
+    assert by["z"]["health"] is None and by["z"]["saturation"] is None
+    doc = json.loads(cli("render", SAMPLES / "pizza.cg", "-f", "json", "-o", "-", "--explode", "1e4").stdout)
+    assert {n["id"]: n for n in doc["nodes"]}["w"]["health"]["flag"] is None
+    doc = json.loads(cli("render", SAMPLES / "challenge.cg", "-f", "json", "-o", "-").stdout)
+    p = {n["id"]: n for n in doc["nodes"]}["p"]
+    assert p["saturation"] == {"min": 1.8, "max": 1.8, "share": 0.0, "limit": 4.0}
+
+
+def test_model_json_and_picture_take_the_thresholds(cli):
+    pytest.importorskip("torch")
+    path = SAMPLES / "models" / "res_cnn.py"
+    doc = json.loads(cli("torch", path, "--loss", "mse", "-f", "json", "-o", "-").stdout)
+    params = [n for n in doc["nodes"] if n["kind"] == "param"]
+    assert params and all(n["health"]["grad_norm"] >= 0 for n in params)
+    assert any(n["health"]["flag"] == "vanishing" for n in params)          # the bn weights, below 1e-3
+    quiet = cli("torch", path, "--loss", "mse", "-f", "dot", "-o", "-", "--vanish", "1e-6")
+    assert quiet.exit_code == 0 and "vanishing" not in quiet.stderr and "⚠ vanishing" not in quiet.stdout
+    doc = json.loads(cli("torch", path, "-f", "json", "-o", "-").stdout)   # sum(output): no judgement
+    assert all("health" not in n for n in doc["nodes"])
+    assert cli("torch", path, "--vanish", "1", "--explode", "0.5").exit_code == 2

@@ -11,8 +11,11 @@ def _full(t: TensorInfo | None):
     return None if t is None or t.values is None else t.values.tolist()
 
 
-def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
-    """Every recorded node and edge (never folded or collapsed: JSON is the IR, the picture is a view)."""
+def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None,
+            health: tuple[float, float] | None = None) -> dict:
+    """Every recorded node and edge (never folded or collapsed: JSON is the IR, the picture is a view).
+    `health`: the (vanish, explode) thresholds when the parameters' gradient health is judged (a loss
+    whose scale means something), else None."""
     nodes = []
     for n in graph:
         v = run.values.get(n.id)
@@ -36,6 +39,10 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
             item["outputs"] = [{"shape": list(o.shape), "dtype": o.dtype} for o in outs]
         if n.meta.get("out_index") and any(n.meta["out_index"]):
             item["input_outputs"] = list(n.meta["out_index"])
+        if n.kind == "param" and health is not None:
+            from ..export import _health
+            from ..health import param_verdict
+            item["health"] = _health(param_verdict(graph, run, n.id, *health))
         if run.profile is not None:
             from .profile import node_json
             item["profile"] = node_json(run.profile, n.id) if n.kind == "op" else None
@@ -62,6 +69,7 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None) -> dict:
     return _clean(doc)
 
 
-def to_json(graph: Graph, run: ModelRun, extra: dict | None = None) -> str:
+def to_json(graph: Graph, run: ModelRun, extra: dict | None = None,
+            health: tuple[float, float] | None = None) -> str:
     """One node or edge per line, as `cgviz render` writes it."""
-    return dumps(to_dict(graph, run, extra))
+    return dumps(to_dict(graph, run, extra, health))

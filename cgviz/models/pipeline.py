@@ -42,7 +42,8 @@ def _nonfinite_notes(run) -> list[str]:
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
-               timeout: float | None = None, profile_top: int = 10) -> ModelResult:
+               timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
+               explode: float | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     import torch  # noqa: F401  (timed on its own: it is most of the start-up)
@@ -92,10 +93,13 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
     flags = grad and not opts.meta and not (opts.loss is None and run.meta.get("loss") == "sum")
     if flags:
-        from ..health import flag_warnings, model_verdicts
-        run.warnings.extend(w for w in flag_warnings(model_verdicts(graph, run).values()) if w not in run.warnings)
+        from ..health import EXPLODE, VANISH, flag_warnings, model_verdicts
+        vanish = VANISH if vanish is None else vanish
+        explode = EXPLODE if explode is None else explode
+        found = model_verdicts(graph, run, vanish, explode).values()
+        run.warnings.extend(w for w in flag_warnings(found, vanish, explode) if w not in run.warnings)
     if fmt == "json":
-        data = to_json(graph, run, extra).encode("utf-8")
+        data = to_json(graph, run, extra, (vanish, explode) if flags else None).encode("utf-8")
         timings["picture"] = time.perf_counter() - t
         return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
                            run.warnings, timings, profile_table)
@@ -106,8 +110,9 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+    thresholds = {k: v for k, v in (("vanish", vanish), ("explode", explode)) if v is not None}
     dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title,
-                                                   flags=flags))
+                                                   flags=flags, **thresholds))
     timings["picture"] = time.perf_counter() - t
     if fmt == "dot":
         data = dot_text.encode("utf-8")
