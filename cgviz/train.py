@@ -140,17 +140,20 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
     """
     hist = History()
     run = engine.run(graph)
-    for k in range(steps):
+    for k in range(steps + 1):          # k steps taken so far; the last pass only looks
         if on_run:
             on_run(k, run)
         loss = float(np.sum(run.values[graph.output]))
         hist.losses.append(loss)
         if not math.isfinite(loss):
-            hist.stopped = (f"the loss became {num(loss)} before step {k + 1}: the steps diverged; "
+            when = f"before step {k + 1}" if k < steps else f"after step {steps}"
+            hist.stopped = (f"the loss became {num(loss)} {when}: the steps diverged; "
                             "try a smaller --lr or --clip-norm")
-            if on_step:
+            if on_step and k < steps:
                 on_step(k, loss, None)
             return run, hist
+        if k == steps:
+            break
         s = step(graph, run, lr, clip_norm)
         hist.grad_norms.append(s.grad_norm)
         hist.clipped.append(s.clipped)
@@ -158,13 +161,6 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
             on_step(k, loss, s)
         apply(graph, s)
         run = engine.run(graph)
-    if on_run:
-        on_run(steps, run)
-    final = float(np.sum(run.values[graph.output]))
-    hist.losses.append(final)
-    if not math.isfinite(final):
-        hist.stopped = (f"the loss became {num(final)} after step {steps}: the steps diverged; "
-                        "try a smaller --lr or --clip-norm")
     return run, hist
 
 
