@@ -158,6 +158,9 @@ def test_an_interrupted_layout_leaves_no_output_and_no_temporary_file(tmp_path, 
         time.sleep(0.05)
     dots = _children(proc.pid)
     assert dots, "dot never started"
+    # The child shows up in /proc as soon as it is forked, before Popen has returned: a signal in that
+    # window interrupts Popen itself. Give it time to finish starting, as a user's Ctrl-C would.
+    time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code and word in err and "Traceback" not in err
