@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from .engine import Run
 from .fmt import grad_text, inline_values, norm, num, value_text
 from .health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
-from .health import norm as health_norm
 from .ir import Graph, Node
 from .ops import OPS, shape_text
 
@@ -180,7 +179,7 @@ def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptio
 
 def grad_scale(run: Run) -> Scale:
     """The edge scale of one picture, fitted to the norms of the gradients on its red edges."""
-    return scale_of(health_norm(g) for g in run.edge_grads.values() if g is not None)
+    return scale_of(norm(g) for g in run.edge_grads.values() if g is not None)
 
 
 def _step_rows(node: Node, run: Run) -> list[str]:
@@ -298,6 +297,6 @@ def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int
         bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
                "label": grad_text(g), "arrowtail": "normal"}
         # width and shade by log-magnitude (cgviz.health); the label keeps the plain red to stay legible
-        bwd.update((scale or grad_scale(run)).edge_attrs(health_norm(g)))
+        bwd.update((scale or grad_scale(run)).edge_attrs(norm(g)))
         out.append(f"  {quote(src)} -> {quote(dst.id)} {_attrs(bwd)}")
     return out

@@ -17,7 +17,7 @@ import numpy as np
 from .chain import chain_text, chains, local
 from .dot import folded, wrt
 from .engine import Run
-from .fmt import norm, num, value_text
+from .fmt import columns, norm, num, value_text
 from .ir import Graph, Node
 from .ops import OPS, shape_text
 
@@ -188,7 +188,7 @@ def _term_value(t: Term, run: Run) -> str:
 
 def as_text(graph: Graph, run: Run) -> str:
     """Aligned columns for a terminal."""
-    table = [("node", "computes", "local gradient", "value here")]
+    table = []
     for r in rows(graph, run):
         first = (f"{r.name} = {r.expr}", f"{r.computes} = {r.value}", "", "")
         if not r.terms:
@@ -196,13 +196,7 @@ def as_text(graph: Graph, run: Run) -> str:
         for i, t in enumerate(r.terms):
             cells = (f"∂{t.of}/∂{t.wrt} = {t.formula}", _term_value(t, run))
             table.append((first[0], first[1]) + cells if i == 0 else ("", "") + cells)
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    lines = []
-    for i, row in enumerate(table):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
-        if i == 0:
-            lines.append("  ".join("─" * w for w in widths) + "  " + "─" * max(5, len(row[3])))
-    lines = [ln.rstrip() for ln in lines]
+    lines = columns(("node", "computes", "local gradient", "value here"), table, rule=True)
     lines.append("")
     lines.append("chain rule, from the loss down to each param and input:" if graph.loss
                  else "chain rule, from the output down to each param and input:")

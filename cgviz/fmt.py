@@ -69,6 +69,21 @@ def grad_text(g: np.ndarray, sep: str = "\n") -> str:
     return f"{shape_text(g.shape)}{sep}‖g‖={num(norm(g))}"
 
 
+def columns(head, rows, right=frozenset(), rule: bool = False) -> list[str]:
+    """Cells as aligned terminal lines: the header, a ─ rule under it if asked, then the rows.
+    Columns in `right` are right-aligned (numbers); trailing spaces are trimmed."""
+    table = [tuple(head)] + [tuple(r) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(table[0])]
+    if rule:
+        out.append("  ".join("─" * w for w in widths))
+    return out + [line(r) for r in table[1:]]
+
+
 def norm(a: np.ndarray) -> float:
     """The L2 norm of a whole tensor (inf when its squares overflow, without a NumPy warning)."""
     with np.errstate(all="ignore"):

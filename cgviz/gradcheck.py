@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .fmt import columns
 from .ops import OPS, shape_text
 
 # Defaults, documented in `cgviz check --help` and the README.
@@ -152,13 +153,7 @@ def to_text(report: Report) -> str:
         torch_abs = _e(r.torch_abs) + ("*" if r.torch_what != "values" and r.torch_abs is not None else "")
         rows.append((r.name, shape_text(r.shape), r.grad, f"{r.checked}/{r.numel}", torch_abs,
                      _e(r.torch_rel), _e(r.fd_abs), _e(r.fd_rel), r.verdict))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {3, 4, 5, 6, 7}
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    out = [line(head)] + [line(row) for row in rows]
+    out = columns(head, rows, right={3, 4, 5, 6, 7})
     for r in report.rows:
         out.extend(f"{r.name}: {b}" for b in r.bad)
     out.extend(report.diagnosis)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fmt import num, shape_text
-from .health import EXPLODE, VANISH, Verdict, classify, norm
+from .fmt import columns, norm, num, shape_text
+from .health import EXPLODE, VANISH, Verdict, classify, verdicts
 
 BINS = 30
 
@@ -61,14 +61,14 @@ def _hist(a: np.ndarray) -> tuple[list[int], list[float]] | None:
 
 def expression_rows(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[Row]:
     """The float params and inputs of an expression graph, in declaration order."""
+    judged = verdicts(graph, run, vanish, explode)
     rows = []
     for node in graph:
         if node.kind not in ("param", "input") or run.values[node.id].dtype.kind != "f":
             continue
         v, g = run.values[node.id], run.grads.get(node.id)
-        gn = norm(g) if g is not None else None
-        verdict = classify(node.name or node.id, node.kind, norm(v), gn, vanish, explode) if g is not None else None
-        rows.append(Row(node.name or node.id, node.kind, tuple(v.shape), norm(v), gn, verdict,
+        rows.append(Row(node.name or node.id, node.kind, tuple(v.shape), norm(v),
+                        norm(g) if g is not None else None, judged.get(node.id),
                         _hist(g) if g is not None else None))
     return rows
 
@@ -134,13 +134,7 @@ def rule(vanish: float, explode: float) -> str:
 
 
 def to_text(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -> str:
-    table = [HEAD] + [_cells(r) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEAD))]
-    right = {2, 3, 4}
-    lines = []
-    for row in table:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
+    lines = columns(HEAD, [_cells(r) for r in rows], right={2, 3, 4})
     lines.append("")
     lines.append(rule(vanish, explode))
     return "\n".join(lines) + "\n"

@@ -20,8 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .fmt import norm as _fmt_norm
-from .fmt import num
+from .fmt import norm, num
 
 # Defaults, measured on the samples (README "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
@@ -43,13 +42,6 @@ RED = "#c62828"
 ALPHA_MIN, ALPHA_MAX = 77, 255                          # 0.3 … 1
 ZERO_WIDTH, ZERO_ALPHA = 0.5, 38                        # an exactly-zero gradient: thin and paler still
 FLAG_COLOR = "#bf360c"                                  # deep orange: the ⚠ rows
-
-
-def norm(a) -> float:
-    """The L2 norm, quietly inf when it overflows (a diverged run): that is for the NaN warnings to
-    explain, not for NumPy to print a RuntimeWarning about."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _fmt_norm(a)
 
 
 @dataclass(frozen=True)

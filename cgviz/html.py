@@ -453,12 +453,13 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
     that whichever step the slider shows fits inside its box."""
     from .dot import BACKWARD, _label, folded, wrt
     from .fmt import grad_text, num, value_text
-    from .health import norm as health_norm, scale_of, verdicts
+    from .fmt import norm
+    from .health import scale_of, verdicts
 
     last = frames[-1][1]
     nodes, order, steps, title = _dsl_parts(graph, last)
     # one scale over every kept step, so that an edge's strength can be compared across steps
-    scale = scale_of(health_norm(g) for _, r in frames for g in r.edge_grads.values() if g is not None)
+    scale = scale_of(norm(g) for _, r in frames for g in r.edge_grads.values() if g is not None)
     curve, spots, log = _curve(losses, [k for k, _ in frames])
     top = graph.loss or graph[graph.output].name or "out"
     out = []
@@ -480,7 +481,7 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
                 fe.setdefault(f"{src}->{n.id}", []).append({"lines": lines})
                 g = run.edge_grads.get((n.id, i))
                 if opts.grad and g is not None:
-                    m = health_norm(g)
+                    m = norm(g)
                     fe[f"{src}->{n.id}"].append({"lines": grad_text(g).split("\n"), "w": round(scale.width(m), 2),
                                                  "a": round(scale.alpha(m) / 255, 3)})
         panel = {}

@@ -326,6 +326,7 @@ def cost_text(c: Cost) -> str:
 
 def table(prof: Profile, graph, run, top: int = 10) -> str:
     """The top `top` recorded nodes by time, with the total and what was not attributed."""
+    from ..fmt import columns
     from .draw import shape_text
     from .summary import first
     rows = []
@@ -341,18 +342,12 @@ def table(prof: Profile, graph, run, top: int = 10) -> str:
         rows.append([module + (f" {cls}" if cls else ""), n.op or "", shapes, ms_text(c.fwd_us),
                      ms_text(c.bwd_us), bytes_text(c.mem), f"{100 * prof.share(c):.1f}%"])
     head = ["module", "op", "shapes", "forward", "backward", "memory", "share"]
-    right = {3, 4, 5, 6}
-    widths = [max([len(head[i])] + [len(r[i]) for r in rows]) for i in range(len(head))]
-
-    def line(cells):
-        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                         for i, c in enumerate(cells)).rstrip()
     runs = f"{prof.runs} measured runs averaged" if prof.runs > 1 else "1 measured run"
     un = prof.unattributed_us
     pct = 100 * un / prof.total_us if prof.total_us else 0.0
     out = [f"profile ({prof.device}, {runs} after a warm-up): {ms_text(prof.total_us)} per forward + backward, "
-           f"forward {ms_text(prof.fwd_us)}, backward {ms_text(prof.bwd_us)}",
-           line(head)] + [line(r) for r in rows]
+           f"forward {ms_text(prof.fwd_us)}, backward {ms_text(prof.bwd_us)}"]
+    out += columns(head, rows, right={3, 4, 5, 6})
     what = ", ".join(f"{w} {ms_text(us)}" for w, us in prof.unattributed_by[:3] if us > 0)
     out.append(f"not attributed to any node: {ms_text(un)} ({pct:.1f}%)" + (f": {what}" if what else ""))
     return "\n".join(out) + "\n"
