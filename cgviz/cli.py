@@ -833,7 +833,8 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise click.UsageError(f"-o and --hist both name {bar_path}; give them different names")
     elif output or hist:
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
-    if _is_model(target):
+    is_model = _is_model(target)
+    if is_model:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
         from .models.load import load_model
@@ -868,7 +869,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
                              "(declare weights with `param`, data with `input`)")
         title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
-    prefix = "" if _is_model(target) else f"{name}: "     # as render says it
+    prefix = "" if is_model else f"{name}: "     # as render says it
     for w in flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode):
         click.echo(f"warning: {prefix}{w}", err=True)
     click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)

@@ -198,7 +198,10 @@ class Saturation:
     size: int
 
     def text(self) -> str:
-        """`z ∈ [−12, 5]: 62% saturated (|z| > 4)`, or for one number `saturated: |z| = 5 > 4`."""
+        """`z ∈ [−12, 5]: 62% saturated (|z| > 4)`, or for one number `saturated: |z| = 5 > 4`;
+        `partly beyond` when only a model tensor's range is known (share NaN)."""
+        if self.share != self.share:
+            return f"z ∈ [{num(self.lo)}, {num(self.hi)}]: partly beyond |z| > {num(self.limit)}"
         if self.size == 1:
             z = self.lo
             return f"saturated: |z| = {num(abs(z))} > {num(self.limit)}" if self.share else \
@@ -242,12 +245,6 @@ def saturation_of_stats(stats: dict | None, limit: float) -> Saturation | None:
     return Saturation(lo, hi, share, limit, 2)
 
 
-def saturation_text(s: Saturation) -> str:
-    if s.share != s.share:   # NaN: only the range is known
-        return f"z ∈ [{num(s.lo)}, {num(s.hi)}]: partly beyond |z| > {num(s.limit)}"
-    return s.text()
-
-
 def node_saturation(graph, run, node) -> Saturation | None:
     """The saturation of an expression node's input, when its op saturates (the op table says so)."""
     from .ops import OPS
@@ -278,8 +275,8 @@ def saturation_warnings(graph, run) -> list[str]:
 def param_verdict(graph, run, node_id: str, vanish: float = VANISH, explode: float = EXPLODE) -> Verdict | None:
     """The verdict of one parameter of a recorded model (cgviz.models: TensorInfo summaries), or None
     when it has no value or gradient summary (the meta device, a frozen parameter)."""
-    v, g = run.values.get(node_id), run.grads.get(node_id)
-    v = v[0] if isinstance(v, list) else v
+    from .models.summary import first
+    v, g = first(run.values.get(node_id)), run.grads.get(node_id)
     if v is None or g is None or v.norm is None or g.norm is None:
         return None
     node = graph[node_id]

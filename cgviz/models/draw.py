@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, NONFINITE_STYLE, STYLE, _attrs, _Html, _html, quote
 from ..fmt import inline_values, num
-from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict, saturation_text,
+from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
                       scale_of)
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture
@@ -142,7 +142,7 @@ def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
     s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
     if s is None or (s.size == 1 and not s.share):
         return []
-    text = _html(saturation_text(s))
+    text = _html(s.text())
     if s.share >= 0.5:
         text = f"<B>⚠ {text}</B>"
     return [_small_markup(text, FLAG_COLOR if s.share != 0 else "#555555")]
