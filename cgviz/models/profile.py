@@ -78,7 +78,7 @@ def _marker_class():
     from torch.autograd.profiler import record_function
     from torch.utils._pytree import tree_flatten
 
-    from .record import _PROPERTY_OPS, _SKIP, Recorder, _is_inplace, op_name
+    from .record import Recorder, _is_inplace, not_an_op, op_name
 
     class Marker(Recorder):
         """Gives each torch call the id the drawn run gave it and times it in a range of that name;
@@ -91,8 +91,7 @@ def _marker_class():
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             name = op_name(func)
-            if self.paused or name in _SKIP or (name not in _PROPERTY_OPS
-                                                and getattr(func, "__name__", "") == "__get__"):
+            if self.paused or not_an_op(func, name):
                 return func(*args, **kwargs)
             # A numbered range, named after the call: only then is it known whether the call makes
             # a node (a tensor result), and so which id it takes.

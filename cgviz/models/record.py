@@ -61,6 +61,12 @@ def _is_inplace(func, kwargs: dict) -> bool:
             or kwargs.get("inplace") is True or "out" in kwargs)
 
 
+def not_an_op(func, name: str) -> bool:
+    """Calls that are not drawn: bookkeeping (_SKIP) and attribute reads other than the few that
+    compute something (`.T`, in _PROPERTY_OPS)."""
+    return name in _SKIP or (name not in _PROPERTY_OPS and getattr(func, "__name__", "") == "__get__")
+
+
 class Recorder(TorchFunctionMode):
     """Builds the ops-view graph while the model runs; `finish()` returns (Graph, ModelRun)."""
 
@@ -113,7 +119,7 @@ class Recorder(TorchFunctionMode):
         if self.paused:
             return func(*args, **kwargs)
         name = op_name(func)
-        if name in _SKIP or (name not in _PROPERTY_OPS and getattr(func, "__name__", "") == "__get__"):
+        if not_an_op(func, name):
             return func(*args, **kwargs)
         flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         inplace = _is_inplace(func, kwargs)
