@@ -47,6 +47,7 @@ def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "sample_graphs", d / "sample_graphs")
     shutil.copytree(ROOT / "tests" / "snapshots", d / "tests" / "snapshots")   # the snapshot examples
+    shutil.copy(ROOT / "cgviz.toml", d / "cgviz.toml")                          # and their manifest
     return d
 
 
