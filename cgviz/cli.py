@@ -627,42 +627,6 @@ def _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, 
                                f"{target} is an expression file")
 
 
-def _is_model(target: str) -> bool:
-    """Whether `cgviz check` was given a model rather than an expression file: by suffix first
-    (.cg is an expression file, .py and torch's archives are models), else by content (a zip or
-    pickle is a model; text is an expression file unless the expression parser rejects it and
-    Python accepts it)."""
-    from .models.load import split_spec, sniff
-    if target == "-":
-        return False
-    path, factory = split_spec(target)
-    if factory:
-        return True
-    suffix = path.suffix.lower()
-    if suffix == ".cg":
-        return False
-    if suffix in (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin"):
-        return True
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False            # read_source says what is wrong with it
-    try:
-        kind = sniff(path, data)
-    except CgvizError:
-        return True             # a damaged zip: load_model says so
-    if kind.startswith("zip") or kind == "pickle":
-        return True
-    if kind == "python":
-        from .parser import parse
-        try:
-            parse(data.decode("utf-8-sig"), str(path))
-        except CgvizError:
-            return True
-        return False
-    return False
-
-
 @main.command()
 @click.argument("target", metavar="FILE|MODEL")
 @option("rtol")
@@ -701,7 +665,8 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
     from . import gradcheck
 
     ctx = click.get_current_context()
-    if _is_model(target):
+    from .api import is_model
+    if is_model(target):
         if sets:
             raise click.UsageError("--set changes declarations of an expression file; "
                                    f"{target} is a model")
@@ -782,8 +747,9 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise click.UsageError(f"-o and --hist both name {bar_path}; give them different names")
     elif output or hist:
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
-    is_model = _is_model(target)
-    if is_model:
+    from .api import is_model
+    model_target = is_model(target)
+    if model_target:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
         from .models.load import load_model
@@ -818,7 +784,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
                              "(declare weights with `param`, data with `input`)")
         title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
-    prefix = "" if is_model else f"{name}: "     # as render says it
+    prefix = "" if model_target else f"{name}: "     # as render says it
     for w in flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode):
         click.echo(f"warning: {prefix}{w}", err=True)
     click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)
