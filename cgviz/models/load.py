@@ -200,6 +200,8 @@ def _is_state_dict(obj) -> bool:
 
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
     """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
+    from ..needs import require_torch
+    require_torch(f"reading the model {spec}")
     path, factory = split_spec(spec)
     if not path.exists():
         raise _fail(f"{spec}: no such file. " + ACCEPTS)

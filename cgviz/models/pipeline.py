@@ -46,7 +46,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
                explode: float | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
-    import torch  # noqa: F401  (timed on its own: it is most of the start-up)
+    from ..needs import require_torch
+    require_torch(f"drawing the model {spec}")      # timed on its own: it is most of the start-up
     from .draw import DrawOptions, to_dot
     from .export import to_json
     from .load import load_model
