@@ -125,8 +125,10 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         data = model_page(graph, run, pic, svg, title).encode("utf-8")
     elif fmt in IMAGE_FORMATS:
         t = time.perf_counter()
-        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes),
-                       hint="a smaller --depth, folding (leave out --no-fold), ")
+        # advice for a picture too big or too slow to lay out: only what is not already in effect
+        hint = "".join(h for h, wanted in (("a smaller --depth, ", view_depth is None or view_depth > 1),
+                                           ("folding (leave out --no-fold), ", not fold)) if wanted)
+        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes), hint=hint, rankdir=rankdir)
         timings["layout"] = time.perf_counter() - t
     else:
         raise CgvizError(f"unknown format {fmt!r}")
