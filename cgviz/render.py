@@ -56,6 +56,11 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
                          "--timeout.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
+        if "longer than 16384" in err:
+            # a name of a node, module or file longer than Graphviz takes in one string
+            raise CgvizError("a name in this graph (of a node, module or file) is too long for Graphviz, "
+                             "which takes at most 16,384 characters in one string; shorten it, or use "
+                             "--format json, which has no such limit")
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
     if fmt == "png":
         _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
