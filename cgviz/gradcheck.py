@@ -27,7 +27,7 @@ FD_SAMPLES = 64
 TINY = 1e-300          # the denominator floor of a relative error
 EPS64 = float(np.finfo(np.float64).eps)
 
-TORCH_HINT = "pip install 'cgviz[torch]'"
+from .needs import TORCH_HINT, torch_available
 
 
 # ---------------------------------------------------------------- shared measures and report
@@ -314,14 +314,6 @@ def _where(node) -> str:
     return " ".join(bits)
 
 
-def _torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol: float = FD_RTOL,
                      fd_atol: float = FD_ATOL, fd_samples: int = FD_SAMPLES, use_torch: bool = True,
                      source: str = "<input>") -> Report:
@@ -333,7 +325,7 @@ def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol:
                                         "fd_samples": fd_samples})
     leaves = [n for n in graph if n.kind in ("input", "param") and run.values[n.id].dtype.kind == "f"]
     tvals = tgrads = None
-    if use_torch and _torch_available():
+    if use_torch and torch_available():
         from .torchcheck import torch_run
         tvals, tgrads = torch_run(graph)
     elif use_torch:
