@@ -98,6 +98,8 @@ class _Builder:
                                      f"not the name '{expr.name}'")
                 value = self._init_value(expr, stmt.name)
             except SourceError as e:
+                if e.source is not None:
+                    raise                # already located in the --set argument itself (parse_value)
                 raise CgvizError(f"--set {stmt.name}={text}: {e.message}") from None
             except CgvizError as e:
                 raise CgvizError(f"--set {stmt.name}={text}: {e}") from None
@@ -127,7 +129,9 @@ class _Builder:
     def _const(self, expr, decl_name: str, tensor: bool) -> Any:
         """Evaluate a constant expression: no names, only literals, initializers and ops on them."""
         if isinstance(expr, Num):
-            return _number(expr)
+            # a tensor's number is a float64 (a 300-digit integer included); an argument such as a
+            # dimension or a seed keeps a whole number whole
+            return float(expr.value) if tensor else _number(expr)
         if isinstance(expr, Unary):
             v = self._const(expr.operand, decl_name, tensor)
             if expr.op == "pos":

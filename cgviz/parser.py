@@ -477,10 +477,20 @@ def parse(text: str, name: str = "<input>") -> Program:
 
 
 def parse_value(text: str, what: str):
-    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate."""
+    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate.
+
+    `what` is `--set NAME`. A number the value cannot hold (1e400) is a SourceError located in the
+    argument as typed, `NAME=VALUE`, with a caret under the number."""
+    prefix = "const __set__ = "
     try:
-        prog = parse(f"const __set__ = {text}\n", what)
+        prog = parse(f"{prefix}{text}\n", what)
     except SourceError as e:
+        if not e.message.startswith("syntax error") and e.line == 1 and e.col is not None \
+                and e.col > len(prefix):
+            name = what.removeprefix("--set ")
+            arg = f"{name}={text}"
+            raise SourceError(e.message, line=1, col=e.col - len(prefix) + len(name) + 1,
+                              source=Source(arg, what), width=e.width) from None
         raise CgvizError(f"cannot read {text!r} as a value "
                          f"({e.message.removeprefix('syntax error: ')})") from None
     if len(prog.statements) != 1:
