@@ -64,15 +64,12 @@ def test_a_list_nested_too_deep_is_a_clean_error():
         evaluate("const c = " + "[" * 1000 + "1" + "]" * 1000 + "\nloss L = sum(c)\n", "t.cg")
 
 
-def test_twenty_thousand_nodes_in_dot_and_json_take_seconds(cli, here):
+def test_twenty_thousand_nodes_in_dot_and_json(cli, here):
+    # correctness only: how long it takes is measured by `make bench` (bench_parse), not by a timed test
     (here / "big.cg").write_text(chain(10_000))          # 20,001 nodes
     for fmt in ("dot", "json"):
-        t = time.perf_counter()
         r = cli("render", "big.cg", "--format", fmt)
-        took = time.perf_counter() - t
         assert r.exit_code == 0 and "20001 nodes" in r.stderr, r.stderr
-        # generous: it takes ~2 s; a quadratic step would take minutes
-        assert took < 30, f"{fmt}: {took:.1f} s"
     assert len(json.loads((here / "big.json").read_text())["nodes"]) == 20_001
 
 
