@@ -80,6 +80,12 @@ def step(graph: Graph, run: Run, lr: float, clip_norm: float | None = None) -> S
                 large=large)
 
 
+def overflowed(graph: Graph, s: Step) -> str:
+    """The params (by name) a step makes NaN or infinite: `lr` so large that lr·g overflows, which
+    the next run would otherwise carry on with silently (a dead ReLU then hides it)."""
+    return ", ".join(graph[i].name or i for i, v in s.updated.items() if not np.all(np.isfinite(v)))
+
+
 def suggest_lr(run_step: Step, run: Run) -> float | None:
     """A rate that makes the largest relative step about TARGET_STEP, rounded down to 1, 2 or 5 × 10^k."""
     ratios = [relative_step(run.values[i], run_step.delta[i]) for i in run_step.large]
@@ -97,6 +103,9 @@ def suggest_lr(run_step: Step, run: Run) -> float | None:
 def large_step_warnings(graph: Graph, run: Run, s: Step) -> list[str]:
     """One line per param whose step is large for its size, then what rate would be gentler."""
     out = []
+    blown = overflowed(graph, s)
+    if blown:
+        out.append(f"the step makes {blown} infinite: lr × ∂L/∂θ overflows a 64-bit float")
     for i in s.large:
         old, d = run.values[i], s.delta[i]
         name = graph[i].name or i
@@ -158,6 +167,11 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
         hist.clipped.append(s.clipped)
         if on_step:
             on_step(k, loss, s)
+        blown = overflowed(graph, s)
+        if blown:
+            hist.stopped = (f"step {k + 1} made {blown} infinite: lr × ∂L/∂θ overflowed a 64-bit float; "
+                            "try a smaller --lr or --clip-norm")
+            return run, hist
         apply(graph, s)
         run = engine.run(graph)
     return run, hist

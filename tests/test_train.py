@@ -163,3 +163,13 @@ def test_train_writes_a_page_with_a_step_slider(cli, tmp_path):
     data = json.loads(text.split('id="cgviz-data">')[1].split("</script>")[0])
     assert [f["step"] for f in data["train"]["frames"]] == [0, 1, 2, 3, 4]
     assert data["train"]["frames"][-1]["loss"] == "loss L = -inf" and 'id="train-step"' in text
+
+
+def test_a_step_that_overflows_stops_training_and_names_the_param(cli, tmp_path):
+    # lr·g = 1e308 · 4000 overflows: w would become -inf, the ReLU would die and hide it (loss 8100, ∇ 0)
+    r = cli("train", ROOT / "sample_graphs" / "pizza.cg", "--lr", "1e308", "--steps", "3",
+            "-o", tmp_path / "t.svg", "--curve", tmp_path / "t.png")
+    assert r.exit_code == 1 and "step 1 made w infinite" in r.stderr and "overflowed" in r.stderr
+    assert "Warning" not in r.stderr and ".py:" not in r.stderr
+    r = cli("render", ROOT / "sample_graphs" / "pizza.cg", "--lr", "1e308", "-o", tmp_path / "r.svg")
+    assert r.exit_code == 0 and "the step makes w infinite" in r.stderr
