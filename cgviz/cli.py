@@ -397,6 +397,16 @@ def _input_shape(ctx, param, values):
         raise click.BadParameter(str(e)) from None
 
 
+def _do_imports(ctx, param, names):
+    if names:
+        from .models.load import import_modules
+        try:
+            import_modules(names)
+        except CgvizError as e:
+            raise click.BadParameter(str(e).removeprefix(f"--import ")) from None
+    return names
+
+
 def _stash_max_elements(ctx, param, value):
     ctx.meta["cgviz.max_elements"] = value
     return value
@@ -415,6 +425,8 @@ def model_options(f):
         option("seed"),
         option("trust"),
         option("weights"),
+        # imported right here, as the option is read: before any model file is loaded
+        option("imports", expose_value=False, callback=_do_imports),
         option("mode"),
         # Not passed to the command function (expose_value=False): trace_options reads it from the
         # context, so every command taking a MODEL gets it without a new parameter.

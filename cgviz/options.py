@@ -209,6 +209,10 @@ OPTIONS: dict[str, Opt] = {
                 {"default": None}, manifest_type=click.Choice(["train", "eval"])),
     "input": Opt(("--input", "input_file"), Text(), "Inputs saved with torch.save: a tensor, a tuple of "
                  "tensors or a dict (read with weights_only).", {"metavar": "FILE"}),
+    "imports": Opt(("--import", "imports"), Text(), "Import this Python module first (from the current folder or "
+                   "the installed packages), e.g. the package that registers a .pt2 program's output classes: "
+                   "--import transformers. Repeatable; it runs that module's code.",
+                   {"multiple": True, "metavar": "MODULE"}),
     "weights": Opt(("--weights",), Text(), "A state_dict to load into the model a Python file defines.",
                    {"metavar": "STATE.pt"}),
 }

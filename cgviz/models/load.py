@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import pickletools
 import re
 import sys
@@ -295,7 +296,6 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
 
 
 def _load_export(path: Path, trust: bool = False) -> Loaded:
-    import logging
     import pickle
 
     import torch
@@ -306,11 +306,14 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
     if native and not trust:
         raise _fail(f"{path} holds compiled native code (AOTInductor: {native[0]}); loading it runs that "
                     f"code, which cgviz does only when you say you trust the file: add --trust. {EXPORT_HINT}")
-    # torch logs its own tracebacks while failing over between formats; the message below says it all.
+    # torch logs its own tracebacks while failing over between formats, and raises an exception that
+    # only says "check the warnings above": keep those records, to name the real cause, and print none.
+    caught = _Caught()
     quiet = [logging.getLogger(n) for n in ("torch.export", "torch._export")]
-    levels = [lg.level for lg in quiet]
+    saved = [(lg.handlers[:], lg.propagate) for lg in quiet]
     for lg in quiet:
-        lg.setLevel(logging.CRITICAL)
+        lg.handlers = [caught]      # torch's logging gives these loggers a stderr handler of their own
+        lg.propagate = False
     try:
         with (contextlib.nullcontext() if trust else no_pickled_code()):
             ep = torch.export.load(str(path))
@@ -321,11 +324,19 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
                     "loading them runs code stored in the file, which cgviz does only when you say you "
                     f"trust the file: add --trust. {EXPORT_HINT}") from None
     except Exception as e:
+        unregistered = caught.unregistered_pytree()
+        if unregistered:
+            head = unregistered.rsplit(".", 1)[0]
+            raise _fail(f"{path} returns a {unregistered}, a class that the code which exported the program "
+                        "registered with torch's pytree; cgviz does not import that code by itself. Name the "
+                        f"module that registers it: --import {head} (for a Hugging Face model, --import "
+                        "transformers)") from None
         raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
                     + _archive_problem(path, e, _export_newer)) from None
     finally:
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)
+        for lg, (handlers, propagate) in zip(quiet, saved):
+            lg.handlers = handlers
+            lg.propagate = propagate
     args, kwargs = None, None
     if ep.example_inputs is not None:
         args, kwargs = ep.example_inputs
@@ -399,6 +410,39 @@ def _script_newer(path: Path, e: BaseException) -> str | None:
     if hit and int(hit.group(1)) > int(hit.group(2)):
         return f"its file format is version {hit.group(1)}, newer than the {hit.group(2)} this PyTorch reads"
     return None
+
+
+class _Caught(logging.Handler):
+    """Keeps torch's log records while an archive loads (their exceptions name the real cause)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def unregistered_pytree(self) -> str | None:
+        """The type name in torch's "Deserializing X in pytree is not registered", if it said that."""
+        for r in self.records:
+            exc = r.exc_info[1] if r.exc_info else None
+            for text in (str(exc) if exc else "", r.getMessage()):
+                m = re.search(r"Deserializing (\S+) in pytree is not registered", text)
+                if m:
+                    return m.group(1)
+        return None
+
+
+def import_modules(names) -> None:
+    """--import MODULE: import what the user named (a package that registers pytree classes, say),
+    from the current folder or the installed packages; importing is the user's explicit choice."""
+    import importlib
+    with _sys_path(Path.cwd()):
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception as e:    # ImportError, or the module's own failure
+                raise _fail(f"--import {name}: {type(e).__name__}: {_first_line(e)}") from None
 
 
 def _archive_problem(path: Path, e: BaseException, newer) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 from dataclasses import dataclass, field
 
@@ -119,9 +120,17 @@ def _call(loaded: Loaded, model, args, kwargs, rec=None):
     except Exception as e:
         msg = str(e).strip().splitlines()
         text = (msg[0] if msg else "")[:400]
+        # point at the inputs only when the error is about them (a shape, a size, a dtype): an error
+        # from elsewhere sent users to re-check inputs that were fine
+        hint = (". Check --input-shape (one per input, in forward's order) or pass --input FILE"
+                if _INPUT_TROUBLE.search(text) else "")
         raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
-                         f"{type(e).__name__}: {text}{user_frame(e)}. Check --input-shape (one per "
-                         "input, in forward's order) or pass --input FILE.") from None
+                         f"{type(e).__name__}: {text}{user_frame(e)}{hint}.") from None
+
+
+_INPUT_TROUBLE = re.compile(r"shape|size|dimension|dtype|mat1|mat2|channels|expected input|"
+                            r"index out of range|out of bounds|must match|cannot be multiplied|"
+                            r"Expected .*(tensor|scalar type|Long|Float)", re.I)
 
 
 def _on_meta(args, kwargs) -> bool:
@@ -159,7 +168,10 @@ def _run_export(gm, args, kwargs, rec):
 
     flat = gm.graph._codegen.process_inputs(*args, **kwargs) if kwargs else \
         gm.graph._codegen.process_inputs(*args)
-    out = Scoped(gm).run(*flat)
+    # inputs are flattened and outputs unflattened here, once: Interpreter.run would do both again by
+    # default, and unflattening a dict output twice broke every program whose output is a dict or a
+    # tuple holding a multi-output op's result (a GRU's h_n)
+    out = Scoped(gm).run(*flat, enable_io_processing=False)
     rec.set_stack([])
     return gm.graph._codegen.process_outputs(out)
 
