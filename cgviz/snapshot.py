@@ -48,10 +48,16 @@ def _toml(path: Path) -> dict:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    from .paths import SOURCE_LIMIT, read_input
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageProblem(f"cannot read {path}: {e.strerror or e}") from None
+        data = read_input(path, kind="a manifest", accepts="Give a TOML manifest such as cgviz.toml.",
+                          limit=SOURCE_LIMIT)
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageProblem(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                           "a manifest is a TOML file") from None
+    except CgvizError as e:
+        raise UsageProblem(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise UsageProblem(f"{path}: not valid TOML: {e}") from None
 
@@ -215,15 +221,16 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
         write_atomic(out / f"{entry.name}.png", png)
         write_atomic(out / f"{entry.name}.dot", dot_text.encode("utf-8"))
         return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
-    dot_same = gdot.read_bytes() == dot_text.encode("utf-8")
-    diff = compare_png(gpng.read_bytes(), png, threshold)
+    old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
+    dot_same = old_dot == dot_text.encode("utf-8")
+    diff = compare_png(old_png, png, threshold)
     png_same = not diff.size_changed and diff.share <= tolerance
     if dot_same and png_same:
         return Outcome(entry, "same", "" if not diff.pixels else f"{diff.pixels} px within tolerance",
                        diff.share)
     parts = []
     if not dot_same:
-        parts.append(f"DOT differs ({_first_difference(gdot.read_text(encoding='utf-8'), dot_text)})")
+        parts.append(f"DOT differs ({_first_difference(old_dot.decode('utf-8', 'replace'), dot_text)})")
     if diff.size_changed:
         parts.append("PNG size changed")
     if diff.pixels:
@@ -237,6 +244,13 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
     if diff.diff_png:
         write_atomic(out / f"{entry.name}.diff.png", diff.diff_png)
     return Outcome(entry, "changed", "; ".join(parts), diff.share)
+
+
+def _read_golden(path: Path) -> bytes:
+    """A golden file's bytes: a regular file only (cgviz.paths), never a FIFO or a device."""
+    from .paths import read_input
+    return read_input(path, "golden", kind="a golden picture",
+                      accepts="Remove it, or run with --update to write the golden again.")
 
 
 def _first_difference(old: str, new: str) -> str:

@@ -118,9 +118,10 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     its keys are forward's parameter names, else one positional dict). Read with weights_only."""
     import pickle
     import torch
+    from ..paths import check_input
     p = Path(path)
-    if not p.is_file():
-        raise CgvizError(f"--input {path}: no such file")
+    check_input(p, "--input", kind="inputs",
+                accepts="Give tensors saved with torch.save(tensor_or_tuple, path).")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

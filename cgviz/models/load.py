@@ -134,15 +134,11 @@ def _is_state_dict(obj) -> bool:
 
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
     """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
+    from ..paths import read_input
     path, factory = split_spec(spec)
-    if not path.exists():
-        raise _fail(f"{spec}: no such file. " + ACCEPTS)
-    if path.is_dir():
-        raise _fail(f"{path} is a folder, not a model file. " + ACCEPTS)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise _fail(f"cannot read {path}: {e.strerror or e}") from None
+    # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
+    # cgviz.paths), since torch reads what it holds and real checkpoints are large.
+    data = read_input(path, kind="a model", accepts=ACCEPTS)
     if not data:
         raise _fail(f"{path} is empty (0 bytes). " + ACCEPTS)
     kind = sniff(path, data)
@@ -328,9 +324,10 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
 
 def _load_weights(loaded: Loaded, weights: str) -> None:
     import pickle
+    from ..paths import check_input
     wp = Path(weights)
-    if not wp.is_file():
-        raise _fail(f"--weights {weights}: no such file")
+    check_input(wp, "--weights", kind="a state_dict",
+                accepts="Give a state_dict saved with torch.save(model.state_dict(), path).")
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
