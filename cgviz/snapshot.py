@@ -221,9 +221,17 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
         write_atomic(out / f"{entry.name}.png", png)
         write_atomic(out / f"{entry.name}.dot", dot_text.encode("utf-8"))
         return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
-    old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
+    try:
+        old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
+        diff = _compare_golden(gpng, old_png, png, threshold)
+    except CgvizError as e:
+        if not update:
+            raise               # the entry's row says what is wrong with its golden
+        write_atomic(gdot, dot_text.encode("utf-8"))
+        write_atomic(gpng, png)
+        return Outcome(entry, "updated", f"the old golden could not be read, so it was replaced: "
+                                         f"{str(e).split(';')[0]}")
     dot_same = old_dot == dot_text.encode("utf-8")
-    diff = compare_png(old_png, png, threshold)
     png_same = not diff.size_changed and diff.share <= tolerance
     if dot_same and png_same:
         return Outcome(entry, "same", "" if not diff.pixels else f"{diff.pixels} px within tolerance",
@@ -251,6 +259,16 @@ def _read_golden(path: Path) -> bytes:
     from .paths import read_input
     return read_input(path, "golden", kind="a golden picture",
                       accepts="Remove it, or run with --update to write the golden again.")
+
+
+def _compare_golden(gpng: Path, old: bytes, new: bytes, threshold: int) -> PngDiff:
+    """compare_png, with a golden that is not a readable PNG said in words."""
+    from PIL import Image
+    try:
+        return compare_png(old, new, threshold)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise CgvizError(f"golden {gpng} is not a PNG picture cgviz can read ({type(e).__name__}); "
+                         "remove it, or run with --update to write it again") from None
 
 
 def _first_difference(old: str, new: str) -> str:
