@@ -559,6 +559,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     _check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
     _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    from .models.load import check_model_files
+    check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
     if profile:
         opts = dataclasses.replace(opts, profile=profile_runs or 1)
@@ -799,6 +801,8 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         if sets:
             raise click.UsageError("--set changes declarations of an expression file; "
                                    f"{target} is a model")
+        from .models.load import check_model_files
+        check_model_files(target, input_file, weights)      # before torch is imported
         from .models.gradcheck import check_model
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
@@ -877,7 +881,8 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     if is_model:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
-        from .models.load import load_model
+        from .models.load import check_model_files, load_model
+        check_model_files(target, input_file, weights)      # before torch is imported
         from .models.trace import trace
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         loaded = load_model(target, trust=trust, weights=weights)

@@ -119,9 +119,9 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     import pickle
     import torch
     from ..paths import check_input
+    from .load import INPUT_ACCEPTS
     p = Path(path)
-    check_input(p, "--input", kind="inputs",
-                accepts="Give tensors saved with torch.save(tensor_or_tuple, path).")
+    check_input(p, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import pickletools
 import sys
 import traceback
@@ -22,6 +23,9 @@ from ..errors import CgvizError
 ACCEPTS = ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
            "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
            "or, with --trust, a whole pickled nn.Module (torch.save(model)).")
+
+WEIGHTS_ACCEPTS = "Give a state_dict saved with torch.save(model.state_dict(), path)."
+INPUT_ACCEPTS = "Give tensors saved with torch.save(tensor_or_tuple, path)."
 
 EXPORT_HINT = ("To share a model safely, export it: "
                "torch.export.save(torch.export.export(model, example_inputs), 'model.pt2').")
@@ -52,10 +56,10 @@ def _fail(msg: str) -> CgvizError:
 def split_spec(spec: str) -> tuple[Path, str | None]:
     """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
     p = Path(spec)
-    if p.exists():
+    if os.path.lexists(p):        # lexists: a link that loops or dangles is still the file named
         return p, None
     head, sep, tail = spec.rpartition(":")
-    if sep and head and tail.isidentifier() and Path(head).exists():
+    if sep and head and tail.isidentifier() and os.path.lexists(head):
         return Path(head), tail
     return p, None
 
@@ -130,6 +134,17 @@ def _is_state_dict(obj) -> bool:
         return all(isinstance(v, torch.Tensor) for v in vals) or any(
             isinstance(v, dict) and _is_state_dict(v) for v in vals)
     return False
+
+
+def check_model_files(spec: str, input_file: str | None = None, weights: str | None = None) -> None:
+    """Before torch is imported or the model's code runs: MODEL, --input and --weights are regular
+    files (the same checks load_model, load_inputs and --weights make when they read them)."""
+    from ..paths import check_input
+    check_input(split_spec(spec)[0], kind="a model", accepts=ACCEPTS)
+    if input_file:
+        check_input(input_file, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
+    if weights:
+        check_input(weights, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
 
 
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
@@ -326,8 +341,7 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
     import pickle
     from ..paths import check_input
     wp = Path(weights)
-    check_input(wp, "--weights", kind="a state_dict",
-                accepts="Give a state_dict saved with torch.save(model.state_dict(), path).")
+    check_input(wp, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
