@@ -8,6 +8,7 @@ does not fail a build while a changed picture does; a diff image shows where.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,8 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
     """Compare one rendering with its golden pair; write the new files and the diff when they differ."""
     from .render import write_atomic
     gdot, gpng = golden / f"{entry.name}.dot", golden / f"{entry.name}.png"
-    if not gdot.exists() or not gpng.exists():
+    # lexists: a golden that is a dangling or looping link is not "missing"; reading it says what it is
+    if not os.path.lexists(gdot) or not os.path.lexists(gpng):
         if update:
             write_atomic(gdot, dot_text.encode("utf-8"))
             write_atomic(gpng, png)
