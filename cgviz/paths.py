@@ -157,7 +157,7 @@ def read_input(path, option: str = "", *, kind: str = "a file", accepts: str = "
         try:
             _refuse_kind(os.fstat(fd), shown, kind, accepts, limit)
             os.set_blocking(fd, True)
-            data = f.read() if limit is None else f.read(limit + 1)
+            data = f.read() if limit is None else read_capped(f, limit)
         except OSError as e:
             raise _read_error(e, shown, accepts) from None
     if limit is not None and len(data) > limit:
@@ -166,9 +166,22 @@ def read_input(path, option: str = "", *, kind: str = "a file", accepts: str = "
     return data
 
 
+def read_capped(f, limit: int, chunk: int = MiB) -> bytes:
+    """Up to limit + 1 bytes of a stream, in chunks: f.read(limit + 1) would allocate the whole
+    limit up front for a 100-byte file."""
+    parts, n = [], 0
+    while n <= limit:
+        part = f.read(min(chunk, limit + 1 - n))
+        if not part:
+            break
+        parts.append(part)
+        n += len(part)
+    return b"".join(parts)
+
+
 def read_stdin(kind: str = "an expression file", limit: int = SOURCE_LIMIT) -> bytes:
     """Standard input, read no further than `limit` bytes (`yes | cgviz render -` must end)."""
-    data = sys.stdin.buffer.read(limit + 1)
+    data = read_capped(sys.stdin.buffer, limit)
     if len(data) > limit:
         raise CgvizError(f"standard input holds more than the {size_text(limit)} cgviz reads as {kind}; "
                          "is it what you meant to pipe in?")
