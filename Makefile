@@ -68,7 +68,7 @@ docs: install
 
 # Rewrite the golden pictures in tests/snapshots after an intended change (then review and commit).
 snapshots: install
-	$(BIN)/cgviz snapshot tests/snapshots/cgviz.toml --golden tests/snapshots --update
+	$(BIN)/cgviz snapshot cgviz.toml --golden tests/snapshots --update
 
 bench: install
 	@# torchview is only a peer to measure against; --no-deps so it cannot pull another torch build.

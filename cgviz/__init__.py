@@ -1,3 +1,14 @@
-"""cgviz: computation graphs with forward values in blue and gradients in red."""
+"""cgviz: computation graphs with forward values in blue and gradients in red.
+
+    import cgviz
+    d = cgviz.draw("sample_graphs/pizza.cg")      # or program text, an nn.Module, a model file …
+    d["w"].grad            # array(4000.)
+    d.save("graph.svg")    # or d.png(), d.dot, d.to_dict(), d.page(); a notebook shows d itself
+"""
 
 __version__ = "0.1.0"
+
+from .api import Drawing, NodeView, draw, make_dot  # noqa: E402
+from .errors import CgvizError, SourceError  # noqa: E402
+
+__all__ = ["CgvizError", "Drawing", "NodeView", "SourceError", "draw", "make_dot", "__version__"]

@@ -10,7 +10,8 @@ import click
 
 from . import __version__
 from .errors import CgvizError
-from .render import FORMATS, DEFAULT_TIMEOUT, write_atomic
+from .options import option, parse_sets
+from .render import FORMATS, write_atomic
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
@@ -111,33 +112,9 @@ def run() -> None:
     raise SystemExit(code)
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in sets:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name or not value.strip():
-            raise click.UsageError(f"--set takes NAME=VALUE (for example --set w=0.1), got {item!r}")
-        if name in out:
-            raise click.UsageError(f"--set {name} is given twice")
-        out[name] = value
-    return out
-
-
-def _positive_float(ctx, param, value):
-    if value is not None and not (value > 0 and value != float("inf")):
-        raise click.BadParameter(f"must be a positive number, got {value}")
-    return value
-
-
 def health_options(f):
-    """--vanish and --explode: the gradient-health thresholds (cgviz.health), for render and grads."""
-    from .health import EXPLODE, VANISH
-    f = click.option("--explode", type=float, default=EXPLODE, show_default=True, metavar="T", callback=_positive_float,
-                     help="Flag a gradient as exploding above T (params: ‖g‖/‖w‖; inputs and zero params: ‖g‖).")(f)
-    f = click.option("--vanish", type=float, default=VANISH, show_default=True, metavar="T", callback=_positive_float,
-                     help="Flag a gradient as vanishing below T (params: ‖g‖/‖w‖; inputs and zero params: ‖g‖).")(f)
-    return f
+    """--vanish and --explode: the gradient-health thresholds (cgviz.health), for render, torch and grads."""
+    return option("vanish")(option("explode")(f))
 
 
 def _check_thresholds(vanish: float, explode: float) -> None:
@@ -210,19 +187,13 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
-@click.option("--no-grad", is_flag=True, help="Forward graph only: no backward pass, no red edges.")
-@click.option("--rankdir", type=click.Choice(["LR", "TB"], case_sensitive=False), default="LR",
-              show_default=True, help="Layout direction: left to right, or top to bottom.")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
-              help="Give up on Graphviz's layout after this long.")
-@click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Refuse tensors with more elements than this, before allocating them "
-                   "[default: 50,000,000, about 400 MB].")
-@click.option("--lr", type=float, metavar="RATE",
-              help="Show each param's value after one step of gradient descent (w: 0.5 → -3.5), and warn "
+@option("no_grad")
+@option("rankdir", default="LR")
+@option("timeout")
+@option("max_elements")
+@option("lr", help="Show each param's value after one step of gradient descent (w: 0.5 → -3.5), and warn "
                    "when a step is large for the param's size.")
-@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
-              help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
+@option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr, clip_norm, vanish, explode, quiet):
@@ -244,14 +215,12 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
     from .dot import DotOptions, headline
     from .pipeline import evaluate, output_bytes, read_source
 
-    overrides = _parse_sets(sets)
+    overrides = parse_sets(sets)
     _check_thresholds(vanish, explode)
     if lr is not None and no_grad:
         raise click.UsageError("--lr needs gradients; leave out --no-grad")
     if clip_norm is not None and lr is None:
         raise click.UsageError("--clip-norm clips the step --lr takes; give --lr too")
-    if lr is not None and not lr > 0:
-        raise click.UsageError(f"--lr must be a positive number, got {lr}")
     fmt, path = resolve_output(file, output, fmt)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
     text, name = read_source(file)
@@ -294,7 +263,7 @@ def explain(file, fmt, output, sets):
     from .explain import FORMATS as EXPLAIN
     from .pipeline import evaluate, read_source
 
-    overrides = _parse_sets(sets)
+    overrides = parse_sets(sets)
     path = None if not output or output == "-" else Path(output)
     _check_files(_target_inputs(file), [_out("-o", path, True)])
     text, name = read_source(file)
@@ -306,19 +275,16 @@ def explain(file, fmt, output, sets):
 
 @main.command()
 @click.argument("file", metavar="FILE")
-@click.option("--lr", type=float, required=True, metavar="RATE", help="The learning rate η of w ← w − η · ∂L/∂w.")
-@click.option("--steps", type=click.IntRange(min=1, max=1_000_000), default=100, show_default=True, metavar="N",
-              help="How many steps of gradient descent.")
-@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), metavar="C",
-              help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
+@option("lr", required=True)
+@option("steps")
+@option("clip_norm", help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
 @click.option("-o", "--output", metavar="OUT",
               help="The final graph (suffix picks the format) [default: <stem>_trained.png].")
 @click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
-@click.option("--rankdir", type=click.Choice(["LR", "TB"], case_sensitive=False), default="LR", show_default=True)
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
-              help="Give up on Graphviz's layout after this long.")
+@option("rankdir", default="LR")
+@option("timeout")
 @click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
 def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
     """Train the params of an expression FILE by gradient descent: print the loss at each step,
@@ -339,9 +305,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     from .plots import loss_curve
     from .train import frame_steps, params, train as run_training, training_warnings
 
-    if not lr > 0 or lr != lr or lr == float("inf"):
-        raise click.UsageError(f"--lr must be a positive number, got {lr}")
-    overrides = _parse_sets(sets)
+    overrides = parse_sets(sets)
     stem = "stdin" if file == "-" else Path(file).stem
     fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
     curve_path = Path(curve or f"{stem}_loss.png")
@@ -458,22 +422,16 @@ def model_options(f):
         click.option("--input-shape", "input_shapes", multiple=True, callback=_input_shape, metavar="DIMS[:DTYPE]",
                      help="A random input of this shape, once per forward argument: 1,3,32,32 or 1,64:long "
                           "(token ids, drawn within the model's embedding range)."),
-        click.option("--input", "input_file", metavar="FILE",
-                     help="Inputs saved with torch.save: a tensor, a tuple of tensors or a dict (read with weights_only)."),
-        click.option("--dtype", type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
-                     help="Cast the model and its float inputs first."),
-        click.option("--loss", type=click.Choice(["sum", "mean", "mse", "ce"]),
-                     help="What backward starts from [default: the output if it is a scalar, else its sum]. "
-                          "mse is against zeros, ce against random classes on the last dimension."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seeds random inputs, ce targets and dropout."),
-        click.option("--trust", is_flag=True,
-                     help="Allow loading a pickled nn.Module (torch.save(model)); this runs code from the file."),
-        click.option("--weights", metavar="STATE.pt", help="A state_dict to load into the model a Python file defines."),
-        click.option("--train/--eval", "mode", default=None, help="Run in training or evaluation mode [default: as saved]."),
+        option("input"),
+        option("dtype"),
+        option("loss"),
+        option("seed"),
+        option("trust"),
+        option("weights"),
+        option("mode"),
         # Not passed to the command function (expose_value=False): trace_options reads it from the
         # context, so every command taking a MODEL gets it without a new parameter.
-        click.option("--max-elements", type=click.IntRange(min=1), default=None, metavar="N",
-                     expose_value=False, callback=_stash_max_elements,
+        option("max_elements", expose_value=False, callback=_stash_max_elements,
                      help="Refuse an --input-shape input with more elements than this, before allocating "
                           "it [default: 50,000,000]."),
     ]
@@ -503,28 +461,19 @@ def model_stem(model: str) -> str:
               help="Output file; its suffix picks the format. '-' writes to standard output.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
 @model_options
-@click.option("--view", type=click.Choice(["ops", "autograd"]), default="ops", show_default=True,
-              help="ops: the forward ops as they ran, in module clusters; autograd: the backward "
-                   "graph of grad_fn nodes, as torchviz draws it.")
-@click.option("--depth", type=click.IntRange(min=1), metavar="N",
-              help="Draw every module nested deeper than N as one box [default: as deep as stays "
-                   "readable, a few hundred nodes].")
-@click.option("--no-fold", is_flag=True, help="Draw repeated identical blocks and loop steps one by one.")
-@click.option("--meta", is_flag=True,
-              help="Trace on the meta device: shapes, structure and parameter counts of a model too "
-                   "big to run, without values or gradients.")
-@click.option("--no-grad", is_flag=True, help="Leave the red gradient edges out of the picture.")
+@option("view")
+@option("depth")
+@option("no_fold")
+@option("meta")
+@option("no_grad", help="Leave the red gradient edges out of the picture.")
 @click.option("--profile", is_flag=True,
               help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
                    "CPU time and memory on every node, shaded by share of the time, and a table of the "
                    "top nodes (on stdout; on stderr when -o - writes the picture there).")
-@click.option("--profile-runs", type=click.IntRange(min=1), metavar="N",
-              help="With --profile: average N measured passes [default: 1].")
-@click.option("--top", "profile_top", type=click.IntRange(min=1), metavar="N",
-              help="With --profile: rows in the table [default: 10].")
-@click.option("--rankdir", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True)
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
-              help="Give up on Graphviz's layout after this long.")
+@option("profile_runs")
+@option("profile_top")
+@option("rankdir", default="TB")
+@option("timeout")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
@@ -595,21 +544,24 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
 @click.option("--update", is_flag=True, help="Write new goldens for the entries that changed or are new.")
 @click.option("--out", "out_dir", default="snapshot-out", show_default=True, metavar="DIR",
               help="Where the new PNG/DOT and <entry>.diff.png of a changed entry go.")
-@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.001, show_default=True, metavar="T",
-              help="Share of pixels that may differ before the PNG counts as changed.")
-@click.option("--threshold", type=click.IntRange(0, 255), default=48, show_default=True, metavar="N",
-              help="A pixel differs when a colour channel moves by more than N (of 255).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Render in N parallel processes.")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
-              help="Give up on one entry's Graphviz layout after this long.")
-def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeout):
+@option("tolerance")
+@option("threshold")
+@option("jobs")
+@option("timeout", help="Give up on one entry's Graphviz layout after this long.")
+@click.option("--allow-trust", is_flag=True,
+              help="Let manifest entries set trust = true (unpickling a module runs code from its file).")
+@click.option("--allow-outside", is_flag=True,
+              help="Let a manifest name files outside its own folder.")
+def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeout, allow_trust, allow_outside):
     """Hold pictures of graphs steady: render every entry and compare it with its golden copy.
 
     Entries are .cg files, or a manifest (TOML, e.g. cgviz.toml) of [[entry]] tables with
     `file = "x.cg"` or `model = "net.py"` and the options render/torch take. The DOT must match
     exactly; the PNG pixel by pixel within --tolerance. Exit status 0 when all match, 1 when any
     changed or lacks a golden, 2 for a usage mistake.
+
+    A manifest may name only files inside its own folder, and no entry may set trust = true,
+    unless --allow-outside and --allow-trust say so: in CI a manifest comes from a pull request.
 
     \b
     Examples:
@@ -626,7 +578,7 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         raise click.UsageError("give a manifest (cgviz.toml) or .cg files to snapshot")
     if len(inputs) == 1 and inputs[0].endswith(".toml"):
         try:
-            entries = load_manifest(Path(inputs[0]))
+            entries = load_manifest(Path(inputs[0]), allow_trust=allow_trust, allow_outside=allow_outside)
         except UsageProblem as e:
             raise click.UsageError(str(e)) from None
     else:
@@ -637,6 +589,9 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         except UsageProblem as e:
             raise click.UsageError(str(e)) from None
     golden_dir, out = Path(golden), Path(out_dir)
+    for flag, folder in (("--golden", golden_dir), ("--out", out)):
+        if folder.exists() and not folder.is_dir():
+            raise click.UsageError(f"{flag} {folder} is a file; it must name a folder (cgviz creates it if missing)")
     from .paths import check_folder, same_file
     if same_file(out, golden_dir):
         raise click.UsageError("--out must not be the --golden folder (it would overwrite the goldens)")
@@ -699,9 +654,10 @@ def _snapshot_files(manifest: str | None, entries: list, golden: Path, out: Path
         inputs += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
                    Arg(f"entry {e.name!r}: {a.option}", a.path)
                    for a in _target_inputs(e.path, e.options.get("input"), e.options.get("weights"))]
-    outputs = [Arg("--out", out / f"{e.name}{suffix}") for e in entries for suffix in (".png", ".dot", ".diff.png")]
+    from .snapshot import derived
+    outputs = [Arg("--out", derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
     if update:
-        outputs += [Arg("--golden", golden / f"{e.name}{suffix}") for e in entries for suffix in (".png", ".dot")]
+        outputs += [Arg("--golden", derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
     return inputs, outputs
 
 
@@ -715,57 +671,13 @@ def _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, 
                                f"{target} is an expression file")
 
 
-def _is_model(target: str) -> bool:
-    """Whether `cgviz check` was given a model rather than an expression file: by suffix first
-    (.cg is an expression file, .py and torch's archives are models), else by content (a zip or
-    pickle is a model; text is an expression file unless the expression parser rejects it and
-    Python accepts it)."""
-    from .models.load import split_spec, sniff
-    if target == "-":
-        return False
-    path, factory = split_spec(target)
-    if factory:
-        return True
-    suffix = path.suffix.lower()
-    if suffix == ".cg":
-        return False
-    if suffix in (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin"):
-        return True
-    from .paths import SOURCE_LIMIT, check_input, read_input
-    # Not a regular file (a FIFO, a device, a folder, a loop) or missing: say so before anything opens it.
-    accepts = "Give an expression file such as pizza.cg, or a model file (see cgviz torch --help)."
-    if check_input(path, kind="an expression file or a model", accepts=accepts).st_size > SOURCE_LIMIT:
-        return True             # too big for an expression file
-    data = read_input(path, kind="an expression file or a model", accepts=accepts, limit=SOURCE_LIMIT)
-    try:
-        kind = sniff(path, data)
-    except CgvizError:
-        return True             # a damaged zip: load_model says so
-    if kind.startswith("zip") or kind == "pickle":
-        return True
-    if kind == "python":
-        from .parser import parse
-        try:
-            parse(data.decode("utf-8-sig"), str(path))
-        except CgvizError:
-            return True
-        return False
-    return False
-
-
 @main.command()
 @click.argument("target", metavar="FILE|MODEL")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
-              help="Relative tolerance against PyTorch autograd.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-8, show_default=True,
-              help="Absolute tolerance against PyTorch autograd.")
-@click.option("--fd-rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Relative tolerance against finite differences.")
-@click.option("--fd-atol", type=click.FloatRange(min=0), default=1e-6, show_default=True,
-              help="Absolute tolerance against finite differences.")
-@click.option("--fd-samples", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Finite differences at most N elements per tensor, the same ones every run "
-                   "[default: 64 for an expression file, 16 for a model].")
+@option("rtol")
+@option("atol")
+@option("fd_rtol")
+@option("fd_atol")
+@option("fd_samples")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Expression files: replace a declaration's value, e.g. --set w=0.1. Repeatable.")
 @model_options
@@ -797,7 +709,8 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
     from . import gradcheck
 
     ctx = click.get_current_context()
-    if _is_model(target):
+    from .api import is_model
+    if is_model(target):
         if sets:
             raise click.UsageError("--set changes declarations of an expression file; "
                                    f"{target} is a model")
@@ -810,7 +723,7 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
     else:
         _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
         from .pipeline import evaluate, read_source
-        overrides = _parse_sets(sets)
+        overrides = parse_sets(sets)
         text, name = read_source(target)
         result = evaluate(text, name, overrides, max_elements=ctx.meta.get("cgviz.max_elements"))
         for w in result.run.warnings:
@@ -877,8 +790,9 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
     _check_files(_target_inputs(target, input_file, weights), [_out("-o", bar_path, output),
                                                                _out("--hist", hist_path, hist)])
-    is_model = _is_model(target)
-    if is_model:
+    from .api import is_model
+    model_target = is_model(target)
+    if model_target:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
         from .models.load import check_model_files, load_model
@@ -906,7 +820,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         from .pipeline import evaluate, read_source
         text, name = read_source(target)
         ctx = click.get_current_context()
-        result = evaluate(text, name, _parse_sets(sets), max_elements=ctx.meta.get("cgviz.max_elements"))
+        result = evaluate(text, name, parse_sets(sets), max_elements=ctx.meta.get("cgviz.max_elements"))
         for w in result.run.warnings:
             click.echo(f"warning: {name}: {w}", err=True)
         rows = G.expression_rows(result.graph, result.run, vanish, explode)
@@ -914,7 +828,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
             raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
                              "(declare weights with `param`, data with `input`)")
         title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
-    prefix = "" if is_model else f"{name}: "     # as render says it
+    prefix = "" if model_target else f"{name}: "     # as render says it
     for w in flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode):
         click.echo(f"warning: {prefix}{w}", err=True)
     click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)

@@ -16,11 +16,11 @@ from typing import Any
 
 from .errors import CgvizError
 
-# The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option.
-CG_KEYS = {"set": dict, "rankdir": str, "no_grad": bool, "max_elements": int}
-MODEL_KEYS = {"input_shape": list, "input": str, "dtype": str, "loss": str, "seed": int, "view": str,
-              "depth": int, "no_fold": bool, "trust": bool, "weights": str, "meta": bool, "mode": str,
-              "no_grad": bool, "rankdir": str}
+# The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
+# by the same definition as on the command line (cgviz.options).
+CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
+MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "seed", "view", "depth", "no_fold", "trust", "weights",
+              "meta", "mode", "no_grad", "rankdir")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
@@ -63,9 +63,13 @@ def _toml(path: Path) -> dict:
         raise UsageProblem(f"{path}: not valid TOML: {e}") from None
 
 
-def load_manifest(path: Path) -> list[Entry]:
+def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = False) -> list[Entry]:
     """`[[entry]]` tables: `file = "x.cg"` or `model = "net.py"`, plus options; paths are relative to
-    the manifest's folder."""
+    the manifest's folder.
+
+    In CI a manifest comes from a pull request, so it may not widen what cgviz runs or reads: every
+    file it names must lie inside its folder unless `allow_outside`, and `trust = true` (unpickling
+    a module, which runs code) needs `allow_trust`; both are the caller's command-line choice."""
     doc = _toml(path)
     items = doc.get("entry")
     if not isinstance(items, list) or not items:
@@ -81,29 +85,113 @@ def load_manifest(path: Path) -> list[Entry]:
         if has_file == has_model:
             raise UsageProblem(f"{where} needs exactly one of `file` (a .cg program) and `model`")
         kind = "cg" if has_file else "model"
-        target = str(item["file" if has_file else "model"])
-        allowed = CG_KEYS if kind == "cg" else MODEL_KEYS
-        opts: dict[str, Any] = {}
-        for key, value in item.items():
-            if key in ("file", "model", "name"):
-                continue
-            if key not in allowed:
-                raise UsageProblem(f"{where}: unknown key {key!r} for a {'.cg file' if has_file else 'model'}; "
-                                   f"known: {', '.join(sorted(allowed))}")
-            if not isinstance(value, allowed[key]):
-                raise UsageProblem(f"{where}: {key} should be a {allowed[key].__name__}, got {value!r}")
-            opts[key] = value
+        target = item["file" if has_file else "model"]
+        if not isinstance(target, str) or not target.strip() or "\x00" in target:
+            raise UsageProblem(f"{where}: `{'file' if has_file else 'model'}` must be a path, got {target!r}")
+        opts = _entry_options(item, kind, where)
+        if opts.get("trust") and not allow_trust:
+            raise UsageProblem(f"{where} sets trust = true, which unpickles a whole nn.Module and so runs code "
+                               "from the file; a manifest cannot allow that by itself: add --allow-trust to "
+                               "the command line if you trust every model this manifest names")
+        # `net.py:build` keeps its factory; the path part is relative to the manifest
+        head, sep, tail = target.rpartition(":")
+        has_factory = bool(sep) and tail.isidentifier() and head.endswith(".py")
+        file_part = head if has_factory else target
+        for key, rel in (("file" if has_file else "model", file_part), ("input", opts.get("input")),
+                         ("weights", opts.get("weights"))):
+            if rel is not None and not allow_outside:
+                _inside(base, rel, f"{where}: {key}")
         for key in ("input", "weights"):
             if key in opts:
                 opts[key] = str(base / opts[key])
-        # `net.py:build` keeps its factory; the path part is relative to the manifest
-        head, sep, tail = target.rpartition(":")
-        resolved = str(base / head) + sep + tail if sep and tail.isidentifier() and head.endswith(".py") \
-            else str(base / target)
-        name = str(item.get("name") or Path(head if sep and tail.isidentifier() else target).stem)
+        resolved = str(base / head) + sep + tail if has_factory else str(base / target)
+        name = item.get("name")
+        if name is None:
+            name = Path(file_part).stem
+            check_name(name, f"{where}: the name taken from {file_part!r}")
+        else:
+            check_name(name, f"{where}: name")
         out.append(Entry(name, resolved, kind, opts))
     _unique(out, str(path))
     return out
+
+
+def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
+    """An entry's options, each checked by the command line's own definition of that option."""
+    import click
+
+    from .options import OPTIONS, parse_sets
+    allowed = CG_KEYS if kind == "cg" else MODEL_KEYS
+    opts: dict[str, Any] = {}
+    for key, value in item.items():
+        if key in ("file", "model", "name"):
+            continue
+        if key not in allowed:
+            raise UsageProblem(f"{where}: unknown key {key!r} for a {'.cg file' if kind == 'cg' else 'model'}; "
+                               f"known: {', '.join(sorted(allowed))}")
+        try:
+            if key == "set":
+                if not isinstance(value, dict):
+                    raise click.BadParameter(f"must be a table of NAME = VALUE, got {value!r}")
+                opts[key] = parse_sets([f"{n}={v}" for n, v in value.items()])
+            elif key == "input_shape":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise click.BadParameter(f"must be a list of shapes such as [\"1,3,32,32\"], got {value!r}")
+                from .models.inputs import parse_shape
+                try:
+                    opts[key] = tuple(parse_shape(v) for v in value)
+                except ValueError as e:
+                    raise click.BadParameter(str(e)) from None
+            else:
+                opts[key] = OPTIONS[key].convert(value)
+        except click.UsageError as e:
+            raise UsageProblem(f"{where}: {key} {e.message}") from None
+    return opts
+
+
+def _inside(base: Path, rel: str, what: str) -> None:
+    """Refuse a path a manifest names that leads outside the manifest's folder (after symlinks)."""
+    # realpath, not resolve(): Python 3.11's resolve() raises RuntimeError on a symlink loop (an
+    # internal error); a loop stays itself here and is named as one when it is read
+    root = Path(os.path.realpath(base))
+    target = Path(os.path.realpath(base / rel))
+    if target != root and root not in target.parents:
+        raise UsageProblem(f"{what} {rel!r} lies outside the manifest's folder {base}; a manifest may only "
+                           "name files inside its folder, since in CI it comes from a pull request. Move "
+                           "the file, or add --allow-outside to the command line if you trust the manifest")
+
+
+# A golden's name is a plain file-name stem: it becomes <name>.png and <name>.dot inside --golden and
+# --out, so a separator, `..`, a leading dot or a drive letter could reach outside them.
+_NAME_FORBIDDEN = set('/\\:*?"<>|')
+MAX_NAME = 120
+
+
+def check_name(name: object, what: str) -> str:
+    """A safe golden name, or UsageProblem saying why not."""
+    if not isinstance(name, str) or not name:
+        raise UsageProblem(f"{what} must be a non-empty string, got {name!r}")
+    bad = sorted({c for c in name if c in _NAME_FORBIDDEN or ord(c) < 32 or ord(c) == 127})
+    problem = None
+    if bad:
+        problem = f"has {', '.join(repr(c) for c in bad)}"
+    elif name.startswith(".") or name.endswith((" ", ".")):
+        problem = "starts with a dot or ends with a dot or a space"
+    elif len(name) > MAX_NAME:
+        problem = f"is {len(name)} characters long (at most {MAX_NAME})"
+    if problem:
+        raise UsageProblem(f"{what} {name[:60]!r} {problem}; a name becomes the golden's file name, so it "
+                           "must be a plain file-name stem (letters, digits, -, _, . and spaces)")
+    return name
+
+
+def derived(folder: Path, name: str, suffix: str) -> Path:
+    """<folder>/<name><suffix>, refused unless it stays directly inside the folder: names are checked
+    when entries are made, and this is the second lock on the door, at the place that writes."""
+    path = folder / f"{name}{suffix}"
+    if path.parent != folder or name in ("", ".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise UsageProblem(f"the golden name {name!r} would lead outside {folder}")
+    return path
 
 
 def entries_from_files(files: list[str]) -> list[Entry]:
@@ -111,19 +199,26 @@ def entries_from_files(files: list[str]) -> list[Entry]:
     out = []
     for f in files:
         kind = "cg" if f.endswith(".cg") or f == "-" else "model"
-        out.append(Entry(Path(f.rpartition(":")[0] if kind == "model" and ":" in f and not Path(f).exists()
-                              else f).stem, f, kind, {}))
+        stem = Path(f.rpartition(":")[0] if kind == "model" and ":" in f and not Path(f).exists() else f).stem
+        out.append(Entry(check_name(stem, f"the name taken from {f!r}"), f, kind, {}))
     _unique(out, "the arguments")
     return out
 
 
 def _unique(entries: list[Entry], where: str) -> None:
+    # names that differ only in case are one file on macOS and Windows, where goldens are checked out too
     seen: dict[str, Entry] = {}
     for e in entries:
-        if e.name in seen:
-            raise UsageProblem(f"two entries in {where} are named {e.name!r} ({seen[e.name].path} and "
-                               f"{e.path}); give one a `name`")
-        seen[e.name] = e
+        key = e.name.casefold()
+        if key in seen:
+            other = seen[key]
+            if other.name == e.name:
+                clash = f"are named {e.name!r} ({other.path} and {e.path})"
+            else:
+                clash = (f"are named {other.name!r} ({other.path}) and {e.name!r} ({e.path}), which differ "
+                         "only in case: one file on macOS and Windows")
+            raise UsageProblem(f"two entries in {where} {clash}; give one a `name`")
+        seen[key] = e
 
 
 def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
@@ -134,21 +229,15 @@ def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
         from .dot import DotOptions, to_dot
         from .pipeline import evaluate, read_source
         text, name = read_source(entry.path)
-        overrides = {k: str(v) for k, v in o.get("set", {}).items()}
-        result = evaluate(text, name, overrides, grad=not o.get("no_grad", False),
+        result = evaluate(text, name, o.get("set", {}), grad=not o.get("no_grad", False),
                           max_elements=o.get("max_elements"))
         dot_text = to_dot(result.graph, result.run, DotOptions(rankdir=o.get("rankdir", "LR").upper(),
                                                                 grad=not o.get("no_grad", False)))
         nodes = len(result.graph)
     else:
-        from .models.inputs import parse_shape
         from .models.pipeline import draw_model
         from .models.trace import TraceOptions
-        try:
-            shapes = tuple(parse_shape(s) for s in o.get("input_shape", []))
-        except ValueError as e:
-            raise CgvizError(f"input_shape: {e}") from None
-        opts = TraceOptions(input_shapes=shapes, input_file=o.get("input"), dtype=o.get("dtype"),
+        opts = TraceOptions(input_shapes=o.get("input_shape", ()), input_file=o.get("input"), dtype=o.get("dtype"),
                             loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
                             mode=o.get("mode"), meta=o.get("meta", False))
         res = draw_model(entry.path, "dot", trust=o.get("trust", False), weights=o.get("weights"), opts=opts,
@@ -213,27 +302,34 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
           threshold: int, tolerance: float) -> Outcome:
     """Compare one rendering with its golden pair; write the new files and the diff when they differ."""
     from .render import write_atomic
-    gdot, gpng = golden / f"{entry.name}.dot", golden / f"{entry.name}.png"
+    gdot, gpng = derived(golden, entry.name, ".dot"), derived(golden, entry.name, ".png")
+    new_png, new_dot, diff_path = (derived(out, entry.name, s) for s in (".png", ".dot", ".diff.png"))
     # lexists: a golden that is a dangling or looping link is not "missing"; reading it says what it is
     if not os.path.lexists(gdot) or not os.path.lexists(gpng):
         if update:
             write_atomic(gdot, dot_text.encode("utf-8"))
             write_atomic(gpng, png)
             return Outcome(entry, "new", "golden written")
-        write_atomic(out / f"{entry.name}.png", png)
-        write_atomic(out / f"{entry.name}.dot", dot_text.encode("utf-8"))
+        write_atomic(new_png, png)
+        write_atomic(new_dot, dot_text.encode("utf-8"))
         return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
+    from PIL import Image
     try:
         old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
-        diff = _compare_golden(gpng, old_png, png, threshold)
-    except CgvizError as e:
+    except CgvizError:
         if not update:
-            raise               # the entry's row says what is wrong with its golden
-        write_atomic(gdot, dot_text.encode("utf-8"))
-        write_atomic(gpng, png)
-        return Outcome(entry, "updated", f"the old golden could not be read, so it was replaced: "
-                                         f"{str(e).split(';')[0]}")
+            raise               # a FIFO, a device, a folder, a loop: the entry's error row says which
+        old_dot, old_png = b"", b""       # --update replaces it, as an unreadable PNG below
     dot_same = old_dot == dot_text.encode("utf-8")
+    try:
+        diff = compare_png(old_png, png, threshold)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:   # UnidentifiedImageError is an OSError
+        if not update:
+            write_atomic(new_png, png)
+            write_atomic(new_dot, dot_text.encode("utf-8"))
+            return Outcome(entry, "error", f"the golden {gpng} is not a readable PNG ({type(e).__name__}); "
+                           "restore it from version control, or write a new one with --update")
+        diff = PngDiff(1.0, 0, True, None)
     png_same = not diff.size_changed and diff.share <= tolerance
     if dot_same and png_same:
         return Outcome(entry, "same", "" if not diff.pixels else f"{diff.pixels} px within tolerance",
@@ -249,10 +345,10 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
         write_atomic(gdot, dot_text.encode("utf-8"))
         write_atomic(gpng, png)
         return Outcome(entry, "updated", "; ".join(parts), diff.share)
-    write_atomic(out / f"{entry.name}.png", png)
-    write_atomic(out / f"{entry.name}.dot", dot_text.encode("utf-8"))
+    write_atomic(new_png, png)
+    write_atomic(new_dot, dot_text.encode("utf-8"))
     if diff.diff_png:
-        write_atomic(out / f"{entry.name}.diff.png", diff.diff_png)
+        write_atomic(diff_path, diff.diff_png)
     return Outcome(entry, "changed", "; ".join(parts), diff.share)
 
 
@@ -261,16 +357,6 @@ def _read_golden(path: Path) -> bytes:
     from .paths import read_input
     return read_input(path, "golden", kind="a golden picture",
                       accepts="Remove it, or run with --update to write the golden again.")
-
-
-def _compare_golden(gpng: Path, old: bytes, new: bytes, threshold: int) -> PngDiff:
-    """compare_png, with a golden that is not a readable PNG said in words."""
-    from PIL import Image
-    try:
-        return compare_png(old, new, threshold)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise CgvizError(f"golden {gpng} is not a PNG picture cgviz can read ({type(e).__name__}); "
-                         "remove it, or run with --update to write it again") from None
 
 
 def _first_difference(old: str, new: str) -> str:
@@ -294,7 +380,7 @@ def clear_previous(out: Path, entries: list[Entry]) -> None:
     """Remove what an earlier run left in --out for these entries, so every file there is current."""
     for e in entries:
         for suffix in (".png", ".dot", ".diff.png"):
-            (out / f"{e.name}{suffix}").unlink(missing_ok=True)
+            derived(out, e.name, suffix).unlink(missing_ok=True)
 
 
 def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, bytes | None, str | None]:
@@ -305,3 +391,5 @@ def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, 
         return entry, dot_text, png, None
     except CgvizError as e:
         return entry, None, None, str(e)
+    except Exception as e:  # a bug in cgviz on this entry: reported as its error, the others still run
+        return entry, None, None, f"internal error: {type(e).__name__}: {e} (a bug in cgviz; please report it)"

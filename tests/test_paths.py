@@ -117,6 +117,8 @@ def test_every_file_argument_refuses_what_is_not_a_regular_file(cli, here, arg, 
     _project(here)
     bad = _bad(here, arg, kind)
     args = FILE_ARGS[arg][1](bad, here)
+    if kind == "device" and "manifest" in arg[1]:
+        args.append("--allow-outside")      # the link to /dev/zero leads outside the manifest's folder
     before = sorted(p.name for p in here.iterdir())
     if kind in ("fifo", "device"):
         # a subprocess: were the check lost, a FIFO would block for ever and /dev/zero fill memory

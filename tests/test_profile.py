@@ -243,7 +243,7 @@ def test_top_limits_the_table(cli, blocks, tmp_path):
     (["--top", "3"], "--profile-runs and --top go with --profile"),
     (["--profile", "--view", "autograd"], "cannot be combined with --view autograd"),
     (["--profile", "--meta"], "cannot be combined with --meta"),
-    (["--profile", "--profile-runs", "0"], "0 is not in the range"),
+    (["--profile", "--profile-runs", "0"], "must be a whole number at least 1"),
 ])
 def test_bad_combinations_are_usage_errors(cli, blocks, tmp_path, args, message):
     r = cli("torch", blocks, *args, "-o", tmp_path / "b.dot")

@@ -47,6 +47,7 @@ def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "sample_graphs", d / "sample_graphs")
     shutil.copytree(ROOT / "tests" / "snapshots", d / "tests" / "snapshots")   # the snapshot examples
+    shutil.copy(ROOT / "cgviz.toml", d / "cgviz.toml")                          # and their manifest
     return d
 
 
@@ -87,3 +88,23 @@ def test_every_model_json_field_is_documented(cli):
         if key in ("format", "version", "nodes", "edges", "edges[].src", "edges[].dst", "edges[].grad_stats"):
             continue
         assert key in documented or f"`{key}`" in README, f"JSON field {key!r} is not documented in the README"
+
+
+def python_examples():
+    """(code, expected stdout) for every ```python block followed by a ```text block of its output."""
+    return re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", README, re.S)
+
+
+PY_EXAMPLES = python_examples()
+
+
+def test_the_readme_has_python_examples():
+    assert len(PY_EXAMPLES) >= 3 and any("make_dot" in code for code, _ in PY_EXAMPLES)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
+@pytest.mark.parametrize("code, expected", PY_EXAMPLES, ids=[f"python{i}" for i in range(len(PY_EXAMPLES))])
+def test_readme_python(code, expected, workdir):
+    p = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.rstrip() == expected.rstrip()

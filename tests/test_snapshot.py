@@ -16,7 +16,7 @@ from cgviz.snapshot import DEFAULT_THRESHOLD, Entry, check, compare_png
 from conftest import ROOT
 
 SNAPSHOTS = ROOT / "tests" / "snapshots"
-MANIFEST = SNAPSHOTS / "cgviz.toml"
+MANIFEST = ROOT / "cgviz.toml"
 NAMES = ["pizza", "challenge", "three_layer", "softmax_classifier", "vanishing", "chain_0_1", "exploding",
          "residual", "pizza_w0.1", "rnn_loop", "res_cnn_depth1"]
 
@@ -42,6 +42,7 @@ def project(tmp_path):
     """A copy of the samples and goldens, laid out as in the repository, to change freely."""
     shutil.copytree(ROOT / "sample_graphs", tmp_path / "sample_graphs")
     shutil.copytree(SNAPSHOTS, tmp_path / "tests" / "snapshots")
+    shutil.copy(MANIFEST, tmp_path / "cgviz.toml")
     return tmp_path
 
 
@@ -49,7 +50,7 @@ def test_changing_one_sample_fails_with_a_diff_image(cli, project):
     pizza = project / "sample_graphs" / "pizza.cg"
     pizza.write_text(pizza.read_text().replace("param w = 0.5", "param w = 0.6"))
     snaps = project / "tests" / "snapshots"
-    r = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out")
+    r = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
     assert r.exit_code == 1
     table = _table(r.stdout)
     assert table["pizza"] == "changed"
@@ -64,10 +65,10 @@ def test_changing_one_sample_fails_with_a_diff_image(cli, project):
     assert (project / "out" / "pizza.dot").read_text() != (snaps / "pizza.dot").read_text()
     # --update rewrites only that golden, and then everything matches
     before = {n: (snaps / f"{n}.png").read_bytes() for n in NAMES}
-    u = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--update")
+    u = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--update")
     assert u.exit_code == 0 and "wrote goldens for: pizza\n" in u.stderr
     assert all((snaps / f"{n}.png").read_bytes() == before[n] for n in NAMES if n != "pizza")
-    again = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out")
+    again = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
     assert again.exit_code == 0
 
 
@@ -75,11 +76,11 @@ def test_missing_and_orphaned_goldens(cli, project):
     snaps = project / "tests" / "snapshots"
     (snaps / "challenge.png").unlink()
     shutil.copy(snaps / "pizza.png", snaps / "retired.png")
-    r = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out")
+    r = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
     assert r.exit_code == 1 and _table(r.stdout)["challenge"] == "missing golden"
     assert "retired" in r.stderr and "no entry claims" in r.stderr
     assert (project / "out" / "challenge.png").exists()         # the new picture, to look at
-    u = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--update")
+    u = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--update")
     assert u.exit_code == 0 and _table(u.stdout)["challenge"] == "new"
 
 
@@ -91,7 +92,7 @@ def test_parallel_rendering_gives_the_same_verdicts(cli, tmp_path):
 def test_a_broken_entry_is_an_error_row_and_the_rest_are_checked(cli, project):
     (project / "sample_graphs" / "residual.cg").write_text("x = = 1\n")
     snaps = project / "tests" / "snapshots"
-    r = cli("snapshot", snaps / "cgviz.toml", "--golden", snaps, "--out", project / "out")
+    r = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
     assert r.exit_code == 1
     table = _table(r.stdout)
     assert table["residual"] == "error" and table["pizza"] == "same"
@@ -182,7 +183,7 @@ def test_usage_mistakes_exit_2(cli, tmp_path, args, words):
     ("[[entry]]\nfile = 'a.cg'\ncolour = 'red'\n", "unknown key 'colour'"),
     ("[[entry]]\nfile = 'a.cg'\nmodel = 'b.py'\n", "exactly one of"),
     ("[[entry]]\nfile = 'a.cg'\n[[entry]]\nfile = 'x/a.cg'\n", "named 'a'"),
-    ("[[entry]]\nmodel = 'm.py'\ndepth = 'two'\n", "depth should be a int"),
+    ("[[entry]]\nmodel = 'm.py'\ndepth = 'two'\n", "depth must be a whole number"),
     ("title = 'no entries'\n", "no [[entry]] tables"),
     ("[[entry\n", "not valid TOML"),
 ])

@@ -246,12 +246,26 @@ class AutogradRecorder:
         self.graph.loss = node_id
 
     # ---- after backward -----------------------------------------------------------------------
-    def result(self) -> tuple[Graph, ModelRun]:
-        """Remove the hooks and read each leaf's accumulated gradient; call after `root.backward()`."""
+    def leaf_tensors(self) -> list[torch.Tensor]:
+        """The tensors gradients accumulate into (parameters and other leaves), in graph order."""
+        return list(self._leaves.values())
+
+    def result(self, leaf_grads: dict[int, torch.Tensor | None] | None = None) -> tuple[Graph, ModelRun]:
+        """Remove the hooks and read each leaf's gradient; call after `root.backward()`.
+
+        `leaf_grads` (id(leaf) → gradient) stands in for `.grad` when the gradients were taken with
+        torch.autograd.grad, which leaves `.grad` alone and runs no AccumulateGrad node."""
         for h in self.handles:
             h.remove()
+        if leaf_grads is not None:
+            for node in self.graph:
+                leaf = node.meta.get("accumulates")
+                if leaf is not None:
+                    g = _info(leaf_grads.get(id(self._leaves[leaf])))
+                    self.run.grads[node.id] = g
+                    self.run.edge_grads[(node.id, 0)] = g
         for node_id, t in self._leaves.items():
-            g = _info(t.grad)
+            g = _info(t.grad if leaf_grads is None else leaf_grads.get(id(t)))
             self.run.grads[node_id] = g
             node = self.graph[node_id]
             if node.kind == "param":

@@ -37,16 +37,23 @@ class InputSpec:
         return dims + (f":{self.dtype}" if self.dtype else "")
 
 
+MAX_DIMS = 64      # torch refuses more dimensions than this
+
+
 def parse_shape(text: str) -> InputSpec:
     """`1,3,32,32` or `1x64:long` → InputSpec; mistakes raise ValueError with what was expected."""
     body, _, dt = text.strip().partition(":")
     parts = [p for p in re.split(r"[,x×\s]+", body.strip().strip("[]()")) if p]
     if not parts:
         raise ValueError(f"{text!r}: give the dimensions, e.g. 1,3,32,32 (and :long for token ids)")
+    if len(parts) > MAX_DIMS:
+        raise ValueError(f"{text[:40]!r}…: {len(parts)} dimensions; PyTorch tensors have at most {MAX_DIMS}")
     dims = []
     for p in parts:
         if not p.isdigit():
             raise ValueError(f"{text!r}: {p!r} is not a whole number; write dimensions as 1,3,32,32")
+        if len(p) > 15:     # past any memory; also keeps int() away from Python's 4300-digit limit
+            raise ValueError(f"dimension {p[:20]}… is far too large ({len(p)} digits)")
         dims.append(int(p))
     dtype = None
     if dt:

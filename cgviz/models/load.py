@@ -46,7 +46,8 @@ class Loaded:
     @property
     def description(self) -> str:
         return {"export": "torch.export program", "torchscript": "TorchScript archive",
-                "module": "pickled nn.Module", "python": "Python model file"}[self.kind]
+                "module": "pickled nn.Module", "python": "Python model file",
+                "memory": "nn.Module in memory"}[self.kind]
 
 
 def _fail(msg: str) -> CgvizError:

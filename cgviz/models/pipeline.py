@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import CgvizError
 from ..render import IMAGE_FORMATS, run_dot
@@ -40,25 +41,75 @@ def _nonfinite_notes(run) -> list[str]:
     return out
 
 
-def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
-               depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
-               timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None) -> ModelResult:
-    """Everything `cgviz torch` does, minus printing and writing the file."""
-    t0 = time.perf_counter()
-    import torch  # noqa: F401  (timed on its own: it is most of the start-up)
-    from .draw import DrawOptions, to_dot
-    from .export import to_json
-    from .load import load_model
+@dataclass
+class ModelDrawing:
+    """A traced model and the picture chosen for it, ready to become any output format."""
+
+    graph: Any
+    run: Any
+    pic: Picture
+    title: str
+    extra: dict                     # view, depth, folded: what the JSON records about the picture
+    flags: bool                     # gradient-health flags mean something for this loss
+    vanish: float | None
+    explode: float | None
+    grad: bool
+    depth: int | None
+    auto: bool
+    notes: list[str] = field(default_factory=list)
+    profile_table: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.run.warnings
+
+    def dot(self, rankdir: str = "TB") -> str:
+        from .draw import DrawOptions, to_dot
+        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
+        return to_dot(self.graph, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
+                                                                  title=self.title, flags=self.flags, **thresholds))
+
+    def to_dict(self) -> dict:
+        from .export import to_dict
+        return to_dict(self.graph, self.run, self.extra, (self.vanish, self.explode) if self.flags else None)
+
+    def output(self, fmt: str, rankdir: str = "TB", timeout: float | None = None,
+               timings: dict[str, float] | None = None) -> bytes:
+        """The bytes of one format: json, dot, html, or an image laid out by Graphviz."""
+        timings = {} if timings is None else timings
+        if fmt == "json":
+            from .export import to_json
+            return to_json(self.graph, self.run, self.extra,
+                           (self.vanish, self.explode) if self.flags else None).encode("utf-8")
+        t = time.perf_counter()
+        dot_text = self.dot(rankdir)
+        timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
+        if fmt == "dot":
+            return dot_text.encode("utf-8")
+        t = time.perf_counter()
+        if fmt == "html":
+            from ..html import model_page
+            svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(self.pic.nodes)).decode("utf-8")
+            data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
+        elif fmt in IMAGE_FORMATS:
+            data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(self.pic.nodes),
+                           hint="a smaller --depth, folding (leave out --no-fold), ")
+        else:
+            raise CgvizError(f"unknown format {fmt!r}")
+        timings["layout"] = time.perf_counter() - t
+        return data
+
+
+def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
+                  profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
+                  html: bool = False, timings: dict[str, float] | None = None) -> ModelDrawing:
+    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
-    timings = {"import": time.perf_counter() - t0}
-    t = time.perf_counter()
-    loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
-    timings["load"] = time.perf_counter() - t
+    timings = {} if timings is None else timings
     t = time.perf_counter()
     from .summary import HISTOGRAMS
-    token = HISTOGRAMS.set(fmt == "html")
+    token = HISTOGRAMS.set(html)
     try:
         traced = trace(loaded, opts)
     finally:
@@ -98,11 +149,6 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         explode = EXPLODE if explode is None else explode
         found = model_verdicts(graph, run, vanish, explode).values()
         run.warnings.extend(w for w in flag_warnings(found, vanish, explode) if w not in run.warnings)
-    if fmt == "json":
-        data = to_json(graph, run, extra, (vanish, explode) if flags else None).encode("utf-8")
-        timings["picture"] = time.perf_counter() - t
-        return ModelResult(data, len(graph), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
-                           run.warnings, timings, profile_table)
     from .draw import count_text
     title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
              f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
@@ -110,24 +156,28 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
-    thresholds = {k: v for k, v in (("vanish", vanish), ("explode", explode)) if v is not None}
-    dot_text = to_dot(graph, run, pic, DrawOptions(rankdir=rankdir, grad=grad and not opts.meta, title=title,
-                                                   flags=flags, **thresholds))
     timings["picture"] = time.perf_counter() - t
-    if fmt == "dot":
-        data = dot_text.encode("utf-8")
-    elif fmt == "html":
-        from ..html import model_page
-        t = time.perf_counter()
-        svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(pic.nodes)).decode("utf-8")
-        timings["layout"] = time.perf_counter() - t
-        data = model_page(graph, run, pic, svg, title).encode("utf-8")
-    elif fmt in IMAGE_FORMATS:
-        t = time.perf_counter()
-        data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(pic.nodes),
-                       hint="a smaller --depth, folding (leave out --no-fold), ")
-        timings["layout"] = time.perf_counter() - t
-    else:
-        raise CgvizError(f"unknown format {fmt!r}")
-    return ModelResult(data, len(pic.nodes), len(graph), view_depth, pic.max_depth, auto, run.loss, notes,
-                       run.warnings, timings, profile_table)
+    return ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta, view_depth,
+                        auto, notes, profile_table)
+
+
+def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
+               depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
+               timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
+               explode: float | None = None) -> ModelResult:
+    """Everything `cgviz torch` does, minus printing and writing the file."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401  (timed on its own: it is most of the start-up)
+    from .load import load_model
+    from .trace import TraceOptions
+    opts = opts or TraceOptions()
+    timings = {"import": time.perf_counter() - t0}
+    t = time.perf_counter()
+    loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
+    timings["load"] = time.perf_counter() - t
+    d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
+                      explode=explode, html=fmt == "html", timings=timings)
+    data = d.output(fmt, rankdir, timeout, timings)
+    nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
+    return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
+                       d.run.warnings, timings, d.profile_table)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,15 +43,15 @@ def _same(a, b) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_backward(name):
     factory, inputs = zoo.MODELS[name]
-    start = time.perf_counter()
     model = factory()
     out = model(*inputs())
     zoo.scalar_loss(out).backward()
-    elapsed = time.perf_counter() - start
     grads = [p.grad for p in model.parameters()]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert not model.training
-    assert elapsed < 2.0, f"{name} took {elapsed:.2f} s: the zoo must stay small"  # generous for CI noise
+    # the zoo must stay small: a size bound, not a wall-clock one (timed tests flake on shared machines)
+    size = sum(p.numel() for p in model.parameters())
+    assert size < 200_000, f"{name} has {size:,} parameters: the zoo must stay small"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,0 +1,215 @@
+"""The Python front door: cgviz.draw and cgviz.make_dot on every kind of source, the Drawing's outputs,
+and the notebook that shows them."""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cgviz
+from conftest import ROOT
+
+PIZZA = ROOT / "sample_graphs" / "pizza.cg"
+
+
+# ---- expression programs ---------------------------------------------------------------------------
+def test_a_cg_path_and_program_text_give_the_articles_numbers():
+    for source in (PIZZA, str(PIZZA), PIZZA.read_text()):
+        d = cgviz.draw(source)
+        assert d["w"].grad == 4000 and d["x"].grad == 10 and d.loss == 100
+        assert d["z"].value == 100 and d["w"].kind == "param"
+        assert any("exploding" in w and "w" in w for w in d.warnings)
+
+
+def test_the_expression_path_never_imports_torch():
+    code = ("import sys, cgviz\n"
+            f"d = cgviz.draw({str(PIZZA)!r}); d.dot; d.to_dict(); d.json()\n"
+            "d2 = cgviz.draw('param w = 2\\nloss L = w * w\\n'); assert d2['w'].grad == 4\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_options_are_the_command_lines():
+    d = cgviz.draw(PIZZA, sets={"w": 0.1}, lr=1e-5, rankdir="tb")
+    assert d["w"].grad == -28000 and d.loss == 4900
+    assert "rankdir=TB" in d.dot.replace('"', "")
+    assert "w: 0.1 → 0.38" in d.dot
+    assert d.to_dict()["nodes"]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"lr": float("nan")}, "lr=nan"), ({"depth": 0}, "depth=0"), ({"rankdir": "XX"}, "rankdir='XX'"),
+    ({"timeout": -1}, "timeout=-1"), ({"clip_norm": 1.0}, "clip_norm clips the step lr takes"),
+])
+def test_bad_options_are_errors_in_the_callers_words(kwargs, words):
+    with pytest.raises(cgviz.CgvizError, match=re.escape(words)):
+        cgviz.draw(PIZZA, **kwargs)
+
+
+def test_a_program_error_points_at_the_text():
+    with pytest.raises(cgviz.SourceError) as e:
+        cgviz.draw("param w = 0.5\nloss L = w +* 2\n")
+    assert "<text>:2:" in str(e.value) and "^" in str(e.value)
+
+
+def test_unknown_node_suggests_near_names():
+    d = cgviz.draw(PIZZA)
+    with pytest.raises(KeyError, match="did you mean 'w'"):
+        d["ww"]
+
+
+def test_save_writes_atomically_by_suffix_and_never_over_the_input(tmp_path):
+    d = cgviz.draw(PIZZA)
+    assert d.save(tmp_path / "p.svg").read_text().startswith("<?xml")
+    assert d.save(tmp_path / "p.json").read_text().startswith("{")
+    assert (tmp_path / "p.png").exists() is False and d.save(tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(cgviz.CgvizError, match="cannot tell the format"):
+        d.save(tmp_path / "p.txt")
+    copy = tmp_path / "pizza.cg"
+    copy.write_text(PIZZA.read_text())
+    with pytest.raises(cgviz.CgvizError, match="never overwrites"):
+        cgviz.draw(copy).save(copy, format="svg")
+    assert copy.read_text() == PIZZA.read_text()
+
+
+def test_a_notebook_cell_shows_the_svg_with_the_numbers():
+    bundle = cgviz.draw(PIZZA)._repr_mimebundle_()
+    assert bundle["image/svg+xml"].lstrip().startswith("<?xml") and "4000" in bundle["image/svg+xml"]
+    page = cgviz.draw(PIZZA).page()
+    assert "<iframe" in page._repr_html_() and "4000" in page.text
+
+
+# ---- models in memory ------------------------------------------------------------------------------
+class DictNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU())
+        self.head = torch.nn.Linear(6, 3)
+        self.aux = torch.nn.Linear(6, 1)
+
+    def forward(self, x):
+        h = self.body(x)
+        return {"logits": self.head(h), "aux": self.aux(h)}
+
+
+def _plain_grads(model, x):
+    """What plain PyTorch gives with cgviz's default loss (the sum of every float output)."""
+    import copy
+    m = copy.deepcopy(model)
+    out = m(x)
+    sum(t.sum() for t in out.values()).backward()
+    return {n: p.grad for n, p in m.named_parameters()}
+
+
+def test_an_in_memory_module_with_dict_outputs_matches_pytorch():
+    torch.manual_seed(0)
+    model, x = DictNet().train(), torch.randn(5, 4)
+    d = cgviz.draw(model, x)
+    want = _plain_grads(model, x)
+    for name, g in want.items():
+        assert d[name].grad is not None
+        assert d[name].grad.stats["norm"] == pytest.approx(float(g.norm()), rel=1e-5)
+    assert d.loss == pytest.approx(float(sum(t.sum() for t in model(x).values())), rel=1e-5)
+    # the module is given back as it was: mode and .grad
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert "<svg" in d.svg()
+
+
+def test_the_module_keeps_its_mode_and_grads_when_asked_to_run_otherwise():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5)).eval()
+    model[0].weight.grad = torch.ones(3, 3)
+    cgviz.draw(model, torch.randn(2, 3), mode="train")
+    assert not model.training and not model[1].training
+    assert torch.equal(model[0].weight.grad, torch.ones(3, 3)) and model[0].bias.grad is None
+
+
+def test_input_size_as_torchview_takes_it():
+    d = cgviz.draw(torch.nn.Linear(4, 2), input_size=(3, 4))
+    assert d["weight"].grad.shape == (2, 4)
+    with pytest.raises(cgviz.CgvizError, match="needs example inputs"):
+        cgviz.draw(torch.nn.Linear(4, 2))
+
+
+def test_a_function_with_tensors():
+    a, b = torch.randn(3), torch.randn(3)
+    d = cgviz.draw(lambda p, q: (p * q).sin().sum(), a, b)
+    assert d.loss == pytest.approx(float((a * b).sin().sum()), rel=1e-6)
+    a2 = a.clone().requires_grad_()
+    (a2 * b).sin().sum().backward()
+    assert np.allclose(d["input0"].grad.values, a2.grad.numpy(), rtol=1e-6)
+
+
+def test_a_model_file_path():
+    d = cgviz.draw(ROOT / "sample_graphs" / "models" / "res_cnn.py", loss="mean", depth=1)
+    assert d.loss is not None and len(d) > 5 and "<svg" in d.svg()
+
+
+# ---- make_dot ---------------------------------------------------------------------------------------
+def _torchviz_fns(y, params):
+    """The multiset of grad_fn labels torchviz's make_dot draws (its op nodes, not its tensor boxes)."""
+    import torchviz
+    g = torchviz.make_dot(y, params=params)
+    labels = re.findall(r'^\s*\d+ \[label=(\w+)\]', g.source, re.M)
+    return collections.Counter(labels)
+
+
+def _cgviz_fns(d):
+    return collections.Counter(n.op for n in d.graph if n.kind == "op" and n.op not in ("output", "base"))
+
+
+@pytest.mark.parametrize("name", ["mlp", "rescnn", "tinygpt", "rnnloop", "dicttuple"])
+def test_make_dot_draws_torchviz_graph(name):
+    from models import zoo
+    factory, inputs = zoo.MODELS[name]
+    model = factory()
+    y = zoo.scalar_loss(model(*inputs()))
+    params = dict(model.named_parameters())
+    want = _torchviz_fns(y, params)
+    d = cgviz.make_dot(y, params=params)
+    assert _cgviz_fns(d) == want and sum(want.values()) > 3
+    # before backward cgviz takes every gradient itself and leaves .grad alone
+    assert all(p.grad is None for p in params.values())
+    y.backward()
+    for n, p in params.items():
+        assert d[n].grad.stats["norm"] == pytest.approx(float(p.grad.norm()), rel=1e-4, abs=1e-7)
+
+
+def test_make_dot_after_backward_says_what_it_shows():
+    w = torch.randn(3, requires_grad=True)
+    y = (w.exp() * 2).sum()
+    y.backward()
+    d = cgviz.make_dot(y, params={"w": w})
+    assert any("freed by backward" in n for n in d.notes)
+    assert d["w"].grad.stats["norm"] == pytest.approx(float(w.grad.norm()))
+    assert all(d.graph[e].kind != "op" or d[e].grad is None for e in d if d.graph[e].op == "MulBackward0")
+    assert ".grad only" in d.dot
+
+
+def test_draw_of_a_tensor_is_make_dot():
+    w = torch.randn(2, requires_grad=True)
+    d = cgviz.draw((w * w).sum())
+    assert _cgviz_fns(d) == collections.Counter({"SumBackward0": 1, "MulBackward0": 1, "AccumulateGrad": 1})
+
+
+# ---- the notebook -----------------------------------------------------------------------------------
+def test_the_quickstart_notebook_runs_in_a_real_kernel():
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(o.output_type != "error" for c in code for o in c.outputs)
+    shown = [o for c in code for o in c.outputs if o.output_type == "execute_result"]
+    svgs = [o.data["image/svg+xml"] for o in shown if "image/svg+xml" in o.data]
+    assert len(svgs) == 3
+    assert "4000" in svgs[0] and "fc1 · Linear" in svgs[1] and "AddmmBackward0" in svgs[2]
+    assert "text/html" in shown[-1].data and "<iframe" in shown[-1].data["text/html"]
+    printed = "".join(o.get("text", "") for o in code[0].outputs if o.output_type == "stream")
+    assert printed.split()[:2] == ["4000.0", "100.0"]
