@@ -74,6 +74,7 @@ bench: install
 	@# torchview is only a peer to measure against; --no-deps so it cannot pull another torch build.
 	$(PIP) --no-deps torchview
 	$(BIN)/python bench/bench_render.py
+	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_torch.py
 
 clean:

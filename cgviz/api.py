@@ -299,7 +299,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
                                     rankdir=rankdir or "LR")
         return _draw_model_file(text_or_path, inputs, input_size, checked, fold=fold, grad=grad, trust=trust,
                                 weights=weights, meta=meta, input_file=input_file, rankdir=rankdir or "TB")
-    from .torch_required import require_torch
+    from .needs import require_torch
     torch = require_torch("draw() of a model, function or tensor")
     if isinstance(source, torch.Tensor):
         if inputs or input_size is not None:
@@ -420,7 +420,7 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
 
 def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trust, weights, meta, input_file,
                      rankdir) -> Drawing:
-    from .torch_required import require_torch
+    from .needs import require_torch
     require_torch(f"drawing the model {spec}")
     from .models.load import load_model, split_spec
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
@@ -492,7 +492,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     backward() the graph's buffers are freed: the leaves then show their .grad and the inner edges
     show no gradient (the drawing's notes say so). show_attrs, show_saved and max_attr_chars are
     accepted for compatibility; cgviz shows shapes and values instead."""
-    from .torch_required import require_torch
+    from .needs import require_torch
     torch = require_torch("make_dot")
     from .models.autograd import AutogradRecorder
     from .models.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
@@ -539,6 +539,6 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     if grads is None:
         title += "  —  gradients: the leaves' .grad only" if any(g is not None for g in run.param_grads.values()) \
             else "  —  no gradients yet"
-    d = ModelDrawing(graph, run, pic, title, {"view": "autograd", "depth": None, "folded": False}, False, None,
-                     None, True, None, False, notes)
+    d = ModelDrawing(graph, run, pic, title, extra={"view": "autograd", "depth": None, "folded": False}, flags=False,
+                     vanish=None, explode=None, grad=True, depth=None, auto=False, fold=False, notes=notes)
     return Drawing(_Model(d, "make_dot", ()), rankdir, timeout)

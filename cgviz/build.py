@@ -98,6 +98,8 @@ class _Builder:
                                      f"not the name '{expr.name}'")
                 value = self._init_value(expr, stmt.name)
             except SourceError as e:
+                if e.source is not None:
+                    raise                # already located in the --set argument itself (parse_value)
                 raise CgvizError(f"--set {stmt.name}={text}: {e.message}") from None
             except CgvizError as e:
                 raise CgvizError(f"--set {stmt.name}={text}: {e}") from None
@@ -127,7 +129,9 @@ class _Builder:
     def _const(self, expr, decl_name: str, tensor: bool) -> Any:
         """Evaluate a constant expression: no names, only literals, initializers and ops on them."""
         if isinstance(expr, Num):
-            return _number(expr)
+            # a tensor's number is a float64 (a 300-digit integer included); an argument such as a
+            # dimension or a seed keeps a whole number whole
+            return float(expr.value) if tensor else _number(expr)
         if isinstance(expr, Unary):
             v = self._const(expr.operand, decl_name, tensor)
             if expr.op == "pos":
@@ -186,10 +190,13 @@ class _Builder:
 
     def _fold(self, expr, decl_name: str) -> np.ndarray:
         if isinstance(expr, BinOp):
-            d = OPS[expr.op]
-            xs = [np.asarray(self._const(a, decl_name, True), dtype=np.float64)
-                  for a in (expr.left, expr.right)]
-            return self._apply(d, xs, {}, expr.op_pos)
+            # `1 + 1 + ... + 1` is as deep as it is long: fold along its left spine with a loop
+            spine = _left_spine(expr)
+            acc = np.asarray(self._const(spine[-1].left, decl_name, True), dtype=np.float64)
+            for b in reversed(spine):
+                right = np.asarray(self._const(b.right, decl_name, True), dtype=np.float64)
+                acc = self._apply(OPS[b.op], [acc, right], {}, b.op_pos)
+            return acc
         d = self._opdef(expr)
         tensors, attrs = self._split_args(d, expr)
         xs = [np.asarray(self._const(a, decl_name, True), dtype=np.float64) for a in tensors]
@@ -258,9 +265,14 @@ class _Builder:
             x = self._lower(expr.operand)
             return self._op_node(OPS["neg"], [x], {}, expr, expr.pos, top)
         if isinstance(expr, BinOp):
-            a = self._lower(expr.left)
-            b = self._lower(expr.right)
-            return self._op_node(OPS[expr.op], [a, b], {}, expr, expr.op_pos, top)
+            # A flat sum `x + x + ... + x` is a left-deep tree as deep as it has terms: lower its left
+            # spine with a loop (same order, same node ids as recursing), so its length has no limit.
+            spine = _left_spine(expr)
+            acc = self._lower(spine[-1].left)
+            for b in reversed(spine):
+                right = self._lower(b.right)
+                acc = self._op_node(OPS[b.op], [acc, right], {}, b, b.op_pos, top if b is expr else None)
+            return acc
         if isinstance(expr, Attr):
             if expr.attr != "T":
                 raise _err(f"unknown attribute '.{expr.attr}' (only .T, the transpose, exists)",
@@ -386,6 +398,15 @@ def _first_variable(expr):
         elif not _is_constant(item):
             return item
     return None
+
+
+def _left_spine(expr: BinOp) -> list[BinOp]:
+    """The chain of binary operations down the left operands, outermost first: `a + b - c * d` gives
+    [(a + b) - c * d, a + b]."""
+    spine = [expr]
+    while isinstance(spine[-1].left, BinOp):
+        spine.append(spine[-1].left)
+    return spine
 
 
 def _is_initializer_int(expr) -> bool:

@@ -32,8 +32,12 @@ class _Group(click.Group):
     """Turns anything unexpected into a one-line internal-error message instead of a traceback."""
 
     def invoke(self, ctx):
+        from .pywarnings import captured
         try:
-            return super().invoke(ctx)
+            # Python warnings (NumPy's overflow, torch's loader notes) never print their file paths:
+            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings)
+            with captured(lambda line: click.echo(line, err=True)):
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except CgvizError as e:
@@ -572,6 +576,7 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from .pywarnings import worker_init
     from .snapshot import UsageProblem, check, entries_from_files, load_manifest, orphans, render_job
 
     if not inputs:
@@ -607,7 +612,8 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         if jobs > 1 and len(entries) > 1:
             # spawn, not fork: a forked child of a process whose torch already started threads
             # can deadlock on their locks
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=worker_init) as pool:
                 for r in pool.map(render_job, entries, [timeout] * len(entries)):
                     results.append(r)
                     bar.update(1)

@@ -117,54 +117,77 @@ def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
     run.grads = {n.id: grads.get(n.id) for n in graph}
 
 
-def _nonfinite(a) -> bool:
-    return a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a))
+# How bad an array is: 0 all finite, 1 holds an infinity, 2 holds NaN. A warning is due wherever
+# a node's level rises above what reaches it: that node is where the NaN (or the infinity) first
+# appears, whatever the cause: an op's own domain, an infinity turned into NaN (∞ × 0, ∞ − ∞), a
+# declaration whose value is already non-finite, or gradients that cancel or overflow when summed.
+_FINITE, _INF, _NAN = 0, 1, 2
+_WORD = {_INF: "an infinity", _NAN: "NaN"}
 
 
-def _has_nan(a) -> bool:
-    return a is not None and a.dtype.kind == "f" and bool(np.any(np.isnan(a)))
-
-
-def _what(a) -> str:
-    return "NaN" if _has_nan(a) else "an infinity"
+def _level(a) -> int:
+    if a is None or a.dtype.kind != "f" or np.all(np.isfinite(a)):
+        return _FINITE
+    return _NAN if np.any(np.isnan(a)) else _INF
 
 
 def find_nonfinite(graph: Graph, run: Run) -> None:
-    """Mark NaN/inf nodes and warn once where each first appeared, with the op's own explanation."""
-    bad_values = set()
+    """Mark NaN/inf nodes and warn where each first appeared (forward, then backward from the
+    output), with the op's own explanation when it has one."""
+    value_level: dict[str, int] = {}
     for node in graph:
         v = run.values[node.id]
-        if not _nonfinite(v):
+        level = value_level[node.id] = _level(v)
+        arriving = max((value_level[i] for i in node.inputs), default=_FINITE)
+        if level <= arriving:
             continue
-        bad_values.add(node.id)
-        xs = [run.values[i] for i in node.inputs]
-        if node.kind == "op" and not any(_nonfinite(x) for x in xs):
+        what = _WORD[level]
+        text = node.meta.get("expr") or node.id
+        if node.kind != "op":
+            # arithmetic on constants (`1e308 * 10`), an initializer's scale, a --set value
+            message = f"the declared value of '{node.name or node.id}' holds {what} ({text})"
+        else:
             d = OPS[node.op]
-            reason = d.nonfinite(xs) if d.nonfinite else None
-            text = node.meta.get("expr") or node.id
-            run.warnings.append(Warn(f"{reason or d.name + ' produced ' + _what(v)}: "
-                                     f"{_what(v)} in '{node.name or node.id}' ({text})",
-                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
-    # A gradient turns NaN/inf at the op whose local slope is infinite or undefined: an edge whose
-    # contribution is non-finite although the gradient arriving at its consumer is finite. When that
-    # op's own value is already non-finite, the warning above has explained it.
-    bad_grads = {n.id for n in graph if _nonfinite(run.grads.get(n.id))}
-    for node in graph:
-        if node.kind != "op" or node.id in bad_values or _nonfinite(run.grads.get(node.id)):
+            reason = d.nonfinite([run.values[i] for i in node.inputs]) if d.nonfinite else None
+            if reason is None and arriving == _INF:
+                reason = f"{d.name} turned an infinity in its input into NaN (as ∞ × 0, ∞ − ∞, ∞ / ∞ do)"
+            message = f"{reason or d.name + ' produced ' + what}: {what} in '{node.name or node.id}' ({text})"
+        run.warnings.append(Warn(message, node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+
+    # Backward, from the output: an edge's gradient is new trouble when it is worse than the gradient
+    # arriving at its op and than the op's own values (an op whose value is already infinite passing
+    # back an infinity has been explained above; passing back NaN has not).
+    grad_level = {n.id: _level(run.grads.get(n.id)) for n in graph}
+    from_edges: dict[str, int] = {}
+    for node in reversed(graph.nodes):
+        if node.kind != "op":
             continue
+        d = OPS[node.op]
+        known = max([grad_level[node.id], value_level[node.id]] + [value_level[i] for i in node.inputs])
         for k, src in enumerate(node.inputs):
-            if not _nonfinite(run.edge_grads.get((node.id, k))):
+            c = run.edge_grads.get((node.id, k))
+            if c is None:
                 continue
-            d = OPS[node.op]
+            level = _level(c)
+            from_edges[src] = max(from_edges.get(src, _FINITE), level)
+            if level <= known:
+                continue
             xs = [run.values[i] for i in node.inputs]
             reason = (d.nonfinite(xs) if d.nonfinite else None) or "its slope is infinite or undefined here"
             src_node = graph[src]
             run.warnings.append(Warn(f"the gradient flowing back from {d.name} ({node.meta.get('expr', node.id)}) "
-                                     f"into '{src_node.name or src}' is {_what(run.edge_grads[(node.id, k)])}: "
-                                     f"{reason}", node=node.id, line=node.meta.get("line"),
-                                     col=node.meta.get("col")))
-    run.nonfinite = {n: "NaN" if any(_has_nan(a) for a in (run.values[n], run.grads.get(n))) else "inf"
-                     for n in sorted(bad_values | bad_grads)}
+                                     f"into '{src_node.name or src}' is {_WORD[level]}: {reason}",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+    for node in reversed(graph.nodes):
+        level = grad_level[node.id]
+        if node.id != graph.output and level > max(from_edges.get(node.id, _FINITE), value_level[node.id]):
+            # each use's gradient is finite (or only infinite), their sum is not: +∞ and −∞, or overflow
+            run.warnings.append(Warn(f"the gradients reaching '{node.name or node.id}' from its uses are "
+                                     f"each {'finite' if from_edges.get(node.id, _FINITE) == _FINITE else 'at worst infinite'}, "
+                                     f"but their sum is {_WORD[level]} (they overflow, or +∞ and −∞ cancel)",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+    run.nonfinite = {n: "NaN" if max(value_level[n], grad_level[n]) == _NAN else "inf"
+                     for n in value_level if value_level[n] or grad_level[n]}
 
 
 def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:

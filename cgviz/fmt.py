@@ -12,7 +12,10 @@ __all__ = ["num", "shape_text", "value_text", "grad_text", "norm", "stats", "inl
 
 
 def num(v) -> str:
-    """4 significant digits; -0 prints as 0 and non-finite values as NaN, inf, -inf."""
+    """4 significant digits; -0 prints as 0 and non-finite values as NaN, inf, -inf. An integer
+    (a token id, an index) prints whole: 49910, not 4.991e4."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and abs(int(v)) < 10**15:
+        return str(int(v))
     v = float(v)
     if math.isnan(v):
         return "NaN"

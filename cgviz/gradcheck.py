@@ -27,7 +27,7 @@ FD_SAMPLES = 64
 TINY = 1e-300          # the denominator floor of a relative error
 EPS64 = float(np.finfo(np.float64).eps)
 
-TORCH_HINT = "pip install 'cgviz[torch]'"
+from .needs import TORCH_HINT, torch_available
 
 
 # ---------------------------------------------------------------- shared measures and report
@@ -93,6 +93,8 @@ class Row:
     def verdict(self) -> str:
         if not self.ok:
             return "FAIL"
+        if self.checked and self.nonfinite == self.checked:
+            return "not checked (NaN/inf)"
         extra = []
         if self.kinks:
             extra.append(f"{self.kinks} kink{'s' if self.kinks != 1 else ''}")
@@ -109,6 +111,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     forward_bad: list[str] = field(default_factory=list)   # node/loss whose value differs from torch
     diagnosis: list[str] = field(default_factory=list)     # where the first wrong number appears
+    nonfinite: list[str] = field(default_factory=list)     # nodes whose value or gradient is NaN/inf
     notes: list[str] = field(default_factory=list)
     torch: bool = True                                     # whether torch was compared at all
     tolerances: dict = field(default_factory=dict)
@@ -119,7 +122,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.forward_bad
+        return not self.failed and not self.forward_bad and not self.nonfinite
 
     def summary(self) -> str:
         n = len(self.rows)
@@ -131,6 +134,10 @@ class Report:
             parts.append(f"{len(self.failed)} of {n} gradients disagree: {', '.join(self.failed)}")
         if self.forward_bad:
             parts.append(f"forward values differ from PyTorch at: {', '.join(self.forward_bad)}")
+        if self.nonfinite:
+            names = ", ".join(self.nonfinite[:8]) + (", …" if len(self.nonfinite) > 8 else "")
+            parts.append(f"values or gradients are NaN or infinite at {names} (the warnings say where "
+                         "they first appear): a gradient there cannot be checked")
         return "FAIL: " + "; ".join(parts)
 
 
@@ -183,6 +190,7 @@ def to_json(report: Report) -> str:
                      {"max_abs": num(r.fd_abs), "max_rel": num(r.fd_rel), "ok": r.fd_ok},
                      "ok": r.ok, "problems": r.bad} for r in report.rows],
         "forward_mismatch": report.forward_bad,
+        "nonfinite": report.nonfinite,
         "diagnosis": report.diagnosis,
         "notes": report.notes,
         "failed": report.failed,
@@ -314,14 +322,6 @@ def _where(node) -> str:
     return " ".join(bits)
 
 
-def _torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol: float = FD_RTOL,
                      fd_atol: float = FD_ATOL, fd_samples: int = FD_SAMPLES, use_torch: bool = True,
                      source: str = "<input>") -> Report:
@@ -333,7 +333,7 @@ def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol:
                                         "fd_samples": fd_samples})
     leaves = [n for n in graph if n.kind in ("input", "param") and run.values[n.id].dtype.kind == "f"]
     tvals = tgrads = None
-    if use_torch and _torch_available():
+    if use_torch and torch_available():
         from .torchcheck import torch_run
         tvals, tgrads = torch_run(graph)
     elif use_torch:
@@ -347,6 +347,8 @@ def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol:
     if run.seeded_with_ones:
         report.notes.append(f"the output '{graph.output}' is not a scalar: its gradients (and the finite "
                             "differences) are those of the sum of its elements")
+    # NaN or inf anywhere is not "ok", whatever the comparisons say (torch computes the same NaN)
+    report.nonfinite = [n.name or n.id for n in graph if n.id in run.nonfinite]
     f0 = float(np.sum(run.values[graph.output]))
     for node in leaves:
         g = run.grads.get(node.id)

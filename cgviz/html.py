@@ -188,6 +188,20 @@ SCRIPT = r"""
 """
 
 
+def svg_key(node_id: str) -> str:
+    """A node's id as the SVG's <title> shows it, the key the page's data uses for that node.
+
+    Graphviz unescapes only the \\" of a quoted DOT id; a doubled backslash (dot.quote doubles each
+    one) stays doubled in the title, and a line break stays the two characters \\n."""
+    from .dot import quote
+    return quote(node_id)[1:-1].replace('\\"', '"')
+
+
+def edge_key(src: str, dst: str) -> str:
+    """An edge's <title>: its two ends as `svg_key`, joined by Graphviz's `->`."""
+    return f"{svg_key(src)}->{svg_key(dst)}"
+
+
 def _clean_svg(svg: str) -> str:
     """Graphviz's SVG without the XML prolog, doctype and comments, ready to inline."""
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
@@ -251,7 +265,7 @@ def _dsl_parts(graph, run):
             rows.append([f"gradient ∂{top}/∂{wrt(n)}", grad_text(g)])
             if np.ndim(g) and np.size(g) > 4 and histogram(g):
                 rows.append(["gradient histogram", histogram(g)])
-        nodes[n.id] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
+        nodes[svg_key(n.id)] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
                        "chain": chain_text(graph, run, n.id) if g is not None else []}
     order, steps = [], {}
     for n in reversed(graph.nodes):           # the loss first, as backprop visits them
@@ -259,7 +273,7 @@ def _dsl_parts(graph, run):
             eg = run.edge_grads.get((n.id, k))
             if eg is None or folded(graph, src):
                 continue
-            key = f"{src}->{n.id}"
+            key = edge_key(src, n.id)
             if key not in steps:
                 order.append(key)
                 shared = len([e for e in graph.consumers()[src]]) > 1
@@ -330,13 +344,13 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
             from .models.profile import cost_text
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
-        nodes[dn.id] = {"title": dn.id, "rows": rows, "chain": []}
+        nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}
     order, steps = [], {}
     # a loop's step-to-step edge carries the gradient on to the previous step: it comes last
     for e in [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]:
         if e.grad is None:
             continue
-        key = f"{e.src}->{e.dst}"
+        key = edge_key(e.src, e.dst)
         if key not in steps:
             order.append(key)
             steps[key] = f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})" if e.grad.norm is not None else key
@@ -467,8 +481,8 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
     for k, run in frames:
         flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
         markup = {n.id: _label(n, run, graph, opts, flags).markup for n in graph if not folded(graph, n.id)}
-        fn = {i: _rows_of(m) for i, m in markup.items()}
-        for i, rows in fn.items():
+        fn = {svg_key(i): _rows_of(m) for i, m in markup.items()}
+        for i, rows in ((i, _rows_of(m)) for i, m in markup.items()):
             size = (len(rows), max(len(r[0]) for r in rows))
             if i not in widest or size > widest[i][0]:
                 widest[i] = (size, markup[i])
@@ -478,11 +492,11 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
                 if folded(graph, src):
                     continue
                 lines = [] if graph[src].meta.get("literal") else value_text(run.values[src]).split("\n")
-                fe.setdefault(f"{src}->{n.id}", []).append({"lines": lines})
+                fe.setdefault(edge_key(src, n.id), []).append({"lines": lines})
                 g = run.edge_grads.get((n.id, i))
                 if opts.grad and g is not None:
                     m = norm(g)
-                    fe[f"{src}->{n.id}"].append({"lines": grad_text(g).split("\n"), "w": round(scale.width(m), 2),
+                    fe[edge_key(src, n.id)].append({"lines": grad_text(g).split("\n"), "w": round(scale.width(m), 2),
                                                  "a": round(scale.alpha(m) / 255, 3)})
         panel = {}
         for n in graph:
@@ -492,7 +506,7 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
             g = run.grads.get(n.id)
             if g is not None:
                 kv[f"gradient ∂{top}/∂{wrt(n)}"] = grad_text(g)
-            panel[n.id] = kv
+            panel[svg_key(n.id)] = kv
         loss = float(np.sum(run.values[graph.output]))
         mx, my = spots[k]
         out.append({"step": k, "loss": f"{'loss ' if graph.loss else ''}{top} = {num(loss)}", "nodes": fn,

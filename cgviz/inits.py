@@ -41,13 +41,25 @@ def name_seed(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
+def whole(v):
+    """A whole number written as one: 3, or 1e6 and 3.0 (an exponent makes a literal a float); else v."""
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def _text(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else repr(v)
+
+
 def _shape(dims, what) -> tuple[int, ...]:
     if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
         dims = tuple(dims[0])
     out = []
     for d in dims:
+        d = whole(d)
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
-            raise OpError(f"{what}: dimensions must be whole numbers ≥ 0, got {d!r}")
+            raise OpError(f"{what}: dimensions must be whole numbers ≥ 0, got {_text(d)}")
         out.append(int(d))
     check_size(out, what)
     return tuple(out)
@@ -86,8 +98,9 @@ def _bytes(n: int) -> str:
 def _rng(seed, name):
     if seed is None:
         seed = name_seed(name)
+    seed = whole(seed)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OpError(f"seed must be a whole number ≥ 0, got {seed!r}")
+        raise OpError(f"seed must be a whole number ≥ 0, got {_text(seed)}")
     return np.random.default_rng(int(seed))
 
 
@@ -132,8 +145,9 @@ def _full(*dims, value=None, _name=""):
 @_init("randint", "randint(lo, hi, shape=[d0, ...], seed=<from name>)",
        "integers in [lo, hi): class labels")
 def _randint(lo, hi, shape=(), seed=None, _name=""):
+    lo, hi = whole(lo), whole(hi)
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (lo, hi)):
-        raise OpError(f"randint: lo and hi must be whole numbers, got {lo!r} and {hi!r}")
+        raise OpError(f"randint: lo and hi must be whole numbers, got {_text(lo)} and {_text(hi)}")
     if hi <= lo:
         raise OpError(f"randint: hi ({hi}) must be above lo ({lo})")
     dims = _shape(tuple(shape) if isinstance(shape, (list, tuple)) else (shape,), "randint")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -14,7 +17,7 @@ from .errors import CgvizError, Source, SourceError
 
 # ---------------------------------------------------------------- AST
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pos:
     line: int
     col: int
@@ -22,26 +25,26 @@ class Pos:
     end: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Num:
     value: float
     text: str
     pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Var:
     name: str
     pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListLit:
     items: tuple
     pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     func: str
     args: tuple
@@ -49,7 +52,7 @@ class Call:
     pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BinOp:
     op: str         # the op table's name: add, sub, mul, div, matmul, pow
     left: object
@@ -58,14 +61,14 @@ class BinOp:
     op_pos: Pos     # the operator itself, where a caret points for shape errors
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unary:
     op: str         # neg or pos
     operand: object
     pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attr:
     obj: object
     attr: str
@@ -73,7 +76,7 @@ class Attr:
     attr_pos: Pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stmt:
     kind: str       # input, param, const, loss, assign
     name: str | None
@@ -125,13 +128,33 @@ def _binop(name):
     def make(self, meta, children):
         left, right = children[0], children[-1]
         op_tok = next((c for c in children if isinstance(c, Token)), None)
-        op_pos = _pos(op_tok) if op_tok is not None else _operator_pos(self.text, left, right)
-        return BinOp(name, left, right, _pos(meta), op_pos)
+        op_pos = self._pos(op_tok) if op_tok is not None else _operator_pos(self.text, self.line_starts, left, right)
+        return BinOp(name, left, right, self._pos(meta), op_pos)
     return make
 
 
-def _operator_pos(text, left, right) -> Pos:
-    """Anonymous operator tokens are filtered by lark; find the operator between the two operands."""
+def line_starts(text: str) -> list[int]:
+    """The offset at which each line begins: one pass over the text, for line_col's bisect."""
+    starts = [0]
+    find = text.find
+    i = find("\n")
+    while i != -1:
+        starts.append(i + 1)
+        i = find("\n", i + 1)
+    return starts
+
+
+def line_col(starts: list[int], offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset, in O(log lines) (the lexer's counting: \\n ends a line)."""
+    line = bisect_right(starts, offset)
+    return line, offset - starts[line - 1] + 1
+
+
+def _operator_pos(text, starts, left, right) -> Pos:
+    """Anonymous operator tokens are filtered by lark; find the operator between the two operands.
+
+    Only the characters between the operands are scanned, and the line comes from the precomputed
+    line starts: counting newlines from the top of the file for every operator made parsing quadratic."""
     start, end = left.pos.end, right.pos.start
     i = start
     while i < end and text[i] in " \t\\\r\n()":
@@ -139,19 +162,23 @@ def _operator_pos(text, left, right) -> Pos:
     j = i
     while j < end and text[j] not in " \t(":
         j += 1
-    line = text.count("\n", 0, i) + 1
-    col = i - (text.rfind("\n", 0, i) + 1) + 1
+    line, col = line_col(starts, i)
     return Pos(line, col, i, max(j, i + 1))
+
+
+def _short(text: str, limit: int = 24) -> str:
+    """A long literal as the message shows it: its first digits, an ellipsis and its length."""
+    return text if len(text) <= limit else f"{text[:12]}… ({len(text):,} characters)"
 
 
 KEYWORDS = ("input", "param", "const", "loss")
 
 
-def _not_keyword(tok: Token) -> None:
+def _not_keyword(tok: Token, pos: Pos) -> None:
     # After `param` the lexer accepts any name, keywords included; reserve them here.
     if str(tok) in KEYWORDS:
-        raise SourceError(f"'{tok}' is a keyword and cannot be used as a name", line=tok.line,
-                          col=tok.column, width=len(str(tok)))
+        raise SourceError(f"'{tok}' is a keyword and cannot be used as a name", line=pos.line,
+                          col=pos.col, width=len(str(tok)))
 
 
 @v_args(meta=True)
@@ -159,6 +186,17 @@ class _ToAst(Transformer_NonRecursive):
     def __init__(self, text):
         super().__init__()
         self.text = text
+        self.line_starts = line_starts(text)
+        # where the chunk being transformed starts: its first line's number - 1, and its offset
+        self.line0 = 0
+        self.off = 0
+
+    def _pos(self, meta_or_tok) -> Pos:
+        """A position in the whole text (lark counts from the start of the chunk it parsed)."""
+        p = _pos(meta_or_tok)
+        if not self.off:
+            return p
+        return Pos(p.line + self.line0, p.col, p.start + self.off, p.end + self.off)
 
     def start(self, meta, children):
         return [c for c in children if isinstance(c, Stmt)]
@@ -168,22 +206,22 @@ class _ToAst(Transformer_NonRecursive):
 
     def decl(self, meta, children):
         kind, name, expr = children
-        _not_keyword(name)
-        return Stmt(str(kind), str(name), expr, _pos(meta), _pos(name))
+        _not_keyword(name, self._pos(name))
+        return Stmt(str(kind), str(name), expr, self._pos(meta), self._pos(name))
 
     def loss(self, meta, children):
         if len(children) == 2:
             name, expr = children
-            _not_keyword(name)
-            return Stmt("loss", str(name), expr, _pos(meta), _pos(name))
+            _not_keyword(name, self._pos(name))
+            return Stmt("loss", str(name), expr, self._pos(meta), self._pos(name))
         # `loss = EXPR` names the loss "loss"
         expr = children[0]
-        p = _pos(meta)
+        p = self._pos(meta)
         return Stmt("loss", "loss", expr, p, Pos(p.line, p.col, p.start, p.start + 4))
 
     def assign(self, meta, children):
         name, expr = children
-        return Stmt("assign", str(name), expr, _pos(meta), _pos(name))
+        return Stmt("assign", str(name), expr, self._pos(meta), self._pos(name))
 
     add = _binop("add")
     sub = _binop("sub")
@@ -193,26 +231,32 @@ class _ToAst(Transformer_NonRecursive):
     pow = _binop("pow")
 
     def neg(self, meta, children):
-        return Unary("neg", children[0], _pos(meta))
+        return Unary("neg", children[0], self._pos(meta))
 
     def pos(self, meta, children):
-        return Unary("pos", children[0], _pos(meta))
+        return Unary("pos", children[0], self._pos(meta))
 
     def attr(self, meta, children):
         obj, name = children
-        return Attr(obj, str(name), _pos(meta), _pos(name))
+        return Attr(obj, str(name), self._pos(meta), self._pos(name))
 
     def badnumber(self, meta, children):
         tok = children[0]
-        raise SourceError(f"syntax error: '{tok}' is not a number", line=tok.line, col=tok.column,
+        p = self._pos(tok)
+        raise SourceError(f"syntax error: '{tok}' is not a number", line=p.line, col=p.col,
                           width=len(str(tok)))
 
     def number(self, meta, children):
         tok = children[0]
-        return Num(float(tok), str(tok), _pos(tok))
+        p = self._pos(tok)
+        value = float(tok)       # never raises: float() reads any length, and overflows to inf
+        if value == math.inf:
+            raise SourceError(f"the number {_short(str(tok))} is too large: the largest a 64-bit float "
+                              f"holds is about 1.8e308", line=p.line, col=p.col, width=len(str(tok)))
+        return Num(value, str(tok), p)
 
     def var(self, meta, children):
-        return Var(str(children[0]), _pos(children[0]))
+        return Var(str(children[0]), self._pos(children[0]))
 
     def call(self, meta, children):
         func, *rest = children
@@ -225,14 +269,14 @@ class _ToAst(Transformer_NonRecursive):
                     raise SourceError("a positional argument cannot follow a keyword argument",
                                       line=a.pos.line, col=a.pos.col)
                 args.append(a)
-        return Call(str(func), tuple(args), tuple(kwargs), _pos(meta))
+        return Call(str(func), tuple(args), tuple(kwargs), self._pos(meta))
 
     def kwarg(self, meta, children):
         name, expr = children
-        return ("__kw__", (str(name), expr, _pos(name)), None)
+        return ("__kw__", (str(name), expr, self._pos(name)), None)
 
     def list(self, meta, children):
-        return ListLit(tuple(children), _pos(meta))
+        return ListLit(tuple(children), self._pos(meta))
 
 
 # ---------------------------------------------------------------- errors
@@ -360,13 +404,69 @@ def _unclosed_bracket(text: str):
 
 # ---------------------------------------------------------------- entry point
 
+# Lines per lark parse. A long file is parsed a chunk of whole statements at a time, so that only one
+# chunk's parse tree exists at once (a million-line tree would take gigabytes); the AST is kept.
+CHUNK_LINES = 2000
+
+# What decides where a statement ends: newlines, brackets, comments and backslash continuations.
+_STRUCTURE = re.compile(r"[\n()\[\]#]|\\[ \t]*\r?\n")
+
+
+def chunks(body: str, lines: int = CHUNK_LINES):
+    """(start, end, first line - 1) of runs of about `lines` lines that each end at a statement's end.
+
+    A newline ends a statement unless it is inside brackets or continues a backslash, as the
+    post-lexer and the grammar decide; comments are skipped. If this scan ever cut a statement in two,
+    its first half would not parse, and parse() falls back to one parse of the whole text."""
+    start, line, depth, start_line = 0, 1, 0, 1
+    pos = 0
+    n = len(body)
+    while pos < n:
+        m = _STRUCTURE.search(body, pos)
+        if m is None:
+            break
+        ch = m.group()
+        pos = m.end()
+        if ch == "\n":
+            line += 1
+            if depth == 0 and line - start_line >= lines:
+                yield start, pos, start_line - 1
+                start, start_line = pos, line
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "#":
+            nl = body.find("\n", pos)
+            pos = n if nl == -1 else nl
+        else:                       # a backslash continuation: its newline does not end the statement
+            line += 1
+    if start < n:
+        yield start, n, start_line - 1
+
+
 def parse(text: str, name: str = "<input>") -> Program:
-    """Parse a whole program; a SourceError names file, line and column and shows a caret."""
+    """Parse a whole program; a SourceError names file, line and column and shows a caret.
+
+    Linear in the length of the text: the file is parsed in chunks of whole statements (see chunks),
+    and every position is computed from precomputed line starts, never by counting from the top."""
     source = Source(text, name)
     body = text if text.endswith("\n") else text + "\n"
+    to_ast = _ToAst(body)
+    parts = list(chunks(body))
+    statements: list[Stmt] = []
     try:
-        tree = _lark().parse(body)
-        statements = _ToAst(body).transform(tree)
+        try:
+            for start, end, line0 in parts:
+                to_ast.line0, to_ast.off = line0, start
+                statements += to_ast.transform(_lark().parse(body[start:end] if len(parts) > 1 else body))
+        except UnexpectedInput:
+            if len(parts) == 1:
+                raise
+            # One parse of the whole text: the error message looks at all of it (unclosed brackets, the
+            # end of the file), and should the scan have cut a statement, the whole parse is right.
+            to_ast.line0 = to_ast.off = 0
+            statements = to_ast.transform(_lark().parse(body))
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except VisitError as e:
@@ -377,10 +477,20 @@ def parse(text: str, name: str = "<input>") -> Program:
 
 
 def parse_value(text: str, what: str):
-    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate."""
+    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate.
+
+    `what` is `--set NAME`. A number the value cannot hold (1e400) is a SourceError located in the
+    argument as typed, `NAME=VALUE`, with a caret under the number."""
+    prefix = "const __set__ = "
     try:
-        prog = parse(f"const __set__ = {text}\n", what)
+        prog = parse(f"{prefix}{text}\n", what)
     except SourceError as e:
+        if not e.message.startswith("syntax error") and e.line == 1 and e.col is not None \
+                and e.col > len(prefix):
+            name = what.removeprefix("--set ")
+            arg = f"{name}={text}"
+            raise SourceError(e.message, line=1, col=e.col - len(prefix) + len(name) + 1,
+                              source=Source(arg, what), width=e.width) from None
         raise CgvizError(f"cannot read {text!r} as a value "
                          f"({e.message.removeprefix('syntax error: ')})") from None
     if len(prog.statements) != 1:

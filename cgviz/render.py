@@ -37,23 +37,39 @@ def dot_executable() -> str:
 
 
 def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
-            hint: str = "") -> bytes:
-    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever."""
+            hint: str = "", rankdir: str | None = None) -> bytes:
+    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever.
+
+    The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
+    `rankdir` the layout direction (read from the DOT text when not given); nothing already in
+    effect is suggested."""
     exe = dot_executable()
+    if rankdir is None:
+        hit = _RANKDIR.search(dot_text)
+        rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
     try:
         proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode("utf-8"),
                               capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         size = f" {nodes} nodes" if nodes else " the graph"
+        faster = "--format svg (much faster than PNG for big graphs), " if fmt == "png" else ""
         raise CgvizError(f"Graphviz did not finish laying out{size} within {timeout:g} s. "
-                         f"Try {hint}--format svg (much faster than PNG for big graphs), --format dot to "
-                         "get the text without layout, or a longer --timeout.") from None
+                         f"Try {hint}{faster}--format dot to get the text without layout, or a longer "
+                         "--timeout.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
+        if "longer than 16384" in err:
+            # a name of a node, module or file longer than Graphviz takes in one string
+            raise CgvizError("a name in this graph (of a node, module or file) is too long for Graphviz, "
+                             "which takes at most 16,384 characters in one string; shorten it, or use "
+                             "--format json, which has no such limit")
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
     if fmt == "png":
-        _check_cairo_scale(proc.stderr, nodes, hint)
+        _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
     return proc.stdout
+
+
+_RANKDIR = re.compile(r'\brankdir="?(LR|TB|RL|BT)"?', re.I)
 
 
 # Cairo draws bitmaps of at most 32,767 pixels a side. Past that, `dot -Tpng` shrinks the whole
@@ -63,7 +79,7 @@ MIN_PNG_SCALE = 0.5
 _CAIRO_SCALED = re.compile(rb"too large for cairo-renderer bitmaps\. Scaling by ([0-9.eE+-]+)")
 
 
-def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str) -> None:
+def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str, rankdir: str = "LR") -> None:
     m = _CAIRO_SCALED.search(stderr)
     if m is None:
         return
@@ -76,8 +92,9 @@ def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str) -> None:
     size = f" of {nodes} nodes" if nodes else ""
     raise CgvizError(f"the picture{size} is too big for a PNG: Graphviz's PNG renderer (Cairo) draws at "
                      f"most 32,767 pixels a side and would shrink it to {scale:.0%}, too small to read. "
-                     f"Use {hint}--format svg or pdf (no size limit), --rankdir TB for a long chain, or "
-                     "--format dot for the text without layout.")
+                     f"Use {hint}--format svg or pdf (no size limit), "
+                     + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
+                     + "or --format dot for the text without layout.")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

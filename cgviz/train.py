@@ -145,10 +145,9 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
             on_run(k, run)
         loss = float(np.sum(run.values[graph.output]))
         hist.losses.append(loss)
-        if not math.isfinite(loss):
-            when = f"before step {k + 1}" if k < steps else f"after step {steps}"
-            hist.stopped = (f"the loss became {num(loss)} {when}: the steps diverged; "
-                            "try a smaller --lr or --clip-norm")
+        bad_grads = [graph[i].name or i for i in params(graph) if _nonfinite(run.grads.get(i))]
+        if not math.isfinite(loss) or (bad_grads and k < steps):
+            hist.stopped = _stop_reason(k, steps, loss, bad_grads)
             if on_step and k < steps:
                 on_step(k, loss, None)
             return run, hist
@@ -162,6 +161,23 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
         apply(graph, s)
         run = engine.run(graph)
     return run, hist
+
+
+def _nonfinite(g) -> bool:
+    return g is not None and not np.all(np.isfinite(g))
+
+
+def _stop_reason(k: int, steps: int, loss: float, bad_grads: list[str]) -> str:
+    """Why training stops at run k: the learning rate is to blame only once steps have been taken."""
+    what = (f"the loss is {num(loss)}" if not math.isfinite(loss)
+            else f"the gradient of {', '.join(bad_grads)} is NaN or infinite")
+    if k == 0:
+        # nothing has moved yet: the program itself makes the NaN, whatever the rate
+        return (f"{what} at the start, before any step: the program's own numbers are not finite "
+                "(the warnings say where the NaN or infinity first appears), so no rate can help")
+    when = f"before step {k + 1}" if k < steps else f"after step {steps}"
+    became = what.replace(" is ", " became ", 1)
+    return f"{became} {when}: the steps diverged; try a smaller --lr or --clip-norm"
 
 
 def training_warnings(hist: History) -> list[str]:

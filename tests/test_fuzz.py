@@ -53,7 +53,9 @@ STATS = {"inputs": 0, "ok": 0, "user_error": 0, "seconds": 0.0}
 CALLABLE = [d for d in OPS.values() if not d.internal and d.usage.startswith(d.name + "(")]
 BINOPS = ["+", "-", "*", "/", "@", "^", "**"]
 ODD_NAMES = ["input", "param", "loss", "None", "T", "relu", "randn", "true", "_", "x1"]
-ODD_NUMBERS = ["1e400", "1e-400", "3e+2", "007", "1.2.3", "2.", ".5", "0", "-0"]
+# overflowing float64 (an error at the literal), underflowing, a 300-digit integer that fits, odd forms
+ODD_NUMBERS = ["1e400", "1e-400", "3e+2", "007", "1.2.3", "2.", ".5", "0", "-0", "2.5e309", "9" * 400,
+               "1" * 5000, "1" * 300, "1e308", "1e6"]
 JUNK = list("()[],=.+-*/@^#\\\n\t\"'<>{}|;:!$`~&%?") + ["×", "−", "²", "é", "\u2028", "\x0c", "\ufeff",
                                                          "∂", "😀", "\r", "\x00", "**", "1e", "--"]
 TOKEN = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|\d[\d.eE+-]*|\*\*|.", re.S)
@@ -150,6 +152,11 @@ class Gen:
             name = f"h{i}" if r.random() < 0.97 else r.choice(ODD_NAMES + known)
             lines.append(f"{name} = {self.expr(known)}")
             known.append(name)
+        if r.random() < 0.02:
+            # a long flat sum, as generated code writes: not nested, however long
+            terms = [r.choice(known) for _ in range(r.randint(200, 2000))]
+            lines.append(f"flat = {' + '.join(terms)}")
+            known.append("flat")
         if r.random() < 0.6:
             head = r.choice(["loss L", "loss", "loss L", "loss h9"])
             body = self.expr(known)

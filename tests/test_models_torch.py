@@ -375,3 +375,28 @@ def test_nan_is_flagged_in_words_and_in_the_picture(cli, tmp_path):
     # an attention mask's -inf is not a warning
     clean = cli("torch", str(MODELS / "tiny_gpt.py") + ":build", "--input-shape", "1,16:long", "--format", "dot", "-o", "-")
     assert "warning" not in clean.stderr and "#ffcc80" not in clean.stdout
+
+
+def test_a_compiled_function_inside_a_model_runs_eagerly_while_recording(capfd):
+    # dynamo used to trace cgviz's own recorder into the compiled region: recompiles, warnings, seconds
+    import cgviz
+    from torch._dynamo.utils import counters
+
+    @torch.compile(backend="eager")
+    def fused(x, w):
+        return torch.tanh(x @ w) * 2
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x):
+            return sum(fused(x[:k], self.w).sum() for k in range(1, 10))
+
+    counters.clear()
+    d = cgviz.draw(Net(), torch.randn(9, 4))
+    assert sum(counters["stats"].values()) == 0 and not counters["recompiles"]   # dynamo never ran
+    assert sum(1 for n in d.graph if n.op == "tanh") == 9                       # the ops inside are drawn
+    err = capfd.readouterr().err
+    assert "recompile" not in err and "torch._dynamo" not in err

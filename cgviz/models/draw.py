@@ -56,7 +56,8 @@ def value_text(t: TensorInfo | None, dtype: bool = True, sep: str = "\n") -> str
         return head
     s = t.stats
     if t.dtype.startswith(("int", "uint", "bool")):
-        return f"{head}{sep}{num(s['min'])}…{num(s['max'])}"
+        lo, hi = (int(s[k]) if math.isfinite(s[k]) else s[k] for k in ("min", "max"))
+        return f"{head}{sep}{num(lo)}…{num(hi)}"
     return f"{head}{sep}μ={num(s['mean'])} σ={num(s['std'])}"
 
 

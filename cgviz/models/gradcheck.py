@@ -33,7 +33,8 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
                 fd_samples: int = FD_SAMPLES) -> Report:
     """Load and trace MODEL as `cgviz torch` does, then check every parameter's and float input's
     gradient. `opts` is a models.trace.TraceOptions."""
-    import torch
+    from ..needs import require_torch
+    torch = require_torch(f"checking the model {spec}")
 
     from .inputs import compute_loss
     from .load import load_model

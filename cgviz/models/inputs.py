@@ -132,8 +132,10 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CgvizError(f"--input {path} holds pickled code, not just tensors; save the inputs with "
-                         "torch.save(tensor_or_tuple, path)") from None
+        from .load import _read, refused_pickle
+        why = refused_pickle(f"--input {path}", _read(p))
+        raise CgvizError(why + "." if why else f"--input {path} holds pickled code, not just tensors; save the "
+                         "inputs with torch.save(tensor_or_tuple, path)") from None
     except Exception as e:
         raise CgvizError(f"--input {path} could not be read as tensors: {str(e).splitlines()[0][:200]}") from None
     if isinstance(obj, torch.Tensor):

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import pickletools
+import re
 import sys
 import traceback
 import zipfile
@@ -70,8 +71,9 @@ def sniff(path: Path, data: bytes) -> str:
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         try:
             infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-            # (a corrupted central directory can also surface as ValueError or EOFError)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as e:
+            # (a corrupted central directory can also surface as ValueError, EOFError, or as
+            # NotImplementedError for a garbled "version needed to extract")
             raise _fail(f"{path} looks like a zip archive (as torch.save, torch.jit.save and "
                         f"torch.export.save write) but is damaged or truncated: {e}. Save it again. "
                         + ACCEPTS) from None
@@ -102,30 +104,94 @@ def sniff(path: Path, data: bytes) -> str:
     return "python"
 
 
-def pickled_classes(data: bytes) -> list[str]:
-    """The `module.Class` names a pickle would import, read from its opcodes without running it."""
+@dataclass
+class PickleScan:
+    """What a pickle stream is, read from its opcodes (pickletools) without running any of it."""
+
+    valid: bool               # the opcodes parse, up to the STOP that ends the stream
+    problem: str = ""         # why not
+    protocol: int = 0
+    globals: list[str] = field(default_factory=list)    # every module.name it would import
+
+    @property
+    def classes(self) -> list[str]:
+        """The imports worth naming in a message (not torch's own tensor rebuilding or containers)."""
+        found = list(dict.fromkeys(self.globals))
+        boring = ("torch._utils.", "collections.", "torch.", "builtins.", "__builtin__.", "copyreg.", "_codecs.",
+                  "numpy.")
+        return [f for f in found if not f.startswith(boring)] or [f for f in found if f.startswith("torch.nn.")]
+
+
+_STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING", "STRING")
+
+
+def scan_pickle(data: bytes) -> PickleScan:
+    """Scan the pickle of a torch.save file: the `data.pkl` member of a zip, else the bytes themselves
+    (a legacy file's first pickle). A garbled stream is reported, never guessed at."""
     blob = data
     if data[:2] == b"PK":
-        z = zipfile.ZipFile(io.BytesIO(data))
-        member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-        if member is None:
-            return []
-        blob = z.read(member)
-    found: list[str] = []
-    strings: list[str] = []
+        try:
+            z = zipfile.ZipFile(io.BytesIO(data))
+            member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            if member is None:
+                return PickleScan(False, "the archive has no data.pkl")
+            blob = z.read(member)
+        except Exception as e:      # zipfile raises many kinds for a damaged archive
+            return PickleScan(False, f"the zip archive is damaged ({_first_line(e)})")
+    scan = PickleScan(True)
+    # a small model of the stack, enough to name STACK_GLOBAL's two strings (protocol 4 memoizes
+    # them, so the memo is followed too)
+    pushed: list = []
+    memo: dict[int, Any] = {}
     try:
-        for op, arg, _ in pickletools.genops(blob):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
-            elif op.name == "GLOBAL":
-                found.append(arg.replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:   # a damaged pickle: we only wanted names for a message
-        pass
-    boring = ("torch._utils.", "collections.", "torch.", "builtins.", "_codecs.", "numpy.")
-    return [f for f in dict.fromkeys(found) if not f.startswith(boring)] or \
-           [f for f in dict.fromkeys(found) if f.startswith("torch.nn.modules.")]
+        for op, arg, pos in pickletools.genops(blob):
+            name = op.name
+            if name == "PROTO":
+                scan.protocol = arg
+            if name in _STRINGS:
+                pushed.append(arg if isinstance(arg, str) else arg.decode("latin-1", "replace"))
+            elif name in ("BINGET", "LONG_BINGET", "GET"):
+                pushed.append(memo.get(int(arg)))
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(arg)] = pushed[-1] if pushed else None
+            elif name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+            elif name == "GLOBAL":
+                scan.globals.append(arg.replace(" ", "."))
+                pushed.append(None)
+            elif name == "STACK_GLOBAL":
+                mod, attr = (pushed[-2:] if len(pushed) >= 2 else [None, None])
+                scan.globals.append(f"{mod}.{attr}" if isinstance(mod, str) and isinstance(attr, str)
+                                    else "<unknown>")
+                pushed.append(None)
+            elif name not in ("FRAME", "MARK", "STOP"):
+                pushed.append(None)
+            del pushed[:-4]
+    except Exception as e:          # genops raises ValueError for a bad opcode, others for truncation
+        return PickleScan(False, f"{_first_line(e)}", scan.protocol, scan.globals)
+    if not scan.protocol and blob[:1] == b"\x80":
+        scan.protocol = blob[1]
+    return scan
+
+
+def pickled_classes(data: bytes) -> list[str]:
+    """The `module.Class` names a pickle would import, read from its opcodes without running it."""
+    return scan_pickle(data).classes
+
+
+def refused_pickle(what: str, data: bytes) -> str | None:
+    """Why torch's weights-only loader refused a file, when the reason is not pickled code: the
+    bytes are not a valid pickle at all, or it was saved with a pickle protocol that loader cannot
+    read (it reads 2, torch.save's default). None when the file really holds Python objects."""
+    scan = scan_pickle(data)
+    if not scan.valid:
+        return f"{what} is damaged: it is not a valid pickle ({scan.problem}). Save it again"
+    if scan.protocol > 2 and not scan.classes:
+        return (f"{what} was saved with pickle protocol {scan.protocol}, which PyTorch's safe loader "
+                "(weights_only) cannot read: it reads protocol 2, torch.save's default. It holds tensors "
+                "and no classes of its own: save it again with torch.save's default protocol (leave out "
+                "pickle_protocol)")
+    return None
 
 
 def _is_state_dict(obj) -> bool:
@@ -150,7 +216,9 @@ def check_model_files(spec: str, input_file: str | None = None, weights: str | N
 
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
     """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
+    from ..needs import require_torch
     from ..paths import read_input
+    require_torch(f"reading the model {spec}")
     path, factory = split_spec(spec)
     # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
     # cgviz.paths), since torch reads what it holds and real checkpoints are large.
@@ -212,6 +280,9 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
             raise _fail(f"{path} holds tensors, not a model; to use them as the model's inputs, pass "
                         f"them with --input {path}. " + ACCEPTS)
         raise _fail(f"{path} holds a {type(obj).__name__}, not a model. " + ACCEPTS)
+    why = refused_pickle(str(path), data)
+    if why:
+        raise _fail(f"{why}. " + ACCEPTS)
     classes = pickled_classes(data)
     what = f" (it would import {', '.join(classes[:3])})" if classes else ""
     if not trust:
@@ -255,7 +326,6 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
         with (contextlib.nullcontext() if trust else no_pickled_code()):
             ep = torch.export.load(str(path))
     except pickle.UnpicklingError as e:
-        import re
         hit = re.search(r"GLOBAL (\S+)", str(e))
         what = f" (it would call {hit.group(1)})" if hit else ""
         raise _fail(f"{path} is a torch.export program that holds pickled Python objects{what}; "
@@ -263,8 +333,7 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
                     f"trust the file: add --trust. {EXPORT_HINT}") from None
     except Exception as e:
         raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
-                    f"{type(e).__name__}: {_first_line(e)}. It may come from a newer PyTorch "
-                    f"(this is {torch.__version__}).") from None
+                    + _archive_problem(path, e, _export_newer)) from None
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
@@ -281,8 +350,81 @@ def _load_script(path: Path) -> Loaded:
         sm = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
         raise _fail(f"{path} looks like a TorchScript archive but could not be loaded: "
-                    f"{_first_line(e)}. It may come from a newer PyTorch (this is {torch.__version__}).") from None
+                    + _archive_problem(path, e, _script_newer)) from None
     return Loaded("torchscript", sm, str(path))
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first member of a zip archive whose bytes do not match their checksum (or cannot be
+    read at all), said in words; None when every member reads back intact."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                try:
+                    with z.open(info) as f:
+                        while f.read(1 << 20):
+                            pass
+                except zipfile.BadZipFile as e:
+                    why = "its checksum does not match" if "CRC" in str(e) else _first_line(e)
+                    return f"its member {info.filename} is damaged ({why})"
+                except Exception as e:      # zlib.error, NotImplementedError, EOFError, OSError …
+                    return f"its member {info.filename} is damaged ({type(e).__name__}: {_first_line(e)})"
+    except Exception as e:
+        return f"it is not a valid zip archive ({_first_line(e)})"
+    return None
+
+
+def _member(z: zipfile.ZipFile, tail: str) -> bytes | None:
+    name = next((n for n in z.namelist() if n == tail or n.endswith("/" + tail)), None)
+    return z.read(name) if name is not None else None
+
+
+def _export_newer(path: Path, e: BaseException) -> str | None:
+    """`its archive version is 9, this PyTorch reads 0`, when the archive records a newer format."""
+    import json
+    try:
+        from torch._export.serde.schema import SCHEMA_VERSION
+        from torch.export.pt2_archive.constants import ARCHIVE_VERSION_VALUE
+    except ImportError:     # another torch lays these out differently: no claim either way
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            version = _member(z, "archive_version")
+            if version is not None and int(version.decode().strip()) > int(ARCHIVE_VERSION_VALUE):
+                return (f"its archive format is version {version.decode().strip()}, newer than the "
+                        f"{ARCHIVE_VERSION_VALUE} this PyTorch reads")
+            for name in z.namelist():
+                if name.endswith(".json") and "/models/" in "/" + name:
+                    schema = json.loads(z.read(name)).get("schema_version") or {}
+                    if int(schema.get("major", 0)) > SCHEMA_VERSION[0]:
+                        return (f"its program schema is version {schema.get('major')}.{schema.get('minor')}, "
+                                f"newer than the {SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]} this PyTorch reads")
+    except Exception:
+        return None
+    return None
+
+
+def _script_newer(path: Path, e: BaseException) -> str | None:
+    """The same for a TorchScript archive, from torch's own refusal of a too-new `version` member."""
+    hit = re.search(r"version (\d+), but the maximum supported version for reading is (\d+)", str(e))
+    if hit and int(hit.group(1)) > int(hit.group(2)):
+        return f"its file format is version {hit.group(1)}, newer than the {hit.group(2)} this PyTorch reads"
+    return None
+
+
+def _archive_problem(path: Path, e: BaseException, newer) -> str:
+    """What is wrong with an archive torch could not load: a damaged member, a format newer than
+    this PyTorch reads, or else torch's own reason (without its pointers to logs cgviz hides)."""
+    import torch
+    damaged = _damaged_member(path)
+    if damaged:
+        return f"{damaged}. Save or download it again."
+    why = newer(path, e)
+    if why:
+        return f"{why}: it comes from a newer PyTorch (this is {torch.__version__})."
+    text = re.sub(r"\s*Please check the warnings above[^.]*\.*", "", _first_line(e)).rstrip(". ")
+    text = text or type(e).__name__
+    return f"{type(e).__name__}: {text}."
 
 
 def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
@@ -346,8 +488,9 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
-        raise _fail(f"--weights {weights} is not a plain state_dict (it holds pickled code); "
-                    "save it with torch.save(model.state_dict(), path)") from None
+        why = refused_pickle(f"--weights {weights}", _read(wp))
+        raise _fail(why + "." if why else f"--weights {weights} is not a plain state_dict (it holds pickled "
+                    "code); save it with torch.save(model.state_dict(), path)") from None
     except Exception as e:
         raise _fail(f"--weights {weights} could not be read: {_first_line(e)}") from None
     for key in ("state_dict", "model", "model_state_dict"):   # common checkpoint wrappers
@@ -366,6 +509,13 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
             parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}")
         raise _fail(f"--weights {weights} does not fit the model in {loaded.path} ({'; '.join(parts)})")
     loaded.notes.append(f"weights from {weights}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def _is_tensor_dict(obj) -> bool:

@@ -56,6 +56,7 @@ class ModelDrawing:
     grad: bool
     depth: int | None
     auto: bool
+    fold: bool = True
     notes: list[str] = field(default_factory=list)
     profile_table: str | None = None
 
@@ -92,8 +93,10 @@ class ModelDrawing:
             svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(self.pic.nodes)).decode("utf-8")
             data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
         elif fmt in IMAGE_FORMATS:
-            data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(self.pic.nodes),
-                           hint="a smaller --depth, folding (leave out --no-fold), ")
+            # advice for a picture too big or too slow to lay out: only what is not already in effect
+            hint = "".join(h for h, wanted in (("a smaller --depth, ", self.depth is None or self.depth > 1),
+                                               ("folding (leave out --no-fold), ", not self.fold)) if wanted)
+            data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(self.pic.nodes), hint=hint, rankdir=rankdir)
         else:
             raise CgvizError(f"unknown format {fmt!r}")
         timings["layout"] = time.perf_counter() - t
@@ -158,7 +161,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
     timings["picture"] = time.perf_counter() - t
     return ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta, view_depth,
-                        auto, notes, profile_table)
+                        auto, fold, notes, profile_table)
 
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
@@ -167,7 +170,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
                explode: float | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
-    import torch  # noqa: F401  (timed on its own: it is most of the start-up)
+    from ..needs import require_torch
+    require_torch(f"drawing the model {spec}")      # timed on its own: it is most of the start-up
     from .load import load_model
     from .trace import TraceOptions
     opts = opts or TraceOptions()

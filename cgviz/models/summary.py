@@ -66,7 +66,9 @@ class TensorInfo:
         if d.is_complex():
             d = d.abs()
         if d.numel() <= FULL_LIMIT:
-            arr = d.cpu().to(torch.float64).numpy() if d.dtype != torch.int64 else d.cpu().numpy()
+            # integers stay integers (token ids print whole); floats and bools go through float64
+            whole = not d.dtype.is_floating_point and d.dtype != torch.bool
+            arr = d.cpu().to(torch.int64).numpy() if whole else d.cpu().to(torch.float64).numpy()
             return TensorInfo(shape, dtype, _stats(arr), arr.copy())
         # Large tensors: statistics in torch, without a NumPy copy. float32 stays float32 (torch's
         # reductions sum pairwise, and `norm` then equals what `param.grad.norm()` prints); other

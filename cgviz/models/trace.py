@@ -174,9 +174,10 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
                          "with --view autograd (leave that out)")
     if opts.profile and opts.meta:
         raise CgvizError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
-    if opts.view == "autograd":
-        return _trace_autograd(loaded, model, args, kwargs, opts)
-    traced = _trace_ops(loaded, model, args, kwargs, opts)
+    with _eager():
+        if opts.view == "autograd":
+            return _trace_autograd(loaded, model, args, kwargs, opts)
+        traced = _trace_ops(loaded, model, args, kwargs, opts)
     if opts.profile:
         if traced.run.meta.get("view") != "ops":
             traced.notes.append("--profile: not measured, since the ops view could not follow this model")
@@ -194,6 +195,15 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
                                     "counts as not attributed")
             traced.run.profile = prof
     return traced
+
+
+def _eager():
+    """torch.compile'd functions run eagerly while cgviz records: dynamo would otherwise trace cgviz's
+    own recorder (a TorchFunctionMode) into every compiled region, recompile per call until its limit
+    and print pages of warnings; eager, their ops are recorded one by one like the rest of the model."""
+    import torch
+    stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
 def _named(model):
