@@ -338,10 +338,12 @@ def is_model(target: str) -> bool:
         return False
     if suffix in MODEL_SUFFIXES:
         return True
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False            # read_source says what is wrong with it
+    from .paths import SOURCE_LIMIT, check_input, read_input
+    # Not a regular file (a FIFO, a device, a folder, a loop) or missing: say so before anything opens it.
+    accepts = "Give an expression file such as pizza.cg, or a model file (see cgviz torch --help)."
+    if check_input(path, kind="an expression file or a model", accepts=accepts).st_size > SOURCE_LIMIT:
+        return True             # too big for an expression file
+    data = read_input(path, kind="an expression file or a model", accepts=accepts, limit=SOURCE_LIMIT)
     try:
         kind = sniff(path, data)
     except CgvizError:

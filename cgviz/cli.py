@@ -147,17 +147,32 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    path = Path(output) if output else Path(f"{stem}.{fmt}")
-    if file != "-":
-        src = Path(file)
-        try:
-            same = path.exists() and src.exists() and path.samefile(src)
-        except OSError:
-            same = False
-        if same or path.resolve() == src.resolve():
-            raise click.UsageError(f"the output {path} is the input file; cgviz never overwrites "
-                                   "its input (choose another -o)")
-    return fmt, path
+    return fmt, Path(output) if output else Path(f"{stem}.{fmt}")
+
+
+def _check_files(inputs: list, outputs: list) -> None:
+    """Before any work: no output may be an input or another output (a usage mistake, exit 2), and
+    each output must be writable (exit 1). Every command passes all its files (cgviz.paths.Arg)."""
+    from .paths import PathConflict, check_paths
+    try:
+        check_paths(inputs, outputs)
+    except PathConflict as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _out(option: str, path, given) -> "object":
+    """An output for _check_files; a default path is said to be one."""
+    from .paths import Arg
+    return Arg(option, path, "" if given else " (the default)")
+
+
+def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
+    """The files a FILE or MODEL argument reads: the file itself (`net.py` of `net.py:build`), --input
+    and --weights."""
+    from .models.load import split_spec
+    from .paths import Arg
+    files = [] if target == "-" else [Arg("the input", split_spec(target)[0])]
+    return files + [Arg("--input", input_file), Arg("--weights", weights)]
 
 
 def _emit(data: bytes, path: Path | None) -> None:
@@ -211,6 +226,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
     if clip_norm is not None and lr is None:
         raise click.UsageError("--clip-norm clips the step --lr takes; give --lr too")
     fmt, path = resolve_output(file, output, fmt)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
     text, name = read_source(file)
     result = evaluate(text, name, overrides, grad=not no_grad, max_elements=max_elements)
     step_warnings = []
@@ -252,13 +268,13 @@ def explain(file, fmt, output, sets):
     from .pipeline import evaluate, read_source
 
     overrides = parse_sets(sets)
-    if output and output != "-":
-        resolve_output(file, output, "dot")       # only for its never-overwrite-the-input check
+    path = None if not output or output == "-" else Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, True)])
     text, name = read_source(file)
     result = evaluate(text, name, overrides)
     for w in result.run.warnings:
         click.echo(f"warning: {name}: {w}", err=True)
-    _emit(EXPLAIN[fmt](result.graph, result.run).encode("utf-8"), None if not output or output == "-" else Path(output))
+    _emit(EXPLAIN[fmt](result.graph, result.run).encode("utf-8"), path)
 
 
 @main.command()
@@ -299,6 +315,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     curve_path = Path(curve or f"{stem}_loss.png")
     if _suffix_format(str(curve_path)) != "png":
         raise click.UsageError(f"--curve writes a PNG; give a name ending in .png, not {curve_path}")
+    _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
     text, name = read_source(file)
     result = evaluate(text, name, overrides)
     graph = result.graph
@@ -506,6 +523,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     _check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
+    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    from .models.load import check_model_files
+    check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
     if profile:
         opts = dataclasses.replace(opts, profile=profile_runs or 1)
@@ -589,8 +609,13 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
     for flag, folder in (("--golden", golden_dir), ("--out", out)):
         if folder.exists() and not folder.is_dir():
             raise click.UsageError(f"{flag} {folder} is a file; it must name a folder (cgviz creates it if missing)")
-    if out.resolve() == golden_dir.resolve():
+    from .paths import check_folder, same_file
+    if same_file(out, golden_dir):
         raise click.UsageError("--out must not be the --golden folder (it would overwrite the goldens)")
+    check_folder(golden_dir, "--golden")
+    check_folder(out, "--out")
+    _check_files(*_snapshot_files(inputs[0] if inputs[0].endswith(".toml") else None, entries, golden_dir, out,
+                                  update))
     from .snapshot import clear_previous
     clear_previous(out, entries)
     results = []
@@ -614,7 +639,10 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         if error is not None:
             outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
             continue
-        outcomes.append(check(entry, dot_text, png, golden_dir, out, update, threshold, tolerance))
+        try:
+            outcomes.append(check(entry, dot_text, png, golden_dir, out, update, threshold, tolerance))
+        except CgvizError as e:         # an unreadable golden: this entry's row says so, the others go on
+            outcomes.append(Outcome(entry, "error", str(e).splitlines()[0]))
     width = max(len(o.entry.name) for o in outcomes)
     click.echo(f"{'entry':<{width}}  {'status':<14}  {'pixels differ':>13}  detail")
     for o in outcomes:
@@ -633,6 +661,22 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         hint = f"; new pictures and diffs are in {out}/" if diffs or len(failed) > 0 else ""
         raise _UserError(f"{len(failed)} of {len(outcomes)} entries differ from their goldens{hint}. "
                          "If the change is intended, run again with --update.")
+
+
+def _snapshot_files(manifest: str | None, entries: list, golden: Path, out: Path, update: bool) -> tuple[list, list]:
+    """What snapshot reads (the manifest, each entry's file, --input and --weights) and what it
+    writes or removes (<entry>.png/.dot/.diff.png in --out; the goldens too with --update)."""
+    from .paths import Arg
+    inputs = [Arg("the manifest", manifest)]
+    for e in entries:
+        inputs += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
+                   Arg(f"entry {e.name!r}: {a.option}", a.path)
+                   for a in _target_inputs(e.path, e.options.get("input"), e.options.get("weights"))]
+    from .snapshot import derived
+    outputs = [Arg("--out", derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
+    if update:
+        outputs += [Arg("--golden", derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
+    return inputs, outputs
 
 
 def _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode) -> None:
@@ -688,6 +732,8 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         if sets:
             raise click.UsageError("--set changes declarations of an expression file; "
                                    f"{target} is a model")
+        from .models.load import check_model_files
+        check_model_files(target, input_file, weights)      # before torch is imported
         from .models.gradcheck import check_model
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
@@ -710,14 +756,11 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         ctx.exit(1)
 
 
-def _png_path(option: str, given: str | None, default: str, target: str) -> Path:
-    """A plot's path: must end in .png and must not be the input file."""
+def _png_path(option: str, given: str | None, default: str) -> Path:
+    """A plot's path: must end in .png (_check_files keeps it off the inputs)."""
     path = Path(given or default)
     if path.suffix.lower() != ".png":
         raise click.UsageError(f"{option} writes a PNG; give a name ending in .png, not {path}")
-    src = Path(model_stem(target))
-    if target != "-" and src.exists() and path.resolve() == src.resolve():
-        raise click.UsageError(f"{option} {path} is the input file; cgviz never overwrites its input")
     return path
 
 
@@ -759,18 +802,19 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     stem = "stdin" if target == "-" else Path(model_stem(target)).stem
     bar_path = hist_path = None
     if not no_plots:
-        bar_path = _png_path("-o", output, f"{stem}_grads.png", target)
-        hist_path = _png_path("--hist", hist, f"{stem}_grad_hist.png", target)
-        if bar_path.resolve() == hist_path.resolve():
-            raise click.UsageError(f"-o and --hist both name {bar_path}; give them different names")
+        bar_path = _png_path("-o", output, f"{stem}_grads.png")
+        hist_path = _png_path("--hist", hist, f"{stem}_grad_hist.png")
     elif output or hist:
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
+    _check_files(_target_inputs(target, input_file, weights), [_out("-o", bar_path, output),
+                                                               _out("--hist", hist_path, hist)])
     from .api import is_model
     model_target = is_model(target)
     if model_target:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
-        from .models.load import load_model
+        from .models.load import check_model_files, load_model
+        check_model_files(target, input_file, weights)      # before torch is imported
         from .models.trace import trace
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         loaded = load_model(target, trust=trust, weights=weights)

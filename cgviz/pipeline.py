@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,21 +19,18 @@ from .parser import parse
 from .render import IMAGE_FORMATS, run_dot
 
 
+SOURCE_ACCEPTS = "Give an expression file such as pizza.cg, or - to read standard input."
+
+
 def read_source(path: str) -> tuple[str, str]:
-    """The text of a program file (or `-` for standard input) and the name to show for it."""
+    """The text of a program file (or `-` for standard input) and the name to show for it. Only a
+    regular file is opened, and at most paths.SOURCE_LIMIT bytes are read (standard input too)."""
+    from .paths import SOURCE_LIMIT, read_input, read_stdin
     if path == "-":
-        data = sys.stdin.buffer.read()
+        data = read_stdin("an expression file", SOURCE_LIMIT)
         name = "<stdin>"
     else:
-        p = Path(path)
-        if p.is_dir():
-            raise CgvizError(f"{path} is a folder; give a program file such as pizza.cg")
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise CgvizError(f"{path}: no such file") from None
-        except OSError as e:
-            raise CgvizError(f"cannot read {path}: {e.strerror or e}") from None
+        data = read_input(path, kind="an expression file", accepts=SOURCE_ACCEPTS, limit=SOURCE_LIMIT)
         name = path
     return decode_source(data, name), name
 

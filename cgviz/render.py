@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import shutil
 import subprocess
 import tempfile
@@ -97,8 +99,20 @@ def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str, rankdir: str
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file, and an
-    existing file is only replaced once the new one is complete."""
+    existing file is only replaced once the new one is complete.
+
+    A character device or a FIFO (/dev/null, /dev/stdout, a shell's `>(…)`) is written into, never
+    replaced; a folder, a symbolic link loop, or a path under a file is refused in words."""
+    from .paths import check_output
     path = Path(path)
+    check_output(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        _write_into(path, data, "a FIFO" if stat.S_ISFIFO(mode) else "a character device")
+        return
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -124,6 +138,23 @@ def write_atomic(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def _write_into(path: Path, data: bytes, what: str) -> None:
+    """Write into a device or a pipe that already exists (as a shell's `>` does), without waiting for
+    a reader that is not there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            raise CgvizError(f"cannot write {path}: it is {what} that no process is reading") from None
+        raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _umask() -> int:

@@ -49,10 +49,16 @@ def _toml(path: Path) -> dict:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    from .paths import SOURCE_LIMIT, read_input
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageProblem(f"cannot read {path}: {e.strerror or e}") from None
+        data = read_input(path, kind="a manifest", accepts="Give a TOML manifest such as cgviz.toml.",
+                          limit=SOURCE_LIMIT)
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageProblem(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                           "a manifest is a TOML file") from None
+    except CgvizError as e:
+        raise UsageProblem(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise UsageProblem(f"{path}: not valid TOML: {e}") from None
 
@@ -145,8 +151,10 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
 
 def _inside(base: Path, rel: str, what: str) -> None:
     """Refuse a path a manifest names that leads outside the manifest's folder (after symlinks)."""
-    root = base.resolve()
-    target = (base / rel).resolve()
+    # realpath, not resolve(): Python 3.11's resolve() raises RuntimeError on a symlink loop (an
+    # internal error); a loop stays itself here and is named as one when it is read
+    root = Path(os.path.realpath(base))
+    target = Path(os.path.realpath(base / rel))
     if target != root and root not in target.parents:
         raise UsageProblem(f"{what} {rel!r} lies outside the manifest's folder {base}; a manifest may only "
                            "name files inside its folder, since in CI it comes from a pull request. Move "
@@ -296,7 +304,8 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
     from .render import write_atomic
     gdot, gpng = derived(golden, entry.name, ".dot"), derived(golden, entry.name, ".png")
     new_png, new_dot, diff_path = (derived(out, entry.name, s) for s in (".png", ".dot", ".diff.png"))
-    if not gdot.exists() or not gpng.exists():
+    # lexists: a golden that is a dangling or looping link is not "missing"; reading it says what it is
+    if not os.path.lexists(gdot) or not os.path.lexists(gpng):
         if update:
             write_atomic(gdot, dot_text.encode("utf-8"))
             write_atomic(gpng, png)
@@ -305,9 +314,15 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
         write_atomic(new_dot, dot_text.encode("utf-8"))
         return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
     from PIL import Image
-    dot_same = gdot.read_bytes() == dot_text.encode("utf-8")
     try:
-        diff = compare_png(gpng.read_bytes(), png, threshold)
+        old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
+    except CgvizError:
+        if not update:
+            raise               # a FIFO, a device, a folder, a loop: the entry's error row says which
+        old_dot, old_png = b"", b""       # --update replaces it, as an unreadable PNG below
+    dot_same = old_dot == dot_text.encode("utf-8")
+    try:
+        diff = compare_png(old_png, png, threshold)
     except (OSError, ValueError, Image.DecompressionBombError) as e:   # UnidentifiedImageError is an OSError
         if not update:
             write_atomic(new_png, png)
@@ -321,7 +336,7 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
                        diff.share)
     parts = []
     if not dot_same:
-        parts.append(f"DOT differs ({_first_difference(gdot.read_text(encoding='utf-8'), dot_text)})")
+        parts.append(f"DOT differs ({_first_difference(old_dot.decode('utf-8', 'replace'), dot_text)})")
     if diff.size_changed:
         parts.append("PNG size changed")
     if diff.pixels:
@@ -335,6 +350,13 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
     if diff.diff_png:
         write_atomic(diff_path, diff.diff_png)
     return Outcome(entry, "changed", "; ".join(parts), diff.share)
+
+
+def _read_golden(path: Path) -> bytes:
+    """A golden file's bytes: a regular file only (cgviz.paths), never a FIFO or a device."""
+    from .paths import read_input
+    return read_input(path, "golden", kind="a golden picture",
+                      accepts="Remove it, or run with --update to write the golden again.")
 
 
 def _first_difference(old: str, new: str) -> str:

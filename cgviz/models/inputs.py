@@ -125,9 +125,10 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     its keys are forward's parameter names, else one positional dict). Read with weights_only."""
     import pickle
     import torch
+    from ..paths import check_input
+    from .load import INPUT_ACCEPTS
     p = Path(path)
-    if not p.is_file():
-        raise CgvizError(f"--input {path}: no such file")
+    check_input(p, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

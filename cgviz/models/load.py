@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import pickletools
 import re
 import sys
@@ -24,6 +25,9 @@ from ..errors import CgvizError
 ACCEPTS = ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
            "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
            "or, with --trust, a whole pickled nn.Module (torch.save(model)).")
+
+WEIGHTS_ACCEPTS = "Give a state_dict saved with torch.save(model.state_dict(), path)."
+INPUT_ACCEPTS = "Give tensors saved with torch.save(tensor_or_tuple, path)."
 
 EXPORT_HINT = ("To share a model safely, export it: "
                "torch.export.save(torch.export.export(model, example_inputs), 'model.pt2').")
@@ -55,10 +59,10 @@ def _fail(msg: str) -> CgvizError:
 def split_spec(spec: str) -> tuple[Path, str | None]:
     """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
     p = Path(spec)
-    if p.exists():
+    if os.path.lexists(p):        # lexists: a link that loops or dangles is still the file named
         return p, None
     head, sep, tail = spec.rpartition(":")
-    if sep and head and tail.isidentifier() and Path(head).exists():
+    if sep and head and tail.isidentifier() and os.path.lexists(head):
         return Path(head), tail
     return p, None
 
@@ -200,19 +204,26 @@ def _is_state_dict(obj) -> bool:
     return False
 
 
+def check_model_files(spec: str, input_file: str | None = None, weights: str | None = None) -> None:
+    """Before torch is imported or the model's code runs: MODEL, --input and --weights are regular
+    files (the same checks load_model, load_inputs and --weights make when they read them)."""
+    from ..paths import check_input
+    check_input(split_spec(spec)[0], kind="a model", accepts=ACCEPTS)
+    if input_file:
+        check_input(input_file, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
+    if weights:
+        check_input(weights, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
+
+
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
     """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
     from ..needs import require_torch
+    from ..paths import read_input
     require_torch(f"reading the model {spec}")
     path, factory = split_spec(spec)
-    if not path.exists():
-        raise _fail(f"{spec}: no such file. " + ACCEPTS)
-    if path.is_dir():
-        raise _fail(f"{path} is a folder, not a model file. " + ACCEPTS)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise _fail(f"cannot read {path}: {e.strerror or e}") from None
+    # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
+    # cgviz.paths), since torch reads what it holds and real checkpoints are large.
+    data = read_input(path, kind="a model", accepts=ACCEPTS)
     if not data:
         raise _fail(f"{path} is empty (0 bytes). " + ACCEPTS)
     kind = sniff(path, data)
@@ -515,9 +526,9 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
 
 def _load_weights(loaded: Loaded, weights: str) -> None:
     import pickle
+    from ..paths import check_input
     wp = Path(weights)
-    if not wp.is_file():
-        raise _fail(f"--weights {weights}: no such file")
+    check_input(wp, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
