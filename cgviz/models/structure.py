@@ -132,19 +132,30 @@ def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None
     return math.sqrt(total) if seen else None
 
 
-def _chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
-    """Block i+1 reads only block i's results (and parameters): a chain like 12 transformer layers,
-    not two Linear layers with a ReLU between them."""
+def _chained(graph: Graph, prev: list[str], nxt: list[str], earlier: set[str] = frozenset()) -> bool:
+    """Block i+1 reads block i's results along one main path, like 12 transformer layers, not two
+    Linear layers with a ReLU between them. Besides parameters it may read side inputs made before
+    the run (a Llama layer's rotary cos/sin, T5's position bias, the encoder's states for a decoder
+    layer), but nothing from blocks before block i: that would be a skip across blocks (a U-Net)."""
     inside, before = set(nxt), set(prev)
     fed = False
     for m in nxt:
         for i in graph[m].inputs:
             if i in inside or graph[i].kind in ("param", "const"):
                 continue
-            if i not in before:
+            if i in before:
+                fed = True
+            elif i in earlier:
                 return False
-            fed = True
     return fed
+
+
+def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
+    """Call t+1 of one module reads a result of call t directly: a loop's state (h, or (h, c)).
+    A stateless module used at two places (torchvision's BasicBlock calls one `self.relu` twice,
+    with convolutions between) is not a loop."""
+    before = set(prev)
+    return any(i in before for m in nxt for i in graph[m].inputs)
 
 
 def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
@@ -163,17 +174,26 @@ def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
         by_path: dict[str, list[tuple]] = {}
         for c in calls:
             by_path.setdefault(c[-1].path, []).append(c)
-        for cs in by_path.values():
-            if len(cs) > 1 and len({sigs[c] for c in cs}) == 1:
-                groups[cs[0]] = Group("loop", cs, cs[0][-1].cls,
-                                      [_param_norm(graph, run, members[c]) for c in cs])
-                used.update(cs)
-                hidden.update(cs[1:])
+        for path_calls in by_path.values():
+            # runs of calls where each reads the one before and has the same structure
+            steps: list[tuple] = []
+            for c in path_calls + [None]:
+                if (c is not None and steps and sigs[c] == sigs[steps[0]]
+                        and _steps_chained(graph, members[steps[-1]], members[c])):
+                    steps.append(c)
+                    continue
+                if len(steps) > 1:
+                    groups[steps[0]] = Group("loop", list(steps), steps[0][-1].cls,
+                                             [_param_norm(graph, run, members[x]) for x in steps])
+                    used.update(steps)
+                    hidden.update(steps[1:])
+                steps = [c] if c is not None else []
         # folds: runs of consecutive calls of different modules with equal signatures
         run_: list[tuple] = []
         for c in calls + [None]:
             if (c is not None and c not in used and run_ and sigs[c] == sigs[run_[0]]
-                    and _chained(graph, members[run_[-1]], members[c])):
+                    and _chained(graph, members[run_[-1]], members[c],
+                                 {m for x in run_[:-1] for m in members[x]})):
                 run_.append(c)
                 continue
             if len(run_) > 1:
