@@ -137,20 +137,22 @@ def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None
     return math.sqrt(total) if seen else None
 
 
-def _chained(graph: Graph, prev: list[str], nxt: list[str], earlier: set[str] = frozenset()) -> bool:
+def _chained(graph: Graph, prev: list[str], nxt: list[str], first: list[str] | None = None) -> bool:
     """Block i+1 reads block i's results along one main path, like 12 transformer layers, not two
-    Linear layers with a ReLU between them. Besides parameters it may read side inputs made before
-    the run (a Llama layer's rotary cos/sin, T5's position bias, the encoder's states for a decoder
-    layer), but nothing from blocks before block i: that would be a skip across blocks (a U-Net)."""
+    Linear layers with a ReLU between them. Besides parameters it may read side inputs shared by the
+    whole run (a Llama layer's rotary cos/sin, T5's position bias, the encoder's states for a decoder
+    layer): the very tensor the run's first block reads at the same place. Anything else (a skip from
+    two blocks back, as in a U-Net or DenseNet) keeps the blocks apart."""
     inside, before = set(nxt), set(prev)
+    lead = _ops(graph, first) if first is not None else None
     fed = False
-    for m in nxt:
-        for i in graph[m].inputs:
+    for j, m in enumerate(_ops(graph, nxt)):
+        for k, i in enumerate(graph[m].inputs):
             if i in inside or graph[i].kind in ("param", "const"):
                 continue
             if i in before:
                 fed = True
-            elif i in earlier:
+            elif lead is None or j >= len(lead) or k >= len(graph[lead[j]].inputs) or graph[lead[j]].inputs[k] != i:
                 return False
     return fed
 
@@ -197,8 +199,7 @@ def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
         run_: list[tuple] = []
         for c in calls + [None]:
             if (c is not None and c not in used and run_ and sigs[c] == sigs[run_[0]]
-                    and _chained(graph, members[run_[-1]], members[c],
-                                 {m for x in run_[:-1] for m in members[x]})):
+                    and _chained(graph, members[run_[-1]], members[c], members[run_[0]])):
                 run_.append(c)
                 continue
             if len(run_) > 1:
