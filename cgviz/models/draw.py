@@ -14,7 +14,7 @@ from ..fmt import inline_values, num
 from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
                       scale_of)
 from ..ir import Graph
-from .structure import DEdge, DNode, Picture
+from .structure import DEdge, DNode, Picture, combine
 from .summary import ModelRun, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
@@ -86,22 +86,37 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
     if dn.kind == "module":
         frames = dn.module
         path = frames[-1].key
-        rows.append(f"<B>{_html(path)}</B>")
+        # a collapsed box can stand for a whole ×N fold or loop, or for one module inside a fold
+        grp = pic.groups.get(frames)
+        outer = next((g for rep, g in pic.groups.items() if g.style == "fold" and len(rep) < len(frames)
+                      and frames[:len(rep)] == rep), None)
+        if grp is not None and grp.style == "fold":
+            rows.append(f"<B>{_html(path)} … {_html(grp.calls[-1][-1].key)}  ×{grp.n}</B>")
+        elif grp is not None:
+            rows.append(f"<B>{_html(frames[-1].path)}  time_step={grp.n}</B>")
+        else:
+            rows.append(f"<B>{_html(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else ""))
         rows.append(_small(frames[-1].cls, "#2e7d32"))
         params = [graph[m] for m in dn.members if graph[m].kind == "param"]
         n_params = sum(p.meta.get("numel", 0) for p in _unique_params(params))
+        blocks = grp.n if grp is not None and grp.style == "fold" else outer.n if outer else 1
         if n_params:
-            rows.append(_small(f"{count_text(n_params)} params"))
+            rows.append(_small(f"{count_text(n_params // blocks)} params" +
+                               (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
         ins, outs = _boundary(pic, dn)
         if ins or outs:
             rows.append(_small(", ".join(ins) + " → " + ", ".join(outs)))
         if opts.grad:
             g = _norm_of(run, [p.id for p in _unique_params(params)])
             if g is not None:
-                rows.append(_grad_row(f"‖∇θ‖ = {num(g)}"))
+                rows.append(_grad_row(f"‖∇θ‖ = {num(g)}" + (f" (all {blocks} blocks)" if blocks > 1 else "")))
+            if grp is not None and any(x is not None for x in grp.grad_norms):
+                what = "per step" if grp.style == "loop" else "per block"
+                rows.append(_grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
+                                                                      for x in grp.grad_norms)))
         return _Html("<BR/>".join(rows))
     if dn.kind == "params":
-        return _params_label(dn, graph, run, opts)
+        return _params_label(pic, dn, graph, run, opts)
     v = first(run.values.get(rep.id))
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
@@ -118,20 +133,34 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
             loss = run.loss
             rows.append(_html(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
         if opts.grad and rep.id != graph.output:
-            g = run.grads.get(rep.id)
+            g, note = _over(run, dn)
             if g is not None and g.norm is not None:
-                rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}"))
+                rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
         rows.extend(_saturation_rows(rep, run, opts))
         return _Html("<BR/>".join(rows))
     name = rep.name or rep.id
-    rows.append(f"<B>{_html(name)}</B> {_html(shape_text(v.shape) if v is not None else '')}")
+    n = len(dn.members)
+    rows.append(f"<B>{_html(name)}</B> {_html(shape_text(v.shape) if v is not None else '')}"
+                + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
+    if n > 1:
+        v = combine([first(run.values.get(m)) for m in dn.members])
     if v is not None:
         rows.append(_small(value_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
     if opts.grad:
-        g = run.grads.get(rep.id)
+        g, note = _over(run, dn)
         if g is not None and g.norm is not None:
-            rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}"))
+            rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
     return _Html("<BR/>".join(rows))
+
+
+def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
+    """The gradient a drawn node shows: its one recorded node's, or, when it stands for N steps,
+    blocks or copies, all of theirs together (√Σ‖gᵢ‖²) and a note that says over what."""
+    ids = dn.members if ids is None else ids
+    if len(ids) < 2:
+        return run.grads.get(ids[0]) if ids else None, ""
+    g = combine([run.grads.get(m) for m in ids])
+    return g, f" (all {len(ids)}{' ' + dn.word if dn.word else ''})"
 
 
 def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
@@ -153,18 +182,20 @@ def _small_markup(markup: str, color: str) -> str:
     return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
 
 
-def _params_label(dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
+def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
     """One box for a module's tensors: its path, then a row per parameter or buffer."""
     owner = dn.id.rpartition("/")[0]
     rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{_html(owner)}</B></TD></TR>']
     for m in dn.parts:
         n = graph[m]
-        v = first(run.values.get(m))
-        g = run.grads.get(m)
-        short = (n.name or m)[len(owner) + 1:]
+        same = pic.same.get(m, [m])
+        v = combine([first(run.values.get(x)) for x in same])
+        g, note = _over(run, dn, same)
+        short = (n.name or m)[len(owner) + 1:] + (f" ×{len(same)}" if len(same) > 1 else "")
         grey = ' COLOR="#757575"' if n.kind == "const" else ""
         stats = value_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
-        grad = f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}</FONT>' if opts.grad and g is not None and g.norm is not None else ""
+        grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{_html(note)}</FONT>'
+                if opts.grad and g is not None and g.norm is not None else "")
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{_html(short)} {_html(shape_text(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{_html(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
@@ -350,12 +381,18 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
     text = "" if e.leaf else value_text(e.value, sep=" ")
     if e.count > 1:
         text += f"\n×{e.count}"
+    if e.per_step > 1:
+        text += f" ({e.per_step} tensors each)"
     if text:
         fwd["label"] = text
     if e.back:
         fwd.update(style="dashed", constraint="false", label=(text + "\nnext step").strip())
+        if e.src == e.dst:
+            fwd["dir"] = "forward"       # a one-op body (LSTMCell): the step-to-step edge is a self-loop
     out = [f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(fwd)}"]
     g = "" if e.leaf else grad_text(e.grad, sep=" ")
+    if g and e.note:
+        g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):
         bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
                "arrowtail": "normal"}

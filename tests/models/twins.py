@@ -1,0 +1,301 @@
+"""Hand-made twins of today's architectures in plain torch (no transformers, no torchvision), tiny but
+wired like the originals, for the folding tests (tests/models/test_folding.py) and for bench/.
+
+Each twin keeps what makes its picture hard:
+  LlamaTwin    RMSNorm, rotary cos/sin computed once at the top and passed to every layer, SwiGLU
+               MLP, a causal mask shared by the layers (HF LlamaModel's wiring);
+  T5Twin       encoder and decoder stacks; the relative position bias is computed by each stack's
+               first layer and handed to the others; the decoder cross-attends to the encoder's output;
+  ResNetTwin   torchvision's BasicBlock, whose forward calls one `self.relu` twice;
+  LSTMLoop     an nn.LSTMCell over 20 time steps with the state as a tuple (h, c).
+
+Import as the top-level module `twins` (tests/models on sys.path), or load it by path from bench/.
+Sizes are arguments, so the same classes draw a 7B-shaped model on the meta device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- Llama -----------------------------------------------------------------------------------------
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps))
+
+
+class RotaryEmbedding(nn.Module):
+    """cos and sin for every position, computed once per forward (HF's LlamaRotaryEmbedding)."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, x, position_ids):
+        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(q, k, cos, sin):
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, d: int, heads: int, kv_heads: int):
+        super().__init__()
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, d // heads
+        self.q_proj = nn.Linear(d, heads * self.hd, bias=False)
+        self.k_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
+        self.v_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
+        self.o_proj = nn.Linear(heads * self.hd, d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        q, k = apply_rotary(q, k, cos, sin)
+        rep = self.heads // self.kv_heads
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask
+        out = att.softmax(dim=-1) @ v
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
+
+
+class LlamaMLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, hidden, bias=False)
+        self.up_proj = nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, d: int, heads: int, kv_heads: int, hidden: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(d)
+        self.self_attn = LlamaAttention(d, heads, kv_heads)
+        self.post_attention_layernorm = RMSNorm(d)
+        self.mlp = LlamaMLP(d, hidden)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaTwin(nn.Module):
+    def __init__(self, vocab: int = 64, d: int = 32, heads: int = 4, kv_heads: int = 2, hidden: int = 48,
+                 layers: int = 4):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, d)
+        self.rotary_emb = RotaryEmbedding(d // heads)
+        self.layers = nn.ModuleList(LlamaLayer(d, heads, kv_heads, hidden) for _ in range(layers))
+        self.norm = RMSNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.embed_tokens(idx)
+        pos = torch.arange(T, device=idx.device)[None, :]
+        cos, sin = self.rotary_emb(x, pos)
+        mask = torch.full((T, T), float("-inf"), device=idx.device).triu(1)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return self.lm_head(self.norm(x))
+
+
+# --- T5 --------------------------------------------------------------------------------------------
+
+class T5Attention(nn.Module):
+    """T5's attention: no scaling, an additive position bias; the first layer of a stack owns the
+    relative-position embedding and computes the bias every later layer reuses."""
+
+    def __init__(self, d: int, heads: int, has_bias: bool, causal: bool, buckets: int = 8):
+        super().__init__()
+        self.heads, self.hd, self.causal, self.buckets = heads, d // heads, causal, buckets
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, d, bias=False)
+        self.v = nn.Linear(d, d, bias=False)
+        self.o = nn.Linear(d, d, bias=False)
+        self.relative_attention_bias = nn.Embedding(buckets, heads) if has_bias else None
+
+    def compute_bias(self, T: int, device):
+        rel = torch.arange(T, device=device)[None, :] - torch.arange(T, device=device)[:, None]
+        bucket = rel.clamp(-(self.buckets // 2), self.buckets // 2 - 1) + self.buckets // 2
+        bias = self.relative_attention_bias(bucket).permute(2, 0, 1).unsqueeze(0)
+        if self.causal:
+            bias = bias + torch.full((T, T), float("-inf"), device=device).triu(1)
+        return bias
+
+    def forward(self, x, kv=None, bias=None):
+        B, T, C = x.shape
+        kv = x if kv is None else kv
+        S = kv.shape[1]
+        q = self.q(x).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
+        v = self.v(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
+        if bias is None and self.relative_attention_bias is not None:
+            bias = self.compute_bias(T, x.device)
+        att = q @ k.transpose(-2, -1)
+        if bias is not None:
+            att = att + bias
+        out = att.softmax(dim=-1) @ v
+        return self.o(out.transpose(1, 2).reshape(B, T, C)), bias
+
+
+class T5Block(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int, first: bool, decoder: bool):
+        super().__init__()
+        self.ln_self = RMSNorm(d)
+        self.self_attn = T5Attention(d, heads, has_bias=first, causal=decoder)
+        self.ln_cross = RMSNorm(d) if decoder else None
+        self.cross_attn = T5Attention(d, heads, has_bias=False, causal=False) if decoder else None
+        self.ln_ff = RMSNorm(d)
+        self.wi = nn.Linear(d, ff, bias=False)
+        self.wo = nn.Linear(ff, d, bias=False)
+
+    def forward(self, x, bias=None, enc=None):
+        h, bias = self.self_attn(self.ln_self(x), bias=bias)
+        x = x + h
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.ln_cross(x), kv=enc)[0]
+        return x + self.wo(F.relu(self.wi(self.ln_ff(x)))), bias
+
+
+class T5Stack(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int, layers: int, decoder: bool):
+        super().__init__()
+        self.block = nn.ModuleList(T5Block(d, heads, ff, i == 0, decoder) for i in range(layers))
+        self.final_layer_norm = RMSNorm(d)
+
+    def forward(self, x, enc=None):
+        bias = None
+        for blk in self.block:
+            x, bias = blk(x, bias, enc)
+        return self.final_layer_norm(x)
+
+
+class T5Twin(nn.Module):
+    def __init__(self, vocab: int = 64, d: int = 32, heads: int = 4, ff: int = 64, layers: int = 4):
+        super().__init__()
+        self.shared = nn.Embedding(vocab, d)
+        self.encoder = T5Stack(d, heads, ff, layers, decoder=False)
+        self.decoder = T5Stack(d, heads, ff, layers, decoder=True)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, src, tgt):
+        enc = self.encoder(self.shared(src))
+        return self.lm_head(self.decoder(self.shared(tgt), enc))
+
+
+# --- ResNet (torchvision's BasicBlock) -------------------------------------------------------------
+
+class TVBasicBlock(nn.Module):
+    """torchvision.models.resnet.BasicBlock: one ReLU module, called twice."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + x)
+
+
+class ResNetTwin(nn.Module):
+    def __init__(self, c: int = 8, blocks: int = 3, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(*(TVBasicBlock(c) for _ in range(blocks)))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = self.layer1(self.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# --- LSTM loop -------------------------------------------------------------------------------------
+
+class LSTMLoop(nn.Module):
+    """An nn.LSTMCell run over the time steps by a Python loop; the state is the tuple (h, c)."""
+
+    def __init__(self, n_in: int = 8, hidden: int = 16, out: int = 4):
+        super().__init__()
+        self.hidden = hidden
+        self.cell = nn.LSTMCell(n_in, hidden)
+        self.head = nn.Linear(hidden, out)
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[0], self.hidden)
+        c = x.new_zeros(x.shape[0], self.hidden)
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+        return self.head(h)
+
+
+# --- factories and inputs --------------------------------------------------------------------------
+
+def _seeded(cls, **kw):
+    torch.manual_seed(0)
+    return cls(**kw).eval()
+
+
+def llama(layers: int = 4):
+    return _seeded(LlamaTwin, layers=layers)
+
+
+def t5(layers: int = 4):
+    return _seeded(T5Twin, layers=layers)
+
+
+def resnet(blocks: int = 3):
+    return _seeded(ResNetTwin, blocks=blocks)
+
+
+def lstm():
+    return _seeded(LSTMLoop)
+
+
+def inputs(name: str) -> tuple:
+    g = torch.Generator().manual_seed(0)
+    if name == "llama":
+        return (torch.randint(0, 64, (1, 8), generator=g),)
+    if name == "t5":
+        return (torch.randint(0, 64, (1, 8), generator=g), torch.randint(0, 64, (1, 6), generator=g))
+    if name == "resnet":
+        return (torch.randn(2, 3, 8, 8, generator=g),)
+    if name == "lstm":
+        return (torch.randn(2, 20, 8, generator=g),)
+    raise KeyError(name)
