@@ -265,7 +265,7 @@ def test_every_node_of_the_page_has_its_panel_whatever_its_id(tmp_path):
 def test_svg_key_is_what_graphviz_writes_in_a_title():
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz")
-    from cgviz.dot import quote
+    from cgviz.markup import quote
     from cgviz.html import svg_key
     ids = ["a\\b", 'c"d', "e\\\\f", "\\N", 'g\\"h', "é∂😀", "x->y", "new\nline"]
     dot = "digraph {\n" + "\n".join(f"  {quote(i)}" for i in ids) + "\n}\n"

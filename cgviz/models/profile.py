@@ -366,14 +366,14 @@ def node_json(prof: Profile, node_id: str) -> dict:
 
 def legend(prof: Profile) -> str:
     """The caption row (HTML-like label markup): the fill scale and the totals."""
-    from ..dot import _html
-    cells = "  ".join(f'<FONT COLOR="{fill(s)}">██</FONT> {_html(f"{100 * s:g}%")}' for s in LEGEND)
+    from ..markup import html_text
+    cells = "  ".join(f'<FONT COLOR="{fill(s)}">██</FONT> {html_text(f"{100 * s:g}%")}' for s in LEGEND)
     un = prof.unattributed_us
     pct = 100 * un / prof.total_us if prof.total_us else 0.0
     runs = f", mean of {prof.runs} runs" if prof.runs > 1 else ""
     text = (f"   of {ms_text(prof.total_us)} CPU per forward + backward{runs} "
             f"({ms_text(un)}, {pct:.1f}%, not attributed to a node)")
-    return f'<FONT POINT-SIZE="10">time share  {cells}{_html(text)}</FONT>'
+    return f'<FONT POINT-SIZE="10">time share  {cells}{html_text(text)}</FONT>'
 
 
 def cluster_row(prof: Profile, pic, scope: tuple) -> str:
