@@ -342,7 +342,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                 if _hist(g):
                     rows.append(["gradient histogram", _hist(g)])
         if getattr(run, "profile", None) is not None and dn.kind in ("op", "module"):
-            from .models.profile import cost_text
+            from .models.profile_view import cost_text
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}

@@ -272,7 +272,7 @@ def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions)
             what = "per step" if grp.style == "loop" else "per block"
             rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
     if grp is not None and run.profile is not None:
-        from .profile import cluster_row
+        from .profile_view import cluster_row
         rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
     return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
@@ -287,7 +287,7 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
         if scale.data is not None:
             caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
     if run.profile is not None:
-        from .profile import legend
+        from .profile_view import legend
         caption.append(legend(run.profile))
     lines = [
         "digraph cgviz {",
@@ -352,7 +352,7 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
     prof = run.profile if dn.kind in ("op", "module") else None
     if prof is not None:     # --profile: shaded by share of the time (a NaN's orange still wins below)
-        from .profile import cost_text, fill
+        from .profile_view import cost_text, fill
         cost = prof.cost(dn.members)
         style["fillcolor"] = fill(prof.share(cost))
     if graph.output in dn.members:
