@@ -67,13 +67,44 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
     return traced
 
 
+@contextlib.contextmanager
 def _eager():
     """torch.compile'd functions run eagerly while cgviz records: dynamo would otherwise trace cgviz's
     own recorder (a TorchFunctionMode) into every compiled region, recompile per call until its limit
-    and print pages of warnings; eager, their ops are recorded one by one like the rest of the model."""
+    and print pages of warnings; eager, their ops are recorded one by one like the rest of the model.
+
+    Setting the stance imports torch._dynamo, ~0.5-3 s on its own (a fifth of `cgviz torch` on
+    ResNet-50), which a model that never compiles anything does not need. So the stance is set up
+    front only when dynamo is already loaded (the model file compiled something); otherwise
+    torch.compile is wrapped for the duration, and the first call of it (a forward that compiles
+    lazily) sets the stance before anything is compiled."""
+    import sys
+
     import torch
-    stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    return stance("force_eager") if stance is not None else contextlib.nullcontext()
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    if set_stance is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        if "torch._dynamo" in sys.modules:
+            stack.enter_context(set_stance("force_eager"))
+            yield
+            return
+        real = torch.compile
+        entered = []
+
+        def compile_eagerly(*args, **kwargs):
+            if not entered:
+                stack.enter_context(set_stance("force_eager"))
+                entered.append(True)
+            return real(*args, **kwargs)
+
+        torch.compile = compile_eagerly
+        try:
+            yield
+        finally:
+            if torch.compile is compile_eagerly:
+                torch.compile = real
 
 
 def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
