@@ -131,10 +131,11 @@ def drawing_size(laid_out: str) -> tuple[float, float] | None:
 
 def png_dpi(width_pt: float, height_pt: float, pad_pt: float = 0.2 * 72) -> float:
     """The resolution that keeps a PNG of this drawing within the pixel budget (at most DEFAULT_DPI)."""
-    w, h = width_pt + 2 * pad_pt, height_pt + 2 * pad_pt
+    # Graphviz rounds the bitmap's size up and adds a margin of its own: aim 1% under the budget
+    w, h = width_pt + 2 * pad_pt + 2, height_pt + 2 * pad_pt + 2
     fits = min(DEFAULT_DPI,
-               72.0 * MAX_PNG_SIDE / max(w, h, 1.0),
-               72.0 * math.sqrt(MAX_PNG_PIXELS / max(w * h, 1.0)))
+               0.99 * 72.0 * MAX_PNG_SIDE / max(w, h, 1.0),
+               0.99 * 72.0 * math.sqrt(MAX_PNG_PIXELS / max(w * h, 1.0)))
     return math.floor(fits * 100) / 100       # never rounds up past the budget
 
 

@@ -69,9 +69,9 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
             hint: str = "", rankdir: str | None = None, dpi: float | None = None) -> bytes:
     """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever.
 
-    A PNG is laid out once (`dot -Tdot`), then rasterised from those positions (`neato -n2`) at the
-    resolution `dpi`, or, by default, at the highest one (up to Graphviz's 96) that keeps it within
-    the pixel budget of cgviz.budget; a drawing that would need less than MIN_DPI is refused
+    A PNG is laid out first (`dot -Tdot`) to learn its size, then drawn at the resolution `dpi`, or,
+    by default, at the highest one (up to Graphviz's 96) that keeps it within the pixel budget of
+    cgviz.budget; a drawing that would need less than MIN_DPI is refused
     (PictureTooBig) rather than drawn unreadably small. SVG and PDF keep full detail.
 
     The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
@@ -81,18 +81,33 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
     if rankdir is None:
         hit = _RANKDIR.search(dot_text)
         rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
-    data = dot_text.encode("utf-8")
     if fmt != "png":
-        return _dot([exe, f"-T{fmt}"], data, fmt, timeout, nodes, hint).stdout
+        return _with_groups_or_without(lambda text: _dot([exe, f"-T{fmt}"], text.encode("utf-8"), fmt, timeout,
+                                                         nodes, hint).stdout, dot_text)
     laid = layout(dot_text, timeout, nodes, hint)
-    return rasterise(laid, dpi, timeout, nodes, hint, rankdir)
+    return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
 
 
 def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
            hint: str = "") -> str:
     """The DOT text with every position filled in (`dot -Tdot`): the whole cost of the layout."""
     exe = dot_executable()
-    return _dot([exe, "-Tdot"], dot_text.encode("utf-8"), "png", timeout, nodes, hint).stdout.decode("utf-8")
+    return _with_groups_or_without(lambda text: _dot([exe, "-Tdot"], text.encode("utf-8"), "png", timeout,
+                                                      nodes, hint).stdout.decode("utf-8"), dot_text)
+
+
+_GROUP = re.compile(r' group="main"')
+
+
+def _with_groups_or_without(draw, dot_text: str):
+    """Graphviz 2.43 sometimes fails with "trouble in init_rank" on `group` attributes inside
+    clusters; the main-path groups only straighten the picture, so it is drawn without them then."""
+    try:
+        return draw(dot_text)
+    except CgvizError as e:
+        if "trouble in init_rank" not in str(e) or not _GROUP.search(dot_text):
+            raise
+        return draw(_GROUP.sub("", dot_text))
 
 
 def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = None, hint: str = "",
@@ -118,13 +133,19 @@ def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = 
     return fits
 
 
-def rasterise(laid_out: str, dpi: float | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+def rasterise(dot_text: str, laid_out: str, dpi: float | None = None, timeout: float | None = DEFAULT_TIMEOUT,
               nodes: int | None = None, hint: str = "", rankdir: str = "TB") -> bytes:
-    """A PNG of a laid-out picture (see run_dot), drawn from its positions without a new layout."""
+    """A PNG of a picture whose layout (`laid_out`) says how big it is (see run_dot).
+
+    The PNG is drawn by `dot -Tpng` from the original text, at Graphviz's own resolution when that
+    fits the budget (the same bytes as ever), else at the budget's. Rasterising from the laid-out
+    positions (`neato -n2`) would save the second layout but moves captions by a few pixels."""
+    from .budget import DEFAULT_DPI
     res = png_resolution(laid_out, dpi, nodes, hint, rankdir)
-    neato = shutil.which("neato") or dot_executable()
-    args = [neato, "-n2", "-Tpng", f"-Gdpi={res:g}"] if shutil.which("neato") else [neato, "-Tpng", f"-Gdpi={res:g}"]
-    proc = _dot(args, laid_out.encode("utf-8"), "png", timeout, nodes, hint, "drawing")
+    exe = dot_executable()
+    args = [exe, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
+    proc = _with_groups_or_without(lambda text: _dot(args, text.encode("utf-8"), "png", timeout, nodes, hint,
+                                                     "drawing"), dot_text)
     _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
     return proc.stdout
 

@@ -162,7 +162,7 @@ class ModelDrawing:
                     data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
                 elif fmt == "png":
                     laid = layout(dot_text, limit, nodes, hint)
-                    data = rasterise(laid, dpi, timeout, nodes, hint, rankdir)
+                    data = rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
                 else:
                     data = run_dot(dot_text, fmt, timeout=limit, nodes=nodes, hint=hint, rankdir=rankdir)
                 break
