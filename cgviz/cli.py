@@ -194,13 +194,15 @@ def _emit(data: bytes, path: Path | None) -> None:
 @option("no_grad")
 @option("rankdir", default="LR")
 @option("timeout")
+@option("dpi")
 @option("max_elements")
 @option("lr", help="Show each param's value after one step of gradient descent (w: 0.5 → -3.5), and warn "
                    "when a step is large for the param's size.")
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr, clip_norm, vanish, explode, quiet):
+def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
+           quiet):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -235,7 +237,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
         result.run.step = step(result.graph, result.run, lr, clip_norm)
         step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
     data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad, vanish=vanish,
-                                                explode=explode), timeout=timeout)
+                                                explode=explode), timeout=timeout, dpi=dpi)
     health_warnings = []
     if not no_grad:
         from .health import flag_warnings, saturation_warnings, verdicts
@@ -490,11 +492,12 @@ def model_stem(model: str) -> str:
 @option("profile_top")
 @option("rankdir", default="TB")
 @option("timeout")
+@option("dpi")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
               trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
-              vanish, explode, quiet):
+              dpi, vanish, explode, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
     every gradient on a red one, parameters by their qualified names, grouped by module.
 
@@ -532,7 +535,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
-                     vanish=vanish, explode=explode)
+                     vanish=vanish, explode=explode, dpi=dpi)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:

@@ -145,6 +145,10 @@ _RANKDIR = click.Choice(["LR", "TB"], case_sensitive=False)
 OPTIONS: dict[str, Opt] = {
     "timeout": Opt(("--timeout",), positive(MAX_TIMEOUT), "Give up on Graphviz's layout after this long.",
                    {"default": DEFAULT_TIMEOUT, "show_default": True, "metavar": "SECONDS"}),
+    "dpi": Opt(("--dpi",), positive(1200.0),
+               "PNG resolution in dots per inch [default: Graphviz's 96, lowered for a big drawing so the "
+               "PNG stays within 40 Mpx and 16,000 px a side; SVG, PDF and HTML are never scaled].",
+               {"default": None, "metavar": "N"}),
     "max_elements": Opt(("--max-elements",), whole(1, MAX_ELEMENTS_CAP),
                         "Refuse tensors with more elements than this, before allocating them "
                         "[default: 50,000,000, about 400 MB].", {"default": None, "metavar": "N"}),

@@ -72,7 +72,7 @@ def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None 
 
 
 def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
-                 timeout: float | None = None) -> bytes:
+                 timeout: float | None = None, dpi: float | None = None) -> bytes:
     """The bytes of one output format."""
     if fmt == "json":
         return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
@@ -80,7 +80,7 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
     if fmt == "dot":
         return dot_text.encode("utf-8")
     if fmt in IMAGE_FORMATS:
-        return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph))
+        return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph), dpi=dpi)
     if fmt == "html":
         from .html import dsl_page
         svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(result.graph)).decode("utf-8")

@@ -36,26 +36,24 @@ def dot_executable() -> str:
     return exe
 
 
-def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
-            hint: str = "", rankdir: str | None = None) -> bytes:
-    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever.
+class LayoutTimeout(CgvizError):
+    """Graphviz did not lay the picture out in the time it was given."""
 
-    The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
-    `rankdir` the layout direction (read from the DOT text when not given); nothing already in
-    effect is suggested."""
-    exe = dot_executable()
-    if rankdir is None:
-        hit = _RANKDIR.search(dot_text)
-        rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
+
+class PictureTooBig(CgvizError):
+    """A PNG of the picture would not fit the pixel budget even at the lowest readable resolution."""
+
+
+def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: int | None, hint: str,
+         what: str = "laying out") -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode("utf-8"),
-                              capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(args, input=data, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         size = f" {nodes} nodes" if nodes else " the graph"
         faster = "--format svg (much faster than PNG for big graphs), " if fmt == "png" else ""
-        raise CgvizError(f"Graphviz did not finish laying out{size} within {timeout:g} s. "
-                         f"Try {hint}{faster}--format dot to get the text without layout, or a longer "
-                         "--timeout.") from None
+        raise LayoutTimeout(f"Graphviz did not finish {what}{size} within {timeout:g} s. "
+                            f"Try {hint}{faster}--format dot to get the text without layout, or a longer "
+                            "--timeout.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
         if "longer than 16384" in err:
@@ -64,8 +62,91 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
                              "which takes at most 16,384 characters in one string; shorten it, or use "
                              "--format json, which has no such limit")
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
-    if fmt == "png":
-        _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
+    return proc
+
+
+def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
+            hint: str = "", rankdir: str | None = None, dpi: float | None = None) -> bytes:
+    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever.
+
+    A PNG is laid out first (`dot -Tdot`) to learn its size, then drawn at the resolution `dpi`, or,
+    by default, at the highest one (up to Graphviz's 96) that keeps it within the pixel budget of
+    cgviz.budget; a drawing that would need less than MIN_DPI is refused
+    (PictureTooBig) rather than drawn unreadably small. SVG and PDF keep full detail.
+
+    The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
+    `rankdir` the layout direction (read from the DOT text when not given); nothing already in
+    effect is suggested."""
+    exe = dot_executable()
+    if rankdir is None:
+        hit = _RANKDIR.search(dot_text)
+        rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
+    if fmt != "png":
+        return _with_groups_or_without(lambda text: _dot([exe, f"-T{fmt}"], text.encode("utf-8"), fmt, timeout,
+                                                         nodes, hint).stdout, dot_text)
+    laid = layout(dot_text, timeout, nodes, hint)
+    return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
+
+
+def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
+           hint: str = "") -> str:
+    """The DOT text with every position filled in (`dot -Tdot`): the whole cost of the layout."""
+    exe = dot_executable()
+    return _with_groups_or_without(lambda text: _dot([exe, "-Tdot"], text.encode("utf-8"), "png", timeout,
+                                                      nodes, hint).stdout.decode("utf-8"), dot_text)
+
+
+_GROUP = re.compile(r' group="main"')
+
+
+def _with_groups_or_without(draw, dot_text: str):
+    """Graphviz 2.43 sometimes fails with "trouble in init_rank" on `group` attributes inside
+    clusters; the main-path groups only straighten the picture, so it is drawn without them then."""
+    try:
+        return draw(dot_text)
+    except CgvizError as e:
+        if "trouble in init_rank" not in str(e) or not _GROUP.search(dot_text):
+            raise
+        return draw(_GROUP.sub("", dot_text))
+
+
+def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = None, hint: str = "",
+                   rankdir: str = "TB") -> float:
+    """The dpi for a PNG of a laid-out picture: `dpi` when asked for, else the pixel budget's choice;
+    PictureTooBig when that would be below MIN_DPI."""
+    from .budget import DEFAULT_DPI, MAX_PNG_PIXELS, MAX_PNG_SIDE, MIN_DPI, drawing_size, png_dpi, png_pixels
+    if dpi is not None:
+        return dpi
+    size = drawing_size(laid_out)
+    if size is None:
+        return DEFAULT_DPI
+    fits = png_dpi(*size)
+    if fits < MIN_DPI:
+        w, h = png_pixels(*size, DEFAULT_DPI)
+        what = f" of {nodes} nodes" if nodes else ""
+        raise PictureTooBig(
+            f"the picture{what} is too big for a readable PNG: {w:,}×{h:,} px at {DEFAULT_DPI:g} dpi, and "
+            f"even at {MIN_DPI:g} dpi it would pass the default budget of {MAX_PNG_PIXELS / 1e6:g} Mpx and "
+            f"{MAX_PNG_SIDE:,} px a side. Use {hint}--format svg or pdf (no size limit), "
+            + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
+            + "or ask for a resolution with --dpi N (a PNG that big may not open everywhere).")
+    return fits
+
+
+def rasterise(dot_text: str, laid_out: str, dpi: float | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+              nodes: int | None = None, hint: str = "", rankdir: str = "TB") -> bytes:
+    """A PNG of a picture whose layout (`laid_out`) says how big it is (see run_dot).
+
+    The PNG is drawn by `dot -Tpng` from the original text, at Graphviz's own resolution when that
+    fits the budget (the same bytes as ever), else at the budget's. Rasterising from the laid-out
+    positions (`neato -n2`) would save the second layout but moves captions by a few pixels."""
+    from .budget import DEFAULT_DPI
+    res = png_resolution(laid_out, dpi, nodes, hint, rankdir)
+    exe = dot_executable()
+    args = [exe, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
+    proc = _with_groups_or_without(lambda text: _dot(args, text.encode("utf-8"), "png", timeout, nodes, hint,
+                                                     "drawing"), dot_text)
+    _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
     return proc.stdout
 
 
@@ -94,7 +175,7 @@ def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str, rankdir: str
                      f"most 32,767 pixels a side and would shrink it to {scale:.0%}, too small to read. "
                      f"Use {hint}--format svg or pdf (no size limit), "
                      + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
-                     + "or --format dot for the text without layout.")
+                     + "a lower --dpi, or --format dot for the text without layout.")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

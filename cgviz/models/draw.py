@@ -30,6 +30,8 @@ class DrawOptions:
     vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
     explode: float = EXPLODE
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
+    compact: bool = False       # the layout budget's cheaper style: rounded boxes for ops, edge numbers
+                                # in tooltips instead of labels (a label is a node more on every edge)
 
 
 def shape_text(shape) -> str:
@@ -289,6 +291,9 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
     if run.profile is not None:
         from .profile_view import legend
         caption.append(legend(run.profile))
+    if opts.compact:
+        caption.append(_small("edge labels left out to keep the layout fast: hover an edge in the SVG or "
+                              "HTML for its numbers; the JSON has them all"))
     lines = [
         "digraph cgviz {",
         "  graph " + attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
@@ -317,7 +322,7 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
     def emit(scope: tuple, indent: str, caption: dict | None = None) -> None:
         for nid in direct.get(scope, []):
             lines.append(indent + _node_line(graph, run, pic, pic.nodes[nid], opts,
-                                             (caption or {}).get(nid)))
+                                             (caption or {}).get(nid), nid in main))
         for child in [c for c in order if len(c) == len(scope) + 1 and c[:len(scope)] == scope]:
             lone = single_op(child)
             if lone is not None:
@@ -340,6 +345,7 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
             else:
                 emit(child, indent)
 
+    main = set(main_path(pic))
     emit((), "  ")
     for e in pic.edges:
         lines.extend(_edge_lines(e, opts, scale))
@@ -347,9 +353,47 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
     return "\n".join(lines) + "\n"
 
 
-def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions, frame=None) -> str:
+def main_path(pic: Picture) -> list[str]:
+    """The drawn nodes on the longest chain of the picture (the main path: a ResNet's convolutions,
+    not its skip connections), which to_dot keeps in one column with Graphviz's `group`: without it
+    each block's frame starts beside the previous one's skip edge and the frames drift into a
+    diagonal staircase."""
+    skip = {n for n, dn in pic.nodes.items() if dn.kind in ("param", "const", "params")}
+    succ: dict[str, list[str]] = {}
+    indeg = {n: 0 for n in pic.nodes if n not in skip}
+    for e in pic.edges:
+        if e.back or e.src == e.dst or e.src in skip or e.dst in skip:
+            continue
+        succ.setdefault(e.src, []).append(e.dst)
+        indeg[e.dst] += 1
+    best: dict[str, tuple[int, str | None]] = {n: (0, None) for n in indeg}
+    todo = [n for n, k in indeg.items() if k == 0]
+    order = []
+    while todo:
+        a = todo.pop()
+        order.append(a)
+        for b in succ.get(a, ()):
+            if best[a][0] + 1 > best[b][0]:
+                best[b] = (best[a][0] + 1, a)
+            indeg[b] -= 1
+            if indeg[b] == 0:
+                todo.append(b)
+    if not order:
+        return set()
+    end = max(order, key=lambda n: (best[n][0], n))
+    path: list[str] = []
+    while end is not None and end not in path:
+        path.append(end)
+        end = best[end][1]
+    return path[::-1] if len(path) > 2 else []
+
+
+def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
+               main: bool = False) -> str:
     kind = "param" if dn.kind == "params" else dn.kind
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
+    if opts.compact and kind == "op":
+        style.update(shape="box", style="filled,rounded")   # an ellipse costs dot far more to route around
     prof = run.profile if dn.kind in ("op", "module") else None
     if prof is not None:     # --profile: shaded by share of the time (a NaN's orange still wins below)
         from .profile_view import cost_text, fill
@@ -361,6 +405,8 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
         style.update(NONFINITE_STYLE)       # NaN is never meant (an attention mask's -inf is)
         style["style"] = "filled,bold"
     style["label"] = _node_label(pic, dn, graph, run, opts)
+    if main:
+        style["group"] = "main"
     if prof is not None:
         style["label"] = Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
     if frame is not None and dn.kind == "op":
@@ -390,6 +436,8 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
         fwd.update(style="dashed", constraint="false", label=(text + "\nnext step").strip())
         if e.src == e.dst:
             fwd["dir"] = "forward"       # a one-op body (LSTMCell): the step-to-step edge is a self-loop
+    if opts.compact and "label" in fwd:
+        fwd["tooltip"] = fwd.pop("label")
     out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
     g = "" if e.leaf else grad_text(e.grad, sep=" ")
     if g and e.note:
@@ -403,5 +451,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
             bwd["constraint"] = "false"
         if scale is not None and e.grad is not None and e.grad.norm is not None:
             bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
+        if opts.compact and "label" in bwd:
+            bwd["tooltip"] = bwd.pop("label")
         out.append(f"  {quote(e.src)} -> {quote(e.dst)} {attrs(bwd)}")
     return out

@@ -8,8 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CgvizError
-from ..render import IMAGE_FORMATS, run_dot
-from .structure import Picture, auto_depth, build_picture
+from ..render import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
+from .structure import Picture, build_picture
+
+ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
+MIN_ATTEMPT = 10.0          # seconds
+
+
+@dataclass
+class Level:
+    """One picture the layout budget may choose: a depth (None: every op), or the compact style."""
+
+    depth: int | None
+    compact: bool = False
+    pic: Picture | None = None
 
 
 @dataclass
@@ -59,6 +71,8 @@ class ModelDrawing:
     fold: bool = True
     notes: list[str] = field(default_factory=list)
     profile_table: str | None = None
+    compact: bool = False
+    coarser: list[Level] = field(default_factory=list)    # what the budget may step down to, in order
 
     @property
     def warnings(self) -> list[str]:
@@ -68,14 +82,57 @@ class ModelDrawing:
         from .draw import DrawOptions, to_dot
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
         return to_dot(self.graph, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
-                                                                  title=self.title, flags=self.flags, **thresholds))
+                                                                  title=self.title, flags=self.flags,
+                                                                  compact=self.compact, **thresholds))
+
+    def _what(self) -> str:
+        if self.coarser and self.coarser[0].compact:
+            return "every grad_fn with its edge labels"
+        return "every op" if self.depth is None else f"depth {self.depth}"
+
+    def step_down(self, why: str) -> bool:
+        """Take the next coarser level, with a note that says why; False when there is none."""
+        if not self.coarser:
+            return False
+        was = self._what()
+        nxt = self.coarser.pop(0)
+        self._take(nxt)
+        now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
+               else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+        self.notes.append(f"{why} for {was}, so cgviz drew {now}; --format svg, pdf or json keep detail"
+                          if why else f"drew {now}")
+        return True
+
+    def _take(self, level: Level) -> None:
+        if level.pic is None:
+            level.pic = build_picture(self.graph, self.run, level.depth, self.fold)
+        self.pic, self.depth, self.compact = level.pic, level.depth, level.compact
+        self.extra["depth"] = level.depth
+        self.auto = self.auto or level.depth is not None
+
+    def choose(self, rankdir: str = "TB") -> None:
+        """Start from the first level whose estimated layout cost fits the budget (cgviz.budget)."""
+        from ..budget import LAYOUT_BUDGET, layout_cost
+        skipped = None
+        while self.coarser:
+            cost = layout_cost(self.dot(rankdir))
+            if cost.score <= LAYOUT_BUDGET:
+                break
+            skipped = skipped or (self._what(), cost)
+            self._take(self.coarser.pop(0))
+        if skipped is not None:
+            was, cost = skipped
+            now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
+                   else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+            self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
+                              f"so cgviz drew {now}")
 
     def to_dict(self) -> dict:
         from .export import to_dict
         return to_dict(self.graph, self.run, self.extra, (self.vanish, self.explode) if self.flags else None)
 
     def output(self, fmt: str, rankdir: str = "TB", timeout: float | None = None,
-               timings: dict[str, float] | None = None) -> bytes:
+               timings: dict[str, float] | None = None, dpi: float | None = None) -> bytes:
         """The bytes of one format: json, dot, html, or an image laid out by Graphviz."""
         timings = {} if timings is None else timings
         if fmt == "json":
@@ -88,17 +145,37 @@ class ModelDrawing:
         if fmt == "dot":
             return dot_text.encode("utf-8")
         t = time.perf_counter()
-        if fmt == "html":
-            from ..html import model_page
-            svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(self.pic.nodes)).decode("utf-8")
-            data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
-        elif fmt in IMAGE_FORMATS:
+        if fmt not in IMAGE_FORMATS and fmt != "html":
+            raise CgvizError(f"unknown format {fmt!r}")
+        while True:
+            # one attempt may use a share of the time while a coarser level is left to fall back on
+            last = not self.coarser
+            limit = timeout if last or timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
             # advice for a picture too big or too slow to lay out: only what is not already in effect
             hint = "".join(h for h, wanted in (("a smaller --depth, ", self.depth is None or self.depth > 1),
                                                ("folding (leave out --no-fold), ", not self.fold)) if wanted)
-            data = run_dot(dot_text, fmt, timeout=timeout, nodes=len(self.pic.nodes), hint=hint, rankdir=rankdir)
-        else:
-            raise CgvizError(f"unknown format {fmt!r}")
+            nodes = len(self.pic.nodes)
+            try:
+                if fmt == "html":
+                    from ..html import model_page
+                    svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
+                    data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
+                elif fmt == "png":
+                    laid = layout(dot_text, limit, nodes, hint)
+                    data = rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
+                else:
+                    data = run_dot(dot_text, fmt, timeout=limit, nodes=nodes, hint=hint, rankdir=rankdir)
+                break
+            except LayoutTimeout:
+                if last:
+                    raise
+                why = f"Graphviz did not finish the layout within {limit:g} s"
+            except PictureTooBig:
+                if last or dpi is not None:
+                    raise
+                why = "a PNG would pass the pixel budget even at low resolution"
+            self.step_down(why)
+            dot_text = self.dot(rankdir)
         timings["layout"] = time.perf_counter() - t
         return data
 
@@ -131,13 +208,16 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     auto = False
     view_depth = depth
     view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
+    coarser: list[Level] = []
     if view == "autograd":
+        # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
         pic = build_picture(graph, run, None, fold=False)
-    elif depth is None:
-        pic, view_depth = auto_depth(graph, run, fold)
-        auto = view_depth is not None
+        coarser = [Level(None, True, pic)]
     else:
         pic = build_picture(graph, run, depth, fold)
+        if depth is None:
+            from .structure import max_depth
+            coarser = [Level(d) for d in range(max_depth(graph), 0, -1)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
@@ -160,14 +240,16 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
     timings["picture"] = time.perf_counter() - t
-    return ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta, view_depth,
-                        auto, fold, notes, profile_table)
+    drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
+                           view_depth, auto, fold, notes, profile_table, coarser=coarser)
+    drawing.choose()
+    return drawing
 
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None) -> ModelResult:
+               explode: float | None = None, dpi: float | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     from ..needs import require_torch
@@ -181,7 +263,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
                       explode=explode, html=fmt == "html", timings=timings)
-    data = d.output(fmt, rankdir, timeout, timings)
+    data = d.output(fmt, rankdir, timeout, timings, dpi)
     nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
                        d.run.warnings, timings, d.profile_table)

@@ -1,0 +1,122 @@
+"""The picture budget (issue 17): no default run fails on Graphviz's layout limit, no default PNG is
+bigger than people can open, and a step down to a coarser picture is said on stderr."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cgviz.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
+
+pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz")
+pytest.importorskip("torch")
+
+TWINS = Path(__file__).resolve().parent
+
+
+def _model_file(folder: Path, factory: str, inputs: str) -> Path:
+    f = folder / f"{factory}_model.py"
+    f.write_text(f"import sys\nsys.path.insert(0, {str(TWINS)!r})\nimport twins\n"
+                 f"model = twins.{factory}()\nexample_inputs = {inputs}\n")
+    return f
+
+
+def _size(png: Path) -> tuple[int, int]:
+    with Image.open(png) as im:       # Pillow's own bomb check would refuse a picture over 89 Mpx
+        return im.size
+
+
+def _within_budget(png: Path) -> None:
+    w, h = _size(png)
+    assert w * h <= MAX_PNG_PIXELS and max(w, h) <= MAX_PNG_SIDE, (w, h)
+
+
+@pytest.mark.parametrize("factory, inputs", [
+    ("densenet", "twins.image_inputs()"),
+    ("llama", "twins.inputs('llama')"),
+    ("t5", "twins.inputs('t5')"),
+    ("resnet", "twins.inputs('resnet')"),
+])
+def test_default_png_of_each_twin_is_drawn_within_the_pixel_budget(cli, tmp_path, factory, inputs):
+    model = _model_file(tmp_path, factory, inputs)
+    r = cli("torch", model, "-o", tmp_path / "out.png")
+    assert r.exit_code == 0, r.stderr
+    assert "did not finish" not in r.stderr
+    _within_budget(tmp_path / "out.png")
+
+
+def test_densenet_dense_block_steps_down_and_says_why(cli, tmp_path):
+    """densenet121's wiring: 89 boxes at depth 3 but 1,244 labelled concatenation edges, which dot
+    does not lay out in a minute; the budget starts at a level it can lay out and says so."""
+    model = _model_file(tmp_path, "densenet", "twins.image_inputs()")
+    r = cli("torch", model, "-f", "dot", "-o", tmp_path / "out.dot")
+    assert r.exit_code == 0, r.stderr
+    note = [line for line in r.stderr.splitlines() if line.startswith("note:") and "too slow" in line]
+    assert note and "edges" in note[0] and "depth" in note[0], r.stderr
+    # the JSON still has every op, whatever the picture shows
+    r = cli("torch", model, "-f", "json", "-o", tmp_path / "out.json")
+    import json
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert len(data["nodes"]) > 600
+
+
+def test_lstm_autograd_view_keeps_every_grad_fn_within_the_budget(cli, tmp_path):
+    model = _model_file(tmp_path, "lstm", "twins.inputs('lstm')")
+    r = cli("torch", model, "--view", "autograd", "-o", tmp_path / "ag.png")
+    assert r.exit_code == 0, r.stderr
+    assert re.search(r"note: .*without edge labels", r.stderr), r.stderr
+    _within_budget(tmp_path / "ag.png")
+    r = cli("torch", model, "--view", "autograd", "-f", "dot", "-o", tmp_path / "ag.dot")
+    dot = (tmp_path / "ag.dot").read_text()
+    assert dot.count("AccumulateGrad") >= 5 and 'shape="ellipse"' not in dot
+    assert "tooltip=\"[2×16] float32" in dot        # the edge numbers moved into tooltips
+
+
+def _chain(n: int) -> str:
+    """x → ×1 → ×1 … n times, as tests/test_hardening.py's chain: 2n + 1 nodes in a row (LR)."""
+    return "\n".join(["input x = 1"] + [f"h{i} = {'h' + str(i - 1) if i else 'x'} * 1" for i in range(n)]) + "\n"
+
+
+def test_a_wide_png_comes_out_smaller_and_dpi_asks_for_more(cli, tmp_path):
+    (tmp_path / "long.cg").write_text(_chain(100))        # 201 nodes in a row: ~27,000 px at 96 dpi
+    r = cli("render", tmp_path / "long.cg", "-o", tmp_path / "small.png")
+    assert r.exit_code == 0, r.stderr
+    _within_budget(tmp_path / "small.png")
+    r = cli("render", tmp_path / "long.cg", "--dpi", "96", "-o", tmp_path / "big.png")
+    assert r.exit_code == 0, r.stderr
+    assert _size(tmp_path / "big.png")[0] > _size(tmp_path / "small.png")[0] > 8000
+    # SVG keeps full size: Graphviz's points, not scaled
+    r = cli("render", tmp_path / "long.cg", "-o", tmp_path / "long.svg")
+    assert r.exit_code == 0
+
+
+def test_dpi_is_checked_like_every_number(cli, tmp_path):
+    (tmp_path / "a.cg").write_text(_chain(2))
+    r = cli("render", tmp_path / "a.cg", "--dpi", "0", "-o", tmp_path / "a.png")
+    assert r.exit_code == 2 and "--dpi" in r.stderr
+
+
+def _cluster_boxes(laid_out: str) -> dict[str, tuple[float, float, float, float]]:
+    out = {}
+    for m in re.finditer(r'subgraph "cluster_([^"]+)" \{\s*graph \[[^\]]*?bb="([-0-9.,e+]+)"', laid_out):
+        out[m.group(1)] = tuple(float(v) for v in m.group(2).split(","))
+    return out
+
+
+def test_resnet18_block_frames_stack_along_the_main_path(cli, tmp_path):
+    """torchvision's resnet18 came out as a wide diagonal staircase of block frames; in TB the
+    frames stack: the drawing is more than twice as tall as wide (it was 1.9× before the main path
+    kept one column)."""
+    model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
+    r = cli("torch", model, "-f", "dot", "-o", tmp_path / "r.dot")
+    assert r.exit_code == 0, r.stderr
+    laid = subprocess.run(["dot", "-Tdot", str(tmp_path / "r.dot")], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    x0, y0, x1, y1 = (float(v) for v in re.search(r'bb="([^"]+)"', laid).group(1).split(","))
+    assert (y1 - y0) > 2.2 * (x1 - x0)
+    assert len(_cluster_boxes(laid)) >= 6
