@@ -540,9 +540,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
-    if res.auto and not quiet:
+    if res.auto and not quiet and res.depth is not None and res.depth < res.max_depth:
         click.echo(f"note: drew modules down to depth {res.depth} of {res.max_depth} to keep the picture "
-                   f"readable ({res.nodes} nodes); --depth {min(res.depth + 1, res.max_depth)} shows more, "
+                   f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
     if res.profile_table and not quiet:

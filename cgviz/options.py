@@ -166,8 +166,8 @@ OPTIONS: dict[str, Opt] = {
     "seed": Opt(("--seed",), Number(whole=True, min=0, max=MAX_SEED),
                 "Seeds random inputs, ce targets and dropout.", {"default": 0, "show_default": True}),
     "depth": Opt(("--depth",), whole(1, 1000),
-                 "Draw every module nested deeper than N as one box [default: as deep as stays "
-                 "readable, a few hundred nodes].", {"metavar": "N"}),
+                 "Draw every module nested deeper than N as one box [default: the deepest level whose "
+                 "layout fits the picture budget (nodes, edges, labels, frames)].", {"metavar": "N"}),
     "profile_runs": Opt(("--profile-runs",), whole(1, 1000),
                         "With --profile: average N measured passes [default: 1].", {"metavar": "N"}),
     "profile_top": Opt(("--top", "profile_top"), whole(1, 100_000),

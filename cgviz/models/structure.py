@@ -13,7 +13,6 @@ from ..ir import Graph, Node
 from .summary import ModelRun, TensorInfo, first
 
 WORDS = {"loop": ("step", "steps"), "fold": ("block", "blocks")}   # what one repetition is called
-AUTO_NODE_LIMIT = 300   # "a few hundred nodes at most" before the automatic depth steps down
 
 
 @dataclass
@@ -436,18 +435,3 @@ def _aggregate(e: DEdge, recs: list, run: ModelRun, reads: dict, groups: dict) -
     e.grad = combine(grads)
     if e.grad is not None:
         e.note = f"Σ {len(recs)} {many}" if len(by_tensor) == 1 else f"all {n} {many}"
-
-
-def auto_depth(graph: Graph, run: ModelRun, fold: bool = True,
-               limit: int = AUTO_NODE_LIMIT) -> tuple[Picture, int | None]:
-    """The deepest picture with at most `limit` nodes; (picture, depth or None for everything)."""
-    full = build_picture(graph, run, None, fold)
-    if len(full.nodes) <= limit:
-        return full, None
-    best = None
-    for d in range(full.max_depth, 0, -1):
-        pic = build_picture(graph, run, d, fold)
-        best = pic
-        if len(pic.nodes) <= limit:
-            return pic, d
-    return best, 1
