@@ -261,7 +261,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
          grad: bool = True, lr: float | None = None, clip_norm: float | None = None, rankdir: str | None = None,
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
-         timeout: float | None = 60.0, input_file: str | None = None) -> Drawing:
+         timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -273,7 +273,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
 
     The keyword arguments are the command line's options (loss, depth, fold, view, dtype, seed, mode
     "train"/"eval", lr, rankdir, …). An nn.Module in memory is left as it was: its train/eval mode
-    and its parameters' .grad are restored after the run.
+    and its parameters' .grad are restored after the run. simplify=False draws a model's pass-through
+    ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
     """
     from .options import OPTIONS
     checked = {}
@@ -289,6 +290,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
         except Exception as e:          # click.BadParameter: say it in the caller's words
             raise CgvizError(f"draw(): {key}={value!r}: {getattr(e, 'message', e)}") from None
     rankdir = checked["rankdir"]
+    checked["simplify"] = simplify
     if _is_text_or_path(source):
         text_or_path = os.fspath(source)
         if _is_expression(text_or_path):
@@ -414,7 +416,7 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
                    inputs: tuple[str, ...] = ()) -> Drawing:
     from .models.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
-                      explode=checked["explode"])
+                      explode=checked["explode"], simplify=checked.get("simplify", True))
     return Drawing(_Model(d, source, inputs), rankdir, checked["timeout"])
 
 

@@ -480,6 +480,7 @@ def model_stem(model: str) -> str:
 @option("view")
 @option("depth")
 @option("no_fold")
+@option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
 @click.option("--profile", is_flag=True,
@@ -492,7 +493,7 @@ def model_stem(model: str) -> str:
 @option("timeout")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
+def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold, no_simplify,
               trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
               vanish, explode, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
@@ -532,7 +533,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
-                     vanish=vanish, explode=explode)
+                     vanish=vanish, explode=explode, simplify=not no_simplify)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:

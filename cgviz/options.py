@@ -201,6 +201,8 @@ OPTIONS: dict[str, Opt] = {
                 "graph of grad_fn nodes, as torchviz draws it.", {"default": "ops", "show_default": True}),
     "no_fold": Opt(("--no-fold",), Bool(), "Draw repeated identical blocks and loop steps one by one.",
                    {"is_flag": True}),
+    "no_simplify": Opt(("--no-simplify",), Bool(), "Draw pass-through ops too (eval-mode dropout, a .to() or view "
+                       "that changes nothing), which the picture otherwise leaves out.", {"is_flag": True}),
     "meta": Opt(("--meta",), Bool(), "Trace on the meta device: shapes, structure and parameter counts of a "
                 "model too big to run, without values or gradients.", {"is_flag": True}),
     "trust": Opt(("--trust",), Bool(), "Allow loading a pickled nn.Module (torch.save(model)); this runs "

@@ -59,6 +59,7 @@ class ModelDrawing:
     fold: bool = True
     notes: list[str] = field(default_factory=list)
     profile_table: str | None = None
+    drawn: Any = None               # the graph the picture is drawn from (models.simplify), else `graph`
 
     @property
     def warnings(self) -> list[str]:
@@ -67,7 +68,7 @@ class ModelDrawing:
     def dot(self, rankdir: str = "TB") -> str:
         from .draw import DrawOptions, to_dot
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
-        return to_dot(self.graph, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
+        return to_dot(self.graph if self.drawn is None else self.drawn, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
                                                                   title=self.title, flags=self.flags, **thresholds))
 
     def to_dict(self) -> dict:
@@ -91,7 +92,7 @@ class ModelDrawing:
         if fmt == "html":
             from ..html import model_page
             svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(self.pic.nodes)).decode("utf-8")
-            data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
+            data = model_page(self.graph if self.drawn is None else self.drawn, self.run, self.pic, svg, self.title).encode("utf-8")
         elif fmt in IMAGE_FORMATS:
             # advice for a picture too big or too slow to lay out: only what is not already in effect
             hint = "".join(h for h, wanted in (("a smaller --depth, ", self.depth is None or self.depth > 1),
@@ -105,7 +106,7 @@ class ModelDrawing:
 
 def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
                   profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
-                  html: bool = False, timings: dict[str, float] | None = None) -> ModelDrawing:
+                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
@@ -131,13 +132,16 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     auto = False
     view_depth = depth
     view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
+    from .simplify import simplify as _simplify
+    simple = _simplify(graph, run) if simplify and view == "ops" else None
+    drawn = graph if simple is None else simple.graph
     if view == "autograd":
         pic = build_picture(graph, run, None, fold=False)
     elif depth is None:
-        pic, view_depth = auto_depth(graph, run, fold)
+        pic, view_depth = auto_depth(drawn, run, fold)
         auto = view_depth is not None
     else:
-        pic = build_picture(graph, run, depth, fold)
+        pic = build_picture(drawn, run, depth, fold)
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
@@ -159,15 +163,17 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+    if simple is not None and simple.note(graph):
+        title += f"  —  {simple.note(graph)}"
     timings["picture"] = time.perf_counter() - t
     return ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta, view_depth,
-                        auto, fold, notes, profile_table)
+                        auto, fold, notes, profile_table, drawn)
 
 
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None) -> ModelResult:
+               explode: float | None = None, simplify: bool = True) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     from ..needs import require_torch
@@ -180,7 +186,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings)
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
     data = d.output(fmt, rankdir, timeout, timings)
     nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
