@@ -273,7 +273,9 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
 
     The keyword arguments are the command line's options (loss, depth, fold, view, dtype, seed, mode
     "train"/"eval", lr, rankdir, …). An nn.Module in memory is left as it was: its train/eval mode
-    and its parameters' .grad are restored after the run. simplify=False draws a model's pass-through
+    and its parameters' .grad are restored after the run. rankdir "LR" or "TB" forces the layout
+    direction; by default an expression is drawn top to bottom when it is much deeper than wide,
+    else left to right, and a model top to bottom. simplify=False draws a model's pass-through
     ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
     """
     from .options import OPTIONS
@@ -298,7 +300,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors or "
                                  "input_size (use sets={'x': ...} to change a declaration)")
             return _draw_expression(text_or_path, sets, grad, checked, timeout=checked["timeout"],
-                                    rankdir=rankdir or "LR")
+                                    rankdir=rankdir)
         return _draw_model_file(text_or_path, inputs, input_size, checked, fold=fold, grad=grad, trust=trust,
                                 weights=weights, meta=meta, input_file=input_file, rankdir=rankdir or "TB")
     from .needs import require_torch
@@ -362,8 +364,8 @@ def is_model(target: str) -> bool:
     return False
 
 
-def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str) -> Drawing:
-    from .dot import DotOptions
+def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str | None) -> Drawing:
+    from .dot import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
     from .pipeline import evaluate, read_source
     if "\n" in text_or_path or "=" in text_or_path and not Path(text_or_path).exists():
@@ -390,6 +392,7 @@ def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout
     if grad:
         warnings += flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish, explode)
         warnings += saturation_warnings(result.graph, result.run)
+    rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
     opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode)
     return Drawing(_Expression(result, name, opts, warnings, inputs), rankdir, timeout)
 

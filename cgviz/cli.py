@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .errors import CgvizError
-from .options import option, parse_sets
+from .options import AUTO_RANKDIR_HELP, option, parse_sets
 from .render import FORMATS, write_atomic
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
@@ -192,7 +192,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
-@option("rankdir", default="LR")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
 @option("timeout")
 @option("max_elements")
 @option("lr", help="Show each param's value after one step of gradient descent (w: 0.5 → -3.5), and warn "
@@ -234,7 +234,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, max_elements, lr,
         from .train import large_step_warnings, step
         result.run.step = step(result.graph, result.run, lr, clip_norm)
         step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
-    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad, vanish=vanish,
+    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir and rankdir.upper(), grad=not no_grad, vanish=vanish,
                                                 explode=explode), timeout=timeout)
     health_warnings = []
     if not no_grad:
@@ -287,7 +287,7 @@ def explain(file, fmt, output, sets):
 @click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
-@option("rankdir", default="LR")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
 @option("timeout")
 @click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
 def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
@@ -355,7 +355,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     result.run = run
     caption = f"after {done} step{'s' if done != 1 else ''} of gradient descent, lr {num(lr)}{clip_text}; " \
               f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
-    dot_opts = DotOptions(rankdir=rankdir.upper(), caption=caption)
+    dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     if fmt == "html":
         from .dot import to_dot
         from .html import train_page

@@ -220,6 +220,11 @@ OPTIONS: dict[str, Opt] = {
 }
 
 
+# `render` and `train` choose the direction from the graph's shape unless told (cgviz.dot.auto_rankdir)
+AUTO_RANKDIR_HELP = ("Layout direction: left to right, or top to bottom [default: TB when the graph is much "
+                     "deeper than wide, a long chain of layers; else LR].")
+
+
 def parse_sets(sets) -> dict[str, str]:
     """`NAME=VALUE` items (--set, or a manifest's `set` table) → {name: value text}."""
     out: dict[str, str] = {}
