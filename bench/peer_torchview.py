@@ -23,7 +23,9 @@ def main(model_file: str, out: str) -> None:
     model, args = ns["model"], ns["example_inputs"]
     args = args() if callable(args) else args
     t.append(time.perf_counter())
-    graph = torchview.draw_graph(model, input_data=list(args), depth=3, device="cpu")
+    # a model built on the meta device (bench/twin_llama7b_meta.py) stays there: shapes only
+    device = "meta" if any(p.device.type == "meta" for p in model.parameters()) else "cpu"
+    graph = torchview.draw_graph(model, input_data=list(args), depth=3, device=device)
     source = graph.visual_graph.source
     t.append(time.perf_counter())
     png = graph.visual_graph.pipe(format="png")          # runs `dot -Tpng` on the source

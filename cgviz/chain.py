@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dot import wrt
+from .names import wrt
 from .engine import Run
 from .fmt import norm, num
 from .ir import Graph, Node

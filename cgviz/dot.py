@@ -8,20 +8,15 @@ file can add attributes or markup.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 from .engine import Run
 from .fmt import grad_text, inline_values, norm, num, value_text
 from .health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
 from .ir import Graph, Node
+from .markup import BACKWARD, FONT, FORWARD, STEP, Html, attrs, html_text, quote
+from .names import folded, wrt
 from .ops import OPS, shape_text
-
-FORWARD = "#1f5fbf"   # blue: values flowing forward
-BACKWARD = "#c62828"  # red: gradients flowing back
-FONT = "DejaVu Sans"  # has ∂, σ, ×, ‖ and μ; installed with Graphviz's fonts on Debian
-
-STEP = "#2e7d32"      # green: a param's value after a gradient-descent step
 
 STYLE = {
     "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
@@ -84,60 +79,12 @@ def auto_rankdir(graph: Graph) -> str:
     return "TB" if ranks >= TB_MIN_RANKS and ranks >= TB_RANKS_PER_WIDTH * width else "LR"
 
 
-def quote(text: str) -> str:
-    """A DOT double-quoted string whose content shows exactly `text` (newlines become line breaks)."""
-    body = text.replace("\\", "\\\\").replace('"', '\\"')
-    body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
-    return f'"{body}"'
-
-
-def _html(text: str) -> str:
-    """Text for an HTML-like label: escaped so it can only ever be text."""
-    # Graphviz expands \G, \N, \L … even inside HTML labels (and after decoding &#92;); a doubled
-    # backslash is its escape for one literal backslash.
-    return html.escape(text.replace("\\", "\\\\"), quote=True).replace("\n", "<BR/>")
-
-
-def _attrs(d: dict) -> str:
-    parts = []
-    for k in sorted(d):
-        v = d[k]
-        if isinstance(v, _Html):
-            parts.append(f"{k}=<{v.markup}>")
-        else:
-            parts.append(f"{k}={quote(str(v))}")
-    return "[" + " ".join(parts) + "]"
-
-
-@dataclass(frozen=True)
-class _Html:
-    markup: str
-
-
-def _short(text: str, limit: int = 24) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def wrt(node: Node) -> str:
-    """How the ∂ line names a node: its name, or its expression in parentheses when anonymous."""
-    if node.name:
-        return node.name
-    return "(" + _short(node.meta.get("expr") or node.id, 18) + ")"
-
-
 def _grad_line(node: Node, g, top: str) -> str:
     if g is None:
         return ""
     if g.ndim and inline_values(g) is None:
         return f"‖∂{top}/∂{wrt(node)}‖ = {num(norm(g))}"
     return f"∂{top}/∂{wrt(node)} = {grad_text(g)}"
-
-
-def folded(graph: Graph, node_id: str) -> bool:
-    """Scalar literals (the 2 in `(a - y)^2`) are drawn inside their consumer's label, not as boxes."""
-    n = graph[node_id]
-    return bool(n.meta.get("literal")) and n.attrs["value"].ndim == 0
 
 
 def _op_head(graph: Graph, node: Node) -> str:
@@ -170,25 +117,25 @@ def _shape_line(graph: Graph, run: Run, node: Node) -> str | None:
     return joiner.join(shape_text(x.shape) for x in ins) + " → " + shape_text(out.shape)
 
 
-def _label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> _Html:
+def label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> Html:
     v = run.values[node.id]
     rows: list[str] = []
     if node.kind == "op":
-        rows.append(f"<B>{_html(_op_head(graph, node))}</B>")
+        rows.append(f"<B>{html_text(_op_head(graph, node))}</B>")
         shapes = _shape_line(graph, run, node)
         if shapes:
-            rows.append(f'<FONT POINT-SIZE="9">{_html(shapes)}</FONT>')
+            rows.append(f'<FONT POINT-SIZE="9">{html_text(shapes)}</FONT>')
         if node.id == graph.output:
             name = node.name or node.id
             prefix = "loss " if graph.loss else ""
-            rows.append(_html(f"{prefix}{name} = {value_text(v, sep=' ')}"))
+            rows.append(html_text(f"{prefix}{name} = {value_text(v, sep=' ')}"))
         elif node.name:
-            rows.append(_html(node.name))
+            rows.append(html_text(node.name))
     elif node.meta.get("literal"):
-        rows.append(_html(value_text(v, sep=" ")))
+        rows.append(html_text(value_text(v, sep=" ")))
     else:
-        rows.append(f"<B>{_html(node.name)}</B>" + (f" {_html(shape_text(v.shape))}" if v.ndim else ""))
-        rows.append(_html(value_text(v, sep=" ", with_shape=False)))
+        rows.append(f"<B>{html_text(node.name)}</B>" + (f" {html_text(shape_text(v.shape))}" if v.ndim else ""))
+        rows.append(html_text(value_text(v, sep=" ", with_shape=False)))
     if node.id in run.nonfinite:
         rows.append(f"<B>⚠ {run.nonfinite[node.id]}</B>")
     rows.extend(_step_rows(node, run))
@@ -197,8 +144,8 @@ def _label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | N
     if opts.grad and not node.meta.get("literal"):
         line = _grad_line(node, run.grads.get(node.id), _top(graph))
         if line and node.id != graph.output:
-            rows.append(f'<FONT COLOR="{BACKWARD}">{_html(line)}</FONT>')
-    return _Html("<BR/>".join(rows))
+            rows.append(f'<FONT COLOR="{BACKWARD}">{html_text(line)}</FONT>')
+    return Html("<BR/>".join(rows))
 
 
 def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptions) -> list[str]:
@@ -207,10 +154,10 @@ def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptio
     rows = []
     v = flags.get(node.id)
     if v is not None and v.flag:
-        rows.append(f'<FONT COLOR="{FLAG_COLOR}"><B>⚠ {_html(v.text(opts.vanish, opts.explode))}</B></FONT>')
+        rows.append(f'<FONT COLOR="{FLAG_COLOR}"><B>⚠ {html_text(v.text(opts.vanish, opts.explode))}</B></FONT>')
     s = node_saturation(graph, run, node)
     if s is not None and (s.size > 1 or s.share > 0):
-        text = _html(s.text())
+        text = html_text(s.text())
         if s.share >= 0.5:
             text = f"<B>⚠ {text}</B>"
         rows.append(f'<FONT POINT-SIZE="9" COLOR="{FLAG_COLOR if s.share > 0 else "#555555"}">{text}</FONT>')
@@ -235,10 +182,10 @@ def _step_rows(node: Node, run: Run) -> list[str]:
         size = norm(old)
         share = f" ({norm(s.delta[node.id]) / size:.0%} of ‖{name}‖)" if size else ""
         text = f"step: ‖Δ{name}‖ = {num(norm(s.delta[node.id]))}{share}"
-    rows = [f'<FONT COLOR="{STEP}">{_html(text)}</FONT>']
+    rows = [f'<FONT COLOR="{STEP}">{html_text(text)}</FONT>']
     if node.id in s.large:
         ratio = norm(s.delta[node.id]) / norm(old)
-        rows.append(f'<FONT COLOR="{STEP}"><B>⚠ the step is {_html(num(ratio))}× its size</B></FONT>')
+        rows.append(f'<FONT COLOR="{STEP}"><B>⚠ the step is {html_text(num(ratio))}× its size</B></FONT>')
     return rows
 
 
@@ -263,23 +210,23 @@ def headline(graph: Graph, run: Run) -> str:
     return f"{'loss ' if graph.loss else ''}{_top(graph)} = {value}"
 
 
-def title(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> _Html:
+def title(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> Html:
     """The graph's caption: file, output value, and what the colours mean (left-aligned lines)."""
     top = _top(graph)
-    rows = [f"<B>{_html(graph.source)}</B>  —  {_html(headline(graph, run))}"]
+    rows = [f"<B>{html_text(graph.source)}</B>  —  {html_text(headline(graph, run))}"]
     if opts.grad:
         rows.append(f'<FONT COLOR="{FORWARD}">blue →  values (forward)</FONT>     '
-                    f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{_html(top)}/∂· (backward)</FONT>')
+                    f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{html_text(top)}/∂· (backward)</FONT>')
         if run.seeded_with_ones:
-            rows.append(_html(f"{top} is not a scalar: the gradients are those of sum({top})"))
+            rows.append(html_text(f"{top} is not a scalar: the gradients are those of sum({top})"))
         if scale is not None and scale.data is not None:
-            rows.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(scale.legend())}</FONT>')
+            rows.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
     step = _step_caption(run)
     if step:
-        rows.append(f'<FONT COLOR="{STEP}">{_html(step)}</FONT>')
+        rows.append(f'<FONT COLOR="{STEP}">{html_text(step)}</FONT>')
     if opts.caption:
-        rows.append(_html(opts.caption))
-    return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+        rows.append(html_text(opts.caption))
+    return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 
 def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
@@ -288,11 +235,11 @@ def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
     flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
     lines = [
         "digraph cgviz {",
-        "  graph " + _attrs({"rankdir": opts.rankdir or auto_rankdir(graph), "fontname": FONT, "fontsize": "12",
+        "  graph " + attrs({"rankdir": opts.rankdir or auto_rankdir(graph), "fontname": FONT, "fontsize": "12",
                              "label": title(graph, run, opts, scale), "labelloc": "t", "labeljust": "l",
                              "nodesep": "0.35", "ranksep": "0.6", "bgcolor": "white", "pad": "0.2"}),
-        "  node " + _attrs({"fontname": FONT, "fontsize": "11"}),
-        "  edge " + _attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
+        "  node " + attrs({"fontname": FONT, "fontsize": "11"}),
+        "  edge " + attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
     ]
     for node in graph:
         if folded(graph, node.id):
@@ -303,9 +250,9 @@ def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
         if node.id in run.nonfinite:
             style.update(NONFINITE_STYLE)
             style["style"] = "filled,bold"
-        style["label"] = _label(node, run, graph, opts, flags)
+        style["label"] = label(node, run, graph, opts, flags)
         style["tooltip"] = _tooltip(node)
-        lines.append(f"  {quote(node.id)} {_attrs(style)}")
+        lines.append(f"  {quote(node.id)} {attrs(style)}")
     for node in graph:
         for k, src in enumerate(node.inputs):
             if folded(graph, src):
@@ -329,7 +276,7 @@ def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
     if not literal:
         fwd["label"] = value_text(run.values[src])
-    out = [f"  {quote(src)} -> {quote(dst.id)} {_attrs(fwd)}"]
+    out = [f"  {quote(src)} -> {quote(dst.id)} {attrs(fwd)}"]
     g = run.edge_grads.get((dst.id, k))
     if opts.grad and g is not None:
         # Drawn in the forward direction with dir=back, so the arrow points at the producer while the
@@ -338,5 +285,5 @@ def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int
                "label": grad_text(g), "arrowtail": "normal"}
         # width and shade by log-magnitude (cgviz.health); the label keeps the plain red to stay legible
         bwd.update((scale or grad_scale(run)).edge_attrs(norm(g)))
-        out.append(f"  {quote(src)} -> {quote(dst.id)} {_attrs(bwd)}")
+        out.append(f"  {quote(src)} -> {quote(dst.id)} {attrs(bwd)}")
     return out

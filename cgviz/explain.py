@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chain import chain_text, chains, local
-from .dot import folded, wrt
+from .names import folded, wrt
 from .engine import Run
 from .fmt import columns, norm, num, value_text
 from .ir import Graph, Node

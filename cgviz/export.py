@@ -17,7 +17,7 @@ VERSION = 1
 FULL_LIMIT = 4096  # tensors up to this many elements are written in full; stats are always written
 
 
-def _clean(x):
+def json_safe(x):
     """JSON has no NaN or infinity: write them as the strings "NaN", "Infinity", "-Infinity"."""
     if isinstance(x, float):
         if math.isnan(x):
@@ -26,9 +26,9 @@ def _clean(x):
             return "Infinity" if x > 0 else "-Infinity"
         return x
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
@@ -41,7 +41,7 @@ def _tensor(a):
     return a.tolist()
 
 
-def _health(v) -> dict | None:
+def health_json(v) -> dict | None:
     if v is None:
         return None
     return {"flag": v.flag, "measure": v.measure, "relative": v.relative, "value_norm": v.value_norm,
@@ -69,7 +69,7 @@ def to_dict(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXP
             "line": n.meta.get("line"), "expr": n.meta.get("expr"),
             "literal": bool(n.meta.get("literal")),
             "nonfinite": n.id in run.nonfinite,
-            "health": _health(flags.get(n.id)),
+            "health": health_json(flags.get(n.id)),
             "saturation": _saturation(node_saturation(graph, run, n)),
         })
     edges = []
@@ -87,7 +87,7 @@ def to_dict(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXP
         doc["step"] = {"lr": s.lr, "clip_norm": s.clip_norm, "scale": s.scale, "grad_norm": s.grad_norm,
                        "large": list(s.large), "updated": {i: _tensor(v) for i, v in s.updated.items()}}
     doc.update(nodes=nodes, edges=edges)
-    return _clean(doc)
+    return json_safe(doc)
 
 
 def to_json(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXPLODE) -> str:

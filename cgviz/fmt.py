@@ -11,6 +11,12 @@ from .ops import shape_text
 __all__ = ["num", "shape_text", "value_text", "grad_text", "norm", "stats", "inline_values"]
 
 
+def shape_label(shape) -> str:
+    """A model tensor's shape in a label: `[2×3]`, and `scalar` for a 0-d tensor (cgviz.ops.shape_text,
+    for messages and the expression language, writes a scalar as `[]`)."""
+    return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
+
+
 def num(v) -> str:
     """4 significant digits; -0 prints as 0 and non-finite values as NaN, inf, -inf. An integer
     (a token id, an index) prints whole: 49910, not 4.991e4."""

@@ -21,6 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from .fmt import norm, num
+from .markup import BACKWARD
 
 # Defaults, measured on the samples (README "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
@@ -36,7 +37,6 @@ MIN_SPAN = 2.0                 # decades: a narrower range is widened around its
 WIDTH_MIN, WIDTH_MAX = 0.8, 4.5
 # Intensity is the opacity of cgviz.dot's BACKWARD red, not another hue: the stroke stays #c62828,
 # which is how the HTML page tells red edges from blue ones (Graphviz writes stroke-opacity apart).
-RED = "#c62828"
 # Opacity in 1/255 steps; the ends are whole steps so that the graph's own smallest and largest
 # gradient (t = 0 and 1, always present) never sit on a rounding boundary.
 ALPHA_MIN, ALPHA_MAX = 77, 255                          # 0.3 … 1
@@ -73,7 +73,7 @@ class Scale:
     def color(self, m: float) -> str:
         """The red with the magnitude's opacity: `#c62828` at full strength, `#c628284d` at 0.3."""
         a = self.alpha(m)
-        return RED if a >= 255 else f"{RED}{a:02x}"
+        return BACKWARD if a >= 255 else f"{BACKWARD}{a:02x}"
 
     def edge_attrs(self, m: float) -> dict:
         """The DOT attributes of a red edge carrying a gradient of magnitude m."""

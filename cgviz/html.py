@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from .markup import BACKWARD, FORWARD
+
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -25,7 +27,7 @@ PAGE = """<!DOCTYPE html>
   #bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px; border-bottom: 1px solid #ccc;
          background: #f7f7f7; flex-wrap: wrap; }
   #bar .title { font-weight: bold; margin-right: 12px; }
-  #bar label.fwd { color: #1f5fbf; } #bar label.bwd { color: #c62828; }
+  #bar label.fwd { color: %(fwd)s; } #bar label.bwd { color: %(bwd)s; }
   #main { flex: 1; display: flex; min-height: 0; }
   #graph { flex: 1; overflow: hidden; cursor: grab; background: white; }
   #graph svg { width: 100%%; height: 100%%; }
@@ -35,8 +37,8 @@ PAGE = """<!DOCTYPE html>
   #panel h2 { font-size: 16px; margin: 4px 0 8px; }
   #panel pre { white-space: pre-wrap; font: 13px "DejaVu Sans Mono", monospace; margin: 4px 0 10px; }
   #panel .k { color: #666; font-size: 12px; margin-top: 8px; font-weight: bold; }
-  #panel-chain { color: #c62828; }
-  #step-info { color: #c62828; min-width: 260px; }
+  #panel-chain { color: %(bwd)s; }
+  #step-info { color: %(bwd)s; min-width: 260px; }
   g.node { cursor: pointer; }
   g.node.found > :is(polygon, ellipse, path) { stroke: #ff9800 !important; stroke-width: 4px; }
   g.node.selected > :is(polygon, ellipse, path) { stroke: #6a1b9a !important; stroke-width: 3px; }
@@ -193,7 +195,7 @@ def svg_key(node_id: str) -> str:
 
     Graphviz unescapes only the \\" of a quoted DOT id; a doubled backslash (dot.quote doubles each
     one) stays doubled in the title, and a line break stays the two characters \\n."""
-    from .dot import quote
+    from .markup import quote
     return quote(node_id)[1:-1].replace('\\"', '"')
 
 
@@ -218,13 +220,12 @@ def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, s
     # </script> inside the JSON must not end the script element: escape every "<"
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     script = SCRIPT + (TRAIN_SCRIPT if train else "")
-    return PAGE % {"title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": script,
+    return PAGE % {"fwd": FORWARD, "bwd": BACKWARD, "title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": script,
                    "extra_bar": extra_bar}
 
 
 def dsl_page(graph, run, svg: str) -> str:
     """The page for an expression file: every node's value, gradient, formula, locals and chain."""
-    from .dot import BACKWARD
     nodes, order, steps, title = _dsl_parts(graph, run)
     return page(svg, title, nodes, order, steps, BACKWARD)
 
@@ -232,7 +233,8 @@ def dsl_page(graph, run, svg: str) -> str:
 def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from .chain import chain_text, local
-    from .dot import folded, headline, wrt
+    from .dot import headline
+    from .names import folded, wrt
     from .fmt import grad_text, histogram, num, value_text
     from .ops import OPS
     top = graph.loss or graph[graph.output].name or "out"
@@ -297,7 +299,6 @@ def _hist(t) -> str:
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
     """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
-    from .dot import BACKWARD
     from .models.draw import count_text, grad_text, value_text
     from .models.summary import first as first_output
     nodes = {}
@@ -341,7 +342,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                 if _hist(g):
                     rows.append(["gradient histogram", _hist(g)])
         if getattr(run, "profile", None) is not None and dn.kind in ("op", "module"):
-            from .models.profile import cost_text
+            from .models.profile_view import cost_text
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}
@@ -453,8 +454,8 @@ def _curve(losses: list[float], frames: list[int], w: int = 220, h: int = 36):
     pts = " ".join(f"{x},{y}" for x, y in (at(k) for k in range(len(losses)) if math.isfinite(losses[k])))
     svg = (f'<svg id="train-curve" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
            f'<rect width="{w}" height="{h}" fill="white" stroke="#ccc"/>'
-           f'<polyline points="{pts}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>'
-           f'<circle id="train-marker" r="3.5" fill="#c62828"/></svg>')
+           f'<polyline points="{pts}" fill="none" stroke="{FORWARD}" stroke-width="1.5"/>'
+           f'<circle id="train-marker" r="3.5" fill="{BACKWARD}"/></svg>')
     return svg, {k: at(k) for k in frames}, log
 
 
@@ -465,7 +466,8 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
     `frames` holds (step, Run) pairs, the last one the run `dot_text` was made from; `render_svg`
     lays out DOT text. The layout is made with each node's widest label over all kept steps, so
     that whichever step the slider shows fits inside its box."""
-    from .dot import BACKWARD, _label, folded, wrt
+    from .dot import label
+    from .names import folded, wrt
     from .fmt import grad_text, num, value_text
     from .fmt import norm
     from .health import scale_of, verdicts
@@ -480,7 +482,7 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
     widest: dict[str, tuple] = {}
     for k, run in frames:
         flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
-        markup = {n.id: _label(n, run, graph, opts, flags).markup for n in graph if not folded(graph, n.id)}
+        markup = {n.id: label(n, run, graph, opts, flags).markup for n in graph if not folded(graph, n.id)}
         fn = {svg_key(i): _rows_of(m) for i, m in markup.items()}
         for i, rows in ((i, _rows_of(m)) for i, m in markup.items()):
             size = (len(rows), max(len(r[0]) for r in rows))
@@ -511,7 +513,7 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
         mx, my = spots[k]
         out.append({"step": k, "loss": f"{'loss ' if graph.loss else ''}{top} = {num(loss)}", "nodes": fn,
                     "edges": fe, "panel": panel, "mx": mx, "my": my})
-    final = {n.id: _label(n, last, graph, opts, verdicts(graph, last, opts.vanish, opts.explode)
+    final = {n.id: label(n, last, graph, opts, verdicts(graph, last, opts.vanish, opts.explode)
                           if opts.grad else {}).markup for n in graph if not folded(graph, n.id)}
     for i, (_, m) in widest.items():
         # the label is an HTML-like DOT string written once per node line: swap in the widest

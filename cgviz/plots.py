@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 
+from .markup import BACKWARD, FORWARD
+
 
 def _pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed, same pixels everywhere)."""
@@ -48,14 +50,14 @@ def loss_curve(losses: list[float], clipped: list[bool] | None = None, title: st
     finite = [(s, v) for s, v in zip(steps, losses) if math.isfinite(v)]
     log = spans_decades([v for _, v in finite])
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot([s for s, _ in finite], [v for _, v in finite], color="#1f5fbf", marker="." if len(finite) <= 60 else None,
+    ax.plot([s for s, _ in finite], [v for _, v in finite], color=FORWARD, marker="." if len(finite) <= 60 else None,
             linewidth=1.5, label="loss")
     marked = [s for s, c in enumerate(clipped or []) if c and s < len(losses) and math.isfinite(losses[s])]
     if marked:
         ax.scatter(marked, [losses[s] for s in marked], color="#ef6c00", s=14, zorder=3,
                    label="gradient clipped at this step")
     if stopped and len(finite) < len(losses):
-        ax.axvline(len(losses) - 1, color="#c62828", linestyle="--", linewidth=1, label="loss became NaN/inf")
+        ax.axvline(len(losses) - 1, color=BACKWARD, linestyle="--", linewidth=1, label="loss became NaN/inf")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -69,7 +71,7 @@ def loss_curve(losses: list[float], clipped: list[bool] | None = None, title: st
     return _png(fig), {"points": len(finite), "log": log, "clipped": marked}
 
 
-HEALTHY, VANISHING, EXPLODING = "#607d8b", "#1e88e5", "#c62828"   # bar colours by flag
+HEALTHY, VANISHING, EXPLODING = "#607d8b", "#1e88e5", BACKWARD   # bar colours by flag
 
 
 def grad_bars(rows, vanish: float, explode: float, title: str = "") -> tuple[bytes, dict]:

@@ -36,3 +36,26 @@ def cli():
 @pytest.fixture
 def pizza_text() -> str:
     return (ROOT / "sample_graphs" / "pizza.cg").read_text()
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """A fresh working folder, made the current one (commands write their default outputs there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def named_layers_model(names) -> str:
+    """A model file whose Linear layers are called `names` in turn (hostile names, for label tests)."""
+    return ("import torch, torch.nn as nn\n"
+            f"NAMES = {list(names)!r}\n"
+            "class M(nn.Module):\n"
+            "    def __init__(s):\n"
+            "        super().__init__()\n"
+            "        for n in NAMES:\n"
+            "            s.add_module(n, nn.Linear(2, 2))\n"
+            "    def forward(s, x):\n"
+            "        for n in NAMES:\n"
+            "            x = getattr(s, n)(x)\n"
+            "        return x\n"
+            "model = M()\nexample_inputs = (torch.ones(1, 2),)\n")

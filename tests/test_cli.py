@@ -16,12 +16,6 @@ PIZZA = ROOT / "sample_graphs" / "pizza.cg"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
 
 
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 @needs_dot
 def test_default_output_is_stem_png_in_the_current_folder(cli, here):
     r = cli("render", PIZZA)

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from cgviz.dot import DotOptions, quote, to_dot
+from cgviz.dot import DotOptions, to_dot
+from cgviz.markup import quote
 from cgviz.pipeline import evaluate
 
 from conftest import ROOT, SAMPLES

@@ -17,17 +17,12 @@ import pytest
 
 from cgviz.errors import CgvizError, SourceError
 from cgviz.pipeline import evaluate
+from conftest import named_layers_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"
 CGVIZ = [sys.executable, "-m", "cgviz"]
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def chain(n: int) -> str:
@@ -226,19 +221,7 @@ def test_hostile_module_names_show_as_text(cli, here):
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz")
     src = here / "names.py"
-    src.write_text(
-        "import torch, torch.nn as nn\n"
-        f"NAMES = {HOSTILE!r}\n"
-        "class M(nn.Module):\n"
-        "    def __init__(s):\n"
-        "        super().__init__()\n"
-        "        for n in NAMES:\n"
-        "            s.add_module(n, nn.Linear(2, 2))\n"
-        "    def forward(s, x):\n"
-        "        for n in NAMES:\n"
-        "            x = getattr(s, n)(x)\n"
-        "        return x\n"
-        "model = M()\nexample_inputs = (torch.ones(1, 2),)\n")
+    src.write_text(named_layers_model(HOSTILE))
     for view in ("ops", "autograd"):
         r = cli("torch", src, "--no-fold", "--view", view, "-o", "m.svg")
         assert r.exit_code == 0, r.stderr

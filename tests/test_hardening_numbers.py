@@ -14,12 +14,6 @@ from cgviz.parser import parse
 from cgviz.pipeline import evaluate
 
 
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def chain_program(n: int) -> str:
     lines = ["input x = 0.5", "param w = 0.5"]
     for i in range(n):

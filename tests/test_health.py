@@ -61,8 +61,7 @@ def test_the_edge_mapping_is_monotone(graph_mags, a, b):
 
 
 def test_edge_colours_are_the_backward_red_with_an_opacity():
-    from cgviz.dot import BACKWARD
-    assert health.RED == BACKWARD            # the HTML page finds red edges by this stroke
+    from cgviz.markup import BACKWARD
     s = health.scale_of([1e-3, 1.0])
     assert s.color(1.0) == BACKWARD and s.color(1e-3) == BACKWARD + "4d" and s.color(0) == BACKWARD + "26"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import named_layers_model
+
 ROOT = Path(__file__).resolve().parent.parent
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -241,19 +243,7 @@ def _titles_and_data(page: str):
 def test_every_node_of_the_page_has_its_panel_whatever_its_id(tmp_path):
     pytest.importorskip("torch")
     names = ['a"b<c>{d}|e\\f', "back\\slash", "\\N \\G", "é∂😀", "new\nline", "q'uote"]
-    (tmp_path / "names.py").write_text(
-        "import torch, torch.nn as nn\n"
-        f"NAMES = {names!r}\n"
-        "class M(nn.Module):\n"
-        "    def __init__(s):\n"
-        "        super().__init__()\n"
-        "        for n in NAMES:\n"
-        "            s.add_module(n, nn.Linear(2, 2))\n"
-        "    def forward(s, x):\n"
-        "        for n in NAMES:\n"
-        "            x = getattr(s, n)(x)\n"
-        "        return x\n"
-        "model = M()\nexample_inputs = (torch.ones(1, 2),)\n")
+    (tmp_path / "names.py").write_text(named_layers_model(names))
     p = cgviz(["torch", "names.py", "--no-fold", "-o", "p.html"], tmp_path)
     assert p.returncode == 0, p.stderr
     titles, data = _titles_and_data((tmp_path / "p.html").read_text())
@@ -265,7 +255,7 @@ def test_every_node_of_the_page_has_its_panel_whatever_its_id(tmp_path):
 def test_svg_key_is_what_graphviz_writes_in_a_title():
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz")
-    from cgviz.dot import quote
+    from cgviz.markup import quote
     from cgviz.html import svg_key
     ids = ["a\\b", 'c"d', "e\\\\f", "\\N", 'g\\"h', "é∂😀", "x->y", "new\nline"]
     dot = "digraph {\n" + "\n".join(f"  {quote(i)}" for i in ids) + "\n}\n"

@@ -400,3 +400,37 @@ def test_a_compiled_function_inside_a_model_runs_eagerly_while_recording(capfd):
     assert sum(1 for n in d.graph if n.op == "tanh") == 9                       # the ops inside are drawn
     err = capfd.readouterr().err
     assert "recompile" not in err and "torch._dynamo" not in err
+
+
+def test_a_function_compiled_inside_forward_runs_eagerly_while_recording():
+    # torch.compile called lazily from forward (dynamo not loaded up front): the stance is set at that
+    # first call, so dynamo still never traces the recorder; torch.compile is restored afterwards
+    import cgviz
+    real_compile = torch.compile
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(4, 4))
+            self.fused = None
+
+        def forward(self, x):
+            if self.fused is None:
+                self.fused = torch.compile(lambda a, w: torch.tanh(a @ w) * 2, backend="eager")
+            return sum(self.fused(x[:k], self.w).sum() for k in range(1, 6))
+
+    d = cgviz.draw(Net(), torch.randn(5, 4))
+    assert sum(1 for n in d.graph if n.op == "tanh") == 5
+    assert torch.compile is real_compile
+
+
+def test_a_model_that_compiles_nothing_does_not_load_dynamo():
+    # importing torch._dynamo costs ~0.5 s or more: only a model that compiles something pays it
+    import subprocess
+    import sys
+    code = ("import sys, torch, cgviz\n"
+            "m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))\n"
+            "cgviz.draw(m, torch.randn(2, 3))\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"

@@ -22,12 +22,6 @@ HANG_GUARD = 20      # seconds: only so that a regression fails instead of hangi
 LIN = "import torch\nmodel = torch.nn.Linear(2, 1)\nexample_inputs = (torch.ones(3, 2),)\n"
 
 
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _project(d: Path) -> None:
     """A program, a model with its inputs and weights, a manifest and goldens, all in d."""
     import torch

@@ -180,7 +180,8 @@ def _traced(path, **kw):
 
 def test_collapsed_modules_show_the_sum_of_what_they_contain(expensive):
     from cgviz.models.draw import DrawOptions, to_dot
-    from cgviz.models.profile import Cost, cost_text
+    from cgviz.models.profile import Cost
+    from cgviz.models.profile_view import cost_text
     from cgviz.models.structure import build_picture
     t = _traced(expensive)
     prof = t.run.profile
@@ -204,7 +205,8 @@ def test_collapsed_modules_show_the_sum_of_what_they_contain(expensive):
 
 def test_a_folded_block_shows_the_sum_over_its_repetitions(blocks):
     from cgviz.models.draw import DrawOptions, to_dot
-    from cgviz.models.profile import Cost, cost_text
+    from cgviz.models.profile import Cost
+    from cgviz.models.profile_view import cost_text
     from cgviz.models.structure import build_picture
     t = _traced(blocks)
     prof = t.run.profile

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..dot import BACKWARD, FONT, FORWARD, LOSS_STYLE, NONFINITE_STYLE, STYLE, _attrs, _Html, _html, quote
+from ..dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
+from ..markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
 from ..fmt import inline_values, num
 from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
                       scale_of)
@@ -72,15 +73,15 @@ def grad_text(g: TensorInfo | None, sep: str = "\n") -> str:
 
 
 def _grad_row(label: str) -> str:
-    return f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(label)}</FONT>'
+    return f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(label)}</FONT>'
 
 
 def _small(text: str, color: str = "#555555") -> str:
-    return f'<FONT POINT-SIZE="9" COLOR="{color}">{_html(text)}</FONT>'
+    return f'<FONT POINT-SIZE="9" COLOR="{color}">{html_text(text)}</FONT>'
 
 
 
-def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
+def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
     rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
     rows: list[str] = []
     if dn.kind == "module":
@@ -91,11 +92,11 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
         outer = next((g for rep, g in pic.groups.items() if g.style == "fold" and len(rep) < len(frames)
                       and frames[:len(rep)] == rep), None)
         if grp is not None and grp.style == "fold":
-            rows.append(f"<B>{_html(path)} … {_html(grp.calls[-1][-1].key)}  ×{grp.n}</B>")
+            rows.append(f"<B>{html_text(path)} … {html_text(grp.calls[-1][-1].key)}  ×{grp.n}</B>")
         elif grp is not None:
-            rows.append(f"<B>{_html(frames[-1].path)}  time_step={grp.n}</B>")
+            rows.append(f"<B>{html_text(frames[-1].path)}  time_step={grp.n}</B>")
         else:
-            rows.append(f"<B>{_html(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else ""))
+            rows.append(f"<B>{html_text(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else ""))
         rows.append(_small(frames[-1].cls, "#2e7d32"))
         params = [graph[m] for m in dn.members if graph[m].kind == "param"]
         n_params = sum(p.meta.get("numel", 0) for p in _unique_params(params))
@@ -114,13 +115,13 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
                 what = "per step" if grp.style == "loop" else "per block"
                 rows.append(_grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
                                                                       for x in grp.grad_norms)))
-        return _Html("<BR/>".join(rows))
+        return Html("<BR/>".join(rows))
     if dn.kind == "params":
         return _params_label(pic, dn, graph, run, opts)
     v = first(run.values.get(rep.id))
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
-        rows.append(f"<B>{_html(head)}</B>")
+        rows.append(f"<B>{html_text(head)}</B>")
         in_shapes = [shape_text(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
                      if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
         outs = run.values.get(rep.id)
@@ -131,16 +132,16 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
             rows.append(_small("→ " + ", ".join(out_shapes)))
         if rep.id == graph.output:
             loss = run.loss
-            rows.append(_html(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
+            rows.append(html_text(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
         if opts.grad and rep.id != graph.output:
             g, note = _over(run, dn)
             if g is not None and g.norm is not None:
                 rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
         rows.extend(_saturation_rows(rep, run, opts))
-        return _Html("<BR/>".join(rows))
+        return Html("<BR/>".join(rows))
     name = rep.name or rep.id
     n = len(dn.members)
-    rows.append(f"<B>{_html(name)}</B> {_html(shape_text(v.shape) if v is not None else '')}"
+    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_text(v.shape) if v is not None else '')}"
                 + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
     if n > 1:
         v = combine([first(run.values.get(m)) for m in dn.members])
@@ -150,7 +151,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
             rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
-    return _Html("<BR/>".join(rows))
+    return Html("<BR/>".join(rows))
 
 
 def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
@@ -172,7 +173,7 @@ def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
     s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
     if s is None or (s.size == 1 and not s.share):
         return []
-    text = _html(s.text())
+    text = html_text(s.text())
     if s.share >= 0.5:
         text = f"<B>⚠ {text}</B>"
     return [_small_markup(text, FLAG_COLOR if s.share != 0 else "#555555")]
@@ -182,10 +183,10 @@ def _small_markup(markup: str, color: str) -> str:
     return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
 
 
-def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> _Html:
+def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
     """One box for a module's tensors: its path, then a row per parameter or buffer."""
     owner = dn.id.rpartition("/")[0]
-    rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{_html(owner)}</B></TD></TR>']
+    rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{html_text(owner)}</B></TD></TR>']
     for m in dn.parts:
         n = graph[m]
         same = pic.same.get(m, [m])
@@ -194,17 +195,17 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
         short = (n.name or m)[len(owner) + 1:] + (f" ×{len(same)}" if len(same) > 1 else "")
         grey = ' COLOR="#757575"' if n.kind == "const" else ""
         stats = value_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
-        grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{_html(note)}</FONT>'
+        grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
                 if opts.grad and g is not None and g.norm is not None else "")
-        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{_html(short)} {_html(shape_text(v.shape) if v else "")}</FONT></TD>'
-                    f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{_html(stats)}</FONT></TD>'
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
+                    f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
         verdict = (param_verdict(graph, run, m, opts.vanish, opts.explode)
                    if opts.grad and opts.flags and n.kind == "param" else None)
         if verdict is not None and verdict.flag:
             rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT"><FONT COLOR="{FLAG_COLOR}" POINT-SIZE="10"><B>⚠ '
-                        f'{_html(verdict.text(opts.vanish, opts.explode))}</B></FONT></TD></TR>')
-    return _Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
+                        f'{html_text(verdict.text(opts.vanish, opts.explode))}</B></FONT></TD></TR>')
+    return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
 
 
 def edge_scale(pic: Picture) -> Scale:
@@ -255,47 +256,47 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     return direct
 
 
-def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions) -> _Html:
+def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions) -> Html:
     f = scope[-1]
     grp = pic.groups.get(scope)
-    title = f"<B>{_html(f.key)}</B>  {_html(f.cls)}"
+    title = f"<B>{html_text(f.key)}</B>  {html_text(f.cls)}"
     rows = [title]
     if grp is not None and grp.style == "fold":
         last = grp.calls[-1][-1].key
-        rows = [f"<B>{_html(f.key)} … {_html(last)}</B>  {_html(f.cls)}  <B>×{grp.n}</B>"]
+        rows = [f"<B>{html_text(f.key)} … {html_text(last)}</B>  {html_text(f.cls)}  <B>×{grp.n}</B>"]
     elif grp is not None:
-        rows = [f"<B>{_html(f.path)}</B>  {_html(f.cls)}  <B>time_step={grp.n}</B>"]
+        rows = [f"<B>{html_text(f.path)}</B>  {html_text(f.cls)}  <B>time_step={grp.n}</B>"]
     if grp is not None and opts.grad:
         norms = ", ".join(num(g) if g is not None else "–" for g in grp.grad_norms)
         if any(g is not None for g in grp.grad_norms):
             what = "per step" if grp.style == "loop" else "per block"
             rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
     if grp is not None and run.profile is not None:
-        from .profile import cluster_row
+        from .profile_view import cluster_row
         rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
-    return _Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+    return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 
 def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
     """The DOT document of a model picture; same inputs, byte-identical text."""
-    caption = [f"<B>{_html(opts.title)}</B>"]
+    caption = [f"<B>{html_text(opts.title)}</B>"]
     scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
         caption.append(f'<FONT COLOR="{FORWARD}">blue →  tensors (forward)</FONT>     '
                        f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
         if scale.data is not None:
-            caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{_html(scale.legend())}</FONT>')
+            caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
     if run.profile is not None:
-        from .profile import legend
+        from .profile_view import legend
         caption.append(legend(run.profile))
     lines = [
         "digraph cgviz {",
-        "  graph " + _attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
-                             "label": _Html('<BR ALIGN="LEFT"/>'.join(caption) + '<BR ALIGN="LEFT"/>'),
+        "  graph " + attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+                             "label": Html('<BR ALIGN="LEFT"/>'.join(caption) + '<BR ALIGN="LEFT"/>'),
                              "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
                              "bgcolor": "white", "pad": "0.2", "newrank": "true"}),
-        "  node " + _attrs({"fontname": FONT, "fontsize": "11"}),
-        "  edge " + _attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
+        "  node " + attrs({"fontname": FONT, "fontsize": "11"}),
+        "  edge " + attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
     ]
     direct = _cluster_tree(pic)
     # which clusters have enough inside them to be worth a frame
@@ -333,7 +334,7 @@ def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOp
                          "label": _cluster_label(pic, child, run, opts), "labeljust": "l",
                          "fontsize": "10"}
                 lines.append(f"{indent}subgraph {quote('cluster_' + '/'.join(f.key for f in child))} {{")
-                lines.append(f"{indent}  graph {_attrs(style)}")
+                lines.append(f"{indent}  graph {attrs(style)}")
                 emit(child, indent + "  ")
                 lines.append(f"{indent}}}")
             else:
@@ -351,7 +352,7 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
     prof = run.profile if dn.kind in ("op", "module") else None
     if prof is not None:     # --profile: shaded by share of the time (a NaN's orange still wins below)
-        from .profile import cost_text, fill
+        from .profile_view import cost_text, fill
         cost = prof.cost(dn.members)
         style["fillcolor"] = fill(prof.share(cost))
     if graph.output in dn.members:
@@ -361,9 +362,9 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
         style["style"] = "filled,bold"
     style["label"] = _node_label(pic, dn, graph, run, opts)
     if prof is not None:
-        style["label"] = _Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
+        style["label"] = Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
     if frame is not None and dn.kind == "op":
-        style["label"] = _Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)
+        style["label"] = Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)
     if dn.kind == "params":
         style["tooltip"] = f"parameters and buffers of {dn.id.rpartition('/')[0]}"
     elif dn.kind == "module":
@@ -371,7 +372,7 @@ def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawO
     else:
         rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
         style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
-    return f"{quote(dn.id)} {_attrs(style)}"
+    return f"{quote(dn.id)} {attrs(style)}"
 
 
 def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[str]:
@@ -389,7 +390,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
         fwd.update(style="dashed", constraint="false", label=(text + "\nnext step").strip())
         if e.src == e.dst:
             fwd["dir"] = "forward"       # a one-op body (LSTMCell): the step-to-step edge is a self-loop
-    out = [f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(fwd)}"]
+    out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
     g = "" if e.leaf else grad_text(e.grad, sep=" ")
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
@@ -402,5 +403,5 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
             bwd["constraint"] = "false"
         if scale is not None and e.grad is not None and e.grad.norm is not None:
             bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
-        out.append(f"  {quote(e.src)} -> {quote(e.dst)} {_attrs(bwd)}")
+        out.append(f"  {quote(e.src)} -> {quote(e.dst)} {attrs(bwd)}")
     return out

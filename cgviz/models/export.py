@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..export import FORMAT, VERSION, _clean, dumps
+from ..export import FORMAT, VERSION, dumps, json_safe
 from ..ir import Graph
 from .summary import ModelRun, TensorInfo
 
@@ -40,11 +40,11 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None,
         if n.meta.get("out_index") and any(n.meta["out_index"]):
             item["input_outputs"] = list(n.meta["out_index"])
         if n.kind == "param" and health is not None:
-            from ..export import _health
+            from ..export import health_json
             from ..health import param_verdict
-            item["health"] = _health(param_verdict(graph, run, n.id, *health))
+            item["health"] = health_json(param_verdict(graph, run, n.id, *health))
         if run.profile is not None:
-            from .profile import node_json
+            from .profile_view import node_json
             item["profile"] = node_json(run.profile, n.id) if n.kind == "op" else None
         nodes.append(item)
     edges = []
@@ -62,11 +62,11 @@ def to_dict(graph: Graph, run: ModelRun, extra: dict | None = None,
     if extra:
         doc["model"].update(extra)
     if run.profile is not None:
-        from .profile import to_json_fields
+        from .profile_view import to_json_fields
         doc["profile"] = to_json_fields(run.profile)
     doc["nodes"] = nodes
     doc["edges"] = edges
-    return _clean(doc)
+    return json_safe(doc)
 
 
 def to_json(graph: Graph, run: ModelRun, extra: dict | None = None,

@@ -39,7 +39,8 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     from .inputs import compute_loss
     from .load import load_model
     from .summary import TensorInfo
-    from .trace import _call, _named_inputs, _prepare, trace
+    from .run import call, named_inputs, prepare
+    from .trace import trace
 
     if opts.meta:
         raise CgvizError("cgviz check needs real values; it cannot run on the meta device")
@@ -51,13 +52,13 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     report.notes.extend(traced.notes)
 
     # 2. plain PyTorch: the same preparation (mode, dtype, inputs) and seed, no recorder, no hooks
-    model, args, kwargs = _prepare(loaded, opts)
+    model, args, kwargs = prepare(loaded, opts)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad and p.is_floating_point()}
-    inputs = {n: t for n, t in _named_inputs(model, args, kwargs)
+    inputs = {n: t for n, t in named_inputs(model, args, kwargs)
               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad}
     torch.manual_seed(opts.seed)
     with torch.enable_grad():
-        out = _call(loaded, model, args, kwargs)
+        out = call(loaded, model, args, kwargs)
         loss, _ = compute_loss(out, opts.loss, opts.seed)
         wrt = list(params.values()) + list(inputs.values())
         plain = torch.autograd.grad(loss, wrt, allow_unused=True)
@@ -190,7 +191,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     import torch
 
     from .inputs import compute_loss
-    from .trace import _call, _cast, _named_inputs
+    from .run import call, cast, named_inputs
 
     try:
         with warnings.catch_warnings():
@@ -200,15 +201,15 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     except Exception as e:
         return None, (f"finite differences skipped: this {loaded.description} cannot be copied to float64 "
                       f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
-    a64, k64 = _cast(args, torch.float64, "cpu"), _cast(kwargs, torch.float64, "cpu")
+    a64, k64 = cast(args, torch.float64, "cpu"), cast(kwargs, torch.float64, "cpu")
     tensors = dict(m64.named_parameters())
-    tensors.update({n: t for n, t in _named_inputs(m64, a64, k64)})
+    tensors.update({n: t for n, t in named_inputs(m64, a64, k64)})
     flats = {n: tensors[n].detach().view(-1) for n in list(param_names) + list(input_names) if n in tensors}
 
     def loss_of() -> float:
         torch.manual_seed(opts.seed)    # the same dropout masks on every forward
         with torch.no_grad():
-            out = _call(loaded, m64, a64, k64)
+            out = call(loaded, m64, a64, k64)
             loss, _ = compute_loss(out, opts.loss, opts.seed)
         return float(loss)
 
@@ -242,7 +243,7 @@ def _flat_outputs(m64, a64, k64, loaded, opts):
     import torch
 
     from .inputs import flat_tensors
-    from .trace import _call
+    from .run import call
     torch.manual_seed(opts.seed)
     with torch.no_grad():
-        return flat_tensors(_call(loaded, m64, a64, k64))
+        return flat_tensors(call(loaded, m64, a64, k64))

@@ -132,8 +132,8 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        from .load import _read, refused_pickle
-        why = refused_pickle(f"--input {path}", _read(p))
+        from .load import read_quietly, refused_pickle
+        why = refused_pickle(f"--input {path}", read_quietly(p))
         raise CgvizError(why + "." if why else f"--input {path} holds pickled code, not just tensors; save the "
                          "inputs with torch.save(tensor_or_tuple, path)") from None
     except Exception as e:

@@ -532,7 +532,7 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
-        why = refused_pickle(f"--weights {weights}", _read(wp))
+        why = refused_pickle(f"--weights {weights}", read_quietly(wp))
         raise _fail(why + "." if why else f"--weights {weights} is not a plain state_dict (it holds pickled "
                     "code); save it with torch.save(model.state_dict(), path)") from None
     except Exception as e:
@@ -555,7 +555,8 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
     loaded.notes.append(f"weights from {weights}")
 
 
-def _read(path: Path) -> bytes:
+def read_quietly(path: Path) -> bytes:
+    """A file's bytes, or none when it cannot be read (the loader that follows says why)."""
     try:
         return path.read_bytes()
     except OSError:

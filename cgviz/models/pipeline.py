@@ -123,7 +123,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     graph.source = Path(loaded.path).name
     profile_table = None
     if run.profile is not None:
-        from .profile import table
+        from .profile_view import table
         timings["profile"] = run.profile.wall_s      # part of "run"
         profile_table = table(run.profile, graph, run, profile_top)
     notes = list(loaded.notes) + list(traced.notes)

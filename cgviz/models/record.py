@@ -52,7 +52,7 @@ def op_name(func) -> str:
     return name or "op"
 
 
-def _is_inplace(func, kwargs: dict) -> bool:
+def is_inplace(func, kwargs: dict) -> bool:
     """add_, x += y (__iadd__), x[i] = v, relu(x, inplace=True), out=…: the input is the output."""
     raw = getattr(func, "__name__", "") or ""
     if type(func).__name__ == "OpOverload":
@@ -122,7 +122,7 @@ class Recorder(TorchFunctionMode):
         if not_an_op(func, name):
             return func(*args, **kwargs)
         flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        inplace = _is_inplace(func, kwargs)
+        inplace = is_inplace(func, kwargs)
         edge_hooks: list[tuple[int, torch.Tensor]] = []
         if self.grads and not inplace and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in):
             # An alias per input (a view, no copy) so a hook can see the gradient along *this* edge,

@@ -1,0 +1,456 @@
+"""Bench-sized twins of real architectures in plain torch (no torchvision, timm or transformers).
+
+Written for bench/bench_torch.py at realistic widths and depths, wired like the originals, with what
+makes each picture hard: ResNet-18's BasicBlock calling one `self.relu` twice (torchvision's), a
+DenseNet-121's concatenations, GoogLeNet's four-branch Inception modules, EfficientNet-B0's
+depthwise MBConv blocks with squeeze-excite, a Llama-style decoder whose rotary cos/sin are computed
+once and handed to every layer, and a T5-style encoder-decoder whose relative position bias is
+computed by each stack's first layer. tests/models/twins.py has tiny versions for the tests; these
+are separate on purpose (sizes differ and each file can change on its own).
+
+Inputs are small (a 64x64 image, 64 tokens) so the forward pass stays cheap on a CPU; the graphs
+have the real number of nodes. Every factory seeds torch, so runs are repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- ResNet-18 (BasicBlock with a shared ReLU) -----------------------------------------------------
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)             # called twice, as in torchvision
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet18Like(nn.Module):
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        c, layers = 64, []
+        for i, w in enumerate((64, 128, 256, 512)):
+            layers.append(nn.Sequential(BasicBlock(c, w, 1 if i == 0 else 2), BasicBlock(w, w)))
+            c = w
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# --- DenseNet-121 ----------------------------------------------------------------------------------
+
+class DenseLayer(nn.Module):
+    def __init__(self, c_in: int, growth: int = 32, bn_size: int = 4):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, bn_size * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth)
+        self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(features, 1)                     # every earlier layer's output
+        x = self.conv1(F.relu(self.norm1(x)))
+        return self.conv2(F.relu(self.norm2(x)))
+
+
+class DenseBlock(nn.ModuleDict):
+    def __init__(self, n: int, c_in: int, growth: int = 32):
+        super().__init__({f"denselayer{i + 1}": DenseLayer(c_in + i * growth, growth) for i in range(n)})
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.AvgPool2d(2, 2))
+
+
+class DenseNet121Like(nn.Module):
+    def __init__(self, blocks=(6, 12, 24, 16), growth: int = 32, classes: int = 1000):
+        super().__init__()
+        c = 64
+        feats = [nn.Conv2d(3, c, 7, 2, 3, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        for i, n in enumerate(blocks):
+            feats.append(DenseBlock(n, c, growth))
+            c += n * growth
+            if i != len(blocks) - 1:
+                feats.append(Transition(c, c // 2))
+                c //= 2
+        feats.append(nn.BatchNorm2d(c))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(F.relu(self.features(x)), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+# --- GoogLeNet / Inception v1 ----------------------------------------------------------------------
+
+class ConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, padding: int = 0):
+        super().__init__(nn.Conv2d(c_in, c_out, k, stride, padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class Inception(nn.Module):
+    def __init__(self, c_in, c1, c3r, c3, c5r, c5, pool):
+        super().__init__()
+        self.branch1 = ConvBN(c_in, c1, 1)
+        self.branch2 = nn.Sequential(ConvBN(c_in, c3r, 1), ConvBN(c3r, c3, 3, padding=1))
+        self.branch3 = nn.Sequential(ConvBN(c_in, c5r, 1), ConvBN(c5r, c5, 3, padding=1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvBN(c_in, pool, 1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionLike(nn.Module):
+    """GoogLeNet's nine Inception modules (torchvision's channel table), without the aux heads."""
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.conv1 = ConvBN(3, 64, 7, 2, 3)
+        self.maxpool1 = nn.MaxPool2d(3, 2, 1)
+        self.conv2 = ConvBN(64, 64, 1)
+        self.conv3 = ConvBN(64, 192, 3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, 2, 1)
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, 2, 1)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, 2)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(1024, classes)
+
+    def forward(self, x):
+        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        for m in (self.inception4a, self.inception4b, self.inception4c, self.inception4d, self.inception4e):
+            x = m(x)
+        x = self.inception5b(self.inception5a(self.maxpool4(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# --- EfficientNet-B0 (MBConv: depthwise conv + squeeze-excite) ------------------------------------
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int, squeeze: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.fc2(F.silu(self.fc1(s))))
+
+
+class MBConv(nn.Module):
+    def __init__(self, c_in: int, c_out: int, expand: int, k: int, stride: int):
+        super().__init__()
+        mid = c_in * expand
+        self.expand = (nn.Sequential(nn.Conv2d(c_in, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.SiLU())
+                       if expand != 1 else nn.Identity())
+        self.depthwise = nn.Sequential(nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False),
+                                       nn.BatchNorm2d(mid), nn.SiLU())
+        self.se = SqueezeExcite(mid, max(1, c_in // 4))
+        self.project = nn.Sequential(nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.residual else y
+
+
+class EfficientNetB0Like(nn.Module):
+    # (expand, channels, repeats, stride, kernel): EfficientNet-B0's table, 16 MBConv blocks
+    STAGES = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3),
+              (6, 112, 3, 1, 5), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3))
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.SiLU())
+        blocks, c = [], 32
+        for e, ch, n, s, k in self.STAGES:
+            stage = []
+            for i in range(n):
+                stage.append(MBConv(c, ch, e, k, s if i == 0 else 1))
+                c = ch
+            blocks.append(nn.Sequential(*stage))
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Conv2d(c, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.SiLU())
+        self.classifier = nn.Linear(1280, classes)
+
+    def forward(self, x):
+        x = self.head(self.blocks(self.stem(x)))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# --- Llama-style decoder ---------------------------------------------------------------------------
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+class Rotary(nn.Module):
+    """cos and sin for every position, computed once per forward (HF's LlamaRotaryEmbedding)."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, x, position_ids):
+        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def _rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, d: int, heads: int, kv_heads: int):
+        super().__init__()
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, d // heads
+        self.q_proj = nn.Linear(d, heads * self.hd, bias=False)
+        self.k_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
+        self.v_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
+        self.o_proj = nn.Linear(heads * self.hd, d, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        rep = self.heads // self.kv_heads
+        if rep > 1:
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask
+        return self.o_proj((att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, hidden, bias=False)
+        self.up_proj = nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, d, heads, kv_heads, hidden):
+        super().__init__()
+        self.input_layernorm = RMSNorm(d)
+        self.self_attn = LlamaAttention(d, heads, kv_heads)
+        self.post_attention_layernorm = RMSNorm(d)
+        self.mlp = LlamaMLP(d, hidden)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaLike(nn.Module):
+    def __init__(self, vocab=32000, d=512, layers=8, heads=8, kv_heads=8, hidden=1376):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, d)
+        self.rotary_emb = Rotary(d // heads)
+        self.layers = nn.ModuleList([LlamaLayer(d, heads, kv_heads, hidden) for _ in range(layers)])
+        self.norm = RMSNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, input_ids):
+        T = input_ids.shape[1]
+        x = self.embed_tokens(input_ids)
+        pos = torch.arange(T, device=input_ids.device)[None]
+        cos, sin = self.rotary_emb(x, pos)                       # side inputs of every layer
+        mask = torch.full((T, T), float("-inf"), device=input_ids.device).triu(1)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return self.lm_head(self.norm(x))
+
+
+# --- T5-style encoder-decoder ----------------------------------------------------------------------
+
+class T5LayerNorm(RMSNorm):
+    pass
+
+
+class T5Attention(nn.Module):
+    def __init__(self, d: int, heads: int, relative_bias: bool, causal: bool, buckets: int = 32):
+        super().__init__()
+        self.heads, self.hd, self.causal, self.buckets = heads, d // heads, causal, buckets
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, d, bias=False)
+        self.v = nn.Linear(d, d, bias=False)
+        self.o = nn.Linear(d, d, bias=False)
+        self.relative_attention_bias = nn.Embedding(buckets, heads) if relative_bias else None
+
+    def bias(self, Tq: int, Tk: int, device) -> torch.Tensor:
+        rel = torch.arange(Tk, device=device)[None, :] - torch.arange(Tq, device=device)[:, None]
+        if self.causal:
+            bucket = (-rel).clamp(min=0).clamp(max=self.buckets - 1)
+        else:
+            half = self.buckets // 2
+            bucket = rel.abs().clamp(max=half - 1) + (rel > 0).long() * half
+        return self.relative_attention_bias(bucket).permute(2, 0, 1)[None]
+
+    def forward(self, x, kv=None, position_bias=None, mask=None):
+        B, T, D = x.shape
+        kv = x if kv is None else kv
+        S = kv.shape[1]
+        q = self.q(x).view(B, T, self.heads, self.hd).transpose(1, 2)
+        k = self.k(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
+        v = self.v(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
+        if position_bias is None:
+            position_bias = (self.bias(T, S, x.device) if self.relative_attention_bias is not None
+                             else torch.zeros(1, self.heads, T, S, device=x.device))
+            if mask is not None:
+                position_bias = position_bias + mask
+        att = (q @ k.transpose(-2, -1) + position_bias).softmax(-1)
+        return self.o((att @ v).transpose(1, 2).reshape(B, T, D)), position_bias
+
+
+class T5FF(nn.Module):
+    def __init__(self, d: int, ff: int):
+        super().__init__()
+        self.layer_norm = T5LayerNorm(d)
+        self.wi = nn.Linear(d, ff, bias=False)
+        self.wo = nn.Linear(ff, d, bias=False)
+
+    def forward(self, x):
+        return x + self.wo(F.relu(self.wi(self.layer_norm(x))))
+
+
+class T5Block(nn.Module):
+    def __init__(self, d, heads, ff, first: bool, decoder: bool):
+        super().__init__()
+        self.ln_self = T5LayerNorm(d)
+        self.self_attn = T5Attention(d, heads, relative_bias=first, causal=decoder)
+        self.decoder = decoder
+        if decoder:
+            self.ln_cross = T5LayerNorm(d)
+            self.cross_attn = T5Attention(d, heads, relative_bias=False, causal=False)
+        self.ff = T5FF(d, ff)
+
+    def forward(self, x, bias, mask=None, enc=None, cross_bias=None):
+        y, bias = self.self_attn(self.ln_self(x), position_bias=bias, mask=mask)
+        x = x + y
+        if self.decoder:
+            y, cross_bias = self.cross_attn(self.ln_cross(x), kv=enc, position_bias=cross_bias)
+            x = x + y
+        return self.ff(x), bias, cross_bias
+
+
+class T5Stack(nn.Module):
+    def __init__(self, d, heads, ff, layers, decoder: bool):
+        super().__init__()
+        self.block = nn.ModuleList([T5Block(d, heads, ff, i == 0, decoder) for i in range(layers)])
+        self.final_layer_norm = T5LayerNorm(d)
+        self.decoder = decoder
+
+    def forward(self, x, enc=None):
+        T = x.shape[1]
+        mask = torch.full((T, T), float("-inf"), device=x.device).triu(1) if self.decoder else None
+        bias = cross = None
+        for blk in self.block:          # the first layer computes the position bias, the rest reuse it
+            x, bias, cross = blk(x, bias, mask, enc, cross)
+        return self.final_layer_norm(x)
+
+
+class T5Like(nn.Module):
+    """T5-small's shape: d 512, 8 heads, ff 2048, 6 encoder and 6 decoder layers, tied embeddings."""
+
+    def __init__(self, vocab=32128, d=512, heads=8, ff=2048, layers=6):
+        super().__init__()
+        self.shared = nn.Embedding(vocab, d)
+        self.encoder = T5Stack(d, heads, ff, layers, decoder=False)
+        self.decoder = T5Stack(d, heads, ff, layers, decoder=True)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.d = d
+
+    def forward(self, input_ids, decoder_input_ids):
+        enc = self.encoder(self.shared(input_ids))
+        dec = self.decoder(self.shared(decoder_input_ids), enc)
+        return self.lm_head(dec * self.d ** -0.5)
+
+
+# --- factories and inputs --------------------------------------------------------------------------
+
+def _seeded(cls, **kw):
+    torch.manual_seed(0)
+    return cls(**kw).eval()
+
+
+FACTORIES = {
+    "resnet18_like": lambda: _seeded(ResNet18Like),
+    "densenet121_like": lambda: _seeded(DenseNet121Like),
+    "inception_like": lambda: _seeded(InceptionLike),
+    "efficientnet_b0_like": lambda: _seeded(EfficientNetB0Like),
+    "llama_like": lambda: _seeded(LlamaLike),
+    "t5_like": lambda: _seeded(T5Like),
+    # Llama-2-7B's shape (32 layers, d 4096, MLP 11008, vocab 32000): for --meta only, never built on a CPU
+    "llama7b_meta": lambda: LlamaLike(vocab=32000, d=4096, layers=32, heads=32, kv_heads=32, hidden=11008),
+}
+
+
+def example_inputs(name: str) -> tuple:
+    g = torch.Generator().manual_seed(0)
+    if name in ("resnet18_like", "densenet121_like", "inception_like", "efficientnet_b0_like"):
+        return (torch.randn(1, 3, 64, 64, generator=g),)
+    if name == "llama_like":
+        return (torch.randint(0, 32000, (1, 64), generator=g),)
+    if name == "t5_like":
+        return (torch.randint(0, 32128, (1, 64), generator=g), torch.randint(0, 32128, (1, 32), generator=g))
+    if name == "llama7b_meta":
+        return (torch.zeros(1, 64, dtype=torch.long, device="meta"),)
+    raise KeyError(name)

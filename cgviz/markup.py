@@ -1,0 +1,43 @@
+"""The drawing's vocabulary shared by every picture: its colours and font, and the two escapers every
+label goes through (DOT strings, HTML-like labels), so no text from a user's file can add markup."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+FORWARD = "#1f5fbf"   # blue: values flowing forward
+BACKWARD = "#c62828"  # red: gradients flowing back
+FONT = "DejaVu Sans"  # has ∂, σ, ×, ‖ and μ; installed with Graphviz's fonts on Debian
+
+STEP = "#2e7d32"      # green: a param's value after a gradient-descent step
+
+
+def quote(text: str) -> str:
+    """A DOT double-quoted string whose content shows exactly `text` (newlines become line breaks)."""
+    body = text.replace("\\", "\\\\").replace('"', '\\"')
+    body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    return f'"{body}"'
+
+
+def html_text(text: str) -> str:
+    """Text for an HTML-like label: escaped so it can only ever be text."""
+    # Graphviz expands \G, \N, \L … even inside HTML labels (and after decoding &#92;); a doubled
+    # backslash is its escape for one literal backslash.
+    return html.escape(text.replace("\\", "\\\\"), quote=True).replace("\n", "<BR/>")
+
+
+def attrs(d: dict) -> str:
+    parts = []
+    for k in sorted(d):
+        v = d[k]
+        if isinstance(v, Html):
+            parts.append(f"{k}=<{v.markup}>")
+        else:
+            parts.append(f"{k}={quote(str(v))}")
+    return "[" + " ".join(parts) + "]"
+
+
+@dataclass(frozen=True)
+class Html:
+    markup: str

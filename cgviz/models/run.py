@@ -1,0 +1,178 @@
+"""Running a loaded model once, as every consumer needs it: mode, dtype and inputs prepared, forward
+called (inside a torch.export program node by node, so each op lands in its module), backward taken,
+with the model's own errors turned into messages. Tracing, profiling and checking all build on it."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from ..errors import CgvizError
+from .inputs import check_input_sizes, describe, flat_tensors, input_names, load_inputs, make_inputs, named_tensors
+from .load import Loaded, user_frame
+
+
+def prepare(loaded: Loaded, opts):
+    """Mode, dtype and inputs as `opts` (a TraceOptions) say; returns (model, args, kwargs)."""
+    import torch
+    model = loaded.model
+    if opts.mode:
+        if loaded.kind == "export":
+            raise CgvizError(f"{loaded.path} is a torch.export program: it runs in the mode it was "
+                             f"exported in, and --{opts.mode} cannot change that. Export it again "
+                             f"after model.{opts.mode}() instead.")
+        model.train(opts.mode == "train")
+    if opts.meta and loaded.kind != "python":
+        # A Python file was already built on the meta device; a saved model holds real weights,
+        # which move there so that nothing is computed (shapes only, as asked).
+        try:
+            model = model.to("meta")
+        except Exception as e:
+            raise CgvizError(f"--meta: this {loaded.description} cannot move to the meta device "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    float_dtype = getattr(torch, opts.dtype) if opts.dtype else _model_float_dtype(model)
+    if opts.dtype and not opts.meta:
+        model.to(float_dtype)
+    device = "meta" if opts.meta else "cpu"
+    if opts.input_file:
+        if opts.input_shapes:
+            raise CgvizError("give either --input FILE or --input-shape, not both")
+        args, kwargs = load_inputs(opts.input_file, model)
+    elif opts.input_shapes:
+        if not opts.meta:     # meta tensors allocate nothing, whatever their shape
+            check_input_sizes(opts.input_shapes, opts.max_elements)
+        args, kwargs = make_inputs(list(opts.input_shapes), model, float_dtype, opts.seed, device), {}
+    elif loaded.example_args is not None or loaded.example_kwargs:
+        args, kwargs = tuple(loaded.example_args or ()), dict(loaded.example_kwargs or {})
+    else:
+        names = input_names(model, (), {})
+        want = f" (its forward takes {', '.join(names)})" if names else ""
+        raise CgvizError(f"{loaded.path} comes with no example inputs{want}: give one --input-shape "
+                         "per input, e.g. --input-shape 1,3,32,32 (or 1,64:long for token ids), or "
+                         "--input inputs.pt")
+    cast_to = float_dtype if opts.dtype else None
+    args, kwargs = cast(args, cast_to, device), cast(kwargs, cast_to, device)
+    return model, args, kwargs
+
+
+def _model_float_dtype(model):
+    import torch
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def cast(obj, dtype, device):
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def one(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        t = t.detach()
+        if device == "meta" and t.device.type != "meta":
+            t = t.to("meta")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        if t.is_floating_point():
+            t = t.clone().requires_grad_(device != "meta")
+        return t
+    return tree_map(one, obj)
+
+
+def call(loaded: Loaded, model, args, kwargs, rec=None):
+    """Run forward; the model's own error becomes a message with the inputs that were tried."""
+    import torch
+    # --meta: factory calls inside forward (torch.ones for a mask) must land on the meta device too
+    device = torch.device("meta") if _on_meta(args, kwargs) else contextlib.nullcontext()
+    try:
+        with device:
+            return _dispatch(loaded, model, args, kwargs, rec)
+    except CgvizError:
+        raise
+    except NotImplementedError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        text = (msg[0] if msg else "")[:400]
+        # point at the inputs only when the error is about them (a shape, a size, a dtype): an error
+        # from elsewhere sent users to re-check inputs that were fine
+        hint = (". Check --input-shape (one per input, in forward's order) or pass --input FILE"
+                if _INPUT_TROUBLE.search(text) else "")
+        raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
+                         f"{type(e).__name__}: {text}{user_frame(e)}{hint}.") from None
+
+
+_INPUT_TROUBLE = re.compile(r"shape|size|dimension|dtype|mat1|mat2|channels|expected input|"
+                            r"index out of range|out of bounds|must match|cannot be multiplied|"
+                            r"Expected .*(tensor|scalar type|Long|Float)", re.I)
+
+
+def _on_meta(args, kwargs) -> bool:
+    return any(t.device.type == "meta" for t in flat_tensors((args, kwargs)))
+
+
+def _dispatch(loaded: Loaded, model, args, kwargs, rec):
+    if rec is not None and loaded.kind == "export":
+        return _run_export(model, args, kwargs, rec)
+    if rec is not None and loaded.kind == "torchscript":
+        from .script import run_script
+        return run_script(model, args, kwargs, scope=rec.scope)
+    return model(*args, **kwargs)
+
+
+def _run_export(gm, args, kwargs, rec):
+    """Run a torch.export program node by node so each op lands in the module recorded in its
+    `nn_module_stack` (the program has no live submodules for hooks to see)."""
+    import torch.fx
+    from .record import Frame
+
+    class Scoped(torch.fx.Interpreter):
+        def run_node(self, n):
+            frames = []
+            for key, (path, cls) in (n.meta.get("nn_module_stack") or {}).items():
+                if not path:
+                    continue
+                nth = 1
+                if "@" in key:   # repeated calls of one module are keyed name@1, name@2 …
+                    tail = key.rsplit("@", 1)[1]
+                    nth = int(tail) + 1 if tail.isdigit() else 1
+                frames.append(Frame(path, str(cls).rsplit(".", 1)[-1], nth))
+            rec.set_stack(frames)
+            return super().run_node(n)
+
+    flat = gm.graph._codegen.process_inputs(*args, **kwargs) if kwargs else \
+        gm.graph._codegen.process_inputs(*args)
+    # inputs are flattened and outputs unflattened here, once: Interpreter.run would do both again by
+    # default, and unflattening a dict output twice broke every program whose output is a dict or a
+    # tuple holding a multi-output op's result (a GRU's h_n)
+    out = Scoped(gm).run(*flat, enable_io_processing=False)
+    rec.set_stack([])
+    return gm.graph._codegen.process_outputs(out)
+
+
+def parameters_and_buffers(model):
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    return params, buffers
+
+
+def named_inputs(model, args, kwargs):
+    """(name, tensor) for every input tensor: `x`, `batch.image`, `inputs.0` (forward's names)."""
+    names = input_names(model, args, kwargs)
+    out = []
+    for name, value in zip(names, list(args) + list(kwargs.values()), strict=True):
+        out.extend(named_tensors(name, value))
+    return out
+
+
+def backward(loss) -> None:
+    """loss.backward(), with the model's own autograd error (an in-place change to a saved tensor,
+    say) as a message instead of a traceback."""
+    try:
+        loss.backward()
+    except RuntimeError as e:
+        text = str(e).strip().splitlines()[0][:400]
+        raise CgvizError(f"the backward pass failed (plain PyTorch fails the same way on this model): "
+                         f"{text}") from None
