@@ -261,7 +261,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
          grad: bool = True, lr: float | None = None, clip_norm: float | None = None, rankdir: str | None = None,
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
-         timeout: float | None = 60.0, input_file: str | None = None) -> Drawing:
+         timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -273,7 +273,10 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
 
     The keyword arguments are the command line's options (loss, depth, fold, view, dtype, seed, mode
     "train"/"eval", lr, rankdir, …). An nn.Module in memory is left as it was: its train/eval mode
-    and its parameters' .grad are restored after the run.
+    and its parameters' .grad are restored after the run. rankdir "LR" or "TB" forces the layout
+    direction; by default an expression is drawn top to bottom when it is much deeper than wide,
+    else left to right, and a model top to bottom. simplify=False draws a model's pass-through
+    ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
     """
     from .options import OPTIONS
     checked = {}
@@ -289,6 +292,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
         except Exception as e:          # click.BadParameter: say it in the caller's words
             raise CgvizError(f"draw(): {key}={value!r}: {getattr(e, 'message', e)}") from None
     rankdir = checked["rankdir"]
+    checked["simplify"] = simplify
     if _is_text_or_path(source):
         text_or_path = os.fspath(source)
         if _is_expression(text_or_path):
@@ -296,7 +300,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors or "
                                  "input_size (use sets={'x': ...} to change a declaration)")
             return _draw_expression(text_or_path, sets, grad, checked, timeout=checked["timeout"],
-                                    rankdir=rankdir or "LR")
+                                    rankdir=rankdir)
         return _draw_model_file(text_or_path, inputs, input_size, checked, fold=fold, grad=grad, trust=trust,
                                 weights=weights, meta=meta, input_file=input_file, rankdir=rankdir or "TB")
     from .needs import require_torch
@@ -360,8 +364,8 @@ def is_model(target: str) -> bool:
     return False
 
 
-def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str) -> Drawing:
-    from .dot import DotOptions
+def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str | None) -> Drawing:
+    from .dot import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
     from .pipeline import evaluate, read_source
     if "\n" in text_or_path or "=" in text_or_path and not Path(text_or_path).exists():
@@ -388,6 +392,7 @@ def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout
     if grad:
         warnings += flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish, explode)
         warnings += saturation_warnings(result.graph, result.run)
+    rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
     opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode)
     return Drawing(_Expression(result, name, opts, warnings, inputs), rankdir, timeout)
 
@@ -414,7 +419,7 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
                    inputs: tuple[str, ...] = ()) -> Drawing:
     from .models.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
-                      explode=checked["explode"])
+                      explode=checked["explode"], simplify=checked.get("simplify", True))
     return Drawing(_Model(d, source, inputs), rankdir, checked["timeout"])
 
 

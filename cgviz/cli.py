@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .errors import CgvizError
-from .options import option, parse_sets
+from .options import AUTO_RANKDIR_HELP, option, parse_sets
 from .render import FORMATS, write_atomic
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
@@ -192,7 +192,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
-@option("rankdir", default="LR")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
 @option("timeout")
 @option("dpi")
 @option("max_elements")
@@ -236,7 +236,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         from .train import large_step_warnings, step
         result.run.step = step(result.graph, result.run, lr, clip_norm)
         step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
-    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir.upper(), grad=not no_grad, vanish=vanish,
+    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir and rankdir.upper(), grad=not no_grad, vanish=vanish,
                                                 explode=explode), timeout=timeout, dpi=dpi)
     health_warnings = []
     if not no_grad:
@@ -289,7 +289,7 @@ def explain(file, fmt, output, sets):
 @click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
-@option("rankdir", default="LR")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
 @option("timeout")
 @click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
 def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
@@ -357,7 +357,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
     result.run = run
     caption = f"after {done} step{'s' if done != 1 else ''} of gradient descent, lr {num(lr)}{clip_text}; " \
               f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
-    dot_opts = DotOptions(rankdir=rankdir.upper(), caption=caption)
+    dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     if fmt == "html":
         from .dot import to_dot
         from .html import train_page
@@ -482,6 +482,7 @@ def model_stem(model: str) -> str:
 @option("view")
 @option("depth")
 @option("no_fold")
+@option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
 @click.option("--profile", is_flag=True,
@@ -495,7 +496,7 @@ def model_stem(model: str) -> str:
 @option("dpi")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold,
+def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold, no_simplify,
               trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
               dpi, vanish, explode, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
@@ -535,7 +536,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
-                     vanish=vanish, explode=explode, dpi=dpi)
+                     vanish=vanish, explode=explode, dpi=dpi, simplify=not no_simplify)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:

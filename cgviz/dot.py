@@ -30,13 +30,53 @@ LOSS_STYLE = dict(peripheries="2", color="#6a1b9a", penwidth="1.4")
 NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
 
 
+# Automatic layout direction (DotOptions.rankdir None): top to bottom when the graph is much deeper
+# than wide. Measured on sample_graphs/*.cg: the pictures that read well left to right have at most
+# 7 ranks and at most 3.5 ranks per node of the widest rank (pizza 5/2, residual 7/2, three_layer
+# 6/3; their LR pictures are 4-8 times as wide as tall); the deep ones have 13-35 ranks at 6.5-17.5
+# per node (vanishing 13/2, deep_relu 19/2, deep_residual 35/2; LR pictures 10-39 times as wide as
+# tall, 17948×463 px for deep_residual).
+TB_MIN_RANKS = 8        # a chain shorter than this fits a screen left to right
+TB_RANKS_PER_WIDTH = 5  # … and one at least this many times deeper than wide goes top to bottom
+
+
 @dataclass(frozen=True)
 class DotOptions:
-    rankdir: str = "LR"
+    rankdir: str | None = None  # LR | TB, or None: auto_rankdir chooses from the graph's shape
     grad: bool = True           # draw red gradient edges and ∂ lines
     caption: str | None = None  # one more caption line (what `train` did before this picture)
     vanish: float = VANISH      # flag params with ‖g‖/‖w‖ (inputs with ‖g‖) below this …
     explode: float = EXPLODE    # … or above this (cgviz.health)
+
+
+def graph_shape(graph: Graph) -> tuple[int, int]:
+    """(ranks, width) of the drawn graph as `dot` ranks it, roughly: an op one rank after its latest
+    input, a leaf (input, param, const) one rank before its first reader, where dot puts it; width is
+    the most nodes on one rank. Folded literals are not drawn and do not count."""
+    rank: dict[str, int] = {}
+    for n in graph:
+        if folded(graph, n.id):
+            continue
+        rank[n.id] = max((rank[i] + 1 for i in n.inputs if i in rank), default=0)
+    first_reader: dict[str, int] = {}
+    for n in graph:
+        for i in n.inputs:
+            if i in rank and n.id in rank and not graph[i].inputs:
+                first_reader[i] = min(first_reader.get(i, rank[n.id]), rank[n.id])
+    for i, r in first_reader.items():
+        rank[i] = max(r - 1, 0)
+    if not rank:
+        return 0, 0
+    per: dict[int, int] = {}
+    for r in rank.values():
+        per[r] = per.get(r, 0) + 1
+    return max(per) + 1, max(per.values())
+
+
+def auto_rankdir(graph: Graph) -> str:
+    """TB for a graph much deeper than wide (a long chain of layers), LR otherwise."""
+    ranks, width = graph_shape(graph)
+    return "TB" if ranks >= TB_MIN_RANKS and ranks >= TB_RANKS_PER_WIDTH * width else "LR"
 
 
 def _grad_line(node: Node, g, top: str) -> str:
@@ -195,7 +235,7 @@ def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
     flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
     lines = [
         "digraph cgviz {",
-        "  graph " + attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+        "  graph " + attrs({"rankdir": opts.rankdir or auto_rankdir(graph), "fontname": FONT, "fontsize": "12",
                              "label": title(graph, run, opts, scale), "labelloc": "t", "labeljust": "l",
                              "nodesep": "0.35", "ranksep": "0.6", "bgcolor": "white", "pad": "0.2"}),
         "  node " + attrs({"fontname": FONT, "fontsize": "11"}),

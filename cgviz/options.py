@@ -205,6 +205,8 @@ OPTIONS: dict[str, Opt] = {
                 "graph of grad_fn nodes, as torchviz draws it.", {"default": "ops", "show_default": True}),
     "no_fold": Opt(("--no-fold",), Bool(), "Draw repeated identical blocks and loop steps one by one.",
                    {"is_flag": True}),
+    "no_simplify": Opt(("--no-simplify",), Bool(), "Draw pass-through ops too (eval-mode dropout, a .to() or view "
+                       "that changes nothing), which the picture otherwise leaves out.", {"is_flag": True}),
     "meta": Opt(("--meta",), Bool(), "Trace on the meta device: shapes, structure and parameter counts of a "
                 "model too big to run, without values or gradients.", {"is_flag": True}),
     "trust": Opt(("--trust",), Bool(), "Allow loading a pickled nn.Module (torch.save(model)); this runs "
@@ -220,6 +222,11 @@ OPTIONS: dict[str, Opt] = {
     "weights": Opt(("--weights",), Text(), "A state_dict to load into the model a Python file defines.",
                    {"metavar": "STATE.pt"}),
 }
+
+
+# `render` and `train` choose the direction from the graph's shape unless told (cgviz.dot.auto_rankdir)
+AUTO_RANKDIR_HELP = ("Layout direction: left to right, or top to bottom [default: TB when the graph is much "
+                     "deeper than wide, a long chain of layers; else LR].")
 
 
 def parse_sets(sets) -> dict[str, str]:

@@ -20,7 +20,7 @@ from .errors import CgvizError
 # by the same definition as on the command line (cgviz.options).
 CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
 MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "seed", "view", "depth", "no_fold", "trust", "weights",
-              "meta", "mode", "no_grad", "rankdir")
+              "meta", "mode", "no_grad", "rankdir", "no_simplify")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
@@ -231,7 +231,7 @@ def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
         text, name = read_source(entry.path)
         result = evaluate(text, name, o.get("set", {}), grad=not o.get("no_grad", False),
                           max_elements=o.get("max_elements"))
-        dot_text = to_dot(result.graph, result.run, DotOptions(rankdir=o.get("rankdir", "LR").upper(),
+        dot_text = to_dot(result.graph, result.run, DotOptions(rankdir=o.get("rankdir"),   # None: as render chooses
                                                                 grad=not o.get("no_grad", False)))
         nodes = len(result.graph)
     else:
@@ -242,7 +242,8 @@ def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
                             mode=o.get("mode"), meta=o.get("meta", False))
         res = draw_model(entry.path, "dot", trust=o.get("trust", False), weights=o.get("weights"), opts=opts,
                          depth=o.get("depth"), fold=not o.get("no_fold", False),
-                         rankdir=o.get("rankdir", "TB").upper(), grad=not o.get("no_grad", False))
+                         rankdir=o.get("rankdir", "TB").upper(), grad=not o.get("no_grad", False),
+                         simplify=not o.get("no_simplify", False))
         dot_text = res.data.decode("utf-8")
         nodes = res.nodes
     return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=nodes)

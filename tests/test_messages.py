@@ -121,7 +121,7 @@ def test_the_png_refusal_suggests_rankdir_tb_only_when_it_is_lr():
 def test_the_png_refusal_reads_the_direction_the_picture_has(tmp_path):
     (tmp_path / "long.cg").write_text(_chain(300))
     tall = cgviz(["render", "long.cg", "-o", "long.png", "--rankdir", "TB"], tmp_path)
-    wide = cgviz(["render", "long.cg", "-o", "long.png"], tmp_path)
+    wide = cgviz(["render", "long.cg", "-o", "long.png", "--rankdir", "LR"], tmp_path)
     assert wide.returncode == 1 and "--rankdir TB" in wide.stderr
     assert "--rankdir TB" not in tall.stderr
 

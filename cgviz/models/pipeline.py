@@ -73,6 +73,12 @@ class ModelDrawing:
     profile_table: str | None = None
     compact: bool = False
     coarser: list[Level] = field(default_factory=list)    # what the budget may step down to, in order
+    drawn: Any = None               # the graph the picture is drawn from (models.simplify), else `graph`
+
+    @property
+    def shown(self):
+        """The graph the picture shows: the record less its pass-through ops (models.simplify)."""
+        return self.graph if self.drawn is None else self.drawn
 
     @property
     def warnings(self) -> list[str]:
@@ -81,7 +87,7 @@ class ModelDrawing:
     def dot(self, rankdir: str = "TB") -> str:
         from .draw import DrawOptions, to_dot
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
-        return to_dot(self.graph, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
+        return to_dot(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
                                                                   title=self.title, flags=self.flags,
                                                                   compact=self.compact, **thresholds))
 
@@ -105,7 +111,7 @@ class ModelDrawing:
 
     def _take(self, level: Level) -> None:
         if level.pic is None:
-            level.pic = build_picture(self.graph, self.run, level.depth, self.fold)
+            level.pic = build_picture(self.shown, self.run, level.depth, self.fold)
         self.pic, self.depth, self.compact = level.pic, level.depth, level.compact
         self.extra["depth"] = level.depth
         self.auto = self.auto or level.depth is not None
@@ -159,7 +165,7 @@ class ModelDrawing:
                 if fmt == "html":
                     from ..html import model_page
                     svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
-                    data = model_page(self.graph, self.run, self.pic, svg, self.title).encode("utf-8")
+                    data = model_page(self.shown, self.run, self.pic, svg, self.title).encode("utf-8")
                 elif fmt == "png":
                     laid = layout(dot_text, limit, nodes, hint)
                     data = rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
@@ -182,7 +188,7 @@ class ModelDrawing:
 
 def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
                   profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
-                  html: bool = False, timings: dict[str, float] | None = None) -> ModelDrawing:
+                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
@@ -209,15 +215,18 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     view_depth = depth
     view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
     coarser: list[Level] = []
+    from .simplify import simplify as _simplify
+    simple = _simplify(graph, run) if simplify and view == "ops" else None
+    drawn = graph if simple is None else simple.graph
     if view == "autograd":
         # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
         pic = build_picture(graph, run, None, fold=False)
         coarser = [Level(None, True, pic)]
     else:
-        pic = build_picture(graph, run, depth, fold)
+        pic = build_picture(drawn, run, depth, fold)
         if depth is None:
             from .structure import max_depth
-            coarser = [Level(d) for d in range(max_depth(graph), 0, -1)]
+            coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
@@ -239,9 +248,11 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+    if simple is not None and simple.note(graph):
+        title += f"  —  {simple.note(graph)}"
     timings["picture"] = time.perf_counter() - t
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
-                           view_depth, auto, fold, notes, profile_table, coarser=coarser)
+                           view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn)
     drawing.choose()
     return drawing
 
@@ -249,7 +260,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None, dpi: float | None = None) -> ModelResult:
+               explode: float | None = None, dpi: float | None = None, simplify: bool = True) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     from ..needs import require_torch
@@ -262,7 +273,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings)
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
     data = d.output(fmt, rankdir, timeout, timings, dpi)
     nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,

@@ -84,10 +84,11 @@ def _chain(n: int) -> str:
 
 def test_a_wide_png_comes_out_smaller_and_dpi_asks_for_more(cli, tmp_path):
     (tmp_path / "long.cg").write_text(_chain(100))        # 201 nodes in a row: ~27,000 px at 96 dpi
-    r = cli("render", tmp_path / "long.cg", "-o", tmp_path / "small.png")
+    # LR forced: by default so deep a chain is laid out top to bottom (dot.auto_rankdir)
+    r = cli("render", tmp_path / "long.cg", "--rankdir", "LR", "-o", tmp_path / "small.png")
     assert r.exit_code == 0, r.stderr
     _within_budget(tmp_path / "small.png")
-    r = cli("render", tmp_path / "long.cg", "--dpi", "96", "-o", tmp_path / "big.png")
+    r = cli("render", tmp_path / "long.cg", "--rankdir", "LR", "--dpi", "96", "-o", tmp_path / "big.png")
     assert r.exit_code == 0, r.stderr
     assert _size(tmp_path / "big.png")[0] > _size(tmp_path / "small.png")[0] > 8000
     # SVG keeps full size: Graphviz's points, not scaled

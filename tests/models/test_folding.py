@@ -49,17 +49,18 @@ def test_llama_layers_fold_with_the_rotary_inputs_drawn_once():
     assert dot.count(f"<B>layers.0 … layers.{n - 1}</B>  LlamaLayer  <B>×{n}</B>") == 1
     assert "layers.3/" not in dot                          # repetitions 2..N are not drawn
     # cos and sin are made once at the top, drawn once, and enter the folded frame by a few edges
-    rotary = {i for m in d.graph for i in m.inputs
+    # (d.drawn: the picture's graph, where cos().to(dtype) of the same dtype is the cos itself)
+    rotary = {i for m in d.drawn for i in m.inputs
               if _scope_keys(d, i)[:1] == ["rotary_emb"] and _scope_keys(d, m.id)[:1] == [f"layers.{n - 1}"]}
     assert len(rotary) == 2 and rotary <= set(d.pic.nodes)        # cos and sin, each drawn once
     into_frame = [e for e in d.pic.edges if e.src in rotary and _scope_keys(d, e.dst)[:1] == ["layers.0"]]
     assert 2 <= len(into_frame) <= 4 < 2 * n
     assert all(e.dst in d.pic.nodes for e in into_frame)
     # in the recording every layer reads them: the harp is only gone from the picture
-    readers = [m for m in d.graph if any(i in rotary for i in m.inputs)]
+    readers = [m for m in d.drawn if any(i in rotary for i in m.inputs)]
     assert len(readers) == 2 * n
     assert d.depth is None                                  # everything drawn, no automatic depth
-    unfolded = build_picture(d.graph, d.run, None, fold=False)
+    unfolded = build_picture(d.drawn, d.run, None, fold=False)
     assert len(unfolded.nodes) > 2.5 * len(d.pic.nodes)
 
 
