@@ -96,7 +96,8 @@ def peer_missing(tool: str) -> str | None:
 def jobs(tmp: Path, tools: list[str], models: list[str]) -> list[Job]:
     py = sys.executable
     missing = {"cgviz": cgviz_missing() if "cgviz" in tools else None}
-    missing.update({t: peer_missing(t) for t in tools if t != "cgviz"})
+    missing.update({t: peer_missing(t) for t in tools if t not in ("cgviz", "floor")})
+    missing["floor"] = None              # bench/floor.py needs only torch, which cgviz torch needs too
     out = []
     for m in models:
         path, meta = str(ROOT / MODELS[m][1]), MODELS[m][2]
