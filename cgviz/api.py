@@ -366,8 +366,8 @@ def is_model(target: str) -> bool:
 
 def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str | None) -> Drawing:
     from .dot import DotOptions, auto_rankdir
-    from .health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
-    from .pipeline import evaluate, read_source
+    from .health import EXPLODE, VANISH
+    from .pipeline import annotate, evaluate, read_source
     if "\n" in text_or_path or "=" in text_or_path and not Path(text_or_path).exists():
         text, name, inputs = text_or_path, "<text>", ()
     else:
@@ -384,14 +384,7 @@ def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout
     if not vanish < explode:
         raise CgvizError(f"draw(): vanish ({vanish:g}) must be smaller than explode ({explode:g})")
     result = evaluate(text, name, overrides, grad=grad, max_elements=checked["max_elements"])
-    warnings = [str(w) for w in result.run.warnings]
-    if lr is not None:
-        from .train import large_step_warnings, step
-        result.run.step = step(result.graph, result.run, lr, clip_norm)
-        warnings += large_step_warnings(result.graph, result.run, result.run.step)
-    if grad:
-        warnings += flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish, explode)
-        warnings += saturation_warnings(result.graph, result.run)
+    warnings = annotate(result, grad, lr, clip_norm, vanish, explode)
     rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
     opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode)
     return Drawing(_Expression(result, name, opts, warnings, inputs), rankdir, timeout)

@@ -219,7 +219,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
     """
     from .dot import DotOptions, headline
-    from .pipeline import evaluate, output_bytes, read_source
+    from .pipeline import annotate, evaluate, output_bytes, read_source
 
     overrides = parse_sets(sets)
     _check_thresholds(vanish, explode)
@@ -231,19 +231,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _check_files(_target_inputs(file), [_out("-o", path, output)])
     text, name = read_source(file)
     result = evaluate(text, name, overrides, grad=not no_grad, max_elements=max_elements)
-    step_warnings = []
-    if lr is not None:
-        from .train import large_step_warnings, step
-        result.run.step = step(result.graph, result.run, lr, clip_norm)
-        step_warnings = large_step_warnings(result.graph, result.run, result.run.step)
+    warnings = annotate(result, not no_grad, lr, clip_norm, vanish, explode)
     data = output_bytes(result, fmt, DotOptions(rankdir=rankdir and rankdir.upper(), grad=not no_grad, vanish=vanish,
                                                 explode=explode), timeout=timeout, dpi=dpi)
-    health_warnings = []
-    if not no_grad:
-        from .health import flag_warnings, saturation_warnings, verdicts
-        health_warnings = flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish,
-                                        explode) + saturation_warnings(result.graph, result.run)
-    for w in list(result.run.warnings) + step_warnings + health_warnings:
+    for w in warnings:
         click.echo(f"warning: {name}: {w}", err=True)
     _emit(data, path)
     if not quiet and path is not None:

@@ -71,6 +71,25 @@ def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None 
     return Result(graph, run)
 
 
+def annotate(result: Result, grad: bool = True, lr: float | None = None, clip_norm: float | None = None,
+             vanish: float | None = None, explode: float | None = None) -> list[str]:
+    """What a run's picture adds beyond forward and backward, and the warnings a person should read:
+    the run's own (NaN, inf), a learning-rate step's (`lr`: each param after one step, stored on the
+    run for the picture), and gradient health (vanishing/exploding flags, saturation)."""
+    from .health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
+    vanish = VANISH if vanish is None else vanish
+    explode = EXPLODE if explode is None else explode
+    out = [str(w) for w in result.run.warnings]
+    if lr is not None:
+        from .train import large_step_warnings, step
+        result.run.step = step(result.graph, result.run, lr, clip_norm)
+        out += large_step_warnings(result.graph, result.run, result.run.step)
+    if grad:
+        out += flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish, explode)
+        out += saturation_warnings(result.graph, result.run)
+    return out
+
+
 def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
                  timeout: float | None = None, dpi: float | None = None) -> bytes:
     """The bytes of one output format."""
