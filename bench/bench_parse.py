@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_parse.py [--sizes 10000,100000,1000000] [--flat 300000] [--md PATH | --no-md]
 
 Each program is parsed in a fresh process (so each peak memory figure is its own), after the Lark
-parser has been built once; the table gives wall and CPU time of `cgviz.parser.parse` alone and lines
+parser has been built once; the table gives wall and CPU time of `cgviz.lang.parser.parse` alone and lines
 (statements) per second, and is written into BENCHMARKS.md between the `bench:parse` markers.
 
 The programs: a realistic chain of statements (`h7 = tanh(h6 * w + b)`, `h8 = relu(h7 - b) + h7 * 0.5`,
@@ -45,7 +45,7 @@ def flat(n: int) -> str:
 
 def one(kind: str, n: int) -> dict:
     """Measured inside a fresh process: parse only, the Lark parser already built."""
-    from cgviz.parser import _lark, parse
+    from cgviz.lang.parser import _lark, parse
 
     _lark()
     text = chain(n) if kind == "chain" else flat(n)
@@ -76,7 +76,7 @@ def report(rows: list[dict], info: dict[str, str], load: tuple[float, float]) ->
         "(the machine is shared: wall time includes waiting for a CPU, CPU time does not).",
         "",
         "Each program is parsed once in a fresh process by `bench/bench_parse.py`, after the Lark parser "
-        "is built; timed is `cgviz.parser.parse` alone (no build, forward, backward or drawing). "
+        "is built; timed is `cgviz.lang.parser.parse` alone (no build, forward, backward or drawing). "
         "The chain is one statement a line, each using the previous one "
         "(`h7 = relu(h6 - b) + h6 * 0.5`); the flat sum is `y = x + x + … + x` on one line.",
         "",

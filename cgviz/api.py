@@ -134,7 +134,7 @@ class Drawing:
     def save(self, path: str | os.PathLike, format: str | None = None) -> Path:
         """Write to `path` (format from its suffix unless `format` is given), atomically: a failure
         leaves no partial file and an existing file untouched. Returns the path."""
-        from .render import write_atomic
+        from .view.graphviz import write_atomic
         p = Path(path)
         fmt = format or _SUFFIX_FORMATS.get(p.suffix.lower().lstrip("."))
         if fmt is None:
@@ -173,7 +173,7 @@ class Page:
                 'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .render import write_atomic
+        from .view.graphviz import write_atomic
         write_atomic(Path(path), self.text.encode("utf-8"))
         return Path(path)
 
@@ -203,17 +203,17 @@ class _Expression:
     def dot(self, rankdir: str) -> str:
         import dataclasses
 
-        from .dot import to_dot
+        from .view.dot import to_dot
         return to_dot(self.result.graph, self.result.run, dataclasses.replace(self.opts, rankdir=rankdir))
 
     def to_dict(self) -> dict:
-        from .export import to_dict
+        from .view.export import to_dict
         return to_dict(self.result.graph, self.result.run, self.opts.vanish, self.opts.explode)
 
     def output(self, fmt: str, rankdir: str, timeout: float | None) -> bytes:
         import dataclasses
 
-        from .pipeline import output_bytes
+        from .lang.pipeline import output_bytes
         return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout)
 
 
@@ -234,7 +234,7 @@ class _Model:
         return self.d.run.loss
 
     def value(self, node_id):
-        from .models.summary import first
+        from .summary import first
         return first(self.d.run.values.get(node_id))
 
     def grad(self, node_id):
@@ -331,7 +331,7 @@ def is_model(target: str) -> bool:
     """Whether a path names a model rather than an expression file: by suffix first (.cg is an
     expression file, .py and torch's archives are models), else by content (a zip or pickle is a
     model; text is an expression file unless the expression parser rejects it and Python accepts it)."""
-    from .models.load import split_spec, sniff
+    from .pytorch.load import split_spec, sniff
     if target == "-":
         return False
     path, factory = split_spec(target)
@@ -355,7 +355,7 @@ def is_model(target: str) -> bool:
     if kind.startswith("zip") or kind == "pickle":
         return True
     if kind == "python":
-        from .parser import parse
+        from .lang.parser import parse
         try:
             parse(data.decode("utf-8-sig"), str(path))
         except CgvizError:
@@ -365,9 +365,9 @@ def is_model(target: str) -> bool:
 
 
 def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str | None) -> Drawing:
-    from .dot import DotOptions, auto_rankdir
+    from .view.dot import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH
-    from .pipeline import annotate, evaluate, read_source
+    from .lang.pipeline import annotate, evaluate, read_source
     if "\n" in text_or_path or "=" in text_or_path and not Path(text_or_path).exists():
         text, name, inputs = text_or_path, "<text>", ()
     else:
@@ -391,8 +391,8 @@ def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout
 
 
 def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, input_file: str | None = None):
-    from .models.inputs import InputSpec, parse_shape
-    from .models.trace import TraceOptions
+    from .pytorch.inputs import InputSpec, parse_shape
+    from .pytorch.trace import TraceOptions
     shapes: tuple = ()
     if input_size is not None:
         sizes = input_size if input_size and isinstance(input_size[0], (list, tuple, str)) else [input_size]
@@ -410,7 +410,7 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
                    inputs: tuple[str, ...] = ()) -> Drawing:
-    from .models.pipeline import picture_model
+    from .pytorch.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
                       explode=checked["explode"], simplify=checked.get("simplify", True))
     return Drawing(_Model(d, source, inputs), rankdir, checked["timeout"])
@@ -420,7 +420,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
                      rankdir) -> Drawing:
     from .needs import require_torch
     require_torch(f"drawing the model {spec}")
-    from .models.load import load_model, split_spec
+    from .pytorch.load import load_model, split_spec
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
     loaded = load_model(spec, trust=trust, weights=weights, meta=meta)
     if inputs:
@@ -432,7 +432,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir) -> Drawing:
     import torch
 
-    from .models.load import Loaded
+    from .pytorch.load import Loaded
     if meta:
         raise CgvizError("draw(): meta=True traces a model file built on the meta device; for a module in "
                          "memory, build it under `with torch.device('meta'):` and draw it with input_size=")
@@ -492,8 +492,8 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     accepted for compatibility; cgviz shows shapes and values instead."""
     from .needs import require_torch
     torch = require_torch("make_dot")
-    from .models.autograd import AutogradRecorder
-    from .models.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
+    from .pytorch.autograd import AutogradRecorder
+    from .pytorch.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
     if not isinstance(var, torch.Tensor):
         if isinstance(var, (tuple, list)) and var and all(isinstance(v, torch.Tensor) for v in var):
             var = sum(v.sum() for v in var if v.requires_grad)
@@ -530,8 +530,8 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     run.meta.update({"view": "autograd", "kind": "tensor", "mode": "as run", "inputs": "(given)",
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
-    from .models.structure import build_picture
-    from .models.pipeline import ModelDrawing
+    from .view.structure import build_picture
+    from .pytorch.pipeline import ModelDrawing
     pic = build_picture(graph, run, None, fold=False)
     title = f"make_dot  —  the graph behind a tensor of shape {list(var.shape)}"
     if grads is None:

@@ -11,7 +11,7 @@ import click
 from . import __version__
 from .errors import CgvizError
 from .options import AUTO_RANKDIR_HELP, option, parse_sets
-from .render import FORMATS, write_atomic
+from .view.graphviz import FORMATS, write_atomic
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
@@ -169,7 +169,7 @@ def _out(option: str, path, given) -> "object":
 def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
     """The files a FILE or MODEL argument reads: the file itself (`net.py` of `net.py:build`), --input
     and --weights."""
-    from .models.load import split_spec
+    from .pytorch.load import split_spec
     from .paths import Arg
     files = [] if target == "-" else [Arg("the input", split_spec(target)[0])]
     return files + [Arg("--input", input_file), Arg("--weights", weights)]
@@ -218,8 +218,8 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
     """
-    from .dot import DotOptions, headline
-    from .pipeline import annotate, evaluate, output_bytes, read_source
+    from .view.dot import DotOptions, headline
+    from .lang.pipeline import annotate, evaluate, output_bytes, read_source
 
     overrides = parse_sets(sets)
     _check_thresholds(vanish, explode)
@@ -257,8 +257,8 @@ def explain(file, fmt, output, sets):
         cgviz explain sample_graphs/pizza.cg
         cgviz explain sample_graphs/challenge.cg --format md -o challenge.md
     """
-    from .explain import FORMATS as EXPLAIN
-    from .pipeline import evaluate, read_source
+    from .lang.explain import FORMATS as EXPLAIN
+    from .lang.pipeline import evaluate, read_source
 
     overrides = parse_sets(sets)
     path = None if not output or output == "-" else Path(output)
@@ -295,12 +295,12 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
         cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
         cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
     """
-    from .dot import DotOptions
+    from .view.dot import DotOptions
     from .errors import CgvizError
     from .fmt import num
-    from .pipeline import evaluate, output_bytes, read_source
-    from .plots import loss_curve
-    from .train import frame_steps, params, train as run_training, training_warnings
+    from .lang.pipeline import evaluate, output_bytes, read_source
+    from .view.plots import loss_curve
+    from .lang.train import frame_steps, params, train as run_training, training_warnings
 
     overrides = parse_sets(sets)
     stem = "stdin" if file == "-" else Path(file).stem
@@ -350,9 +350,9 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
               f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
     dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     if fmt == "html":
-        from .dot import to_dot
-        from .html import train_page
-        from .render import run_dot
+        from .view.dot import to_dot
+        from .view.html import train_page
+        from .view.graphviz import run_dot
         if not frames or frames[-1][0] != len(hist.losses) - 1:
             frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
         data = train_page(graph, frames, hist.losses, to_dot(graph, run, dot_opts), dot_opts,
@@ -379,8 +379,8 @@ def ops(fmt):
     Example:
         cgviz ops
     """
-    from .inits import INITS
-    from .ops import OPS
+    from .lang.inits import INITS
+    from .lang.ops import OPS
 
     rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
     if fmt == "md":
@@ -400,7 +400,7 @@ def ops(fmt):
 
 
 def _input_shape(ctx, param, values):
-    from .models.inputs import parse_shape
+    from .pytorch.inputs import parse_shape
     try:
         return tuple(parse_shape(v) for v in values)
     except ValueError as e:
@@ -409,7 +409,7 @@ def _input_shape(ctx, param, values):
 
 def _do_imports(ctx, param, names):
     if names:
-        from .models.load import import_modules
+        from .pytorch.load import import_modules
         try:
             import_modules(names)
         except CgvizError as e:
@@ -451,7 +451,7 @@ def model_options(f):
 
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
     """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
-    from .models.trace import TraceOptions
+    from .pytorch.trace import TraceOptions
     ctx = click.get_current_context(silent=True)
     max_elements = ctx.meta.get("cgviz.max_elements") if ctx is not None else None
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
@@ -507,7 +507,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import dataclasses
     import time
 
-    from .models.pipeline import draw_model
+    from .pytorch.pipeline import draw_model
 
     if not profile and (profile_runs or profile_top):
         raise click.UsageError("--profile-runs and --top go with --profile")
@@ -519,7 +519,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     _check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
     _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
-    from .models.load import check_model_files
+    from .pytorch.load import check_model_files
     check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
     if profile:
@@ -719,7 +719,7 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         cgviz check sample_graphs/residual.cg --fd-samples 8 --format json
         cgviz check net.py --input-shape 4,16 --eval
     """
-    from . import gradcheck
+    from .check import expression as gradcheck
 
     ctx = click.get_current_context()
     from .api import is_model
@@ -727,15 +727,15 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         if sets:
             raise click.UsageError("--set changes declarations of an expression file; "
                                    f"{target} is a model")
-        from .models.load import check_model_files
+        from .pytorch.load import check_model_files
         check_model_files(target, input_file, weights)      # before torch is imported
-        from .models.gradcheck import check_model
+        from .check.model import check_model
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
                              fd_atol=fd_atol, fd_samples=fd_samples or 16)
     else:
         _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
-        from .pipeline import evaluate, read_source
+        from .lang.pipeline import evaluate, read_source
         overrides = parse_sets(sets)
         text, name = read_source(target)
         result = evaluate(text, name, overrides, max_elements=ctx.meta.get("cgviz.max_elements"))
@@ -808,9 +808,9 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     if model_target:
         if sets:
             raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
-        from .models.load import check_model_files, load_model
+        from .pytorch.load import check_model_files, load_model
         check_model_files(target, input_file, weights)      # before torch is imported
-        from .models.trace import trace
+        from .pytorch.trace import trace
         opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
         loaded = load_model(target, trust=trust, weights=weights)
         traced = trace(loaded, opts)
@@ -829,8 +829,8 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({traced.run.meta.get('loss')}) = {traced.run.loss:.4g}"
     else:
         _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
-        from .dot import headline
-        from .pipeline import evaluate, read_source
+        from .view.dot import headline
+        from .lang.pipeline import evaluate, read_source
         text, name = read_source(target)
         ctx = click.get_current_context()
         result = evaluate(text, name, parse_sets(sets), max_elements=ctx.meta.get("cgviz.max_elements"))
@@ -847,7 +847,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)
     if no_plots:
         return
-    from .plots import grad_bars, grad_histograms
+    from .view.plots import grad_bars, grad_histograms
     png, _ = grad_bars(rows, vanish, explode, title=title)
     write_atomic(bar_path, png)
     png, info = grad_histograms(rows, title=f"{Path(name).name}: gradient histogram per layer")

@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 
-from .ops import shape_text
+from .lang.ops import shape_text
 
 __all__ = ["num", "shape_text", "value_text", "grad_text", "norm", "stats", "inline_values"]
 
 
 def shape_label(shape) -> str:
-    """A model tensor's shape in a label: `[2×3]`, and `scalar` for a 0-d tensor (cgviz.ops.shape_text,
+    """A model tensor's shape in a label: `[2×3]`, and `scalar` for a 0-d tensor (cgviz.lang.ops.shape_text,
     for messages and the expression language, writes a scalar as `[]`)."""
     return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
 

@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from .fmt import norm, num
-from .markup import BACKWARD
+from .view.markup import BACKWARD
 
 # Defaults, measured on the samples (README "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
@@ -35,7 +35,7 @@ EDGE = 1e-9     # relative: how far past a threshold a measure must be, beyond r
 LOG_MIN, LOG_MAX = -6.0, 3.0   # the scale never reaches beyond 1e-6 … 1e3: beyond is thinnest / thickest
 MIN_SPAN = 2.0                 # decades: a narrower range is widened around its middle
 WIDTH_MIN, WIDTH_MAX = 0.8, 4.5
-# Intensity is the opacity of cgviz.dot's BACKWARD red, not another hue: the stroke stays #c62828,
+# Intensity is the opacity of cgviz.view.dot's BACKWARD red, not another hue: the stroke stays #c62828,
 # which is how the HTML page tells red edges from blue ones (Graphviz writes stroke-opacity apart).
 # Opacity in 1/255 steps; the ends are whole steps so that the graph's own smallest and largest
 # gradient (t = 0 and 1, always present) never sit on a rounding boundary.
@@ -247,7 +247,7 @@ def saturation_of_stats(stats: dict | None, limit: float) -> Saturation | None:
 
 def node_saturation(graph, run, node) -> Saturation | None:
     """The saturation of an expression node's input, when its op saturates (the op table says so)."""
-    from .ops import OPS
+    from .lang.ops import OPS
     if node.kind != "op":
         return None
     limit = OPS[node.op].saturates
@@ -273,9 +273,9 @@ def saturation_warnings(graph, run) -> list[str]:
 
 
 def param_verdict(graph, run, node_id: str, vanish: float = VANISH, explode: float = EXPLODE) -> Verdict | None:
-    """The verdict of one parameter of a recorded model (cgviz.models: TensorInfo summaries), or None
+    """The verdict of one parameter of a recorded model (cgviz.pytorch: TensorInfo summaries), or None
     when it has no value or gradient summary (the meta device, a frozen parameter)."""
-    from .models.summary import first
+    from .summary import first
     v, g = first(run.values.get(node_id)), run.grads.get(node_id)
     if v is None or g is None or v.norm is None or g.norm is None:
         return None

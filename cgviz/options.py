@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .health import EXPLODE, VANISH
-from .render import DEFAULT_TIMEOUT
+from .view.graphviz import DEFAULT_TIMEOUT
 
 MAX_TIMEOUT = 86_400.0          # a day: past that a Graphviz layout is not going to finish
 MAX_SEED = 2**63 - 1            # torch.manual_seed takes a 64-bit integer
@@ -224,7 +224,7 @@ OPTIONS: dict[str, Opt] = {
 }
 
 
-# `render` and `train` choose the direction from the graph's shape unless told (cgviz.dot.auto_rankdir)
+# `render` and `train` choose the direction from the graph's shape unless told (cgviz.view.dot.auto_rankdir)
 AUTO_RANKDIR_HELP = ("Layout direction: left to right, or top to bottom [default: TB when the graph is much "
                      "deeper than wide, a long chain of layers; else LR].")
 

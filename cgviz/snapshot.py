@@ -137,7 +137,7 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
             elif key == "input_shape":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise click.BadParameter(f"must be a list of shapes such as [\"1,3,32,32\"], got {value!r}")
-                from .models.inputs import parse_shape
+                from .pytorch.inputs import parse_shape
                 try:
                     opts[key] = tuple(parse_shape(v) for v in value)
                 except ValueError as e:
@@ -223,11 +223,11 @@ def _unique(entries: list[Entry], where: str) -> None:
 
 def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
     """(DOT text, PNG bytes) for one entry; runs in a worker process under -j."""
-    from .render import run_dot
+    from .view.graphviz import run_dot
     o = entry.options
     if entry.kind == "cg":
-        from .dot import DotOptions, to_dot
-        from .pipeline import evaluate, read_source
+        from .view.dot import DotOptions, to_dot
+        from .lang.pipeline import evaluate, read_source
         text, name = read_source(entry.path)
         result = evaluate(text, name, o.get("set", {}), grad=not o.get("no_grad", False),
                           max_elements=o.get("max_elements"))
@@ -235,8 +235,8 @@ def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
                                                                 grad=not o.get("no_grad", False)))
         nodes = len(result.graph)
     else:
-        from .models.pipeline import draw_model
-        from .models.trace import TraceOptions
+        from .pytorch.pipeline import draw_model
+        from .pytorch.trace import TraceOptions
         opts = TraceOptions(input_shapes=o.get("input_shape", ()), input_file=o.get("input"), dtype=o.get("dtype"),
                             loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
                             mode=o.get("mode"), meta=o.get("meta", False))
@@ -302,7 +302,7 @@ class Outcome:
 def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, update: bool,
           threshold: int, tolerance: float) -> Outcome:
     """Compare one rendering with its golden pair; write the new files and the diff when they differ."""
-    from .render import write_atomic
+    from .view.graphviz import write_atomic
     gdot, gpng = derived(golden, entry.name, ".dot"), derived(golden, entry.name, ".png")
     new_png, new_dot, diff_path = (derived(out, entry.name, s) for s in (".png", ".dot", ".diff.png"))
     # lexists: a golden that is a dangling or looping link is not "missing"; reading it says what it is

@@ -7,8 +7,8 @@ import re
 import pytest
 
 import cgviz
-from cgviz.dot import auto_rankdir, graph_shape
-from cgviz.pipeline import evaluate, read_source
+from cgviz.view.dot import auto_rankdir, graph_shape
+from cgviz.lang.pipeline import evaluate, read_source
 from conftest import ROOT
 
 SAMPLES = ROOT / "sample_graphs"

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from cgviz.dot import DotOptions, to_dot
-from cgviz.markup import quote
-from cgviz.pipeline import evaluate
+from cgviz.view.dot import DotOptions, to_dot
+from cgviz.view.markup import quote
+from cgviz.lang.pipeline import evaluate
 
 from conftest import ROOT, SAMPLES
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgviz.engine import unbroadcast
+from cgviz.lang.engine import unbroadcast
 from cgviz.errors import SourceError
-from cgviz.pipeline import evaluate
+from cgviz.lang.pipeline import evaluate
 
 
 def run(text):

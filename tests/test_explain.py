@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cgviz.explain import as_json, rows, substitute
-from cgviz.pipeline import evaluate
+from cgviz.lang.explain import as_json, rows, substitute
+from cgviz.lang.pipeline import evaluate
 from conftest import ROOT, SAMPLES
 
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"

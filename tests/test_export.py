@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 
-from cgviz.export import to_dict, to_json
-from cgviz.pipeline import evaluate
+from cgviz.view.export import to_dict, to_json
+from cgviz.lang.pipeline import evaluate
 
 
 def doc(text, name="t.cg"):

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cgviz.dot import to_dot
+from cgviz.view.dot import to_dot
 from cgviz.errors import CgvizError, SourceError
-from cgviz.export import to_json
-from cgviz.inits import INITS
-from cgviz.ops import OPS
-from cgviz.pipeline import decode_source, evaluate
+from cgviz.view.export import to_json
+from cgviz.lang.inits import INITS
+from cgviz.lang.ops import OPS
+from cgviz.lang.pipeline import decode_source, evaluate
 
 EXAMPLES = int(os.environ.get("CGVIZ_FUZZ_EXAMPLES", "0")) or None
 # A fuzz run (make fuzz) draws new inputs every time; the suite's profile is fixed so it cannot flake.
@@ -278,7 +278,7 @@ def test_programs_that_run_give_torchs_numbers(text):
     """Differential check: every value and gradient of a generated program equals torch.autograd's."""
     import numpy as np
 
-    from cgviz.torchcheck import torch_run
+    from cgviz.check.torch_ops import torch_run
 
     try:
         r = evaluate(text, NAME, max_elements=MAX_ELEMENTS)

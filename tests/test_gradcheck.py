@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from cgviz import gradcheck, ops
-from cgviz.pipeline import evaluate
+from cgviz.check import expression as gradcheck
+from cgviz.lang import ops
+from cgviz.lang.pipeline import evaluate
 
 from conftest import ROOT, SAMPLES
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cgviz.errors import CgvizError, SourceError
-from cgviz.pipeline import evaluate
+from cgviz.lang.pipeline import evaluate
 from conftest import named_layers_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_a_png_too_big_for_cairo_is_refused_with_advice(cli, here):
     (here / "long.cg").write_text(chain(300))     # 601 nodes side by side: ~80,000 px wide
     (here / "long.png").write_bytes(b"old")
     r = cli("render", "long.cg", "-o", "long.png", "--rankdir", "LR")     # by default a chain goes TB
-    # the pixel budget (cgviz.budget) refuses it: even at the lowest readable dpi it is too big
+    # the pixel budget (cgviz.view.budget) refuses it: even at the lowest readable dpi it is too big
     assert r.exit_code == 1 and "too big for a readable PNG" in r.stderr and "16,000 px" in r.stderr
     assert "--format svg" in r.stderr and "--rankdir TB" in r.stderr and "--dpi" in r.stderr
     assert (here / "long.png").read_bytes() == b"old" and sorted(os.listdir(here)) == ["long.cg", "long.png"]
@@ -86,7 +86,7 @@ def test_a_png_too_big_for_cairo_is_refused_with_advice(cli, here):
 
 def test_a_slightly_too_big_png_is_kept(monkeypatch):
     """Cairo's scaling above MIN_PNG_SCALE still leaves readable labels: no error."""
-    from cgviz import render
+    from cgviz.view import graphviz as render
     render._check_cairo_scale(b"Warning: graph is too large for cairo-renderer bitmaps. Scaling by 0.8 to fit\n",
                               10, "")
     with pytest.raises(CgvizError, match="shrink it to 10%"):
@@ -202,7 +202,7 @@ def test_a_hostile_file_name_shows_as_text_and_injects_nothing(tmp_path, name):
     import shutil
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz: `make test` installs it")
-    from cgviz.dot import to_dot
+    from cgviz.view.dot import to_dot
 
     def svg_of(file_name):
         r = evaluate(PIZZA.read_text(), file_name)
@@ -287,7 +287,7 @@ def test_softmax_over_an_empty_axis_is_empty_as_in_torch():
 
 def test_linear_with_a_bias_that_broadcasts_the_output_matches_torch():
     torch = pytest.importorskip("torch")
-    from cgviz.torchcheck import torch_run
+    from cgviz.check.torch_ops import torch_run
     r = evaluate("input x = [[1, 2]]\nparam W = [[3], [4]]\nparam b = [[1, 10]]\n"
                  "loss L = sum(linear(x, W, b) * [[1, 2]])\n", "t.cg")
     values, grads = torch_run(r.graph)

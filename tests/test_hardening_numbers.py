@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-import cgviz.parser as parser_mod
+import cgviz.lang.parser as parser_mod
 from cgviz.errors import SourceError
-from cgviz.parser import parse
-from cgviz.pipeline import evaluate
+from cgviz.lang.parser import parse
+from cgviz.lang.pipeline import evaluate
 
 
 def chain_program(n: int) -> str:

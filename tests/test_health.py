@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cgviz import health
-from cgviz.dot import to_dot
+from cgviz.view.dot import to_dot
 from cgviz.grads import expression_rows
-from cgviz.pipeline import evaluate
-from cgviz.plots import grad_bars, grad_histograms
+from cgviz.lang.pipeline import evaluate
+from cgviz.view.plots import grad_bars, grad_histograms
 
 from conftest import ROOT
 
@@ -61,7 +61,7 @@ def test_the_edge_mapping_is_monotone(graph_mags, a, b):
 
 
 def test_edge_colours_are_the_backward_red_with_an_opacity():
-    from cgviz.markup import BACKWARD
+    from cgviz.view.markup import BACKWARD
     s = health.scale_of([1e-3, 1.0])
     assert s.color(1.0) == BACKWARD and s.color(1e-3) == BACKWARD + "4d" and s.color(0) == BACKWARD + "26"
 
@@ -208,7 +208,7 @@ def test_saturation_share_and_range_on_a_hand_computable_case():
 
 
 def test_the_op_table_carries_the_saturation_rule():
-    from cgviz.ops import OPS
+    from cgviz.lang.ops import OPS
     assert OPS["sigmoid"].saturates == 4.0 and OPS["tanh"].saturates == 2.0
     assert OPS["relu"].saturates is None
 
@@ -234,7 +234,7 @@ def test_saturation_is_drawn_on_sigmoid_and_tanh_nodes_and_warned_when_mostly_sa
 # ---------------------------------------------------------------- cgviz grads
 
 def test_grads_table_numbers_equal_torch_autograd(cli):
-    from cgviz.torchcheck import torch_run
+    from cgviz.check.torch_ops import torch_run
 
     r = cli("grads", SAMPLES / "deep_sigmoid.cg", "-f", "json", "--no-plots")
     assert r.exit_code == 0, r.stderr

@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cgviz.errors import CgvizError  # noqa: E402
-from cgviz.models.load import load_model  # noqa: E402
-from cgviz.models.safety import check_members  # noqa: E402
+from cgviz.pytorch.load import load_model  # noqa: E402
+from cgviz.pytorch.safety import check_members  # noqa: E402
 
 
 class Boom:

@@ -106,7 +106,7 @@ def _chain(n: int) -> str:
 
 
 def test_the_png_refusal_suggests_rankdir_tb_only_when_it_is_lr():
-    from cgviz import render
+    from cgviz.view import graphviz as render
     from cgviz.errors import CgvizError
     err = b"Warning: graph is too large for cairo-renderer bitmaps. Scaling by 0.1 to fit"
     with pytest.raises(CgvizError) as lr:
@@ -183,7 +183,7 @@ def test_random_bytes_after_a_pickle_header_are_damaged_not_trusted(files, name)
 def test_scan_pickle_reads_protocol_4_names_through_the_memo():
     import pickle
 
-    from cgviz.models.load import scan_pickle
+    from cgviz.pytorch.load import scan_pickle
     # the second function's module name is not written again: a BINGET fetches it from the memo
     data = pickle.dumps([os.path.join, os.path.split, zipfile.ZipFile], protocol=4)
     scan = scan_pickle(data)
@@ -195,7 +195,7 @@ def test_scan_pickle_reads_protocol_4_names_through_the_memo():
 
 def test_a_corrupted_export_archive_names_its_damaged_member(files, tmp_path):
     from cgviz.errors import CgvizError
-    from cgviz.models.load import load_model
+    from cgviz.pytorch.load import load_model
     src = files / "m.pt2"
     bad = tmp_path / "bad.pt2"
     with zipfile.ZipFile(src) as z, zipfile.ZipFile(bad, "w") as out:
@@ -215,7 +215,7 @@ def test_a_corrupted_export_archive_names_its_damaged_member(files, tmp_path):
 
 def test_newer_pytorch_only_when_the_archive_says_so(files, tmp_path):
     from cgviz.errors import CgvizError
-    from cgviz.models.load import load_model
+    from cgviz.pytorch.load import load_model
 
     def with_version(value: bytes) -> Path:
         out_path = tmp_path / f"v{value.decode()}.pt2"
@@ -255,8 +255,8 @@ def test_every_node_of_the_page_has_its_panel_whatever_its_id(tmp_path):
 def test_svg_key_is_what_graphviz_writes_in_a_title():
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz")
-    from cgviz.markup import quote
-    from cgviz.html import svg_key
+    from cgviz.view.markup import quote
+    from cgviz.view.html import svg_key
     ids = ["a\\b", 'c"d', "e\\\\f", "\\N", 'g\\"h', "é∂😀", "x->y", "new\nline"]
     dot = "digraph {\n" + "\n".join(f"  {quote(i)}" for i in ids) + "\n}\n"
     svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cgviz.models.autograd import AutogradRecorder
+from cgviz.pytorch.autograd import AutogradRecorder
 
 torchviz = pytest.importorskip("torchviz")
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from cgviz.errors import CgvizError
-from cgviz.models.load import load_model, pickled_classes, sniff
+from cgviz.pytorch.load import load_model, pickled_classes, sniff
 
 
 class Tiny(nn.Module):

@@ -1,4 +1,4 @@
-"""cgviz.models.script: TorchScript graphs interpreted from Python match the compiled forward."""
+"""cgviz.pytorch.script: TorchScript graphs interpreted from Python match the compiled forward."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from cgviz.models.script import run_script
+from cgviz.pytorch.script import run_script
 
 # torch.jit is deprecated in favour of torch.export, and the tracer warns about Python-side values;
 # neither is what these tests look at.
@@ -377,7 +377,7 @@ def test_argument_binding():
 
 def test_recorder_attributes_ops_and_parameters_to_modules():
     """With cgviz's recorder: each op lands in its module, each weight is its named parameter."""
-    from cgviz.models.record import Recorder
+    from cgviz.pytorch.record import Recorder
 
     sm = _compile(_seed(ResNet()).eval(), "script+load", None)
     x = torch.randn(1, 3, 8, 8)

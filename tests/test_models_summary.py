@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cgviz.fmt import num
-from cgviz.models.draw import value_text
-from cgviz.models.summary import TensorInfo
+from cgviz.view.model_dot import value_text
+from cgviz.summary import TensorInfo
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cgviz.errors import SourceError
-from cgviz.parser import BinOp, Call, ListLit, Var, parse
-from cgviz.pipeline import evaluate
+from cgviz.lang.parser import BinOp, Call, ListLit, Var, parse
+from cgviz.lang.pipeline import evaluate
 
 
 def value(expr_text: str, decls: str = "input x = 3\ninput y = 2\n") -> float:
@@ -122,7 +122,7 @@ def test_every_form_the_issue_writes_runs():
     assert r.run.values["F"].tolist() == [[7.0] * 3] * 2
     assert r.run.values["labels"].dtype.kind == "i" and r.run.values["labels"].shape == (4,)
     assert r.run.grads["W"].shape == (3, 4) and r.run.grads["x"].shape == (4,)
-    from cgviz.torchcheck import torch_run
+    from cgviz.check.torch_ops import torch_run
 
     values, grads = torch_run(r.graph)
     for n in r.graph:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cgviz import parser
+from cgviz.lang import parser
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_graphs").glob("*.cg"))
@@ -78,7 +78,7 @@ def test_a_cache_folder_others_can_write_into_is_not_used(fresh):
 
 
 def test_the_expression_path_still_does_not_import_torch(tmp_path):
-    code = ("import sys\nfrom cgviz import parser\nparser.parse('x = 1\\ny = x + 2\\n')\n"
+    code = ("import sys\nfrom cgviz.lang import parser\nparser.parse('x = 1\\ny = x + 2\\n')\n"
             "print('torch' in sys.modules)\n")
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
     for _ in range(2):                        # builds the cache, then loads it

@@ -173,16 +173,16 @@ def test_two_runs_have_the_same_structure(cli, blocks):
 
 
 def _traced(path, **kw):
-    from cgviz.models.load import load_model
-    from cgviz.models.trace import TraceOptions, trace
+    from cgviz.pytorch.load import load_model
+    from cgviz.pytorch.trace import TraceOptions, trace
     return trace(load_model(str(path)), TraceOptions(profile=1, **kw))
 
 
 def test_collapsed_modules_show_the_sum_of_what_they_contain(expensive):
-    from cgviz.models.draw import DrawOptions, to_dot
-    from cgviz.models.profile import Cost
-    from cgviz.models.profile_view import cost_text
-    from cgviz.models.structure import build_picture
+    from cgviz.view.model_dot import DrawOptions, to_dot
+    from cgviz.summary import Cost
+    from cgviz.view.profile import cost_text
+    from cgviz.view.structure import build_picture
     t = _traced(expensive)
     prof = t.run.profile
     pic = build_picture(t.graph, t.run, depth=1)
@@ -204,10 +204,10 @@ def test_collapsed_modules_show_the_sum_of_what_they_contain(expensive):
 
 
 def test_a_folded_block_shows_the_sum_over_its_repetitions(blocks):
-    from cgviz.models.draw import DrawOptions, to_dot
-    from cgviz.models.profile import Cost
-    from cgviz.models.profile_view import cost_text
-    from cgviz.models.structure import build_picture
+    from cgviz.view.model_dot import DrawOptions, to_dot
+    from cgviz.summary import Cost
+    from cgviz.view.profile import cost_text
+    from cgviz.view.structure import build_picture
     t = _traced(blocks)
     prof = t.run.profile
     pic = build_picture(t.graph, t.run)
@@ -265,7 +265,7 @@ def test_the_library_refuses_autograd_and_meta_too(blocks):
 
 def test_attribution_follows_sequence_numbers():
     """The rule itself, on a hand-made event tree: forward by range, backward by sequence number."""
-    from cgviz.models.profile import attribute
+    from cgviz.pytorch.profile import attribute
 
     class E:
         def __init__(self, name, us, parent=None, seq=-1, thread=1, fwd_thread=0, mem=0):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgviz.pipeline import evaluate
-from cgviz.torchcheck import torch_run
+from cgviz.lang.pipeline import evaluate
+from cgviz.check.torch_ops import torch_run
 
 from conftest import SAMPLES
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 
 import cgviz
-from cgviz.models.load import Loaded
-from cgviz.models.pipeline import picture_model
-from cgviz.models.trace import TraceOptions
+from cgviz.pytorch.load import Loaded
+from cgviz.pytorch.pipeline import picture_model
+from cgviz.pytorch.trace import TraceOptions
 
 
 class Net(nn.Module):

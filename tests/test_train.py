@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgviz.pipeline import evaluate
-from cgviz.plots import loss_curve, spans_decades
-from cgviz.train import LARGE_STEP, step, suggest_lr, train
+from cgviz.lang.pipeline import evaluate
+from cgviz.view.plots import loss_curve, spans_decades
+from cgviz.lang.train import LARGE_STEP, step, suggest_lr, train
 from conftest import ROOT
 
 SAMPLES = ROOT / "sample_graphs"
@@ -48,7 +48,7 @@ def test_lr_usage_mistakes_exit_2(cli):
 @pytest.mark.parametrize("clip", [None, 0.05])
 def test_step_matches_torch_sgd_with_clip_grad_norm(clip):
     torch = pytest.importorskip("torch")
-    from cgviz.torchcheck import torch_run
+    from cgviz.check.torch_ops import torch_run
 
     res = evaluate((SAMPLES / "three_layer.cg").read_text(), "three_layer.cg")
     s = step(res.graph, res.run, 0.3, clip)
@@ -149,7 +149,7 @@ def test_loss_curve_switches_to_log_scale_when_it_spans_decades():
 
 
 def test_the_page_keeps_every_step_up_to_sixty_then_spreads_them():
-    from cgviz.train import frame_steps
+    from cgviz.lang.train import frame_steps
     assert frame_steps(5) == {0, 1, 2, 3, 4, 5}
     big = frame_steps(1000)
     assert len(big) == 60 and {0, 1000} <= big

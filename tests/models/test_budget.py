@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cgviz.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
+from cgviz.view.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz")
 pytest.importorskip("torch")

@@ -74,8 +74,8 @@ def test_wrong_recorded_gradient_fails_by_name(cli, saved_models, monkeypatch):
     """Corrupt what the recorder keeps of one parameter's gradient: check must notice."""
     import numpy as np
 
-    from cgviz.models import record
-    from cgviz.models.summary import TensorInfo
+    from cgviz.pytorch import record
+    from cgviz.summary import TensorInfo
 
     real = record.Recorder.finish
 

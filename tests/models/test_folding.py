@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cgviz.models.load import Loaded
-from cgviz.models.pipeline import picture_model
-from cgviz.models.structure import build_picture
+from cgviz.pytorch.load import Loaded
+from cgviz.pytorch.pipeline import picture_model
+from cgviz.view.structure import build_picture
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

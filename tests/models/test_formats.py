@@ -116,7 +116,7 @@ def _torchviz_nodes(name):
     """(Counter of grad_fn names, set of parameter names) in torchviz's make_dot of the same run."""
     import torchviz
 
-    from cgviz.models.inputs import compute_loss
+    from cgviz.pytorch.inputs import compute_loss
     torch.manual_seed(0)
     model = zoo.MODELS[name][0]()
     # as cgviz runs it: float inputs need a gradient (so ∂L/∂x is drawn), the same loss

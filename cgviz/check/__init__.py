@@ -1,0 +1,1 @@
+"""Gradient checks: the expression engine and recorded models against PyTorch autograd."""

@@ -1,0 +1,214 @@
+"""Forward and backward passes over the IR with NumPy; values and gradients come back as environments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import inits
+from ..errors import OpError, SourceError
+from ..ir import Graph, Node
+from .ops import OPS, shape_text, sum_to_shape
+
+
+@dataclass(frozen=True)
+class Warn:
+    """Something the user should see that is not an error: a NaN, a seed of ones, a dead branch."""
+
+    message: str
+    node: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return where + self.message
+
+
+@dataclass
+class Run:
+    """What the passes computed: one value per node, one gradient per node and per edge."""
+
+    values: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray | None] = field(default_factory=dict)
+    edge_grads: dict[tuple[str, int], np.ndarray | None] = field(default_factory=dict)
+    requires_grad: set[str] = field(default_factory=set)
+    seeded_with_ones: bool = False
+    warnings: list[Warn] = field(default_factory=list)
+    # nodes whose value or gradient is NaN/inf → "NaN" (if any NaN) or "inf"
+    nonfinite: dict[str, str] = field(default_factory=dict)
+    # a gradient-descent step computed from these gradients (train.Step), when one was asked for
+    step: object | None = None
+
+
+def _located(e: OpError, node: Node) -> SourceError:
+    return SourceError(str(e), line=node.meta.get("line"), col=node.meta.get("col"))
+
+
+def forward(graph: Graph) -> dict[str, np.ndarray]:
+    """Every node's value, in topological order; shape mistakes become errors at the op's position."""
+    values: dict[str, np.ndarray] = {}
+    for node in graph:
+        if node.is_leaf:
+            values[node.id] = node.attrs["value"]
+            continue
+        d = OPS[node.op]
+        xs = [values[i] for i in node.inputs]
+        try:
+            shape = d.shape([x.shape for x in xs], **node.attrs)
+            inits.check_size(shape, f"the result of {d.name}")
+            with np.errstate(all="ignore"):
+                out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
+        except OpError as e:
+            raise _located(e, node) from None
+        assert out.shape == tuple(shape), f"{d.name}: shape rule says {shape}, forward gave {out.shape}"
+        values[node.id] = out
+    return values
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient over the dimensions broadcasting added, so it has its producer's shape."""
+    g = sum_to_shape(g, shape)
+    return np.broadcast_to(g, shape).copy() if g.shape != tuple(shape) else g
+
+
+def requires_grad(graph: Graph, values: dict[str, np.ndarray]) -> set[str]:
+    """Inputs and params with float values, and every op downstream of one (consts get no gradient)."""
+    out: set[str] = set()
+    for node in graph:
+        if node.kind in ("input", "param"):
+            if values[node.id].dtype.kind == "f":
+                out.add(node.id)
+        elif node.kind == "op":
+            d = OPS[node.op]
+            if any(i in out and k not in d.nondiff for k, i in enumerate(node.inputs)):
+                out.add(node.id)
+    return out
+
+
+def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
+    """Reverse-mode pass: each edge's vector-Jacobian product, summed into each producer's gradient."""
+    out = graph.output
+    if out not in run.requires_grad:
+        run.warnings.append(Warn("the output depends on no input or param, so no gradient flows"))
+        return
+    y = values[out]
+    run.seeded_with_ones = y.size != 1
+    if run.seeded_with_ones:
+        run.warnings.append(Warn(f"the output '{out}' is not a scalar ({shape_text(y.shape)}): backward "
+                                 "starts from a tensor of ones, as if its elements were summed",
+                                 node=out))
+    grads: dict[str, np.ndarray] = {out: np.ones_like(y, dtype=np.float64)}
+    for node in reversed(graph.nodes):
+        if node.kind != "op" or node.id not in grads:
+            continue
+        d = OPS[node.op]
+        xs = [values[i] for i in node.inputs]
+        with np.errstate(all="ignore"):
+            contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
+        for k, (src, c) in enumerate(zip(node.inputs, contribs, strict=True)):
+            if src not in run.requires_grad or k in d.nondiff or c is None:
+                run.edge_grads[(node.id, k)] = None
+                continue
+            c = unbroadcast(c, values[src].shape)
+            run.edge_grads[(node.id, k)] = c
+            grads[src] = grads[src] + c if src in grads else c
+    run.grads = {n.id: grads.get(n.id) for n in graph}
+
+
+# How bad an array is: 0 all finite, 1 holds an infinity, 2 holds NaN. A warning is due wherever
+# a node's level rises above what reaches it: that node is where the NaN (or the infinity) first
+# appears, whatever the cause: an op's own domain, an infinity turned into NaN (∞ × 0, ∞ − ∞), a
+# declaration whose value is already non-finite, or gradients that cancel or overflow when summed.
+_FINITE, _INF, _NAN = 0, 1, 2
+_WORD = {_INF: "an infinity", _NAN: "NaN"}
+
+
+def _level(a) -> int:
+    if a is None or a.dtype.kind != "f" or np.all(np.isfinite(a)):
+        return _FINITE
+    return _NAN if np.any(np.isnan(a)) else _INF
+
+
+def find_nonfinite(graph: Graph, run: Run) -> None:
+    """Mark NaN/inf nodes and warn where each first appeared (forward, then backward from the
+    output), with the op's own explanation when it has one."""
+    value_level: dict[str, int] = {}
+    for node in graph:
+        v = run.values[node.id]
+        level = value_level[node.id] = _level(v)
+        arriving = max((value_level[i] for i in node.inputs), default=_FINITE)
+        if level <= arriving:
+            continue
+        what = _WORD[level]
+        text = node.meta.get("expr") or node.id
+        if node.kind != "op":
+            # arithmetic on constants (`1e308 * 10`), an initializer's scale, a --set value
+            message = f"the declared value of '{node.name or node.id}' holds {what} ({text})"
+        else:
+            d = OPS[node.op]
+            reason = d.nonfinite([run.values[i] for i in node.inputs]) if d.nonfinite else None
+            if reason is None and arriving == _INF:
+                reason = f"{d.name} turned an infinity in its input into NaN (as ∞ × 0, ∞ − ∞, ∞ / ∞ do)"
+            message = f"{reason or d.name + ' produced ' + what}: {what} in '{node.name or node.id}' ({text})"
+        run.warnings.append(Warn(message, node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+
+    # Backward, from the output: an edge's gradient is new trouble when it is worse than the gradient
+    # arriving at its op and than the op's own values (an op whose value is already infinite passing
+    # back an infinity has been explained above; passing back NaN has not).
+    grad_level = {n.id: _level(run.grads.get(n.id)) for n in graph}
+    from_edges: dict[str, int] = {}
+    for node in reversed(graph.nodes):
+        if node.kind != "op":
+            continue
+        d = OPS[node.op]
+        known = max([grad_level[node.id], value_level[node.id]] + [value_level[i] for i in node.inputs])
+        for k, src in enumerate(node.inputs):
+            c = run.edge_grads.get((node.id, k))
+            if c is None:
+                continue
+            level = _level(c)
+            from_edges[src] = max(from_edges.get(src, _FINITE), level)
+            if level <= known:
+                continue
+            xs = [run.values[i] for i in node.inputs]
+            reason = (d.nonfinite(xs) if d.nonfinite else None) or "its slope is infinite or undefined here"
+            src_node = graph[src]
+            run.warnings.append(Warn(f"the gradient flowing back from {d.name} ({node.meta.get('expr', node.id)}) "
+                                     f"into '{src_node.name or src}' is {_WORD[level]}: {reason}",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+    for node in reversed(graph.nodes):
+        level = grad_level[node.id]
+        if node.id != graph.output and level > max(from_edges.get(node.id, _FINITE), value_level[node.id]):
+            # each use's gradient is finite (or only infinite), their sum is not: +∞ and −∞, or overflow
+            run.warnings.append(Warn(f"the gradients reaching '{node.name or node.id}' from its uses are "
+                                     f"each {'finite' if from_edges.get(node.id, _FINITE) == _FINITE else 'at worst infinite'}, "
+                                     f"but their sum is {_WORD[level]} (they overflow, or +∞ and −∞ cancel)",
+                                     node=node.id, line=node.meta.get("line"), col=node.meta.get("col")))
+    run.nonfinite = {n: "NaN" if max(value_level[n], grad_level[n]) == _NAN else "inf"
+                     for n in value_level if value_level[n] or grad_level[n]}
+
+
+def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
+    """A declared loss must be one number: backward from a tensor loss would silently sum it."""
+    if graph.loss is None:
+        return
+    y = values[graph.output]
+    if y.size != 1:
+        where = graph.meta.get("output_stmt", {})
+        raise SourceError(f"the loss '{graph.loss}' must be a single number, but it is "
+                          f"{shape_text(y.shape)}; reduce it with sum(...) or mean(...)",
+                          line=where.get("line"), col=where.get("col"))
+
+
+def run(graph: Graph, grad: bool = True) -> Run:
+    """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
+    values = forward(graph)
+    check_loss(graph, values)
+    # what *can* get a gradient is a fact of the graph, reported even when backward is skipped
+    result = Run(values=values, requires_grad=requires_grad(graph, values))
+    if grad:
+        backward(graph, values, result)
+    find_nonfinite(graph, result)
+    return result

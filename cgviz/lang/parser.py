@@ -1,0 +1,527 @@
+"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from."""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ..errors import CgvizError, Source, SourceError
+
+
+# ---------------------------------------------------------------- AST
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    line: int
+    col: int
+    start: int   # character offsets into the source, for the expression's own text
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    value: float
+    text: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit:
+    items: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    func: str
+    args: tuple
+    kwargs: tuple   # ((name, expr, pos), ...) in the order written
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp:
+    op: str         # the op table's name: add, sub, mul, div, matmul, pow
+    left: object
+    right: object
+    pos: Pos        # the whole expression
+    op_pos: Pos     # the operator itself, where a caret points for shape errors
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str         # neg or pos
+    operand: object
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    obj: object
+    attr: str
+    pos: Pos
+    attr_pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    kind: str       # input, param, const, loss, assign
+    name: str | None
+    expr: object
+    pos: Pos        # the statement
+    name_pos: Pos
+
+
+@dataclass
+class Program:
+    statements: list[Stmt] = field(default_factory=list)
+    source: Source | None = None
+
+
+# ---------------------------------------------------------------- lark plumbing
+
+class _DropNewlinesInBrackets:
+    """Post-lexer: a newline inside (...) or [...] continues the statement, as in Python."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    """The LALR parser. Building its tables from grammar.lark takes ~30 ms, a sixth of a whole
+    `cgviz render`; so the built parser is kept in the user's cache folder (lark's own cache: the
+    file records a hash of the grammar, the options and the lark and Python versions, and is rebuilt
+    when any of them changes, or when it cannot be read). CGVIZ_NO_PARSER_CACHE=1 turns it off."""
+    grammar = resources.files("cgviz.lang").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                postlex=_DropNewlinesInBrackets(), cache=_parser_cache_file(grammar))
+
+
+def _parser_cache_file(grammar: str) -> str | bool:
+    """Where the built parser is cached: $XDG_CACHE_HOME/cgviz (else ~/.cache/cgviz), a folder of
+    the user's own that nobody else can write into (the file is a pickle: it must not come from
+    anyone else). False (no cache) when there is no such folder and it cannot be made."""
+    import hashlib
+    import os
+    import sys
+
+    if os.environ.get("CGVIZ_NO_PARSER_CACHE"):
+        return False
+    try:
+        import lark
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "cgviz")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+        getuid = getattr(os, "getuid", None)
+        if getuid is not None and (st.st_uid != getuid() or st.st_mode & 0o022):
+            return False
+        key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:16]
+        return os.path.join(folder, f"parser-{key}.lark")
+    except (OSError, ValueError):
+        return False
+
+
+def _pos(meta_or_tok) -> Pos:
+    if isinstance(meta_or_tok, Token):
+        return Pos(meta_or_tok.line, meta_or_tok.column, meta_or_tok.start_pos, meta_or_tok.end_pos)
+    m = meta_or_tok
+    return Pos(m.line, m.column, m.start_pos, m.end_pos)
+
+
+def _binop(name):
+    def make(self, meta, children):
+        left, right = children[0], children[-1]
+        op_tok = next((c for c in children if isinstance(c, Token)), None)
+        op_pos = self._pos(op_tok) if op_tok is not None else _operator_pos(self.text, self.line_starts, left, right)
+        return BinOp(name, left, right, self._pos(meta), op_pos)
+    return make
+
+
+def line_starts(text: str) -> list[int]:
+    """The offset at which each line begins: one pass over the text, for line_col's bisect."""
+    starts = [0]
+    find = text.find
+    i = find("\n")
+    while i != -1:
+        starts.append(i + 1)
+        i = find("\n", i + 1)
+    return starts
+
+
+def line_col(starts: list[int], offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset, in O(log lines) (the lexer's counting: \\n ends a line)."""
+    line = bisect_right(starts, offset)
+    return line, offset - starts[line - 1] + 1
+
+
+def _operator_pos(text, starts, left, right) -> Pos:
+    """Anonymous operator tokens are filtered by lark; find the operator between the two operands.
+
+    Only the characters between the operands are scanned, and the line comes from the precomputed
+    line starts: counting newlines from the top of the file for every operator made parsing quadratic."""
+    start, end = left.pos.end, right.pos.start
+    i = start
+    while i < end and text[i] in " \t\\\r\n()":
+        i += 1
+    j = i
+    while j < end and text[j] not in " \t(":
+        j += 1
+    line, col = line_col(starts, i)
+    return Pos(line, col, i, max(j, i + 1))
+
+
+def _short(text: str, limit: int = 24) -> str:
+    """A long literal as the message shows it: its first digits, an ellipsis and its length."""
+    return text if len(text) <= limit else f"{text[:12]}… ({len(text):,} characters)"
+
+
+KEYWORDS = ("input", "param", "const", "loss")
+
+
+def _not_keyword(tok: Token, pos: Pos) -> None:
+    # After `param` the lexer accepts any name, keywords included; reserve them here.
+    if str(tok) in KEYWORDS:
+        raise SourceError(f"'{tok}' is a keyword and cannot be used as a name", line=pos.line,
+                          col=pos.col, width=len(str(tok)))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer_NonRecursive):
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+        self.line_starts = line_starts(text)
+        # where the chunk being transformed starts: its first line's number - 1, and its offset
+        self.line0 = 0
+        self.off = 0
+
+    def _pos(self, meta_or_tok) -> Pos:
+        """A position in the whole text (lark counts from the start of the chunk it parsed)."""
+        p = _pos(meta_or_tok)
+        if not self.off:
+            return p
+        return Pos(p.line + self.line0, p.col, p.start + self.off, p.end + self.off)
+
+    def start(self, meta, children):
+        return [c for c in children if isinstance(c, Stmt)]
+
+    def kind(self, meta, children):
+        return children[0]
+
+    def decl(self, meta, children):
+        kind, name, expr = children
+        _not_keyword(name, self._pos(name))
+        return Stmt(str(kind), str(name), expr, self._pos(meta), self._pos(name))
+
+    def loss(self, meta, children):
+        if len(children) == 2:
+            name, expr = children
+            _not_keyword(name, self._pos(name))
+            return Stmt("loss", str(name), expr, self._pos(meta), self._pos(name))
+        # `loss = EXPR` names the loss "loss"
+        expr = children[0]
+        p = self._pos(meta)
+        return Stmt("loss", "loss", expr, p, Pos(p.line, p.col, p.start, p.start + 4))
+
+    def assign(self, meta, children):
+        name, expr = children
+        return Stmt("assign", str(name), expr, self._pos(meta), self._pos(name))
+
+    add = _binop("add")
+    sub = _binop("sub")
+    mul = _binop("mul")
+    div = _binop("div")
+    matmul = _binop("matmul")
+    pow = _binop("pow")
+
+    def neg(self, meta, children):
+        return Unary("neg", children[0], self._pos(meta))
+
+    def pos(self, meta, children):
+        return Unary("pos", children[0], self._pos(meta))
+
+    def attr(self, meta, children):
+        obj, name = children
+        return Attr(obj, str(name), self._pos(meta), self._pos(name))
+
+    def badnumber(self, meta, children):
+        tok = children[0]
+        p = self._pos(tok)
+        raise SourceError(f"syntax error: '{tok}' is not a number", line=p.line, col=p.col,
+                          width=len(str(tok)))
+
+    def number(self, meta, children):
+        tok = children[0]
+        p = self._pos(tok)
+        value = float(tok)       # never raises: float() reads any length, and overflows to inf
+        if value == math.inf:
+            raise SourceError(f"the number {_short(str(tok))} is too large: the largest a 64-bit float "
+                              f"holds is about 1.8e308", line=p.line, col=p.col, width=len(str(tok)))
+        return Num(value, str(tok), p)
+
+    def var(self, meta, children):
+        return Var(str(children[0]), self._pos(children[0]))
+
+    def call(self, meta, children):
+        func, *rest = children
+        args, kwargs = [], []
+        for a in rest:
+            if isinstance(a, tuple) and len(a) == 3 and a[0] == "__kw__":
+                kwargs.append(a[1])
+            else:
+                if kwargs:
+                    raise SourceError("a positional argument cannot follow a keyword argument",
+                                      line=a.pos.line, col=a.pos.col)
+                args.append(a)
+        return Call(str(func), tuple(args), tuple(kwargs), self._pos(meta))
+
+    def kwarg(self, meta, children):
+        name, expr = children
+        return ("__kw__", (str(name), expr, self._pos(name)), None)
+
+    def list(self, meta, children):
+        return ListLit(tuple(children), self._pos(meta))
+
+
+# ---------------------------------------------------------------- errors
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "_NL": "end of line", "$END": "end of file",
+    "POW": "'^'",
+}
+
+
+def _describe(term: str) -> str:
+    if term in _TOKEN_WORDS:
+        return _TOKEN_WORDS[term]
+    try:
+        pattern = _lark().get_terminal(term).pattern
+        if pattern.type == "str":
+            return f"'{pattern.value}'"
+    except KeyError:
+        pass
+    return term.lower()
+
+
+# Characters people paste from papers and slides, and what the language writes instead.
+_LOOKALIKES = {"×": "*", "·": "*", "⋅": "*", "÷": "/", "−": "-", "–": "-", "²": "^2", "³": "^3",
+               "√": "sqrt(...)", "σ": "sigmoid(...)", "Σ": "sum(...)", "→": "=", "≤": "min/max", "≥": "min/max"}
+
+
+def _expected_text(expected, in_brackets: bool = True, end_of_line: bool = True) -> str:
+    skip = {"BADNUMBER"}
+    if not in_brackets:
+        # LALR merges states, so ')' and ',' show up as "expected" even outside any bracket
+        skip |= {"RPAR", "RSQB", "COMMA"}
+    if not end_of_line:
+        skip.add("_NL")
+    words = sorted({_describe(t) for t in expected if t not in skip},
+                   key=lambda w: (not w.startswith("a "), w == "end of line", w))
+    if not words:
+        return ""
+    if len(words) > 12:
+        words = words[:12] + ["…"]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
+    if isinstance(e, UnexpectedCharacters):
+        ch = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else ""
+        msg = f"syntax error: unexpected character {ch!r}"
+        inside = _unclosed_bracket(source.text[:e.pos_in_stream]) is not None
+        if ch in "=<>!" and source.text[e.pos_in_stream:e.pos_in_stream + 2] in ("==", "<=", ">=", "!="):
+            msg += " (comparisons are not part of the language)"
+        elif ch in _LOOKALIKES:
+            msg += f"; write {_LOOKALIKES[ch]} instead"
+        elif ch in "\"'":
+            msg += " (the language has no strings: values are numbers, lists and initializers)"
+        elif e.allowed:
+            msg += f"; expected {_expected_text(e.allowed, inside, end_of_line=False)}"
+        return SourceError(msg, line=e.line, col=e.column, source=source)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            # lark places end-of-file after the final newline we appended; point at the last real line.
+            unclosed = _unclosed_bracket(source.text)
+            if unclosed:
+                ch, line, col = unclosed
+                return SourceError(f"syntax error: '{ch}' is never closed", line=line, col=col,
+                                   source=source)
+            last = max(1, len(source.lines))
+            col = len(source.line_text(last)) + 1
+            return SourceError(f"syntax error: the file ends in the middle of a statement; "
+                               f"expected {_expected_text(e.expected)}", line=last, col=col, source=source)
+        unclosed = _unclosed_bracket(source.text[:tok.start_pos])
+        if unclosed and unclosed[1] < tok.line:
+            ch, line, col = unclosed
+            return SourceError(f"syntax error: '{ch}' is not closed before line {tok.line}",
+                               line=line, col=col, source=source)
+        if tok.type == "_NL":
+            what = "end of line"
+        else:
+            what = repr(str(tok))
+        msg = f"syntax error: unexpected {what}"
+        expected = _expected_text(e.expected)
+        line_text = source.line_text(tok.line)
+        if str(tok) == "=" and "==" in line_text[max(0, tok.column - 2):tok.column + 1]:
+            msg += " (comparisons are not part of the language)"
+        elif tok.type in ("NAME", "NUMBER", "LPAR", "LSQB") and "STAR" in e.expected:
+            msg += "; is an operator (such as * or +) missing before it?"
+        elif expected:
+            inside = _unclosed_bracket(source.text[:tok.start_pos]) is not None
+            msg += f"; expected {_expected_text(e.expected, inside)}"
+        hint = None
+        first = line_text.split()[0] if line_text.split() else ""
+        if str(tok) == "=" and first in ("input", "param", "const"):
+            hint = f"'{first}' is a keyword: write `{first} NAME = VALUE`."
+        if tok.type == "NAME" and str(tok) in ("input", "param", "const", "loss"):
+            hint = f"'{tok}' is a keyword and cannot be used as a name here."
+        return SourceError(msg, line=tok.line, col=tok.column, source=source, hint=hint,
+                           width=max(1, len(str(tok))) if tok.type != "_NL" else 1)
+    if isinstance(e, UnexpectedEOF):
+        last = max(1, len(source.lines))
+        return SourceError("syntax error: the file ends in the middle of a statement",
+                           line=last, col=len(source.line_text(last)) + 1, source=source)
+    return SourceError(f"syntax error: {e}", source=source)
+
+
+def _unclosed_bracket(text: str):
+    """The first '(' or '[' that is never closed, as (char, line, col), ignoring comments."""
+    stack = []
+    line, col = 1, 0
+    in_comment = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment = line + 1, 0, False
+            continue
+        if in_comment:
+            continue
+        if ch == "#":
+            in_comment = True
+        elif ch in "([":
+            stack.append((ch, line, col))
+        elif ch in ")]" and stack:
+            stack.pop()
+    return stack[0] if stack else None
+
+
+# ---------------------------------------------------------------- entry point
+
+# Lines per lark parse. A long file is parsed a chunk of whole statements at a time, so that only one
+# chunk's parse tree exists at once (a million-line tree would take gigabytes); the AST is kept.
+CHUNK_LINES = 2000
+
+# What decides where a statement ends: newlines, brackets, comments and backslash continuations.
+_STRUCTURE = re.compile(r"[\n()\[\]#]|\\[ \t]*\r?\n")
+
+
+def chunks(body: str, lines: int = CHUNK_LINES):
+    """(start, end, first line - 1) of runs of about `lines` lines that each end at a statement's end.
+
+    A newline ends a statement unless it is inside brackets or continues a backslash, as the
+    post-lexer and the grammar decide; comments are skipped. If this scan ever cut a statement in two,
+    its first half would not parse, and parse() falls back to one parse of the whole text."""
+    start, line, depth, start_line = 0, 1, 0, 1
+    pos = 0
+    n = len(body)
+    while pos < n:
+        m = _STRUCTURE.search(body, pos)
+        if m is None:
+            break
+        ch = m.group()
+        pos = m.end()
+        if ch == "\n":
+            line += 1
+            if depth == 0 and line - start_line >= lines:
+                yield start, pos, start_line - 1
+                start, start_line = pos, line
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "#":
+            nl = body.find("\n", pos)
+            pos = n if nl == -1 else nl
+        else:                       # a backslash continuation: its newline does not end the statement
+            line += 1
+    if start < n:
+        yield start, n, start_line - 1
+
+
+def parse(text: str, name: str = "<input>") -> Program:
+    """Parse a whole program; a SourceError names file, line and column and shows a caret.
+
+    Linear in the length of the text: the file is parsed in chunks of whole statements (see chunks),
+    and every position is computed from precomputed line starts, never by counting from the top."""
+    source = Source(text, name)
+    body = text if text.endswith("\n") else text + "\n"
+    to_ast = _ToAst(body)
+    parts = list(chunks(body))
+    statements: list[Stmt] = []
+    try:
+        try:
+            for start, end, line0 in parts:
+                to_ast.line0, to_ast.off = line0, start
+                statements += to_ast.transform(_lark().parse(body[start:end] if len(parts) > 1 else body))
+        except UnexpectedInput:
+            if len(parts) == 1:
+                raise
+            # One parse of the whole text: the error message looks at all of it (unclosed brackets, the
+            # end of the file), and should the scan have cut a statement, the whole parse is right.
+            to_ast.line0 = to_ast.off = 0
+            statements = to_ast.transform(_lark().parse(body))
+    except UnexpectedInput as e:
+        raise _syntax_error(e, source) from None
+    except VisitError as e:
+        if isinstance(e.orig_exc, SourceError):
+            raise e.orig_exc.at(source) from None
+        raise
+    return Program(statements, source)
+
+
+def parse_value(text: str, what: str):
+    """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate.
+
+    `what` is `--set NAME`. A number the value cannot hold (1e400) is a SourceError located in the
+    argument as typed, `NAME=VALUE`, with a caret under the number."""
+    prefix = "const __set__ = "
+    try:
+        prog = parse(f"{prefix}{text}\n", what)
+    except SourceError as e:
+        if not e.message.startswith("syntax error") and e.line == 1 and e.col is not None \
+                and e.col > len(prefix):
+            name = what.removeprefix("--set ")
+            arg = f"{name}={text}"
+            raise SourceError(e.message, line=1, col=e.col - len(prefix) + len(name) + 1,
+                              source=Source(arg, what), width=e.width) from None
+        raise CgvizError(f"cannot read {text!r} as a value "
+                         f"({e.message.removeprefix('syntax error: ')})") from None
+    if len(prog.statements) != 1:
+        raise CgvizError(f"cannot read {text!r} as a value (one value, not several statements)")
+    return prog.statements[0].expr

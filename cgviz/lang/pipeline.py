@@ -1,0 +1,107 @@
+"""The library's front door: file → IR → run → DOT/JSON/image bytes, each step one short call."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine
+from .build import build
+from ..view.dot import DotOptions, to_dot
+from .engine import Run
+from ..errors import CgvizError, SourceError
+from ..view.export import to_json
+from .inits import element_limit
+from ..ir import Graph
+from .parser import parse
+from ..view.graphviz import IMAGE_FORMATS, run_dot
+
+
+SOURCE_ACCEPTS = "Give an expression file such as pizza.cg, or - to read standard input."
+
+
+def read_source(path: str) -> tuple[str, str]:
+    """The text of a program file (or `-` for standard input) and the name to show for it. Only a
+    regular file is opened, and at most paths.SOURCE_LIMIT bytes are read (standard input too)."""
+    from ..paths import SOURCE_LIMIT, read_input, read_stdin
+    if path == "-":
+        data = read_stdin("an expression file", SOURCE_LIMIT)
+        name = "<stdin>"
+    else:
+        data = read_input(path, kind="an expression file", accepts=SOURCE_ACCEPTS, limit=SOURCE_LIMIT)
+        name = path
+    return decode_source(data, name), name
+
+
+def decode_source(data: bytes, name: str) -> str:
+    """A program file's bytes as text: UTF-8 (a BOM is fine), and no NUL bytes."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CgvizError(f"{name}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x}); cgviz render "
+                         "reads expression files such as pizza.cg, saved as UTF-8") from None
+    if "\x00" in text:
+        raise CgvizError(f"{name} contains NUL bytes: it looks like a binary file, not an expression file")
+    return text
+
+
+@dataclass
+class Result:
+    graph: Graph
+    run: Run
+
+
+def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None = None,
+             grad: bool = True, max_elements: int | None = None) -> Result:
+    """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
+    program = parse(text, name)
+    # NumPy's own RuntimeWarnings ("Mean of empty slice", overflow in an initializer) would print
+    # source paths on stderr; cgviz finds and explains every NaN and infinity itself.
+    with element_limit(max_elements), warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        graph = build(program, overrides)
+        try:
+            run = engine.run(graph, grad=grad)
+        except SourceError as e:
+            raise e.at(program.source) from None
+    return Result(graph, run)
+
+
+def annotate(result: Result, grad: bool = True, lr: float | None = None, clip_norm: float | None = None,
+             vanish: float | None = None, explode: float | None = None) -> list[str]:
+    """What a run's picture adds beyond forward and backward, and the warnings a person should read:
+    the run's own (NaN, inf), a learning-rate step's (`lr`: each param after one step, stored on the
+    run for the picture), and gradient health (vanishing/exploding flags, saturation)."""
+    from ..health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
+    vanish = VANISH if vanish is None else vanish
+    explode = EXPLODE if explode is None else explode
+    out = [str(w) for w in result.run.warnings]
+    if lr is not None:
+        from .train import large_step_warnings, step
+        result.run.step = step(result.graph, result.run, lr, clip_norm)
+        out += large_step_warnings(result.graph, result.run, result.run.step)
+    if grad:
+        out += flag_warnings(verdicts(result.graph, result.run, vanish, explode).values(), vanish, explode)
+        out += saturation_warnings(result.graph, result.run)
+    return out
+
+
+def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
+                 timeout: float | None = None, dpi: float | None = None) -> bytes:
+    """The bytes of one output format."""
+    if fmt == "json":
+        return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
+    dot_text = to_dot(result.graph, result.run, opts)
+    if fmt == "dot":
+        return dot_text.encode("utf-8")
+    if fmt in IMAGE_FORMATS:
+        return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph), dpi=dpi)
+    if fmt == "html":
+        from ..view.html import dsl_page
+        svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(result.graph)).decode("utf-8")
+        return dsl_page(result.graph, result.run, svg).encode("utf-8")
+    raise CgvizError(f"unknown format {fmt!r}")

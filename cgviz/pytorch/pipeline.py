@@ -1,0 +1,280 @@
+"""`cgviz torch` as one library call: load → trace (forward, backward) → picture → DOT/JSON/image bytes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CgvizError
+from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
+from ..view.structure import Picture, build_picture
+
+ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
+MIN_ATTEMPT = 10.0          # seconds
+
+
+@dataclass
+class Level:
+    """One picture the layout budget may choose: a depth (None: every op), or the compact style."""
+
+    depth: int | None
+    compact: bool = False
+    pic: Picture | None = None
+
+
+@dataclass
+class ModelResult:
+    data: bytes
+    nodes: int                      # drawn nodes (recorded nodes for JSON)
+    recorded: int
+    depth: int | None
+    max_depth: int
+    auto: bool
+    loss: float | None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    profile_table: str | None = None    # --profile: the top nodes by time, for the terminal
+
+
+def _nonfinite_notes(run) -> list[str]:
+    """A NaN or infinite loss or parameter gradient, said in words (the picture shows it too)."""
+    import math
+    out = []
+    if run.loss is not None and not math.isfinite(run.loss):
+        out.append(f"the loss is {run.loss}: every gradient below it is meaningless")
+    bad = [name for name, g in run.param_grads.items()
+           if g is not None and g.norm is not None and not math.isfinite(g.norm)]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        out.append(f"non-finite gradient (NaN or inf) in {', '.join(bad[:3])}{more}")
+    return out
+
+
+@dataclass
+class ModelDrawing:
+    """A traced model and the picture chosen for it, ready to become any output format."""
+
+    graph: Any
+    run: Any
+    pic: Picture
+    title: str
+    extra: dict                     # view, depth, folded: what the JSON records about the picture
+    flags: bool                     # gradient-health flags mean something for this loss
+    vanish: float | None
+    explode: float | None
+    grad: bool
+    depth: int | None
+    auto: bool
+    fold: bool = True
+    notes: list[str] = field(default_factory=list)
+    profile_table: str | None = None
+    compact: bool = False
+    coarser: list[Level] = field(default_factory=list)    # what the budget may step down to, in order
+    drawn: Any = None               # the graph the picture is drawn from (models.simplify), else `graph`
+
+    @property
+    def shown(self):
+        """The graph the picture shows: the record less its pass-through ops (models.simplify)."""
+        return self.graph if self.drawn is None else self.drawn
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.run.warnings
+
+    def dot(self, rankdir: str = "TB") -> str:
+        from ..view.model_dot import DrawOptions, to_dot
+        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
+        return to_dot(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
+                                                                  title=self.title, flags=self.flags,
+                                                                  compact=self.compact, **thresholds))
+
+    def _what(self) -> str:
+        if self.coarser and self.coarser[0].compact:
+            return "every grad_fn with its edge labels"
+        return "every op" if self.depth is None else f"depth {self.depth}"
+
+    def step_down(self, why: str) -> bool:
+        """Take the next coarser level, with a note that says why; False when there is none."""
+        if not self.coarser:
+            return False
+        was = self._what()
+        nxt = self.coarser.pop(0)
+        self._take(nxt)
+        now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
+               else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+        self.notes.append(f"{why} for {was}, so cgviz drew {now}; --format svg, pdf or json keep detail"
+                          if why else f"drew {now}")
+        return True
+
+    def _take(self, level: Level) -> None:
+        if level.pic is None:
+            level.pic = build_picture(self.shown, self.run, level.depth, self.fold)
+        self.pic, self.depth, self.compact = level.pic, level.depth, level.compact
+        self.extra["depth"] = level.depth
+        self.auto = self.auto or level.depth is not None
+
+    def choose(self, rankdir: str = "TB") -> None:
+        """Start from the first level whose estimated layout cost fits the budget (cgviz.view.budget)."""
+        from ..view.budget import LAYOUT_BUDGET, layout_cost
+        skipped = None
+        while self.coarser:
+            cost = layout_cost(self.dot(rankdir))
+            if cost.score <= LAYOUT_BUDGET:
+                break
+            skipped = skipped or (self._what(), cost)
+            self._take(self.coarser.pop(0))
+        if skipped is not None:
+            was, cost = skipped
+            now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
+                   else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+            self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
+                              f"so cgviz drew {now}")
+
+    def to_dict(self) -> dict:
+        from ..view.model_export import to_dict
+        return to_dict(self.graph, self.run, self.extra, (self.vanish, self.explode) if self.flags else None)
+
+    def output(self, fmt: str, rankdir: str = "TB", timeout: float | None = None,
+               timings: dict[str, float] | None = None, dpi: float | None = None) -> bytes:
+        """The bytes of one format: json, dot, html, or an image laid out by Graphviz."""
+        timings = {} if timings is None else timings
+        if fmt == "json":
+            from ..view.model_export import to_json
+            return to_json(self.graph, self.run, self.extra,
+                           (self.vanish, self.explode) if self.flags else None).encode("utf-8")
+        t = time.perf_counter()
+        dot_text = self.dot(rankdir)
+        timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
+        if fmt == "dot":
+            return dot_text.encode("utf-8")
+        t = time.perf_counter()
+        if fmt not in IMAGE_FORMATS and fmt != "html":
+            raise CgvizError(f"unknown format {fmt!r}")
+        while True:
+            # one attempt may use a share of the time while a coarser level is left to fall back on
+            last = not self.coarser
+            limit = timeout if last or timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
+            # advice for a picture too big or too slow to lay out: only what is not already in effect
+            hint = "".join(h for h, wanted in (("a smaller --depth, ", self.depth is None or self.depth > 1),
+                                               ("folding (leave out --no-fold), ", not self.fold)) if wanted)
+            nodes = len(self.pic.nodes)
+            try:
+                if fmt == "html":
+                    from ..view.html import model_page
+                    svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
+                    data = model_page(self.shown, self.run, self.pic, svg, self.title).encode("utf-8")
+                elif fmt == "png":
+                    laid = layout(dot_text, limit, nodes, hint)
+                    data = rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
+                else:
+                    data = run_dot(dot_text, fmt, timeout=limit, nodes=nodes, hint=hint, rankdir=rankdir)
+                break
+            except LayoutTimeout:
+                if last:
+                    raise
+                why = f"Graphviz did not finish the layout within {limit:g} s"
+            except PictureTooBig:
+                if last or dpi is not None:
+                    raise
+                why = "a PNG would pass the pixel budget even at low resolution"
+            self.step_down(why)
+            dot_text = self.dot(rankdir)
+        timings["layout"] = time.perf_counter() - t
+        return data
+
+
+def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
+                  profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
+                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True) -> ModelDrawing:
+    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
+    from .trace import TraceOptions, trace
+    opts = opts or TraceOptions()
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
+    from ..summary import HISTOGRAMS
+    token = HISTOGRAMS.set(html)
+    try:
+        traced = trace(loaded, opts)
+    finally:
+        HISTOGRAMS.reset(token)
+    timings["run"] = time.perf_counter() - t
+    graph, run = traced.graph, traced.run
+    graph.source = Path(loaded.path).name
+    profile_table = None
+    if run.profile is not None:
+        from ..view.profile import table
+        timings["profile"] = run.profile.wall_s      # part of "run"
+        profile_table = table(run.profile, graph, run, profile_top)
+    notes = list(loaded.notes) + list(traced.notes)
+    t = time.perf_counter()
+    pic: Picture
+    auto = False
+    view_depth = depth
+    view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
+    coarser: list[Level] = []
+    from ..view.simplify import simplify as _simplify
+    simple = _simplify(graph, run) if simplify and view == "ops" else None
+    drawn = graph if simple is None else simple.graph
+    if view == "autograd":
+        # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
+        pic = build_picture(graph, run, None, fold=False)
+        coarser = [Level(None, True, pic)]
+    else:
+        pic = build_picture(drawn, run, depth, fold)
+        if depth is None:
+            from ..view.structure import max_depth
+            coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
+    extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
+    if view == "autograd" and (depth is not None or not fold):
+        notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
+    run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
+    # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the model's
+    # own scalar output or a --loss the user chose. The default sum(output) of a tensor grows with the
+    # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
+    flags = grad and not opts.meta and not (opts.loss is None and run.meta.get("loss") == "sum")
+    if flags:
+        from ..health import EXPLODE, VANISH, flag_warnings, model_verdicts
+        vanish = VANISH if vanish is None else vanish
+        explode = EXPLODE if explode is None else explode
+        found = model_verdicts(graph, run, vanish, explode).values()
+        run.warnings.extend(w for w in flag_warnings(found, vanish, explode) if w not in run.warnings)
+    from ..view.model_dot import count_text
+    title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
+             f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
+    if opts.meta:
+        title += "  —  traced on the meta device: shapes only"
+    if run.loss is not None:
+        title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+    if simple is not None and simple.note(graph):
+        title += f"  —  {simple.note(graph)}"
+    timings["picture"] = time.perf_counter() - t
+    drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
+                           view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn)
+    drawing.choose()
+    return drawing
+
+
+def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
+               depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
+               timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
+               explode: float | None = None, dpi: float | None = None, simplify: bool = True) -> ModelResult:
+    """Everything `cgviz torch` does, minus printing and writing the file."""
+    t0 = time.perf_counter()
+    from ..needs import require_torch
+    require_torch(f"drawing the model {spec}")      # timed on its own: it is most of the start-up
+    from .load import load_model
+    from .trace import TraceOptions
+    opts = opts or TraceOptions()
+    timings = {"import": time.perf_counter() - t0}
+    t = time.perf_counter()
+    loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
+    timings["load"] = time.perf_counter() - t
+    d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
+    data = d.output(fmt, rankdir, timeout, timings, dpi)
+    nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
+    return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
+                       d.run.warnings, timings, d.profile_table)

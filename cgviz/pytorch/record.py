@@ -1,0 +1,288 @@
+"""Record a model's forward pass as it really runs: one IR node per torch call, in module scopes.
+
+A `TorchFunctionMode` sees every torch function, tensor method and `torch.ops.aten` call made from
+Python, so data-dependent control flow is recorded as it executed (a trace of what ran, not of what
+the code says). Module forward hooks (or, for programs without live modules, a scope set by the
+caller) say which module each op ran in. Hooks on each op's output and on an alias of each input
+capture the gradient of the node and the gradient that flowed back along each edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from ..ir import Graph, Node
+from ..summary import ModelRun, TensorInfo
+
+# Tensor properties worth a node when read (x.T); `.shape`, `.grad`, `.data` and friends are not ops.
+_PROPERTY_OPS = {"T", "mT", "H", "mH", "real", "imag"}
+# Calls that never become nodes: bookkeeping, not computation.
+_SKIP = {"requires_grad_", "retain_grad", "register_hook", "backward", "data_ptr", "__repr__",
+         "__format__", "tolist", "item", "numpy", "__len__", "__iter__", "__bool__", "__array__",
+         "__reduce_ex__", "__deepcopy__", "_assert"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One module call on the scope stack: its attribute path, class, and which call of it this is."""
+
+    path: str
+    cls: str
+    call: int = 1
+
+    @property
+    def key(self) -> str:
+        return self.path if self.call == 1 else f"{self.path}:{self.call}"
+
+
+def op_name(func) -> str:
+    """A short readable name for a torch callable: linear, add, getitem, T, conv2d."""
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name == "__get__":
+        owner = getattr(func, "__self__", None)
+        return getattr(owner, "__name__", "get")
+    if type(func).__name__ == "OpOverload":           # aten.add.Tensor → add
+        name = name.split(".")[0]
+    name = name.strip("_") if name.startswith("__") else name
+    return name or "op"
+
+
+def is_inplace(func, kwargs: dict) -> bool:
+    """add_, x += y (__iadd__), x[i] = v, relu(x, inplace=True), out=…: the input is the output."""
+    raw = getattr(func, "__name__", "") or ""
+    if type(func).__name__ == "OpOverload":
+        raw = raw.split(".")[0]
+    return ((raw.endswith("_") and not raw.endswith("__")) or raw.startswith("__i") or raw == "__setitem__"
+            or kwargs.get("inplace") is True or "out" in kwargs)
+
+
+def not_an_op(func, name: str) -> bool:
+    """Calls that are not drawn: bookkeeping (_SKIP) and attribute reads other than the few that
+    compute something (`.T`, in _PROPERTY_OPS)."""
+    return name in _SKIP or (name not in _PROPERTY_OPS and getattr(func, "__name__", "") == "__get__")
+
+
+class Recorder(TorchFunctionMode):
+    """Builds the ops-view graph while the model runs; `finish()` returns (Graph, ModelRun)."""
+
+    def __init__(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 grads: bool = True):
+        super().__init__()
+        self.graph = Graph()
+        self.run = ModelRun()
+        self.grads = grads
+        self.stack: list[Frame] = []
+        self._calls: dict[str, int] = {}          # module path → calls so far (loop detection)
+        self._producer: dict[int, tuple[str, int]] = {}   # id(tensor) → (node id, output index)
+        self._keep: list[torch.Tensor] = []        # keep recorded tensors alive so ids stay unique
+        self._named = {id(t): (n, "param") for n, t in params.items()}
+        self._named.update({id(t): (n, "const") for n, t in buffers.items() if id(t) not in self._named})
+        self._ids: dict[str, int] = {}
+        self._consts = 0
+        self._hooks: list = []
+        self._leaves: list[tuple[str, torch.Tensor]] = []   # leaves read .grad after backward
+        self.paused = False
+
+    # ---- scopes -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def scope(self, path: str, cls: str):
+        """Enter a module call (module hooks and program interpreters call this)."""
+        n = self._calls.get(path, 0) + 1
+        self._calls[path] = n
+        self.stack.append(Frame(path, cls, n))
+        try:
+            yield
+        finally:
+            self.stack.pop()
+
+    def set_stack(self, frames: list[Frame]) -> None:
+        """For interpreters that know each op's module stack (torch.export's nn_module_stack)."""
+        self.stack = list(frames)
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def add_input(self, name: str, t: torch.Tensor) -> None:
+        node = self.graph.add(Node(id=self._unique(name), kind="input", name=name,
+                                   meta={"module": "", "scope": ()}))
+        self._note(t, node.id, 0)
+        self.run.values[node.id] = TensorInfo.of(t)
+        if self.grads and t.requires_grad:
+            self._hook_node(t, node.id)
+
+    # ---- the mode -----------------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
+        name = op_name(func)
+        if not_an_op(func, name):
+            return func(*args, **kwargs)
+        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        inplace = is_inplace(func, kwargs)
+        edge_hooks: list[tuple[int, torch.Tensor]] = []
+        if self.grads and not inplace and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in):
+            # An alias per input (a view, no copy) so a hook can see the gradient along *this* edge,
+            # not the sum over every consumer of the tensor.
+            k = 0
+
+            def alias(t):
+                nonlocal k
+                if isinstance(t, torch.Tensor):
+                    k += 1
+                    if t.requires_grad:
+                        a = t.view_as(t)
+                        edge_hooks.append((k - 1, a))
+                        return a
+                return t
+            args, kwargs = tree_map(alias, (args, kwargs))
+        out = func(*args, **kwargs)
+        flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not flat_out and inplace and args and isinstance(args[0], torch.Tensor):
+            flat_out = [args[0]]       # x[i] = v returns None; the result is x, changed
+        if not flat_out:
+            return out
+        node = self._add_op(name, func, flat_in)
+        for k, a in edge_hooks:
+            self._hook_edge(a, node.id, k)
+        infos = []
+        for i, t in enumerate(flat_out):
+            self._note(t, node.id, i)
+            infos.append(TensorInfo.of(t))
+        self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
+        if self.grads and flat_out[0].requires_grad:
+            self._hook_node(flat_out[0], node.id)
+        return out
+
+    def _add_op(self, name: str, func, flat_in: list[torch.Tensor]) -> Node:
+        inputs, outs = [], []
+        for t in flat_in:
+            src, idx = self._source(t)
+            inputs.append(src)
+            outs.append(idx)
+        frames = tuple(self.stack)
+        node = Node(id=self._unique(self.op_base(name)), kind="op", op=name,
+                    inputs=tuple(inputs),
+                    meta={"module": frames[-1].path if frames else "",
+                          "class": frames[-1].cls if frames else "",
+                          "scope": frames,
+                          "out_index": tuple(outs)})
+        self.graph.add(node)
+        for k, src in enumerate(inputs):
+            v = self.run.values[src]
+            self.run.edge_values[(node.id, k)] = v[outs[k]] if isinstance(v, list) else v
+        return node
+
+    def op_base(self, name: str) -> str:
+        """An op's id before `_unique` numbers repeats: the innermost module call names it
+        (`--profile` computes the same ids on a later run, so this is the one place that says how)."""
+        prefix = self.stack[-1].key if self.stack else ""
+        return f"{prefix}/{name}" if prefix else name
+
+    def _source(self, t: torch.Tensor) -> tuple[str, int]:
+        """The node that produced `t`; parameters, buffers and stray constants get a leaf node."""
+        hit = self._producer.get(id(t))
+        if hit is not None:
+            return hit
+        named = self._named.get(id(t))
+        if named is not None:
+            name, kind = named
+            node_id = self._unique(name)
+        else:
+            self._consts += 1
+            name, kind = None, "const"
+            node_id = self._unique("const")
+        owner = name.rpartition(".")[0] if name else ""
+        self.graph.add(Node(id=node_id, kind=kind, name=name or node_id,
+                            meta={"module": owner, "scope": tuple(self.stack), "numel": t.numel()}))
+        self.run.values[node_id] = TensorInfo.of(t)
+        self._note(t, node_id, 0)
+        if self.grads and t.requires_grad and t.is_leaf:
+            self._leaves.append((node_id, t))
+        elif self.grads and t.requires_grad:
+            self._hook_node(t, node_id)
+        return node_id, 0
+
+    # ---- hooks --------------------------------------------------------------------------------
+    def _note(self, t: torch.Tensor, node_id: str, idx: int) -> None:
+        self._producer[id(t)] = (node_id, idx)
+        self._keep.append(t)
+
+    def _hook_node(self, t: torch.Tensor, node_id: str) -> None:
+        def hook(g):
+            self.run.grads[node_id] = TensorInfo.of(g)
+        self._hooks.append(t.register_hook(hook))
+
+    def _hook_edge(self, a: torch.Tensor, node_id: str, k: int) -> None:
+        def hook(g):
+            self.run.edge_grads[(node_id, k)] = TensorInfo.of(g)
+        self._hooks.append(a.register_hook(hook))
+
+    def _unique(self, base: str) -> str:
+        n = self._ids.get(base, 0) + 1
+        self._ids[base] = n
+        return base if n == 1 else f"{base}_{n}"
+
+    def source_of(self, t: torch.Tensor) -> str | None:
+        hit = self._producer.get(id(t))
+        return hit[0] if hit else None
+
+    def finish(self, output_id: str) -> tuple[Graph, ModelRun]:
+        """After backward: leaf gradients, pruning of what does not reach the output, hooks removed."""
+        for node_id, t in self._leaves:
+            self.run.grads[node_id] = TensorInfo.of(t.grad) if t.grad is not None else None
+            if self.graph[node_id].kind == "param":
+                self.run.param_grads[self.graph[node_id].name] = self.run.grads[node_id]
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        self._keep.clear()
+        self._producer.clear()
+        self.graph.output = output_id
+        self.graph.loss = output_id
+        return prune(self.graph, output_id), self.run
+
+
+def prune(graph: Graph, output_id: str) -> Graph:
+    """Keep only what the output depends on (`num_batches_tracked += 1` and dead branches go)."""
+    need = {output_id}
+    for node in reversed(graph.nodes):
+        if node.id in need:
+            need.update(node.inputs)
+    kept = Graph(source=graph.source, meta=graph.meta, output=graph.output, loss=graph.loss)
+    for node in graph.nodes:
+        if node.id in need:
+            kept.add(node)
+    return kept
+
+
+def module_hooks(model: torch.nn.Module, rec: Recorder):
+    """Forward pre/post hooks on every submodule that enter/leave its scope on the recorder."""
+    names: dict[int, str] = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(mod), name)
+    handles = []
+    open_scopes: dict[int, list] = {}
+
+    def pre(mod, args):
+        path = names.get(id(mod))
+        if path is None or path == "":
+            return
+        cm = rec.scope(path, type(mod).__name__)
+        cm.__enter__()
+        open_scopes.setdefault(id(mod), []).append(cm)
+
+    def post(mod, args, out):
+        stack = open_scopes.get(id(mod))
+        if stack:
+            stack.pop().__exit__(None, None, None)
+
+    for name, mod in model.named_modules():
+        if name == "" or isinstance(mod, torch.jit.ScriptModule):
+            continue
+        handles.append(mod.register_forward_pre_hook(pre))
+        handles.append(mod.register_forward_hook(post, always_call=True))
+    return handles

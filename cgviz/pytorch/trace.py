@@ -1,0 +1,185 @@
+"""Run a loaded model forward and backward once, recording the graph of the chosen view."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from ..errors import CgvizError
+from ..ir import Graph
+from .inputs import InputSpec, compute_loss, describe
+from .load import Loaded
+from .run import backward, call, named_inputs, parameters_and_buffers, prepare
+from ..summary import ModelRun
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    input_shapes: tuple[InputSpec, ...] = ()
+    input_file: str | None = None
+    dtype: str | None = None          # None: as saved
+    loss: str | None = None           # None: the output if scalar, else sum
+    seed: int = 0
+    view: str = "ops"                 # ops | autograd
+    mode: str | None = None           # train | eval | None (as saved)
+    meta: bool = False
+    profile: int = 0                  # --profile-runs: measured passes after the drawn one (0: none)
+    max_elements: int | None = None   # per --input-shape input; None: inputs.INPUT_ELEMENT_LIMIT
+
+
+@dataclass
+class Traced:
+    graph: Graph
+    run: ModelRun
+    notes: list[str] = field(default_factory=list)
+
+
+def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
+    """Forward and backward once; the graph and what flowed through it."""
+    import torch
+    model, args, kwargs = prepare(loaded, opts)
+    torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
+    if opts.profile and opts.view == "autograd":
+        raise CgvizError("--profile attributes time to the ops the model ran; it cannot be combined "
+                         "with --view autograd (leave that out)")
+    if opts.profile and opts.meta:
+        raise CgvizError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
+    with _eager():
+        if opts.view == "autograd":
+            return _trace_autograd(loaded, model, args, kwargs, opts)
+        traced = _trace_ops(loaded, model, args, kwargs, opts)
+    if opts.profile:
+        if traced.run.meta.get("view") != "ops":
+            traced.notes.append("--profile: not measured, since the ops view could not follow this model")
+        else:
+            # after the drawn run, whose values and gradients are already summarised: the measured
+            # passes change nothing that is drawn
+            from .profile import measure, restrict
+            prof = measure(loaded, model, args, kwargs, opts)
+            ops = [n.id for n in traced.graph if n.kind == "op"]
+            restrict(prof, ops)
+            missing = sum(1 for i in ops if i not in prof.nodes)
+            if missing:
+                traced.notes.append(f"--profile: {missing} of {len(ops)} drawn ops were not seen in the "
+                                    "measured run (the model did not run the same ops twice); their time "
+                                    "counts as not attributed")
+            traced.run.profile = prof
+    return traced
+
+
+@contextlib.contextmanager
+def _eager():
+    """torch.compile'd functions run eagerly while cgviz records: dynamo would otherwise trace cgviz's
+    own recorder (a TorchFunctionMode) into every compiled region, recompile per call until its limit
+    and print pages of warnings; eager, their ops are recorded one by one like the rest of the model.
+
+    Setting the stance imports torch._dynamo, ~0.5-3 s on its own (a fifth of `cgviz torch` on
+    ResNet-50), which a model that never compiles anything does not need. So the stance is set up
+    front only when dynamo is already loaded (the model file compiled something); otherwise
+    torch.compile is wrapped for the duration, and the first call of it (a forward that compiles
+    lazily) sets the stance before anything is compiled."""
+    import sys
+
+    import torch
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    if set_stance is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        if "torch._dynamo" in sys.modules:
+            stack.enter_context(set_stance("force_eager"))
+            yield
+            return
+        real = torch.compile
+        entered = []
+
+        def compile_eagerly(*args, **kwargs):
+            if not entered:
+                stack.enter_context(set_stance("force_eager"))
+                entered.append(True)
+            return real(*args, **kwargs)
+
+        torch.compile = compile_eagerly
+        try:
+            yield
+        finally:
+            if torch.compile is compile_eagerly:
+                torch.compile = real
+
+
+def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
+    import torch
+    from .record import Recorder, module_hooks
+    params, buffers = parameters_and_buffers(model)
+    grads = not opts.meta
+    rec = Recorder(params, buffers, grads=grads)
+    for name, t in named_inputs(model, args, kwargs):
+        rec.add_input(name, t)
+    handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
+    notes = []
+    try:
+        with rec, torch.enable_grad() if grads else torch.no_grad():
+            try:
+                out = call(loaded, model, args, kwargs, rec)
+            except NotImplementedError as e:
+                raise _Fallback(str(e)) from None
+            with rec.scope("loss", "Loss"):
+                loss, kind = compute_loss(out, opts.loss, opts.seed)
+    except _Fallback as e:
+        for h in handles:
+            h.remove()
+        notes.append(f"the ops view cannot follow this TorchScript model ({e}); drawing the autograd "
+                     "view instead")
+        traced = _trace_autograd(loaded, model, args, kwargs, opts)
+        traced.notes[:0] = notes
+        return traced
+    finally:
+        for h in handles:
+            h.remove()
+    loss_id = rec.source_of(loss)
+    if loss_id is None:
+        raise CgvizError("cgviz could not follow the model's computation to its output")
+    if grads:
+        if not loss.requires_grad:
+            raise CgvizError("the output does not depend on any parameter or input that needs a "
+                             "gradient (is the model's forward under torch.no_grad?)")
+        backward(loss)
+    graph, run = rec.finish(loss_id)
+    run.loss = None if opts.meta else float(loss.detach())
+    _describe(run, loaded, model, "ops", kind, args, kwargs, params)
+    return Traced(graph, run, notes)
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _describe(run: ModelRun, loaded: Loaded, model, view: str, loss_kind: str, args, kwargs, params) -> None:
+    """What the JSON's `model` field and the caption say about the run, and every parameter's grad."""
+    from ..summary import TensorInfo
+    run.meta.update(kind=loaded.kind, view=view, loss=loss_kind, mode="train" if model.training else "eval",
+                    inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
+    for name, p in params.items():
+        if name not in run.param_grads:
+            run.param_grads[name] = TensorInfo.of(p.grad) if p.grad is not None else None
+
+
+def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
+    import torch
+    from .autograd import AutogradRecorder
+    if opts.meta:
+        raise CgvizError("--view autograd needs a real backward pass; it cannot be combined with --meta")
+    params, _ = parameters_and_buffers(model)
+    with torch.enable_grad():
+        out = call(loaded, model, args, kwargs)
+        loss, kind = compute_loss(out, opts.loss, opts.seed)
+    if not loss.requires_grad:
+        raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
+    inputs = dict(named_inputs(model, args, kwargs))
+    rec = AutogradRecorder(loss, params, inputs)
+    backward(loss)
+    graph, run = rec.result()
+    run.loss = float(loss.detach())
+    _describe(run, loaded, model, "autograd", kind, args, kwargs, params)
+    return Traced(graph, run, [])
+

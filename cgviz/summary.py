@@ -1,0 +1,177 @@
+"""What a model picture keeps of each tensor (shape, dtype, stats, small values) and of a whole run.
+
+Summaries are taken while the model runs, so the picture never holds on to a model's activations:
+a GPT-2-sized run keeps a few numbers per edge, not hundreds of megabytes of tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .fmt import stats as _stats
+
+FULL_LIMIT = 4096   # tensors up to this many elements keep their values (JSON writes them in full)
+# Histograms of large tensors cost a pass over memory; only the HTML page shows them.
+HISTOGRAMS: ContextVar[bool] = ContextVar("cgviz_histograms", default=False)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor as the picture and the JSON show it."""
+
+    shape: tuple[int, ...]
+    dtype: str                       # torch's name without the prefix: float32, int64, bool
+    stats: dict | None               # mean/std/min/max/norm (fmt.stats); None on the meta device
+    values: np.ndarray | None = None  # the values when small (≤ FULL_LIMIT elements), else None
+    hist: tuple | None = None         # (counts, lo, hi) of a large tensor, when histograms are on
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def norm(self) -> float | None:
+        return None if self.stats is None else self.stats["norm"]
+
+    @property
+    def has_nan(self) -> bool:
+        """min/max are NaN exactly when a NaN is present (std is NaN for a mere -inf too)."""
+        return self.stats is not None and any(self.stats.get(k) is not None and self.stats[k] != self.stats[k]
+                                              for k in ("min", "max"))
+
+    @property
+    def nonfinite(self) -> bool:
+        """Some value is NaN or infinite (an attention mask's -inf counts)."""
+        return self.stats is not None and any(isinstance(x, float) and not math.isfinite(x)
+                                              for x in self.stats.values())
+
+    @staticmethod
+    def of(t: Any) -> "TensorInfo":
+        """Summarise a torch tensor (detached; meta/fake tensors give shape and dtype only)."""
+        import torch
+
+        dtype = str(t.dtype).replace("torch.", "")
+        shape = tuple(int(s) for s in t.shape)
+        if t.device.type == "meta" or _is_fake(t):
+            return TensorInfo(shape, dtype, None, None)
+        d = t.detach()
+        if d.is_complex():
+            d = d.abs()
+        if d.numel() <= FULL_LIMIT:
+            # integers stay integers (token ids print whole); floats and bools go through float64
+            whole = not d.dtype.is_floating_point and d.dtype != torch.bool
+            arr = d.cpu().to(torch.int64).numpy() if whole else d.cpu().to(torch.float64).numpy()
+            return TensorInfo(shape, dtype, _stats(arr), arr.copy())
+        # Large tensors: statistics in torch, without a NumPy copy. float32 stays float32 (torch's
+        # reductions sum pairwise, and `norm` then equals what `param.grad.norm()` prints); other
+        # dtypes go through float64.
+        x = d if d.dtype in (torch.float32, torch.float64) else d.to(torch.float64)
+        # Three passes over memory (mean, norm, min/max) instead of torch.std_mean's slow
+        # single-threaded Welford: for GPT-2's weights and gradients that is seconds saved.
+        # std from the norm cancels badly when std ≪ |mean|; then take the exact centred norm.
+        n = x.numel()
+        mean = float(x.mean())
+        norm = float(torch.linalg.vector_norm(x))
+        var = norm * norm / n - mean * mean
+        if var < 1e-4 * mean * mean:
+            var = float(torch.linalg.vector_norm(x - mean)) ** 2 / n
+        lo, hi = torch.aminmax(x)
+        st = {"mean": mean, "std": math.sqrt(max(var, 0.0)), "min": float(lo), "max": float(hi),
+              "norm": norm}
+        hist = None
+        if HISTOGRAMS.get() and math.isfinite(st["min"]) and math.isfinite(st["max"]) and st["min"] < st["max"]:
+            # one more pass over memory, only for the HTML page, which draws it in the node's panel
+            counts = torch.histc(x.to(torch.float32), bins=16, min=st["min"], max=st["max"])
+            hist = ([int(c) for c in counts.tolist()], st["min"], st["max"])
+        return TensorInfo(shape, dtype, st, None, hist)
+
+
+def first(v):
+    """A node's (first) output: ops with several tensor outputs keep a list of summaries."""
+    return v[0] if isinstance(v, list) else v
+
+
+def _is_fake(t) -> bool:
+    try:
+        from torch._subclasses.fake_tensor import FakeTensor
+    except ImportError:  # pragma: no cover - older torch
+        return False
+    return isinstance(t, FakeTensor)
+
+
+@dataclass
+class ModelRun:
+    """What recording a model produced, beside its `ir.Graph`.
+
+    values      node id → its output (a list for ops with several tensor outputs, e.g. `split`)
+    grads       node id → ∂loss/∂(its first output), None where no gradient flows
+    edge_values (consumer id, argument index) → the tensor that flowed along that edge
+    edge_grads  (consumer id, argument index) → the gradient that flowed back along that edge
+    param_grads qualified parameter name → summary of `param.grad` after backward
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    grads: dict[str, TensorInfo | None] = field(default_factory=dict)
+    edge_values: dict[tuple[str, int], TensorInfo] = field(default_factory=dict)
+    edge_grads: dict[tuple[str, int], TensorInfo | None] = field(default_factory=dict)
+    param_grads: dict[str, TensorInfo | None] = field(default_factory=dict)
+    loss: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)   # model kind, mode, inputs tried, timings …
+    profile: Any = None      # a models.profile.Profile when `--profile` measured the run
+
+
+# ---- what `--profile` measured (cgviz.pytorch.profile fills these; the views read them) ----
+
+@dataclass
+class Cost:
+    """One node's (or a sum of nodes') average cost per pass."""
+
+    fwd_us: float = 0.0
+    bwd_us: float = 0.0
+    mem: int = 0          # bytes allocated by its ops, forward and backward (frees not subtracted)
+
+    @property
+    def total_us(self) -> float:
+        return self.fwd_us + self.bwd_us
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.fwd_us + other.fwd_us, self.bwd_us + other.bwd_us, self.mem + other.mem)
+
+
+@dataclass
+class Profile:
+    """What the measured passes cost, averaged over `runs`; node id → Cost for recorded op nodes."""
+
+    nodes: dict[str, Cost]
+    total_us: float               # every profiler event's self CPU time, per pass
+    fwd_us: float                 # attributed to nodes, forward
+    bwd_us: float                 # attributed to nodes, backward
+    runs: int
+    device: str = "cpu"
+    unattributed_by: list[tuple[str, float]] = field(default_factory=list)   # (what, µs), largest first
+    wall_s: float = 0.0           # how long warm-up and measured passes took, profiler included
+
+    @property
+    def unattributed_us(self) -> float:
+        return max(self.total_us - self.fwd_us - self.bwd_us, 0.0)
+
+    def cost(self, members) -> Cost:
+        """The sum over recorded nodes (a collapsed module's or a folded block's members)."""
+        out = Cost()
+        for m in members:
+            c = self.nodes.get(m)
+            if c is not None:
+                out = out + c
+        return out
+
+    def share(self, cost: Cost) -> float:
+        return cost.total_us / self.total_us if self.total_us > 0 else 0.0

@@ -1,0 +1,1 @@
+"""Views of a run: pictures (DOT), JSON, the HTML page, plots, and the Graphviz runner."""

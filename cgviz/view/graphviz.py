@@ -1,0 +1,244 @@
+"""Turn DOT text into PNG/SVG/PDF with the `dot` program, and write any output file atomically."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import CgvizError
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+TEXT_FORMATS = ("dot", "json")
+PAGE_FORMATS = ("html",)           # the interactive page: the SVG plus numbers and a script
+FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS
+DEFAULT_TIMEOUT = 60.0
+
+INSTALL_HINT = ("Graphviz's `dot` program is not installed (or not on PATH), so cgviz cannot draw "
+                "PNG, SVG or PDF. Install it with `sudo apt-get install graphviz` (Debian/Ubuntu), "
+                "`brew install graphviz` (macOS) or `conda install graphviz`; `--format dot` and "
+                "`--format json` work without it.")
+
+
+class DotMissing(CgvizError):
+    """`dot` is not on PATH."""
+
+
+def dot_executable() -> str:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise DotMissing(INSTALL_HINT)
+    return exe
+
+
+class LayoutTimeout(CgvizError):
+    """Graphviz did not lay the picture out in the time it was given."""
+
+
+class PictureTooBig(CgvizError):
+    """A PNG of the picture would not fit the pixel budget even at the lowest readable resolution."""
+
+
+def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: int | None, hint: str,
+         what: str = "laying out") -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(args, input=data, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        size = f" {nodes} nodes" if nodes else " the graph"
+        faster = "--format svg (much faster than PNG for big graphs), " if fmt == "png" else ""
+        raise LayoutTimeout(f"Graphviz did not finish {what}{size} within {timeout:g} s. "
+                            f"Try {hint}{faster}--format dot to get the text without layout, or a longer "
+                            "--timeout.") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if "longer than 16384" in err:
+            # a name of a node, module or file longer than Graphviz takes in one string
+            raise CgvizError("a name in this graph (of a node, module or file) is too long for Graphviz, "
+                             "which takes at most 16,384 characters in one string; shorten it, or use "
+                             "--format json, which has no such limit")
+        raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
+    return proc
+
+
+def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
+            hint: str = "", rankdir: str | None = None, dpi: float | None = None) -> bytes:
+    """Lay out and draw with `dot -T<fmt>`; a slow layout is stopped and explained, never waited on forever.
+
+    A PNG is laid out first (`dot -Tdot`) to learn its size, then drawn at the resolution `dpi`, or,
+    by default, at the highest one (up to Graphviz's 96) that keeps it within the pixel budget of
+    cgviz.view.budget; a drawing that would need less than MIN_DPI is refused
+    (PictureTooBig) rather than drawn unreadably small. SVG and PDF keep full detail.
+
+    The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
+    `rankdir` the layout direction (read from the DOT text when not given); nothing already in
+    effect is suggested."""
+    exe = dot_executable()
+    if rankdir is None:
+        hit = _RANKDIR.search(dot_text)
+        rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
+    if fmt != "png":
+        return _with_groups_or_without(lambda text: _dot([exe, f"-T{fmt}"], text.encode("utf-8"), fmt, timeout,
+                                                         nodes, hint).stdout, dot_text)
+    laid = layout(dot_text, timeout, nodes, hint)
+    return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
+
+
+def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
+           hint: str = "") -> str:
+    """The DOT text with every position filled in (`dot -Tdot`): the whole cost of the layout."""
+    exe = dot_executable()
+    return _with_groups_or_without(lambda text: _dot([exe, "-Tdot"], text.encode("utf-8"), "png", timeout,
+                                                      nodes, hint).stdout.decode("utf-8"), dot_text)
+
+
+_GROUP = re.compile(r' group="main"')
+
+
+def _with_groups_or_without(draw, dot_text: str):
+    """Graphviz 2.43 sometimes fails with "trouble in init_rank" on `group` attributes inside
+    clusters; the main-path groups only straighten the picture, so it is drawn without them then."""
+    try:
+        return draw(dot_text)
+    except CgvizError as e:
+        if "trouble in init_rank" not in str(e) or not _GROUP.search(dot_text):
+            raise
+        return draw(_GROUP.sub("", dot_text))
+
+
+def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = None, hint: str = "",
+                   rankdir: str = "TB") -> float:
+    """The dpi for a PNG of a laid-out picture: `dpi` when asked for, else the pixel budget's choice;
+    PictureTooBig when that would be below MIN_DPI."""
+    from .budget import DEFAULT_DPI, MAX_PNG_PIXELS, MAX_PNG_SIDE, MIN_DPI, drawing_size, png_dpi, png_pixels
+    if dpi is not None:
+        return dpi
+    size = drawing_size(laid_out)
+    if size is None:
+        return DEFAULT_DPI
+    fits = png_dpi(*size)
+    if fits < MIN_DPI:
+        w, h = png_pixels(*size, DEFAULT_DPI)
+        what = f" of {nodes} nodes" if nodes else ""
+        raise PictureTooBig(
+            f"the picture{what} is too big for a readable PNG: {w:,}×{h:,} px at {DEFAULT_DPI:g} dpi, and "
+            f"even at {MIN_DPI:g} dpi it would pass the default budget of {MAX_PNG_PIXELS / 1e6:g} Mpx and "
+            f"{MAX_PNG_SIDE:,} px a side. Use {hint}--format svg or pdf (no size limit), "
+            + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
+            + "or ask for a resolution with --dpi N (a PNG that big may not open everywhere).")
+    return fits
+
+
+def rasterise(dot_text: str, laid_out: str, dpi: float | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+              nodes: int | None = None, hint: str = "", rankdir: str = "TB") -> bytes:
+    """A PNG of a picture whose layout (`laid_out`) says how big it is (see run_dot).
+
+    The PNG is drawn by `dot -Tpng` from the original text, at Graphviz's own resolution when that
+    fits the budget (the same bytes as ever), else at the budget's. Rasterising from the laid-out
+    positions (`neato -n2`) would save the second layout but moves captions by a few pixels."""
+    from .budget import DEFAULT_DPI
+    res = png_resolution(laid_out, dpi, nodes, hint, rankdir)
+    exe = dot_executable()
+    args = [exe, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
+    proc = _with_groups_or_without(lambda text: _dot(args, text.encode("utf-8"), "png", timeout, nodes, hint,
+                                                     "drawing"), dot_text)
+    _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
+    return proc.stdout
+
+
+_RANKDIR = re.compile(r'\brankdir="?(LR|TB|RL|BT)"?', re.I)
+
+
+# Cairo draws bitmaps of at most 32,767 pixels a side. Past that, `dot -Tpng` shrinks the whole
+# picture to fit and says so on stderr; below this factor the labels are too small to read, so the
+# PNG would be a useless (often near-blank) strip.
+MIN_PNG_SCALE = 0.5
+_CAIRO_SCALED = re.compile(rb"too large for cairo-renderer bitmaps\. Scaling by ([0-9.eE+-]+)")
+
+
+def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str, rankdir: str = "LR") -> None:
+    m = _CAIRO_SCALED.search(stderr)
+    if m is None:
+        return
+    try:
+        scale = float(m.group(1))
+    except ValueError:
+        scale = 0.0
+    if scale >= MIN_PNG_SCALE:
+        return
+    size = f" of {nodes} nodes" if nodes else ""
+    raise CgvizError(f"the picture{size} is too big for a PNG: Graphviz's PNG renderer (Cairo) draws at "
+                     f"most 32,767 pixels a side and would shrink it to {scale:.0%}, too small to read. "
+                     f"Use {hint}--format svg or pdf (no size limit), "
+                     + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
+                     + "a lower --dpi, or --format dot for the text without layout.")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file, and an
+    existing file is only replaced once the new one is complete.
+
+    A character device or a FIFO (/dev/null, /dev/stdout, a shell's `>(…)`) is written into, never
+    replaced; a folder, a symbolic link loop, or a path under a file is refused in words."""
+    from ..paths import check_output
+    path = Path(path)
+    check_output(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        _write_into(path, data, "a FIFO" if stat.S_ISFIFO(mode) else "a character device")
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise CgvizError(f"cannot write {path}: {e.strerror or e} (is the folder writable?)") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have had
+        # (or keep the mode of the file it replaces).
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
+
+
+def _write_into(path: Path, data: bytes, what: str) -> None:
+    """Write into a device or a pipe that already exists (as a shell's `>` does), without waiting for
+    a reader that is not there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            raise CgvizError(f"cannot write {path}: it is {what} that no process is reading") from None
+        raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

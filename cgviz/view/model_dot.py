@@ -1,0 +1,457 @@
+"""DOT for a model picture: module clusters, blue edges with shape/dtype/values, red edges with gradients.
+
+Pure and deterministic like `cgviz.view.dot`, whose escapers and colours it shares, so that no name from
+a model file can add attributes or markup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
+from .markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
+from ..fmt import inline_values, num
+from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
+                      scale_of)
+from ..ir import Graph
+from .structure import DEdge, DNode, Picture, combine
+from ..summary import ModelRun, TensorInfo, first
+
+MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
+CLUSTER_COLORS = ("#f7f9fc", "#eef3fa", "#e6edf7", "#dde6f3")
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    rankdir: str = "TB"
+    grad: bool = True
+    title: str = ""
+    vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
+    explode: float = EXPLODE
+    flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
+    compact: bool = False       # the layout budget's cheaper style: rounded boxes for ops, edge numbers
+                                # in tooltips instead of labels (a label is a node more on every edge)
+
+
+def shape_text(shape) -> str:
+    return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
+
+
+def count_text(n: int) -> str:
+    """12.3M, 74.0k, 512."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def value_text(t: TensorInfo | None, dtype: bool = True, sep: str = "\n") -> str:
+    """`[2×32] float32` + `μ=0.1 σ=1` (or the values themselves when there are at most 4)."""
+    if t is None:
+        return ""
+    head = shape_text(t.shape) + (f" {t.dtype}" if dtype else "")
+    if t.values is not None:
+        short = inline_values(t.values) if t.values.ndim else num(t.values)
+        if short is not None:
+            return f"{head}{sep}{short}" if t.values.ndim else f"{short} {t.dtype}" if dtype else short
+    if t.stats is None:
+        return head
+    s = t.stats
+    if t.dtype.startswith(("int", "uint", "bool")):
+        lo, hi = (int(s[k]) if math.isfinite(s[k]) else s[k] for k in ("min", "max"))
+        return f"{head}{sep}{num(lo)}…{num(hi)}"
+    return f"{head}{sep}μ={num(s['mean'])} σ={num(s['std'])}"
+
+
+def grad_text(g: TensorInfo | None, sep: str = "\n") -> str:
+    if g is None or g.stats is None:
+        return ""
+    if g.values is not None:
+        short = inline_values(g.values) if g.values.ndim else num(g.values)
+        if short is not None:
+            return short
+    return f"‖g‖={num(g.norm)}{sep}μ={num(g.stats['mean'])}"
+
+
+def _grad_row(label: str) -> str:
+    return f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(label)}</FONT>'
+
+
+def _small(text: str, color: str = "#555555") -> str:
+    return f'<FONT POINT-SIZE="9" COLOR="{color}">{html_text(text)}</FONT>'
+
+
+
+def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
+    rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+    rows: list[str] = []
+    if dn.kind == "module":
+        frames = dn.module
+        path = frames[-1].key
+        # a collapsed box can stand for a whole ×N fold or loop, or for one module inside a fold
+        grp = pic.groups.get(frames)
+        outer = next((g for rep, g in pic.groups.items() if g.style == "fold" and len(rep) < len(frames)
+                      and frames[:len(rep)] == rep), None)
+        if grp is not None and grp.style == "fold":
+            rows.append(f"<B>{html_text(path)} … {html_text(grp.calls[-1][-1].key)}  ×{grp.n}</B>")
+        elif grp is not None:
+            rows.append(f"<B>{html_text(frames[-1].path)}  time_step={grp.n}</B>")
+        else:
+            rows.append(f"<B>{html_text(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else ""))
+        rows.append(_small(frames[-1].cls, "#2e7d32"))
+        params = [graph[m] for m in dn.members if graph[m].kind == "param"]
+        n_params = sum(p.meta.get("numel", 0) for p in _unique_params(params))
+        blocks = grp.n if grp is not None and grp.style == "fold" else outer.n if outer else 1
+        if n_params:
+            rows.append(_small(f"{count_text(n_params // blocks)} params" +
+                               (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
+        ins, outs = _boundary(pic, dn)
+        if ins or outs:
+            rows.append(_small(", ".join(ins) + " → " + ", ".join(outs)))
+        if opts.grad:
+            g = _norm_of(run, [p.id for p in _unique_params(params)])
+            if g is not None:
+                rows.append(_grad_row(f"‖∇θ‖ = {num(g)}" + (f" (all {blocks} blocks)" if blocks > 1 else "")))
+            if grp is not None and any(x is not None for x in grp.grad_norms):
+                what = "per step" if grp.style == "loop" else "per block"
+                rows.append(_grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
+                                                                      for x in grp.grad_norms)))
+        return Html("<BR/>".join(rows))
+    if dn.kind == "params":
+        return _params_label(pic, dn, graph, run, opts)
+    v = first(run.values.get(rep.id))
+    if rep.kind == "op":
+        head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
+        rows.append(f"<B>{html_text(head)}</B>")
+        in_shapes = [shape_text(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
+                     if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
+        outs = run.values.get(rep.id)
+        out_shapes = [shape_text(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
+        if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
+            rows.append(_small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
+        elif not in_shapes and out_shapes:
+            rows.append(_small("→ " + ", ".join(out_shapes)))
+        if rep.id == graph.output:
+            loss = run.loss
+            rows.append(html_text(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
+        if opts.grad and rep.id != graph.output:
+            g, note = _over(run, dn)
+            if g is not None and g.norm is not None:
+                rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
+        rows.extend(_saturation_rows(rep, run, opts))
+        return Html("<BR/>".join(rows))
+    name = rep.name or rep.id
+    n = len(dn.members)
+    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_text(v.shape) if v is not None else '')}"
+                + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
+    if n > 1:
+        v = combine([first(run.values.get(m)) for m in dn.members])
+    if v is not None:
+        rows.append(_small(value_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
+    if opts.grad:
+        g, note = _over(run, dn)
+        if g is not None and g.norm is not None:
+            rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
+    return Html("<BR/>".join(rows))
+
+
+def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
+    """The gradient a drawn node shows: its one recorded node's, or, when it stands for N steps,
+    blocks or copies, all of theirs together (√Σ‖gᵢ‖²) and a note that says over what."""
+    ids = dn.members if ids is None else ids
+    if len(ids) < 2:
+        return run.grads.get(ids[0]) if ids else None, ""
+    g = combine([run.grads.get(m) for m in ids])
+    return g, f" (all {len(ids)}{' ' + dn.word if dn.word else ''})"
+
+
+def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
+    """A sigmoid/tanh op's input range and saturated share (the op table's `saturates` limit)."""
+    from ..lang.ops import OPS
+    d = OPS.get(rep.op or "")
+    if not opts.grad or d is None or d.saturates is None:
+        return []
+    s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
+    if s is None or (s.size == 1 and not s.share):
+        return []
+    text = html_text(s.text())
+    if s.share >= 0.5:
+        text = f"<B>⚠ {text}</B>"
+    return [_small_markup(text, FLAG_COLOR if s.share != 0 else "#555555")]
+
+
+def _small_markup(markup: str, color: str) -> str:
+    return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
+
+
+def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
+    """One box for a module's tensors: its path, then a row per parameter or buffer."""
+    owner = dn.id.rpartition("/")[0]
+    rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{html_text(owner)}</B></TD></TR>']
+    for m in dn.parts:
+        n = graph[m]
+        same = pic.same.get(m, [m])
+        v = combine([first(run.values.get(x)) for x in same])
+        g, note = _over(run, dn, same)
+        short = (n.name or m)[len(owner) + 1:] + (f" ×{len(same)}" if len(same) > 1 else "")
+        grey = ' COLOR="#757575"' if n.kind == "const" else ""
+        stats = value_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
+        grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
+                if opts.grad and g is not None and g.norm is not None else "")
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
+                    f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
+                    f'<TD ALIGN="LEFT">{grad}</TD></TR>')
+        verdict = (param_verdict(graph, run, m, opts.vanish, opts.explode)
+                   if opts.grad and opts.flags and n.kind == "param" else None)
+        if verdict is not None and verdict.flag:
+            rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT"><FONT COLOR="{FLAG_COLOR}" POINT-SIZE="10"><B>⚠ '
+                        f'{html_text(verdict.text(opts.vanish, opts.explode))}</B></FONT></TD></TR>')
+    return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
+
+
+def edge_scale(pic: Picture) -> Scale:
+    """The red-edge scale of one model picture, fitted to the gradients on its drawn edges."""
+    return scale_of(e.grad.norm for e in pic.edges if e.grad is not None)
+
+
+def _has_nan(v) -> bool:
+    return any(t is not None and t.has_nan for t in (v if isinstance(v, list) else [v]))
+
+
+def _unique_params(params):
+    seen, out = set(), []
+    for p in params:
+        if p.name not in seen:
+            seen.add(p.name)
+            out.append(p)
+    return out
+
+
+def _norm_of(run: ModelRun, ids) -> float | None:
+    total, any_ = 0.0, False
+    for i in ids:
+        g = run.grads.get(i)
+        if g is not None and g.norm is not None:
+            total += g.norm ** 2
+            any_ = True
+    return math.sqrt(total) if any_ else None
+
+
+def _boundary(pic: Picture, dn: DNode) -> tuple[list[str], list[str]]:
+    ins = [shape_text(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
+           and pic.nodes[e.src].kind not in ("param", "const")]
+    outs = [shape_text(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
+    return list(dict.fromkeys(ins)), list(dict.fromkeys(outs))
+
+
+def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
+    """Cluster (scope prefix) → drawn nodes directly inside it.
+
+    Parameter and buffer boxes stay outside the frames: inside, every frame holds boxes that have
+    no inputs, and Graphviz then sets consecutive frames side by side in a staircase (ResNet-50's
+    PNG was 8,400 pt wide instead of 3,600). Their qualified names say which module they belong to."""
+    direct: dict[tuple, list[str]] = {}
+    for dn in pic.nodes.values():
+        scope = () if dn.kind in ("param", "const", "params") else tuple(dn.scope)
+        direct.setdefault(scope, []).append(dn.id)
+    return direct
+
+
+def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions) -> Html:
+    f = scope[-1]
+    grp = pic.groups.get(scope)
+    title = f"<B>{html_text(f.key)}</B>  {html_text(f.cls)}"
+    rows = [title]
+    if grp is not None and grp.style == "fold":
+        last = grp.calls[-1][-1].key
+        rows = [f"<B>{html_text(f.key)} … {html_text(last)}</B>  {html_text(f.cls)}  <B>×{grp.n}</B>"]
+    elif grp is not None:
+        rows = [f"<B>{html_text(f.path)}</B>  {html_text(f.cls)}  <B>time_step={grp.n}</B>"]
+    if grp is not None and opts.grad:
+        norms = ", ".join(num(g) if g is not None else "–" for g in grp.grad_norms)
+        if any(g is not None for g in grp.grad_norms):
+            what = "per step" if grp.style == "loop" else "per block"
+            rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
+    if grp is not None and run.profile is not None:
+        from .profile import cluster_row
+        rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
+    return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+
+
+def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
+    """The DOT document of a model picture; same inputs, byte-identical text."""
+    caption = [f"<B>{html_text(opts.title)}</B>"]
+    scale = edge_scale(pic) if opts.grad else None
+    if opts.grad:
+        caption.append(f'<FONT COLOR="{FORWARD}">blue →  tensors (forward)</FONT>     '
+                       f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
+        if scale.data is not None:
+            caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
+    if run.profile is not None:
+        from .profile import legend
+        caption.append(legend(run.profile))
+    if opts.compact:
+        caption.append(_small("edge labels left out to keep the layout fast: hover an edge in the SVG or "
+                              "HTML for its numbers; the JSON has them all"))
+    lines = [
+        "digraph cgviz {",
+        "  graph " + attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+                             "label": Html('<BR ALIGN="LEFT"/>'.join(caption) + '<BR ALIGN="LEFT"/>'),
+                             "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
+                             "bgcolor": "white", "pad": "0.2", "newrank": "true"}),
+        "  node " + attrs({"fontname": FONT, "fontsize": "11"}),
+        "  edge " + attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
+    ]
+    direct = _cluster_tree(pic)
+    # which clusters have enough inside them to be worth a frame
+    total: dict[tuple, int] = {}
+    for scope, ids in direct.items():
+        for i in range(1, len(scope) + 1):
+            total[scope[:i]] = total.get(scope[:i], 0) + len(ids)
+    order = sorted(set(total) | {()}, key=lambda s: (len(s), [f.key for f in s]))
+
+    def single_op(child: tuple) -> str | None:
+        """A leaf module that ran one op (Conv2d → conv2d): its frame would only add a box around
+        the op and its weights, so the op's label names the module instead."""
+        if child in pic.groups or any(len(c) > len(child) and c[:len(child)] == child for c in direct):
+            return None
+        ops = [n for n in direct.get(child, []) if pic.nodes[n].kind in ("op", "module")]
+        return ops[0] if len(ops) == 1 else None
+
+    def emit(scope: tuple, indent: str, caption: dict | None = None) -> None:
+        for nid in direct.get(scope, []):
+            lines.append(indent + _node_line(graph, run, pic, pic.nodes[nid], opts,
+                                             (caption or {}).get(nid), nid in main))
+        for child in [c for c in order if len(c) == len(scope) + 1 and c[:len(scope)] == scope]:
+            lone = single_op(child)
+            if lone is not None:
+                emit(child, indent, {lone: child[-1]})
+            elif not direct.get(child) and child not in pic.groups:
+                # a pure container (Sequential, ModuleList): a frame around frames only adds width
+                emit(child, indent)
+            elif total.get(child, 0) >= 2 or child in pic.groups:
+                grp = pic.groups.get(child)
+                style = {"style": "rounded,dashed" if grp and grp.style == "loop" else "rounded,filled",
+                         "fillcolor": CLUSTER_COLORS[min(len(child) - 1, len(CLUSTER_COLORS) - 1)],
+                         "color": "#7b1fa2" if grp else "#90a4ae",
+                         "penwidth": "1.8" if grp else "1",
+                         "label": _cluster_label(pic, child, run, opts), "labeljust": "l",
+                         "fontsize": "10"}
+                lines.append(f"{indent}subgraph {quote('cluster_' + '/'.join(f.key for f in child))} {{")
+                lines.append(f"{indent}  graph {attrs(style)}")
+                emit(child, indent + "  ")
+                lines.append(f"{indent}}}")
+            else:
+                emit(child, indent)
+
+    main = set(main_path(pic))
+    emit((), "  ")
+    for e in pic.edges:
+        lines.extend(_edge_lines(e, opts, scale))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main_path(pic: Picture) -> list[str]:
+    """The drawn nodes on the longest chain of the picture (the main path: a ResNet's convolutions,
+    not its skip connections), which to_dot keeps in one column with Graphviz's `group`: without it
+    each block's frame starts beside the previous one's skip edge and the frames drift into a
+    diagonal staircase."""
+    skip = {n for n, dn in pic.nodes.items() if dn.kind in ("param", "const", "params")}
+    succ: dict[str, list[str]] = {}
+    indeg = {n: 0 for n in pic.nodes if n not in skip}
+    for e in pic.edges:
+        if e.back or e.src == e.dst or e.src in skip or e.dst in skip:
+            continue
+        succ.setdefault(e.src, []).append(e.dst)
+        indeg[e.dst] += 1
+    best: dict[str, tuple[int, str | None]] = {n: (0, None) for n in indeg}
+    todo = [n for n, k in indeg.items() if k == 0]
+    order = []
+    while todo:
+        a = todo.pop()
+        order.append(a)
+        for b in succ.get(a, ()):
+            if best[a][0] + 1 > best[b][0]:
+                best[b] = (best[a][0] + 1, a)
+            indeg[b] -= 1
+            if indeg[b] == 0:
+                todo.append(b)
+    if not order:
+        return set()
+    end = max(order, key=lambda n: (best[n][0], n))
+    path: list[str] = []
+    while end is not None and end not in path:
+        path.append(end)
+        end = best[end][1]
+    return path[::-1] if len(path) > 2 else []
+
+
+def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
+               main: bool = False) -> str:
+    kind = "param" if dn.kind == "params" else dn.kind
+    style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
+    if opts.compact and kind == "op":
+        style.update(shape="box", style="filled,rounded")   # an ellipse costs dot far more to route around
+    prof = run.profile if dn.kind in ("op", "module") else None
+    if prof is not None:     # --profile: shaded by share of the time (a NaN's orange still wins below)
+        from .profile import cost_text, fill
+        cost = prof.cost(dn.members)
+        style["fillcolor"] = fill(prof.share(cost))
+    if graph.output in dn.members:
+        style.update(LOSS_STYLE)
+    if any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members):
+        style.update(NONFINITE_STYLE)       # NaN is never meant (an attention mask's -inf is)
+        style["style"] = "filled,bold"
+    style["label"] = _node_label(pic, dn, graph, run, opts)
+    if main:
+        style["group"] = "main"
+    if prof is not None:
+        style["label"] = Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
+    if frame is not None and dn.kind == "op":
+        style["label"] = Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)
+    if dn.kind == "params":
+        style["tooltip"] = f"parameters and buffers of {dn.id.rpartition('/')[0]}"
+    elif dn.kind == "module":
+        style["tooltip"] = f"{dn.module[-1].key} {dn.module[-1].cls}: {len(dn.members)} recorded nodes"
+    else:
+        rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
+        style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
+    return f"{quote(dn.id)} {attrs(style)}"
+
+
+def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[str]:
+    fwd = {"color": FORWARD, "fontcolor": FORWARD}
+    # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
+    # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
+    text = "" if e.leaf else value_text(e.value, sep=" ")
+    if e.count > 1:
+        text += f"\n×{e.count}"
+    if e.per_step > 1:
+        text += f" ({e.per_step} tensors each)"
+    if text:
+        fwd["label"] = text
+    if e.back:
+        fwd.update(style="dashed", constraint="false", label=(text + "\nnext step").strip())
+        if e.src == e.dst:
+            fwd["dir"] = "forward"       # a one-op body (LSTMCell): the step-to-step edge is a self-loop
+    if opts.compact and "label" in fwd:
+        fwd["tooltip"] = fwd.pop("label")
+    out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
+    g = "" if e.leaf else grad_text(e.grad, sep=" ")
+    if g and e.note:
+        g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
+    if opts.grad and (g or (e.leaf and e.grad is not None)):
+        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
+               "arrowtail": "normal"}
+        if g:
+            bwd["label"] = g
+        if e.back:
+            bwd["constraint"] = "false"
+        if scale is not None and e.grad is not None and e.grad.norm is not None:
+            bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
+        if opts.compact and "label" in bwd:
+            bwd["tooltip"] = bwd.pop("label")
+        out.append(f"  {quote(e.src)} -> {quote(e.dst)} {attrs(bwd)}")
+    return out

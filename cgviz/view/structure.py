@@ -1,0 +1,437 @@
+"""What to draw of a big model: module clusters, `--depth` collapsing, ×N folding and loop regions.
+
+The recorded graph is never changed; this pass computes a *picture*: which recorded nodes are drawn
+as one box (a collapsed module, a folded block, a repeated loop body) and which edges remain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..ir import Graph, Node
+from ..summary import ModelRun, TensorInfo, first
+
+WORDS = {"loop": ("step", "steps"), "fold": ("block", "blocks")}   # what one repetition is called
+
+
+@dataclass
+class Group:
+    """Sibling module calls drawn once: `fold` (×N identical blocks) or `loop` (one module called N times)."""
+
+    style: str                    # fold | loop
+    calls: list[tuple]            # scope prefixes (tuples of Frames), the first is drawn
+    cls: str
+    grad_norms: list[float | None]
+
+    @property
+    def n(self) -> int:
+        return len(self.calls)
+
+
+@dataclass
+class DNode:
+    """One box or ellipse of the picture, standing for one or more recorded nodes."""
+
+    id: str
+    kind: str                     # input | param | const | op | module | params (a module's leaves)
+    members: list[str]
+    scope: tuple                  # the frames of the cluster it sits in
+    copies: int = 1               # parallel duplicates merged into it (x[:, t] over 20 steps)
+    module: tuple | None = None   # for kind == module: the frames of the collapsed call
+    parts: list[str] = field(default_factory=list)   # for kind == params: the tensors, one row each
+    word: str = ""                # "steps" or "blocks" when it stands for a loop's steps or a fold's blocks
+
+
+@dataclass
+class DEdge:
+    src: str
+    dst: str
+    value: TensorInfo | None
+    grad: TensorInfo | None
+    count: int = 1
+    back: bool = False            # a loop's step-to-step edge (h_t → h_{t+1})
+    leaf: bool = False            # from a parameter/buffer box, which already shows the numbers
+    per_step: int = 1             # a loop's state handed on per step: 2 for (h, c)
+    note: str = ""                # what the gradient stands for when the edge stands for N steps or blocks
+
+
+@dataclass
+class Picture:
+    nodes: dict[str, DNode]
+    edges: list[DEdge]
+    groups: dict[tuple, Group] = field(default_factory=dict)   # representative call → its group
+    depth: int | None = None
+    max_depth: int = 0
+    same: dict[str, list[str]] = field(default_factory=dict)   # block 1's node → it in every block
+
+
+def _scope(node: Node) -> tuple:
+    return tuple(node.meta.get("scope") or ())
+
+
+
+def max_depth(graph: Graph) -> int:
+    return max((len(_scope(n)) for n in graph), default=0)
+
+
+def _members(graph: Graph) -> dict[tuple, list[str]]:
+    """Every module call (a scope prefix) → the recorded nodes inside it, in topological order."""
+    out: dict[tuple, list[str]] = {}
+    for n in graph:
+        s = _scope(n)
+        for i in range(1, len(s) + 1):
+            out.setdefault(s[:i], []).append(n.id)
+    return out
+
+
+def _children(calls) -> dict[tuple, list[tuple]]:
+    kids: dict[tuple, list[tuple]] = {}
+    for c in calls:
+        kids.setdefault(c[:-1], []).append(c)
+    return kids
+
+
+def _ops(graph: Graph, members: list[str]) -> list[str]:
+    return [m for m in members if graph[m].kind == "op"]
+
+
+def _role(graph: Graph, node_id: str, prefix: str) -> str:
+    """A parameter's name relative to the block (`fc1.weight`), so block 3's matches block 1's."""
+    name = graph[node_id].name or node_id
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def _signature(graph: Graph, run: ModelRun, call: tuple, members: list[str]):
+    """What makes two module calls 'the same block': op sequence, shapes, wiring and parameter roles.
+    Only ops count: a module called in a loop creates its parameter boxes on the first call only."""
+    ops = _ops(graph, members)
+    index = {m: i for i, m in enumerate(ops)}
+    prefix = call[-1].path
+    sig = [call[-1].cls]
+    for m in ops:
+        n = graph[m]
+        rel = tuple((f.path[len(prefix):], f.cls) for f in _scope(n)[len(call):])
+        v = run.values.get(m)
+        shape = tuple((x.shape, x.dtype) for x in v) if isinstance(v, list) else (
+            (v.shape, v.dtype) if v is not None else None)
+        ins = tuple(index[i] if i in index else
+                    ("p", _role(graph, i, prefix)) if graph[i].kind in ("param", "const") else "ext"
+                    for i in n.inputs)
+        sig.append((n.op, rel, shape, ins))
+    return tuple(sig)
+
+
+def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None:
+    """The norm of the gradient this call sent to parameters, read from the edges parameters feed:
+    for a loop, step t's share of the shared weights' gradient (which shows vanishing over time)."""
+    total, seen = 0.0, False
+    for m in _ops(graph, members):
+        for k, i in enumerate(graph[m].inputs):
+            if graph[i].kind == "param":
+                g = run.edge_grads.get((m, k))
+                if g is not None and g.norm is not None:
+                    total += g.norm ** 2
+                    seen = True
+    return math.sqrt(total) if seen else None
+
+
+def _chained(graph: Graph, prev: list[str], nxt: list[str], first: list[str] | None = None) -> bool:
+    """Block i+1 reads block i's results along one main path, like 12 transformer layers, not two
+    Linear layers with a ReLU between them. Besides parameters it may read side inputs shared by the
+    whole run (a Llama layer's rotary cos/sin, T5's position bias, the encoder's states for a decoder
+    layer): the very tensor the run's first block reads at the same place. Anything else (a skip from
+    two blocks back, as in a U-Net or DenseNet) keeps the blocks apart."""
+    inside, before = set(nxt), set(prev)
+    lead = _ops(graph, first) if first is not None else None
+    fed = False
+    for j, m in enumerate(_ops(graph, nxt)):
+        for k, i in enumerate(graph[m].inputs):
+            if i in inside or graph[i].kind in ("param", "const"):
+                continue
+            if i in before:
+                fed = True
+            elif lead is None or j >= len(lead) or k >= len(graph[lead[j]].inputs) or graph[lead[j]].inputs[k] != i:
+                return False
+    return fed
+
+
+def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
+    """Call t+1 of one module reads a result of call t directly: a loop's state (h, or (h, c)).
+    A stateless module used at two places (torchvision's BasicBlock calls one `self.relu` twice,
+    with convolutions between) is not a loop."""
+    before = set(prev)
+    return any(i in before for m in nxt for i in graph[m].inputs)
+
+
+def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
+    """Loops (one module path called repeatedly) and folds (consecutive same-structure siblings)."""
+    members = _members(graph)
+    kids = _children(members)
+    groups: dict[tuple, Group] = {}
+    hidden: set[tuple] = set()
+    for parent in sorted(kids, key=len):
+        if parent in hidden or any(parent[:i] in hidden for i in range(len(parent))):
+            continue
+        calls = kids[parent]
+        sigs = {c: _signature(graph, run, c, members[c]) for c in calls}
+        used: set[tuple] = set()
+        # loops: the same module path called several times with the same structure
+        by_path: dict[str, list[tuple]] = {}
+        for c in calls:
+            by_path.setdefault(c[-1].path, []).append(c)
+        for path_calls in by_path.values():
+            # runs of calls where each reads the one before and has the same structure
+            steps: list[tuple] = []
+            for c in path_calls + [None]:
+                if (c is not None and steps and sigs[c] == sigs[steps[0]]
+                        and _steps_chained(graph, members[steps[-1]], members[c])):
+                    steps.append(c)
+                    continue
+                if len(steps) > 1:
+                    groups[steps[0]] = Group("loop", list(steps), steps[0][-1].cls,
+                                             [_param_norm(graph, run, members[x]) for x in steps])
+                    used.update(steps)
+                    hidden.update(steps[1:])
+                steps = [c] if c is not None else []
+        # folds: runs of consecutive calls of different modules with equal signatures
+        run_: list[tuple] = []
+        for c in calls + [None]:
+            if (c is not None and c not in used and run_ and sigs[c] == sigs[run_[0]]
+                    and _chained(graph, members[run_[-1]], members[c], members[run_[0]])):
+                run_.append(c)
+                continue
+            if len(run_) > 1:
+                groups[run_[0]] = Group("fold", list(run_), run_[0][-1].cls,
+                                        [_param_norm(graph, run, members[x]) for x in run_])
+                hidden.update(run_[1:])
+            run_ = [c] if c is not None and c not in used else []
+    return groups
+
+
+def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: bool = True) -> Picture:
+    """Map every recorded node to the drawn node that stands for it, and merge the edges."""
+    members = _members(graph)
+    groups = find_groups(graph, run) if fold else {}
+    # 1. folding: members of repetitions 2..N stand for the same-position member of repetition 1
+    fmap = {n.id: n.id for n in graph}
+    call_of: dict[str, tuple] = {}      # recorded node → (group rep, repetition index)
+    for rep, grp in groups.items():
+        prefix = rep[-1].path
+        rep_leaves = {_role(graph, m, prefix): m for m in members[rep] if graph[m].kind != "op"}
+        for j, c in enumerate(grp.calls):
+            pairs = list(zip(_ops(graph, members[c]), _ops(graph, members[rep]), strict=True))
+            cp = c[-1].path
+            pairs += [(m, rep_leaves[_role(graph, m, cp)]) for m in members[c]
+                      if graph[m].kind != "op" and _role(graph, m, cp) in rep_leaves]
+            for a, b in pairs:
+                if fmap[a] == a:
+                    fmap[a] = fmap[b] if j else a
+                call_of.setdefault(a, (rep, j))
+    # 2. depth: anything at or below level `depth` becomes its module's node
+    dmap: dict[str, str] = {}
+    nodes: dict[str, DNode] = {}
+    for n in graph:
+        rid = fmap[n.id]
+        r = graph[rid]
+        s = _scope(r)
+        if depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input"):
+            mod = s[:depth]
+            did = "/".join(f.key for f in mod)
+            if did not in nodes:
+                nodes[did] = DNode(did, "module", [], mod[:-1], module=mod)
+            dmap[n.id] = did
+            nodes[did].members.append(n.id)
+            continue
+        dmap[n.id] = rid
+        if rid not in nodes:
+            nodes[rid] = DNode(rid, r.kind, [], s)
+            if rid in call_of:
+                nodes[rid].word = WORDS[groups[call_of[rid][0]].style][1]
+        nodes[rid].members.append(n.id)
+    # 3. parallel duplicates feeding a repeated body merge into one node: x[:, t] for every step
+    # (in TorchScript and export programs that is a slice and a select per step, so a node whose
+    # readers all feed the body counts as feeding it too)
+    if groups:
+        readers: dict[str, list[str]] = {}
+        for n in graph:
+            for i in n.inputs:
+                readers.setdefault(i, []).append(n.id)
+        feeds: dict[str, frozenset] = {}
+        for n in reversed(graph.nodes):
+            if n.kind != "op" or n.id in call_of or dmap[n.id] != n.id or not readers.get(n.id):
+                continue
+            reached: set = set()
+            for c in readers[n.id]:
+                if c in call_of:
+                    reached.add(call_of[c][0])
+                elif c in feeds:
+                    reached |= feeds[c]
+                else:
+                    break
+            else:
+                feeds[n.id] = frozenset(reached)
+        seen: dict[tuple, str] = {}
+        for n in graph:
+            if n.id not in feeds:
+                continue
+            v = run.values.get(n.id)
+            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n), getattr(first(v), "shape", None),
+                   feeds[n.id])
+            if key in seen:
+                keep = seen[key]
+                dmap[n.id] = keep
+                nodes[keep].members.append(n.id)
+                nodes[keep].copies += 1
+                del nodes[n.id]
+            else:
+                seen[key] = n.id
+    # 3b. a module's parameters and buffers that feed the same op share one box (BatchNorm's four
+    # tensors are one box with four rows, not four boxes side by side)
+    by_owner: dict[tuple, list[str]] = {}
+    readers_of = graph.consumers()
+    for n in graph:
+        did = dmap[n.id]
+        if n.kind in ("param", "const") and did == n.id and n.name and "." in n.name:
+            readers = {dmap[c.dst] for c in readers_of.get(n.id, [])}
+            if len(readers) == 1:
+                by_owner.setdefault((n.name.rpartition(".")[0], next(iter(readers))), []).append(n.id)
+    for (owner, _reader), leaves in by_owner.items():
+        if len(leaves) < 2:
+            continue
+        gid = f"{owner}/params"
+        if gid in nodes:
+            continue
+        lead = nodes[leaves[0]]
+        nodes[gid] = DNode(gid, "params", [], lead.scope, parts=list(leaves), word=lead.word)
+        for leaf in leaves:
+            for m in nodes.pop(leaf).members:
+                dmap[m] = gid
+                nodes[gid].members.append(m)
+    # 4. edges between drawn nodes, merged; inside one drawn node they disappear
+    edges: dict[tuple, DEdge] = {}
+    tensors: dict[tuple, set] = {}       # drawn edge → the distinct recorded tensors it stands for
+    recs: dict[tuple, list] = {}         # drawn edge → the recorded edges (consumer, arg, tensor, context)
+    n_consumers: dict[str, int] = {}
+    reads: dict[tuple, int] = {}         # recorded tensor (node, output) → how many edges read it
+    for n in graph:
+        outs = n.meta.get("out_index") or ()
+        for k, src in enumerate(n.inputs):
+            n_consumers[src] = n_consumers.get(src, 0) + 1
+            t = (src, outs[k] if k < len(outs) else 0)
+            reads[t] = reads.get(t, 0) + 1
+    for n in graph:
+        outs = n.meta.get("out_index") or ()
+        for k, src in enumerate(n.inputs):
+            s, d = dmap[src], dmap[n.id]
+            cs, cd = call_of.get(src), call_of.get(n.id)
+            # a loop's step-to-step edge (h_t → h_{t+1}); a one-op body (LSTMCell) makes it a self-loop
+            back = bool(cs and cd and cs[0] == cd[0] and cs[1] != cd[1] and groups[cs[0]].style == "loop"
+                        and graph[src].kind == "op")
+            if s == d and not back:
+                continue
+            if cs and cd and cs[0] == cd[0] and cs[1] != cd[1] and not back and graph[src].kind == "op":
+                continue                # block i → block i+1 inside a ×N fold: the ×N says it
+            key = (s, d, back)
+            tensor = (src, outs[k] if k < len(outs) else 0)
+            if key not in edges:
+                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
+                                   leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
+                tensors[key] = set()
+                recs[key] = []
+            # which step, block or merged copy this recorded edge belongs to
+            context = (cs[1] if cs else None, cd[1] if cd else None,
+                       n.id if d in nodes and nodes[d].copies > 1 else None)
+            recs[key].append(((n.id, k), tensor, context, (cs or cd or (None,))[0]))
+            if graph[src].kind != "op" and cd and cd[1] > 0:
+                continue                # repetition k's use of a shared parameter: drawn once
+            same_group = cs and cd and cs[0] == cd[0]
+            if back or not (same_group or graph[src].kind in ("param", "const")):
+                tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
+    for key, e in edges.items():
+        # ×k counts distinct tensors (20 steps' outputs into one stack), not one tensor read twice
+        e.count = max(1, len(tensors[key]))
+        if e.back:      # ×19 steps, each handing on its state: h, or the 2 tensors of (h, c)
+            steps = len({t[1] for t in tensors[key]})
+            e.per_step, e.count = max(1, e.count // max(steps, 1)), max(1, steps)
+        _aggregate(e, recs[key], run, reads, groups)
+    same: dict[str, list[str]] = {}
+    for a, b in fmap.items():
+        if a != b:
+            same.setdefault(b, [b]).append(a)
+    return Picture(nodes, list(edges.values()), groups, depth, max_depth(graph), same)
+
+
+def combine(infos: list) -> TensorInfo | None:
+    """Several distinct tensors as one: the statistics of all their elements together (the norm is
+    √Σ‖tᵢ‖², so 20 slices x[:, t] combine to x's norm). Values are dropped; the shape is the first's."""
+    infos = [i for i in infos if i is not None]
+    if not infos:
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    head = infos[0]
+    if any(i.stats is None or i.stats.get("mean") is None for i in infos):
+        return TensorInfo(head.shape, head.dtype, None)
+    sizes = [max(i.numel, 1) for i in infos]
+    total = sum(sizes)
+    mean = sum(n * i.stats["mean"] for n, i in zip(sizes, infos)) / total
+    var = sum(n * (i.stats["std"] ** 2 + (i.stats["mean"] - mean) ** 2) for n, i in zip(sizes, infos)) / total
+    lows, highs = [i.stats["min"] for i in infos], [i.stats["max"] for i in infos]
+    nan = any(x != x for x in lows + highs)
+    st = {"mean": mean, "std": math.sqrt(max(var, 0.0)) if var == var else var,
+          "min": math.nan if nan else min(lows), "max": math.nan if nan else max(highs),
+          "norm": math.sqrt(sum(i.stats["norm"] ** 2 for i in infos))}
+    return TensorInfo(head.shape, head.dtype, st)
+
+
+def _sum_exact(infos: list) -> TensorInfo | None:
+    """One tensor's gradients along several edges, added element by element (values kept only for
+    small tensors, so None when any is missing)."""
+    from ..fmt import stats
+    if any(i is None or i.values is None for i in infos):
+        return None
+    total = sum(i.values for i in infos)
+    return TensorInfo(infos[0].shape, infos[0].dtype, stats(total), total)
+
+
+
+def _aggregate(e: DEdge, recs: list, run: ModelRun, reads: dict, groups: dict) -> None:
+    """The numbers of a drawn edge that stands for several recorded edges (N steps, N blocks, N
+    merged copies): the value over all of them, and the gradient summed per tensor (∂L/∂x over every
+    read of x) then taken over all tensors, so it agrees with the node it leaves. When a sum cannot be
+    computed exactly (large tensors keep no values), the edge keeps step 1's gradient and says so."""
+    contexts = {r[2] for r in recs}
+    if len(recs) < 2:
+        return
+    style = next((groups[r[3]].style for r in recs if r[3] is not None and r[3] in groups), None)
+    one, many = WORDS.get(style, ("read", "reads"))
+    by_tensor: dict[tuple, list] = {}
+    for edge, tensor, _ctx, _g in recs:
+        by_tensor.setdefault(tensor, []).append(edge)
+    e.value = combine([run.edge_values.get(es[0]) for es in by_tensor.values()]) or e.value
+    grads, exact = [], True
+    for (src, idx), es in by_tensor.items():
+        gs = [run.edge_grads.get(x) for x in es]
+        if len(es) == 1 or all(g is None for g in gs):
+            grads.append(gs[0])
+        elif reads.get((src, idx)) == len(es) and idx == 0 and run.grads.get(src) is not None:
+            grads.append(run.grads[src])          # every read of the tensor: its whole gradient
+        else:
+            g = _sum_exact(gs)
+            if g is None:
+                exact = False
+                break
+            grads.append(g)
+    if len(contexts) < 2:
+        # reads inside one drawn box (a collapsed module reading x twice): no steps to speak of
+        if exact:
+            e.grad = combine(grads)
+        return
+    n = len(contexts)
+    if not exact:
+        e.note = f"{one} 1 of {n}"
+        return
+    e.grad = combine(grads)
+    if e.grad is not None:
+        e.note = f"Σ {len(recs)} {many}" if len(by_tensor) == 1 else f"all {n} {many}"
