@@ -1,0 +1,99 @@
+"""Real Hugging Face architectures (random weights from small configs): they fold ×N as the hand-written
+twins do, a TorchScript trace folds like the Python module, and the recorded gradients equal PyTorch's.
+
+transformers is the `hf` extra, which `make test` installs: these tests must run in CI, not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, T5Config, T5Model
+
+import cgviz
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.* is deprecated:DeprecationWarning",
+                                        "ignore::torch.jit.TracerWarning")
+FOLD = re.compile(r"<B>([\w.]+) … ([\w.]+)</B>  (\w+)  <B>×(\d+)</B>")
+
+BERT_FILE = """
+import torch
+from transformers import BertConfig, BertModel
+torch.manual_seed(0)
+model = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=64)).eval()
+example_inputs = (torch.randint(0, 100, (1, 12)),)
+"""
+
+
+def _folds(dot: str) -> set[tuple[str, str, str, int]]:
+    return {(a, b, cls, int(n)) for a, b, cls, n in FOLD.findall(dot)}
+
+
+def test_llama_decoder_layers_fold_with_rotary_inputs_drawn_once():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    d = cgviz.draw(LlamaModel(cfg).eval(), torch.randint(0, 100, (1, 12)))
+    assert _folds(d.dot) == {("layers.0", "layers.3", "LlamaDecoderLayer", 4)}
+    assert "layers.2/" not in d.dot                     # repetitions are not drawn
+    # the rotary embedding's cos and sin are each drawn once, outside the frame
+    rotary = [n for n in d.to_dict()["nodes"] if n["module"] == "rotary_emb" and n["kind"] == "op"]
+    assert rotary and d.dot.count('label=<<B>rotary_emb</B>') <= 1
+
+
+def test_t5_folds_each_stack_after_its_first_block():
+    """T5's block 0 owns the relative position bias that blocks 1… read: it is a different block, so
+    each stack folds from block 1, and the encoder's output feeds the decoder's frame."""
+    torch.manual_seed(0)
+    t5 = T5Model(T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=3, num_decoder_layers=3,
+                          num_heads=4)).eval()
+
+    class Seq2Seq(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, src, tgt):
+            return self.m(input_ids=src, decoder_input_ids=tgt).last_hidden_state
+
+    d = cgviz.draw(Seq2Seq(t5), torch.randint(0, 100, (1, 10)), torch.randint(0, 100, (1, 6)))
+    assert _folds(d.dot) == {("m.encoder.block.1", "m.encoder.block.2", "T5Block", 2),
+                             ("m.decoder.block.1", "m.decoder.block.2", "T5Block", 2)}
+
+
+def test_bert_as_torchscript_folds_like_the_python_module(tmp_path):
+    """Issue 17: a TorchScript file used to lose folding (BERT: 152 nodes against the Python file's 59)."""
+    src = tmp_path / "bert.py"
+    src.write_text(BERT_FILE)
+    scope: dict = {}
+    exec(compile(BERT_FILE, str(src), "exec"), scope)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ts = torch.jit.trace(scope["model"], scope["example_inputs"], strict=False)
+    torch.jit.save(ts, str(tmp_path / "bert.ts"))
+
+    py = cgviz.draw(str(src))
+    script = cgviz.draw(str(tmp_path / "bert.ts"), *scope["example_inputs"])
+    want = {("encoder.layer.0", "encoder.layer.2", "BertLayer", 3)}
+    assert _folds(py.dot) == want and _folds(script.dot) == want
+    drawn = [len(re.findall(r'^\s+"[^"]+" \[', x.dot, re.M)) for x in (py, script)]
+    assert drawn[1] <= drawn[0] * 1.1, drawn
+    assert script.to_dict()["model"]["loss_value"] == pytest.approx(py.to_dict()["model"]["loss_value"], rel=1e-5)
+
+
+def test_bert_gradients_equal_pytorchs(cli, tmp_path):
+    src = tmp_path / "bert.py"
+    src.write_text(BERT_FILE)
+    r = cli("check", src, "--fd-samples", "2", "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["ok"] and data["torch"]
+    params = [t for t in data["tensors"] if t["kind"] == "param"]
+    assert len(params) >= 3 * 16              # every parameter of the three layers, and more
+    assert all(t["torch"]["ok"] and t["torch"]["max_rel"] < 1e-5 for t in params)
