@@ -202,12 +202,29 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
-        verdict = (param_verdict(graph, run, m, opts.vanish, opts.explode)
-                   if opts.grad and opts.flags and n.kind == "param" else None)
-        if verdict is not None and verdict.flag:
+        flag = _flag_text(graph, run, same, opts) if opts.grad and opts.flags and n.kind == "param" else ""
+        if flag:
             rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT"><FONT COLOR="{FLAG_COLOR}" POINT-SIZE="10"><B>⚠ '
-                        f'{html_text(verdict.text(opts.vanish, opts.explode))}</B></FONT></TD></TR>')
+                        f'{html_text(flag)}</B></FONT></TD></TR>')
     return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
+
+
+def _flag_text(graph: Graph, run: ModelRun, same: list[str], opts: DrawOptions) -> str:
+    """The ⚠ row of a parameter box. A folded parameter stands for one tensor per block, and each block
+    is judged: the row names the worst flagged one and how many blocks are flagged, so a layer that
+    stops learning deep in the stack is not hidden behind block 1's healthy numbers."""
+    found = [v for v in (param_verdict(graph, run, m, opts.vanish, opts.explode) for m in same)
+             if v is not None and v.flag]
+    if not found:
+        return ""
+    # the worst: furthest past its threshold, in decades
+    worst = max(found, key=lambda v: abs(math.log10(v.measure / (opts.vanish if v.flag == "vanishing"
+                                                                   else opts.explode)))
+                if v.measure > 0 else math.inf)
+    text = worst.text(opts.vanish, opts.explode)
+    if len(same) > 1:
+        text += f" ({worst.name}; {len(found)} of {len(same)} blocks flagged)"
+    return text
 
 
 def edge_scale(pic: Picture) -> Scale:

@@ -214,3 +214,37 @@ def test_tiny_gpt_still_folds_as_before():
     assert {k: g.n for k, g in _folds(d).items()} == {"blocks.0": 4}
     assert _loops(d) == {}
     assert len(d.pic.nodes) == 45
+
+
+def test_a_folded_parameter_is_judged_in_every_block_not_only_the_first():
+    """The last of 4 residual tanh blocks stops learning (its weight is 1e4 times too big, so its tanh
+    saturates and its gradient is 0, while the blocks before it learn through the skip): the folded
+    weight's box must say so, although block 0 is healthy."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return x + torch.tanh(self.lin(x))
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(Block() for _ in range(4))
+
+        def forward(self, x):
+            for b in self.layers:
+                x = b(x)
+            return x
+
+    from cgviz.pytorch.trace import TraceOptions
+    torch.manual_seed(0)
+    m = Stack()
+    with torch.no_grad():
+        m.layers[3].lin.weight.mul_(1e4)
+    # a loss asked for by name: with the default sum, whose scale means nothing, no flags are drawn
+    d = picture_model(Loaded("memory", m, "twin", (torch.randn(3, 8),), {}), TraceOptions(loss="mse"))
+    assert {k: g.n for k, g in _folds(d).items()} == {"layers.0": 4}
+    box = next(x for x in d.dot().splitlines() if x.strip().startswith('"layers.0.lin/params" ['))
+    assert "⚠ vanishing: ‖g‖/‖w‖ = 0 " in box and "(layers.3.lin.weight; 1 of 4 blocks flagged)" in box
