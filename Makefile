@@ -41,6 +41,7 @@ demo: install
 	  $(BIN)/cgviz render $$f -o out/$$stem.svg --quiet || exit 1; \
 	done
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o out/rnn_loop.png
+	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce -o out/tiny_llama.svg
 	$(BIN)/cgviz torch sample_graphs/models/res_cnn.py -o out/res_cnn.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --loss ce -o out/tiny_gpt.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --depth 2 -o out/tiny_gpt_depth2.svg
@@ -64,6 +65,7 @@ fuzz: install
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
+	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
 
 # Rewrite the golden pictures in tests/snapshots after an intended change (then review and commit).
