@@ -33,10 +33,12 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from .pywarnings import captured
+        from .spelling import command_line
         try:
             # Python warnings (NumPy's overflow, torch's loader notes) never print their file paths:
-            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings)
-            with captured(lambda line: click.echo(line, err=True)):
+            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings).
+            # Library messages name options as flags while a command runs (cgviz.spelling).
+            with captured(lambda line: click.echo(line, err=True)), command_line():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CgvizError
+from .spelling import on_command_line, spell
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
 # by the same definition as on the command line (cgviz.options).
@@ -23,6 +24,11 @@ MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "seed", "view", "depth", 
               "meta", "mode", "no_grad", "rankdir", "no_simplify")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
+
+
+def _on_the_command_line() -> str:
+    """Where an allow_* choice is made: on the command line, or as load_manifest's keyword."""
+    return " to the command line" if on_command_line() else ""
 
 
 class UsageProblem(CgvizError):
@@ -91,8 +97,8 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
         opts = _entry_options(item, kind, where)
         if opts.get("trust") and not allow_trust:
             raise UsageProblem(f"{where} sets trust = true, which unpickles a whole nn.Module and so runs code "
-                               "from the file; a manifest cannot allow that by itself: add --allow-trust to "
-                               "the command line if you trust every model this manifest names")
+                               f"from the file; a manifest cannot allow that by itself: add {spell('allow_trust')}{_on_the_command_line()} "
+                               "if you trust every model this manifest names")
         # `net.py:build` keeps its factory; the path part is relative to the manifest
         head, sep, tail = target.rpartition(":")
         has_factory = bool(sep) and tail.isidentifier() and head.endswith(".py")
@@ -158,7 +164,7 @@ def _inside(base: Path, rel: str, what: str) -> None:
     if target != root and root not in target.parents:
         raise UsageProblem(f"{what} {rel!r} lies outside the manifest's folder {base}; a manifest may only "
                            "name files inside its folder, since in CI it comes from a pull request. Move "
-                           "the file, or add --allow-outside to the command line if you trust the manifest")
+                           f"the file, or add {spell('allow_outside')}{_on_the_command_line()} if you trust the manifest")
 
 
 # A golden's name is a plain file-name stem: it becomes <name>.png and <name>.dot inside --golden and
@@ -313,7 +319,7 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
             return Outcome(entry, "new", "golden written")
         write_atomic(new_png, png)
         write_atomic(new_dot, dot_text.encode("utf-8"))
-        return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
+        return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with {spell('update')}")
     from PIL import Image
     try:
         old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
@@ -329,7 +335,7 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
             write_atomic(new_png, png)
             write_atomic(new_dot, dot_text.encode("utf-8"))
             return Outcome(entry, "error", f"the golden {gpng} is not a readable PNG ({type(e).__name__}); "
-                           "restore it from version control, or write a new one with --update")
+                           f"restore it from version control, or write a new one with {spell('update')}")
         diff = PngDiff(1.0, 0, True, None)
     png_same = not diff.size_changed and diff.share <= tolerance
     if dot_same and png_same:
@@ -357,7 +363,7 @@ def _read_golden(path: Path) -> bytes:
     """A golden file's bytes: a regular file only (cgviz.paths), never a FIFO or a device."""
     from .paths import read_input
     return read_input(path, "golden", kind="a golden picture",
-                      accepts="Remove it, or run with --update to write the golden again.")
+                      accepts=f"Remove it, or run with {spell('update')} to write the golden again.")
 
 
 def _first_difference(old: str, new: str) -> str:
