@@ -228,31 +228,25 @@ def _unique(entries: list[Entry], where: str) -> None:
 
 
 def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
-    """(DOT text, PNG bytes) for one entry; runs in a worker process under -j."""
+    """(DOT text, PNG bytes) for one entry, drawn by cgviz.draw() as render and torch draw it; runs in
+    a worker process under -j."""
+    from .api import draw
     from .view.graphviz import run_dot
     o = entry.options
     if entry.kind == "cg":
-        from .view.dot import DotOptions, to_dot
-        from .lang.pipeline import evaluate, read_source
-        text, name = read_source(entry.path)
-        result = evaluate(text, name, o.get("set", {}), grad=not o.get("no_grad", False),
-                          max_elements=o.get("max_elements"))
-        dot_text = to_dot(result.graph, result.run, DotOptions(rankdir=o.get("rankdir"),   # None: as render chooses
-                                                                grad=not o.get("no_grad", False)))
-        nodes = len(result.graph)
+        # rankdir None: as render chooses it from the graph's shape
+        d = draw(entry.path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
+                 max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
     else:
-        from .pytorch.pipeline import draw_model
-        from .pytorch.trace import TraceOptions
-        opts = TraceOptions(input_shapes=o.get("input_shape", ()), input_file=o.get("input"), dtype=o.get("dtype"),
-                            loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
-                            mode=o.get("mode"), meta=o.get("meta", False))
-        res = draw_model(entry.path, "dot", trust=o.get("trust", False), weights=o.get("weights"), opts=opts,
-                         depth=o.get("depth"), fold=not o.get("no_fold", False),
-                         rankdir=o.get("rankdir", "TB").upper(), grad=not o.get("no_grad", False),
-                         simplify=not o.get("no_simplify", False))
-        dot_text = res.data.decode("utf-8")
-        nodes = res.nodes
-    return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=nodes)
+        d = draw(entry.path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
+                 dtype=o.get("dtype"), loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
+                 mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
+                 weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
+                 rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
+                 simplify=not o.get("no_simplify", False))
+    # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
+    dot_text = d.dot
+    return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d))
 
 
 @dataclass
@@ -390,9 +384,55 @@ def clear_previous(out: Path, entries: list[Entry]) -> None:
             derived(out, e.name, suffix).unlink(missing_ok=True)
 
 
-def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, bytes | None, str | None]:
+def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=None) -> list[tuple]:
+    """render_job for every entry, in `jobs` processes; `done()` after each (a progress bar)."""
+    from .spelling import SURFACE
+    surface = [SURFACE.get()] * len(entries)       # a worker spells options as its caller does
+    if jobs > 1 and len(entries) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .pywarnings import worker_init
+        results = []
+        # spawn, not fork: a forked child of a process whose torch already started threads
+        # can deadlock on their locks
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=worker_init) as pool:
+            for r in pool.map(render_job, entries, [timeout] * len(entries), surface):
+                results.append(r)
+                if done:
+                    done()
+        return results
+    results = []
+    for e in entries:
+        results.append(render_job(e, timeout))
+        if done:
+            done()
+    return results
+
+
+def compare_all(results: list[tuple], golden: Path, out: Path, update: bool, threshold: int,
+                tolerance: float) -> list[Outcome]:
+    """Each rendering against its golden (check); a failed rendering or an unreadable golden is that
+    entry's row, and the others go on."""
+    outcomes = []
+    for entry, dot_text, png, error in results:
+        if error is not None:
+            outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
+            continue
+        try:
+            outcomes.append(check(entry, dot_text, png, golden, out, update, threshold, tolerance))
+        except CgvizError as e:
+            outcomes.append(Outcome(entry, "error", str(e).splitlines()[0]))
+    return outcomes
+
+
+def render_job(entry: Entry, timeout: float | None,
+               surface: str | None = None) -> tuple[Entry, str | None, bytes | None, str | None]:
     """render() for a worker process: errors come back as text, since a bad entry must not stop
     the others."""
+    from .spelling import SURFACE
+    token = SURFACE.set(surface) if surface else None
     try:
         dot_text, png = render(entry, timeout)
         return entry, dot_text, png, None
@@ -400,3 +440,6 @@ def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, 
         return entry, None, None, str(e)
     except Exception as e:  # a bug in cgviz on this entry: reported as its error, the others still run
         return entry, None, None, f"internal error: {type(e).__name__}: {e} (a bug in cgviz; please report it)"
+    finally:
+        if token is not None:
+            SURFACE.reset(token)
