@@ -739,6 +739,33 @@ def _refuse_model_options(source, **given) -> None:
                           f"{source} is an expression file")
 
 
+def op_table(format: str = "text") -> str:
+    """The expression language's functions and operators with their formulas and local gradients,
+    then its initializers: "text" (aligned) or "md" (the README's Markdown tables)."""
+    from .lang.inits import INITS
+    from .lang.ops import OPS
+    rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
+    if format == "md":
+        out = ["| write | computes | local gradient(s) |", "|---|---|---|"]
+        out += ["| `" + how + "` | " + formula.replace("|", "\\|") + " | " + local.replace("|", "\\|") + " |"
+                for how, formula, local in rows]
+        out += ["", "| initializer | gives |", "|---|---|"] + [f"| `{d.signature}` | {d.doc} |" for d in INITS.values()]
+    else:
+        width = max(len(r[0]) for r in rows)
+        out = [f"{how:<{width}}  {formula}    ∂: {local}" for how, formula, local in rows]
+        out += ["", "initializers (for input/param/const):"] + [f"  {d.signature}: {d.doc}" for d in INITS.values()]
+    return "\n".join(out) + "\n"
+
+
+def files_read(source: str, input_file: str | None = None, weights: str | None = None) -> list:
+    """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
+    (`net.py` of `net.py:build`; none for "-"), the inputs file and the weights."""
+    from .paths import Arg
+    from .pytorch.load import split_spec
+    files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
+    return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights)]
+
+
 # ---- make_dot --------------------------------------------------------------------------------------
 def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_saved: bool = False,
              max_attr_chars: int = 50, *, rankdir: str = "TB", timeout: float | None = 60.0) -> Drawing:

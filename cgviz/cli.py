@@ -184,12 +184,9 @@ def _out(option: str, path, given) -> "object":
 
 
 def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
-    """The files a FILE or MODEL argument reads: the file itself (`net.py` of `net.py:build`), --input
-    and --weights."""
-    from .pytorch.load import split_spec
-    from .paths import Arg
-    files = [] if target == "-" else [Arg("the input", split_spec(target)[0])]
-    return files + [Arg("--input", input_file), Arg("--weights", weights)]
+    """The files a FILE or MODEL argument reads, for _check_files."""
+    from .api import files_read
+    return files_read(target, input_file, weights)
 
 
 def _emit(data: bytes, path: Path | None) -> None:
@@ -354,24 +351,8 @@ def ops(fmt):
     Example:
         cgviz ops
     """
-    from .lang.inits import INITS
-    from .lang.ops import OPS
-
-    rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
-    if fmt == "md":
-        click.echo("| write | computes | local gradient(s) |\n|---|---|---|")
-        for r in rows:
-            click.echo("| `" + r[0] + "` | " + r[1].replace("|", "\\|") + " | " + r[2].replace("|", "\\|") + " |")
-        click.echo("\n| initializer | gives |\n|---|---|")
-        for d in INITS.values():
-            click.echo(f"| `{d.signature}` | {d.doc} |")
-        return
-    width = max(len(r[0]) for r in rows)
-    for how, formula, local in rows:
-        click.echo(f"{how:<{width}}  {formula}    ∂: {local}")
-    click.echo("\ninitializers (for input/param/const):")
-    for d in INITS.values():
-        click.echo(f"  {d.signature}: {d.doc}")
+    from .api import op_table
+    click.echo(op_table(fmt), nl=False)
 
 
 def _input_shape(ctx, param, values):
@@ -563,72 +544,26 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         cgviz snapshot cgviz.toml --golden tests/snapshots -j 2
         cgviz snapshot cgviz.toml --golden tests/snapshots --update
     """
-    from .snapshot import UsageProblem, entries_from_files, load_manifest, orphans
+    from .snapshot import run as run_snapshot
 
-    if not inputs:
-        raise click.UsageError("give a manifest (cgviz.toml) or .cg files to snapshot")
-    if len(inputs) == 1 and inputs[0].endswith(".toml"):
-        try:
-            entries = load_manifest(Path(inputs[0]), allow_trust=allow_trust, allow_outside=allow_outside)
-        except UsageProblem as e:
-            raise click.UsageError(str(e)) from None
-    else:
-        if any(i.endswith(".toml") for i in inputs):
-            raise click.UsageError("give one manifest, or files, not both")
-        try:
-            entries = entries_from_files(list(inputs))
-        except UsageProblem as e:
-            raise click.UsageError(str(e)) from None
-    golden_dir, out = Path(golden), Path(out_dir)
-    for flag, folder in (("--golden", golden_dir), ("--out", out)):
-        if folder.exists() and not folder.is_dir():
-            raise click.UsageError(f"{flag} {folder} is a file; it must name a folder (cgviz creates it if missing)")
-    from .paths import check_folder, same_file
-    if same_file(out, golden_dir):
-        raise click.UsageError("--out must not be the --golden folder (it would overwrite the goldens)")
-    check_folder(golden_dir, "--golden")
-    check_folder(out, "--out")
-    _check_files(*_snapshot_files(inputs[0] if inputs[0].endswith(".toml") else None, entries, golden_dir, out,
-                                  update))
-    from .snapshot import clear_previous, compare_all, render_all
-    clear_previous(out, entries)
-    with click.progressbar(length=len(entries), label="rendering", file=sys.stderr, show_pos=True) as bar:
-        results = render_all(entries, timeout, jobs, done=lambda: bar.update(1))
-    outcomes = compare_all(results, golden_dir, out, update, threshold, tolerance)
-    width = max(len(o.entry.name) for o in outcomes)
+    out = Path(out_dir)
+    snap = run_snapshot(list(inputs), Path(golden), out, update=update, threshold=threshold, tolerance=tolerance,
+                        jobs=jobs, timeout=timeout, allow_trust=allow_trust, allow_outside=allow_outside,
+                        progress=lambda n: click.progressbar(length=n, label="rendering", file=sys.stderr,
+                                                             show_pos=True))
+    width = max(len(o.entry.name) for o in snap.outcomes)
     click.echo(f"{'entry':<{width}}  {'status':<14}  {'pixels differ':>13}  detail")
-    for o in outcomes:
+    for o in snap.outcomes:
         share = "" if o.share is None else f"{o.share:.3%}"
         click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {share:>13}  {o.detail}".rstrip())
-    lost = orphans(golden_dir, entries)
-    if lost:
-        click.echo(f"note: goldens in {golden_dir} that no entry claims (renamed or removed?): "
-                   f"{', '.join(lost)}", err=True)
-    failed = [o for o in outcomes if o.status in ("changed", "missing golden", "error")]
-    written = [o.entry.name for o in outcomes if o.status in ("updated", "new")]
-    if written:
-        click.echo(f"wrote goldens for: {', '.join(written)}", err=True)
-    if failed:
-        diffs = [o.entry.name for o in failed if o.status == "changed"]
-        hint = f"; new pictures and diffs are in {out}/" if diffs or len(failed) > 0 else ""
-        raise _UserError(f"{len(failed)} of {len(outcomes)} entries differ from their goldens{hint}. "
-                         "If the change is intended, run again with --update.")
-
-
-def _snapshot_files(manifest: str | None, entries: list, golden: Path, out: Path, update: bool) -> tuple[list, list]:
-    """What snapshot reads (the manifest, each entry's file, --input and --weights) and what it
-    writes or removes (<entry>.png/.dot/.diff.png in --out; the goldens too with --update)."""
-    from .paths import Arg
-    inputs = [Arg("the manifest", manifest)]
-    for e in entries:
-        inputs += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
-                   Arg(f"entry {e.name!r}: {a.option}", a.path)
-                   for a in _target_inputs(e.path, e.options.get("input"), e.options.get("weights"))]
-    from .snapshot import derived
-    outputs = [Arg("--out", derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
-    if update:
-        outputs += [Arg("--golden", derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
-    return inputs, outputs
+    if snap.orphans:
+        click.echo(f"note: goldens in {Path(golden)} that no entry claims (renamed or removed?): "
+                   f"{', '.join(snap.orphans)}", err=True)
+    if snap.written:
+        click.echo(f"wrote goldens for: {', '.join(snap.written)}", err=True)
+    if snap.failed:
+        raise _UserError(f"{len(snap.failed)} of {len(snap.outcomes)} entries differ from their goldens; new "
+                         f"pictures and diffs are in {out}/. If the change is intended, run again with --update.")
 
 
 @main.command()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CgvizError
+from .errors import CgvizError, OptionError
 from .spelling import on_command_line, spell
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
@@ -31,10 +31,8 @@ def _on_the_command_line() -> str:
     return " to the command line" if on_command_line() else ""
 
 
-class UsageProblem(CgvizError):
+class UsageProblem(OptionError):
     """A manifest or argument mistake: exit status 2, like any usage error."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -443,3 +441,70 @@ def render_job(entry: Entry, timeout: float | None,
     finally:
         if token is not None:
             SURFACE.reset(token)
+
+
+@dataclass
+class Snapshot:
+    """A whole snapshot run: each entry's outcome, and the goldens no entry claims."""
+
+    outcomes: list[Outcome]
+    orphans: list[str]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("changed", "missing golden", "error")]
+
+    @property
+    def written(self) -> list[str]:
+        return [o.entry.name for o in self.outcomes if o.status in ("updated", "new")]
+
+
+def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, threshold: int = DEFAULT_THRESHOLD,
+        tolerance: float = DEFAULT_TOLERANCE, jobs: int = 1, timeout: float | None = None,
+        allow_trust: bool = False, allow_outside: bool = False, progress=None) -> Snapshot:
+    """Everything `cgviz snapshot` does but printing: entries from one manifest or from files, every
+    file checked before any work, each entry rendered and compared. `progress(n)` gives a context
+    manager with update(1) (a progress bar)."""
+    import contextlib
+
+    from .paths import PathConflict, check_folder, check_paths, same_file
+    if not inputs:
+        raise UsageProblem("give a manifest (cgviz.toml) or .cg files to snapshot")
+    manifest = inputs[0] if len(inputs) == 1 and inputs[0].endswith(".toml") else None
+    if manifest:
+        entries = load_manifest(Path(manifest), allow_trust=allow_trust, allow_outside=allow_outside)
+    elif any(i.endswith(".toml") for i in inputs):
+        raise UsageProblem("give one manifest, or files, not both")
+    else:
+        entries = entries_from_files(list(inputs))
+    for key, folder in (("golden", golden), ("out", out)):
+        if folder.exists() and not folder.is_dir():
+            raise UsageProblem(f"{spell(key, folder)} is a file; it must name a folder (cgviz creates it if missing)")
+    if same_file(out, golden):
+        raise UsageProblem(f"{spell('out')} must not be the {spell('golden')} folder (it would overwrite the goldens)")
+    check_folder(golden, spell("golden"))
+    check_folder(out, spell("out"))
+    try:
+        check_paths(*_files(manifest, entries, golden, out, update))
+    except PathConflict as e:
+        raise UsageProblem(str(e)) from None
+    clear_previous(out, entries)
+    with (progress or (lambda n: contextlib.nullcontext()))(len(entries)) as bar:
+        results = render_all(entries, timeout, jobs, done=bar and (lambda: bar.update(1)))
+    return Snapshot(compare_all(results, golden, out, update, threshold, tolerance), orphans(golden, entries))
+
+
+def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, update: bool) -> tuple[list, list]:
+    """What snapshot reads (the manifest, each entry's file, its input and weights) and what it
+    writes or removes (<entry>.png/.dot/.diff.png in out; the goldens too with update)."""
+    from .api import files_read
+    from .paths import Arg
+    reads = [Arg("the manifest", manifest)]
+    for e in entries:
+        reads += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
+                  Arg(f"entry {e.name!r}: {a.option}", a.path)
+                  for a in files_read(e.path, e.options.get("input"), e.options.get("weights"))]
+    writes = [Arg(spell("out"), derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
+    if update:
+        writes += [Arg(spell("golden"), derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
+    return reads, writes
