@@ -8,7 +8,9 @@
 
 __version__ = "0.1.0"
 
-from .api import Drawing, NodeView, draw, make_dot  # noqa: E402
-from .errors import CgvizError, SourceError  # noqa: E402
+from .api import (Drawing, NodeView, check_gradients, draw, explain, gradient_health, make_dot,  # noqa: E402
+                  train)
+from .errors import CgvizError, OptionError, SourceError  # noqa: E402
 
-__all__ = ["CgvizError", "Drawing", "NodeView", "SourceError", "draw", "make_dot", "__version__"]
+__all__ = ["CgvizError", "Drawing", "NodeView", "OptionError", "SourceError", "check_gradients", "draw", "explain",
+           "gradient_health", "make_dot", "train", "__version__"]

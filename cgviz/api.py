@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CgvizError
+from .errors import CgvizError, OptionError
+from .spelling import spell
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
@@ -74,6 +75,16 @@ class Drawing:
     def loss(self) -> float | None:
         return self._b.loss
 
+    @property
+    def source(self) -> str:
+        """The name the drawing was read from, as warnings and titles show it (`<text>` for text)."""
+        return self._b.source
+
+    @property
+    def headline(self) -> str:
+        """One line on the result: `loss L = 100` (the command line's `wrote …` says it)."""
+        return self._b.headline
+
     def __getitem__(self, name: str) -> NodeView:
         graph = self._b.graph
         node = graph[name] if name in graph else next((n for n in graph if n.name == name), None)
@@ -111,8 +122,9 @@ class Drawing:
             self._svg = self.output("svg")
         return self._svg.decode("utf-8")
 
-    def png(self) -> bytes:
-        return self.output("png")
+    def png(self, dpi: float | None = None) -> bytes:
+        """The PNG, at `dpi` if given (else as large as the pixel budget allows, up to Graphviz's 96)."""
+        return self.output("png", dpi=dpi)
 
     def pdf(self) -> bytes:
         return self.output("pdf")
@@ -125,13 +137,15 @@ class Drawing:
         """The interactive page, shown inline when it is the last thing in a notebook cell."""
         return Page(self.html())
 
-    def output(self, fmt: str) -> bytes:
-        """The bytes of one format: png, svg, pdf, dot, json or html."""
+    def output(self, fmt: str, dpi: float | None = None) -> bytes:
+        """The bytes of one format: png, svg, pdf, dot, json or html (`dpi`: a PNG's resolution)."""
         if fmt not in set(_SUFFIX_FORMATS.values()):
             raise CgvizError(f"unknown format {fmt!r}; cgviz writes {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}")
-        return self._b.output(fmt, self.rankdir, self.timeout)
+        if dpi is not None:
+            dpi = _converted("dpi", dpi)
+        return self._b.output(fmt, self.rankdir, self.timeout, dpi)
 
-    def save(self, path: str | os.PathLike, format: str | None = None) -> Path:
+    def save(self, path: str | os.PathLike, format: str | None = None, dpi: float | None = None) -> Path:
         """Write to `path` (format from its suffix unless `format` is given), atomically: a failure
         leaves no partial file and an existing file untouched. Returns the path."""
         from .view.graphviz import write_atomic
@@ -145,7 +159,7 @@ class Drawing:
                 if p.exists() and p.samefile(src):
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
-        write_atomic(p, self.output(fmt))
+        write_atomic(p, self.output(fmt, dpi))
         return p
 
     # ---- notebooks ---------------------------------------------------------------------------------
@@ -194,6 +208,11 @@ class _Expression:
         v = run.values.get(g.output) if g.output else None
         return float(v) if v is not None and getattr(v, "size", 0) == 1 else None
 
+    @property
+    def headline(self) -> str:
+        from .view.dot import headline
+        return headline(self.result.graph, self.result.run)
+
     def value(self, node_id):
         return self.result.run.values.get(node_id)
 
@@ -210,18 +229,20 @@ class _Expression:
         from .view.export import to_dict
         return to_dict(self.result.graph, self.result.run, self.opts.vanish, self.opts.explode)
 
-    def output(self, fmt: str, rankdir: str, timeout: float | None) -> bytes:
+    def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
         import dataclasses
 
         from .lang.pipeline import output_bytes
-        return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout)
+        return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout,
+                            dpi=dpi)
 
 
 class _Model:
     """A model's run: tensor summaries per node and edge."""
 
-    def __init__(self, drawing, source: str, inputs: tuple[str, ...]):
+    def __init__(self, drawing, source: str, inputs: tuple[str, ...], loaded=None):
         self.d, self.source, self.inputs = drawing, source, inputs
+        self.loaded = loaded            # the module that ran (gradient_health reads its parameters)
         self.graph = drawing.graph
         self.notes = drawing.notes
 
@@ -232,6 +253,10 @@ class _Model:
     @property
     def loss(self):
         return self.d.run.loss
+
+    @property
+    def headline(self) -> str:
+        return "" if self.loss is None else f"loss = {self.loss:.4g}"
 
     def value(self, node_id):
         from .summary import first
@@ -251,8 +276,8 @@ class _Model:
     def to_dict(self) -> dict:
         return self.d.to_dict()
 
-    def output(self, fmt: str, rankdir: str, timeout: float | None) -> bytes:
-        return self.d.output(fmt, rankdir, timeout)
+    def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
+        return self.d.output(fmt, rankdir, timeout, dpi=dpi)
 
 
 # ---- draw ------------------------------------------------------------------------------------------
@@ -261,7 +286,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
          grad: bool = True, lr: float | None = None, clip_norm: float | None = None, rankdir: str | None = None,
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
-         timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True) -> Drawing:
+         timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
+         kind: str | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -277,32 +303,30 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     direction; by default an expression is drawn top to bottom when it is much deeper than wide,
     else left to right, and a model top to bottom. simplify=False draws a model's pass-through
     ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
+
+    kind says what a string or path is, when it should not be told from the text and the file's
+    content: "text" (a program), "expression" (an expression file, "-" for standard input),
+    "model" (a model file) or "file" (a file of either kind, told by its content).
     """
-    from .options import OPTIONS
-    checked = {}
-    for key, value in (("loss", loss), ("depth", depth), ("view", view), ("dtype", dtype), ("seed", seed),
-                       ("mode", mode), ("lr", lr), ("clip_norm", clip_norm), ("rankdir", rankdir),
-                       ("vanish", vanish), ("explode", explode), ("max_elements", max_elements),
-                       ("timeout", timeout)):
-        if value is None:
-            checked[key] = None
-            continue
-        try:
-            checked[key] = OPTIONS[key].convert(value)
-        except Exception as e:          # click.BadParameter: say it in the caller's words
-            raise CgvizError(f"draw(): {key}={value!r}: {getattr(e, 'message', e)}") from None
+    checked = _checked("draw", loss=loss, depth=depth, view=view, dtype=dtype, seed=seed, mode=mode, lr=lr,
+                       clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
+                       max_elements=max_elements, timeout=timeout)
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
         text_or_path = os.fspath(source)
-        if _is_expression(text_or_path):
+        kind = source_kind(text_or_path, kind)
+        if kind != "model":
             if inputs or input_size is not None:
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors or "
                                  "input_size (use sets={'x': ...} to change a declaration)")
-            return _draw_expression(text_or_path, sets, grad, checked, timeout=checked["timeout"],
+            return _draw_expression(text_or_path, kind, sets, grad, checked, timeout=checked["timeout"],
                                     rankdir=rankdir)
         return _draw_model_file(text_or_path, inputs, input_size, checked, fold=fold, grad=grad, trust=trust,
                                 weights=weights, meta=meta, input_file=input_file, rankdir=rankdir or "TB")
+    if kind is not None:
+        raise CgvizError(f"draw(): kind={kind!r} says what a string or path holds; this source is a "
+                         f"{type(source).__name__}")
     from .needs import require_torch
     torch = require_torch("draw() of a model, function or tensor")
     if isinstance(source, torch.Tensor):
@@ -320,11 +344,34 @@ def _is_text_or_path(source) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
-def _is_expression(text_or_path: str) -> bool:
-    """Program text (it has a newline or an `=`), a .cg file, or a file whose content is a program."""
-    if "\n" in text_or_path or ("=" in text_or_path and not Path(text_or_path).exists()):
-        return True
-    return not is_model(text_or_path)
+KINDS = ("text", "expression", "model", "file")
+
+
+def source_kind(text_or_path: str, kind: str | None = None) -> str:
+    """What a string names: "text" (a program), "expression" (an expression file) or "model".
+
+    `kind` None tells text from a path (text has a newline, or an `=` and no such file), then a
+    path by is_model; "file" is a path of either kind, told by is_model; the others are taken as said."""
+    if kind not in (None,) + KINDS:
+        raise CgvizError(f"kind={kind!r}: must be one of {', '.join(map(repr, KINDS))}")
+    if kind is None and ("\n" in text_or_path or ("=" in text_or_path and not Path(text_or_path).exists())):
+        return "text"
+    if kind in (None, "file"):
+        return "model" if is_model(text_or_path) else "expression"
+    return kind
+
+
+def _checked(caller: str, **values) -> dict:
+    """Option values checked by their one definition (cgviz.options), the errors in the caller's words."""
+    return {key: None if value is None else _converted(key, value, caller) for key, value in values.items()}
+
+
+def _converted(key: str, value, caller: str = "draw"):
+    from .options import OPTIONS
+    try:
+        return OPTIONS[key].convert(value)
+    except Exception as e:          # click.BadParameter
+        raise CgvizError(f"{caller}(): {key}={value!r}: {getattr(e, 'message', e)}") from None
 
 
 def is_model(target: str) -> bool:
@@ -364,16 +411,28 @@ def is_model(target: str) -> bool:
     return False
 
 
-def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout, rankdir: str | None) -> Drawing:
+def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, ...]]:
+    """(text, name, files read) of an expression program given as text or as a file."""
+    from .lang.pipeline import read_source
+    if source_kind(text_or_path, kind) == "text":
+        return text_or_path, "<text>", ()
+    text, name = read_source(text_or_path)
+    return text, name, (text_or_path,)
+
+
+def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, grad: bool = True):
+    """An expression program run forward and backward: (pipeline.Result, its name, files read)."""
+    from .lang.pipeline import evaluate
+    text, name, inputs = _program(os.fspath(source), kind)
+    overrides = {k: str(v) for k, v in (sets or {}).items()}
+    return evaluate(text, name, overrides, grad=grad, max_elements=max_elements), name, inputs
+
+
+def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, checked: dict, timeout,
+                     rankdir: str | None) -> Drawing:
     from .view.dot import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH
-    from .lang.pipeline import annotate, evaluate, read_source
-    if "\n" in text_or_path or "=" in text_or_path and not Path(text_or_path).exists():
-        text, name, inputs = text_or_path, "<text>", ()
-    else:
-        text, name = read_source(text_or_path)
-        inputs = (text_or_path,)
-    overrides = {k: str(v) for k, v in (sets or {}).items()}
+    from .lang.pipeline import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
     if lr is not None and not grad:
         raise CgvizError("draw(): lr needs gradients; leave grad=True")
@@ -383,7 +442,7 @@ def _draw_expression(text_or_path: str, sets, grad: bool, checked: dict, timeout
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
     if not vanish < explode:
         raise CgvizError(f"draw(): vanish ({vanish:g}) must be smaller than explode ({explode:g})")
-    result = evaluate(text, name, overrides, grad=grad, max_elements=checked["max_elements"])
+    result, name, inputs = _evaluate(text_or_path, kind, sets, checked["max_elements"], grad)
     warnings = annotate(result, grad, lr, clip_norm, vanish, explode)
     rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
     opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode)
@@ -395,17 +454,18 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
     from .pytorch.trace import TraceOptions
     shapes: tuple = ()
     if input_size is not None:
-        sizes = input_size if input_size and isinstance(input_size[0], (list, tuple, str)) else [input_size]
+        sizes = (input_size if input_size and isinstance(input_size[0], (list, tuple, str, InputSpec))
+                 else [input_size])
         try:
-            shapes = tuple(parse_shape(s) if isinstance(s, str) else InputSpec(tuple(int(d) for d in s), None)
-                           for s in sizes)
+            shapes = tuple(s if isinstance(s, InputSpec) else parse_shape(s) if isinstance(s, str)
+                           else InputSpec(tuple(int(d) for d in s), None) for s in sizes)
         except (TypeError, ValueError) as e:
             raise CgvizError(f"draw(): input_size={input_size!r}: {e}") from None
         if inputs_given:
             raise CgvizError("draw(): give example inputs or input_size, not both")
     return TraceOptions(input_shapes=shapes, input_file=input_file, dtype=checked["dtype"], loss=checked["loss"],
-                        seed=checked["seed"] or 0, view=checked["view"] or "ops", mode=checked["mode"], meta=meta,
-                        max_elements=checked["max_elements"])
+                        seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
+                        meta=meta, max_elements=checked["max_elements"])
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
@@ -413,11 +473,13 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
     from .pytorch.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
                       explode=checked["explode"], simplify=checked.get("simplify", True))
-    return Drawing(_Model(d, source, inputs), rankdir, checked["timeout"])
+    return Drawing(_Model(d, source, inputs, loaded), rankdir, checked["timeout"])
 
 
 def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trust, weights, meta, input_file,
                      rankdir) -> Drawing:
+    from .pytorch.load import check_model_files
+    check_model_files(spec, input_file, weights)      # a missing file is said before torch is imported
     from .needs import require_torch
     require_torch(f"drawing the model {spec}")
     from .pytorch.load import load_model, split_spec
@@ -478,6 +540,230 @@ def _borrowed(module):
             m.training = training
         for p, g in grads:
             p.grad = g
+
+
+# ---- the other commands, each one call ----------------------------------------------------------------
+@dataclass
+class Explanation:
+    """explain()'s result: the text, the program it explains (its name) and the run's warnings."""
+
+    text: str
+    source: str
+    warnings: list[str]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = None, kind: str | None = None,
+            max_elements: int | None = None) -> Explanation:
+    """Backpropagation spelled out for an expression program (text or file): every node's local
+    gradient as a formula and a number, then each param's and input's chain of local gradients
+    multiplied out. format: "text" (aligned columns), "md" (Markdown tables) or "json"."""
+    from .lang.explain import FORMATS
+    if format not in FORMATS:
+        raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, FORMATS))}")
+    checked = _checked("explain", max_elements=max_elements)
+    result, name, _ = _evaluate(source, _expression(source, kind, "explain"), sets, checked["max_elements"])
+    return Explanation(FORMATS[format](result.graph, result.run), name, [str(w) for w in result.run.warnings])
+
+
+def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None = None,
+          sets: dict[str, Any] | None = None, format: str = "png", rankdir: str | None = None,
+          timeout: float | None = 60.0, kind: str | None = None, on_step=None):
+    """Gradient descent on an expression program's params: the losses, a loss-curve PNG and the graph
+    after the last step in `format` (html: the page with a slider over the steps). See cgviz.training."""
+    from .training import train as _train
+    checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
+    if checked["lr"] is None:
+        raise OptionError("train(): lr= is required (the learning rate)")
+    return _train(source, _expression(source, kind, "train"), sets, checked, format, on_step)
+
+
+@dataclass
+class GradientHealth:
+    """gradient_health()'s result: one row per layer (cgviz.grads.Row) and what a person should read."""
+
+    rows: list
+    vanish: float
+    explode: float
+    source: str                     # the file's name (a model's without its folder)
+    kind: str                       # expression | model
+    title: str
+    warnings: list[str]
+    notes: list[str]
+
+    def table(self, format: str = "text") -> str:
+        """The table: "text", "md" or "json"."""
+        from .grads import FORMATS
+        return FORMATS[format](self.rows, self.vanish, self.explode)
+
+    def bar_chart(self) -> tuple[bytes, dict]:
+        """A PNG of each layer's gradient norm (log scale, coloured by flag), and facts about it."""
+        from .view.plots import grad_bars
+        return grad_bars(self.rows, self.vanish, self.explode, title=self.title)
+
+    def histograms(self) -> tuple[bytes, dict]:
+        """A PNG of each layer's gradient histogram (`panels` in the facts: how many were drawn)."""
+        from .view.plots import grad_histograms
+        return grad_histograms(self.rows, title=f"{Path(self.source).name}: gradient histogram per layer")
+
+
+def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: float | None = None,
+                    explode: float | None = None, sets: dict[str, Any] | None = None, input_size: Any = None,
+                    input_file: str | None = None, dtype: str | None = None, loss: str | None = None,
+                    seed: int = 0, mode: str | None = None, trust: bool = False, weights: str | None = None,
+                    max_elements: int | None = None) -> GradientHealth:
+    """Gradient health per layer after one backward pass: ‖w‖, ‖g‖, ‖g‖/‖w‖ and a vanishing or
+    exploding flag for each param and input of an expression program, or each parameter tensor of a
+    model (a file, or an nn.Module with its inputs, as draw() takes them)."""
+    from . import grads as G
+    from .health import EXPLODE, VANISH, flag_warnings
+    checked = _checked("gradient_health", vanish=vanish, explode=explode)
+    vanish = VANISH if checked["vanish"] is None else checked["vanish"]
+    explode = EXPLODE if checked["explode"] is None else checked["explode"]
+    _thresholds(vanish, explode)
+    if _is_model(source, kind):
+        if sets:
+            raise OptionError(f"{spell('set')} changes declarations of an expression file; {source} is a model")
+        # the model runs as draw() runs it (load, trace); grad=False only keeps the picture's own
+        # flags out, since each parameter is judged below from its live tensor, and depth=1 is the
+        # cheapest picture, which nothing here draws
+        d = draw(source, *inputs, kind="model" if _is_text_or_path(source) else None,
+                 input_size=input_size or None, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
+                 mode=mode, trust=trust, weights=weights, max_elements=max_elements, grad=False, depth=1)
+        run, loaded = d._b.d.run, d._b.loaded
+        notes, warnings = d.notes, d.warnings
+        if loss is None and run.meta.get("loss") == "sum":
+            notes.append("the model's output is not a scalar, so backward starts from its sum; gradient norms "
+                         "then grow with the output's size and the flags say little about training. Give the "
+                         f"loss you train with: {spell('loss', 'ce')} or {spell('loss', 'mse')}.")
+        rows = G.model_rows(loaded.model, run, vanish, explode)
+        name = Path(loaded.path).name
+        if not rows:
+            raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
+        title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+        what = "model"
+    else:
+        _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss,
+                              trust=trust, weights=weights, mode=mode)
+        from .view.dot import headline
+        result, name, _ = _evaluate(source, kind, sets, _checked("gradient_health", max_elements=max_elements)
+                                    ["max_elements"])
+        notes, warnings = [], [str(w) for w in result.run.warnings]
+        rows = G.expression_rows(result.graph, result.run, vanish, explode)
+        if not any(r.grad_norm is not None for r in rows):
+            raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
+                             "(declare weights with `param`, data with `input`)")
+        title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
+        what = "expression"
+    warnings += flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode)
+    return GradientHealth(rows, vanish, explode, name, what, title, warnings, notes)
+
+
+@dataclass
+class GradientCheck:
+    """check_gradients()'s result: the report (cgviz.check.expression.Report) and the run's warnings."""
+
+    report: Any
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    def text(self) -> str:
+        from .check.expression import to_text
+        return to_text(self.report)
+
+    def json(self) -> str:
+        from .check.expression import to_json
+        return to_json(self.report)
+
+
+def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None = None, atol: float | None = None,
+                    fd_rtol: float | None = None, fd_atol: float | None = None, fd_samples: int | None = None,
+                    sets: dict[str, Any] | None = None, input_size: Any = None, input_file: str | None = None,
+                    dtype: str | None = None, loss: str | None = None, seed: int = 0, mode: str | None = None,
+                    trust: bool = False, weights: str | None = None,
+                    max_elements: int | None = None) -> GradientCheck:
+    """The gradients cgviz shows for an expression program or a model file, against PyTorch autograd
+    and central finite differences (`cgviz check`; the tolerances' defaults are its)."""
+    from .check import expression as gradcheck
+    checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
+                       fd_samples=fd_samples, dtype=dtype, loss=loss, seed=seed, mode=mode,
+                       max_elements=max_elements)
+    tol = {k: getattr(gradcheck, k.upper()) if checked[k] is None else checked[k]
+           for k in ("rtol", "atol", "fd_rtol", "fd_atol")}
+    if not _is_text_or_path(source):
+        raise CgvizError(f"check_gradients() takes program text or a file path, not a {type(source).__name__}")
+    if _is_model(source, kind):
+        if sets:
+            raise OptionError(f"{spell('set')} changes declarations of an expression file; {source} is a model")
+        spec = os.fspath(source)
+        from .pytorch.load import check_model_files
+        check_model_files(spec, input_file, weights)      # before torch is imported
+        from .check.model import check_model
+        opts = _trace_options(False, input_size or None, checked, False, input_file)
+        return GradientCheck(check_model(spec, opts, trust=trust, weights=weights, fd_samples=fd_samples or 16,
+                                         **tol), [])
+    _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss, trust=trust,
+                          weights=weights, mode=mode)
+    result, name, _ = _evaluate(source, kind, sets, checked["max_elements"])
+    report = gradcheck.check_expression(result, fd_samples=fd_samples or gradcheck.FD_SAMPLES, source=name, **tol)
+    return GradientCheck(report, [str(w) for w in result.run.warnings])
+
+
+def _is_model(source, kind: str | None) -> bool:
+    """A model file, or a module or function in memory; else an expression program."""
+    return not _is_text_or_path(source) or source_kind(os.fspath(source), kind) == "model"
+
+
+def _expression(source, kind: str | None, caller: str) -> str:
+    """The kind of an expression source; a model is refused, since `caller` reads programs only."""
+    if _is_model(source, kind):
+        raise CgvizError(f"{caller}() reads expression programs; {source} is a model (draw() draws it)")
+    return source_kind(os.fspath(source), kind)
+
+
+def _thresholds(vanish: float, explode: float) -> None:
+    if not vanish < explode:
+        raise OptionError(f"{spell('vanish')} ({vanish:g}) must be smaller than {spell('explode')} ({explode:g})")
+
+
+def _refuse_model_options(source, **given) -> None:
+    """Model options given with an expression program: a usage mistake, said by name, not ignored."""
+    named = [spell(key) for key, value in given.items() if value]
+    if named:
+        raise OptionError(f"{', '.join(named)} appl{'ies' if len(named) == 1 else 'y'} to a model; "
+                          f"{source} is an expression file")
+
+
+def op_table(format: str = "text") -> str:
+    """The expression language's functions and operators with their formulas and local gradients,
+    then its initializers: "text" (aligned) or "md" (the README's Markdown tables)."""
+    from .lang.inits import INITS
+    from .lang.ops import OPS
+    rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
+    if format == "md":
+        out = ["| write | computes | local gradient(s) |", "|---|---|---|"]
+        out += ["| `" + how + "` | " + formula.replace("|", "\\|") + " | " + local.replace("|", "\\|") + " |"
+                for how, formula, local in rows]
+        out += ["", "| initializer | gives |", "|---|---|"] + [f"| `{d.signature}` | {d.doc} |" for d in INITS.values()]
+    else:
+        width = max(len(r[0]) for r in rows)
+        out = [f"{how:<{width}}  {formula}    ∂: {local}" for how, formula, local in rows]
+        out += ["", "initializers (for input/param/const):"] + [f"  {d.signature}: {d.doc}" for d in INITS.values()]
+    return "\n".join(out) + "\n"
+
+
+def files_read(source: str, input_file: str | None = None, weights: str | None = None) -> list:
+    """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
+    (`net.py` of `net.py:build`; none for "-"), the inputs file and the weights."""
+    from .paths import Arg
+    from .pytorch.load import split_spec
+    files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
+    return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights)]
 
 
 # ---- make_dot --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CgvizError
+from .errors import CgvizError, OptionError
 from .options import AUTO_RANKDIR_HELP, option, parse_sets
 from .view.graphviz import FORMATS, write_atomic
 
@@ -33,10 +34,12 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from .pywarnings import captured
+        from .spelling import command_line
         try:
             # Python warnings (NumPy's overflow, torch's loader notes) never print their file paths:
-            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings)
-            with captured(lambda line: click.echo(line, err=True)):
+            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings).
+            # Library messages name options as flags while a command runs (cgviz.spelling).
+            with captured(lambda line: click.echo(line, err=True)), command_line():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -60,6 +63,20 @@ class _Group(click.Group):
                        "This is a bug in cgviz; run again with CGVIZ_DEBUG=1 to see the traceback "
                        "and please report it.", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+class _Command(click.Command):
+    """A library OptionError (options that do not fit together or the source) is a usage mistake:
+    shown with this command's usage line and exit status 2, as click shows its own."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:
+            raise click.UsageError(str(e), ctx) from None
+
+
+_Group.command_class = _Command
 
 
 class _UserError(click.ClickException):
@@ -167,12 +184,9 @@ def _out(option: str, path, given) -> "object":
 
 
 def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
-    """The files a FILE or MODEL argument reads: the file itself (`net.py` of `net.py:build`), --input
-    and --weights."""
-    from .pytorch.load import split_spec
-    from .paths import Arg
-    files = [] if target == "-" else [Arg("the input", split_spec(target)[0])]
-    return files + [Arg("--input", input_file), Arg("--weights", weights)]
+    """The files a FILE or MODEL argument reads, for _check_files."""
+    from .api import files_read
+    return files_read(target, input_file, weights)
 
 
 def _emit(data: bytes, path: Path | None) -> None:
@@ -218,8 +232,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
     """
-    from .view.dot import DotOptions, headline
-    from .lang.pipeline import annotate, evaluate, output_bytes, read_source
+    from .api import draw
 
     overrides = parse_sets(sets)
     _check_thresholds(vanish, explode)
@@ -229,16 +242,14 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         raise click.UsageError("--clip-norm clips the step --lr takes; give --lr too")
     fmt, path = resolve_output(file, output, fmt)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
-    text, name = read_source(file)
-    result = evaluate(text, name, overrides, grad=not no_grad, max_elements=max_elements)
-    warnings = annotate(result, not no_grad, lr, clip_norm, vanish, explode)
-    data = output_bytes(result, fmt, DotOptions(rankdir=rankdir and rankdir.upper(), grad=not no_grad, vanish=vanish,
-                                                explode=explode), timeout=timeout, dpi=dpi)
-    for w in warnings:
-        click.echo(f"warning: {name}: {w}", err=True)
+    d = draw(file, kind="expression", sets=overrides, grad=not no_grad, lr=lr, clip_norm=clip_norm, rankdir=rankdir,
+             vanish=vanish, explode=explode, max_elements=max_elements, timeout=timeout)
+    data = d.output(fmt, dpi=dpi)
+    for w in d.warnings:
+        click.echo(f"warning: {d.source}: {w}", err=True)
     _emit(data, path)
     if not quiet and path is not None:
-        click.echo(f"wrote {path} ({len(result.graph)} nodes; {headline(result.graph, result.run)})", err=True)
+        click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
 
 
 @main.command()
@@ -257,17 +268,15 @@ def explain(file, fmt, output, sets):
         cgviz explain sample_graphs/pizza.cg
         cgviz explain sample_graphs/challenge.cg --format md -o challenge.md
     """
-    from .lang.explain import FORMATS as EXPLAIN
-    from .lang.pipeline import evaluate, read_source
+    from .api import explain as explain_program
 
     overrides = parse_sets(sets)
     path = None if not output or output == "-" else Path(output)
     _check_files(_target_inputs(file), [_out("-o", path, True)])
-    text, name = read_source(file)
-    result = evaluate(text, name, overrides)
-    for w in result.run.warnings:
-        click.echo(f"warning: {name}: {w}", err=True)
-    _emit(EXPLAIN[fmt](result.graph, result.run).encode("utf-8"), path)
+    e = explain_program(file, kind="expression", format=fmt, sets=overrides)
+    for w in e.warnings:
+        click.echo(f"warning: {e.source}: {w}", err=True)
+    _emit(e.text.encode("utf-8"), path)
 
 
 @main.command()
@@ -295,27 +304,14 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
         cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
         cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
     """
-    from .view.dot import DotOptions
-    from .errors import CgvizError
+    from .api import train as train_program
     from .fmt import num
-    from .lang.pipeline import evaluate, output_bytes, read_source
-    from .view.plots import loss_curve
-    from .lang.train import frame_steps, params, train as run_training, training_warnings
 
     overrides = parse_sets(sets)
     stem = "stdin" if file == "-" else Path(file).stem
     fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
-    curve_path = Path(curve or f"{stem}_loss.png")
-    if _suffix_format(str(curve_path)) != "png":
-        raise click.UsageError(f"--curve writes a PNG; give a name ending in .png, not {curve_path}")
+    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
     _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
-    text, name = read_source(file)
-    result = evaluate(text, name, overrides)
-    graph = result.graph
-    if not params(graph):
-        raise CgvizError(f"{name} declares no float param: there is nothing to train (declare weights with `param`)")
-    for w in result.run.warnings:
-        click.echo(f"warning: {name}: {w}", err=True)
     width = len(str(steps))
     show = not quiet
     bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
@@ -329,44 +325,20 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
             if bar_ctx is not None and s is not None:
                 bar_ctx.update(1)
 
-    frames, keep = [], frame_steps(steps) if fmt == "html" else set()
-
-    def on_run(k, r):       # the runs the page's step slider shows
-        if k in keep:
-            frames.append((k, r))
-
-    if bar_ctx is not None:
-        with bar_ctx:
-            run, hist = run_training(graph, lr, steps, clip_norm, on_step, on_run)
-    else:
-        run, hist = run_training(graph, lr, steps, clip_norm, on_step, on_run)
-    done = len(hist.grad_norms)
-    clip_text = f", clip-norm {num(clip_norm)} ({sum(hist.clipped)} of {done} steps clipped)" if clip_norm else ""
-    png, _ = loss_curve(hist.losses, hist.clipped, title=f"{Path(name).name}: gradient descent, lr {num(lr)}{clip_text}",
-                        stopped=hist.stopped)
-    write_atomic(curve_path, png)
-    result.run = run
-    caption = f"after {done} step{'s' if done != 1 else ''} of gradient descent, lr {num(lr)}{clip_text}; " \
-              f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
-    dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
-    if fmt == "html":
-        from .view.dot import to_dot
-        from .view.html import train_page
-        from .view.graphviz import run_dot
-        if not frames or frames[-1][0] != len(hist.losses) - 1:
-            frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
-        data = train_page(graph, frames, hist.losses, to_dot(graph, run, dot_opts), dot_opts,
-                          lambda d: run_dot(d, "svg", timeout=timeout, nodes=len(graph)).decode("utf-8")).encode("utf-8")
-    else:
-        data = output_bytes(result, fmt, dot_opts, timeout=timeout)
-    _emit(data, path)
-    if hist.stopped:
-        raise CgvizError(f"{name}: {hist.stopped}. Wrote the loss curve to {curve_path} and the graph at "
+    with bar_ctx or contextlib.nullcontext():
+        t = train_program(file, kind="expression", lr=lr, steps=steps, clip_norm=clip_norm, sets=overrides,
+                          format=fmt, rankdir=rankdir, timeout=timeout, on_step=on_step)
+    for w in t.warnings:
+        click.echo(f"warning: {t.source}: {w}", err=True)
+    write_atomic(curve_path, t.curve)
+    _emit(t.graph, path)
+    if t.stopped:
+        raise CgvizError(f"{t.source}: {t.stopped}. Wrote the loss curve to {curve_path} and the graph at "
                          f"that point to {path}.")
-    for w in training_warnings(hist):
-        click.echo(f"warning: {name}: {w}", err=True)
+    for w in t.advice:
+        click.echo(f"warning: {t.source}: {w}", err=True)
     if show:
-        click.echo(f"loss {num(hist.losses[0])} → {num(hist.losses[-1])} in {done} steps; wrote {path} and {curve_path}",
+        click.echo(f"loss {num(t.losses[0])} → {num(t.losses[-1])} in {t.done} steps; wrote {path} and {curve_path}",
                    err=True)
 
 
@@ -379,24 +351,8 @@ def ops(fmt):
     Example:
         cgviz ops
     """
-    from .lang.inits import INITS
-    from .lang.ops import OPS
-
-    rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
-    if fmt == "md":
-        click.echo("| write | computes | local gradient(s) |\n|---|---|---|")
-        for r in rows:
-            click.echo("| `" + r[0] + "` | " + r[1].replace("|", "\\|") + " | " + r[2].replace("|", "\\|") + " |")
-        click.echo("\n| initializer | gives |\n|---|---|")
-        for d in INITS.values():
-            click.echo(f"| `{d.signature}` | {d.doc} |")
-        return
-    width = max(len(r[0]) for r in rows)
-    for how, formula, local in rows:
-        click.echo(f"{how:<{width}}  {formula}    ∂: {local}")
-    click.echo("\ninitializers (for input/param/const):")
-    for d in INITS.values():
-        click.echo(f"  {d.signature}: {d.doc}")
+    from .api import op_table
+    click.echo(op_table(fmt), nl=False)
 
 
 def _input_shape(ctx, param, values):
@@ -457,6 +413,14 @@ def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str =
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
                         max_elements=max_elements)
+
+
+def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
+    """The values of `model_options` as the API's keywords (cgviz.api.draw and its siblings)."""
+    ctx = click.get_current_context(silent=True)
+    return dict(input_size=input_shapes or None, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
+                trust=trust, weights=weights, mode=None if mode is None else ("train" if mode else "eval"),
+                max_elements=ctx.meta.get("cgviz.max_elements") if ctx is not None else None)
 
 
 def model_stem(model: str) -> str:
@@ -580,108 +544,26 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
         cgviz snapshot cgviz.toml --golden tests/snapshots -j 2
         cgviz snapshot cgviz.toml --golden tests/snapshots --update
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from .snapshot import run as run_snapshot
 
-    from .pywarnings import worker_init
-    from .snapshot import UsageProblem, check, entries_from_files, load_manifest, orphans, render_job
-
-    if not inputs:
-        raise click.UsageError("give a manifest (cgviz.toml) or .cg files to snapshot")
-    if len(inputs) == 1 and inputs[0].endswith(".toml"):
-        try:
-            entries = load_manifest(Path(inputs[0]), allow_trust=allow_trust, allow_outside=allow_outside)
-        except UsageProblem as e:
-            raise click.UsageError(str(e)) from None
-    else:
-        if any(i.endswith(".toml") for i in inputs):
-            raise click.UsageError("give one manifest, or files, not both")
-        try:
-            entries = entries_from_files(list(inputs))
-        except UsageProblem as e:
-            raise click.UsageError(str(e)) from None
-    golden_dir, out = Path(golden), Path(out_dir)
-    for flag, folder in (("--golden", golden_dir), ("--out", out)):
-        if folder.exists() and not folder.is_dir():
-            raise click.UsageError(f"{flag} {folder} is a file; it must name a folder (cgviz creates it if missing)")
-    from .paths import check_folder, same_file
-    if same_file(out, golden_dir):
-        raise click.UsageError("--out must not be the --golden folder (it would overwrite the goldens)")
-    check_folder(golden_dir, "--golden")
-    check_folder(out, "--out")
-    _check_files(*_snapshot_files(inputs[0] if inputs[0].endswith(".toml") else None, entries, golden_dir, out,
-                                  update))
-    from .snapshot import clear_previous
-    clear_previous(out, entries)
-    results = []
-    with click.progressbar(length=len(entries), label="rendering", file=sys.stderr,
-                           show_pos=True) as bar:
-        if jobs > 1 and len(entries) > 1:
-            # spawn, not fork: a forked child of a process whose torch already started threads
-            # can deadlock on their locks
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=worker_init) as pool:
-                for r in pool.map(render_job, entries, [timeout] * len(entries)):
-                    results.append(r)
-                    bar.update(1)
-        else:
-            for e in entries:
-                results.append(render_job(e, timeout))
-                bar.update(1)
-    from .snapshot import Outcome
-    outcomes = []
-    for entry, dot_text, png, error in results:
-        if error is not None:
-            outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
-            continue
-        try:
-            outcomes.append(check(entry, dot_text, png, golden_dir, out, update, threshold, tolerance))
-        except CgvizError as e:         # an unreadable golden: this entry's row says so, the others go on
-            outcomes.append(Outcome(entry, "error", str(e).splitlines()[0]))
-    width = max(len(o.entry.name) for o in outcomes)
+    out = Path(out_dir)
+    snap = run_snapshot(list(inputs), Path(golden), out, update=update, threshold=threshold, tolerance=tolerance,
+                        jobs=jobs, timeout=timeout, allow_trust=allow_trust, allow_outside=allow_outside,
+                        progress=lambda n: click.progressbar(length=n, label="rendering", file=sys.stderr,
+                                                             show_pos=True))
+    width = max(len(o.entry.name) for o in snap.outcomes)
     click.echo(f"{'entry':<{width}}  {'status':<14}  {'pixels differ':>13}  detail")
-    for o in outcomes:
+    for o in snap.outcomes:
         share = "" if o.share is None else f"{o.share:.3%}"
         click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {share:>13}  {o.detail}".rstrip())
-    lost = orphans(golden_dir, entries)
-    if lost:
-        click.echo(f"note: goldens in {golden_dir} that no entry claims (renamed or removed?): "
-                   f"{', '.join(lost)}", err=True)
-    failed = [o for o in outcomes if o.status in ("changed", "missing golden", "error")]
-    written = [o.entry.name for o in outcomes if o.status in ("updated", "new")]
-    if written:
-        click.echo(f"wrote goldens for: {', '.join(written)}", err=True)
-    if failed:
-        diffs = [o.entry.name for o in failed if o.status == "changed"]
-        hint = f"; new pictures and diffs are in {out}/" if diffs or len(failed) > 0 else ""
-        raise _UserError(f"{len(failed)} of {len(outcomes)} entries differ from their goldens{hint}. "
-                         "If the change is intended, run again with --update.")
-
-
-def _snapshot_files(manifest: str | None, entries: list, golden: Path, out: Path, update: bool) -> tuple[list, list]:
-    """What snapshot reads (the manifest, each entry's file, --input and --weights) and what it
-    writes or removes (<entry>.png/.dot/.diff.png in --out; the goldens too with --update)."""
-    from .paths import Arg
-    inputs = [Arg("the manifest", manifest)]
-    for e in entries:
-        inputs += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
-                   Arg(f"entry {e.name!r}: {a.option}", a.path)
-                   for a in _target_inputs(e.path, e.options.get("input"), e.options.get("weights"))]
-    from .snapshot import derived
-    outputs = [Arg("--out", derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
-    if update:
-        outputs += [Arg("--golden", derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
-    return inputs, outputs
-
-
-def _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode) -> None:
-    """`model_options` given with an expression file: a usage mistake, said by name, not ignored."""
-    given = [flag for flag, v in (("--input-shape", input_shapes), ("--input", input_file), ("--dtype", dtype),
-                                  ("--loss", loss), ("--trust", trust), ("--weights", weights),
-                                  ("--train/--eval", mode is not None)) if v]
-    if given:
-        raise click.UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a model; "
-                               f"{target} is an expression file")
+    if snap.orphans:
+        click.echo(f"note: goldens in {Path(golden)} that no entry claims (renamed or removed?): "
+                   f"{', '.join(snap.orphans)}", err=True)
+    if snap.written:
+        click.echo(f"wrote goldens for: {', '.join(snap.written)}", err=True)
+    if snap.failed:
+        raise _UserError(f"{len(snap.failed)} of {len(snap.outcomes)} entries differ from their goldens; new "
+                         f"pictures and diffs are in {out}/. If the change is intended, run again with --update.")
 
 
 @main.command()
@@ -719,35 +601,16 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         cgviz check sample_graphs/residual.cg --fd-samples 8 --format json
         cgviz check net.py --input-shape 4,16 --eval
     """
-    from .check import expression as gradcheck
+    from .api import check_gradients
 
     ctx = click.get_current_context()
-    from .api import is_model
-    if is_model(target):
-        if sets:
-            raise click.UsageError("--set changes declarations of an expression file; "
-                                   f"{target} is a model")
-        from .pytorch.load import check_model_files
-        check_model_files(target, input_file, weights)      # before torch is imported
-        from .check.model import check_model
-        opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
-        report = check_model(target, opts, trust=trust, weights=weights, rtol=rtol, atol=atol, fd_rtol=fd_rtol,
-                             fd_atol=fd_atol, fd_samples=fd_samples or 16)
-    else:
-        _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
-        from .lang.pipeline import evaluate, read_source
-        overrides = parse_sets(sets)
-        text, name = read_source(target)
-        result = evaluate(text, name, overrides, max_elements=ctx.meta.get("cgviz.max_elements"))
-        for w in result.run.warnings:
-            click.echo(f"warning: {name}: {w}", err=True)
-        report = gradcheck.check_expression(result, rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
-                                            fd_samples=fd_samples or gradcheck.FD_SAMPLES, source=name)
-    if fmt == "json":
-        click.echo(gradcheck.to_json(report), nl=False)
-    else:
-        click.echo(gradcheck.to_text(report), nl=False)
-    if not report.ok:
+    r = check_gradients(target, kind="file", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
+                        fd_samples=fd_samples, sets=parse_sets(sets), **_model_kwargs(input_shapes, input_file, dtype,
+                                                                                      loss, seed, trust, weights, mode))
+    for w in r.warnings:
+        click.echo(f"warning: {r.report.source}: {w}", err=True)
+    click.echo(r.json() if fmt == "json" else r.text(), nl=False)
+    if not r.ok:
         ctx.exit(1)
 
 
@@ -790,8 +653,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         cgviz grads sample_graphs/deep_relu.cg -o relu.png --hist relu_hist.png
         cgviz grads sample_graphs/models/res_cnn.py --format md --no-plots
     """
-    from . import grads as G
-    from .health import flag_warnings
+    from .api import gradient_health
 
     _check_thresholds(vanish, explode)
     stem = "stdin" if target == "-" else Path(model_stem(target)).stem
@@ -803,54 +665,18 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
     _check_files(_target_inputs(target, input_file, weights), [_out("-o", bar_path, output),
                                                                _out("--hist", hist_path, hist)])
-    from .api import is_model
-    model_target = is_model(target)
-    if model_target:
-        if sets:
-            raise click.UsageError(f"--set changes declarations of an expression file; {target} is a model")
-        from .pytorch.load import check_model_files, load_model
-        check_model_files(target, input_file, weights)      # before torch is imported
-        from .pytorch.trace import trace
-        opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
-        loaded = load_model(target, trust=trust, weights=weights)
-        traced = trace(loaded, opts)
-        for note in traced.notes:
-            click.echo(f"note: {note}", err=True)
-        for w in traced.run.warnings:
-            click.echo(f"warning: {w}", err=True)
-        if loss is None and traced.run.meta.get("loss") == "sum":
-            click.echo("note: the model's output is not a scalar, so backward starts from its sum; gradient "
-                       "norms then grow with the output's size and the flags say little about training. "
-                       "Give the loss you train with: --loss ce or --loss mse.", err=True)
-        rows = G.model_rows(loaded.model, traced.run, vanish, explode)
-        name = Path(loaded.path).name
-        if not rows:
-            raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
-        title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({traced.run.meta.get('loss')}) = {traced.run.loss:.4g}"
-    else:
-        _refuse_model_options(target, input_shapes, input_file, dtype, loss, trust, weights, mode)
-        from .view.dot import headline
-        from .lang.pipeline import evaluate, read_source
-        text, name = read_source(target)
-        ctx = click.get_current_context()
-        result = evaluate(text, name, parse_sets(sets), max_elements=ctx.meta.get("cgviz.max_elements"))
-        for w in result.run.warnings:
-            click.echo(f"warning: {name}: {w}", err=True)
-        rows = G.expression_rows(result.graph, result.run, vanish, explode)
-        if not any(r.grad_norm is not None for r in rows):
-            raise CgvizError(f"{name}: no param or input gets a gradient, so there is nothing to show "
-                             "(declare weights with `param`, data with `input`)")
-        title = f"{Path(name).name}: ‖∂L/∂·‖ per param and input, {headline(result.graph, result.run)}"
-    prefix = "" if model_target else f"{name}: "     # as render says it
-    for w in flag_warnings([r.verdict for r in rows if r.verdict], vanish, explode):
+    h = gradient_health(target, kind="file", vanish=vanish, explode=explode, sets=parse_sets(sets),
+                        **_model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode))
+    for note in h.notes:
+        click.echo(f"note: {note}", err=True)
+    prefix = f"{h.source}: " if h.kind == "expression" else ""     # as render and torch say it
+    for w in h.warnings:
         click.echo(f"warning: {prefix}{w}", err=True)
-    click.echo(G.FORMATS[fmt](rows, vanish, explode), nl=False)
+    click.echo(h.table(fmt), nl=False)
     if no_plots:
         return
-    from .view.plots import grad_bars, grad_histograms
-    png, _ = grad_bars(rows, vanish, explode, title=title)
-    write_atomic(bar_path, png)
-    png, info = grad_histograms(rows, title=f"{Path(name).name}: gradient histogram per layer")
+    write_atomic(bar_path, h.bar_chart()[0])
+    png, info = h.histograms()
     write_atomic(hist_path, png)
     if not quiet:
-        click.echo(f"wrote {bar_path} ({len(rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)
+        click.echo(f"wrote {bar_path} ({len(h.rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)

@@ -9,6 +9,13 @@ class CgvizError(Exception):
     exit_code = 1
 
 
+class OptionError(CgvizError):
+    """Options that do not go together, or do not fit the source (a model option for an expression
+    file): a usage mistake, which the command line shows with its usage line and exit status 2."""
+
+    exit_code = 2
+
+
 class SourceError(CgvizError):
     """An error at a place in a source file: rendered as `file:line:col: message`, the line, a caret."""
 

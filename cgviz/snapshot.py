@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CgvizError
+from .errors import CgvizError, OptionError
+from .spelling import on_command_line, spell
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
 # by the same definition as on the command line (cgviz.options).
@@ -25,10 +26,13 @@ DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by mor
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
 
-class UsageProblem(CgvizError):
-    """A manifest or argument mistake: exit status 2, like any usage error."""
+def _on_the_command_line() -> str:
+    """Where an allow_* choice is made: on the command line, or as load_manifest's keyword."""
+    return " to the command line" if on_command_line() else ""
 
-    exit_code = 2
+
+class UsageProblem(OptionError):
+    """A manifest or argument mistake: exit status 2, like any usage error."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,8 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
         opts = _entry_options(item, kind, where)
         if opts.get("trust") and not allow_trust:
             raise UsageProblem(f"{where} sets trust = true, which unpickles a whole nn.Module and so runs code "
-                               "from the file; a manifest cannot allow that by itself: add --allow-trust to "
-                               "the command line if you trust every model this manifest names")
+                               f"from the file; a manifest cannot allow that by itself: add {spell('allow_trust')}{_on_the_command_line()} "
+                               "if you trust every model this manifest names")
         # `net.py:build` keeps its factory; the path part is relative to the manifest
         head, sep, tail = target.rpartition(":")
         has_factory = bool(sep) and tail.isidentifier() and head.endswith(".py")
@@ -158,7 +162,7 @@ def _inside(base: Path, rel: str, what: str) -> None:
     if target != root and root not in target.parents:
         raise UsageProblem(f"{what} {rel!r} lies outside the manifest's folder {base}; a manifest may only "
                            "name files inside its folder, since in CI it comes from a pull request. Move "
-                           "the file, or add --allow-outside to the command line if you trust the manifest")
+                           f"the file, or add {spell('allow_outside')}{_on_the_command_line()} if you trust the manifest")
 
 
 # A golden's name is a plain file-name stem: it becomes <name>.png and <name>.dot inside --golden and
@@ -222,31 +226,25 @@ def _unique(entries: list[Entry], where: str) -> None:
 
 
 def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
-    """(DOT text, PNG bytes) for one entry; runs in a worker process under -j."""
+    """(DOT text, PNG bytes) for one entry, drawn by cgviz.draw() as render and torch draw it; runs in
+    a worker process under -j."""
+    from .api import draw
     from .view.graphviz import run_dot
     o = entry.options
     if entry.kind == "cg":
-        from .view.dot import DotOptions, to_dot
-        from .lang.pipeline import evaluate, read_source
-        text, name = read_source(entry.path)
-        result = evaluate(text, name, o.get("set", {}), grad=not o.get("no_grad", False),
-                          max_elements=o.get("max_elements"))
-        dot_text = to_dot(result.graph, result.run, DotOptions(rankdir=o.get("rankdir"),   # None: as render chooses
-                                                                grad=not o.get("no_grad", False)))
-        nodes = len(result.graph)
+        # rankdir None: as render chooses it from the graph's shape
+        d = draw(entry.path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
+                 max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
     else:
-        from .pytorch.pipeline import draw_model
-        from .pytorch.trace import TraceOptions
-        opts = TraceOptions(input_shapes=o.get("input_shape", ()), input_file=o.get("input"), dtype=o.get("dtype"),
-                            loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
-                            mode=o.get("mode"), meta=o.get("meta", False))
-        res = draw_model(entry.path, "dot", trust=o.get("trust", False), weights=o.get("weights"), opts=opts,
-                         depth=o.get("depth"), fold=not o.get("no_fold", False),
-                         rankdir=o.get("rankdir", "TB").upper(), grad=not o.get("no_grad", False),
-                         simplify=not o.get("no_simplify", False))
-        dot_text = res.data.decode("utf-8")
-        nodes = res.nodes
-    return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=nodes)
+        d = draw(entry.path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
+                 dtype=o.get("dtype"), loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
+                 mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
+                 weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
+                 rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
+                 simplify=not o.get("no_simplify", False))
+    # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
+    dot_text = d.dot
+    return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d))
 
 
 @dataclass
@@ -313,7 +311,7 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
             return Outcome(entry, "new", "golden written")
         write_atomic(new_png, png)
         write_atomic(new_dot, dot_text.encode("utf-8"))
-        return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with --update")
+        return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with {spell('update')}")
     from PIL import Image
     try:
         old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
@@ -329,7 +327,7 @@ def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, upda
             write_atomic(new_png, png)
             write_atomic(new_dot, dot_text.encode("utf-8"))
             return Outcome(entry, "error", f"the golden {gpng} is not a readable PNG ({type(e).__name__}); "
-                           "restore it from version control, or write a new one with --update")
+                           f"restore it from version control, or write a new one with {spell('update')}")
         diff = PngDiff(1.0, 0, True, None)
     png_same = not diff.size_changed and diff.share <= tolerance
     if dot_same and png_same:
@@ -357,7 +355,7 @@ def _read_golden(path: Path) -> bytes:
     """A golden file's bytes: a regular file only (cgviz.paths), never a FIFO or a device."""
     from .paths import read_input
     return read_input(path, "golden", kind="a golden picture",
-                      accepts="Remove it, or run with --update to write the golden again.")
+                      accepts=f"Remove it, or run with {spell('update')} to write the golden again.")
 
 
 def _first_difference(old: str, new: str) -> str:
@@ -384,9 +382,55 @@ def clear_previous(out: Path, entries: list[Entry]) -> None:
             derived(out, e.name, suffix).unlink(missing_ok=True)
 
 
-def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, bytes | None, str | None]:
+def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=None) -> list[tuple]:
+    """render_job for every entry, in `jobs` processes; `done()` after each (a progress bar)."""
+    from .spelling import SURFACE
+    surface = [SURFACE.get()] * len(entries)       # a worker spells options as its caller does
+    if jobs > 1 and len(entries) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .pywarnings import worker_init
+        results = []
+        # spawn, not fork: a forked child of a process whose torch already started threads
+        # can deadlock on their locks
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=worker_init) as pool:
+            for r in pool.map(render_job, entries, [timeout] * len(entries), surface):
+                results.append(r)
+                if done:
+                    done()
+        return results
+    results = []
+    for e in entries:
+        results.append(render_job(e, timeout))
+        if done:
+            done()
+    return results
+
+
+def compare_all(results: list[tuple], golden: Path, out: Path, update: bool, threshold: int,
+                tolerance: float) -> list[Outcome]:
+    """Each rendering against its golden (check); a failed rendering or an unreadable golden is that
+    entry's row, and the others go on."""
+    outcomes = []
+    for entry, dot_text, png, error in results:
+        if error is not None:
+            outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
+            continue
+        try:
+            outcomes.append(check(entry, dot_text, png, golden, out, update, threshold, tolerance))
+        except CgvizError as e:
+            outcomes.append(Outcome(entry, "error", str(e).splitlines()[0]))
+    return outcomes
+
+
+def render_job(entry: Entry, timeout: float | None,
+               surface: str | None = None) -> tuple[Entry, str | None, bytes | None, str | None]:
     """render() for a worker process: errors come back as text, since a bad entry must not stop
     the others."""
+    from .spelling import SURFACE
+    token = SURFACE.set(surface) if surface else None
     try:
         dot_text, png = render(entry, timeout)
         return entry, dot_text, png, None
@@ -394,3 +438,73 @@ def render_job(entry: Entry, timeout: float | None) -> tuple[Entry, str | None, 
         return entry, None, None, str(e)
     except Exception as e:  # a bug in cgviz on this entry: reported as its error, the others still run
         return entry, None, None, f"internal error: {type(e).__name__}: {e} (a bug in cgviz; please report it)"
+    finally:
+        if token is not None:
+            SURFACE.reset(token)
+
+
+@dataclass
+class Snapshot:
+    """A whole snapshot run: each entry's outcome, and the goldens no entry claims."""
+
+    outcomes: list[Outcome]
+    orphans: list[str]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("changed", "missing golden", "error")]
+
+    @property
+    def written(self) -> list[str]:
+        return [o.entry.name for o in self.outcomes if o.status in ("updated", "new")]
+
+
+def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, threshold: int = DEFAULT_THRESHOLD,
+        tolerance: float = DEFAULT_TOLERANCE, jobs: int = 1, timeout: float | None = None,
+        allow_trust: bool = False, allow_outside: bool = False, progress=None) -> Snapshot:
+    """Everything `cgviz snapshot` does but printing: entries from one manifest or from files, every
+    file checked before any work, each entry rendered and compared. `progress(n)` gives a context
+    manager with update(1) (a progress bar)."""
+    import contextlib
+
+    from .paths import PathConflict, check_folder, check_paths, same_file
+    if not inputs:
+        raise UsageProblem("give a manifest (cgviz.toml) or .cg files to snapshot")
+    manifest = inputs[0] if len(inputs) == 1 and inputs[0].endswith(".toml") else None
+    if manifest:
+        entries = load_manifest(Path(manifest), allow_trust=allow_trust, allow_outside=allow_outside)
+    elif any(i.endswith(".toml") for i in inputs):
+        raise UsageProblem("give one manifest, or files, not both")
+    else:
+        entries = entries_from_files(list(inputs))
+    for key, folder in (("golden", golden), ("out", out)):
+        if folder.exists() and not folder.is_dir():
+            raise UsageProblem(f"{spell(key, folder)} is a file; it must name a folder (cgviz creates it if missing)")
+    if same_file(out, golden):
+        raise UsageProblem(f"{spell('out')} must not be the {spell('golden')} folder (it would overwrite the goldens)")
+    check_folder(golden, spell("golden"))
+    check_folder(out, spell("out"))
+    try:
+        check_paths(*_files(manifest, entries, golden, out, update))
+    except PathConflict as e:
+        raise UsageProblem(str(e)) from None
+    clear_previous(out, entries)
+    with (progress or (lambda n: contextlib.nullcontext()))(len(entries)) as bar:
+        results = render_all(entries, timeout, jobs, done=bar and (lambda: bar.update(1)))
+    return Snapshot(compare_all(results, golden, out, update, threshold, tolerance), orphans(golden, entries))
+
+
+def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, update: bool) -> tuple[list, list]:
+    """What snapshot reads (the manifest, each entry's file, its input and weights) and what it
+    writes or removes (<entry>.png/.dot/.diff.png in out; the goldens too with update)."""
+    from .api import files_read
+    from .paths import Arg
+    reads = [Arg("the manifest", manifest)]
+    for e in entries:
+        reads += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
+                  Arg(f"entry {e.name!r}: {a.option}", a.path)
+                  for a in files_read(e.path, e.options.get("input"), e.options.get("weights"))]
+    writes = [Arg(spell("out"), derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
+    if update:
+        writes += [Arg(spell("golden"), derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
+    return reads, writes

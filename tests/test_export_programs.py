@@ -100,7 +100,7 @@ def test_a_forward_error_that_is_not_about_the_inputs_does_not_blame_them():
 
     with pytest.raises(cgviz.CgvizError) as e:
         cgviz.draw(Broken(), torch.randn(2, 3))
-    assert "lookup table is empty" in str(e.value) and "--input-shape" not in str(e.value)
+    assert "lookup table is empty" in str(e.value) and "input_size" not in str(e.value)
     with pytest.raises(cgviz.CgvizError) as e:
         cgviz.draw(WrongSize(), torch.randn(2, 5))
-    assert "cannot be multiplied" in str(e.value) and "--input-shape" in str(e.value)
+    assert "cannot be multiplied" in str(e.value) and "Check input_size=" in str(e.value)

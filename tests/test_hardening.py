@@ -245,7 +245,7 @@ def test_hostile_module_names_show_as_text(cli, here):
 def test_a_huge_declaration_by_arithmetic_is_refused_before_allocation():
     with pytest.raises(SourceError, match="result of mul: 100000×100000") as e:
         evaluate("param w = ones(100000, 1) * ones(1, 100000)\nloss L = sum(w)\n", "t.cg")
-    assert "--max-elements" in str(e.value)
+    assert "max_elements=" in str(e.value)
 
 
 def test_model_input_shape_limit_and_how_to_raise_it(cli, here):

@@ -56,7 +56,7 @@ def test_an_export_program_carrying_pickled_code_is_refused_and_runs_nothing(sav
                    lambda n, d: buf.getvalue() if n.endswith("sample_inputs/model.pt") else d)
     with pytest.raises(CgvizError) as e:
         load_model(str(evil))
-    assert "--trust" in str(e.value) and "system" in str(e.value)
+    assert "trust=True" in str(e.value) and "system" in str(e.value)
     assert not marker.exists()
     # the honest file still loads, with its example inputs, through the same guard
     assert load_model(str(saved / "m.pt2")).example_args[0].shape == (3, 4)
@@ -66,7 +66,7 @@ def test_an_export_program_with_native_code_is_refused(saved, tmp_path):
     evil = rewrite(saved / "m.pt2", tmp_path / "aoti.pt2", lambda n, d: d)
     with zipfile.ZipFile(evil, "a") as z:
         z.writestr("m/data/aotinductor/model/model.so", b"\x7fELF not really")
-    with pytest.raises(CgvizError, match="native code .*--trust"):
+    with pytest.raises(CgvizError, match="native code .*trust=True"):
         load_model(str(evil))
 
 

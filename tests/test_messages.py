@@ -108,13 +108,18 @@ def _chain(n: int) -> str:
 def test_the_png_refusal_suggests_rankdir_tb_only_when_it_is_lr():
     from cgviz.view import graphviz as render
     from cgviz.errors import CgvizError
+    from cgviz.spelling import command_line
     err = b"Warning: graph is too large for cairo-renderer bitmaps. Scaling by 0.1 to fit"
-    with pytest.raises(CgvizError) as lr:
+    with command_line(), pytest.raises(CgvizError) as lr:
         render._check_cairo_scale(err, 10, "", "LR")
-    with pytest.raises(CgvizError) as tb:
+    with command_line(), pytest.raises(CgvizError) as tb:
         render._check_cairo_scale(err, 10, "", "TB")
     assert "--rankdir TB" in str(lr.value) and "--rankdir" not in str(tb.value)
     assert "--format svg" in str(tb.value)
+    # the same refusal from Python names what a Python caller writes
+    with pytest.raises(CgvizError) as py:
+        render._check_cairo_scale(err, 10, "", "LR")
+    assert "rankdir='TB'" in str(py.value) and ".svg() or .pdf()" in str(py.value) and "--" not in str(py.value)
 
 
 @needs_dot

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import inits
 from ..errors import CgvizError, OpError, SourceError, did_you_mean
+from ..spelling import spell
 from ..ir import Graph, Node
 from .ops import OPS, REQUIRED, OpDef
 from .parser import Attr, BinOp, Call, ListLit, Num, Pos, Program, Stmt, Unary, Var, parse_value
@@ -66,9 +67,9 @@ class _Builder:
             declared = [s.name for s in self.program.statements if s.kind in _DECL_KINDS]
             # --set mistakes are on the command line, not in the file: no file:line prefix
             if name in self.env:
-                raise CgvizError(f"--set {name}: '{name}' is computed, not declared; "
+                raise CgvizError(f"{spell('set', name)}: '{name}' is computed, not declared; "
                                  "only input, param and const values can be set")
-            raise CgvizError(f"--set {name}: no declaration named '{name}'"
+            raise CgvizError(f"{spell('set', name)}: no declaration named '{name}'"
                               f"{did_you_mean(name, declared)}; declared: {', '.join(declared) or 'none'}")
         if last_assign is None:
             example = "(add a line such as `loss L = (w * x - y)^2`)"
@@ -92,7 +93,7 @@ class _Builder:
             expr_text = self._text(stmt.expr)
         else:
             try:
-                expr = parse_value(text, f"--set {stmt.name}")
+                expr = parse_value(text, spell("set", stmt.name), stmt.name)
                 if isinstance(expr, Var) and expr.name not in _CONSTANT_NAMES:
                     raise CgvizError(f"the value must be a number, a list or an initializer, "
                                      f"not the name '{expr.name}'")
@@ -100,9 +101,9 @@ class _Builder:
             except SourceError as e:
                 if e.source is not None:
                     raise                # already located in the --set argument itself (parse_value)
-                raise CgvizError(f"--set {stmt.name}={text}: {e.message}") from None
+                raise CgvizError(f"{spell('set', f'{stmt.name}={text}')}: {e.message}") from None
             except CgvizError as e:
-                raise CgvizError(f"--set {stmt.name}={text}: {e}") from None
+                raise CgvizError(f"{spell('set', f'{stmt.name}={text}')}: {e}") from None
             expr_text = text
         meta = {"line": stmt.pos.line, "col": stmt.name_pos.col, "expr": expr_text}
         if text is not None:

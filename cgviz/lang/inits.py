@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import OpError
+from ..spelling import spell
 
 # A declaration asking for more elements than this is refused before anything is allocated
 # (50 million float64 = 400 MB); `--max-elements` raises it.
@@ -84,7 +85,7 @@ def check_size(shape, what, limit: int | None = None) -> None:
     n = math.prod(shape)
     if n > limit:
         raise OpError(f"{what}: {'×'.join(map(str, shape))} is {n:,} elements, over the limit of "
-                      f"{limit:,} (about {_bytes(limit * 8)}); raise it with --max-elements "
+                      f"{limit:,} (about {_bytes(limit * 8)}); raise it with {spell('max_elements')} "
                       "if you really mean it")
 
 

@@ -505,10 +505,10 @@ def parse(text: str, name: str = "<input>") -> Program:
     return Program(statements, source)
 
 
-def parse_value(text: str, what: str):
+def parse_value(text: str, what: str, name: str):
     """Parse the right-hand side of `--set NAME=VALUE` as an expression, for the builder to evaluate.
 
-    `what` is `--set NAME`. A number the value cannot hold (1e400) is a SourceError located in the
+    `what` is how the caller wrote the option (`--set NAME`), `name` the declaration's. A number the value cannot hold (1e400) is a SourceError located in the
     argument as typed, `NAME=VALUE`, with a caret under the number."""
     prefix = "const __set__ = "
     try:
@@ -516,7 +516,6 @@ def parse_value(text: str, what: str):
     except SourceError as e:
         if not e.message.startswith("syntax error") and e.line == 1 and e.col is not None \
                 and e.col > len(prefix):
-            name = what.removeprefix("--set ")
             arg = f"{name}={text}"
             raise SourceError(e.message, line=1, col=e.col - len(prefix) + len(name) + 1,
                               source=Source(arg, what), width=e.width) from None

@@ -15,6 +15,7 @@ import numpy as np
 from . import engine
 from .engine import Run
 from ..errors import CgvizError
+from ..spelling import spell
 from ..fmt import norm, num
 from ..ir import Graph
 
@@ -117,7 +118,7 @@ def large_step_warnings(graph: Graph, run: Run, s: Step) -> list[str]:
             out.append(f"the step for {name} has norm {num(norm(d))} ({size}, ‖{name}‖ = {num(norm(old))})")
     if out:
         lr = suggest_lr(s, run)
-        hint = f"; try --lr {num(lr)} (steps of about {TARGET_STEP:.0%})" if lr else ""
+        hint = f"; try {spell('lr', num(lr))} (steps of about {TARGET_STEP:.0%})" if lr else ""
         out.append(f"learning rate {num(s.lr)} is too large for these params{hint}")
     return out
 
@@ -170,7 +171,7 @@ def train(graph: Graph, lr: float, steps: int, clip_norm: float | None = None,
         blown = overflowed(graph, s)
         if blown:
             hist.stopped = (f"step {k + 1} made {blown} infinite: lr × ∂L/∂θ overflowed a 64-bit float; "
-                            "try a smaller --lr or --clip-norm")
+                            f"try a smaller {spell('lr')} or {spell('clip_norm')}")
             return run, hist
         apply(graph, s)
         run = engine.run(graph)
@@ -191,7 +192,7 @@ def _stop_reason(k: int, steps: int, loss: float, bad_grads: list[str]) -> str:
                 "(the warnings say where the NaN or infinity first appears), so no rate can help")
     when = f"before step {k + 1}" if k < steps else f"after step {steps}"
     became = what.replace(" is ", " became ", 1)
-    return f"{became} {when}: the steps diverged; try a smaller --lr or --clip-norm"
+    return f"{became} {when}: the steps diverged; try a smaller {spell('lr')} or {spell('clip_norm')}"
 
 
 def training_warnings(hist: History) -> list[str]:

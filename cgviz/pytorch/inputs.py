@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CgvizError
+from ..spelling import on_command_line, spell
 
 DTYPES = {
     "float32": "float32", "float": "float32", "f32": "float32",
@@ -71,9 +72,10 @@ def check_input_sizes(specs, limit: int | None) -> None:
     for s in specs:
         n = math.prod(s.shape)
         if n > limit:
-            err = CgvizError(f"--input-shape {s}: {'×'.join(map(str, s.shape))} is {n:,} elements, more "
-                             f"than the {limit:,} allowed per input; raise the limit with --max-elements "
-                             "if you really mean it, or use --meta to see shapes without allocating")
+            err = CgvizError(f"{spell('input_shape', str(s))}: {'×'.join(map(str, s.shape))} is {n:,} elements, "
+                             f"more than the {limit:,} allowed per input; raise the limit with "
+                             f"{spell('max_elements')} if you really mean it, or use {spell('meta')} to see "
+                             "shapes without allocating")
             err.exit_code = 2      # the number came from the command line: a usage mistake
             raise err
 
@@ -128,16 +130,16 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
     from ..paths import check_input
     from .load import INPUT_ACCEPTS
     p = Path(path)
-    check_input(p, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
+    check_input(p, spell("input"), kind="inputs", accepts=INPUT_ACCEPTS)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         from .load import read_quietly, refused_pickle
-        why = refused_pickle(f"--input {path}", read_quietly(p))
-        raise CgvizError(why + "." if why else f"--input {path} holds pickled code, not just tensors; save the "
+        why = refused_pickle(spell("input", path), read_quietly(p))
+        raise CgvizError(why + "." if why else f"{spell('input', path)} holds pickled code, not just tensors; save the "
                          "inputs with torch.save(tensor_or_tuple, path)") from None
     except Exception as e:
-        raise CgvizError(f"--input {path} could not be read as tensors: {str(e).splitlines()[0][:200]}") from None
+        raise CgvizError(f"{spell('input', path)} could not be read as tensors: {str(e).splitlines()[0][:200]}") from None
     if isinstance(obj, torch.Tensor):
         return (obj,), {}
     if isinstance(obj, (tuple, list)):
@@ -147,7 +149,7 @@ def load_inputs(path: str, model) -> tuple[tuple, dict]:
         if names and set(obj) <= set(names):
             return (), dict(obj)
         return (obj,), {}
-    raise CgvizError(f"--input {path} holds a {type(obj).__name__}; give a tensor, a tuple of tensors "
+    raise CgvizError(f"{spell('input', path)} holds a {type(obj).__name__}; give a tensor, a tuple of tensors "
                      "or a dict of them")
 
 
@@ -235,7 +237,7 @@ def compute_loss(output: Any, kind: str | None, seed: int):
             terms.append(F.mse_loss(t, torch.zeros_like(t)))
         elif kind == "ce":
             if t.dim() == 0:
-                raise CgvizError("--loss ce needs class scores (an output with a class dimension), "
+                raise CgvizError(f"{spell('loss', 'ce')} needs class scores (an output with a class dimension), "
                                  "but the output is a scalar")
             logits = t.reshape(-1, t.shape[-1])   # classes on the last dimension, as LM heads have them
             if t.device.type == "meta":
@@ -244,7 +246,7 @@ def compute_loss(output: Any, kind: str | None, seed: int):
                 target = torch.randint(0, t.shape[-1], (logits.shape[0],), generator=g)
             terms.append(F.cross_entropy(logits, target))
         else:
-            raise CgvizError(f"unknown --loss {kind!r}; use {', '.join(LOSSES)}")
+            raise CgvizError(f"unknown {spell('loss')}{' ' if on_command_line() else ''}{kind!r}; use {', '.join(LOSSES)}")
     loss = terms[0]
     for t in terms[1:]:
         loss = loss + t

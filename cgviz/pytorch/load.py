@@ -21,10 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CgvizError
+from ..spelling import on_command_line, spell
 
-ACCEPTS = ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
-           "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
-           "or, with --trust, a whole pickled nn.Module (torch.save(model)).")
+
+
+def accepts() -> str:
+    """What a model file may be; `--trust` or `trust=True` as the caller writes it."""
+    return ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
+            "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
+            f"or, with {spell('trust')}, a whole pickled nn.Module (torch.save(model)).")
 
 WEIGHTS_ACCEPTS = "Give a state_dict saved with torch.save(model.state_dict(), path)."
 INPUT_ACCEPTS = "Give tensors saved with torch.save(tensor_or_tuple, path)."
@@ -77,7 +82,7 @@ def sniff(path: Path, data: bytes) -> str:
             # NotImplementedError for a garbled "version needed to extract")
             raise _fail(f"{path} looks like a zip archive (as torch.save, torch.jit.save and "
                         f"torch.export.save write) but is damaged or truncated: {e}. Save it again. "
-                        + ACCEPTS) from None
+                        + accepts()) from None
         from .safety import check_members
         check_members(path, infos)
         names = [i.filename for i in infos]
@@ -208,11 +213,11 @@ def check_model_files(spec: str, input_file: str | None = None, weights: str | N
     """Before torch is imported or the model's code runs: MODEL, --input and --weights are regular
     files (the same checks load_model, load_inputs and --weights make when they read them)."""
     from ..paths import check_input
-    check_input(split_spec(spec)[0], kind="a model", accepts=ACCEPTS)
+    check_input(split_spec(spec)[0], kind="a model", accepts=accepts())
     if input_file:
-        check_input(input_file, "--input", kind="inputs", accepts=INPUT_ACCEPTS)
+        check_input(input_file, spell("input"), kind="inputs", accepts=INPUT_ACCEPTS)
     if weights:
-        check_input(weights, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
+        check_input(weights, spell("weights"), kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
 
 
 def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
@@ -223,9 +228,9 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
     path, factory = split_spec(spec)
     # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
     # cgviz.paths), since torch reads what it holds and real checkpoints are large.
-    data = read_input(path, kind="a model", accepts=ACCEPTS)
+    data = read_input(path, kind="a model", accepts=accepts())
     if not data:
-        raise _fail(f"{path} is empty (0 bytes). " + ACCEPTS)
+        raise _fail(f"{path} is empty (0 bytes). " + accepts())
     kind = sniff(path, data)
     if factory and kind != "python":
         raise _fail(f"{path}:{factory}: a ':factory' suffix only applies to Python files")
@@ -243,14 +248,14 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
     elif kind in ("zip-pickle", "pickle"):
         loaded = _load_pickle(path, data, trust)
     elif kind == "text":
-        raise _fail(f"{path} is a text file but not Python source. " + ACCEPTS)
+        raise _fail(f"{path} is a text file but not Python source. " + accepts())
     else:
         raise _fail(f"{path} is not a model file cgviz can read (it is neither a zip archive written "
                     "by torch.save / torch.jit.save / torch.export.save, nor a pickle, nor Python "
-                    "source). " + ACCEPTS)
+                    "source). " + accepts())
     if weights:
         if loaded.kind != "python" and loaded.kind != "module":
-            raise _fail(f"--weights applies to a Python model file; {path} is a {loaded.description} "
+            raise _fail(f"{spell('weights')} applies to a Python model file; {path} is a {loaded.description} "
                         "that already holds its weights")
         _load_weights(loaded, weights)
     return loaded
@@ -269,27 +274,28 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
     except pickle.UnpicklingError:
         obj = None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
-        raise _fail(f"{path} could not be read as a torch.save file: {_first_line(e)}. " + ACCEPTS) from None
+        raise _fail(f"{path} could not be read as a torch.save file: {_first_line(e)}. " + accepts()) from None
     if obj is not None:
         if isinstance(obj, torch.nn.Module):   # pragma: no cover - weights_only never yields one
             return Loaded("module", obj, str(path))
         if _is_state_dict(obj):
             raise _fail(f"{path} is a state_dict (a dict of {_count(obj)} tensors): it holds weights "
                         "but no graph. Pass the Python file that defines the model and these weights: "
-                        f"cgviz torch model.py --weights {path}")
+                        + (f"cgviz torch model.py --weights {path}" if on_command_line()
+                           else f"draw('model.py', weights={str(path)!r})"))
         if isinstance(obj, (torch.Tensor, tuple, list)):
             raise _fail(f"{path} holds tensors, not a model; to use them as the model's inputs, pass "
-                        f"them with --input {path}. " + ACCEPTS)
-        raise _fail(f"{path} holds a {type(obj).__name__}, not a model. " + ACCEPTS)
+                        f"them with {spell('input', str(path))}. " + accepts())
+        raise _fail(f"{path} holds a {type(obj).__name__}, not a model. " + accepts())
     why = refused_pickle(str(path), data)
     if why:
-        raise _fail(f"{why}. " + ACCEPTS)
+        raise _fail(f"{why}. " + accepts())
     classes = pickled_classes(data)
     what = f" (it would import {', '.join(classes[:3])})" if classes else ""
     if not trust:
         raise _fail(f"{path} is a pickled Python object{what}. Loading it runs code stored in the "
                     "file, which can do anything your account can; cgviz does that only when you say "
-                    f"you trust the file: add --trust. {EXPORT_HINT}")
+                    f"you trust the file: add {spell('trust')}. {EXPORT_HINT}")
     # Classes are imported by module name: the model's own folder and the working folder must be
     # importable, as they were when it was saved.
     with _sys_path(path.resolve().parent, Path.cwd()):
@@ -302,7 +308,7 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
         except Exception as e:
             raise _fail(f"{path} could not be unpickled: {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, torch.nn.Module):
-        raise _fail(f"{path} unpickles to a {type(obj).__name__}, not an nn.Module. " + ACCEPTS)
+        raise _fail(f"{path} unpickles to a {type(obj).__name__}, not an nn.Module. " + accepts())
     return Loaded("module", obj, str(path))
 
 
@@ -316,7 +322,7 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
         native = native_code_members(z.namelist())
     if native and not trust:
         raise _fail(f"{path} holds compiled native code (AOTInductor: {native[0]}); loading it runs that "
-                    f"code, which cgviz does only when you say you trust the file: add --trust. {EXPORT_HINT}")
+                    f"code, which cgviz does only when you say you trust the file: add {spell('trust')}. {EXPORT_HINT}")
     # torch logs its own tracebacks while failing over between formats, and raises an exception that
     # only says "check the warnings above": keep those records, to name the real cause, and print none.
     caught = _Caught()
@@ -333,15 +339,15 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
         what = f" (it would call {hit.group(1)})" if hit else ""
         raise _fail(f"{path} is a torch.export program that holds pickled Python objects{what}; "
                     "loading them runs code stored in the file, which cgviz does only when you say you "
-                    f"trust the file: add --trust. {EXPORT_HINT}") from None
+                    f"trust the file: add {spell('trust')}. {EXPORT_HINT}") from None
     except Exception as e:
         unregistered = caught.unregistered_pytree()
         if unregistered:
             head = unregistered.rsplit(".", 1)[0]
             raise _fail(f"{path} returns a {unregistered}, a class that the code which exported the program "
                         "registered with torch's pytree; cgviz does not import that code by itself. Name the "
-                        f"module that registers it: --import {head} (for a Hugging Face model, --import "
-                        "transformers)") from None
+                        f"module that registers it: {spell('imports', head)} (for a Hugging Face model, "
+                        f"{spell('imports', 'transformers')})") from None
         raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
                     + _archive_problem(path, e, _export_newer)) from None
     finally:
@@ -453,7 +459,7 @@ def import_modules(names) -> None:
             try:
                 importlib.import_module(name)
             except Exception as e:    # ImportError, or the module's own failure
-                raise _fail(f"--import {name}: {type(e).__name__}: {_first_line(e)}") from None
+                raise _fail(f"{spell('imports', name)}: {type(e).__name__}: {_first_line(e)}") from None
 
 
 def _archive_problem(path: Path, e: BaseException, newer) -> str:
@@ -528,21 +534,21 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
     import pickle
     from ..paths import check_input
     wp = Path(weights)
-    check_input(wp, "--weights", kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
+    check_input(wp, spell("weights"), kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
     try:
         sd = _torch_load(wp, weights_only=True)
     except pickle.UnpicklingError:
-        why = refused_pickle(f"--weights {weights}", read_quietly(wp))
-        raise _fail(why + "." if why else f"--weights {weights} is not a plain state_dict (it holds pickled "
+        why = refused_pickle(spell("weights", weights), read_quietly(wp))
+        raise _fail(why + "." if why else f"{spell('weights', weights)} is not a plain state_dict (it holds pickled "
                     "code); save it with torch.save(model.state_dict(), path)") from None
     except Exception as e:
-        raise _fail(f"--weights {weights} could not be read: {_first_line(e)}") from None
+        raise _fail(f"{spell('weights', weights)} could not be read: {_first_line(e)}") from None
     for key in ("state_dict", "model", "model_state_dict"):   # common checkpoint wrappers
         if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not _is_tensor_dict(sd):
             sd = sd[key]
             break
     if not _is_tensor_dict(sd):
-        raise _fail(f"--weights {weights} is not a state_dict (a dict of tensors)")
+        raise _fail(f"{spell('weights', weights)} is not a state_dict (a dict of tensors)")
     result = loaded.model.load_state_dict(sd, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
@@ -551,7 +557,7 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
             parts.append(f"missing {len(missing)}: {', '.join(missing[:5])}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:5])}")
-        raise _fail(f"--weights {weights} does not fit the model in {loaded.path} ({'; '.join(parts)})")
+        raise _fail(f"{spell('weights', weights)} does not fit the model in {loaded.path} ({'; '.join(parts)})")
     loaded.notes.append(f"weights from {weights}")
 
 

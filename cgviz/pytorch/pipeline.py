@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CgvizError
+from ..spelling import spell
 from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import Picture, build_picture
 
@@ -105,7 +106,7 @@ class ModelDrawing:
         self._take(nxt)
         now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
                else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
-        self.notes.append(f"{why} for {was}, so cgviz drew {now}; --format svg, pdf or json keep detail"
+        self.notes.append(f"{why} for {was}, so cgviz drew {now}; {spell('format', 'svg, pdf or json')} keep detail"
                           if why else f"drew {now}")
         return True
 
@@ -158,8 +159,9 @@ class ModelDrawing:
             last = not self.coarser
             limit = timeout if last or timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
             # advice for a picture too big or too slow to lay out: only what is not already in effect
-            hint = "".join(h for h, wanted in (("a smaller --depth, ", self.depth is None or self.depth > 1),
-                                               ("folding (leave out --no-fold), ", not self.fold)) if wanted)
+            hint = "".join(h for h, wanted in ((f"a smaller {spell('depth')}, ", self.depth is None or self.depth > 1),
+                                               (f"folding (leave out {spell('no_fold')}), ", not self.fold))
+                           if wanted)
             nodes = len(self.pic.nodes)
             try:
                 if fmt == "html":
@@ -229,7 +231,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
             coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
-        notes.append("--depth and --no-fold shape the ops view; the autograd view draws every grad_fn")
+        notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
     run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
     # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the model's
     # own scalar output or a --loss the user chose. The default sum(output) of a tensor grows with the

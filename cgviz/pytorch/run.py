@@ -8,6 +8,7 @@ import contextlib
 import re
 
 from ..errors import CgvizError
+from ..spelling import spell, spell_value
 from .inputs import check_input_sizes, describe, flat_tensors, input_names, load_inputs, make_inputs, named_tensors
 from .load import Loaded, user_frame
 
@@ -28,7 +29,7 @@ def prepare(loaded: Loaded, opts):
         try:
             model = model.to("meta")
         except Exception as e:
-            raise CgvizError(f"--meta: this {loaded.description} cannot move to the meta device "
+            raise CgvizError(f"{spell('meta')}: this {loaded.description} cannot move to the meta device "
                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     float_dtype = getattr(torch, opts.dtype) if opts.dtype else _model_float_dtype(model)
     if opts.dtype and not opts.meta:
@@ -36,7 +37,7 @@ def prepare(loaded: Loaded, opts):
     device = "meta" if opts.meta else "cpu"
     if opts.input_file:
         if opts.input_shapes:
-            raise CgvizError("give either --input FILE or --input-shape, not both")
+            raise CgvizError(f"give either {spell('input', metavar='FILE')} or {spell('input_shape')}, not both")
         args, kwargs = load_inputs(opts.input_file, model)
     elif opts.input_shapes:
         if not opts.meta:     # meta tensors allocate nothing, whatever their shape
@@ -47,9 +48,10 @@ def prepare(loaded: Loaded, opts):
     else:
         names = input_names(model, (), {})
         want = f" (its forward takes {', '.join(names)})" if names else ""
-        raise CgvizError(f"{loaded.path} comes with no example inputs{want}: give one --input-shape "
-                         "per input, e.g. --input-shape 1,3,32,32 (or 1,64:long for token ids), or "
-                         "--input inputs.pt")
+        raise CgvizError(f"{loaded.path} comes with no example inputs{want}: give one {spell('input_shape')} "
+                         f"per input, e.g. {spell('input_shape', '1,3,32,32')} (or "
+                         f"{spell_value('input_shape', '1,64:long')} for token ids), or "
+                         f"{spell('input', 'inputs.pt')}")
     cast_to = float_dtype if opts.dtype else None
     args, kwargs = cast(args, cast_to, device), cast(kwargs, cast_to, device)
     return model, args, kwargs
@@ -98,7 +100,8 @@ def call(loaded: Loaded, model, args, kwargs, rec=None):
         text = (msg[0] if msg else "")[:400]
         # point at the inputs only when the error is about them (a shape, a size, a dtype): an error
         # from elsewhere sent users to re-check inputs that were fine
-        hint = (". Check --input-shape (one per input, in forward's order) or pass --input FILE"
+        hint = (f". Check {spell('input_shape')} (one per input, in forward's order) or pass "
+                f"{spell('input', metavar='FILE')}"
                 if _INPUT_TROUBLE.search(text) else "")
         raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
                          f"{type(e).__name__}: {text}{user_frame(e)}{hint}.") from None

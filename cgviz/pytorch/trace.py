@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from ..errors import CgvizError
+from ..spelling import spell
 from ..ir import Graph
 from .inputs import InputSpec, compute_loss, describe
 from .load import Loaded
@@ -40,17 +41,18 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
     model, args, kwargs = prepare(loaded, opts)
     torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
     if opts.profile and opts.view == "autograd":
-        raise CgvizError("--profile attributes time to the ops the model ran; it cannot be combined "
-                         "with --view autograd (leave that out)")
+        raise CgvizError(f"{spell('profile')} attributes time to the ops the model ran; it cannot be combined "
+                         f"with {spell('view', 'autograd')} (leave that out)")
     if opts.profile and opts.meta:
-        raise CgvizError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
+        raise CgvizError(f"{spell('profile')} needs a real forward and backward pass; it cannot be combined with "
+                         f"{spell('meta')}")
     with _eager():
         if opts.view == "autograd":
             return _trace_autograd(loaded, model, args, kwargs, opts)
         traced = _trace_ops(loaded, model, args, kwargs, opts)
     if opts.profile:
         if traced.run.meta.get("view") != "ops":
-            traced.notes.append("--profile: not measured, since the ops view could not follow this model")
+            traced.notes.append(f"{spell('profile')}: not measured, since the ops view could not follow this model")
         else:
             # after the drawn run, whose values and gradients are already summarised: the measured
             # passes change nothing that is drawn
@@ -60,7 +62,7 @@ def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
             restrict(prof, ops)
             missing = sum(1 for i in ops if i not in prof.nodes)
             if missing:
-                traced.notes.append(f"--profile: {missing} of {len(ops)} drawn ops were not seen in the "
+                traced.notes.append(f"{spell('profile')}: {missing} of {len(ops)} drawn ops were not seen in the "
                                     "measured run (the model did not run the same ops twice); their time "
                                     "counts as not attributed")
             traced.run.profile = prof
@@ -168,7 +170,8 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     import torch
     from .autograd import AutogradRecorder
     if opts.meta:
-        raise CgvizError("--view autograd needs a real backward pass; it cannot be combined with --meta")
+        raise CgvizError(f"{spell('view', 'autograd')} needs a real backward pass; it cannot be combined with "
+                         f"{spell('meta')}")
     params, _ = parameters_and_buffers(model)
     with torch.enable_grad():
         out = call(loaded, model, args, kwargs)

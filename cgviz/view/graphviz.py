@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CgvizError
+from ..spelling import spell
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 TEXT_FORMATS = ("dot", "json")
@@ -19,10 +20,12 @@ PAGE_FORMATS = ("html",)           # the interactive page: the SVG plus numbers 
 FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS
 DEFAULT_TIMEOUT = 60.0
 
-INSTALL_HINT = ("Graphviz's `dot` program is not installed (or not on PATH), so cgviz cannot draw "
-                "PNG, SVG or PDF. Install it with `sudo apt-get install graphviz` (Debian/Ubuntu), "
-                "`brew install graphviz` (macOS) or `conda install graphviz`; `--format dot` and "
-                "`--format json` work without it.")
+def install_hint() -> str:
+    """What to do without Graphviz; the formats named as the caller asks for them."""
+    return ("Graphviz's `dot` program is not installed (or not on PATH), so cgviz cannot draw "
+            "PNG, SVG or PDF. Install it with `sudo apt-get install graphviz` (Debian/Ubuntu), "
+            f"`brew install graphviz` (macOS) or `conda install graphviz`; `{spell('format', 'dot')}` and "
+            f"`{spell('format', 'json')}` work without it.")
 
 
 class DotMissing(CgvizError):
@@ -32,7 +35,7 @@ class DotMissing(CgvizError):
 def dot_executable() -> str:
     exe = shutil.which("dot")
     if exe is None:
-        raise DotMissing(INSTALL_HINT)
+        raise DotMissing(install_hint())
     return exe
 
 
@@ -50,17 +53,17 @@ def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: i
         proc = subprocess.run(args, input=data, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         size = f" {nodes} nodes" if nodes else " the graph"
-        faster = "--format svg (much faster than PNG for big graphs), " if fmt == "png" else ""
+        faster = f"{spell('format', 'svg')} (much faster than PNG for big graphs), " if fmt == "png" else ""
         raise LayoutTimeout(f"Graphviz did not finish {what}{size} within {timeout:g} s. "
-                            f"Try {hint}{faster}--format dot to get the text without layout, or a longer "
-                            "--timeout.") from None
+                            f"Try {hint}{faster}{spell('format', 'dot')} to get the text without layout, or a "
+                            f"longer {spell('timeout')}.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
         if "longer than 16384" in err:
             # a name of a node, module or file longer than Graphviz takes in one string
             raise CgvizError("a name in this graph (of a node, module or file) is too long for Graphviz, "
                              "which takes at most 16,384 characters in one string; shorten it, or use "
-                             "--format json, which has no such limit")
+                             f"{spell('format', 'json')}, which has no such limit")
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
     return proc
 
@@ -127,9 +130,10 @@ def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = 
         raise PictureTooBig(
             f"the picture{what} is too big for a readable PNG: {w:,}×{h:,} px at {DEFAULT_DPI:g} dpi, and "
             f"even at {MIN_DPI:g} dpi it would pass the default budget of {MAX_PNG_PIXELS / 1e6:g} Mpx and "
-            f"{MAX_PNG_SIDE:,} px a side. Use {hint}--format svg or pdf (no size limit), "
-            + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
-            + "or ask for a resolution with --dpi N (a PNG that big may not open everywhere).")
+            f"{MAX_PNG_SIDE:,} px a side. Use {hint}{spell('format', 'svg or pdf')} (no size limit), "
+            + (f"{spell('rankdir', 'TB')} for a long chain, " if rankdir.upper() == "LR" else "")
+            + f"or ask for a resolution with {spell('dpi', metavar='N')} (a PNG that big may not open "
+              "everywhere).")
     return fits
 
 
@@ -173,9 +177,9 @@ def _check_cairo_scale(stderr: bytes, nodes: int | None, hint: str, rankdir: str
     size = f" of {nodes} nodes" if nodes else ""
     raise CgvizError(f"the picture{size} is too big for a PNG: Graphviz's PNG renderer (Cairo) draws at "
                      f"most 32,767 pixels a side and would shrink it to {scale:.0%}, too small to read. "
-                     f"Use {hint}--format svg or pdf (no size limit), "
-                     + ("--rankdir TB for a long chain, " if rankdir.upper() == "LR" else "")
-                     + "a lower --dpi, or --format dot for the text without layout.")
+                     f"Use {hint}{spell('format', 'svg or pdf')} (no size limit), "
+                     + (f"{spell('rankdir', 'TB')} for a long chain, " if rankdir.upper() == "LR" else "")
+                     + f"a lower {spell('dpi')}, or {spell('format', 'dot')} for the text without layout.")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
