@@ -287,13 +287,15 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
-         kind: str | None = None) -> Drawing:
+         kind: str | None = None, forward_kwargs: dict[str, Any] | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
       - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, …);
-      - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`;
+      - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
+        and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
+        "decoder_input_ids": dec})`);
       - a function, with the tensors to call it on (`draw(f, x, y)`);
       - a tensor with a grad_fn: the graph that produced it, as torchviz's make_dot draws it.
 
@@ -317,11 +319,14 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
         text_or_path = os.fspath(source)
         kind = source_kind(text_or_path, kind)
         if kind != "model":
-            if inputs or input_size is not None:
-                raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors or "
-                                 "input_size (use sets={'x': ...} to change a declaration)")
+            if inputs or input_size is not None or forward_kwargs:
+                raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors, "
+                                 "input_size or forward_kwargs (use sets={'x': ...} to change a declaration)")
             return _draw_expression(text_or_path, kind, sets, grad, checked, timeout=checked["timeout"],
                                     rankdir=rankdir)
+        if forward_kwargs:
+            raise CgvizError("draw(): forward_kwargs is for a module or function in memory; a model file takes "
+                             "its inputs as tensors after the path, or input_file=")
         return _draw_model_file(text_or_path, inputs, input_size, checked, fold=fold, grad=grad, trust=trust,
                                 weights=weights, meta=meta, input_file=input_file, rankdir=rankdir or "TB")
     if kind is not None:
@@ -330,12 +335,12 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     from .needs import require_torch
     torch = require_torch("draw() of a model, function or tensor")
     if isinstance(source, torch.Tensor):
-        if inputs or input_size is not None:
+        if inputs or input_size is not None or forward_kwargs:
             raise CgvizError("draw(tensor) draws the graph that produced the tensor; it takes no inputs")
         return make_dot(source, rankdir=rankdir or "TB", timeout=checked["timeout"])
     if isinstance(source, torch.nn.Module) or callable(source):
         return _draw_module(source, inputs, input_size, checked, fold=fold, grad=grad, meta=meta,
-                            rankdir=rankdir or "TB")
+                            rankdir=rankdir or "TB", forward_kwargs=forward_kwargs)
     raise CgvizError(f"draw() takes expression text, a file path, an nn.Module, a function or a tensor, "
                      f"not a {type(source).__name__}")
 
@@ -491,7 +496,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     return _model_drawing(loaded, opts, checked, fold, grad, rankdir, path.name, (str(path),))
 
 
-def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir) -> Drawing:
+def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:
     import torch
 
     from .pytorch.load import Loaded
@@ -501,11 +506,16 @@ def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankd
     name = type(source).__name__ if isinstance(source, torch.nn.Module) else getattr(source, "__name__", "function")
     if not isinstance(source, torch.nn.Module):
         source = _function_module()(source)
-    if not inputs and input_size is None:
+    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
+        raise CgvizError(f"draw(): forward_kwargs must be a dict of forward's keyword arguments, not a "
+                         f"{type(forward_kwargs).__name__}")
+    if not inputs and not forward_kwargs and input_size is None:
         raise CgvizError(f"draw({name}) needs example inputs: draw(model, x) with the tensors forward takes, "
+                         "forward_kwargs={'input_ids': ids} for keyword inputs, "
                          "or draw(model, input_size=(1, 3, 32, 32))")
-    opts = _trace_options(bool(inputs), input_size, checked, meta)
-    loaded = Loaded("memory", source, name, tuple(inputs) if inputs else None, {})
+    given = bool(inputs or forward_kwargs)
+    opts = _trace_options(given, input_size, checked, meta)
+    loaded = Loaded("memory", source, name, tuple(inputs) if given else None, dict(forward_kwargs or {}))
     with _borrowed(source):
         return _model_drawing(loaded, opts, checked, fold, grad, rankdir, name)
 

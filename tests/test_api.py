@@ -130,6 +130,28 @@ def test_the_module_keeps_its_mode_and_grads_when_asked_to_run_otherwise():
     assert torch.equal(model[0].weight.grad, torch.ones(3, 3)) and model[0].bias.grad is None
 
 
+def test_keyword_inputs_for_forward_as_hugging_face_models_take_them():
+    class Seq2Seq(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 3)
+
+        def forward(self, input_ids=None, decoder_input_ids=None):
+            return self.out(self.emb(input_ids).mean(1, keepdim=True) + self.emb(decoder_input_ids))
+
+    torch.manual_seed(0)
+    m = Seq2Seq()
+    src, tgt = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5]])
+    d = cgviz.draw(m, forward_kwargs={"input_ids": src, "decoder_input_ids": tgt})
+    m(input_ids=src, decoder_input_ids=tgt).sum().backward()
+    assert d.loss == pytest.approx(float(m(input_ids=src, decoder_input_ids=tgt).sum()), rel=1e-6)
+    assert d.to_dict()["param_grad_norms"]["out.weight"] == pytest.approx(float(m.out.weight.grad.norm()), rel=1e-5)
+    with pytest.raises(cgviz.CgvizError, match="forward_kwargs must be a dict"):
+        cgviz.draw(m, forward_kwargs=[src])
+    with pytest.raises(cgviz.CgvizError, match="declares its own inputs"):
+        cgviz.draw(PIZZA, forward_kwargs={"x": src})
+
+
 def test_input_size_as_torchview_takes_it():
     d = cgviz.draw(torch.nn.Linear(4, 2), input_size=(3, 4))
     assert d["weight"].grad.shape == (2, 4)

@@ -12,7 +12,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn as nn
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, T5Config, T5Model
 
 import cgviz
@@ -54,17 +53,10 @@ def test_t5_folds_each_stack_after_its_first_block():
     t5 = T5Model(T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=3, num_decoder_layers=3,
                           num_heads=4)).eval()
 
-    class Seq2Seq(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, src, tgt):
-            return self.m(input_ids=src, decoder_input_ids=tgt).last_hidden_state
-
-    d = cgviz.draw(Seq2Seq(t5), torch.randint(0, 100, (1, 10)), torch.randint(0, 100, (1, 6)))
-    assert _folds(d.dot) == {("m.encoder.block.1", "m.encoder.block.2", "T5Block", 2),
-                             ("m.decoder.block.1", "m.decoder.block.2", "T5Block", 2)}
+    src, tgt = torch.randint(0, 100, (1, 10)), torch.randint(0, 100, (1, 6))
+    d = cgviz.draw(t5, forward_kwargs={"input_ids": src, "decoder_input_ids": tgt})
+    assert _folds(d.dot) == {("encoder.block.1", "encoder.block.2", "T5Block", 2),
+                             ("decoder.block.1", "decoder.block.2", "T5Block", 2)}
 
 
 def test_bert_as_torchscript_folds_like_the_python_module(tmp_path):
