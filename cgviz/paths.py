@@ -44,7 +44,12 @@ class Arg(NamedTuple):
     note: str = ""
 
     def shown(self) -> str:
-        return f"{self.option} {self.path}{self.note}" if self.option else f"{self.path}{self.note}"
+        if not self.option:
+            return f"{self.path}{self.note}"
+        # a Python keyword (`input_file=`, from cgviz.spelling) reads as an assignment, a flag as a flag
+        if self.option.endswith("="):
+            return f"{self.option}{str(self.path)!r}{self.note}"
+        return f"{self.option} {self.path}{self.note}"
 
 
 def size_text(n: int) -> str:

@@ -235,3 +235,9 @@ def test_the_quickstart_notebook_runs_in_a_real_kernel():
     assert "text/html" in shown[-1].data and "<iframe" in shown[-1].data["text/html"]
     printed = "".join(o.get("text", "") for o in code[0].outputs if o.output_type == "stream")
     assert printed.split()[:2] == ["4000.0", "100.0"]
+
+
+def test_a_missing_input_file_is_named_as_the_keyword_was_written(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(cgviz.CgvizError, match=re.escape(f"input_file={str(missing)!r}: no such file")):
+        cgviz.draw(ROOT / "sample_graphs" / "models" / "res_cnn.py", input_file=str(missing))
