@@ -148,23 +148,36 @@ class ModelDrawing:
         t = time.perf_counter()
         levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
         limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
-        best = None
-        # coarsest first: their layouts take a few hundredths of a second, the finest ones the most,
-        # and the pixels grow with the level, so the search stops at the first level over the target
-        for i in range(len(levels) - 1, -1, -1):
+        # The pixels grow with the level and so does the layout's time (a few hundredths of a second
+        # for the coarse levels), so the search starts at depth 2, where most models' overview
+        # lies, and walks finer while the PNG fits, or coarser until it does.
+        fits: dict[int, tuple[str, str] | None] = {}      # level index → (DOT, layout) if it fits
+        coarsest: list[tuple[str, str]] = []              # the coarsest level's, when even it is over
+
+        def measure(i: int) -> bool:
             out._take(levels[i])
             text = out.dot(rankdir)
             try:
                 laid = layout(text, limit, len(out.pic.nodes))
             except LayoutTimeout:
-                break
+                fits[i] = None
+                return False
             size = drawing_size(laid)
             w, h = png_pixels(*size, DEFAULT_DPI) if size else (0, 0)
-            if best is not None and w * h > PNG_OVERVIEW_PIXELS:
-                break
-            best = (i, text, laid)
-            if w * h > PNG_OVERVIEW_PIXELS:
-                break           # even the coarsest level is bigger: it is drawn at a lower dpi
+            fits[i] = (text, laid) if w * h <= PNG_OVERVIEW_PIXELS else None
+            if i == len(levels) - 1 and fits[i] is None and size is not None:
+                coarsest.append((text, laid))      # drawn at a lower dpi if nothing fits
+            return fits[i] is not None
+
+        i = max(len(levels) - 2, 0)
+        if measure(i):
+            while i > 0 and measure(i - 1):
+                i -= 1
+        else:
+            while i < len(levels) - 1 and not measure(i + 1):
+                i += 1
+            i = min(i + 1, len(levels) - 1)
+        best = (i, *fits[i]) if fits.get(i) else ((i, *coarsest[0]) if coarsest else None)
         if timings is not None:
             timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
         if best is None:
