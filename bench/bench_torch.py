@@ -304,7 +304,8 @@ def report(all_jobs: list[Job], runs: int, info: dict[str, str], import_torch: f
               "(+ the tool), build = running the model file, graph = building the graph (torchview runs the "
               "forward pass there), render = `dot -Tpng` and the file write. cgviz: its "
               "`CGVIZ_TIMINGS=1` line (run = forward, backward and the statistics of every tensor; "
-              "layout = `dot`).", "",
+              "size = laying out candidate levels, `dot -Tdot`, to choose the PNG's by its pixels; "
+              "layout = `dot -Tpng` of the chosen one).", "",
               "| model | tool | stages | sum of stages | wall (median) |", "|---|---|---|---:|---:|"]
     for j in all_jobs:
         st = median_stages(j)

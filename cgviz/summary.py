@@ -16,6 +16,12 @@ import numpy as np
 from .fmt import stats as _stats
 
 FULL_LIMIT = 4096   # tensors up to this many elements keep their values (JSON writes them in full)
+# Below this many elements a summary's reductions run on one thread. torch splits a reduction over
+# 32k elements across its OpenMP threads, and on a busy machine each split waits for a core: mean,
+# norm and min/max of a 64k-element activation took 15 ms with 2 threads and 0.03 ms with one
+# (2 shared cores, load 7), which over ResNet-50's thousand summaries was seconds. Only tensors this
+# big (GPT-2's token embedding and its gradient) gain from splitting.
+PARALLEL_STATS = 1 << 24
 # Histograms of large tensors cost a pass over memory; only the HTML page shows them.
 HISTOGRAMS: ContextVar[bool] = ContextVar("cgviz_histograms", default=False)
 
@@ -74,6 +80,20 @@ class TensorInfo:
         # reductions sum pairwise, and `norm` then equals what `param.grad.norm()` prints); other
         # dtypes go through float64.
         x = d if d.dtype in (torch.float32, torch.float64) else d.to(torch.float64)
+        if x.numel() < PARALLEL_STATS:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return TensorInfo._large(x, shape, dtype)
+            finally:
+                torch.set_num_threads(threads)
+        return TensorInfo._large(x, shape, dtype)
+
+    @staticmethod
+    def _large(x: Any, shape: tuple[int, ...], dtype: str) -> "TensorInfo":
+        """Statistics of a tensor over FULL_LIMIT elements (float32 or float64), without its values."""
+        import torch
+
         # Three passes over memory (mean, norm, min/max) instead of torch.std_mean's slow
         # single-threaded Welford: for GPT-2's weights and gradients that is seconds saved.
         # std from the norm cancels badly when std ≪ |mean|; then take the exact centred norm.

@@ -75,6 +75,8 @@ class ModelDrawing:
     compact: bool = False
     coarser: list[Level] = field(default_factory=list)    # what the budget may step down to, in order
     drawn: Any = None               # the graph the picture is drawn from (models.simplify), else `graph`
+    sized: bool = False             # the PNG's level is already chosen by its size (for_png)
+    laid: tuple[str, str] | None = None     # (DOT text, its layout) from for_png, so it is laid out once
 
     @property
     def shown(self):
@@ -134,6 +136,69 @@ class ModelDrawing:
             self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
                               f"so cgviz drew {now}")
 
+    def for_png(self, rankdir: str = "TB", timeout: float | None = None,
+                timings: dict[str, float] | None = None) -> "ModelDrawing":
+        """The drawing a default PNG shows: the finest level whose PNG at Graphviz's 96 dpi stays within
+        the overview's pixels (cgviz.view.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
+        than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
+        import dataclasses
+        from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
+        out = dataclasses.replace(self, extra=dict(self.extra), coarser=list(self.coarser), sized=True)
+        if not self.coarser or self.coarser[0].compact:
+            return out
+        t = time.perf_counter()
+        levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
+        limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
+        # The pixels grow with the level and so does the layout's time (a few hundredths of a second
+        # for the coarse levels), so the search starts at depth 2, where most models' overview
+        # lies, and walks finer while the PNG fits, or coarser until it does.
+        fits: dict[int, tuple[str, str] | None] = {}      # level index → (DOT, layout) if it fits
+        coarsest: list[tuple[str, str]] = []              # the coarsest level's, when even it is over
+
+        def measure(i: int) -> bool:
+            out._take(levels[i])
+            text = out.dot(rankdir)
+            try:
+                laid = layout(text, limit, len(out.pic.nodes))
+            except LayoutTimeout:
+                fits[i] = None
+                return False
+            size = drawing_size(laid)
+            w, h = png_pixels(*size, DEFAULT_DPI) if size else (0, 0)
+            fits[i] = (text, laid) if w * h <= PNG_OVERVIEW_PIXELS else None
+            if i == len(levels) - 1 and fits[i] is None and size is not None:
+                coarsest.append((text, laid))      # drawn at a lower dpi if nothing fits
+            return fits[i] is not None
+
+        i = max(len(levels) - 2, 0)
+        if measure(i):
+            while i > 0 and measure(i - 1):
+                i -= 1
+        else:
+            while i < len(levels) - 1 and not measure(i + 1):
+                i += 1
+            i = min(i + 1, len(levels) - 1)
+        best = (i, *fits[i]) if fits.get(i) else ((i, *coarsest[0]) if coarsest else None)
+        if timings is not None:
+            timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
+        if best is None:
+            return dataclasses.replace(self, extra=dict(self.extra), coarser=list(self.coarser), sized=True)
+        i, text, laid = best
+        out._take(levels[i])
+        out.coarser = levels[i + 1:]
+        out.laid = (text, laid)
+        if i > 0:
+            finest = levels[0].depth
+            every = "every op" if finest is None else f"depth {finest}"
+            asked = (out.pic.max_depth + 1) if finest is None else finest
+            note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes) to stay "
+                    f"within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx; {every}: --depth {asked}, or --format svg or "
+                    "html, which keep full detail")
+            if note not in out.notes:
+                out.notes.append(note)      # the same list as self.notes: cgviz.draw() shows it too
+            out.auto = False                # this note says what the generic depth note would
+        return out
+
     def to_dict(self) -> dict:
         from ..view.model_export import to_dict
         return to_dict(self.graph, self.run, self.extra, (self.vanish, self.explode) if self.flags else None)
@@ -154,6 +219,8 @@ class ModelDrawing:
         t = time.perf_counter()
         if fmt not in IMAGE_FORMATS and fmt != "html":
             raise CgvizError(f"unknown format {fmt!r}")
+        if fmt == "png" and not self.sized:
+            return self.for_png(rankdir, timeout, timings).output(fmt, rankdir, timeout, timings, dpi)
         while True:
             # one attempt may use a share of the time while a coarser level is left to fall back on
             last = not self.coarser
@@ -169,7 +236,8 @@ class ModelDrawing:
                     svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
                     data = model_page(self.shown, self.run, self.pic, svg, self.title).encode("utf-8")
                 elif fmt == "png":
-                    laid = layout(dot_text, limit, nodes, hint)
+                    laid = (self.laid[1] if self.laid and self.laid[0] == dot_text
+                            else layout(dot_text, limit, nodes, hint))
                     data = rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
                 else:
                     data = run_dot(dot_text, fmt, timeout=limit, nodes=nodes, hint=hint, rankdir=rankdir)
@@ -276,6 +344,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
                       explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
+    if fmt == "png":
+        d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
     data = d.output(fmt, rankdir, timeout, timings, dpi)
     nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,

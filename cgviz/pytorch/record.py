@@ -86,6 +86,11 @@ class Recorder(TorchFunctionMode):
         self._consts = 0
         self._hooks: list = []
         self._leaves: list[tuple[str, torch.Tensor]] = []   # leaves read .grad after backward
+        self._uses: dict[str, int] = {}            # node id → ops that read its (first) output
+        # node id → (gradient, its version, its summary) of the one edge out of a node read by one
+        # op: the node's own gradient is then usually that very tensor (autograd passes it on, or
+        # AccumulateGrad keeps it as .grad), and its summary is reused instead of taken twice
+        self._only_edge: dict[str, tuple[torch.Tensor, int, TensorInfo]] = {}
         self.paused = False
 
     # ---- scopes -------------------------------------------------------------------------------
@@ -147,7 +152,7 @@ class Recorder(TorchFunctionMode):
             return out
         node = self._add_op(name, func, flat_in)
         for k, a in edge_hooks:
-            self._hook_edge(a, node.id, k)
+            self._hook_edge(a, node.id, k, node.inputs[k] if node.meta["out_index"][k] == 0 else None)
         infos = []
         for i, t in enumerate(flat_out):
             self._note(t, node.id, i)
@@ -172,6 +177,8 @@ class Recorder(TorchFunctionMode):
                           "out_index": tuple(outs)})
         self.graph.add(node)
         for k, src in enumerate(inputs):
+            if outs[k] == 0:
+                self._uses[src] = self._uses.get(src, 0) + 1
             v = self.run.values[src]
             self.run.edge_values[(node.id, k)] = v[outs[k]] if isinstance(v, list) else v
         return node
@@ -213,13 +220,29 @@ class Recorder(TorchFunctionMode):
 
     def _hook_node(self, t: torch.Tensor, node_id: str) -> None:
         def hook(g):
-            self.run.grads[node_id] = TensorInfo.of(g)
+            self.run.grads[node_id] = self._summary(node_id, g)
         self._hooks.append(t.register_hook(hook))
 
-    def _hook_edge(self, a: torch.Tensor, node_id: str, k: int) -> None:
+    def _hook_edge(self, a: torch.Tensor, node_id: str, k: int, src: str | None) -> None:
         def hook(g):
-            self.run.edge_grads[(node_id, k)] = TensorInfo.of(g)
+            info = TensorInfo.of(g)
+            self.run.edge_grads[(node_id, k)] = info
+            if src is not None and self._uses.get(src) == 1:
+                self._only_edge[src] = (g, g._version, info)
         self._hooks.append(a.register_hook(hook))
+
+    def _summary(self, node_id: str, g: torch.Tensor) -> TensorInfo:
+        """The summary of a node's gradient `g`: its only edge's, when `g` is that edge's gradient
+        unchanged (the same memory, held since so it cannot have been reused, with the same shape,
+        strides, dtype and version: the same numbers), else taken afresh."""
+        only = self._only_edge.pop(node_id, None)
+        if only is not None:
+            e, version, info = only
+            if (e.data_ptr() == g.data_ptr() and e.shape == g.shape and e.stride() == g.stride()
+                    and e.dtype == g.dtype and e.device == g.device and e._version == version
+                    and g._version == version):
+                return info
+        return TensorInfo.of(g)
 
     def _unique(self, base: str) -> str:
         n = self._ids.get(base, 0) + 1
@@ -233,12 +256,13 @@ class Recorder(TorchFunctionMode):
     def finish(self, output_id: str) -> tuple[Graph, ModelRun]:
         """After backward: leaf gradients, pruning of what does not reach the output, hooks removed."""
         for node_id, t in self._leaves:
-            self.run.grads[node_id] = TensorInfo.of(t.grad) if t.grad is not None else None
+            self.run.grads[node_id] = self._summary(node_id, t.grad) if t.grad is not None else None
             if self.graph[node_id].kind == "param":
                 self.run.param_grads[self.graph[node_id].name] = self.run.grads[node_id]
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
+        self._only_edge.clear()
         self._keep.clear()
         self._producer.clear()
         self.graph.output = output_id

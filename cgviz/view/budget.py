@@ -26,6 +26,14 @@ MAX_PNG_SIDE = 16_000             # px a side (Cairo's own limit is 32,767)
 DEFAULT_DPI = 96.0                # Graphviz's PNG resolution
 MIN_DPI = 48.0                    # half size: a 9-point label is 6 px high, about the least one can read
 
+# A default PNG of a model is an overview: the finest level whose picture at DEFAULT_DPI stays
+# within this many pixels (cgviz.pytorch.pipeline). `dot -Tpng` costs about 50-65 ms per Mpx
+# (Cairo's drawing and zlib; measured on the ResNet-50 twin's levels: 2.9 Mpx 0.20 s, 16 Mpx
+# 1.06 s, 44 Mpx 1.95 s) while the layout itself takes 0.03-0.1 s, so pixels are the whole cost.
+# 4 Mpx keeps the PNG near 0.25 s and still shows every block of ResNet-50 or T5 with its numbers;
+# torchview's ResNet-50 PNG is 5 Mpx. SVG, PDF and HTML keep the finest level.
+PNG_OVERVIEW_PIXELS = 4_000_000
+
 # What an automatic choice may cost (in the units of Cost.score below), set from measurements with
 # Graphviz 2.43 (`dot -Tdot`, layout only): the T5 twin's every op scores 132k and lays out in 3 s;
 # a DenseNet twin's dense block at depth 3 (88 nodes, 1,244 labelled edges) scores 484k and does not
@@ -140,4 +148,5 @@ def png_dpi(width_pt: float, height_pt: float, pad_pt: float = 0.2 * 72) -> floa
 
 
 def png_pixels(width_pt: float, height_pt: float, dpi: float, pad_pt: float = 0.2 * 72) -> tuple[int, int]:
+    """The width and height in pixels of a PNG of a drawing this big (points) at `dpi`."""
     return (math.ceil((width_pt + 2 * pad_pt) * dpi / 72), math.ceil((height_pt + 2 * pad_pt) * dpi / 72))

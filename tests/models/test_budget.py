@@ -121,3 +121,74 @@ def test_resnet18_block_frames_stack_along_the_main_path(cli, tmp_path):
     x0, y0, x1, y1 = (float(v) for v in re.search(r'bb="([^"]+)"', laid).group(1).split(","))
     assert (y1 - y0) > 2.2 * (x1 - x0)
     assert len(_cluster_boxes(laid)) >= 6
+
+
+# ---- the default PNG's level, chosen by its size (issue 17: the PNG's pixels were the cost) ----
+
+def _wrote_nodes(stderr: str) -> int:
+    return int(re.search(r"wrote .* \((\d+) nodes", stderr).group(1))
+
+
+def _pixels_at_96_dpi(dot_text: str) -> int:
+    from cgviz.view.budget import DEFAULT_DPI, drawing_size, png_pixels
+    from cgviz.view.graphviz import layout
+    w, h = png_pixels(*drawing_size(layout(dot_text)), DEFAULT_DPI)
+    return w * h
+
+
+def test_the_default_png_is_the_finest_level_within_the_overview_pixels(tmp_path):
+    """resnet18's every op is ~30 Mpx at 96 dpi: the PNG draws a coarser level, and exactly the
+    finest one that fits, since the next finer one is over the target."""
+    from cgviz.pytorch.load import load_model
+    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
+    d = picture_model(load_model(str(model)))
+    finest_nodes = len(d.pic.nodes)
+    assert d.depth is None and _pixels_at_96_dpi(d.dot()) > PNG_OVERVIEW_PIXELS
+    p = d.for_png()
+    assert p.depth is not None and len(p.pic.nodes) < finest_nodes
+    assert _pixels_at_96_dpi(p.dot()) <= PNG_OVERVIEW_PIXELS
+    assert p.laid is not None and p.laid[0] == p.dot()        # the sizing layout is the one drawn from
+    finer = picture_model(load_model(str(model)), depth=p.depth + 1)
+    assert _pixels_at_96_dpi(finer.dot()) > PNG_OVERVIEW_PIXELS
+    # the drawing it came from is untouched: SVG, PDF and HTML keep the finest level
+    assert d.depth is None and len(d.pic.nodes) == finest_nodes
+    assert any("the PNG shows modules down to depth" in n for n in d.notes)
+
+
+def test_png_steps_down_with_a_note_while_svg_and_depth_keep_their_level(cli, tmp_path):
+    model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
+    r = cli("torch", model, "-o", tmp_path / "out.png")
+    assert r.exit_code == 0, r.stderr
+    note = [line for line in r.stderr.splitlines() if "the PNG shows modules down to depth" in line]
+    assert len(note) == 1 and "--depth" in note[0] and "--format svg" in note[0], r.stderr
+    assert "to keep the picture readable" not in r.stderr          # one note, not two
+    depth = int(re.search(r"down to depth (\d+)", note[0]).group(1))
+    png_nodes = _wrote_nodes(r.stderr)
+    w, h = _size(tmp_path / "out.png")
+    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    assert w * h <= PNG_OVERVIEW_PIXELS
+
+    r = cli("torch", model, "-o", tmp_path / "out.svg")
+    assert r.exit_code == 0, r.stderr
+    assert "the PNG shows" not in r.stderr and _wrote_nodes(r.stderr) > png_nodes
+
+    # --depth given is obeyed, however big the PNG: no step down, no note, more nodes than the overview
+    r = cli("torch", model, "--depth", str(depth + 1), "-o", tmp_path / "deep.png")
+    assert r.exit_code == 0, r.stderr
+    assert "the PNG shows" not in r.stderr and "note:" not in r.stderr
+    assert _wrote_nodes(r.stderr) > png_nodes
+    w2, h2 = _size(tmp_path / "deep.png")
+    assert w2 * h2 > PNG_OVERVIEW_PIXELS
+
+
+def test_a_small_model_keeps_every_op_in_its_png(cli, tmp_path):
+    (tmp_path / "mlp.py").write_text("import torch\ntorch.manual_seed(0)\n"
+                                     "model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), "
+                                     "torch.nn.Linear(8, 2))\nexample_inputs = (torch.randn(3, 4),)\n")
+    png = cli("torch", tmp_path / "mlp.py", "-o", tmp_path / "mlp.png")
+    svg = cli("torch", tmp_path / "mlp.py", "-o", tmp_path / "mlp.svg")
+    assert png.exit_code == 0 and svg.exit_code == 0, png.stderr + svg.stderr
+    assert "note:" not in png.stderr
+    assert _wrote_nodes(png.stderr) == _wrote_nodes(svg.stderr)
