@@ -110,9 +110,17 @@ def stats(a: np.ndarray | None) -> dict | None:
         return {"mean": v, "std": 0.0 if math.isfinite(v) else math.nan, "min": v, "max": v, "norm": abs(v)}
     if a.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "norm": 0.0}
+    # The same arithmetic as np.mean, np.std and np.linalg.norm (so the same bits), without their
+    # per-call overhead: a recorded model summarises thousands of small tensors (DenseNet: 2,000),
+    # and the five NumPy calls took 100 µs each time, a fifth of the whole run.
+    flat = a.ravel()
+    n = flat.size
     with np.errstate(all="ignore"):
-        return {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)),
-                "max": float(np.max(a)), "norm": float(np.linalg.norm(a.ravel()))}
+        mean = np.add.reduce(flat) / n
+        c = flat - mean
+        return {"mean": float(mean), "std": float(np.sqrt(np.add.reduce(c * c) / n)),
+                "min": float(np.minimum.reduce(flat)), "max": float(np.maximum.reduce(flat)),
+                "norm": float(np.sqrt(flat @ flat))}
 
 
 BARS = "▁▂▃▄▅▆▇█"
