@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from .dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
 from .markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
 from ..fmt import inline_values, num
-from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
-                      scale_of)
+from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
+from ..health import verdict as verdict_of   # `verdict` names the local result below
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture, combine
 from ..summary import ModelRun, TensorInfo, first
@@ -139,7 +139,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
             g, note = _over(run, dn)
             if g is not None and g.norm is not None:
                 rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
-        rows.extend(_saturation_rows(rep, run, opts))
+        rows.extend(_saturation_rows(graph, rep, run, opts))
         return Html("<BR/>".join(rows))
     name = rep.name or rep.id
     n = len(dn.members)
@@ -166,13 +166,9 @@ def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[Tenso
     return g, f" (all {len(ids)}{' ' + dn.word if dn.word else ''})"
 
 
-def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
+def _saturation_rows(graph: Graph, rep, run: ModelRun, opts: DrawOptions) -> list[str]:
     """A sigmoid/tanh op's input range and saturated share (the op table's `saturates` limit)."""
-    from ..lang.ops import OPS
-    d = OPS.get(rep.op or "")
-    if not opts.grad or d is None or d.saturates is None:
-        return []
-    s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
+    s = node_saturation(graph, run, rep) if opts.grad else None
     if s is None or (s.size == 1 and not s.share):
         return []
     text = html_text(s.text())
@@ -202,7 +198,7 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
-        verdict = (param_verdict(graph, run, m, opts.vanish, opts.explode)
+        verdict = (verdict_of(graph, run, m, opts.vanish, opts.explode)
                    if opts.grad and opts.flags and n.kind == "param" else None)
         if verdict is not None and verdict.flag:
             rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT"><FONT COLOR="{FLAG_COLOR}" POINT-SIZE="10"><B>⚠ '
