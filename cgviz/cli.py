@@ -350,12 +350,11 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, qui
               f"loss {num(hist.losses[0])} → {num(hist.losses[-1])}"
     dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     if fmt == "html":
-        from .view.dot import to_dot
         from .view.html import train_page
         from .view.graphviz import run_dot
         if not frames or frames[-1][0] != len(hist.losses) - 1:
             frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
-        data = train_page(graph, frames, hist.losses, to_dot(graph, run, dot_opts), dot_opts,
+        data = train_page(graph, frames, hist.losses, dot_opts,
                           lambda d: run_dot(d, "svg", timeout=timeout, nodes=len(graph)).decode("utf-8")).encode("utf-8")
     else:
         data = output_bytes(result, fmt, dot_opts, timeout=timeout)
