@@ -169,7 +169,8 @@ def _hist(t) -> str:
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
     """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
-    from .model_dot import count_text, grad_text, value_text
+    from .model_dot import count_text
+    from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
     nodes = {}
     for dn in pic.nodes.values():

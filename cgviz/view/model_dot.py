@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
 from .markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
-from ..fmt import inline_values, num
+from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
 from ..ir import Graph
@@ -34,44 +34,12 @@ class DrawOptions:
                                 # in tooltips instead of labels (a label is a node more on every edge)
 
 
-def shape_text(shape) -> str:
-    return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
-
-
 def count_text(n: int) -> str:
     """12.3M, 74.0k, 512."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
-
-
-def value_text(t: TensorInfo | None, dtype: bool = True, sep: str = "\n") -> str:
-    """`[2×32] float32` + `μ=0.1 σ=1` (or the values themselves when there are at most 4)."""
-    if t is None:
-        return ""
-    head = shape_text(t.shape) + (f" {t.dtype}" if dtype else "")
-    if t.values is not None:
-        short = inline_values(t.values) if t.values.ndim else num(t.values)
-        if short is not None:
-            return f"{head}{sep}{short}" if t.values.ndim else f"{short} {t.dtype}" if dtype else short
-    if t.stats is None:
-        return head
-    s = t.stats
-    if t.dtype.startswith(("int", "uint", "bool")):
-        lo, hi = (int(s[k]) if math.isfinite(s[k]) else s[k] for k in ("min", "max"))
-        return f"{head}{sep}{num(lo)}…{num(hi)}"
-    return f"{head}{sep}μ={num(s['mean'])} σ={num(s['std'])}"
-
-
-def grad_text(g: TensorInfo | None, sep: str = "\n") -> str:
-    if g is None or g.stats is None:
-        return ""
-    if g.values is not None:
-        short = inline_values(g.values) if g.values.ndim else num(g.values)
-        if short is not None:
-            return short
-    return f"‖g‖={num(g.norm)}{sep}μ={num(g.stats['mean'])}"
 
 
 def _grad_row(label: str) -> str:
@@ -124,10 +92,10 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(f"<B>{html_text(head)}</B>")
-        in_shapes = [shape_text(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
+        in_shapes = [shape_label(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
                      if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
         outs = run.values.get(rep.id)
-        out_shapes = [shape_text(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
+        out_shapes = [shape_label(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
         if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
             rows.append(_small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
         elif not in_shapes and out_shapes:
@@ -143,12 +111,12 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
         return Html("<BR/>".join(rows))
     name = rep.name or rep.id
     n = len(dn.members)
-    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_text(v.shape) if v is not None else '')}"
+    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_label(v.shape) if v is not None else '')}"
                 + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
     if n > 1:
         v = combine([first(run.values.get(m)) for m in dn.members])
     if v is not None:
-        rows.append(_small(value_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
+        rows.append(_small(info_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
     if opts.grad:
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
@@ -192,10 +160,10 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
         g, note = _over(run, dn, same)
         short = (n.name or m)[len(owner) + 1:] + (f" ×{len(same)}" if len(same) > 1 else "")
         grey = ' COLOR="#757575"' if n.kind == "const" else ""
-        stats = value_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
+        stats = info_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
         grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
                 if opts.grad and g is not None and g.norm is not None else "")
-        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_label(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
         verdict = (verdict_of(graph, run, m, opts.vanish, opts.explode)
@@ -235,9 +203,9 @@ def _norm_of(run: ModelRun, ids) -> float | None:
 
 
 def _boundary(pic: Picture, dn: DNode) -> tuple[list[str], list[str]]:
-    ins = [shape_text(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
+    ins = [shape_label(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
            and pic.nodes[e.src].kind not in ("param", "const")]
-    outs = [shape_text(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
+    outs = [shape_label(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
     return list(dict.fromkeys(ins)), list(dict.fromkeys(outs))
 
 
@@ -421,7 +389,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
-    text = "" if e.leaf else value_text(e.value, sep=" ")
+    text = "" if e.leaf else info_text(e.value, sep=" ")
     if e.count > 1:
         text += f"\n×{e.count}"
     if e.per_step > 1:
@@ -435,7 +403,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
     if opts.compact and "label" in fwd:
         fwd["tooltip"] = fwd.pop("label")
     out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
-    g = "" if e.leaf else grad_text(e.grad, sep=" ")
+    g = "" if e.leaf else info_grad_text(e.grad, sep=" ")
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):
