@@ -60,7 +60,7 @@ class TensorInfo:
     @staticmethod
     def of_array(a: np.ndarray) -> "TensorInfo":
         """Summarise a NumPy array of the expression engine, keeping the array itself."""
-        return TensorInfo(tuple(int(s) for s in a.shape), str(a.dtype), _stats(a), a)
+        return ArrayInfo(a)
 
     @staticmethod
     def of(t: Any) -> "TensorInfo":
@@ -103,6 +103,31 @@ class TensorInfo:
         return TensorInfo(shape, dtype, st, None, hist)
 
 
+_DTYPE_NAMES: dict = {}
+
+
+class ArrayInfo(TensorInfo):
+    """An expression array's summary, which keeps the array: its stats are computed on first read,
+    so a view that reads only the values (saturation, labels) never pays five reductions for them."""
+
+    def __init__(self, a: np.ndarray):   # frozen: fields are set the way dataclasses set them
+        object.__setattr__(self, "shape", a.shape)   # already a tuple of ints
+        name = _DTYPE_NAMES.get(a.dtype)
+        if name is None:                             # str(dtype) is slow enough to show on 20,000 nodes
+            name = _DTYPE_NAMES[a.dtype] = str(a.dtype)
+        object.__setattr__(self, "dtype", name)
+        object.__setattr__(self, "values", a)
+        object.__setattr__(self, "hist", None)
+
+    def __getattr__(self, name):
+        # called only while `stats` is unset (the field has no class default to find instead)
+        if name != "stats":
+            raise AttributeError(name)
+        st = _stats(self.values)
+        object.__setattr__(self, "stats", st)
+        return st
+
+
 def first(v):
     """A node's (first) output: ops with several tensor outputs keep a list of summaries."""
     return v[0] if isinstance(v, list) else v
@@ -116,6 +141,9 @@ def _is_fake(t) -> bool:
     return isinstance(t, FakeTensor)
 
 
+_UNSET = object()
+
+
 class Summaries(Mapping):
     """key → TensorInfo (or None) of an array, made on first read: a view of a 20,000-node expression
     run pays only for the tensors it shows. `via` maps a key to the array's key (an edge to its producer)."""
@@ -124,10 +152,20 @@ class Summaries(Mapping):
         self._arrays, self._via, self._made = arrays, via, {}
 
     def __getitem__(self, key):
-        if key not in self._made:
+        made = self._made.get(key, _UNSET)
+        if made is _UNSET:
             a = self._arrays[self._via[key] if self._via is not None else key]
-            self._made[key] = None if a is None else TensorInfo.of_array(a)
-        return self._made[key]
+            made = self._made[key] = None if a is None else TensorInfo.of_array(a)
+        return made
+
+    def get(self, key, default=None):   # Mapping's own goes through an exception per miss
+        made = self._made.get(key, _UNSET)
+        if made is not _UNSET:
+            return made
+        k = key if self._via is None else self._via.get(key, _UNSET)
+        if k is _UNSET or k not in self._arrays:
+            return default
+        return self[key]
 
     def __iter__(self):
         return iter(self._via if self._via is not None else self._arrays)

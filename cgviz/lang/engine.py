@@ -49,7 +49,9 @@ class Run:
         first read, for explain, train and check. Made once per graph: each view asks per node."""
         if self._summary is not None and self._summary[0] is graph:
             s = self._summary[1]
-            s.step, s.warnings = self.step, [str(w) for w in self.warnings]   # set after the passes
+            s.step = self.step                       # annotate() sets it after the passes
+            if len(s.warnings) != len(self.warnings):
+                s.warnings = [str(w) for w in self.warnings]
             return s
         edges = {(n.id, k): src for n in graph for k, src in enumerate(n.inputs)}
         out = self.values.get(graph.output)

@@ -32,7 +32,7 @@ def json_safe(x):
 
 def _full(t):
     """A tensor's values for `value`/`grad`: in full up to FULL_LIMIT elements, else None (stats say it)."""
-    if t is None or t.values is None or np.size(t.values) > FULL_LIMIT:
+    if t is None or t.values is None or t.values.size > FULL_LIMIT:
         return None
     return np.asarray(t.values).tolist()
 
