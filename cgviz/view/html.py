@@ -105,8 +105,10 @@ def _dsl_parts(graph, run):
     from ..lang.chain import chain_text, local
     from .dot import headline
     from ..names import folded, wrt
-    from ..fmt import grad_text, histogram, num, value_text
+    from ..fmt import grad_text, num, value_text
     from ..lang.ops import OPS
+    from ..summary import as_summary
+    info = as_summary(graph, run)     # histograms as the model page reads them
     top = graph.loss or graph[graph.output].name or "out"
     nodes = {}
     for n in graph:
@@ -131,31 +133,41 @@ def _dsl_parts(graph, run):
         else:
             rows.append([f"{n.kind} (declared)", f"{n.kind} {n.name} = {n.meta.get('expr', '')}"])
         rows.append(["value", value_text(v)])
-        if np.ndim(v) and np.size(v) > 4 and histogram(v):
-            rows.append(["value histogram", histogram(v)])
+        if _hist(info.values[n.id]):
+            rows.append(["value histogram", _hist(info.values[n.id])])
         if g is not None:
             rows.append([f"gradient ∂{top}/∂{wrt(n)}", grad_text(g)])
-            if np.ndim(g) and np.size(g) > 4 and histogram(g):
-                rows.append(["gradient histogram", histogram(g)])
+            if _hist(info.grads[n.id]):
+                rows.append(["gradient histogram", _hist(info.grads[n.id])])
         nodes[svg_key(n.id)] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
                        "chain": chain_text(graph, run, n.id) if g is not None else []}
-    order, steps = [], {}
-    for n in reversed(graph.nodes):           # the loss first, as backprop visits them
-        for k, src in enumerate(n.inputs):
-            eg = run.edge_grads.get((n.id, k))
-            if eg is None or folded(graph, src):
-                continue
-            key = edge_key(src, n.id)
-            if key not in steps:
-                order.append(key)
-                shared = len([e for e in graph.consumers()[src]]) > 1
-                steps[key] = (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= {grad_text(eg, sep=' ')}"
-                              f"   (from {wrt(n)})")
+    def visits():                              # the loss first, as backprop visits them
+        for n in reversed(graph.nodes):
+            for k, src in enumerate(n.inputs):
+                eg = run.edge_grads.get((n.id, k))
+                if eg is not None and not folded(graph, src):
+                    shared = len(graph.consumers()[src]) > 1
+                    yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
+                                              f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
+    order, steps = _stepper(visits())
     return nodes, order, steps, f"{graph.source} — {headline(graph, run)}"
 
 
+def _stepper(visits) -> tuple[list[str], dict[str, str]]:
+    """The backward stepper's order and texts from (src, dst, text) in the order backprop visits the
+    red edges; an edge drawn once for several arguments keeps its first text (made only then)."""
+    order, steps = [], {}
+    for src, dst, text in visits:
+        key = edge_key(src, dst)
+        if key not in steps:
+            order.append(key)
+            steps[key] = text()
+    return order, steps
+
+
 def _hist(t) -> str:
-    """A model tensor's histogram line: from its values when small, from its binned counts when large."""
+    """A tensor summary's histogram line: from its values (an expression's always, a model tensor's
+    when small; more than 4 of them), else from the binned counts a large model tensor kept."""
     from ..fmt import histogram, histogram_text
     if t is None:
         return ""
@@ -217,15 +229,11 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}
-    order, steps = [], {}
     # a loop's step-to-step edge carries the gradient on to the previous step: it comes last
-    for e in [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]:
-        if e.grad is None:
-            continue
-        key = edge_key(e.src, e.dst)
-        if key not in steps:
-            order.append(key)
-            steps[key] = f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})" if e.grad.norm is not None else key
+    edges = [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]
+    order, steps = _stepper((e.src, e.dst, lambda e=e: f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})"
+                             if e.grad.norm is not None else edge_key(e.src, e.dst))
+                            for e in edges if e.grad is not None)
     return page(svg, title, nodes, order, steps, BACKWARD)
 
 
