@@ -587,7 +587,11 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
-    return _train(source, _expression(source, kind, "train"), sets, checked, format, on_step)
+    from .view.graphviz import FORMATS
+    if format not in FORMATS:
+        raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS))}")
+    result, name, _ = _evaluate(source, _expression(source, kind, "train"), sets)
+    return _train((result, name), checked, format, on_step)
 
 
 @dataclass

@@ -8,7 +8,8 @@ import numpy as np
 
 from .lang.ops import shape_text
 
-__all__ = ["num", "shape_text", "value_text", "grad_text", "norm", "stats", "inline_values"]
+__all__ = ["num", "shape_text", "shape_label", "value_text", "grad_text", "info_text", "info_grad_text", "norm",
+           "stats", "inline_values"]
 
 
 def shape_label(shape) -> str:
@@ -76,6 +77,36 @@ def grad_text(g: np.ndarray, sep: str = "\n") -> str:
     if short is not None:
         return short
     return f"{shape_text(g.shape)}{sep}‖g‖={num(norm(g))}"
+
+
+def info_text(t, dtype: bool = True, sep: str = "\n") -> str:
+    """A tensor summary (summary.TensorInfo) as a model picture writes it: `[2×32] float32` + `μ=0.1 σ=1`,
+    or the values themselves when there are at most 4; a 0-d tensor's shape is `scalar`."""
+    if t is None:
+        return ""
+    head = shape_label(t.shape) + (f" {t.dtype}" if dtype else "")
+    if t.values is not None:
+        short = inline_values(t.values) if t.values.ndim else num(t.values)
+        if short is not None:
+            return f"{head}{sep}{short}" if t.values.ndim else f"{short} {t.dtype}" if dtype else short
+    if t.stats is None:
+        return head
+    s = t.stats
+    if t.dtype.startswith(("int", "uint", "bool")):
+        lo, hi = (int(s[k]) if math.isfinite(s[k]) else s[k] for k in ("min", "max"))
+        return f"{head}{sep}{num(lo)}…{num(hi)}"
+    return f"{head}{sep}μ={num(s['mean'])} σ={num(s['std'])}"
+
+
+def info_grad_text(g, sep: str = "\n") -> str:
+    """A gradient summary as a model picture writes it: its values when at most 4, else `‖g‖=…` and μ."""
+    if g is None or g.stats is None:
+        return ""
+    if g.values is not None:
+        short = inline_values(g.values) if g.values.ndim else num(g.values)
+        if short is not None:
+            return short
+    return f"‖g‖={num(g.norm)}{sep}μ={num(g.stats['mean'])}"
 
 
 def columns(head, rows, right=frozenset(), rule: bool = False) -> list[str]:

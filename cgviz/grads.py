@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fmt import columns, norm, num, shape_text
+from .fmt import columns, num, shape_text
 from .health import EXPLODE, VANISH, Verdict, classify, verdicts
+from .summary import as_summary, first
 
 BINS = 30
 
@@ -60,16 +61,17 @@ def _hist(a: np.ndarray) -> tuple[list[int], list[float]] | None:
 
 
 def expression_rows(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[Row]:
-    """The float params and inputs of an expression graph, in declaration order."""
+    """The judged float tensors of a run's summary (an expression's params and inputs), in graph order."""
+    run = as_summary(graph, run)
     judged = verdicts(graph, run, vanish, explode)
     rows = []
     for node in graph:
-        if node.kind not in ("param", "input") or run.values[node.id].dtype.kind != "f":
+        v = first(run.values.get(node.id))
+        if node.kind not in run.judged or v is None or not v.dtype.startswith("float"):
             continue
-        v, g = run.values[node.id], run.grads.get(node.id)
-        rows.append(Row(node.name or node.id, node.kind, tuple(v.shape), norm(v),
-                        norm(g) if g is not None else None, judged.get(node.id),
-                        _hist(g) if g is not None else None))
+        g = run.grads.get(node.id)
+        rows.append(Row(node.name or node.id, node.kind, v.shape, v.norm, g.norm if g is not None else None,
+                        judged.get(node.id), _hist(g.values) if g is not None and g.values is not None else None))
     return rows
 
 

@@ -20,7 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .fmt import norm, num
+from .fmt import num
+from .summary import as_summary, first
 from .view.markup import BACKWARD
 
 # Defaults, measured on the samples (README "Gradient health"): at a learning rate of 0.1 a ratio
@@ -154,17 +155,27 @@ def classify(name: str, kind: str, value_norm: float, grad_norm: float,
 
 
 def verdicts(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> dict[str, Verdict]:
-    """Node id → verdict for every float param and input of an expression graph that has a gradient."""
+    """Node id → verdict for every node of a judged kind that has a value and a gradient: an
+    expression's float params and inputs, a recorded model's parameters (RunSummary.judged)."""
+    run = as_summary(graph, run)
     out: dict[str, Verdict] = {}
     for node in graph:
-        if node.kind not in ("param", "input"):
-            continue
-        g = run.grads.get(node.id)
-        if g is None:
-            continue
-        out[node.id] = classify(node.name or node.id, node.kind, norm(run.values[node.id]), norm(g),
-                                vanish, explode)
+        if node.kind in run.judged:
+            v = verdict(graph, run, node.id, vanish, explode)
+            if v is not None:
+                out[node.id] = v
     return out
+
+
+def verdict(graph, run, node_id: str, vanish: float = VANISH, explode: float = EXPLODE) -> Verdict | None:
+    """One node's verdict, or None without a value or gradient summary (no gradient flows, a frozen
+    parameter, the meta device)."""
+    run = as_summary(graph, run)
+    v, g = first(run.values.get(node_id)), run.grads.get(node_id)
+    if v is None or g is None or v.norm is None or g.norm is None:
+        return None
+    node = graph[node_id]
+    return classify(node.name or node_id, node.kind, v.norm, g.norm, vanish, explode)
 
 
 MAX_LISTED = 8   # names in one warning line; the rest are counted
@@ -246,14 +257,13 @@ def saturation_of_stats(stats: dict | None, limit: float) -> Saturation | None:
 
 
 def node_saturation(graph, run, node) -> Saturation | None:
-    """The saturation of an expression node's input, when its op saturates (the op table says so)."""
+    """The saturation of an op's first input, when the op saturates (the op table's `saturates`):
+    exact from the values a summary keeps (an expression's always), else from its min/max."""
     from .lang.ops import OPS
-    if node.kind != "op":
+    d = OPS.get(node.op or "") if node.kind == "op" else None
+    if d is None or d.saturates is None or not node.inputs:
         return None
-    limit = OPS[node.op].saturates
-    if limit is None or not node.inputs:
-        return None
-    return saturation(run.values[node.inputs[0]], limit)
+    return info_saturation(as_summary(graph, run).edge_values.get((node.id, 0)), d.saturates)
 
 
 SATURATION_WARN = 0.5   # warn when at least half a sigmoid's or tanh's inputs are saturated
@@ -262,6 +272,7 @@ SATURATION_WARN = 0.5   # warn when at least half a sigmoid's or tanh's inputs a
 def saturation_warnings(graph, run) -> list[str]:
     """One line per saturating op whose input is mostly (≥ 50%) beyond its limit."""
     out = []
+    run = as_summary(graph, run)
     for node in graph:
         s = node_saturation(graph, run, node)
         if s is not None and s.share >= SATURATION_WARN:
@@ -269,28 +280,6 @@ def saturation_warnings(graph, run) -> list[str]:
             what = node.name or node.meta.get("expr") or node.id
             out.append(f"{where}{node.op} '{what}' is saturated: {s.text()}; its slope there is nearly 0, "
                        "so little gradient passes")
-    return out
-
-
-def param_verdict(graph, run, node_id: str, vanish: float = VANISH, explode: float = EXPLODE) -> Verdict | None:
-    """The verdict of one parameter of a recorded model (cgviz.pytorch: TensorInfo summaries), or None
-    when it has no value or gradient summary (the meta device, a frozen parameter)."""
-    from .summary import first
-    v, g = first(run.values.get(node_id)), run.grads.get(node_id)
-    if v is None or g is None or v.norm is None or g.norm is None:
-        return None
-    node = graph[node_id]
-    return classify(node.name or node_id, "param", v.norm, g.norm, vanish, explode)
-
-
-def model_verdicts(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> dict[str, Verdict]:
-    """Node id → verdict for every parameter of a recorded model."""
-    out: dict[str, Verdict] = {}
-    for node in graph:
-        if node.kind == "param":
-            v = param_verdict(graph, run, node.id, vanish, explode)
-            if v is not None:
-                out[node.id] = v
     return out
 
 

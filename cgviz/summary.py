@@ -1,7 +1,9 @@
-"""What a model picture keeps of each tensor (shape, dtype, stats, small values) and of a whole run.
+"""What every view reads of a run, from either front end: a summary of each tensor (shape, dtype, stats,
+values) per node and per edge, and the run's loss, warnings, notes and overlays (`RunSummary`).
 
-Summaries are taken while the model runs, so the picture never holds on to a model's activations:
-a GPT-2-sized run keeps a few numbers per edge, not hundreds of megabytes of tensors.
+A model's summaries are taken while it runs, so the picture never holds on to its activations: a
+GPT-2-sized run keeps a few numbers per edge, not hundreds of megabytes of tensors. An expression
+run's summaries are made on first read from the engine's arrays (`Summaries`), which it keeps.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -33,7 +35,9 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str                       # torch's name without the prefix: float32, int64, bool
     stats: dict | None               # mean/std/min/max/norm (fmt.stats); None on the meta device
-    values: np.ndarray | None = None  # the values when small (≤ FULL_LIMIT elements), else None
+    # the values: a model tensor's only when small (≤ FULL_LIMIT elements), else None; an expression
+    # array's always (the engine keeps it anyway, and saturation and histograms are then exact)
+    values: np.ndarray | None = None
     hist: tuple | None = None         # (counts, lo, hi) of a large tensor, when histograms are on
 
     @property
@@ -58,6 +62,11 @@ class TensorInfo:
         """Some value is NaN or infinite (an attention mask's -inf counts)."""
         return self.stats is not None and any(isinstance(x, float) and not math.isfinite(x)
                                               for x in self.stats.values())
+
+    @staticmethod
+    def of_array(a: np.ndarray) -> "TensorInfo":
+        """Summarise a NumPy array of the expression engine, keeping the array itself."""
+        return ArrayInfo(a)
 
     @staticmethod
     def of(t: Any) -> "TensorInfo":
@@ -114,6 +123,31 @@ class TensorInfo:
         return TensorInfo(shape, dtype, st, None, hist)
 
 
+_DTYPE_NAMES: dict = {}
+
+
+class ArrayInfo(TensorInfo):
+    """An expression array's summary, which keeps the array: its stats are computed on first read,
+    so a view that reads only the values (saturation, labels) never pays five reductions for them."""
+
+    def __init__(self, a: np.ndarray):   # frozen: fields are set the way dataclasses set them
+        object.__setattr__(self, "shape", a.shape)   # already a tuple of ints
+        name = _DTYPE_NAMES.get(a.dtype)
+        if name is None:                             # str(dtype) is slow enough to show on 20,000 nodes
+            name = _DTYPE_NAMES[a.dtype] = str(a.dtype)
+        object.__setattr__(self, "dtype", name)
+        object.__setattr__(self, "values", a)
+        object.__setattr__(self, "hist", None)
+
+    def __getattr__(self, name):
+        # called only while `stats` is unset (the field has no class default to find instead)
+        if name != "stats":
+            raise AttributeError(name)
+        st = _stats(self.values)
+        object.__setattr__(self, "stats", st)
+        return st
+
+
 def first(v):
     """A node's (first) output: ops with several tensor outputs keep a list of summaries."""
     return v[0] if isinstance(v, list) else v
@@ -127,26 +161,83 @@ def _is_fake(t) -> bool:
     return isinstance(t, FakeTensor)
 
 
+_UNSET = object()
+
+
+class Summaries(Mapping):
+    """key → TensorInfo (or None) of an array, made on first read: a view of a 20,000-node expression
+    run pays only for the tensors it shows. `via` maps a key to the array's key (an edge to its producer)."""
+
+    def __init__(self, arrays: Mapping[Any, np.ndarray | None], via: Mapping | None = None):
+        self._arrays, self._via, self._made = arrays, via, {}
+
+    def __getitem__(self, key):
+        made = self._made.get(key, _UNSET)
+        if made is _UNSET:
+            a = self._arrays[self._via[key] if self._via is not None else key]
+            made = self._made[key] = None if a is None else TensorInfo.of_array(a)
+        return made
+
+    def get(self, key, default=None):   # Mapping's own goes through an exception per miss
+        made = self._made.get(key, _UNSET)
+        if made is not _UNSET:
+            return made
+        k = key if self._via is None else self._via.get(key, _UNSET)
+        if k is _UNSET or k not in self._arrays:
+            return default
+        return self[key]
+
+    def __iter__(self):
+        return iter(self._via if self._via is not None else self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._via if self._via is not None else self._arrays)
+
+
 @dataclass
-class ModelRun:
-    """What recording a model produced, beside its `ir.Graph`.
+class RunSummary:
+    """What a run produced, beside its `ir.Graph`: the one result type both front ends give the views.
 
     values      node id → its output (a list for ops with several tensor outputs, e.g. `split`)
     grads       node id → ∂loss/∂(its first output), None where no gradient flows
     edge_values (consumer id, argument index) → the tensor that flowed along that edge
     edge_grads  (consumer id, argument index) → the gradient that flowed back along that edge
-    param_grads qualified parameter name → summary of `param.grad` after backward
+    param_grads qualified parameter name → summary of `param.grad` after backward (models)
     """
 
-    values: dict[str, Any] = field(default_factory=dict)
-    grads: dict[str, TensorInfo | None] = field(default_factory=dict)
-    edge_values: dict[tuple[str, int], TensorInfo] = field(default_factory=dict)
-    edge_grads: dict[tuple[str, int], TensorInfo | None] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+    grads: Mapping[str, TensorInfo | None] = field(default_factory=dict)
+    edge_values: Mapping[tuple[str, int], TensorInfo] = field(default_factory=dict)
+    edge_grads: Mapping[tuple[str, int], TensorInfo | None] = field(default_factory=dict)
     param_grads: dict[str, TensorInfo | None] = field(default_factory=dict)
     loss: float | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)   # model kind, mode, inputs tried, timings …
-    profile: Any = None      # a models.profile.Profile when `--profile` measured the run
+    profile: Any = None      # a summary.Profile when `--profile` measured the run
+    step: Any = None         # a lang.train.Step when `render --lr` took one gradient-descent step
+    front: str = "model"     # which front end ran: "model" (cgviz torch) or "expression"
+    judged: tuple[str, ...] = ("param",)   # the node kinds whose gradient health is judged
+    seeded_with_ones: bool = False         # backward started from ones (an output that is not a scalar)
+    # what can get a gradient (the expression engine knows it even without backward); None: what got one
+    requires_grad: Iterable[str] | None = None
+    # node id → "NaN" or "inf" as the expression engine's scan found them; None: read off the summaries
+    nonfinite: dict[str, str] | None = None
+
+    def wants_grad(self, node_id: str) -> bool:
+        if self.requires_grad is not None:
+            return node_id in self.requires_grad
+        return self.grads.get(node_id) is not None
+
+    def is_nonfinite(self, node_id: str) -> bool:
+        if self.nonfinite is not None:
+            return node_id in self.nonfinite
+        return any(t is not None and t.nonfinite for t in (first(self.values.get(node_id)), self.grads.get(node_id)))
+
+
+def as_summary(graph, run) -> RunSummary:
+    """The run as the views read it: a RunSummary as it is, the expression engine's Run summarised."""
+    return run if isinstance(run, RunSummary) else run.summary(graph)
 
 
 # ---- what `--profile` measured (cgviz.pytorch.profile fills these; the views read them) ----

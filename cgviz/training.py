@@ -23,20 +23,17 @@ class Training:
     advice: list[str]               # on the finished run: the loss went up, the gradient died
 
 
-def train(source, kind: str, sets, checked: dict, fmt: str, on_step=None) -> Training:
+def train(evaluated, checked: dict, fmt: str, on_step=None) -> Training:
     """Run the steps (`on_step(k, loss, step)` after each), then draw the curve and the final graph.
-    `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked (cgviz.api.train)."""
-    from .api import _evaluate
+    `evaluated` is the program run once, with its name ((pipeline.Result, name), from cgviz.api.train);
+    `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked."""
     from .fmt import num
     from .lang.pipeline import output_bytes
     from .lang.train import frame_steps, params, train as descend, training_warnings
     from .view.dot import DotOptions
-    from .view.graphviz import FORMATS
     from .view.plots import loss_curve
-    if fmt not in FORMATS:
-        raise CgvizError(f"train(): format={fmt!r}: must be one of {', '.join(map(repr, FORMATS))}")
     lr, steps, clip_norm = checked["lr"], checked["steps"] or 100, checked["clip_norm"]
-    result, name, _ = _evaluate(source, kind, sets)
+    result, name = evaluated
     graph = result.graph
     if not params(graph):
         raise CgvizError(f"{name} declares no float param: there is nothing to train (declare weights with `param`)")
@@ -59,12 +56,11 @@ def train(source, kind: str, sets, checked: dict, fmt: str, on_step=None) -> Tra
     dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     timeout = checked["timeout"]
     if fmt == "html":
-        from .view.dot import to_dot
         from .view.graphviz import run_dot
         from .view.html import train_page
         if not frames or frames[-1][0] != len(hist.losses) - 1:
             frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
-        data = train_page(graph, frames, hist.losses, to_dot(graph, run, dot_opts), dot_opts,
+        data = train_page(graph, frames, hist.losses, dot_opts,
                           lambda d: run_dot(d, "svg", timeout=timeout, nodes=len(graph)).decode("utf-8")).encode("utf-8")
     else:
         data = output_bytes(result, fmt, dot_opts, timeout=timeout)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cgviz.fmt import num
-from cgviz.view.model_dot import value_text
+from cgviz.fmt import info_text as value_text
 from cgviz.summary import TensorInfo
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import inits
 from ..errors import OpError, SourceError
 from ..ir import Graph, Node
+from ..summary import RunSummary, Summaries
 from .ops import OPS, shape_text, sum_to_shape
 
 
@@ -40,6 +42,27 @@ class Run:
     nonfinite: dict[str, str] = field(default_factory=dict)
     # a gradient-descent step computed from these gradients (train.Step), when one was asked for
     step: object | None = None
+    _summary: Any = field(default=None, repr=False, compare=False)
+
+    def summary(self, graph: Graph) -> RunSummary:
+        """This run as every view reads it (the model runs' type); the arrays stay here, summarised on
+        first read, for explain, train and check. Made once per graph: each view asks per node."""
+        if self._summary is not None and self._summary[0] is graph:
+            s = self._summary[1]
+            s.step = self.step                       # annotate() sets it after the passes
+            if len(s.warnings) != len(self.warnings):
+                s.warnings = [str(w) for w in self.warnings]
+            return s
+        edges = {(n.id, k): src for n in graph for k, src in enumerate(n.inputs)}
+        out = self.values.get(graph.output)
+        s = RunSummary(values=Summaries(self.values), grads=Summaries(self.grads),
+                          edge_values=Summaries(self.values, edges), edge_grads=Summaries(self.edge_grads),
+                          loss=float(out.reshape(())) if out is not None and out.size == 1 else None,
+                          warnings=[str(w) for w in self.warnings], step=self.step, front="expression",
+                          judged=("param", "input"), seeded_with_ones=self.seeded_with_ones,
+                          requires_grad=self.requires_grad, nonfinite=self.nonfinite)
+        self._summary = (graph, s)
+        return s
 
 
 def _located(e: OpError, node: Node) -> SourceError:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..ir import Graph, Node
-from ..summary import ModelRun, TensorInfo
+from ..summary import RunSummary, TensorInfo
 
 OUTPUT = "output"   # the id of the output tensor's node (make_dot's green box)
 
@@ -91,7 +91,7 @@ class AutogradRecorder:
     def __init__(self, root: torch.Tensor, params: dict[str, torch.Tensor],
                  inputs: dict[str, torch.Tensor] | None = None):
         self.graph = Graph(meta={"view": "autograd"})
-        self.run = ModelRun()
+        self.run = RunSummary()
         self.handles: list = []
         self._names: dict[int, tuple[str, str]] = {id(t): (n, "param") for n, t in params.items()}
         for n, t in (inputs or {}).items():
@@ -250,7 +250,7 @@ class AutogradRecorder:
         """The tensors gradients accumulate into (parameters and other leaves), in graph order."""
         return list(self._leaves.values())
 
-    def result(self, leaf_grads: dict[int, torch.Tensor | None] | None = None) -> tuple[Graph, ModelRun]:
+    def result(self, leaf_grads: dict[int, torch.Tensor | None] | None = None) -> tuple[Graph, RunSummary]:
         """Remove the hooks and read each leaf's gradient; call after `root.backward()`.
 
         `leaf_grads` (id(leaf) → gradient) stands in for `.grad` when the gradients were taken with

@@ -191,26 +191,28 @@ class ModelDrawing:
             finest = levels[0].depth
             every = "every op" if finest is None else f"depth {finest}"
             asked = (out.pic.max_depth + 1) if finest is None else finest
+            from ..spelling import spell
             note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes) to stay "
-                    f"within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx; {every}: --depth {asked}, or --format svg or "
-                    "html, which keep full detail")
+                    f"within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx; {every}: {spell('depth', asked)}, or "
+                    f"{spell('format', 'svg')} or {spell('format', 'html')}, which keep full detail")
             if note not in out.notes:
                 out.notes.append(note)      # the same list as self.notes: cgviz.draw() shows it too
             out.auto = False                # this note says what the generic depth note would
         return out
 
     def to_dict(self) -> dict:
-        from ..view.model_export import to_dict
-        return to_dict(self.graph, self.run, self.extra, (self.vanish, self.explode) if self.flags else None)
+        from ..health import EXPLODE, VANISH
+        from ..view.export import to_dict
+        return to_dict(self.graph, self.run, VANISH if self.vanish is None else self.vanish,
+                       EXPLODE if self.explode is None else self.explode, self.extra, judge=self.flags)
 
     def output(self, fmt: str, rankdir: str = "TB", timeout: float | None = None,
                timings: dict[str, float] | None = None, dpi: float | None = None) -> bytes:
         """The bytes of one format: json, dot, html, or an image laid out by Graphviz."""
         timings = {} if timings is None else timings
         if fmt == "json":
-            from ..view.model_export import to_json
-            return to_json(self.graph, self.run, self.extra,
-                           (self.vanish, self.explode) if self.flags else None).encode("utf-8")
+            from ..view.export import dumps
+            return dumps(self.to_dict()).encode("utf-8")
         t = time.perf_counter()
         dot_text = self.dot(rankdir)
         timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
@@ -306,10 +308,10 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
     flags = grad and not opts.meta and not (opts.loss is None and run.meta.get("loss") == "sum")
     if flags:
-        from ..health import EXPLODE, VANISH, flag_warnings, model_verdicts
+        from ..health import EXPLODE, VANISH, flag_warnings, verdicts
         vanish = VANISH if vanish is None else vanish
         explode = EXPLODE if explode is None else explode
-        found = model_verdicts(graph, run, vanish, explode).values()
+        found = verdicts(graph, run, vanish, explode).values()
         run.warnings.extend(w for w in flag_warnings(found, vanish, explode) if w not in run.warnings)
     from ..view.model_dot import count_text
     title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "

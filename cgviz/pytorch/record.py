@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..ir import Graph, Node
-from ..summary import ModelRun, TensorInfo
+from ..summary import RunSummary, TensorInfo
 
 # Tensor properties worth a node when read (x.T); `.shape`, `.grad`, `.data` and friends are not ops.
 _PROPERTY_OPS = {"T", "mT", "H", "mH", "real", "imag"}
@@ -68,13 +68,13 @@ def not_an_op(func, name: str) -> bool:
 
 
 class Recorder(TorchFunctionMode):
-    """Builds the ops-view graph while the model runs; `finish()` returns (Graph, ModelRun)."""
+    """Builds the ops-view graph while the model runs; `finish()` returns (Graph, RunSummary)."""
 
     def __init__(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                  grads: bool = True):
         super().__init__()
         self.graph = Graph()
-        self.run = ModelRun()
+        self.run = RunSummary()
         self.grads = grads
         self.stack: list[Frame] = []
         self._calls: dict[str, int] = {}          # module path → calls so far (loop detection)
@@ -253,7 +253,7 @@ class Recorder(TorchFunctionMode):
         hit = self._producer.get(id(t))
         return hit[0] if hit else None
 
-    def finish(self, output_id: str) -> tuple[Graph, ModelRun]:
+    def finish(self, output_id: str) -> tuple[Graph, RunSummary]:
         """After backward: leaf gradients, pruning of what does not reach the output, hooks removed."""
         for node_id, t in self._leaves:
             self.run.grads[node_id] = self._summary(node_id, t.grad) if t.grad is not None else None

@@ -11,7 +11,7 @@ from ..ir import Graph
 from .inputs import InputSpec, compute_loss, describe
 from .load import Loaded
 from .run import backward, call, named_inputs, parameters_and_buffers, prepare
-from ..summary import ModelRun
+from ..summary import RunSummary
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TraceOptions:
 @dataclass
 class Traced:
     graph: Graph
-    run: ModelRun
+    run: RunSummary
     notes: list[str] = field(default_factory=list)
 
 
@@ -156,7 +156,7 @@ class _Fallback(Exception):
     pass
 
 
-def _describe(run: ModelRun, loaded: Loaded, model, view: str, loss_kind: str, args, kwargs, params) -> None:
+def _describe(run: RunSummary, loaded: Loaded, model, view: str, loss_kind: str, args, kwargs, params) -> None:
     """What the JSON's `model` field and the caption say about the run, and every parameter's grad."""
     from ..summary import TensorInfo
     run.meta.update(kind=loaded.kind, view=view, loss=loss_kind, mode="train" if model.training else "eval",

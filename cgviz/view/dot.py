@@ -14,7 +14,7 @@ from ..lang.engine import Run
 from ..fmt import grad_text, inline_values, norm, num, value_text
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
 from ..ir import Graph, Node
-from .markup import BACKWARD, FONT, FORWARD, STEP, Html, attrs, html_text, quote
+from .markup import BACKWARD, FONT, FORWARD, STEP, Html, Line, attrs, html_text, lines_markup, quote
 from ..names import folded, wrt
 from ..lang.ops import OPS, shape_text
 
@@ -118,49 +118,53 @@ def _shape_line(graph: Graph, run: Run, node: Node) -> str | None:
 
 
 def label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> Html:
+    return lines_markup(label_lines(node, run, graph, opts, flags))
+
+
+def label_lines(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> list[Line]:
+    """A node's label as lines of data (cgviz.view.markup.Line): its op or name, value, marks and gradient."""
     v = run.values[node.id]
-    rows: list[str] = []
+    rows: list[Line] = []
     if node.kind == "op":
-        rows.append(f"<B>{html_text(_op_head(graph, node))}</B>")
+        rows.append(Line(_op_head(graph, node), bold=True))
         shapes = _shape_line(graph, run, node)
         if shapes:
-            rows.append(f'<FONT POINT-SIZE="9">{html_text(shapes)}</FONT>')
+            rows.append(Line(shapes, small=True))
         if node.id == graph.output:
             name = node.name or node.id
             prefix = "loss " if graph.loss else ""
-            rows.append(html_text(f"{prefix}{name} = {value_text(v, sep=' ')}"))
+            rows.append(Line(f"{prefix}{name} = {value_text(v, sep=' ')}"))
         elif node.name:
-            rows.append(html_text(node.name))
+            rows.append(Line(node.name))
     elif node.meta.get("literal"):
-        rows.append(html_text(value_text(v, sep=" ")))
+        rows.append(Line(value_text(v, sep=" ")))
     else:
-        rows.append(f"<B>{html_text(node.name)}</B>" + (f" {html_text(shape_text(v.shape))}" if v.ndim else ""))
-        rows.append(html_text(value_text(v, sep=" ", with_shape=False)))
+        rows.append(Line(f" {shape_text(v.shape)}" if v.ndim else "", head=node.name))
+        rows.append(Line(value_text(v, sep=" ", with_shape=False)))
     if node.id in run.nonfinite:
-        rows.append(f"<B>⚠ {run.nonfinite[node.id]}</B>")
+        rows.append(Line(f"⚠ {run.nonfinite[node.id]}", bold=True))
     rows.extend(_step_rows(node, run))
     if opts.grad:
         rows.extend(_health_rows(graph, run, node, flags or {}, opts))
     if opts.grad and not node.meta.get("literal"):
         line = _grad_line(node, run.grads.get(node.id), _top(graph))
         if line and node.id != graph.output:
-            rows.append(f'<FONT COLOR="{BACKWARD}">{html_text(line)}</FONT>')
-    return Html("<BR/>".join(rows))
+            rows.append(Line(line, color=BACKWARD))
+    return rows
 
 
-def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptions) -> list[str]:
+def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptions) -> list[Line]:
     """A ⚠ row for a vanishing/exploding gradient; the input range and saturated share of a
     sigmoid/tanh (for one number, only once it is saturated: its edge already shows the value)."""
     rows = []
     v = flags.get(node.id)
     if v is not None and v.flag:
-        rows.append(f'<FONT COLOR="{FLAG_COLOR}"><B>⚠ {html_text(v.text(opts.vanish, opts.explode))}</B></FONT>')
+        rows.append(Line(f"⚠ {v.text(opts.vanish, opts.explode)}", color=FLAG_COLOR, bold=True))
     s = node_saturation(graph, run, node)
     if s is not None and (s.size > 1 or s.share > 0):
-        text = html_text(s.text())
-        if s.share >= 0.5:
-            text = f"<B>⚠ {text}</B>"
-        rows.append(f'<FONT POINT-SIZE="9" COLOR="{FLAG_COLOR if s.share > 0 else "#555555"}">{text}</FONT>')
+        warn = s.share >= 0.5
+        rows.append(Line(f"⚠ {s.text()}" if warn else s.text(), color=FLAG_COLOR if s.share > 0 else "#555555",
+                         bold=warn, small=True))
     return rows
 
 
@@ -169,7 +173,7 @@ def grad_scale(run: Run) -> Scale:
     return scale_of(norm(g) for g in run.edge_grads.values() if g is not None)
 
 
-def _step_rows(node: Node, run: Run) -> list[str]:
+def _step_rows(node: Node, run: Run) -> list[Line]:
     """`w: 0.5 → -3.5` under a param after a learning-rate step, with a mark when the step is large."""
     s = run.step
     if s is None or node.id not in s.updated:
@@ -182,10 +186,10 @@ def _step_rows(node: Node, run: Run) -> list[str]:
         size = norm(old)
         share = f" ({norm(s.delta[node.id]) / size:.0%} of ‖{name}‖)" if size else ""
         text = f"step: ‖Δ{name}‖ = {num(norm(s.delta[node.id]))}{share}"
-    rows = [f'<FONT COLOR="{STEP}">{html_text(text)}</FONT>']
+    rows = [Line(text, color=STEP)]
     if node.id in s.large:
         ratio = norm(s.delta[node.id]) / norm(old)
-        rows.append(f'<FONT COLOR="{STEP}"><B>⚠ the step is {html_text(num(ratio))}× its size</B></FONT>')
+        rows.append(Line(f"⚠ the step is {num(ratio)}× its size", color=STEP, bold=True))
     return rows
 
 
@@ -229,8 +233,9 @@ def title(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) 
     return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 
-def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
-    """The whole DOT document. Same graph and run in, byte-identical text out."""
+def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[str, Html] | None = None) -> str:
+    """The whole DOT document. Same graph and run in, byte-identical text out. `labels`: node id →
+    a label to draw instead of the run's own (the training page sizes each box for its widest step)."""
     scale = grad_scale(run) if opts.grad else None
     flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
     lines = [
@@ -250,7 +255,7 @@ def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions()) -> str:
         if node.id in run.nonfinite:
             style.update(NONFINITE_STYLE)
             style["style"] = "filled,bold"
-        style["label"] = label(node, run, graph, opts, flags)
+        style["label"] = labels[node.id] if labels and node.id in labels else label(node, run, graph, opts, flags)
         style["tooltip"] = _tooltip(node)
         lines.append(f"  {quote(node.id)} {attrs(style)}")
     for node in graph:

@@ -1,4 +1,4 @@
-"""The JSON form of a graph with its values and gradients (format `cgviz-graph`, version 1)."""
+"""The JSON form of a graph with its values and gradients (format `cgviz-graph`, version 1), from either front end."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import math
 
 import numpy as np
 
-from ..lang.engine import Run
-from ..fmt import stats
 from ..health import EXPLODE, VANISH, node_saturation, verdicts
 from ..ir import Graph
+from ..summary import FULL_LIMIT, as_summary, first
 
 FORMAT = "cgviz-graph"
 VERSION = 1
-FULL_LIMIT = 4096  # tensors up to this many elements are written in full; stats are always written
 
 
 def json_safe(x):
@@ -32,13 +30,11 @@ def json_safe(x):
     return x
 
 
-def _tensor(a):
-    if a is None:
+def _full(t):
+    """A tensor's values for `value`/`grad`: in full up to FULL_LIMIT elements, else None (stats say it)."""
+    if t is None or t.values is None or t.values.size > FULL_LIMIT:
         return None
-    a = np.asarray(a)
-    if a.size > FULL_LIMIT:
-        return None
-    return a.tolist()
+    return np.asarray(t.values).tolist()
 
 
 def health_json(v) -> dict | None:
@@ -52,47 +48,89 @@ def _saturation(s) -> dict | None:
     return None if s is None else {"min": s.lo, "max": s.hi, "share": s.share, "limit": s.limit}
 
 
-def to_dict(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXPLODE) -> dict:
-    """Everything a picture shows, as data: nodes in topological order and edges in argument order."""
-    flags = verdicts(graph, run, vanish, explode)
-    nodes = []
-    for n in graph:
-        v = run.values[n.id]
-        g = run.grads.get(n.id)
-        attrs = {k: (list(a) if isinstance(a, tuple) else a) for k, a in n.attrs.items() if k != "value"}
-        nodes.append({
-            "id": n.id, "name": n.name, "kind": n.kind, "op": n.op, "inputs": list(n.inputs),
-            "attrs": attrs, "shape": list(v.shape), "dtype": str(v.dtype),
-            "value": _tensor(v), "grad": _tensor(g),
-            "value_stats": stats(v), "grad_stats": stats(g),
-            "requires_grad": n.id in run.requires_grad,
-            "line": n.meta.get("line"), "expr": n.meta.get("expr"),
-            "literal": bool(n.meta.get("literal")),
-            "nonfinite": n.id in run.nonfinite,
-            "health": health_json(flags.get(n.id)),
-            "saturation": _saturation(node_saturation(graph, run, n)),
-        })
+def to_dict(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE, extra: dict | None = None,
+            judge: bool = True) -> dict:
+    """Everything a picture shows, as data: nodes in topological order and edges in argument order,
+    never folded or collapsed (JSON is the IR, the picture a view). `run` is either front end's
+    (summary.RunSummary, or the expression engine's Run); a model run adds its `model` fields, with
+    `extra` merged into `model`. `judge`: the gradient health is judged (for a model, a loss whose
+    scale means something)."""
+    run = as_summary(graph, run)
+    model = run.front == "model"
+    flags = verdicts(graph, run, vanish, explode) if judge else {}
+    nodes = [_node(graph, run, n, flags, model, judge) for n in graph]
     edges = []
     for e in graph.edges():
         g = run.edge_grads.get((e.dst, e.arg))
-        edges.append({"src": e.src, "dst": e.dst, "arg": e.arg, "grad": _tensor(g), "grad_stats": stats(g)})
+        item = {"src": e.src, "dst": e.dst, "arg": e.arg, "grad": _full(g), "grad_stats": g.stats if g else None}
+        if model:
+            v = run.edge_values.get((e.dst, e.arg))
+            item.update(shape=list(v.shape) if v is not None else None, dtype=v.dtype if v is not None else None)
+        edges.append(item)
     doc = {
         "format": FORMAT, "version": VERSION, "source": graph.source,
         "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
-        "warnings": [str(w) for w in run.warnings],
-        "health": {"vanish": vanish, "explode": explode},
+        "warnings": list(run.warnings),
     }
+    if model:
+        doc["model"] = dict(run.meta) | {"loss_value": run.loss} | (extra or {})
+        doc["param_grad_norms"] = {k: (t.norm if t is not None else None) for k, t in run.param_grads.items()}
+    else:
+        doc["health"] = {"vanish": vanish, "explode": explode}
     if run.step is not None:   # render --lr: the update gradient descent would make
         s = run.step
         doc["step"] = {"lr": s.lr, "clip_norm": s.clip_norm, "scale": s.scale, "grad_norm": s.grad_norm,
-                       "large": list(s.large), "updated": {i: _tensor(v) for i, v in s.updated.items()}}
+                       "large": list(s.large), "updated": {i: _array(v) for i, v in s.updated.items()}}
+    if run.profile is not None:
+        from .profile import to_json_fields
+        doc["profile"] = to_json_fields(run.profile)
     doc.update(nodes=nodes, edges=edges)
     return json_safe(doc)
 
 
-def to_json(graph: Graph, run: Run, vanish: float = VANISH, explode: float = EXPLODE) -> str:
+def _array(a):
+    a = np.asarray(a)
+    return None if a.size > FULL_LIMIT else a.tolist()
+
+
+def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
+    """One node's fields: the common ones, then an expression's saturation or a model's module facts."""
+    outs = run.values.get(n.id)
+    v = first(outs)
+    g = run.grads.get(n.id)
+    item = {
+        "id": n.id, "name": n.name, "kind": n.kind, "op": n.op, "inputs": list(n.inputs),
+        "attrs": {k: (list(a) if isinstance(a, tuple) else a) for k, a in n.attrs.items() if k != "value"},
+        "shape": list(v.shape) if v is not None else None, "dtype": v.dtype if v is not None else None,
+        "value": _full(v), "grad": _full(g),
+        "value_stats": v.stats if v is not None else None, "grad_stats": g.stats if g is not None else None,
+        "requires_grad": run.wants_grad(n.id),
+        "line": n.meta.get("line"), "expr": n.meta.get("expr"), "literal": bool(n.meta.get("literal")),
+        "nonfinite": run.is_nonfinite(n.id),
+    }
+    if not model:
+        item["health"] = health_json(flags.get(n.id))
+        item["saturation"] = _saturation(node_saturation(graph, run, n))
+        return item
+    scope = n.meta.get("scope") or ()
+    item.update(module=n.meta.get("module", ""), module_class=n.meta.get("class") or None,
+                module_call=[f.key for f in scope])
+    if isinstance(outs, list) and len(outs) > 1:
+        item["outputs"] = [{"shape": list(o.shape), "dtype": o.dtype} for o in outs]
+    if n.meta.get("out_index") and any(n.meta["out_index"]):
+        item["input_outputs"] = list(n.meta["out_index"])
+    if n.kind == "param" and judge:
+        item["health"] = health_json(flags.get(n.id))
+    if run.profile is not None:
+        from .profile import node_json
+        item["profile"] = node_json(run.profile, n.id) if n.kind == "op" else None
+    return item
+
+
+def to_json(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE, extra: dict | None = None,
+            judge: bool = True) -> str:
     """The document with one node or edge per line."""
-    return dumps(to_dict(graph, run, vanish, explode))
+    return dumps(to_dict(graph, run, vanish, explode, extra, judge))
 
 
 def dumps(d: dict) -> str:

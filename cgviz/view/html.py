@@ -2,14 +2,17 @@
 derivative, toggles for the two kinds of edges, and a step-through of the backward pass.
 
 Everything is inline (no network request of any kind), so the page opens offline and can be
-attached to an issue or a course page as a single file.
+attached to an issue or a course page as a single file; its CSS and JavaScript are kept as package
+data in cgviz/view/assets and written into each page.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
+from importlib import resources
 
 import numpy as np
 
@@ -22,34 +25,8 @@ PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>%(title)s</title>
 <style>
-  html, body { margin: 0; height: 100%%; font: 14px "DejaVu Sans", sans-serif; color: #222; }
-  body { display: flex; flex-direction: column; }
-  #bar { display: flex; gap: 10px; align-items: center; padding: 6px 10px; border-bottom: 1px solid #ccc;
-         background: #f7f7f7; flex-wrap: wrap; }
-  #bar .title { font-weight: bold; margin-right: 12px; }
-  #bar label.fwd { color: %(fwd)s; } #bar label.bwd { color: %(bwd)s; }
-  #main { flex: 1; display: flex; min-height: 0; }
-  #graph { flex: 1; overflow: hidden; cursor: grab; background: white; }
-  #graph svg { width: 100%%; height: 100%%; }
-  #panel { width: 380px; border-left: 1px solid #ccc; padding: 10px 14px; overflow: auto; display: none;
-           background: #fcfcfc; }
-  #panel.open { display: block; }
-  #panel h2 { font-size: 16px; margin: 4px 0 8px; }
-  #panel pre { white-space: pre-wrap; font: 13px "DejaVu Sans Mono", monospace; margin: 4px 0 10px; }
-  #panel .k { color: #666; font-size: 12px; margin-top: 8px; font-weight: bold; }
-  #panel-chain { color: %(bwd)s; }
-  #step-info { color: %(bwd)s; min-width: 260px; }
-  g.node { cursor: pointer; }
-  g.node.found > :is(polygon, ellipse, path) { stroke: #ff9800 !important; stroke-width: 4px; }
-  g.node.selected > :is(polygon, ellipse, path) { stroke: #6a1b9a !important; stroke-width: 3px; }
-  g.edge.bwd.done path { stroke-width: 2.5px; }
-  g.edge.bwd.active path, g.edge.bwd.active polygon { stroke: #ff1744 !important; stroke-width: 5px; }
-  g.edge.bwd.active text { font-weight: bold; }
-  g.edge.bwd.pending { opacity: 0.25; }
-  #train { display: flex; gap: 8px; align-items: center; border-left: 1px solid #ccc; padding-left: 10px; }
-  #train input { width: 220px; }
-  #train-info { min-width: 200px; font-variant-numeric: tabular-nums; }
-</style>
+:root { --fwd: %(fwd)s; --bwd: %(bwd)s; }
+%(css)s</style>
 </head>
 <body>
 <div id="bar">
@@ -76,118 +53,11 @@ PAGE = """<!DOCTYPE html>
 </html>
 """
 
-SCRIPT = r"""
-(function () {
-  const data = JSON.parse(document.getElementById("cgviz-data").textContent);
-  const svg = document.querySelector("#graph svg");
-  const nodes = {}, red = {}, blue = [];
-  svg.querySelectorAll("g.node").forEach(g => {
-    const id = g.querySelector("title").textContent;
-    g.setAttribute("data-id", id);
-    nodes[id] = g;
-  });
-  svg.querySelectorAll("g.edge").forEach(g => {
-    const key = g.querySelector("title").textContent;
-    const path = g.querySelector("path");
-    const isRed = path && (path.getAttribute("stroke") || "").toLowerCase() === data.backward;
-    g.classList.add(isRed ? "bwd" : "fwd");
-    g.setAttribute("data-key", key);
-    if (isRed) red[key] = g; else blue.push(g);
-  });
-  // --- pan and zoom: the viewBox moves; nothing is rasterised, so it stays sharp
-  const full = svg.viewBox.baseVal;
-  let vb = [full.x, full.y, full.width, full.height];
-  const home = vb.slice();
-  const apply = () => svg.setAttribute("viewBox", vb.join(" "));
-  const toSvg = (cx, cy) => {
-    const r = svg.getBoundingClientRect(), s = Math.max(vb[2] / r.width, vb[3] / r.height);
-    const ox = vb[0] + (vb[2] - r.width * s) / 2, oy = vb[1] + (vb[3] - r.height * s) / 2;
-    return [ox + (cx - r.left) * s, oy + (cy - r.top) * s, s];
-  };
-  svg.addEventListener("wheel", e => {
-    e.preventDefault();
-    const [x, y] = toSvg(e.clientX, e.clientY), f = e.deltaY > 0 ? 1.15 : 1 / 1.15;
-    vb = [x - (x - vb[0]) * f, y - (y - vb[1]) * f, vb[2] * f, vb[3] * f];
-    apply();
-  }, {passive: false});
-  let drag = null;
-  svg.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY, vb[0], vb[1]]; });
-  window.addEventListener("mouseup", () => { drag = null; });
-  window.addEventListener("mousemove", e => {
-    if (!drag) return;
-    const s = toSvg(0, 0)[2];
-    vb[0] = drag[2] - (e.clientX - drag[0]) * s; vb[1] = drag[3] - (e.clientY - drag[1]) * s;
-    apply();
-  });
-  const fit = () => { vb = home.slice(); apply(); };
-  document.getElementById("fit").onclick = fit;
-  const centre = g => {
-    // getBBox is in the node's own coordinates; Graphviz's top group translates them
-    const b = g.getBBox(), w = Math.max(vb[2] / 2, b.width * 4), h = Math.max(vb[3] / 2, b.height * 4);
-    const m = svg.getScreenCTM().inverse().multiply(g.getScreenCTM());
-    const c = new DOMPoint(b.x + b.width / 2, b.y + b.height / 2).matrixTransform(m);
-    vb = [c.x - w / 2, c.y - h / 2, w, h]; apply();
-  };
-  // --- search
-  document.getElementById("search").addEventListener("keydown", e => {
-    if (e.key !== "Enter") return;
-    const q = e.target.value.trim();
-    Object.values(nodes).forEach(g => g.classList.remove("found"));
-    const id = Object.keys(nodes).find(k => k === q) ||
-               Object.keys(nodes).find(k => (data.nodes[k] || {}).title === q) ||
-               Object.keys(nodes).find(k => k.includes(q) || ((data.nodes[k] || {}).title || "").includes(q));
-    if (id) { nodes[id].classList.add("found"); centre(nodes[id]); show(id); }
-  });
-  // --- the panel
-  const esc = s => String(s).replace(/[&<>]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[c]));
-  function show(id) {
-    const d = data.nodes[id]; if (!d) return;
-    Object.values(nodes).forEach(g => g.classList.remove("selected"));
-    nodes[id].classList.add("selected");
-    document.getElementById("panel").classList.add("open");
-    document.getElementById("panel-title").textContent = d.title;
-    document.getElementById("panel-body").innerHTML = d.rows.map(
-      ([k, v]) => `<div class="k">${esc(k)}</div><pre>${esc(v)}</pre>`).join("");
-    document.getElementById("panel-chain").textContent = (d.chain || []).join("\n");
-    document.getElementById("chain-head").style.display = (d.chain || []).length ? "" : "none";
-  }
-  Object.entries(nodes).forEach(([id, g]) => g.addEventListener("click", e => { e.stopPropagation(); show(id); }));
-  // --- toggles
-  const toggle = (cls, on) => svg.querySelectorAll("g.edge." + cls).forEach(g => g.style.display = on ? "" : "none");
-  document.getElementById("show-fwd").onchange = e => toggle("fwd", e.target.checked);
-  document.getElementById("show-bwd").onchange = e => toggle("bwd", e.target.checked);
-  // --- backprop, one red edge at a time, in the order the engine visits them
-  const order = data.order.filter(k => red[k]);
-  const info = document.getElementById("step-info");
-  window.cgviz = {backwardOrder: order, stepIndex: 0, data: data};
-  function reset() {
-    window.cgviz.stepIndex = 0; info.textContent = "";
-    Object.values(red).forEach(g => g.classList.remove("done", "active", "pending"));
-    stop();
-  }
-  function step() {
-    const i = window.cgviz.stepIndex;
-    if (i >= order.length) { stop(); return false; }
-    if (i === 0) Object.values(red).forEach(g => g.classList.add("pending"));
-    Object.values(red).forEach(g => g.classList.remove("active"));
-    const g = red[order[i]];
-    g.classList.remove("pending"); g.classList.add("done", "active");
-    info.textContent = data.steps[order[i]] || order[i];
-    window.cgviz.stepIndex = i + 1;
-    return true;
-  }
-  let timer = null;
-  function stop() { if (timer) { clearInterval(timer); timer = null; } document.getElementById("play").textContent = "play"; }
-  document.getElementById("step").onclick = step;
-  document.getElementById("reset").onclick = reset;
-  document.getElementById("play").onclick = () => {
-    if (timer) { stop(); return; }
-    if (window.cgviz.stepIndex >= order.length) reset();
-    document.getElementById("play").textContent = "pause";
-    timer = setInterval(() => { if (!step()) stop(); }, 700);
-  };
-})();
-"""
+
+@functools.cache
+def asset(name: str) -> str:
+    """A file of the page's CSS or JavaScript (package data in cgviz/view/assets), read once."""
+    return resources.files("cgviz.view").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def svg_key(node_id: str) -> str:
@@ -219,9 +89,9 @@ def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, s
     data = {"nodes": nodes, "order": order, "steps": steps, "backward": backward.lower(), "train": train}
     # </script> inside the JSON must not end the script element: escape every "<"
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
-    script = SCRIPT + (TRAIN_SCRIPT if train else "")
-    return PAGE % {"fwd": FORWARD, "bwd": BACKWARD, "title": html.escape(title), "svg": _clean_svg(svg), "data": blob, "script": script,
-                   "extra_bar": extra_bar}
+    script = asset("page.js") + (asset("train.js") if train else "")
+    return PAGE % {"fwd": FORWARD, "bwd": BACKWARD, "css": asset("page.css"), "title": html.escape(title),
+                   "svg": _clean_svg(svg), "data": blob, "script": script, "extra_bar": extra_bar}
 
 
 def dsl_page(graph, run, svg: str) -> str:
@@ -235,8 +105,10 @@ def _dsl_parts(graph, run):
     from ..lang.chain import chain_text, local
     from .dot import headline
     from ..names import folded, wrt
-    from ..fmt import grad_text, histogram, num, value_text
+    from ..fmt import grad_text, num, value_text
     from ..lang.ops import OPS
+    from ..summary import as_summary
+    info = as_summary(graph, run)     # histograms as the model page reads them
     top = graph.loss or graph[graph.output].name or "out"
     nodes = {}
     for n in graph:
@@ -261,31 +133,41 @@ def _dsl_parts(graph, run):
         else:
             rows.append([f"{n.kind} (declared)", f"{n.kind} {n.name} = {n.meta.get('expr', '')}"])
         rows.append(["value", value_text(v)])
-        if np.ndim(v) and np.size(v) > 4 and histogram(v):
-            rows.append(["value histogram", histogram(v)])
+        if _hist(info.values[n.id]):
+            rows.append(["value histogram", _hist(info.values[n.id])])
         if g is not None:
             rows.append([f"gradient ∂{top}/∂{wrt(n)}", grad_text(g)])
-            if np.ndim(g) and np.size(g) > 4 and histogram(g):
-                rows.append(["gradient histogram", histogram(g)])
+            if _hist(info.grads[n.id]):
+                rows.append(["gradient histogram", _hist(info.grads[n.id])])
         nodes[svg_key(n.id)] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
                        "chain": chain_text(graph, run, n.id) if g is not None else []}
-    order, steps = [], {}
-    for n in reversed(graph.nodes):           # the loss first, as backprop visits them
-        for k, src in enumerate(n.inputs):
-            eg = run.edge_grads.get((n.id, k))
-            if eg is None or folded(graph, src):
-                continue
-            key = edge_key(src, n.id)
-            if key not in steps:
-                order.append(key)
-                shared = len([e for e in graph.consumers()[src]]) > 1
-                steps[key] = (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= {grad_text(eg, sep=' ')}"
-                              f"   (from {wrt(n)})")
+    def visits():                              # the loss first, as backprop visits them
+        for n in reversed(graph.nodes):
+            for k, src in enumerate(n.inputs):
+                eg = run.edge_grads.get((n.id, k))
+                if eg is not None and not folded(graph, src):
+                    shared = len(graph.consumers()[src]) > 1
+                    yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
+                                              f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
+    order, steps = _stepper(visits())
     return nodes, order, steps, f"{graph.source} — {headline(graph, run)}"
 
 
+def _stepper(visits) -> tuple[list[str], dict[str, str]]:
+    """The backward stepper's order and texts from (src, dst, text) in the order backprop visits the
+    red edges; an edge drawn once for several arguments keeps its first text (made only then)."""
+    order, steps = [], {}
+    for src, dst, text in visits:
+        key = edge_key(src, dst)
+        if key not in steps:
+            order.append(key)
+            steps[key] = text()
+    return order, steps
+
+
 def _hist(t) -> str:
-    """A model tensor's histogram line: from its values when small, from its binned counts when large."""
+    """A tensor summary's histogram line: from its values (an expression's always, a model tensor's
+    when small; more than 4 of them), else from the binned counts a large model tensor kept."""
     from ..fmt import histogram, histogram_text
     if t is None:
         return ""
@@ -299,7 +181,8 @@ def _hist(t) -> str:
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
     """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
-    from .model_dot import count_text, grad_text, value_text
+    from .model_dot import count_text
+    from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
     nodes = {}
     for dn in pic.nodes.values():
@@ -346,94 +229,15 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}
-    order, steps = [], {}
     # a loop's step-to-step edge carries the gradient on to the previous step: it comes last
-    for e in [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]:
-        if e.grad is None:
-            continue
-        key = edge_key(e.src, e.dst)
-        if key not in steps:
-            order.append(key)
-            steps[key] = f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})" if e.grad.norm is not None else key
+    edges = [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]
+    order, steps = _stepper((e.src, e.dst, lambda e=e: f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})"
+                             if e.grad.norm is not None else edge_key(e.src, e.dst))
+                            for e in edges if e.grad is not None)
     return page(svg, title, nodes, order, steps, BACKWARD)
 
 
 # ---------------------------------------------------------------- cgviz train: a slider over the steps
-
-TRAIN_SCRIPT = r"""
-(function () {
-  // The training slider: every label, red edge width and shade, and the panel's numbers follow the
-  // chosen step; the layout is the last step's (the graph's shape never changes while training).
-  const data = window.cgviz.data, T = data.train, NS = "http://www.w3.org/2000/svg";
-  const svg = document.querySelector("#graph svg");
-  const nodeLines = {};
-  svg.querySelectorAll("g.node").forEach(g => {
-    const texts = Array.from(g.querySelectorAll("text"));
-    if (!texts.length) return;
-    const shape = g.querySelector("polygon, ellipse, path");
-    const b = shape.getBBox();
-    const ys = [...new Set(texts.map(t => Number(t.getAttribute("y"))))].sort((a, b) => a - b);
-    const dy = ys.length > 1 ? (ys[ys.length - 1] - ys[0]) / (ys.length - 1) : 12;
-    nodeLines[g.getAttribute("data-id")] = {parent: texts[0].parentNode, cx: b.x + b.width / 2, ys, dy,
-      family: texts[0].getAttribute("font-family"), size: Number(texts[0].getAttribute("font-size")), texts};
-  });
-  const edges = {};
-  svg.querySelectorAll("g.edge").forEach(g => { const k = g.getAttribute("data-key"); (edges[k] = edges[k] || []).push(g); });
-  function setNode(id, rows) {
-    const n = nodeLines[id]; if (!n) return;
-    n.texts.forEach(t => t.remove());
-    n.texts = rows.map(([text, color, bold, small], i) => {
-      const t = document.createElementNS(NS, "text");
-      const y = i < n.ys.length ? n.ys[i] : n.ys[n.ys.length - 1] + (i - n.ys.length + 1) * n.dy;
-      t.setAttribute("text-anchor", "middle"); t.setAttribute("x", n.cx); t.setAttribute("y", y);
-      t.setAttribute("font-family", n.family); t.setAttribute("font-size", small ? n.size * 9 / 11 : n.size);
-      if (bold) t.setAttribute("font-weight", "bold");
-      if (color) t.setAttribute("fill", color);
-      t.textContent = text; n.parent.appendChild(t); return t;
-    });
-  }
-  function setEdges(key, list) {
-    (edges[key] || []).forEach((g, i) => {
-      const e = list[i]; if (!e) return;
-      g.querySelectorAll("text").forEach((t, j) => { if (j < e.lines.length) t.textContent = e.lines[j]; });
-      if (e.w !== undefined) g.querySelectorAll("path, polygon").forEach(p => {
-        p.setAttribute("stroke-width", e.w); p.setAttribute("stroke-opacity", e.a);
-        if (p.tagName === "polygon") p.setAttribute("fill-opacity", e.a);
-      });
-    });
-  }
-  const slider = document.getElementById("train-step"), info = document.getElementById("train-info");
-  const marker = document.getElementById("train-marker");
-  function setFrame(i) {
-    const f = T.frames[i];
-    Object.entries(f.nodes).forEach(([id, rows]) => setNode(id, rows));
-    Object.entries(f.edges).forEach(([k, list]) => setEdges(k, list));
-    Object.entries(f.panel).forEach(([id, kv]) => {
-      const d = data.nodes[id]; if (!d) return;
-      d.rows.forEach(r => { if (kv[r[0]] !== undefined) r[1] = kv[r[0]]; });
-    });
-    marker.setAttribute("cx", f.mx); marker.setAttribute("cy", f.my);
-    info.textContent = `step ${f.step} of ${T.steps} · ${f.loss}`;
-    slider.value = i; window.cgviz.trainFrame = i;
-    const open = document.querySelector("g.node.selected");
-    if (open) open.dispatchEvent(new MouseEvent("click"));
-  }
-  slider.addEventListener("input", e => setFrame(Number(e.target.value)));
-  window.cgviz.train = {setFrame, frames: T.frames.length};
-  setFrame(T.frames.length - 1);
-})();
-"""
-
-
-def _rows_of(markup: str) -> list[list]:
-    """A node label's lines as [text, colour, bold, small], read back from the DOT label markup."""
-    out = []
-    for row in markup.split("<BR/>"):
-        text = html.unescape(re.sub(r"<[^>]+>", "", row)).replace("\\\\", "\\")
-        color = re.search(r'COLOR="(#[0-9a-fA-F]{6})', row)
-        out.append([text, color.group(1) if color else None, "<B>" in row, 'POINT-SIZE="9"' in row])
-    return out
-
 
 def _curve(losses: list[float], frames: list[int], w: int = 220, h: int = 36):
     """A small loss curve for the bar (log scale when it spans decades) and each frame's marker spot."""
@@ -459,14 +263,15 @@ def _curve(losses: list[float], frames: list[int], w: int = 220, h: int = 36):
     return svg, {k: at(k) for k in frames}, log
 
 
-def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, render_svg) -> str:
+def train_page(graph, frames: list, losses: list[float], opts, render_svg) -> str:
     """The page of `cgviz train -o x.html`: the last step's graph and panel, plus a slider that
     shows any kept step's values, gradients, flags and red-edge strengths, and its spot on the loss curve.
 
-    `frames` holds (step, Run) pairs, the last one the run `dot_text` was made from; `render_svg`
-    lays out DOT text. The layout is made with each node's widest label over all kept steps, so
-    that whichever step the slider shows fits inside its box."""
-    from .dot import label
+    `frames` holds (step, Run) pairs, the last one the run the picture shows; `render_svg` lays out
+    DOT text. The layout is made with each node's widest label over all kept steps, so that
+    whichever step the slider shows fits inside its box."""
+    from .dot import label_lines, to_dot
+    from .markup import lines_markup
     from ..names import folded, wrt
     from ..fmt import grad_text, num, value_text
     from ..fmt import norm
@@ -482,24 +287,23 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
     widest: dict[str, tuple] = {}
     for k, run in frames:
         flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
-        markup = {n.id: label(n, run, graph, opts, flags).markup for n in graph if not folded(graph, n.id)}
-        fn = {svg_key(i): _rows_of(m) for i, m in markup.items()}
-        for i, rows in ((i, _rows_of(m)) for i, m in markup.items()):
-            size = (len(rows), max(len(r[0]) for r in rows))
+        lines = {n.id: label_lines(n, run, graph, opts, flags) for n in graph if not folded(graph, n.id)}
+        for i, ls in lines.items():
+            size = (len(ls), max(len(line.head + line.text) for line in ls))
             if i not in widest or size > widest[i][0]:
-                widest[i] = (size, markup[i])
+                widest[i] = (size, ls)
         fe: dict[str, list] = {}
         for n in graph:
             for i, src in enumerate(n.inputs):
                 if folded(graph, src):
                     continue
-                lines = [] if graph[src].meta.get("literal") else value_text(run.values[src]).split("\n")
-                fe.setdefault(edge_key(src, n.id), []).append({"lines": lines})
+                shown = [] if graph[src].meta.get("literal") else value_text(run.values[src]).split("\n")
+                fe.setdefault(edge_key(src, n.id), []).append({"lines": shown})
                 g = run.edge_grads.get((n.id, i))
                 if opts.grad and g is not None:
                     m = norm(g)
                     fe[edge_key(src, n.id)].append({"lines": grad_text(g).split("\n"), "w": round(scale.width(m), 2),
-                                                 "a": round(scale.alpha(m) / 255, 3)})
+                                                    "a": round(scale.alpha(m) / 255, 3)})
         panel = {}
         for n in graph:
             if folded(graph, n.id):
@@ -511,14 +315,10 @@ def train_page(graph, frames: list, losses: list[float], dot_text: str, opts, re
             panel[svg_key(n.id)] = kv
         loss = float(np.sum(run.values[graph.output]))
         mx, my = spots[k]
-        out.append({"step": k, "loss": f"{'loss ' if graph.loss else ''}{top} = {num(loss)}", "nodes": fn,
+        out.append({"step": k, "loss": f"{'loss ' if graph.loss else ''}{top} = {num(loss)}",
+                    "nodes": {svg_key(i): [line.row() for line in ls] for i, ls in lines.items()},
                     "edges": fe, "panel": panel, "mx": mx, "my": my})
-    final = {n.id: label(n, last, graph, opts, verdicts(graph, last, opts.vanish, opts.explode)
-                          if opts.grad else {}).markup for n in graph if not folded(graph, n.id)}
-    for i, (_, m) in widest.items():
-        # the label is an HTML-like DOT string written once per node line: swap in the widest
-        dot_text = dot_text.replace(f"label=<{final[i]}>", f"label=<{m}>", 1)
-    svg = render_svg(dot_text)
+    svg = render_svg(to_dot(graph, last, opts, labels={i: lines_markup(ls) for i, (_, ls) in widest.items()}))
     train = {"steps": len(losses) - 1, "frames": out, "log": log}
     bar = (f'<span id="train"><b>training</b> <input type="range" id="train-step" min="0" '
            f'max="{len(out) - 1}" value="{len(out) - 1}" step="1" title="step of gradient descent">'

@@ -41,3 +41,33 @@ def attrs(d: dict) -> str:
 @dataclass(frozen=True)
 class Html:
     markup: str
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a node's label as data: what it says and how it is drawn. The DOT label is made
+    from these (`lines_markup`), and so are the training page's frames, which redraw the lines."""
+
+    text: str
+    color: str | None = None
+    bold: bool = False        # the whole line
+    small: bool = False       # 9 points
+    head: str = ""            # a bold lead-in before `text` (a declaration's name)
+
+    def markup(self) -> str:
+        body = html_text(self.text)
+        if self.bold:
+            body = f"<B>{body}</B>"
+        if self.head:
+            body = f"<B>{html_text(self.head)}</B>{body}"
+        font = (' POINT-SIZE="9"' if self.small else "") + (f' COLOR="{self.color}"' if self.color else "")
+        return f"<FONT{font}>{body}</FONT>" if font else body
+
+    def row(self) -> list:
+        """[text, colour, bold, small], as the training page's script draws a line."""
+        return [self.head + self.text, self.color, self.bold or bool(self.head), self.small]
+
+
+def lines_markup(lines: list[Line]) -> Html:
+    """A label of lines, one under the other."""
+    return Html("<BR/>".join(line.markup() for line in lines))

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from .dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
 from .markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
-from ..fmt import inline_values, num
-from ..health import (EXPLODE, FLAG_COLOR, VANISH, Scale, info_saturation, param_verdict,
-                      scale_of)
+from ..fmt import info_grad_text, info_text, num, shape_label
+from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
+from ..health import verdict as verdict_of   # `verdict` names the local result below
 from ..ir import Graph
 from .structure import DEdge, DNode, Picture, combine
-from ..summary import ModelRun, TensorInfo, first
+from ..summary import RunSummary, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
 CLUSTER_COLORS = ("#f7f9fc", "#eef3fa", "#e6edf7", "#dde6f3")
@@ -34,44 +34,12 @@ class DrawOptions:
                                 # in tooltips instead of labels (a label is a node more on every edge)
 
 
-def shape_text(shape) -> str:
-    return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
-
-
 def count_text(n: int) -> str:
     """12.3M, 74.0k, 512."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
-
-
-def value_text(t: TensorInfo | None, dtype: bool = True, sep: str = "\n") -> str:
-    """`[2×32] float32` + `μ=0.1 σ=1` (or the values themselves when there are at most 4)."""
-    if t is None:
-        return ""
-    head = shape_text(t.shape) + (f" {t.dtype}" if dtype else "")
-    if t.values is not None:
-        short = inline_values(t.values) if t.values.ndim else num(t.values)
-        if short is not None:
-            return f"{head}{sep}{short}" if t.values.ndim else f"{short} {t.dtype}" if dtype else short
-    if t.stats is None:
-        return head
-    s = t.stats
-    if t.dtype.startswith(("int", "uint", "bool")):
-        lo, hi = (int(s[k]) if math.isfinite(s[k]) else s[k] for k in ("min", "max"))
-        return f"{head}{sep}{num(lo)}…{num(hi)}"
-    return f"{head}{sep}μ={num(s['mean'])} σ={num(s['std'])}"
-
-
-def grad_text(g: TensorInfo | None, sep: str = "\n") -> str:
-    if g is None or g.stats is None:
-        return ""
-    if g.values is not None:
-        short = inline_values(g.values) if g.values.ndim else num(g.values)
-        if short is not None:
-            return short
-    return f"‖g‖={num(g.norm)}{sep}μ={num(g.stats['mean'])}"
 
 
 def _grad_row(label: str) -> str:
@@ -83,7 +51,7 @@ def _small(text: str, color: str = "#555555") -> str:
 
 
 
-def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
+def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: DrawOptions) -> Html:
     rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
     rows: list[str] = []
     if dn.kind == "module":
@@ -124,10 +92,10 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(f"<B>{html_text(head)}</B>")
-        in_shapes = [shape_text(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
+        in_shapes = [shape_label(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
                      if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
         outs = run.values.get(rep.id)
-        out_shapes = [shape_text(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
+        out_shapes = [shape_label(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
         if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
             rows.append(_small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
         elif not in_shapes and out_shapes:
@@ -139,16 +107,16 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
             g, note = _over(run, dn)
             if g is not None and g.norm is not None:
                 rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
-        rows.extend(_saturation_rows(rep, run, opts))
+        rows.extend(_saturation_rows(graph, rep, run, opts))
         return Html("<BR/>".join(rows))
     name = rep.name or rep.id
     n = len(dn.members)
-    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_text(v.shape) if v is not None else '')}"
+    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_label(v.shape) if v is not None else '')}"
                 + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
     if n > 1:
         v = combine([first(run.values.get(m)) for m in dn.members])
     if v is not None:
-        rows.append(_small(value_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
+        rows.append(_small(info_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
     if opts.grad:
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
@@ -156,7 +124,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Draw
     return Html("<BR/>".join(rows))
 
 
-def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
+def _over(run: RunSummary, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
     """The gradient a drawn node shows: its one recorded node's, or, when it stands for N steps,
     blocks or copies, all of theirs together (√Σ‖gᵢ‖²) and a note that says over what."""
     ids = dn.members if ids is None else ids
@@ -166,13 +134,9 @@ def _over(run: ModelRun, dn: DNode, ids: list[str] | None = None) -> tuple[Tenso
     return g, f" (all {len(ids)}{' ' + dn.word if dn.word else ''})"
 
 
-def _saturation_rows(rep, run: ModelRun, opts: DrawOptions) -> list[str]:
+def _saturation_rows(graph: Graph, rep, run: RunSummary, opts: DrawOptions) -> list[str]:
     """A sigmoid/tanh op's input range and saturated share (the op table's `saturates` limit)."""
-    from ..lang.ops import OPS
-    d = OPS.get(rep.op or "")
-    if not opts.grad or d is None or d.saturates is None:
-        return []
-    s = info_saturation(run.edge_values.get((rep.id, 0)), d.saturates)
+    s = node_saturation(graph, run, rep) if opts.grad else None
     if s is None or (s.size == 1 and not s.share):
         return []
     text = html_text(s.text())
@@ -185,7 +149,7 @@ def _small_markup(markup: str, color: str) -> str:
     return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
 
 
-def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: DrawOptions) -> Html:
+def _params_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: DrawOptions) -> Html:
     """One box for a module's tensors: its path, then a row per parameter or buffer."""
     owner = dn.id.rpartition("/")[0]
     rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT"><B>{html_text(owner)}</B></TD></TR>']
@@ -196,10 +160,10 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
         g, note = _over(run, dn, same)
         short = (n.name or m)[len(owner) + 1:] + (f" ×{len(same)}" if len(same) > 1 else "")
         grey = ' COLOR="#757575"' if n.kind == "const" else ""
-        stats = value_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
+        stats = info_text(v, dtype=False).split("\n")[-1] if v is not None and v.stats is not None else ""
         grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
                 if opts.grad and g is not None and g.norm is not None else "")
-        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_text(v.shape) if v else "")}</FONT></TD>'
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_label(v.shape) if v else "")}</FONT></TD>'
                     f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
         flag = _flag_text(graph, run, same, opts) if opts.grad and opts.flags and n.kind == "param" else ""
@@ -209,11 +173,11 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: ModelRun, opts: Dr
     return Html('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">' + "".join(rows) + "</TABLE>")
 
 
-def _flag_text(graph: Graph, run: ModelRun, same: list[str], opts: DrawOptions) -> str:
+def _flag_text(graph: Graph, run: RunSummary, same: list[str], opts: DrawOptions) -> str:
     """The ⚠ row of a parameter box. A folded parameter stands for one tensor per block, and each block
     is judged: the row names the worst flagged one and how many blocks are flagged, so a layer that
     stops learning deep in the stack is not hidden behind block 1's healthy numbers."""
-    found = [v for v in (param_verdict(graph, run, m, opts.vanish, opts.explode) for m in same)
+    found = [v for v in (verdict_of(graph, run, m, opts.vanish, opts.explode) for m in same)
              if v is not None and v.flag]
     if not found:
         return ""
@@ -245,7 +209,7 @@ def _unique_params(params):
     return out
 
 
-def _norm_of(run: ModelRun, ids) -> float | None:
+def _norm_of(run: RunSummary, ids) -> float | None:
     total, any_ = 0.0, False
     for i in ids:
         g = run.grads.get(i)
@@ -256,9 +220,9 @@ def _norm_of(run: ModelRun, ids) -> float | None:
 
 
 def _boundary(pic: Picture, dn: DNode) -> tuple[list[str], list[str]]:
-    ins = [shape_text(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
+    ins = [shape_label(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
            and pic.nodes[e.src].kind not in ("param", "const")]
-    outs = [shape_text(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
+    outs = [shape_label(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
     return list(dict.fromkeys(ins)), list(dict.fromkeys(outs))
 
 
@@ -275,7 +239,7 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     return direct
 
 
-def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions) -> Html:
+def _cluster_label(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> Html:
     f = scope[-1]
     grp = pic.groups.get(scope)
     title = f"<B>{html_text(f.key)}</B>  {html_text(f.cls)}"
@@ -296,7 +260,7 @@ def _cluster_label(pic: Picture, scope: tuple, run: ModelRun, opts: DrawOptions)
     return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
 
 
-def to_dot(graph: Graph, run: ModelRun, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
+def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
     """The DOT document of a model picture; same inputs, byte-identical text."""
     caption = [f"<B>{html_text(opts.title)}</B>"]
     scale = edge_scale(pic) if opts.grad else None
@@ -405,7 +369,7 @@ def main_path(pic: Picture) -> list[str]:
     return path[::-1] if len(path) > 2 else []
 
 
-def _node_line(graph: Graph, run: ModelRun, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
+def _node_line(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
                main: bool = False) -> str:
     kind = "param" if dn.kind == "params" else dn.kind
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
@@ -442,7 +406,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
-    text = "" if e.leaf else value_text(e.value, sep=" ")
+    text = "" if e.leaf else info_text(e.value, sep=" ")
     if e.count > 1:
         text += f"\n×{e.count}"
     if e.per_step > 1:
@@ -456,7 +420,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
     if opts.compact and "label" in fwd:
         fwd["tooltip"] = fwd.pop("label")
     out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
-    g = "" if e.leaf else grad_text(e.grad, sep=" ")
+    g = "" if e.leaf else info_grad_text(e.grad, sep=" ")
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):

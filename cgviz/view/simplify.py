@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from ..summary import ModelRun, TensorInfo
+from ..summary import RunSummary, TensorInfo
 
 # Identities by construction whenever shape and dtype are kept (a meta-device trace, which has no
 # values, can still drop them): layout, dtype and shape changes that turned out to change nothing.
@@ -88,7 +88,7 @@ def same(a: TensorInfo | None, b: TensorInfo | None) -> bool | None:
     return False
 
 
-def passes_through(graph: Graph, run: ModelRun, node_id: str) -> bool:
+def passes_through(graph: Graph, run: RunSummary, node_id: str) -> bool:
     """The run shows this op's output to be its first input, forward and backward."""
     n = graph[node_id]
     if n.kind != "op" or not n.inputs or node_id == graph.output:
@@ -107,7 +107,7 @@ def passes_through(graph: Graph, run: ModelRun, node_id: str) -> bool:
     return same(g_out, g_in) is not False
 
 
-def simplify(graph: Graph, run: ModelRun) -> Simplified:
+def simplify(graph: Graph, run: RunSummary) -> Simplified:
     """The picture's graph: pass-through ops left out, their readers reading what they read."""
     to: dict[str, tuple[str, int]] = {}          # left-out op → (node, output index) it passes on
     merged: dict[str, str] = {}

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node
-from ..summary import ModelRun, TensorInfo, first
+from ..summary import RunSummary, TensorInfo, first
 
 WORDS = {"loop": ("step", "steps"), "fold": ("block", "blocks")}   # what one repetition is called
 
@@ -102,7 +102,7 @@ def _role(graph: Graph, node_id: str, prefix: str) -> str:
     return name[len(prefix):] if prefix and name.startswith(prefix) else name
 
 
-def _signature(graph: Graph, run: ModelRun, call: tuple, members: list[str]):
+def _signature(graph: Graph, run: RunSummary, call: tuple, members: list[str]):
     """What makes two module calls 'the same block': op sequence, shapes, wiring and parameter roles.
     Only ops count: a module called in a loop creates its parameter boxes on the first call only."""
     ops = _ops(graph, members)
@@ -122,7 +122,7 @@ def _signature(graph: Graph, run: ModelRun, call: tuple, members: list[str]):
     return tuple(sig)
 
 
-def _param_norm(graph: Graph, run: ModelRun, members: list[str]) -> float | None:
+def _param_norm(graph: Graph, run: RunSummary, members: list[str]) -> float | None:
     """The norm of the gradient this call sent to parameters, read from the edges parameters feed:
     for a loop, step t's share of the shared weights' gradient (which shows vanishing over time)."""
     total, seen = 0.0, False
@@ -164,7 +164,7 @@ def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
     return any(i in before for m in nxt for i in graph[m].inputs)
 
 
-def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
+def find_groups(graph: Graph, run: RunSummary) -> dict[tuple, Group]:
     """Loops (one module path called repeatedly) and folds (consecutive same-structure siblings)."""
     members = _members(graph)
     kids = _children(members)
@@ -209,7 +209,7 @@ def find_groups(graph: Graph, run: ModelRun) -> dict[tuple, Group]:
     return groups
 
 
-def build_picture(graph: Graph, run: ModelRun, depth: int | None = None, fold: bool = True) -> Picture:
+def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True) -> Picture:
     """Map every recorded node to the drawn node that stands for it, and merge the edges."""
     members = _members(graph)
     groups = find_groups(graph, run) if fold else {}
@@ -396,7 +396,7 @@ def _sum_exact(infos: list) -> TensorInfo | None:
 
 
 
-def _aggregate(e: DEdge, recs: list, run: ModelRun, reads: dict, groups: dict) -> None:
+def _aggregate(e: DEdge, recs: list, run: RunSummary, reads: dict, groups: dict) -> None:
     """The numbers of a drawn edge that stands for several recorded edges (N steps, N blocks, N
     merged copies): the value over all of them, and the gradient summed per tensor (∂L/∂x over every
     read of x) then taken over all tensors, so it agrees with the node it leaves. When a sum cannot be
