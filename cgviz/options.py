@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .health import EXPLODE, VANISH
+from .view.budget import PNG_OVERVIEW_PIXELS
 from .view.graphviz import DEFAULT_TIMEOUT
 
 MAX_TIMEOUT = 86_400.0          # a day: past that a Graphviz layout is not going to finish
@@ -167,7 +168,8 @@ OPTIONS: dict[str, Opt] = {
                 "Seeds random inputs, ce targets and dropout.", {"default": 0, "show_default": True}),
     "depth": Opt(("--depth",), whole(1, 1000),
                  "Draw every module nested deeper than N as one box [default: the deepest level whose "
-                 "layout fits the picture budget (nodes, edges, labels, frames)].", {"metavar": "N"}),
+                 "layout fits the picture budget (nodes, edges, labels, frames); for a PNG, the deepest "
+                 f"whose picture stays within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx at 96 dpi].", {"metavar": "N"}),
     "profile_runs": Opt(("--profile-runs",), whole(1, 1000),
                         "With --profile: average N measured passes [default: 1].", {"metavar": "N"}),
     "profile_top": Opt(("--top", "profile_top"), whole(1, 100_000),
