@@ -5,16 +5,14 @@ makes each picture hard: ResNet-18's BasicBlock calling one `self.relu` twice (t
 DenseNet-121's concatenations, GoogLeNet's four-branch Inception modules, EfficientNet-B0's
 depthwise MBConv blocks with squeeze-excite, a Llama-style decoder whose rotary cos/sin are computed
 once and handed to every layer, and a T5-style encoder-decoder whose relative position bias is
-computed by each stack's first layer. tests/models/twins.py has tiny versions for the tests; these
-are separate on purpose (sizes differ and each file can change on its own).
+computed by each stack's first layer. tests/models/twins.py has tiny versions for the tests; the
+Llama classes are the sample model's own (sample_graphs/models/tiny_llama.py), built here at bench size.
 
 Inputs are small (a 64x64 image, 64 tokens) so the forward pass stays cheap on a CPU; the graphs
 have the real number of nodes. Every factory seeds torch, so runs are repeatable.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
@@ -221,102 +219,20 @@ class EfficientNetB0Like(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-# --- Llama-style decoder ---------------------------------------------------------------------------
+# --- Llama-style decoder: the sample model's classes (sample_graphs/models/tiny_llama.py) at bench size
 
-class RMSNorm(nn.Module):
-    def __init__(self, d: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
+import sys as _sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
 
-    def forward(self, x):
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
-class Rotary(nn.Module):
-    """cos and sin for every position, computed once per forward (HF's LlamaRotaryEmbedding)."""
-
-    def __init__(self, head_dim: int, base: float = 10000.0):
-        super().__init__()
-        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv, persistent=False)
-
-    def forward(self, x, position_ids):
-        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+_SAMPLES = str(_Path(__file__).resolve().parents[1] / "sample_graphs" / "models")
+if _SAMPLES not in _sys.path:
+    _sys.path.insert(0, _SAMPLES)
+from tiny_llama import LlamaTwin, RMSNorm  # noqa: E402
 
 
-def _rotate_half(x):
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-class LlamaAttention(nn.Module):
-    def __init__(self, d: int, heads: int, kv_heads: int):
-        super().__init__()
-        self.heads, self.kv_heads, self.hd = heads, kv_heads, d // heads
-        self.q_proj = nn.Linear(d, heads * self.hd, bias=False)
-        self.k_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
-        self.v_proj = nn.Linear(d, kv_heads * self.hd, bias=False)
-        self.o_proj = nn.Linear(heads * self.hd, d, bias=False)
-
-    def forward(self, x, cos, sin, mask):
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.heads, self.hd).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        rep = self.heads // self.kv_heads
-        if rep > 1:
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask
-        return self.o_proj((att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1))
-
-
-class LlamaMLP(nn.Module):
-    def __init__(self, d: int, hidden: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(d, hidden, bias=False)
-        self.up_proj = nn.Linear(d, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, d, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class LlamaLayer(nn.Module):
-    def __init__(self, d, heads, kv_heads, hidden):
-        super().__init__()
-        self.input_layernorm = RMSNorm(d)
-        self.self_attn = LlamaAttention(d, heads, kv_heads)
-        self.post_attention_layernorm = RMSNorm(d)
-        self.mlp = LlamaMLP(d, hidden)
-
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class LlamaLike(nn.Module):
-    def __init__(self, vocab=32000, d=512, layers=8, heads=8, kv_heads=8, hidden=1376):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(vocab, d)
-        self.rotary_emb = Rotary(d // heads)
-        self.layers = nn.ModuleList([LlamaLayer(d, heads, kv_heads, hidden) for _ in range(layers)])
-        self.norm = RMSNorm(d)
-        self.lm_head = nn.Linear(d, vocab, bias=False)
-
-    def forward(self, input_ids):
-        T = input_ids.shape[1]
-        x = self.embed_tokens(input_ids)
-        pos = torch.arange(T, device=input_ids.device)[None]
-        cos, sin = self.rotary_emb(x, pos)                       # side inputs of every layer
-        mask = torch.full((T, T), float("-inf"), device=input_ids.device).triu(1)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
-        return self.lm_head(self.norm(x))
+def LlamaLike(vocab=32000, d=512, layers=8, heads=8, kv_heads=8, hidden=1376):
+    """Llama-2's wiring at bench size (d 512, 8 layers, MLP 1376, vocab 32000; rotary side inputs)."""
+    return LlamaTwin(vocab=vocab, d=d, heads=heads, kv_heads=kv_heads, hidden=hidden, layers=layers)
 
 
 # --- T5-style encoder-decoder ----------------------------------------------------------------------

@@ -65,7 +65,8 @@ class LlamaAttention(nn.Module):
         v = self.v_proj(x).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
         q, k = apply_rotary(q, k, cos, sin)
         rep = self.heads // self.kv_heads
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        if rep > 1:       # grouped-query attention: each key/value head serves `rep` query heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(self.hd) + mask
         out = att.softmax(dim=-1) @ v
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
