@@ -178,6 +178,7 @@ class ModelDrawing:
             while i < len(levels) - 1 and not measure(i + 1):
                 i += 1
             i = min(i + 1, len(levels) - 1)
+        over = not fits.get(i)          # even the coarsest level is over the overview's pixels
         best = (i, *fits[i]) if fits.get(i) else ((i, *coarsest[0]) if coarsest else None)
         if timings is not None:
             timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
@@ -192,8 +193,10 @@ class ModelDrawing:
             every = "every op" if finest is None else f"depth {finest}"
             asked = (out.pic.max_depth + 1) if finest is None else finest
             from ..spelling import spell
-            note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes) to stay "
-                    f"within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx; {every}: {spell('depth', asked)}, or "
+            why = (f"the coarsest level, which is still over {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx and so drawn at a "
+                   "lower resolution" if over else f"to stay within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx")
+            note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes), {why}; "
+                    f"{every}: {spell('depth', asked)}, or "
                     f"{spell('format', 'svg')} or {spell('format', 'html')}, which keep full detail")
             if note not in out.notes:
                 out.notes.append(note)      # the same list as self.notes: cgviz.draw() shows it too

@@ -192,3 +192,32 @@ def test_a_small_model_keeps_every_op_in_its_png(cli, tmp_path):
     assert png.exit_code == 0 and svg.exit_code == 0, png.stderr + svg.stderr
     assert "note:" not in png.stderr
     assert _wrote_nodes(png.stderr) == _wrote_nodes(svg.stderr)
+
+
+WIDE = """
+import torch, torch.nn as nn
+class Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8)) for _ in range(60))
+    def forward(self, x):
+        return torch.stack([b(x) for b in self.branches]).sum(0)
+torch.manual_seed(0)
+model = Wide()
+example_inputs = (torch.randn(2, 8),)
+"""
+
+
+def test_when_even_the_coarsest_level_is_over_the_overview_the_note_says_so(cli, tmp_path):
+    """60 parallel branches are wider than 5 Mpx at every level: the PNG is the coarsest level at a
+    lower resolution, and the note must not claim it stays within the overview's pixels."""
+    from PIL import Image
+    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    (tmp_path / "wide.py").write_text(WIDE)
+    r = cli("torch", tmp_path / "wide.py", "-o", tmp_path / "wide.png")
+    assert r.exit_code == 0, r.stderr
+    note = [line for line in r.stderr.splitlines() if line.startswith("note: the PNG shows")]
+    assert len(note) == 1 and "the coarsest level, which is still over" in note[0], r.stderr
+    assert "to stay within" not in note[0]
+    w, h = Image.open(tmp_path / "wide.png").size
+    assert w * h > PNG_OVERVIEW_PIXELS          # drawn anyway, at the resolution the pixel budget allows
