@@ -31,8 +31,8 @@ MIN_DPI = 48.0                    # half size: a 9-point label is 6 px high, abo
 # (Cairo's drawing and zlib; measured on the ResNet-50 twin's levels: 2.9 Mpx 0.20 s, 16 Mpx
 # 1.06 s, 44 Mpx 1.95 s) while the layout itself takes 0.03-0.1 s, so pixels are the whole cost.
 # 5 Mpx (about torchview's ResNet-50 PNG, 503×10397 = 5.2 Mpx) keeps the PNG near 0.3 s, shows
-# every block of ResNet-50 or T5 with its numbers, and the modules inside a Llama layer's ×N frame (4.7 Mpx; at
-# 4 Mpx only the frame was left). SVG, PDF and HTML keep the finest level.
+# every block of ResNet-50 or T5 with its numbers, and the modules inside a Llama layer's ×N frame
+# (4.7 Mpx; at 4 Mpx only the frame was left). SVG, PDF and HTML keep the finest level.
 PNG_OVERVIEW_PIXELS = 5_000_000
 
 # What an automatic choice may cost (in the units of Cost.score below), set from measurements with
