@@ -3,6 +3,7 @@ bigger than people can open, and a step down to a coarser picture is said on std
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -221,3 +222,26 @@ def test_when_even_the_coarsest_level_is_over_the_overview_the_note_says_so(cli,
     assert "to stay within" not in note[0]
     w, h = Image.open(tmp_path / "wide.png").size
     assert w * h > PNG_OVERVIEW_PIXELS          # drawn anyway, at the resolution the pixel budget allows
+
+
+def test_a_layout_that_runs_past_its_time_steps_down_a_level_and_says_so(cli, tmp_path, monkeypatch):
+    """The picture budget's estimate only picks where to start: a layout still running when its share
+    of --timeout is spent is stopped, and the next coarser level drawn, with a note. A fake `dot` on
+    PATH hangs on res_cnn's every-op picture (it names layer1.0.bn1's batch_norm op) and hands any
+    other to the real one."""
+    real = shutil.which("dot")
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    fake = folder / "dot"
+    fake.write_text("#!/bin/sh\n"
+                    f'tmp="{tmp_path}/in.$$"; cat > "$tmp"\n'
+                    'if grep -q "layer1.0.bn1/batch_norm" "$tmp"; then exec sleep 30; fi\n'
+                    f'exec {real} "$@" < "$tmp"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    res_cnn = Path(__file__).resolve().parents[2] / "sample_graphs" / "models" / "res_cnn.py"
+    r = cli("torch", res_cnn, "--timeout", "3", "-o", tmp_path / "out.svg")
+    assert r.exit_code == 0, r.stderr
+    assert "Graphviz did not finish the layout within 3 s for every op, so cgviz drew modules down to depth 3" in r.stderr
+    svg = (tmp_path / "out.svg").read_text()
+    assert svg.startswith("<?xml") and "layer1.0.bn1/batch_norm" not in svg
