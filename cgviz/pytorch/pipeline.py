@@ -99,8 +99,9 @@ class ModelDrawing:
             return "every grad_fn with its edge labels"
         return "every op" if self.depth is None else f"depth {self.depth}"
 
-    def step_down(self, why: str) -> bool:
-        """Take the next coarser level, with a note that says why; False when there is none."""
+    def step_down(self, why: str, advice: str | None = None) -> bool:
+        """Take the next coarser level, with a note that says why and how to get the detail back
+        (`advice`; by default the formats without a pixel budget); False when there is none."""
         if not self.coarser:
             return False
         was = self._what()
@@ -108,8 +109,8 @@ class ModelDrawing:
         self._take(nxt)
         now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
                else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
-        self.notes.append(f"{why} for {was}, so cgviz drew {now}; {spell('format', 'svg, pdf or json')} keep detail"
-                          if why else f"drew {now}")
+        advice = advice or f"{spell('format', 'svg, pdf or json')} keep detail"
+        self.notes.append(f"{why} for {was}, so cgviz drew {now}; {advice}" if why else f"drew {now}")
         return True
 
     def _take(self, level: Level) -> None:
@@ -251,11 +252,14 @@ class ModelDrawing:
                 if last:
                     raise
                 why = f"Graphviz did not finish the layout within {limit:g} s"
+                # another format is laid out just as slowly: only more time, or no layout, helps
+                advice = (f"a longer {spell('timeout')} gives each level more time, and "
+                          f"{spell('format', 'json')} has every op without a layout")
             except PictureTooBig:
                 if last or dpi is not None:
                     raise
-                why = "a PNG would pass the pixel budget even at low resolution"
-            self.step_down(why)
+                why, advice = "a PNG would pass the pixel budget even at low resolution", None
+            self.step_down(why, advice)
             dot_text = self.dot(rankdir)
         timings["layout"] = time.perf_counter() - t
         return data
