@@ -5,7 +5,8 @@ Each twin keeps what makes its picture hard:
   LlamaTwin    RMSNorm, rotary cos/sin computed once at the top and passed to every layer, SwiGLU
                MLP, a causal mask shared by the layers (HF LlamaModel's wiring);
   T5Twin       encoder and decoder stacks; the relative position bias is computed by each stack's
-               first layer and handed to the others; the decoder cross-attends to the encoder's output;
+               first layer and handed to the others; the decoder cross-attends to the encoder's output
+               (LlamaTwin and T5Twin are the samples' own classes, sample_graphs/models/tiny_*.py);
   ResNetTwin   torchvision's BasicBlock, whose forward calls one `self.relu` twice;
   LSTMLoop     an nn.LSTMCell over 20 time steps with the state as a tuple (h, c).
 
@@ -33,88 +34,13 @@ from tiny_llama import (LlamaAttention, LlamaLayer, LlamaMLP, LlamaTwin, RMSNorm
                         RotaryEmbedding, apply_rotary, rotate_half)
 
 
-# --- T5 --------------------------------------------------------------------------------------------
+# --- T5: the sample model's classes (sample_graphs/models/tiny_t5.py), at test size ----------------
 
-class T5Attention(nn.Module):
-    """T5's attention: no scaling, an additive position bias; the first layer of a stack owns the
-    relative-position embedding and computes the bias every later layer reuses."""
-
-    def __init__(self, d: int, heads: int, has_bias: bool, causal: bool, buckets: int = 8):
-        super().__init__()
-        self.heads, self.hd, self.causal, self.buckets = heads, d // heads, causal, buckets
-        self.q = nn.Linear(d, d, bias=False)
-        self.k = nn.Linear(d, d, bias=False)
-        self.v = nn.Linear(d, d, bias=False)
-        self.o = nn.Linear(d, d, bias=False)
-        self.relative_attention_bias = nn.Embedding(buckets, heads) if has_bias else None
-
-    def compute_bias(self, T: int, device):
-        rel = torch.arange(T, device=device)[None, :] - torch.arange(T, device=device)[:, None]
-        bucket = rel.clamp(-(self.buckets // 2), self.buckets // 2 - 1) + self.buckets // 2
-        bias = self.relative_attention_bias(bucket).permute(2, 0, 1).unsqueeze(0)
-        if self.causal:
-            bias = bias + torch.full((T, T), float("-inf"), device=device).triu(1)
-        return bias
-
-    def forward(self, x, kv=None, bias=None):
-        B, T, C = x.shape
-        kv = x if kv is None else kv
-        S = kv.shape[1]
-        q = self.q(x).view(B, T, self.heads, self.hd).transpose(1, 2)
-        k = self.k(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
-        v = self.v(kv).view(B, S, self.heads, self.hd).transpose(1, 2)
-        if bias is None and self.relative_attention_bias is not None:
-            bias = self.compute_bias(T, x.device)
-        att = q @ k.transpose(-2, -1)
-        if bias is not None:
-            att = att + bias
-        out = att.softmax(dim=-1) @ v
-        return self.o(out.transpose(1, 2).reshape(B, T, C)), bias
+from tiny_t5 import T5Like  # noqa: E402
 
 
-class T5Block(nn.Module):
-    def __init__(self, d: int, heads: int, ff: int, first: bool, decoder: bool):
-        super().__init__()
-        self.ln_self = RMSNorm(d)
-        self.self_attn = T5Attention(d, heads, has_bias=first, causal=decoder)
-        self.ln_cross = RMSNorm(d) if decoder else None
-        self.cross_attn = T5Attention(d, heads, has_bias=False, causal=False) if decoder else None
-        self.ln_ff = RMSNorm(d)
-        self.wi = nn.Linear(d, ff, bias=False)
-        self.wo = nn.Linear(ff, d, bias=False)
-
-    def forward(self, x, bias=None, enc=None):
-        h, bias = self.self_attn(self.ln_self(x), bias=bias)
-        x = x + h
-        if self.cross_attn is not None:
-            x = x + self.cross_attn(self.ln_cross(x), kv=enc)[0]
-        return x + self.wo(F.relu(self.wi(self.ln_ff(x)))), bias
-
-
-class T5Stack(nn.Module):
-    def __init__(self, d: int, heads: int, ff: int, layers: int, decoder: bool):
-        super().__init__()
-        self.block = nn.ModuleList(T5Block(d, heads, ff, i == 0, decoder) for i in range(layers))
-        self.final_layer_norm = RMSNorm(d)
-
-    def forward(self, x, enc=None):
-        bias = None
-        for blk in self.block:
-            x, bias = blk(x, bias, enc)
-        return self.final_layer_norm(x)
-
-
-class T5Twin(nn.Module):
-    def __init__(self, vocab: int = 64, d: int = 32, heads: int = 4, ff: int = 64, layers: int = 4):
-        super().__init__()
-        self.shared = nn.Embedding(vocab, d)
-        self.encoder = T5Stack(d, heads, ff, layers, decoder=False)
-        self.decoder = T5Stack(d, heads, ff, layers, decoder=True)
-        self.lm_head = nn.Linear(d, vocab, bias=False)
-
-    def forward(self, src, tgt):
-        enc = self.encoder(self.shared(src))
-        return self.lm_head(self.decoder(self.shared(tgt), enc))
+def T5Twin(layers: int = 4):
+    return T5Like(vocab=64, d=32, heads=4, ff=64, layers=layers)
 
 
 # --- ResNet (torchvision's BasicBlock) -------------------------------------------------------------
