@@ -217,12 +217,17 @@ class RunSummary:
     profile: Any = None      # a summary.Profile when `--profile` measured the run
     step: Any = None         # a lang.train.Step when `render --lr` took one gradient-descent step
     front: str = "model"     # which front end ran: "model" (cgviz torch) or "expression"
-    judged: tuple[str, ...] = ("param",)   # the node kinds whose gradient health is judged
     seeded_with_ones: bool = False         # backward started from ones (an output that is not a scalar)
     # what can get a gradient (the expression engine knows it even without backward); None: what got one
     requires_grad: Iterable[str] | None = None
     # node id → "NaN" or "inf" as the expression engine's scan found them; None: read off the summaries
     nonfinite: dict[str, str] | None = None
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        """The node kinds whose gradient health is judged: an expression's params and inputs (the
+        article's ∂L/∂x is part of the lesson), a model's parameters (its inputs are data)."""
+        return ("param", "input") if self.front == "expression" else ("param",)
 
     def wants_grad(self, node_id: str) -> bool:
         if self.requires_grad is not None:

@@ -85,7 +85,7 @@ def test_one_json_writer_takes_either_form_of_an_expression_run():
 
 def test_the_json_writer_adds_model_fields_only_for_a_model_run():
     r = _sample("pizza.cg")
-    as_model = dataclasses.replace(r.run.summary(r.graph), front="model", judged=("param",),
+    as_model = dataclasses.replace(r.run.summary(r.graph), front="model",
                                    meta={"kind": "python"})
     d = export.to_dict(r.graph, as_model)
     assert d["model"] == {"kind": "python", "loss_value": 100.0} and "health" not in d
@@ -98,11 +98,11 @@ def test_the_json_writer_adds_model_fields_only_for_a_model_run():
     assert "module" not in e["nodes"][0] and all("shape" not in x for x in e["edges"])
 
 
-def test_health_judges_the_kinds_the_run_names():
+def test_health_judges_the_kinds_of_the_runs_front_end():
     r = _sample("pizza.cg")
     s = r.run.summary(r.graph)
     assert set(verdicts(r.graph, s)) == {"x", "w"}
-    assert set(verdicts(r.graph, dataclasses.replace(s, judged=("param",)))) == {"w"}
+    assert set(verdicts(r.graph, dataclasses.replace(s, front="model"))) == {"w"}
 
 
 def test_saturation_is_exact_from_an_expression_summary():

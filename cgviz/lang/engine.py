@@ -59,7 +59,7 @@ class Run:
                           edge_values=Summaries(self.values, edges), edge_grads=Summaries(self.edge_grads),
                           loss=float(out.reshape(())) if out is not None and out.size == 1 else None,
                           warnings=[str(w) for w in self.warnings], step=self.step, front="expression",
-                          judged=("param", "input"), seeded_with_ones=self.seeded_with_ones,
+                          seeded_with_ones=self.seeded_with_ones,
                           requires_grad=self.requires_grad, nonfinite=self.nonfinite)
         self._summary = (graph, s)
         return s
