@@ -445,8 +445,7 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
         raise CgvizError("draw(): clip_norm clips the step lr takes; give lr too")
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
-    if not vanish < explode:
-        raise CgvizError(f"draw(): vanish ({vanish:g}) must be smaller than explode ({explode:g})")
+    check_thresholds(vanish, explode)
     result, name, inputs = _evaluate(text_or_path, kind, sets, checked["max_elements"], grad)
     warnings = annotate(result, grad, lr, clip_norm, vanish, explode)
     rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
@@ -636,7 +635,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     checked = _checked("gradient_health", vanish=vanish, explode=explode)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
-    _thresholds(vanish, explode)
+    check_thresholds(vanish, explode)
     if _is_model(source, kind):
         if sets:
             raise OptionError(f"{spell('set')} changes declarations of an expression file; {source} is a model")
@@ -740,9 +739,10 @@ def _expression(source, kind: str | None, caller: str) -> str:
     return source_kind(os.fspath(source), kind)
 
 
-def _thresholds(vanish: float, explode: float) -> None:
+def check_thresholds(vanish: float, explode: float) -> None:
+    """The gradient-health thresholds in order (the command line and every call here check them)."""
     if not vanish < explode:
-        raise OptionError(f"{spell('vanish')} ({vanish:g}) must be smaller than {spell('explode')} ({explode:g})")
+        raise OptionError(f"{spell('vanish', f'{vanish:g}')} must be smaller than {spell('explode', f'{explode:g}')}")
 
 
 def _refuse_model_options(source, **given) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .api import check_thresholds
 from .errors import CgvizError, OptionError
 from .options import AUTO_RANKDIR_HELP, option, parse_sets
 from .view.graphviz import FORMATS, write_atomic
@@ -138,11 +139,6 @@ def health_options(f):
     return option("vanish")(option("explode")(f))
 
 
-def _check_thresholds(vanish: float, explode: float) -> None:
-    if not vanish < explode:
-        raise click.UsageError(f"--vanish ({vanish:g}) must be smaller than --explode ({explode:g})")
-
-
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
@@ -235,7 +231,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     from .api import draw
 
     overrides = parse_sets(sets)
-    _check_thresholds(vanish, explode)
+    check_thresholds(vanish, explode)
     if lr is not None and no_grad:
         raise click.UsageError("--lr needs gradients; leave out --no-grad")
     if clip_norm is not None and lr is None:
@@ -480,7 +476,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                                "combined with --view autograd")
     if profile and meta:
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
-    _check_thresholds(vanish, explode)
+    check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
     _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
     from .pytorch.load import check_model_files
@@ -655,7 +651,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     """
     from .api import gradient_health
 
-    _check_thresholds(vanish, explode)
+    check_thresholds(vanish, explode)
     stem = "stdin" if target == "-" else Path(model_stem(target)).stem
     bar_path = hist_path = None
     if not no_plots:
