@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CgvizError, OptionError
-from .spelling import spell
+from .spelling import flag, keyword, on_command_line, spell
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
@@ -439,10 +439,7 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
     from .health import EXPLODE, VANISH
     from .lang.pipeline import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
-    if lr is not None and not grad:
-        raise CgvizError("draw(): lr needs gradients; leave grad=True")
-    if clip_norm is not None and lr is None:
-        raise CgvizError("draw(): clip_norm clips the step lr takes; give lr too")
+    check_step(lr, clip_norm, grad)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
     check_thresholds(vanish, explode)
@@ -737,6 +734,16 @@ def _expression(source, kind: str | None, caller: str) -> str:
     if _is_model(source, kind):
         raise CgvizError(f"{caller}() reads expression programs; {source} is a model (draw() draws it)")
     return source_kind(os.fspath(source), kind)
+
+
+def check_step(lr: float | None, clip_norm: float | None, grad: bool) -> None:
+    """The learning-rate step's options fit together (the command line and draw() check them)."""
+    name = flag if on_command_line() else keyword
+    if lr is not None and not grad:
+        fix = f"leave out {flag('no_grad')}" if on_command_line() else "leave grad=True"
+        raise OptionError(f"{name('lr')} needs gradients; {fix}")
+    if clip_norm is not None and lr is None:
+        raise OptionError(f"{name('clip_norm')} clips the step {name('lr')} takes; give {name('lr')} too")
 
 
 def check_thresholds(vanish: float, explode: float) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .api import check_thresholds
+from .api import check_step, check_thresholds
 from .errors import CgvizError, OptionError
 from .options import AUTO_RANKDIR_HELP, option, parse_sets
 from .view.graphviz import FORMATS, write_atomic
@@ -232,10 +232,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
 
     overrides = parse_sets(sets)
     check_thresholds(vanish, explode)
-    if lr is not None and no_grad:
-        raise click.UsageError("--lr needs gradients; leave out --no-grad")
-    if clip_norm is not None and lr is None:
-        raise click.UsageError("--clip-norm clips the step --lr takes; give --lr too")
+    check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
     d = draw(file, kind="expression", sets=overrides, grad=not no_grad, lr=lr, clip_norm=clip_norm, rankdir=rankdir,
