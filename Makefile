@@ -42,6 +42,7 @@ demo: install
 	done
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o out/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce -o out/tiny_llama.svg
+	$(BIN)/cgviz torch sample_graphs/models/tiny_t5.py -o out/tiny_t5.svg
 	$(BIN)/cgviz torch sample_graphs/models/res_cnn.py -o out/res_cnn.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --loss ce -o out/tiny_gpt.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_gpt.py:build --input-shape 1,16:long --depth 2 -o out/tiny_gpt_depth2.svg
