@@ -210,7 +210,7 @@ class _Expression:
 
     @property
     def headline(self) -> str:
-        from .view.dot import headline
+        from .view.expression_scene import headline
         return headline(self.result.graph, self.result.run)
 
     def value(self, node_id):
@@ -222,7 +222,7 @@ class _Expression:
     def dot(self, rankdir: str) -> str:
         import dataclasses
 
-        from .view.dot import to_dot
+        from .view.expression_scene import to_dot
         return to_dot(self.result.graph, self.result.run, dataclasses.replace(self.opts, rankdir=rankdir))
 
     def to_dict(self) -> dict:
@@ -435,7 +435,7 @@ def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, g
 
 def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, checked: dict, timeout,
                      rankdir: str | None) -> Drawing:
-    from .view.dot import DotOptions, auto_rankdir
+    from .view.expression_scene import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH
     from .lang.pipeline import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
@@ -657,7 +657,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     else:
         _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss,
                               trust=trust, weights=weights, mode=mode)
-        from .view.dot import headline
+        from .view.expression_scene import headline
         result, name, _ = _evaluate(source, kind, sets, _checked("gradient_health", max_elements=max_elements)
                                     ["max_elements"])
         notes, warnings = [], [str(w) for w in result.run.warnings]

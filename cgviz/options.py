@@ -226,7 +226,7 @@ OPTIONS: dict[str, Opt] = {
 }
 
 
-# `render` and `train` choose the direction from the graph's shape unless told (cgviz.view.dot.auto_rankdir)
+# `render` and `train` choose the direction from the graph's shape unless told (cgviz.view.expression_scene.auto_rankdir)
 AUTO_RANKDIR_HELP = ("Layout direction: left to right, or top to bottom [default: TB when the graph is much "
                      "deeper than wide, a long chain of layers; else LR].")
 

@@ -30,7 +30,7 @@ def train(evaluated, checked: dict, fmt: str, on_step=None) -> Training:
     from .fmt import num
     from .lang.pipeline import output_bytes
     from .lang.train import frame_steps, params, train as descend, training_warnings
-    from .view.dot import DotOptions
+    from .view.expression_scene import DotOptions
     from .view.plots import loss_curve
     lr, steps, clip_norm = checked["lr"], checked["steps"] or 100, checked["clip_norm"]
     result, name = evaluated

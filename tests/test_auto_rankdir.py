@@ -7,7 +7,7 @@ import re
 import pytest
 
 import cgviz
-from cgviz.view.dot import auto_rankdir, graph_shape
+from cgviz.view.expression_scene import auto_rankdir, graph_shape
 from cgviz.lang.pipeline import evaluate, read_source
 from conftest import ROOT
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from cgviz.view.dot import DotOptions, to_dot
+from cgviz.view.expression_scene import DotOptions, to_dot
 from cgviz.view.markup import quote
 from cgviz.lang.pipeline import evaluate
 

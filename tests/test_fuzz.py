@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cgviz.view.dot import to_dot
+from cgviz.view.expression_scene import to_dot
 from cgviz.errors import CgvizError, SourceError
 from cgviz.view.export import to_json
 from cgviz.lang.inits import INITS

@@ -202,7 +202,7 @@ def test_a_hostile_file_name_shows_as_text_and_injects_nothing(tmp_path, name):
     import shutil
     if shutil.which("dot") is None:
         pytest.skip("needs Graphviz: `make test` installs it")
-    from cgviz.view.dot import to_dot
+    from cgviz.view.expression_scene import to_dot
 
     def svg_of(file_name):
         r = evaluate(PIZZA.read_text(), file_name)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cgviz import health
-from cgviz.view.dot import to_dot
+from cgviz.view.expression_scene import to_dot
 from cgviz.grads import expression_rows
 from cgviz.lang.pipeline import evaluate
 from cgviz.view.plots import grad_bars, grad_histograms

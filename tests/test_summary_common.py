@@ -19,7 +19,7 @@ from cgviz import fmt, summary
 from cgviz.health import node_saturation, verdicts
 from cgviz.lang.pipeline import evaluate
 from cgviz.summary import RunSummary, TensorInfo
-from cgviz.view import dot, export, html
+from cgviz.view import export, expression_scene, html
 from cgviz.view.markup import Line, lines_markup
 
 SAMPLES = ROOT / "sample_graphs"
@@ -125,12 +125,12 @@ def test_a_label_line_gives_its_markup_and_the_training_pages_row(line, markup, 
 
 def test_a_label_is_its_lines_and_to_dot_draws_given_labels():
     r = _sample("pizza.cg")
-    opts = dot.DotOptions()
+    opts = expression_scene.DotOptions()
     w = r.graph["w"]
-    lines = dot.label_lines(w, r.run, r.graph, opts, verdicts(r.graph, r.run))
+    lines = expression_scene.label_lines(w, r.run, r.graph, opts, verdicts(r.graph, r.run))
     assert lines[0].head == "w" and any(line.color for line in lines)
-    assert dot.label(w, r.run, r.graph, opts, verdicts(r.graph, r.run)).markup == lines_markup(lines).markup
-    text = dot.to_dot(r.graph, r.run, opts, labels={"w": lines_markup([Line("drawn instead")])})
+    assert expression_scene.label(w, r.run, r.graph, opts, verdicts(r.graph, r.run)).markup == lines_markup(lines).markup
+    text = expression_scene.to_dot(r.graph, r.run, opts, labels={"w": lines_markup([Line("drawn instead")])})
     assert "label=<drawn instead>" in text and text.count("drawn instead") == 1
 
 

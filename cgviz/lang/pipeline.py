@@ -9,7 +9,7 @@ import numpy as np
 
 from . import engine
 from .build import build
-from ..view.dot import DotOptions, to_dot
+from ..view.expression_scene import DotOptions, to_dot
 from .engine import Run
 from ..errors import CgvizError, SourceError
 from ..view.export import to_json

@@ -88,7 +88,7 @@ class ModelDrawing:
         return self.run.warnings
 
     def dot(self, rankdir: str = "TB") -> str:
-        from ..view.model_dot import DrawOptions, to_dot
+        from ..view.model_scene import DrawOptions, to_dot
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
         return to_dot(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
                                                                   title=self.title, flags=self.flags,
@@ -320,7 +320,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         explode = EXPLODE if explode is None else explode
         found = verdicts(graph, run, vanish, explode).values()
         run.warnings.extend(w for w in flag_warnings(found, vanish, explode) if w not in run.warnings)
-    from ..view.model_dot import count_text
+    from ..view.model_scene import count_text
     title = (f"{graph.source}  —  {loaded.description}, {count_text(run.meta.get('params', 0))} parameters, "
              f"{run.meta.get('mode')} mode, inputs {run.meta.get('inputs')}")
     if opts.meta:

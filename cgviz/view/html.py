@@ -103,7 +103,7 @@ def dsl_page(graph, run, svg: str) -> str:
 def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from ..lang.chain import chain_text, local
-    from .dot import headline
+    from .expression_scene import headline
     from ..names import folded, wrt
     from ..fmt import grad_text, num, value_text
     from ..lang.ops import OPS
@@ -181,7 +181,7 @@ def _hist(t) -> str:
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
     """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
-    from .model_dot import count_text
+    from .model_scene import count_text
     from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
     nodes = {}
@@ -270,7 +270,7 @@ def train_page(graph, frames: list, losses: list[float], opts, render_svg) -> st
     `frames` holds (step, Run) pairs, the last one the run the picture shows; `render_svg` lays out
     DOT text. The layout is made with each node's widest label over all kept steps, so that
     whichever step the slider shows fits inside its box."""
-    from .dot import label_lines, to_dot
+    from .expression_scene import label_lines, to_dot
     from .markup import lines_markup
     from ..names import folded, wrt
     from ..fmt import grad_text, num, value_text

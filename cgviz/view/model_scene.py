@@ -1,7 +1,5 @@
-"""DOT for a model picture: module clusters, blue edges with shape/dtype/values, red edges with gradients.
-
-Pure and deterministic like `cgviz.view.dot`, whose escapers and colours it shares, so that no name from
-a model file can add attributes or markup.
+"""The picture of a PyTorch model as a scene (cgviz.view.scene) that cgviz.view.dot writes: module
+clusters, ×N folds, parameter boxes, blue edges with shape/dtype/summaries, red edges with gradients.
 """
 
 from __future__ import annotations
@@ -9,8 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .dot import LOSS_STYLE, NONFINITE_STYLE, STYLE
-from .markup import BACKWARD, FONT, FORWARD, Html, attrs, html_text, quote
+from .dot import dot_text
+from .expression_scene import LOSS_STYLE, NONFINITE_STYLE, STYLE
+from .markup import BACKWARD, FONT, FORWARD, Html, html_text
+from .scene import Cluster, Edge, Node, Scene
 from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
@@ -239,7 +239,7 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     return direct
 
 
-def _cluster_label(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> Html:
+def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> tuple[Html, ...]:
     f = scope[-1]
     grp = pic.groups.get(scope)
     title = f"<B>{html_text(f.key)}</B>  {html_text(f.cls)}"
@@ -257,11 +257,11 @@ def _cluster_label(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOption
     if grp is not None and run.profile is not None:
         from .profile import cluster_row
         rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
-    return Html('<BR ALIGN="LEFT"/>'.join(rows) + '<BR ALIGN="LEFT"/>')
+    return tuple(Html(r) for r in rows)
 
 
-def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
-    """The DOT document of a model picture; same inputs, byte-identical text."""
+def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> Scene:
+    """The scene of a model picture; same inputs, same scene."""
     caption = [f"<B>{html_text(opts.title)}</B>"]
     scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
@@ -275,15 +275,6 @@ def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = Draw
     if opts.compact:
         caption.append(_small("edge labels left out to keep the layout fast: hover an edge in the SVG or "
                               "HTML for its numbers; the JSON has them all"))
-    lines = [
-        "digraph cgviz {",
-        "  graph " + attrs({"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
-                             "label": Html('<BR ALIGN="LEFT"/>'.join(caption) + '<BR ALIGN="LEFT"/>'),
-                             "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
-                             "bgcolor": "white", "pad": "0.2", "newrank": "true"}),
-        "  node " + attrs({"fontname": FONT, "fontsize": "11"}),
-        "  edge " + attrs({"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}),
-    ]
     direct = _cluster_tree(pic)
     # which clusters have enough inside them to be worth a frame
     total: dict[tuple, int] = {}
@@ -300,43 +291,47 @@ def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = Draw
         ops = [n for n in direct.get(child, []) if pic.nodes[n].kind in ("op", "module")]
         return ops[0] if len(ops) == 1 else None
 
-    def emit(scope: tuple, indent: str, caption: dict | None = None) -> None:
-        for nid in direct.get(scope, []):
-            lines.append(indent + _node_line(graph, run, pic, pic.nodes[nid], opts,
-                                             (caption or {}).get(nid), nid in main))
+    def items(scope: tuple, caption: dict | None = None) -> list[Node | Cluster]:
+        out: list[Node | Cluster] = [_node(graph, run, pic, pic.nodes[nid], opts, (caption or {}).get(nid), nid in main)
+                                     for nid in direct.get(scope, [])]
         for child in [c for c in order if len(c) == len(scope) + 1 and c[:len(scope)] == scope]:
             lone = single_op(child)
             if lone is not None:
-                emit(child, indent, {lone: child[-1]})
+                out.extend(items(child, {lone: child[-1]}))
             elif not direct.get(child) and child not in pic.groups:
                 # a pure container (Sequential, ModuleList): a frame around frames only adds width
-                emit(child, indent)
+                out.extend(items(child))
             elif total.get(child, 0) >= 2 or child in pic.groups:
                 grp = pic.groups.get(child)
                 style = {"style": "rounded,dashed" if grp and grp.style == "loop" else "rounded,filled",
                          "fillcolor": CLUSTER_COLORS[min(len(child) - 1, len(CLUSTER_COLORS) - 1)],
                          "color": "#7b1fa2" if grp else "#90a4ae",
-                         "penwidth": "1.8" if grp else "1",
-                         "label": _cluster_label(pic, child, run, opts), "labeljust": "l",
-                         "fontsize": "10"}
-                lines.append(f"{indent}subgraph {quote('cluster_' + '/'.join(f.key for f in child))} {{")
-                lines.append(f"{indent}  graph {attrs(style)}")
-                emit(child, indent + "  ")
-                lines.append(f"{indent}}}")
+                         "penwidth": "1.8" if grp else "1", "labeljust": "l", "fontsize": "10"}
+                out.append(Cluster("/".join(f.key for f in child), style, tuple(items(child)),
+                                   _cluster_caption(pic, child, run, opts)))
             else:
-                emit(child, indent)
+                out.extend(items(child))
+        return out
 
     main = set(main_path(pic))
-    emit((), "  ")
-    for e in pic.edges:
-        lines.extend(_edge_lines(e, opts, scale))
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return Scene(graph={"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
+                        "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
+                        "bgcolor": "white", "pad": "0.2", "newrank": "true"},
+                 caption=tuple(Html(r) for r in caption),
+                 node={"fontname": FONT, "fontsize": "11"},
+                 edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
+                 items=tuple(items(())),
+                 edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale)))
+
+
+def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:
+    """The DOT document of a model picture (see `scene`); same inputs, byte-identical text."""
+    return dot_text(scene(graph, run, pic, opts))
 
 
 def main_path(pic: Picture) -> list[str]:
     """The drawn nodes on the longest chain of the picture (the main path: a ResNet's convolutions,
-    not its skip connections), which to_dot keeps in one column with Graphviz's `group`: without it
+    not its skip connections), which the scene keeps in one column with Graphviz's `group`: without it
     each block's frame starts beside the previous one's skip edge and the frames drift into a
     diagonal staircase."""
     skip = {n for n, dn in pic.nodes.items() if dn.kind in ("param", "const", "params")}
@@ -369,8 +364,8 @@ def main_path(pic: Picture) -> list[str]:
     return path[::-1] if len(path) > 2 else []
 
 
-def _node_line(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
-               main: bool = False) -> str:
+def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
+          main: bool = False) -> Node:
     kind = "param" if dn.kind == "params" else dn.kind
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
     if opts.compact and kind == "op":
@@ -399,10 +394,10 @@ def _node_line(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: Dra
     else:
         rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
         style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
-    return f"{quote(dn.id)} {attrs(style)}"
+    return Node(dn.id, style)
 
 
-def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[str]:
+def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge]:
     fwd = {"color": FORWARD, "fontcolor": FORWARD}
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
@@ -419,7 +414,7 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
             fwd["dir"] = "forward"       # a one-op body (LSTMCell): the step-to-step edge is a self-loop
     if opts.compact and "label" in fwd:
         fwd["tooltip"] = fwd.pop("label")
-    out = [f"  {quote(e.src)} -> {quote(e.dst)} {attrs(fwd)}"]
+    out = [Edge(e.src, e.dst, fwd)]
     g = "" if e.leaf else info_grad_text(e.grad, sep=" ")
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
@@ -434,5 +429,5 @@ def _edge_lines(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list
             bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
         if opts.compact and "label" in bwd:
             bwd["tooltip"] = bwd.pop("label")
-        out.append(f"  {quote(e.src)} -> {quote(e.dst)} {attrs(bwd)}")
+        out.append(Edge(e.src, e.dst, bwd))
     return out

@@ -1,0 +1,296 @@
+"""The picture of an expression graph with its values and gradients, as a scene (cgviz.view.scene)
+that cgviz.view.dot writes: full values on blue edges and in labels, gradients on red ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..lang.engine import Run
+from ..fmt import grad_text, inline_values, norm, num, value_text
+from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
+from ..ir import Graph, Node
+from .dot import dot_text
+from .markup import BACKWARD, FONT, FORWARD, STEP, Html, Line, html_text, lines_markup
+from .scene import Edge, Node as SceneNode, Scene
+from ..names import folded, wrt
+from ..lang.ops import OPS, shape_text
+
+STYLE = {
+    "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
+    "param": dict(shape="box", style="filled,bold", fillcolor="#ffe9a8", color="#a67c00", penwidth="1.6"),
+    "const": dict(shape="box", style="filled", fillcolor="#ececec", color="#9e9e9e", fontcolor="#555555"),
+    "literal": dict(shape="box", style="filled", fillcolor="#f4f4f4", color="#bdbdbd", fontcolor="#616161",
+                    fontsize="9", margin="0.05,0.02", height="0.25", width="0.3"),
+    "op": dict(shape="ellipse", style="filled", fillcolor="white", color="#424242"),
+}
+LOSS_STYLE = dict(peripheries="2", color="#6a1b9a", penwidth="1.4")
+NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
+
+
+# Automatic layout direction (DotOptions.rankdir None): top to bottom when the graph is much deeper
+# than wide. Measured on sample_graphs/*.cg: the pictures that read well left to right have at most
+# 7 ranks and at most 3.5 ranks per node of the widest rank (pizza 5/2, residual 7/2, three_layer
+# 6/3; their LR pictures are 4-8 times as wide as tall); the deep ones have 13-35 ranks at 6.5-17.5
+# per node (vanishing 13/2, deep_relu 19/2, deep_residual 35/2; LR pictures 10-39 times as wide as
+# tall, 17948×463 px for deep_residual).
+TB_MIN_RANKS = 8        # a chain shorter than this fits a screen left to right
+TB_RANKS_PER_WIDTH = 5  # … and one at least this many times deeper than wide goes top to bottom
+
+
+@dataclass(frozen=True)
+class DotOptions:
+    rankdir: str | None = None  # LR | TB, or None: auto_rankdir chooses from the graph's shape
+    grad: bool = True           # draw red gradient edges and ∂ lines
+    caption: str | None = None  # one more caption line (what `train` did before this picture)
+    vanish: float = VANISH      # flag params with ‖g‖/‖w‖ (inputs with ‖g‖) below this …
+    explode: float = EXPLODE    # … or above this (cgviz.health)
+
+
+def graph_shape(graph: Graph) -> tuple[int, int]:
+    """(ranks, width) of the drawn graph as `dot` ranks it, roughly: an op one rank after its latest
+    input, a leaf (input, param, const) one rank before its first reader, where dot puts it; width is
+    the most nodes on one rank. Folded literals are not drawn and do not count."""
+    rank: dict[str, int] = {}
+    for n in graph:
+        if folded(graph, n.id):
+            continue
+        rank[n.id] = max((rank[i] + 1 for i in n.inputs if i in rank), default=0)
+    first_reader: dict[str, int] = {}
+    for n in graph:
+        for i in n.inputs:
+            if i in rank and n.id in rank and not graph[i].inputs:
+                first_reader[i] = min(first_reader.get(i, rank[n.id]), rank[n.id])
+    for i, r in first_reader.items():
+        rank[i] = max(r - 1, 0)
+    if not rank:
+        return 0, 0
+    per: dict[int, int] = {}
+    for r in rank.values():
+        per[r] = per.get(r, 0) + 1
+    return max(per) + 1, max(per.values())
+
+
+def auto_rankdir(graph: Graph) -> str:
+    """TB for a graph much deeper than wide (a long chain of layers), LR otherwise."""
+    ranks, width = graph_shape(graph)
+    return "TB" if ranks >= TB_MIN_RANKS and ranks >= TB_RANKS_PER_WIDTH * width else "LR"
+
+
+def _grad_line(node: Node, g, top: str) -> str:
+    if g is None:
+        return ""
+    if g.ndim and inline_values(g) is None:
+        return f"‖∂{top}/∂{wrt(node)}‖ = {num(norm(g))}"
+    return f"∂{top}/∂{wrt(node)} = {grad_text(g)}"
+
+
+def _op_head(graph: Graph, node: Node) -> str:
+    """The op's symbol, with folded literals in place: `^ 2`, `2 ×`, `max(0, ·)`, `Σ (axis=0)`."""
+    d = OPS[node.op]
+    lits = [num(graph[i].attrs["value"]) if folded(graph, i) else None for i in node.inputs]
+    head = d.label
+    if any(x is not None for x in lits):
+        if d.infix and len(lits) == 2:
+            head = f"{lits[0]} {d.label}" if lits[0] is not None else f"{d.label} {lits[1]}"
+        else:
+            head = f"{d.label}(" + ", ".join(x if x is not None else "·" for x in lits) + ")"
+    defaults = dict(d.attrs)
+    # only what differs from the op's defaults: `Σ (axis=0)`, but plain `softmax` for axis=-1
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(node.attrs.items())
+                      if k not in defaults or v != defaults[k])
+    return f"{head} ({extra})" if extra else head
+
+
+def _shape_line(graph: Graph, run: Run, node: Node) -> str | None:
+    """`[4×3] @ [3×4] → [4×4]`: the article's advice to annotate dimensions on every tensor op."""
+    ins = [run.values[i] for i in node.inputs if not folded(graph, i)]
+    out = run.values[node.id]
+    if out.ndim == 0 and all(x.ndim == 0 for x in ins):
+        return None   # all scalars: nothing to annotate
+    if len(ins) < 2 and all(x.shape == out.shape for x in ins):
+        return None   # an elementwise op on one tensor: its edges already say the shape
+    d = OPS[node.op]
+    joiner = f" {d.infix} " if d.infix else ", "
+    return joiner.join(shape_text(x.shape) for x in ins) + " → " + shape_text(out.shape)
+
+
+def label(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> Html:
+    return lines_markup(label_lines(node, run, graph, opts, flags))
+
+
+def label_lines(node: Node, run: Run, graph: Graph, opts: DotOptions, flags: dict | None = None) -> list[Line]:
+    """A node's label as lines of data (cgviz.view.markup.Line): its op or name, value, marks and gradient."""
+    v = run.values[node.id]
+    rows: list[Line] = []
+    if node.kind == "op":
+        rows.append(Line(_op_head(graph, node), bold=True))
+        shapes = _shape_line(graph, run, node)
+        if shapes:
+            rows.append(Line(shapes, small=True))
+        if node.id == graph.output:
+            name = node.name or node.id
+            prefix = "loss " if graph.loss else ""
+            rows.append(Line(f"{prefix}{name} = {value_text(v, sep=' ')}"))
+        elif node.name:
+            rows.append(Line(node.name))
+    elif node.meta.get("literal"):
+        rows.append(Line(value_text(v, sep=" ")))
+    else:
+        rows.append(Line(f" {shape_text(v.shape)}" if v.ndim else "", head=node.name))
+        rows.append(Line(value_text(v, sep=" ", with_shape=False)))
+    if node.id in run.nonfinite:
+        rows.append(Line(f"⚠ {run.nonfinite[node.id]}", bold=True))
+    rows.extend(_step_rows(node, run))
+    if opts.grad:
+        rows.extend(_health_rows(graph, run, node, flags or {}, opts))
+    if opts.grad and not node.meta.get("literal"):
+        line = _grad_line(node, run.grads.get(node.id), _top(graph))
+        if line and node.id != graph.output:
+            rows.append(Line(line, color=BACKWARD))
+    return rows
+
+
+def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptions) -> list[Line]:
+    """A ⚠ row for a vanishing/exploding gradient; the input range and saturated share of a
+    sigmoid/tanh (for one number, only once it is saturated: its edge already shows the value)."""
+    rows = []
+    v = flags.get(node.id)
+    if v is not None and v.flag:
+        rows.append(Line(f"⚠ {v.text(opts.vanish, opts.explode)}", color=FLAG_COLOR, bold=True))
+    s = node_saturation(graph, run, node)
+    if s is not None and (s.size > 1 or s.share > 0):
+        warn = s.share >= 0.5
+        rows.append(Line(f"⚠ {s.text()}" if warn else s.text(), color=FLAG_COLOR if s.share > 0 else "#555555",
+                         bold=warn, small=True))
+    return rows
+
+
+def grad_scale(run: Run) -> Scale:
+    """The edge scale of one picture, fitted to the norms of the gradients on its red edges."""
+    return scale_of(norm(g) for g in run.edge_grads.values() if g is not None)
+
+
+def _step_rows(node: Node, run: Run) -> list[Line]:
+    """`w: 0.5 → -3.5` under a param after a learning-rate step, with a mark when the step is large."""
+    s = run.step
+    if s is None or node.id not in s.updated:
+        return []
+    old, new = run.values[node.id], s.updated[node.id]
+    name = node.name or node.id
+    if old.ndim == 0:
+        text = f"{name}: {num(old)} → {num(new)}"
+    else:
+        size = norm(old)
+        share = f" ({norm(s.delta[node.id]) / size:.0%} of ‖{name}‖)" if size else ""
+        text = f"step: ‖Δ{name}‖ = {num(norm(s.delta[node.id]))}{share}"
+    rows = [Line(text, color=STEP)]
+    if node.id in s.large:
+        ratio = norm(s.delta[node.id]) / norm(old)
+        rows.append(Line(f"⚠ the step is {num(ratio)}× its size", color=STEP, bold=True))
+    return rows
+
+
+def _step_caption(run: Run) -> str | None:
+    s = run.step
+    if s is None:
+        return None
+    clip = ""
+    if s.clip_norm is not None:
+        clip = (f", gradient clipped to norm {num(s.clip_norm)} (×{num(s.scale)})" if s.clipped
+                else f", clip-norm {num(s.clip_norm)} (not reached)")
+    return f"green: values after one step of gradient descent, w ← w − {num(s.lr)} · ∂L/∂w{clip}"
+
+
+def _top(graph: Graph) -> str:
+    return graph.loss or (graph[graph.output].name if graph.output else None) or "out"
+
+
+def headline(graph: Graph, run: Run) -> str:
+    """`loss L = 100`: the output and its value, as the caption and the CLI's summary say it."""
+    value = value_text(run.values[graph.output], sep=" ")
+    return f"{'loss ' if graph.loss else ''}{_top(graph)} = {value}"
+
+
+def caption(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> tuple[Html, ...]:
+    """The graph's caption: file, output value, and what the colours mean, one line each."""
+    top = _top(graph)
+    rows = [f"<B>{html_text(graph.source)}</B>  —  {html_text(headline(graph, run))}"]
+    if opts.grad:
+        rows.append(f'<FONT COLOR="{FORWARD}">blue →  values (forward)</FONT>     '
+                    f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{html_text(top)}/∂· (backward)</FONT>')
+        if run.seeded_with_ones:
+            rows.append(html_text(f"{top} is not a scalar: the gradients are those of sum({top})"))
+        if scale is not None and scale.data is not None:
+            rows.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
+    step = _step_caption(run)
+    if step:
+        rows.append(f'<FONT COLOR="{STEP}">{html_text(step)}</FONT>')
+    if opts.caption:
+        rows.append(html_text(opts.caption))
+    return tuple(Html(r) for r in rows)
+
+
+def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[str, Html] | None = None) -> Scene:
+    """The picture of a graph and its run. `labels`: node id → a label to draw instead of the run's
+    own (the training page sizes each box for its widest step)."""
+    scale = grad_scale(run) if opts.grad else None
+    flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
+    nodes = []
+    for node in graph:
+        if folded(graph, node.id):
+            continue
+        style = dict(STYLE["literal" if node.meta.get("literal") else node.kind])
+        if node.id == graph.output:
+            style.update(LOSS_STYLE)
+        if node.id in run.nonfinite:
+            style.update(NONFINITE_STYLE)
+            style["style"] = "filled,bold"
+        style["label"] = labels[node.id] if labels and node.id in labels else label(node, run, graph, opts, flags)
+        style["tooltip"] = _tooltip(node)
+        nodes.append(SceneNode(node.id, style))
+    edges = []
+    for node in graph:
+        for k, src in enumerate(node.inputs):
+            if folded(graph, src):
+                continue
+            edges.extend(_edges(graph, run, opts, src, node, k, scale))
+    return Scene(graph={"rankdir": opts.rankdir or auto_rankdir(graph), "fontname": FONT, "fontsize": "12",
+                        "labelloc": "t", "labeljust": "l", "nodesep": "0.35", "ranksep": "0.6",
+                        "bgcolor": "white", "pad": "0.2"},
+                 caption=caption(graph, run, opts, scale),
+                 node={"fontname": FONT, "fontsize": "11"},
+                 edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
+                 items=tuple(nodes), edges=tuple(edges))
+
+
+def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[str, Html] | None = None) -> str:
+    """The whole DOT document (see `scene`). Same graph and run in, byte-identical text out."""
+    return dot_text(scene(graph, run, opts, labels))
+
+
+def _tooltip(node: Node) -> str:
+    where = f"line {node.meta['line']}: " if node.meta.get("line") else ""
+    if node.kind == "op":
+        return f"{where}{node.meta.get('expr', node.id)}  [{OPS[node.op].formula}]"
+    return f"{where}{node.kind} {node.name or ''} = {node.meta.get('expr', '')}".strip()
+
+
+def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int,
+           scale: Scale | None = None) -> list[Edge]:
+    producer = graph[src]
+    literal = producer.meta.get("literal")
+    fwd = {"color": FORWARD, "fontcolor": FORWARD}
+    if not literal:
+        fwd["label"] = value_text(run.values[src])
+    out = [Edge(src, dst.id, fwd)]
+    g = run.edge_grads.get((dst.id, k))
+    if opts.grad and g is not None:
+        # Drawn in the forward direction with dir=back, so the arrow points at the producer while the
+        # forward edges alone decide ranks: gradients never distort the layout.
+        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
+               "label": grad_text(g), "arrowtail": "normal"}
+        # width and shade by log-magnitude (cgviz.health); the label keeps the plain red to stay legible
+        bwd.update((scale or grad_scale(run)).edge_attrs(norm(g)))
+        out.append(Edge(src, dst.id, bwd))
+    return out
