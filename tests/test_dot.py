@@ -1,118 +1,132 @@
-"""DOT text: deterministic, snapshot-tested, blue forward and red backward edges, and nothing injectable."""
+"""The one DOT writer (cgviz.view.dot): a hand-made scene in, DOT text out; names and labels can only
+ever be text; and no other module writes DOT syntax."""
 
 from __future__ import annotations
 
-import os
+import ast
+import json
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from cgviz.view.expression_scene import DotOptions, to_dot
-from cgviz.view.markup import quote
-from cgviz.lang.pipeline import evaluate
+from cgviz.view.dot import caption_label, dot_text
+from cgviz.view.markup import Html, Line, html_text
+from cgviz.view.scene import Cluster, Edge, Node, Scene
 
-from conftest import ROOT, SAMPLES
+from conftest import ROOT
 
-GOLDEN = ROOT / "tests" / "golden"
-
-
-def dot_of(text, name="t.cg", **opts):
-    r = evaluate(text, name)
-    return to_dot(r.graph, r.run, DotOptions(**opts)), r
+HOSTILE = 'a" ] ; x -> y [label="pwn'
 
 
-@pytest.mark.parametrize("stem", ["pizza", "three_layer"])
-def test_dot_matches_the_golden_file(stem):
-    """Refresh after an intended change with: CGVIZ_UPDATE_GOLDEN=1 make test"""
-    path = ROOT / "sample_graphs" / f"{stem}.cg"
-    text, _ = dot_of(path.read_text(), path.name)
-    golden = GOLDEN / f"{stem}.dot"
-    if os.environ.get("CGVIZ_UPDATE_GOLDEN"):
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
+def nested() -> Scene:
+    inner = Cluster("outer/inner", {"color": "#90a4ae"}, (Node("c", {"label": Html("<B>c</B>")}),),
+                    caption=(Line("inner", bold=True),))
+    outer = Cluster("outer", {"style": "rounded"}, (Node("b"), inner, Node("d")))
+    return Scene(graph={"rankdir": "TB"}, caption=(Line("title", head="t: "), Html("<I>two</I>")),
+                 node={"fontsize": "11"}, edge={"arrowsize": "0.7"},
+                 items=(Node("a", {"shape": "box", "label": Html("a")}), outer, Node("e")),
+                 edges=(Edge("a", "b", {"color": "blue"}), Edge("c", "e")))
 
 
-def test_dot_is_byte_identical_across_processes():
-    # Fresh interpreters get different hash seeds; nothing may depend on set or dict-of-id order.
-    outs = set()
-    for seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
-        p = subprocess.run([sys.executable, "-m", "cgviz", "render", str(ROOT / "sample_graphs/three_layer.cg"),
-                            "--format", "dot", "-o", "-"], capture_output=True, env=env, check=True)
-        outs.add(p.stdout)
-    assert len(outs) == 1
+def test_a_hand_made_scene_with_nested_clusters():
+    assert dot_text(nested()) == "\n".join([
+        'digraph cgviz {',
+        '  graph [label=<<B>t: </B>title<BR ALIGN="LEFT"/><I>two</I><BR ALIGN="LEFT"/>> rankdir="TB"]',
+        '  node [fontsize="11"]',
+        '  edge [arrowsize="0.7"]',
+        '  "a" [label=<a> shape="box"]',
+        '  subgraph "cluster_outer" {',
+        '    graph [style="rounded"]',
+        '    "b" []',
+        '    subgraph "cluster_outer/inner" {',
+        '      graph [color="#90a4ae" label=<<B>inner</B><BR ALIGN="LEFT"/>>]',
+        '      "c" [label=<<B>c</B>>]',
+        '    }',
+        '    "d" []',
+        '  }',
+        '  "e" []',
+        '  "a" -> "b" [color="blue"]',
+        '  "c" -> "e" []',
+        '}',
+    ]) + "\n"
 
 
-def test_forward_edges_are_blue_and_gradient_edges_red_and_backwards(pizza_text):
-    text, r = dot_of(pizza_text, "pizza.cg")
-    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)" \[(.*)\]$', text, re.M)
-    blue = [e for e in edges if 'color="#1f5fbf"' in e[2]]
-    red = [e for e in edges if 'color="#c62828"' in e[2]]
-    # every drawn edge has a blue twin; the folded literal 2 is drawn inside the ^ node
-    drawn = [e for e in r.graph.edges() if e.src != "L/2"]
-    assert len(blue) == len(drawn)
-    # a red edge for every edge a gradient flows along (not from the const y)
-    assert {(a, b) for a, b, _ in red} == {("w", "z"), ("x", "z"), ("z", "a"), ("a", "L/sub"), ("L/sub", "L")}
-    for _, _, attrs in red:
-        # drawn along the forward direction with dir=back: the layout is decided by data flow alone
-        assert 'dir="back"' in attrs and "constraint" not in attrs
-    assert any(a == "w" and 'label="4000"' in attrs for a, _, attrs in red)
-    assert any(a == "x" and 'label="10"' in attrs for a, _, attrs in red)
+def test_the_text_depends_on_the_scene_alone():
+    assert dot_text(nested()) == dot_text(nested())
+    assert nested() == nested()
 
 
-def test_node_shapes_follow_the_article(pizza_text):
-    text, _ = dot_of(pizza_text, "pizza.cg")
-    def attrs(node):
-        return re.search(rf'^  "{re.escape(node)}" \[(.*)\]$', text, re.M).group(1)
-    assert 'shape="box"' in attrs("x") and 'shape="box"' in attrs("w") and 'shape="box"' in attrs("y")
-    assert 'shape="ellipse"' in attrs("z")
-    assert attrs("w") != attrs("x").replace(">x<", ">w<")       # params look different from inputs
-    assert 'fillcolor="#ececec"' in attrs("y")                  # consts are grey
-    assert 'peripheries="2"' in attrs("L")                       # the loss is marked
-    assert "∂L/∂w = 4000" in attrs("w") and "∂L/∂x = 10" in attrs("x")
-    assert "loss L = 100" in attrs("L")
+def test_a_caption_and_a_label_attribute_are_refused():
+    with pytest.raises(ValueError):
+        dot_text(Scene(graph={"label": "x"}, caption=(Line("y"),)))
 
 
-def test_no_grad_draws_no_red(pizza_text):
-    text, _ = dot_of(pizza_text, "pizza.cg", grad=False)
-    assert "#c62828" not in text and "∂" not in text
+def test_caption_lines_are_left_aligned():
+    assert caption_label((Line("a<b"), Html("<B>c</B>"))).markup == 'a&lt;b<BR ALIGN="LEFT"/><B>c</B><BR ALIGN="LEFT"/>'
 
 
-def test_rankdir(pizza_text):
-    assert 'rankdir="TB"' in dot_of(pizza_text, rankdir="TB")[0]
-    assert 'rankdir="LR"' in dot_of(pizza_text)[0]
+@pytest.mark.parametrize("name", [HOSTILE, "<b>", "back\\slash\\N", "new\nline", 'x"', "}"])
+def test_hostile_names_stay_names(name):
+    label = Html(html_text(name))
+    scene = Scene(graph={"label": name}, items=(
+        Cluster(name, {"tooltip": name}, (Node(name, {"label": label, "tooltip": name}),)),
+        Node("b")), edges=(Edge(name, "b", {"label": name}),))
+    text = dot_text(scene)
+    # every name and value in one quoted string, so the statements are exactly the scene's
+    assert f"  {_quoted(name)} -> \"b\" [label={_quoted(name)}]" in text.splitlines()
+    assert f"  graph [label={_quoted(name)}]" in text.splitlines()
+    assert len(text.splitlines()) == 11
+    assert f"subgraph {_quoted('cluster_' + name)} {{" in text
+    assert f"  {_quoted(name)} [label=<{html_text(name)}> tooltip={_quoted(name)}]" in text
+    assert "=<<b>" not in text and "=<b>" not in text    # "<b>" is never HTML markup
 
 
-def test_nan_nodes_are_highlighted():
-    text, _ = dot_of("input x = -1\ny = log(x)\nloss L = y * 2\n")
-    y = re.search(r'^  "y" \[(.*)\]$', text, re.M).group(1)
-    assert 'fillcolor="#ffcc80"' in y and "⚠ NaN" in y
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-@pytest.mark.parametrize("raw", ['a"b', "back\\slash", "new\nline", "<b>html</b>", "{x|y}", 'x"; bgcolor="red'])
-def test_quote_cannot_be_escaped(raw):
-    q = quote(raw)
-    assert q.startswith('"') and q.endswith('"')
-    body = q[1:-1]
-    # every quote inside is escaped by an odd run of backslashes: the string cannot end early
-    for m in re.finditer(r'(\\*)"', body):
-        assert len(m.group(1)) % 2 == 1
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_graphviz_reads_hostile_names_as_one_node_each():
+    scene = Scene(graph={}, items=(Cluster(HOSTILE, {}, (Node(HOSTILE, {"label": Html(html_text("<b>"))}),)),
+                                   Node("b")), edges=(Edge(HOSTILE, "b"),))
+    out = subprocess.run(["dot", "-Tjson0"], input=dot_text(scene), capture_output=True, text=True, check=True)
+    assert out.stderr == ""
+    laid = json.loads(out.stdout)
+    assert [o["name"] for o in laid["objects"]] == ["cluster_" + HOSTILE, HOSTILE, "b"]
+    assert [(laid["objects"][e["tail"]]["name"], laid["objects"][e["head"]]["name"]) for e in laid["edges"]] \
+        == [(HOSTILE, "b")]
+    assert laid["objects"][1]["label"] == "&lt;b&gt;"
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
-def test_hostile_file_names_render_as_text(tmp_path):
-    name = 'we"ird <b>{x|y} \\N.cg'
-    text, _ = dot_of("input x = 1\nloss L = x * 2\n", name)
-    svg = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True, check=True).stdout.decode()
-    assert "we&quot;ird &lt;b&gt;{x|y} \\N.cg" in svg
+def _string_literals(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+        elif isinstance(node, ast.JoinedStr):
+            yield "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
-def test_every_sample_lays_out_without_warnings(path):
-    text, _ = dot_of(path.read_text(), path.name)
-    p = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True, check=True)
-    assert p.stdout.startswith(b"<?xml") and p.stderr == b""
+DOT_SYNTAX = re.compile(r'\b(digraph|subgraph) +(\{|"|\w)|(["}]) -> (["{])')
+
+
+def writes_dot(text: str) -> bool:
+    """A string literal that is DOT syntax: the `digraph`/`subgraph` keywords, or an edge statement's
+    arrow between names (`"a" -> "b"`, or `{} -> {}` for an f-string's placeholders)."""
+    return bool(DOT_SYNTAX.search(text))
+
+
+def test_the_scan_finds_dot_syntax():
+    assert writes_dot("digraph cgviz {") and writes_dot("{}subgraph {} {") and writes_dot("  {} -> {} {}")
+    assert not writes_dot("red ⇠  gradients") and not writes_dot("a → b") and not writes_dot("x -> y")
+    assert not writes_dot(r"^\s*subgraph\s+(")      # cgviz.view.budget reads DOT
+
+
+def test_only_the_writer_writes_dot_syntax():
+    writer = ROOT / "cgviz" / "view" / "dot.py"
+    found = [(path.relative_to(ROOT).as_posix(), text[:60]) for path in sorted((ROOT / "cgviz").rglob("*.py"))
+             if path != writer for text in _string_literals(path) if writes_dot(text)]
+    assert found == []
+    assert any(writes_dot(t) for t in _string_literals(writer))

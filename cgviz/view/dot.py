@@ -9,19 +9,19 @@ made with `markup.html_text`, so no text from a user's file can add attributes o
 
 from __future__ import annotations
 
-from .markup import Html, attrs, quote
+from .markup import Html, Row, attrs, quote, row_markup
 from .scene import Cluster, Scene
 
 INDENT = "  "
 
 
-def caption_label(rows: tuple[Html, ...]) -> Html:
+def caption_label(rows: tuple[Row, ...]) -> Html:
     """A caption's lines as one label, each line left-aligned (DOT's `labeljust` moves the block,
     not its lines)."""
-    return Html("".join(row.markup + '<BR ALIGN="LEFT"/>' for row in rows))
+    return Html("".join(row_markup(row) + '<BR ALIGN="LEFT"/>' for row in rows))
 
 
-def _with_caption(d: dict, caption: tuple[Html, ...]) -> dict:
+def _with_caption(d: dict, caption: tuple[Row, ...]) -> dict:
     if not caption:
         return d
     if "label" in d:

@@ -11,22 +11,11 @@ from ..fmt import grad_text, inline_values, norm, num, value_text
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
 from ..ir import Graph, Node
 from .dot import dot_text
-from .markup import BACKWARD, FONT, FORWARD, STEP, Html, Line, html_text, lines_markup
+from .markup import BACKWARD, FONT, STEP, Html, Line, Row, lines_markup
 from .scene import Edge, Node as SceneNode, Scene
+from .style import STYLE, forward_edge, gradient_edge, legend, mark, saturation_line, scale_legend
 from ..names import folded, wrt
 from ..lang.ops import OPS, shape_text
-
-STYLE = {
-    "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
-    "param": dict(shape="box", style="filled,bold", fillcolor="#ffe9a8", color="#a67c00", penwidth="1.6"),
-    "const": dict(shape="box", style="filled", fillcolor="#ececec", color="#9e9e9e", fontcolor="#555555"),
-    "literal": dict(shape="box", style="filled", fillcolor="#f4f4f4", color="#bdbdbd", fontcolor="#616161",
-                    fontsize="9", margin="0.05,0.02", height="0.25", width="0.3"),
-    "op": dict(shape="ellipse", style="filled", fillcolor="white", color="#424242"),
-}
-LOSS_STYLE = dict(peripheries="2", color="#6a1b9a", penwidth="1.4")
-NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
-
 
 # Automatic layout direction (DotOptions.rankdir None): top to bottom when the graph is much deeper
 # than wide. Measured on sample_graphs/*.cg: the pictures that read well left to right have at most
@@ -158,11 +147,9 @@ def _health_rows(graph: Graph, run: Run, node: Node, flags: dict, opts: DotOptio
     v = flags.get(node.id)
     if v is not None and v.flag:
         rows.append(Line(f"⚠ {v.text(opts.vanish, opts.explode)}", color=FLAG_COLOR, bold=True))
-    s = node_saturation(graph, run, node)
-    if s is not None and (s.size > 1 or s.share > 0):
-        warn = s.share >= 0.5
-        rows.append(Line(f"⚠ {s.text()}" if warn else s.text(), color=FLAG_COLOR if s.share > 0 else "#555555",
-                         bold=warn, small=True))
+    s = saturation_line(node_saturation(graph, run, node))
+    if s is not None:
+        rows.append(s)
     return rows
 
 
@@ -212,23 +199,21 @@ def headline(graph: Graph, run: Run) -> str:
     return f"{'loss ' if graph.loss else ''}{_top(graph)} = {value}"
 
 
-def caption(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> tuple[Html, ...]:
+def caption(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> tuple[Row, ...]:
     """The graph's caption: file, output value, and what the colours mean, one line each."""
     top = _top(graph)
-    rows = [f"<B>{html_text(graph.source)}</B>  —  {html_text(headline(graph, run))}"]
+    rows: list[Row] = [Line(f"  —  {headline(graph, run)}", head=graph.source)]
     if opts.grad:
-        rows.append(f'<FONT COLOR="{FORWARD}">blue →  values (forward)</FONT>     '
-                    f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂{html_text(top)}/∂· (backward)</FONT>')
+        rows.append(legend("values", top))
         if run.seeded_with_ones:
-            rows.append(html_text(f"{top} is not a scalar: the gradients are those of sum({top})"))
-        if scale is not None and scale.data is not None:
-            rows.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
+            rows.append(Line(f"{top} is not a scalar: the gradients are those of sum({top})"))
+        rows.extend(scale_legend(scale))
     step = _step_caption(run)
     if step:
-        rows.append(f'<FONT COLOR="{STEP}">{html_text(step)}</FONT>')
+        rows.append(Line(step, color=STEP))
     if opts.caption:
-        rows.append(html_text(opts.caption))
-    return tuple(Html(r) for r in rows)
+        rows.append(Line(opts.caption))
+    return tuple(rows)
 
 
 def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[str, Html] | None = None) -> Scene:
@@ -240,12 +225,8 @@ def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[
     for node in graph:
         if folded(graph, node.id):
             continue
-        style = dict(STYLE["literal" if node.meta.get("literal") else node.kind])
-        if node.id == graph.output:
-            style.update(LOSS_STYLE)
-        if node.id in run.nonfinite:
-            style.update(NONFINITE_STYLE)
-            style["style"] = "filled,bold"
+        style = mark(dict(STYLE["literal" if node.meta.get("literal") else node.kind]),
+                     loss=node.id == graph.output, nonfinite=node.id in run.nonfinite)
         style["label"] = labels[node.id] if labels and node.id in labels else label(node, run, graph, opts, flags)
         style["tooltip"] = _tooltip(node)
         nodes.append(SceneNode(node.id, style))
@@ -280,17 +261,8 @@ def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int
            scale: Scale | None = None) -> list[Edge]:
     producer = graph[src]
     literal = producer.meta.get("literal")
-    fwd = {"color": FORWARD, "fontcolor": FORWARD}
-    if not literal:
-        fwd["label"] = value_text(run.values[src])
-    out = [Edge(src, dst.id, fwd)]
+    out = [Edge(src, dst.id, forward_edge(None if literal else value_text(run.values[src])))]
     g = run.edge_grads.get((dst.id, k))
     if opts.grad and g is not None:
-        # Drawn in the forward direction with dir=back, so the arrow points at the producer while the
-        # forward edges alone decide ranks: gradients never distort the layout.
-        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
-               "label": grad_text(g), "arrowtail": "normal"}
-        # width and shade by log-magnitude (cgviz.health); the label keeps the plain red to stay legible
-        bwd.update((scale or grad_scale(run)).edge_attrs(norm(g)))
-        out.append(Edge(src, dst.id, bwd))
+        out.append(Edge(src, dst.id, gradient_edge(grad_text(g), scale or grad_scale(run), norm(g))))
     return out

@@ -68,6 +68,13 @@ class Line:
         return [self.head + self.text, self.color, self.bold or bool(self.head), self.small]
 
 
-def lines_markup(lines: list[Line]) -> Html:
+Row = Line | Html     # a line of a label or caption: as data, or markup made with html_text
+
+
+def row_markup(row: Row) -> str:
+    return row.markup if isinstance(row, Html) else row.markup()
+
+
+def lines_markup(lines: list[Row]) -> Html:
     """A label of lines, one under the other."""
-    return Html("<BR/>".join(line.markup() for line in lines))
+    return Html("<BR/>".join(row_markup(line) for line in lines))

@@ -8,9 +8,10 @@ import math
 from dataclasses import dataclass
 
 from .dot import dot_text
-from .expression_scene import LOSS_STYLE, NONFINITE_STYLE, STYLE
-from .markup import BACKWARD, FONT, FORWARD, Html, html_text
+from .markup import BACKWARD, FONT, Html, Line, Row, html_text, lines_markup
 from .scene import Cluster, Edge, Node, Scene
+from .style import (STYLE, forward_edge, grad_row, gradient_edge, legend, mark, saturation_line, scale_legend,
+                    small)
 from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
@@ -42,18 +43,9 @@ def count_text(n: int) -> str:
     return str(n)
 
 
-def _grad_row(label: str) -> str:
-    return f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(label)}</FONT>'
-
-
-def _small(text: str, color: str = "#555555") -> str:
-    return f'<FONT POINT-SIZE="9" COLOR="{color}">{html_text(text)}</FONT>'
-
-
-
 def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: DrawOptions) -> Html:
     rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
-    rows: list[str] = []
+    rows: list[Row] = []
     if dn.kind == "module":
         frames = dn.module
         path = frames[-1].key
@@ -62,66 +54,68 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         outer = next((g for rep, g in pic.groups.items() if g.style == "fold" and len(rep) < len(frames)
                       and frames[:len(rep)] == rep), None)
         if grp is not None and grp.style == "fold":
-            rows.append(f"<B>{html_text(path)} … {html_text(grp.calls[-1][-1].key)}  ×{grp.n}</B>")
+            rows.append(Line(f"{path} … {grp.calls[-1][-1].key}  ×{grp.n}", bold=True))
         elif grp is not None:
-            rows.append(f"<B>{html_text(frames[-1].path)}  time_step={grp.n}</B>")
+            rows.append(Line(f"{frames[-1].path}  time_step={grp.n}", bold=True))
         else:
-            rows.append(f"<B>{html_text(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else ""))
-        rows.append(_small(frames[-1].cls, "#2e7d32"))
+            rows.append(Html(f"<B>{html_text(path)}</B>" + (f"  <B>×{outer.n}</B>" if outer else "")))
+        rows.append(small(frames[-1].cls, "#2e7d32"))
         params = [graph[m] for m in dn.members if graph[m].kind == "param"]
         n_params = sum(p.meta.get("numel", 0) for p in _unique_params(params))
         blocks = grp.n if grp is not None and grp.style == "fold" else outer.n if outer else 1
         if n_params:
-            rows.append(_small(f"{count_text(n_params // blocks)} params" +
+            rows.append(small(f"{count_text(n_params // blocks)} params" +
                                (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
         ins, outs = _boundary(pic, dn)
         if ins or outs:
-            rows.append(_small(", ".join(ins) + " → " + ", ".join(outs)))
+            rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
         if opts.grad:
             g = _norm_of(run, [p.id for p in _unique_params(params)])
             if g is not None:
-                rows.append(_grad_row(f"‖∇θ‖ = {num(g)}" + (f" (all {blocks} blocks)" if blocks > 1 else "")))
+                rows.append(grad_row(f"‖∇θ‖ = {num(g)}" + (f" (all {blocks} blocks)" if blocks > 1 else "")))
             if grp is not None and any(x is not None for x in grp.grad_norms):
                 what = "per step" if grp.style == "loop" else "per block"
-                rows.append(_grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
+                rows.append(grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
                                                                       for x in grp.grad_norms)))
-        return Html("<BR/>".join(rows))
+        return lines_markup(rows)
     if dn.kind == "params":
         return _params_label(pic, dn, graph, run, opts)
     v = first(run.values.get(rep.id))
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
-        rows.append(f"<B>{html_text(head)}</B>")
+        rows.append(Line(head, bold=True))
         in_shapes = [shape_label(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
                      if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
         outs = run.values.get(rep.id)
         out_shapes = [shape_label(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
         if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
-            rows.append(_small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
+            rows.append(small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
         elif not in_shapes and out_shapes:
-            rows.append(_small("→ " + ", ".join(out_shapes)))
+            rows.append(small("→ " + ", ".join(out_shapes)))
         if rep.id == graph.output:
             loss = run.loss
-            rows.append(html_text(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
+            rows.append(Line(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
         if opts.grad and rep.id != graph.output:
             g, note = _over(run, dn)
             if g is not None and g.norm is not None:
-                rows.append(_grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
-        rows.extend(_saturation_rows(graph, rep, run, opts))
-        return Html("<BR/>".join(rows))
+                rows.append(grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
+        s = saturation_line(node_saturation(graph, run, rep)) if opts.grad else None
+        if s is not None:
+            rows.append(s)
+        return lines_markup(rows)
     name = rep.name or rep.id
     n = len(dn.members)
-    rows.append(f"<B>{html_text(name)}</B> {html_text(shape_label(v.shape) if v is not None else '')}"
-                + (f"  <B>×{n}</B>" if n > 1 else ""))     # block 1's weight standing for every block's
+    rows.append(Html(f"<B>{html_text(name)}</B> {html_text(shape_label(v.shape) if v is not None else '')}"
+                     + (f"  <B>×{n}</B>" if n > 1 else "")))     # block 1's weight standing for every block's
     if n > 1:
         v = combine([first(run.values.get(m)) for m in dn.members])
     if v is not None:
-        rows.append(_small(info_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
+        rows.append(small(info_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
     if opts.grad:
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
-            rows.append(_grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
-    return Html("<BR/>".join(rows))
+            rows.append(grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
+    return lines_markup(rows)
 
 
 def _over(run: RunSummary, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
@@ -132,21 +126,6 @@ def _over(run: RunSummary, dn: DNode, ids: list[str] | None = None) -> tuple[Ten
         return run.grads.get(ids[0]) if ids else None, ""
     g = combine([run.grads.get(m) for m in ids])
     return g, f" (all {len(ids)}{' ' + dn.word if dn.word else ''})"
-
-
-def _saturation_rows(graph: Graph, rep, run: RunSummary, opts: DrawOptions) -> list[str]:
-    """A sigmoid/tanh op's input range and saturated share (the op table's `saturates` limit)."""
-    s = node_saturation(graph, run, rep) if opts.grad else None
-    if s is None or (s.size == 1 and not s.share):
-        return []
-    text = html_text(s.text())
-    if s.share >= 0.5:
-        text = f"<B>⚠ {text}</B>"
-    return [_small_markup(text, FLAG_COLOR if s.share != 0 else "#555555")]
-
-
-def _small_markup(markup: str, color: str) -> str:
-    return f'<FONT POINT-SIZE="9" COLOR="{color}">{markup}</FONT>'
 
 
 def _params_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: DrawOptions) -> Html:
@@ -239,41 +218,38 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     return direct
 
 
-def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> tuple[Html, ...]:
+def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> tuple[Row, ...]:
     f = scope[-1]
     grp = pic.groups.get(scope)
-    title = f"<B>{html_text(f.key)}</B>  {html_text(f.cls)}"
-    rows = [title]
+    rows: list[Row] = [Line(f"  {f.cls}", head=f.key)]
     if grp is not None and grp.style == "fold":
         last = grp.calls[-1][-1].key
-        rows = [f"<B>{html_text(f.key)} … {html_text(last)}</B>  {html_text(f.cls)}  <B>×{grp.n}</B>"]
+        rows = [Html(f"<B>{html_text(f.key)} … {html_text(last)}</B>  {html_text(f.cls)}  <B>×{grp.n}</B>")]
     elif grp is not None:
-        rows = [f"<B>{html_text(f.path)}</B>  {html_text(f.cls)}  <B>time_step={grp.n}</B>"]
+        rows = [Html(f"<B>{html_text(f.path)}</B>  {html_text(f.cls)}  <B>time_step={grp.n}</B>")]
     if grp is not None and opts.grad:
         norms = ", ".join(num(g) if g is not None else "–" for g in grp.grad_norms)
         if any(g is not None for g in grp.grad_norms):
             what = "per step" if grp.style == "loop" else "per block"
-            rows.append(_grad_row(f"‖∇θ‖ {what}: {norms}"))
+            rows.append(grad_row(f"‖∇θ‖ {what}: {norms}"))
     if grp is not None and run.profile is not None:
         from .profile import cluster_row
-        rows.append(_small(cluster_row(run.profile, pic, scope), "#5d4037"))
-    return tuple(Html(r) for r in rows)
+        rows.append(small(cluster_row(run.profile, pic, scope), "#5d4037"))
+    return tuple(rows)
 
 
 def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> Scene:
     """The scene of a model picture; same inputs, same scene."""
-    caption = [f"<B>{html_text(opts.title)}</B>"]
+    caption: list[Row] = [Line(opts.title, bold=True)]
     scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
-        caption.append(f'<FONT COLOR="{FORWARD}">blue →  tensors (forward)</FONT>     '
-                       f'<FONT COLOR="{BACKWARD}">red ⇠  gradients ∂L/∂· (backward)</FONT>')
-        if scale.data is not None:
-            caption.append(f'<FONT COLOR="{BACKWARD}" POINT-SIZE="10">{html_text(scale.legend())}</FONT>')
+        caption.append(legend("tensors", "L"))
+        caption.extend(scale_legend(scale))
     if run.profile is not None:
-        from .profile import legend
-        caption.append(legend(run.profile))
+        from .profile import legend as profile_legend
+        caption.append(Html(profile_legend(run.profile)))
     if opts.compact:
-        caption.append(_small("edge labels left out to keep the layout fast: hover an edge in the SVG or "
+        caption.append(small("edge labels left out to keep the layout fast: hover an edge in the SVG or "
                               "HTML for its numbers; the JSON has them all"))
     direct = _cluster_tree(pic)
     # which clusters have enough inside them to be worth a frame
@@ -317,7 +293,7 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
     return Scene(graph={"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
                         "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
                         "bgcolor": "white", "pad": "0.2", "newrank": "true"},
-                 caption=tuple(Html(r) for r in caption),
+                 caption=tuple(caption),
                  node={"fontname": FONT, "fontsize": "11"},
                  edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
                  items=tuple(items(())),
@@ -375,18 +351,16 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
         from .profile import cost_text, fill
         cost = prof.cost(dn.members)
         style["fillcolor"] = fill(prof.share(cost))
-    if graph.output in dn.members:
-        style.update(LOSS_STYLE)
-    if any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members):
-        style.update(NONFINITE_STYLE)       # NaN is never meant (an attention mask's -inf is)
-        style["style"] = "filled,bold"
+    # NaN is never meant (an attention mask's -inf is)
+    mark(style, loss=graph.output in dn.members,
+         nonfinite=any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members))
     style["label"] = _node_label(pic, dn, graph, run, opts)
     if main:
         style["group"] = "main"
     if prof is not None:
-        style["label"] = Html(style["label"].markup + "<BR/>" + _small(cost_text(cost), "#5d4037"))
+        style["label"] = lines_markup([style["label"], small(cost_text(cost), "#5d4037")])
     if frame is not None and dn.kind == "op":
-        style["label"] = Html(_small(f"{frame.key} · {frame.cls}", "#455a64") + "<BR/>" + style["label"].markup)
+        style["label"] = lines_markup([small(f"{frame.key} · {frame.cls}", "#455a64"), style["label"]])
     if dn.kind == "params":
         style["tooltip"] = f"parameters and buffers of {dn.id.rpartition('/')[0]}"
     elif dn.kind == "module":
@@ -398,7 +372,7 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
 
 
 def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge]:
-    fwd = {"color": FORWARD, "fontcolor": FORWARD}
+    fwd = forward_edge()
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
     text = "" if e.leaf else info_text(e.value, sep=" ")
@@ -419,14 +393,9 @@ def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):
-        bwd = {"color": BACKWARD, "fontcolor": BACKWARD, "dir": "back", "style": "dashed",
-               "arrowtail": "normal"}
-        if g:
-            bwd["label"] = g
+        bwd = gradient_edge(g or None, scale, e.grad.norm if e.grad is not None else None)
         if e.back:
             bwd["constraint"] = "false"
-        if scale is not None and e.grad is not None and e.grad.norm is not None:
-            bwd.update(scale.edge_attrs(e.grad.norm))   # width and shade by log-magnitude
         if opts.compact and "label" in bwd:
             bwd["tooltip"] = bwd.pop("label")
         out.append(Edge(e.src, e.dst, bwd))

@@ -4,7 +4,7 @@ clusters, and edges, in the order they are drawn.
 Both front ends build one (cgviz.view.expression_scene for an expression file, cgviz.view.model_scene
 for a PyTorch model) and cgviz.view.dot writes it, the only place that writes DOT syntax. A scene holds
 no DOT text: attribute values are plain strings, which the writer quotes, or `markup.Html` labels,
-whose user text was escaped when the label was made.
+whose user text was escaped when the label was made; caption lines are `markup.Line`s or `Html`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .markup import Html
+from .markup import Row
 
 Attrs = dict    # attribute name → str, or markup.Html for an HTML-like label
 
@@ -38,7 +38,7 @@ class Cluster:
     id: str
     attrs: Attrs = field(default_factory=dict)
     items: tuple[Item, ...] = ()
-    caption: tuple[Html, ...] = ()
+    caption: tuple[Row, ...] = ()
 
 
 Item = Union[Node, Cluster]
@@ -51,7 +51,7 @@ class Scene:
     order, then `edges` in order: same scene in, same DOT out."""
 
     graph: Attrs
-    caption: tuple[Html, ...] = ()
+    caption: tuple[Row, ...] = ()
     node: Attrs = field(default_factory=dict)
     edge: Attrs = field(default_factory=dict)
     items: tuple[Item, ...] = ()
