@@ -65,7 +65,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         blocks = grp.n if grp is not None and grp.style == "fold" else outer.n if outer else 1
         if n_params:
             rows.append(small(f"{count_text(n_params // blocks)} params" +
-                               (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
+                              (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
         ins, outs = _boundary(pic, dn)
         if ins or outs:
             rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
@@ -76,7 +76,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
             if grp is not None and any(x is not None for x in grp.grad_norms):
                 what = "per step" if grp.style == "loop" else "per block"
                 rows.append(grad_row(f"‖∇θ‖ {what}: " + ", ".join(num(x) if x is not None else "–"
-                                                                      for x in grp.grad_norms)))
+                                                                     for x in grp.grad_norms)))
         return lines_markup(rows)
     if dn.kind == "params":
         return _params_label(pic, dn, graph, run, opts)
