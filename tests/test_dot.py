@@ -53,6 +53,12 @@ def test_a_hand_made_scene_with_nested_clusters():
     ]) + "\n"
 
 
+def test_same_rank_sets_come_last_and_quoted():
+    from dataclasses import replace
+    text = dot_text(replace(nested(), same_rank=(("a", HOSTILE),)))
+    assert text.endswith('  "c" -> "e" []\n  {rank=same; "a"; "a\\" ] ; x -> y [label=\\"pwn"}\n}\n')
+
+
 def test_the_text_depends_on_the_scene_alone():
     assert dot_text(nested()) == dot_text(nested())
     assert nested() == nested()

@@ -39,6 +39,7 @@ def dot_text(scene: Scene) -> str:
     ]
     _items(lines, scene.items, INDENT)
     lines.extend(f"{INDENT}{quote(e.src)} -> {quote(e.dst)} {attrs(e.attrs)}" for e in scene.edges)
+    lines.extend(f"{INDENT}{{rank=same; " + "; ".join(quote(n) for n in ids) + "}" for ids in scene.same_rank)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -297,7 +297,22 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
                  node={"fontname": FONT, "fontsize": "11"},
                  edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
                  items=tuple(items(())),
-                 edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale)))
+                 edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale)),
+                 same_rank=beside_their_op(pic))
+
+
+def beside_their_op(pic: Picture) -> tuple[tuple[str, str], ...]:
+    """Each parameter box on the rank of the op it feeds. Left to itself, Graphviz puts a box one rank
+    above its op, outside the module frames, where it pushes the next frame aside: at every op,
+    ResNet-50's block frames drifted right one after another (3,251 pt wide for 957 pt of content,
+    EfficientNet-B0 9,103 pt, Inception 7,142), and beside its op the frames stack in one column
+    (1,582, 2,743 and 3,133 pt). Only a box whose one edge is unlabelled (a leaf edge) is paired: a
+    flat edge with a label is what Graphviz lays out worst."""
+    pairs: dict[str, str] = {}
+    for e in pic.edges:
+        if e.leaf and not e.back and e.src != e.dst and pic.nodes[e.src].kind in ("param", "params"):
+            pairs.setdefault(e.src, e.dst)
+    return tuple(pairs.items())
 
 
 def to_dot(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> str:

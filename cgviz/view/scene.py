@@ -48,7 +48,7 @@ Item = Union[Node, Cluster]
 class Scene:
     """A whole picture. `caption`: the graph's label, one left-aligned line per entry; `graph`: the
     other graph attributes; `node`, `edge`: every node's and edge's defaults. `items` are drawn in
-    order, then `edges` in order: same scene in, same DOT out."""
+    order, then `edges` in order, then the `same_rank` sets: same scene in, same DOT out."""
 
     graph: Attrs
     caption: tuple[Row, ...] = ()
@@ -56,3 +56,4 @@ class Scene:
     edge: Attrs = field(default_factory=dict)
     items: tuple[Item, ...] = ()
     edges: tuple[Edge, ...] = ()
+    same_rank: tuple[tuple[str, ...], ...] = ()   # node ids Graphviz must put on one rank

@@ -124,6 +124,23 @@ def test_resnet18_block_frames_stack_along_the_main_path(cli, tmp_path):
     assert len(_cluster_boxes(laid)) >= 6
 
 
+def test_block_frames_stack_at_every_op_too(cli, tmp_path):
+    """At every op (--depth 9) the block frames drifted right one after another, each parameter box
+    sitting on the rank above its op, outside the frames, beside the next frame: the twin's frames'
+    left edges ran 280, 290, 581, 596, 874, 896, 1186 pt. With each box on its op's rank the frames
+    stack: together they are hardly wider than the widest one (1.88× before, 1.01× after)."""
+    model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
+    r = cli("torch", model, "--depth", "9", "-f", "dot", "-o", tmp_path / "r.dot")
+    assert r.exit_code == 0, r.stderr
+    laid = subprocess.run(["dot", "-Tdot", str(tmp_path / "r.dot")], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    blocks = [b for name, b in _cluster_boxes(laid).items() if re.fullmatch(r"layer\d/layer\d\.\d", name)]
+    assert len(blocks) >= 6
+    union = max(b[2] for b in blocks) - min(b[0] for b in blocks)
+    widest = max(b[2] - b[0] for b in blocks)
+    assert union <= 1.35 * widest, (union, widest)
+
+
 # ---- the default PNG's level, chosen by its size (issue 17: the PNG's pixels were the cost) ----
 
 def _wrote_nodes(stderr: str) -> int:
