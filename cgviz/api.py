@@ -566,12 +566,12 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
     """Backpropagation spelled out for an expression program (text or file): every node's local
     gradient as a formula and a number, then each param's and input's chain of local gradients
     multiplied out. format: "text" (aligned columns), "md" (Markdown tables) or "json"."""
-    from .lang.explain import FORMATS
-    if format not in FORMATS:
-        raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, FORMATS))}")
+    from .lang.explain import WRITERS
+    if format not in WRITERS:
+        raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, WRITERS))}")
     checked = _checked("explain", max_elements=max_elements)
     result, name, _ = _evaluate(source, _expression(source, kind, "explain"), sets, checked["max_elements"])
-    return Explanation(FORMATS[format](result.graph, result.run), name, [str(w) for w in result.run.warnings])
+    return Explanation(WRITERS[format](result.graph, result.run), name, [str(w) for w in result.run.warnings])
 
 
 def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None = None,
@@ -592,7 +592,7 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
 
 @dataclass
 class GradientHealth:
-    """gradient_health()'s result: one row per layer (cgviz.grads.Row) and what a person should read."""
+    """gradient_health()'s result: one row per layer (cgviz.grads.LayerRow) and what a person should read."""
 
     rows: list
     vanish: float
@@ -605,8 +605,8 @@ class GradientHealth:
 
     def table(self, format: str = "text") -> str:
         """The table: "text", "md" or "json"."""
-        from .grads import FORMATS
-        return FORMATS[format](self.rows, self.vanish, self.explode)
+        from .grads import WRITERS
+        return WRITERS[format](self.rows, self.vanish, self.explode)
 
     def bar_chart(self) -> tuple[bytes, dict]:
         """A PNG of each layer's gradient norm (log scale, coloured by flag), and facts about it."""

@@ -22,7 +22,7 @@ BINS = 30
 
 
 @dataclass
-class Row:
+class LayerRow:
     """One layer: its norms, the verdict, and a histogram of its gradient's elements."""
 
     name: str
@@ -60,7 +60,7 @@ def _hist(a: np.ndarray) -> tuple[list[int], list[float]] | None:
     return [int(c) for c in counts], [float(e) for e in edges]
 
 
-def expression_rows(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[Row]:
+def expression_rows(graph, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[LayerRow]:
     """The judged float tensors of a run's summary (an expression's params and inputs), in graph order."""
     run = as_summary(graph, run)
     judged = verdicts(graph, run, vanish, explode)
@@ -70,12 +70,12 @@ def expression_rows(graph, run, vanish: float = VANISH, explode: float = EXPLODE
         if node.kind not in run.judged or v is None or not v.dtype.startswith("float"):
             continue
         g = run.grads.get(node.id)
-        rows.append(Row(node.name or node.id, node.kind, v.shape, v.norm, g.norm if g is not None else None,
+        rows.append(LayerRow(node.name or node.id, node.kind, v.shape, v.norm, g.norm if g is not None else None,
                         judged.get(node.id), _hist(g.values) if g is not None and g.values is not None else None))
     return rows
 
 
-def model_rows(model, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[Row]:
+def model_rows(model, run, vanish: float = VANISH, explode: float = EXPLODE) -> list[LayerRow]:
     """Every parameter tensor of a model after `trace` ran its backward pass: norms from the live
     tensors (float64 sums, so they equal `p.grad.norm()` to rounding), else from the recorded summary."""
     import torch
@@ -98,7 +98,7 @@ def model_rows(model, run, vanish: float = VANISH, explode: float = EXPLODE) -> 
             if info is not None and info.values is not None:
                 hist = _hist(info.values)
         verdict = classify(name, "param", value_norm, gn, vanish, explode) if gn is not None else None
-        rows.append(Row(name, "param", tuple(int(s) for s in p.shape), value_norm, gn, verdict, hist))
+        rows.append(LayerRow(name, "param", tuple(int(s) for s in p.shape), value_norm, gn, verdict, hist))
     return rows
 
 
@@ -120,7 +120,7 @@ def _torch_hist(g) -> tuple[list[int], list[float]] | None:
 HEAD = ("param", "shape", "‖w‖", "‖g‖", "‖g‖/‖w‖", "flag")
 
 
-def _cells(r: Row) -> tuple[str, ...]:
+def _cells(r: LayerRow) -> tuple[str, ...]:
     name = r.name if r.kind == "param" else f"{r.name} ({r.kind})"
     grad = "—" if r.grad_norm is None else num(r.grad_norm)
     ratio = "—" if r.ratio is None else num(r.ratio)
@@ -135,14 +135,14 @@ def rule(vanish: float, explode: float) -> str:
             f"vanishing below {num(vanish)}, exploding above {num(explode)}")
 
 
-def to_text(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -> str:
+def to_text(rows: list[LayerRow], vanish: float = VANISH, explode: float = EXPLODE) -> str:
     lines = columns(HEAD, [_cells(r) for r in rows], right={2, 3, 4})
     lines.append("")
     lines.append(rule(vanish, explode))
     return "\n".join(lines) + "\n"
 
 
-def to_md(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -> str:
+def to_md(rows: list[LayerRow], vanish: float = VANISH, explode: float = EXPLODE) -> str:
     esc = lambda s: s.replace("|", "\\|")   # noqa: E731
     lines = ["| " + " | ".join(HEAD) + " |", "|---|---|--:|--:|--:|---|"]
     for r in rows:
@@ -154,7 +154,7 @@ def to_md(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -> 
     return "\n".join(lines) + "\n"
 
 
-def to_json(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -> str:
+def to_json(rows: list[LayerRow], vanish: float = VANISH, explode: float = EXPLODE) -> str:
     def clean(x):
         return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
     doc = {"thresholds": {"vanish": vanish, "explode": explode},
@@ -165,4 +165,4 @@ def to_json(rows: list[Row], vanish: float = VANISH, explode: float = EXPLODE) -
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-FORMATS = {"text": to_text, "md": to_md, "json": to_json}
+WRITERS = {"text": to_text, "md": to_md, "json": to_json}

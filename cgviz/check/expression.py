@@ -1,6 +1,6 @@
 """`cgviz check` for expression files: cgviz's gradients against PyTorch autograd and central differences.
 
-Also holds what both checks (expressions and models) share: the per-tensor Row, the Report, the
+Also holds what both checks (expressions and models) share: the per-tensor TensorCheck, the Report, the
 error measures and the text/JSON output. Nothing here imports torch at module level; the torch
 comparison is skipped, with a note, when torch is not installed.
 """
@@ -62,7 +62,7 @@ def sample_indices(n: int, k: int, key: str) -> np.ndarray:
 
 
 @dataclass
-class Row:
+class TensorCheck:
     """One tensor's verdict: its gradient against torch and against finite differences."""
 
     name: str
@@ -108,7 +108,7 @@ class Report:
     """Everything `cgviz check` prints: one row per input/param, forward problems, notes."""
 
     source: str
-    rows: list[Row] = field(default_factory=list)
+    rows: list[TensorCheck] = field(default_factory=list)
     forward_bad: list[str] = field(default_factory=list)   # node/loss whose value differs from torch
     diagnosis: list[str] = field(default_factory=list)     # where the first wrong number appears
     nonfinite: list[str] = field(default_factory=list)     # nodes whose value or gradient is NaN/inf
@@ -246,7 +246,7 @@ def central_differences(f, flat: np.ndarray, f0: float, idx: np.ndarray) -> FD:
     return FD(idx, c, fw, bw, noise)
 
 
-def judge_fd(row: Row, grad_flat: np.ndarray, fd: FD, rtol: float, atol: float, scale_atol: float = 0.0) -> None:
+def judge_fd(row: TensorCheck, grad_flat: np.ndarray, fd: FD, rtol: float, atol: float, scale_atol: float = 0.0) -> None:
     """Compare gradient elements with central differences; an element that disagrees only because
     it sits at a kink (a ReLU at 0, |x| at 0, a tie in max), where the one-sided differences differ
     and the gradient lies between them (a subgradient, as torch also picks), counts as a kink."""
@@ -353,7 +353,7 @@ def check_expression(result, *, rtol: float = RTOL, atol: float = ATOL, fd_rtol:
     for node in leaves:
         g = run.grads.get(node.id)
         value = run.values[node.id]
-        row = Row(node.name or node.id, node.kind, tuple(value.shape), grad_label(g))
+        row = TensorCheck(node.name or node.id, node.kind, tuple(value.shape), grad_label(g))
         ga = np.zeros_like(value, dtype=np.float64) if g is None else np.asarray(g, dtype=np.float64)
         if tgrads is not None:
             tg = tgrads.get(node.id)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from ..errors import CgvizError
-from .expression import (ATOL, FD_ATOL, FD_RTOL, FD_SAMPLES, RTOL, Report, Row, central_differences, close,
+from .expression import (ATOL, FD_ATOL, FD_RTOL, FD_SAMPLES, RTOL, Report, TensorCheck, central_differences, close,
                          errors, grad_label, judge_fd, sample_indices)
 
 STATS = ("norm", "mean", "min", "max")
@@ -114,7 +114,7 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
 
 def _check_rows(report, params, inputs, plain_grads, shown, kinds, loaded, model, args, kwargs, opts,
                 rtol, atol, fd_rtol, fd_atol, fd_samples, dtype, unshown=frozenset()) -> None:
-    """One Row per parameter and float input: cgviz vs plain PyTorch, then vs finite differences."""
+    """One TensorCheck per parameter and float input: cgviz vs plain PyTorch, then vs finite differences."""
     import torch
 
     from ..summary import TensorInfo
@@ -137,7 +137,7 @@ def _check_rows(report, params, inputs, plain_grads, shown, kinds, loaded, model
         shape = tuple(int(s) for s in tensor.shape)
         info = shown[name]
         ref = np.zeros(shape) if ref_t is None else _np(ref_t)
-        row = Row(name, kinds[name], shape, _label(info))
+        row = TensorCheck(name, kinds[name], shape, _label(info))
         # cgviz vs plain PyTorch: the full tensor where cgviz keeps it, else its statistics
         if name in unshown:
             row.grad = grad_label(ref)

@@ -38,7 +38,7 @@ class Term:
 
 
 @dataclass
-class Row:
+class Explained:
     """A named node (or the output): what it computes, its value and its local gradients."""
 
     node: str
@@ -159,14 +159,14 @@ def _name(graph: Graph, node: Node) -> str:
     return wrt(node)
 
 
-def rows(graph: Graph, run: Run) -> list[Row]:
+def rows(graph: Graph, run: Run) -> list[Explained]:
     """The table: one row per named op and the output, in the order the program computes them."""
     out = []
     for node in graph:
         if node.kind != "op" or not (node.name or node.id == graph.output):
             continue
         d = OPS[node.op]
-        out.append(Row(node=node.id, name=_name(graph, node), expr=node.meta.get("expr") or node.id,
+        out.append(Explained(node=node.id, name=_name(graph, node), expr=node.meta.get("expr") or node.id,
                        computes=substitute(d.formula, _names(graph, run, node)),
                        value=value_text(run.values[node.id], sep=" "), shape=tuple(run.values[node.id].shape),
                        terms=_terms(graph, run, node)))
@@ -256,4 +256,4 @@ def as_json(graph: Graph, run: Run) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
-FORMATS = {"text": as_text, "md": as_markdown, "json": as_json}
+WRITERS = {"text": as_text, "md": as_markdown, "json": as_json}
