@@ -1,4 +1,7 @@
-"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from."""
+"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from.
+
+The parser is Lark's stand-alone LALR parser generated from grammar.lark (cgviz/lang/lalr.py, written by
+`python -m cgviz.lang.gen_parser`): lark itself is not imported."""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-
-from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import CgvizError, Source, SourceError
+from .lalr import (Lark, Lark_StandAlone, Token, Transformer_NonRecursive, UnexpectedCharacters, UnexpectedEOF,
+                   UnexpectedInput, UnexpectedToken, VisitError, v_args)
+from .postlex import DropNewlinesInBrackets as _DropNewlinesInBrackets
 
 
 # ---------------------------------------------------------------- AST
@@ -93,57 +95,10 @@ class Program:
 
 # ---------------------------------------------------------------- lark plumbing
 
-class _DropNewlinesInBrackets:
-    """Post-lexer: a newline inside (...) or [...] continues the statement, as in Python."""
-
-    always_accept = ("_NL",)
-
-    def process(self, stream):
-        depth = 0
-        for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth:
-                continue
-            yield tok
-
-
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    """The LALR parser. Building its tables from grammar.lark takes ~30 ms, a sixth of a whole
-    `cgviz render`; so the built parser is kept in the user's cache folder (lark's own cache: the
-    file records a hash of the grammar, the options and the lark and Python versions, and is rebuilt
-    when any of them changes, or when it cannot be read). CGVIZ_NO_PARSER_CACHE=1 turns it off."""
-    grammar = resources.files("cgviz.lang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
-                postlex=_DropNewlinesInBrackets(), cache=_parser_cache_file(grammar))
-
-
-def _parser_cache_file(grammar: str) -> str | bool:
-    """Where the built parser is cached: $XDG_CACHE_HOME/cgviz (else ~/.cache/cgviz), a folder of
-    the user's own that nobody else can write into (the file is a pickle: it must not come from
-    anyone else). False (no cache) when there is no such folder and it cannot be made."""
-    import hashlib
-    import os
-    import sys
-
-    if os.environ.get("CGVIZ_NO_PARSER_CACHE"):
-        return False
-    try:
-        import lark
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        folder = os.path.join(base, "cgviz")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        st = os.stat(folder)
-        getuid = getattr(os, "getuid", None)
-        if getuid is not None and (st.st_uid != getuid() or st.st_mode & 0o022):
-            return False
-        key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:16]
-        return os.path.join(folder, f"parser-{key}.lark")
-    except (OSError, ValueError):
-        return False
+    """The LALR parser: Lark's stand-alone parser, its tables built from grammar.lark beforehand (lalr.py)."""
+    return Lark_StandAlone(postlex=_DropNewlinesInBrackets())
 
 
 def _pos(meta_or_tok) -> Pos:
