@@ -7,13 +7,36 @@ import os
 import sys
 from pathlib import Path
 
-import click
 
-from . import __version__
-from .api import check_step, check_thresholds
-from .errors import CgvizError, OptionError
-from .options import AUTO_RANKDIR_HELP, option, parse_sets
-from .view.graphviz import FORMATS, write_atomic
+def _one_blas_thread() -> None:
+    """Import NumPy with its OpenBLAS on one thread, unless the user chose a thread count.
+
+    NumPy's wheels bring OpenBLAS, which starts a worker thread per core when NumPy is imported;
+    the workers spin, waiting for work, for a while before they sleep, and are shut down at exit.
+    OpenBLAS splits only large products between threads, and an expression file's arrays are small,
+    so for a short command the workers mostly take CPU away: ~30 ms CPU of a `cgviz render` of
+    pizza.cg on a 2-core machine, and wall time when the machine is busy (strace showed the exit
+    waiting ~150 ms for the worker). OpenBLAS reads the variable once, as NumPy loads it; it is taken
+    out of the environment again so that neither Graphviz nor torch (cgviz torch) sees it."""
+    if "numpy" in sys.modules or any(os.environ.get(v) for v in
+                                     ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")):
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
+_one_blas_thread()
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .api import check_step, check_thresholds  # noqa: E402
+from .errors import CgvizError, OptionError  # noqa: E402
+from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
+from .view.graphviz import FORMATS, write_atomic  # noqa: E402
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
