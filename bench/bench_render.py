@@ -156,7 +156,8 @@ def import_profile(tmp: Path) -> tuple[list[str], list[tuple[str, float]], float
 # command line does (cgviz.cli). The first parse() builds the parser from its generated tables
 # (cgviz/lang/lalr.py); the second reuses it. perf_counter is the system-wide monotonic clock, so the
 # parent can also time the interpreter's start (spawn to the first line) and its exit (the last
-# line to the process's end): the rows add up to the helper's whole wall time.
+# line to the process's end, which leaves as cgviz.cli.run does): the rows add up to the helper's
+# whole wall time.
 STAGES = r"""
 import time
 t = [time.perf_counter()]
@@ -182,6 +183,8 @@ print(json.dumps({"first": t[0], "last": time.perf_counter(),
                   "parse + build IR + forward/backward": d[6], "to_dot": d[7],
                   "`dot -Tsvg` subprocess": d[8], "torch imported": "torch" in sys.modules,
                   "lark imported": "lark" in sys.modules}))
+sys.stdout.flush()
+os._exit(0)             # as cgviz.cli.run leaves (the atexit handlers aside: nothing here registers one)
 """
 
 FLAGS = ("torch imported", "lark imported")
@@ -201,7 +204,7 @@ def stage_profile(n: int = 5) -> dict[str, float] | None:
         r = json.loads(proc.stdout)
         first, last = r.pop("first"), r.pop("last")
         runs.append({"interpreter start-up (spawn to the first line: site, .pth files)": first - spawn,
-                     **r, "interpreter exit (last line to the process's end)": end - last,
+                     **r, "interpreter exit (last line to the process's end; os._exit, as cgviz.cli.run)": end - last,
                      "whole helper process": end - spawn})
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in FLAGS}
     for k in FLAGS:
