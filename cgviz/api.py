@@ -383,7 +383,7 @@ def is_model(target: str) -> bool:
     """Whether a path names a model rather than an expression file: by suffix first (.cg is an
     expression file, .py and torch's archives are models), else by content (a zip or pickle is a
     model; text is an expression file unless the expression parser rejects it and Python accepts it)."""
-    from .pytorch.load import split_spec, sniff
+    from .paths import split_spec
     if target == "-":
         return False
     path, factory = split_spec(target)
@@ -400,6 +400,7 @@ def is_model(target: str) -> bool:
     if check_input(path, kind="an expression file or a model", accepts=accepts).st_size > SOURCE_LIMIT:
         return True             # too big for an expression file
     data = read_input(path, kind="an expression file or a model", accepts=accepts, limit=SOURCE_LIMIT)
+    from .pytorch.load import sniff
     try:
         kind = sniff(path, data)
     except CgvizError:
@@ -781,8 +782,7 @@ def op_table(format: str = "text") -> str:
 def files_read(source: str, input_file: str | None = None, weights: str | None = None) -> list:
     """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
     (`net.py` of `net.py:build`; none for "-"), the inputs file and the weights."""
-    from .paths import Arg
-    from .pytorch.load import split_spec
+    from .paths import Arg, split_spec
     files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
     return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights)]
 

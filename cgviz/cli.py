@@ -7,13 +7,36 @@ import os
 import sys
 from pathlib import Path
 
-import click
 
-from . import __version__
-from .api import check_step, check_thresholds
-from .errors import CgvizError, OptionError
-from .options import AUTO_RANKDIR_HELP, option, parse_sets
-from .view.graphviz import FORMATS, write_atomic
+def _one_blas_thread() -> None:
+    """Import NumPy with its OpenBLAS on one thread, unless the user chose a thread count.
+
+    NumPy's wheels bring OpenBLAS, which starts a worker thread per core when NumPy is imported;
+    the workers spin, waiting for work, for a while before they sleep, and are shut down at exit.
+    OpenBLAS splits only large products between threads, and an expression file's arrays are small,
+    so for a short command the workers mostly take CPU away: ~30 ms CPU of a `cgviz render` of
+    pizza.cg on a 2-core machine, and wall time when the machine is busy (strace showed the exit
+    waiting ~150 ms for the worker). OpenBLAS reads the variable once, as NumPy loads it; it is taken
+    out of the environment again so that neither Graphviz nor torch (cgviz torch) sees it."""
+    if "numpy" in sys.modules or any(os.environ.get(v) for v in
+                                     ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")):
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
+_one_blas_thread()
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .api import check_step, check_thresholds  # noqa: E402
+from .errors import CgvizError, OptionError  # noqa: E402
+from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
+from .view.graphviz import FORMATS, write_atomic  # noqa: E402
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
@@ -106,12 +129,15 @@ def main():
 
 
 def run() -> None:
-    """The console entry point: `main`, then a quick exit once torch has been loaded.
+    """The console entry point: `main`, then a quick exit.
 
-    Python's shutdown after a model run spends ~0.4 s tearing down torch and the model's tensors
-    (a tenth of `cgviz torch` on ResNet-50). By then every output is written and closed, so the
-    process leaves with os._exit once both standard streams are flushed. `main` itself is unchanged
-    (tests call it in-process)."""
+    Python's shutdown tears down every module and object one by one: ~0.4 s after a model run with
+    torch loaded (a tenth of `cgviz torch` on ResNet-50), ~15-25 ms after a `cgviz render` of an
+    expression file (NumPy, click and cgviz's modules: a tenth of the command). By then every output
+    is written and closed (write_atomic), so once both standard streams are flushed the process
+    leaves with os._exit. Without torch the atexit handlers still run first (logging's, say); after a
+    model run they are skipped, as torch's own take long. If another thread is still running, the
+    usual shutdown waits for it instead. `main` itself is unchanged (tests call it in-process)."""
     import signal
     try:
         # By default SIGTERM kills Python on the spot, leaving `dot` running and a temporary file behind.
@@ -123,13 +149,20 @@ def run() -> None:
         code = 0
     except SystemExit as e:
         code = e.code
-    if "torch" in sys.modules:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        if code is None or isinstance(code, int):
+    if code is None or isinstance(code, int):
+        torch = "torch" in sys.modules
+        threading = sys.modules.get("threading")
+        if torch or threading is None or threading.active_count() == 1:
+            if not torch:
+                run_exit_handlers = getattr(__import__("atexit"), "_run_exitfuncs", None)
+                if run_exit_handlers is None:
+                    raise SystemExit(code)
+                run_exit_handlers()
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (BrokenPipeError, OSError):
+                pass
             os._exit(code or 0)
     raise SystemExit(code)
 

@@ -307,3 +307,14 @@ def check_folder(path, option: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise CgvizError(f"{option} {path} is {kind_of(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'}, "
                          "not a folder; give a folder (it is created when missing)")
+
+
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
+    p = Path(spec)
+    if os.path.lexists(p):        # lexists: a link that loops or dangles is still the file named
+        return p, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and tail.isidentifier() and os.path.lexists(head):
+        return Path(head), tail
+    return p, None

@@ -1,88 +1,151 @@
-"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from."""
+"""Parse the expression language (lark grammar) into a small AST whose nodes remember where they came from.
+
+The parser is Lark's stand-alone LALR parser generated from grammar.lark (cgviz/lang/lalr.py, written by
+`python -m cgviz.lang.gen_parser`): lark itself is not imported."""
 
 from __future__ import annotations
 
 import math
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from functools import lru_cache
-from importlib import resources
-
-from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import CgvizError, Source, SourceError
+from .lalr import (Lark, Lark_StandAlone, Token, Transformer_NonRecursive, UnexpectedCharacters, UnexpectedEOF,
+                   UnexpectedInput, UnexpectedToken, VisitError, v_args)
+from .postlex import DropNewlinesInBrackets as _DropNewlinesInBrackets
 
 
 # ---------------------------------------------------------------- AST
 
-@dataclass(frozen=True, slots=True)
-class Pos:
-    line: int
-    col: int
-    start: int   # character offsets into the source, for the expression's own text
-    end: int
+class _Node:
+    """Immutable AST node with __slots__, value equality, hashing and a repr that names every field:
+    what @dataclass(frozen=True, slots=True) generated for these classes, written once here, because
+    generating them cost ~5 ms of every `cgviz render`'s start-up (dataclasses compiles each method
+    with exec, and slots=True builds each class twice). The fields are the __slots__, in order."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __getstate__(self):
+        return self._values()
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            _set(self, name, value)
 
 
-@dataclass(frozen=True, slots=True)
-class Num:
-    value: float
-    text: str
-    pos: Pos
+_set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
-class Var:
-    name: str
-    pos: Pos
+class Pos(_Node):
+    __slots__ = ("line", "col", "start", "end")   # start, end: character offsets into the source
+
+    def __init__(self, line: int, col: int, start: int, end: int):
+        _set(self, "line", line)
+        _set(self, "col", col)
+        _set(self, "start", start)
+        _set(self, "end", end)
 
 
-@dataclass(frozen=True, slots=True)
-class ListLit:
-    items: tuple
-    pos: Pos
+class Num(_Node):
+    __slots__ = ("value", "text", "pos")
+
+    def __init__(self, value: float, text: str, pos: Pos):
+        _set(self, "value", value)
+        _set(self, "text", text)
+        _set(self, "pos", pos)
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    func: str
-    args: tuple
-    kwargs: tuple   # ((name, expr, pos), ...) in the order written
-    pos: Pos
+class Var(_Node):
+    __slots__ = ("name", "pos")
+
+    def __init__(self, name: str, pos: Pos):
+        _set(self, "name", name)
+        _set(self, "pos", pos)
 
 
-@dataclass(frozen=True, slots=True)
-class BinOp:
-    op: str         # the op table's name: add, sub, mul, div, matmul, pow
-    left: object
-    right: object
-    pos: Pos        # the whole expression
-    op_pos: Pos     # the operator itself, where a caret points for shape errors
+class ListLit(_Node):
+    __slots__ = ("items", "pos")
+
+    def __init__(self, items: tuple, pos: Pos):
+        _set(self, "items", items)
+        _set(self, "pos", pos)
 
 
-@dataclass(frozen=True, slots=True)
-class Unary:
-    op: str         # neg or pos
-    operand: object
-    pos: Pos
+class Call(_Node):
+    __slots__ = ("func", "args", "kwargs", "pos")   # kwargs: ((name, expr, pos), ...) in the order written
+
+    def __init__(self, func: str, args: tuple, kwargs: tuple, pos: Pos):
+        _set(self, "func", func)
+        _set(self, "args", args)
+        _set(self, "kwargs", kwargs)
+        _set(self, "pos", pos)
 
 
-@dataclass(frozen=True, slots=True)
-class Attr:
-    obj: object
-    attr: str
-    pos: Pos
-    attr_pos: Pos
+class BinOp(_Node):
+    # op: the op table's name (add, sub, mul, div, matmul, pow); pos: the whole expression;
+    # op_pos: the operator itself, where a caret points for shape errors
+    __slots__ = ("op", "left", "right", "pos", "op_pos")
+
+    def __init__(self, op: str, left, right, pos: Pos, op_pos: Pos):
+        _set(self, "op", op)
+        _set(self, "left", left)
+        _set(self, "right", right)
+        _set(self, "pos", pos)
+        _set(self, "op_pos", op_pos)
 
 
-@dataclass(frozen=True, slots=True)
-class Stmt:
-    kind: str       # input, param, const, loss, assign
-    name: str | None
-    expr: object
-    pos: Pos        # the statement
-    name_pos: Pos
+class Unary(_Node):
+    __slots__ = ("op", "operand", "pos")   # op: neg or pos
+
+    def __init__(self, op: str, operand, pos: Pos):
+        _set(self, "op", op)
+        _set(self, "operand", operand)
+        _set(self, "pos", pos)
+
+
+class Attr(_Node):
+    __slots__ = ("obj", "attr", "pos", "attr_pos")
+
+    def __init__(self, obj, attr: str, pos: Pos, attr_pos: Pos):
+        _set(self, "obj", obj)
+        _set(self, "attr", attr)
+        _set(self, "pos", pos)
+        _set(self, "attr_pos", attr_pos)
+
+
+class Stmt(_Node):
+    # kind: input, param, const, loss or assign; pos: the statement
+    __slots__ = ("kind", "name", "expr", "pos", "name_pos")
+
+    def __init__(self, kind: str, name: str | None, expr, pos: Pos, name_pos: Pos):
+        _set(self, "kind", kind)
+        _set(self, "name", name)
+        _set(self, "expr", expr)
+        _set(self, "pos", pos)
+        _set(self, "name_pos", name_pos)
 
 
 @dataclass
@@ -93,57 +156,10 @@ class Program:
 
 # ---------------------------------------------------------------- lark plumbing
 
-class _DropNewlinesInBrackets:
-    """Post-lexer: a newline inside (...) or [...] continues the statement, as in Python."""
-
-    always_accept = ("_NL",)
-
-    def process(self, stream):
-        depth = 0
-        for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth:
-                continue
-            yield tok
-
-
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    """The LALR parser. Building its tables from grammar.lark takes ~30 ms, a sixth of a whole
-    `cgviz render`; so the built parser is kept in the user's cache folder (lark's own cache: the
-    file records a hash of the grammar, the options and the lark and Python versions, and is rebuilt
-    when any of them changes, or when it cannot be read). CGVIZ_NO_PARSER_CACHE=1 turns it off."""
-    grammar = resources.files("cgviz.lang").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
-                postlex=_DropNewlinesInBrackets(), cache=_parser_cache_file(grammar))
-
-
-def _parser_cache_file(grammar: str) -> str | bool:
-    """Where the built parser is cached: $XDG_CACHE_HOME/cgviz (else ~/.cache/cgviz), a folder of
-    the user's own that nobody else can write into (the file is a pickle: it must not come from
-    anyone else). False (no cache) when there is no such folder and it cannot be made."""
-    import hashlib
-    import os
-    import sys
-
-    if os.environ.get("CGVIZ_NO_PARSER_CACHE"):
-        return False
-    try:
-        import lark
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        folder = os.path.join(base, "cgviz")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        st = os.stat(folder)
-        getuid = getattr(os, "getuid", None)
-        if getuid is not None and (st.st_uid != getuid() or st.st_mode & 0o022):
-            return False
-        key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:16]
-        return os.path.join(folder, f"parser-{key}.lark")
-    except (OSError, ValueError):
-        return False
+    """The LALR parser: Lark's stand-alone parser, its tables built from grammar.lark beforehand (lalr.py)."""
+    return Lark_StandAlone(postlex=_DropNewlinesInBrackets())
 
 
 def _pos(meta_or_tok) -> Pos:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CgvizError
+from ..paths import split_spec  # noqa: F401  (it lives in cgviz.paths, light enough for the expression path)
 from ..spelling import on_command_line, spell
 
 
@@ -59,17 +60,6 @@ class Loaded:
 
 def _fail(msg: str) -> CgvizError:
     return CgvizError(msg)
-
-
-def split_spec(spec: str) -> tuple[Path, str | None]:
-    """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
-    p = Path(spec)
-    if os.path.lexists(p):        # lexists: a link that loops or dangles is still the file named
-        return p, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and tail.isidentifier() and os.path.lexists(head):
-        return Path(head), tail
-    return p, None
 
 
 def sniff(path: Path, data: bytes) -> str:
