@@ -35,6 +35,14 @@ class Frame:
     cls: str
     call: int = 1
 
+    # Tuples of frames key every scope dict of the picture, and a tuple's hash is never cached: the
+    # generated __hash__ ran ~100k times for one DenseNet picture. The same value, computed once.
+    def __post_init__(self):
+        object.__setattr__(self, "_hash", hash((self.path, self.cls, self.call)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
     @property
     def key(self) -> str:
         return self.path if self.call == 1 else f"{self.path}:{self.call}"
