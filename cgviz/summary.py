@@ -83,8 +83,19 @@ class TensorInfo:
         if d.numel() <= FULL_LIMIT:
             # integers stay integers (token ids print whole); floats and bools go through float64
             whole = not d.dtype.is_floating_point and d.dtype != torch.bool
-            arr = d.cpu().to(torch.int64).numpy() if whole else d.cpu().to(torch.float64).numpy()
-            return TensorInfo(shape, dtype, _stats(arr), arr.copy())
+            arr = None
+            if d.dtype in _NUMPY_DTYPES and d.device.type == "cpu":
+                # NumPy widens the tensor's own memory into a fresh C-ordered array: the same numbers
+                # as torch's .to(float64) and a copy, at half the cost (torch's fresh float64 buffer
+                # made the statistics' passes over it twice as slow, ~60 µs of DenseNet's ~90 µs a
+                # summary, 1,700 times)
+                try:
+                    arr = np.array(d.numpy(), dtype=np.int64 if whole else np.float64, order="C")
+                except (RuntimeError, TypeError):      # a negative-bit view, a tensor subclass …
+                    arr = None
+            if arr is None:
+                arr = (d.cpu().to(torch.int64) if whole else d.cpu().to(torch.float64)).numpy().copy()
+            return TensorInfo(shape, dtype, _stats(arr), arr)
         # Large tensors: statistics in torch, without a NumPy copy. float32 stays float32 (torch's
         # reductions sum pairwise, and `norm` then equals what `param.grad.norm()` prints); other
         # dtypes go through float64.
@@ -126,6 +137,27 @@ class TensorInfo:
 _DTYPE_NAMES: dict = {}
 
 
+def _numpy_dtypes() -> frozenset:
+    """The torch dtypes whose tensors .numpy() reads as they are (no bfloat16, no complex)."""
+    import torch
+    return frozenset({torch.float16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+                      torch.int16, torch.int32, torch.int64})
+
+
+class _LazyDtypes:
+    """_numpy_dtypes(), made on first use so that importing this module does not import torch."""
+
+    _set: frozenset | None = None
+
+    def __contains__(self, dtype) -> bool:
+        if self._set is None:
+            _LazyDtypes._set = _numpy_dtypes()
+        return dtype in self._set
+
+
+_NUMPY_DTYPES = _LazyDtypes()
+
+
 class ArrayInfo(TensorInfo):
     """An expression array's summary, which keeps the array: its stats are computed on first read,
     so a view that reads only the values (saturation, labels) never pays five reductions for them."""
@@ -153,12 +185,17 @@ def first(v):
     return v[0] if isinstance(v, list) else v
 
 
+_FAKE: list = []     # torch's FakeTensor class (or None on an older torch), found on first use
+
+
 def _is_fake(t) -> bool:
-    try:
-        from torch._subclasses.fake_tensor import FakeTensor
-    except ImportError:  # pragma: no cover - older torch
-        return False
-    return isinstance(t, FakeTensor)
+    if not _FAKE:
+        try:
+            from torch._subclasses.fake_tensor import FakeTensor
+        except ImportError:  # pragma: no cover - older torch
+            FakeTensor = None
+        _FAKE.append(FakeTensor)
+    return _FAKE[0] is not None and isinstance(t, _FAKE[0])
 
 
 _UNSET = object()

@@ -15,6 +15,8 @@ STEP = "#2e7d32"      # green: a param's value after a gradient-descent step
 
 def quote(text: str) -> str:
     """A DOT double-quoted string whose content shows exactly `text` (newlines become line breaks)."""
+    if '"' not in text and "\\" not in text and "\n" not in text and "\r" not in text:
+        return f'"{text}"'      # most ids and values: nothing to escape (tens of thousands a picture)
     body = text.replace("\\", "\\\\").replace('"', '\\"')
     body = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
     return f'"{body}"'

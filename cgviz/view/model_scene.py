@@ -258,11 +258,19 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
         for i in range(1, len(scope) + 1):
             total[scope[:i]] = total.get(scope[:i], 0) + len(ids)
     order = sorted(set(total) | {()}, key=lambda s: (len(s), [f.key for f in s]))
+    # each scope's child scopes in `order`, and the scopes with a drawn node somewhere below them:
+    # asked of every scope, the two questions were a scan of all scopes each (DenseNet's every-op
+    # picture spent a tenth of a second in them)
+    children: dict[tuple, list[tuple]] = {}
+    for c in order:
+        if c:
+            children.setdefault(c[:-1], []).append(c)
+    above = {c[:i] for c in direct for i in range(len(c))}
 
     def single_op(child: tuple) -> str | None:
         """A leaf module that ran one op (Conv2d → conv2d): its frame would only add a box around
         the op and its weights, so the op's label names the module instead."""
-        if child in pic.groups or any(len(c) > len(child) and c[:len(child)] == child for c in direct):
+        if child in pic.groups or child in above:
             return None
         ops = [n for n in direct.get(child, []) if pic.nodes[n].kind in ("op", "module")]
         return ops[0] if len(ops) == 1 else None
@@ -270,7 +278,7 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
     def items(scope: tuple, caption: dict | None = None) -> list[Node | Cluster]:
         out: list[Node | Cluster] = [_node(graph, run, pic, pic.nodes[nid], opts, (caption or {}).get(nid), nid in main)
                                      for nid in direct.get(scope, [])]
-        for child in [c for c in order if len(c) == len(scope) + 1 and c[:len(scope)] == scope]:
+        for child in children.get(scope, ()):
             lone = single_op(child)
             if lone is not None:
                 out.extend(items(child, {lone: child[-1]}))

@@ -164,9 +164,9 @@ def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
     return any(i in before for m in nxt for i in graph[m].inputs)
 
 
-def find_groups(graph: Graph, run: RunSummary) -> dict[tuple, Group]:
+def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] | None = None) -> dict[tuple, Group]:
     """Loops (one module path called repeatedly) and folds (consecutive same-structure siblings)."""
-    members = _members(graph)
+    members = _members(graph) if members is None else members
     kids = _children(members)
     groups: dict[tuple, Group] = {}
     hidden: set[tuple] = set()
@@ -209,10 +209,16 @@ def find_groups(graph: Graph, run: RunSummary) -> dict[tuple, Group]:
     return groups
 
 
-def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True) -> Picture:
-    """Map every recorded node to the drawn node that stands for it, and merge the edges."""
+def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True,
+                  groups: dict[tuple, Group] | None = None) -> Picture:
+    """Map every recorded node to the drawn node that stands for it, and merge the edges. `groups`:
+    find_groups(graph, run), when the caller has it already (they do not depend on the depth, and
+    the levels of one model's picture were each finding them again)."""
     members = _members(graph)
-    groups = find_groups(graph, run) if fold else {}
+    if not fold:
+        groups = {}
+    elif groups is None:
+        groups = find_groups(graph, run, members)
     # 1. folding: members of repetitions 2..N stand for the same-position member of repetition 1
     fmap = {n.id: n.id for n in graph}
     call_of: dict[str, tuple] = {}      # recorded node → (group rep, repetition index)
