@@ -88,12 +88,19 @@ class ModelDrawing:
     def warnings(self) -> list[str]:
         return self.run.warnings
 
-    def dot(self, rankdir: str = "TB") -> str:
-        from ..view.model_scene import DrawOptions, to_dot
+    def scene(self, rankdir: str = "TB", labels: bool = True):
+        """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
+        layout cost (cgviz.view.budget.scene_cost)."""
+        from ..view.model_scene import DrawOptions, scene
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
-        return to_dot(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
-                                                                  title=self.title, flags=self.flags,
-                                                                  compact=self.compact, **thresholds))
+        return scene(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
+                                                                 title=self.title, flags=self.flags,
+                                                                 compact=self.compact, labels=labels,
+                                                                 **thresholds))
+
+    def dot(self, rankdir: str = "TB", labels: bool = True) -> str:
+        from ..view.dot import dot_text
+        return dot_text(self.scene(rankdir, labels))
 
     def _what(self) -> str:
         if self.coarser and self.coarser[0].compact:
@@ -123,10 +130,10 @@ class ModelDrawing:
 
     def choose(self, rankdir: str = "TB") -> None:
         """Start from the first level whose estimated layout cost fits the budget (cgviz.view.budget)."""
-        from ..view.budget import LAYOUT_BUDGET, layout_cost
+        from ..view.budget import LAYOUT_BUDGET, scene_cost
         skipped = None
         while self.coarser:
-            cost = layout_cost(self.dot(rankdir))
+            cost = scene_cost(self.scene(rankdir, labels=False))
             if cost.score <= LAYOUT_BUDGET:
                 break
             skipped = skipped or (self._what(), cost)

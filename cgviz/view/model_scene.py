@@ -33,6 +33,9 @@ class DrawOptions:
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
     compact: bool = False       # the layout budget's cheaper style: rounded boxes for ops, edge numbers
                                 # in tooltips instead of labels (a label is a node more on every edge)
+    labels: bool = True         # False: the scene's shape only, for cgviz.view.budget.layout_cost: no node
+                                # labels, and "·" for an edge label that would be there (DenseNet's every
+                                # op: 0.25 s of numbers written only to be counted)
 
 
 def count_text(n: int) -> str:
@@ -365,6 +368,8 @@ def main_path(pic: Picture) -> list[str]:
 
 def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOptions, frame=None,
           main: bool = False) -> Node:
+    if not opts.labels:
+        return Node(dn.id)
     kind = "param" if dn.kind == "params" else dn.kind
     style = dict(MODULE_STYLE if kind == "module" else STYLE.get(kind, STYLE["op"]))
     if opts.compact and kind == "op":
@@ -398,7 +403,7 @@ def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge
     fwd = forward_edge()
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
-    text = "" if e.leaf else info_text(e.value, sep=" ")
+    text = "" if e.leaf else info_text(e.value, sep=" ") if opts.labels else "" if e.value is None else "·"
     if e.count > 1:
         text += f"\n×{e.count}"
     if e.per_step > 1:
@@ -412,7 +417,8 @@ def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge
     if opts.compact and "label" in fwd:
         fwd["tooltip"] = fwd.pop("label")
     out = [Edge(e.src, e.dst, fwd)]
-    g = "" if e.leaf else info_grad_text(e.grad, sep=" ")
+    g = ("" if e.leaf else info_grad_text(e.grad, sep=" ") if opts.labels
+         else "" if e.grad is None or e.grad.stats is None else "·")
     if g and e.note:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):

@@ -51,6 +51,30 @@ def test_default_png_of_each_twin_is_drawn_within_the_pixel_budget(cli, tmp_path
     _within_budget(tmp_path / "out.png")
 
 
+@pytest.mark.parametrize("factory, inputs", [
+    ("densenet", "twins.image_inputs()"),
+    ("t5", "twins.inputs('t5')"),
+    ("lstm", "twins.inputs('lstm')"),
+])
+def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs):
+    """The level is chosen by the cost of the scene without its numbers (labels=False): it must count
+    the same nodes, edges, labels and frames as the full DOT text, at every level."""
+    from cgviz.pytorch.load import load_model
+    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.view.budget import layout_cost, scene_cost
+    d = picture_model(load_model(str(_model_file(tmp_path, factory, inputs))))
+    levels = 0
+    while True:
+        full = layout_cost(d.dot())
+        assert layout_cost(d.dot(labels=False)) == full, d.depth
+        assert scene_cost(d.scene(labels=False)) == full, d.depth
+        levels += 1
+        if not d.coarser:
+            break
+        d._take(d.coarser.pop(0))
+    assert levels >= 2
+
+
 def test_densenet_dense_block_steps_down_and_says_why(cli, tmp_path):
     """densenet121's wiring: 89 boxes at depth 3 but 1,244 labelled concatenation edges, which dot
     does not lay out in a minute; the budget starts at a level it can lay out and says so."""
