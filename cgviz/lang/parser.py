@@ -23,9 +23,25 @@ class _Node:
     """Immutable AST node with __slots__, value equality, hashing and a repr that names every field:
     what @dataclass(frozen=True, slots=True) generated for these classes, written once here, because
     generating them cost ~5 ms of every `cgviz render`'s start-up (dataclasses compiles each method
-    with exec, and slots=True builds each class twice). The fields are the __slots__, in order."""
+    with exec, and slots=True builds each class twice). The fields are the __slots__, in order, and
+    the one __init__ below takes them by position or name."""
 
     __slots__ = ()
+
+    def __init__(self, *args, **kwargs):
+        names = self.__slots__
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}() takes {len(names)} fields, {len(args)} given")
+        given = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names or name in given:
+                raise TypeError(f"{type(self).__name__}(): unexpected or repeated field {name!r}")
+            given[name] = value
+        if len(given) != len(names):
+            missing = [n for n in names if n not in given]
+            raise TypeError(f"{type(self).__name__}() missing fields {missing}")
+        for name in names:
+            _set(self, name, given[name])
 
     def _values(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -62,46 +78,21 @@ _set = object.__setattr__
 class Pos(_Node):
     __slots__ = ("line", "col", "start", "end")   # start, end: character offsets into the source
 
-    def __init__(self, line: int, col: int, start: int, end: int):
-        _set(self, "line", line)
-        _set(self, "col", col)
-        _set(self, "start", start)
-        _set(self, "end", end)
-
 
 class Num(_Node):
     __slots__ = ("value", "text", "pos")
-
-    def __init__(self, value: float, text: str, pos: Pos):
-        _set(self, "value", value)
-        _set(self, "text", text)
-        _set(self, "pos", pos)
 
 
 class Var(_Node):
     __slots__ = ("name", "pos")
 
-    def __init__(self, name: str, pos: Pos):
-        _set(self, "name", name)
-        _set(self, "pos", pos)
-
 
 class ListLit(_Node):
     __slots__ = ("items", "pos")
 
-    def __init__(self, items: tuple, pos: Pos):
-        _set(self, "items", items)
-        _set(self, "pos", pos)
-
 
 class Call(_Node):
     __slots__ = ("func", "args", "kwargs", "pos")   # kwargs: ((name, expr, pos), ...) in the order written
-
-    def __init__(self, func: str, args: tuple, kwargs: tuple, pos: Pos):
-        _set(self, "func", func)
-        _set(self, "args", args)
-        _set(self, "kwargs", kwargs)
-        _set(self, "pos", pos)
 
 
 class BinOp(_Node):
@@ -109,43 +100,18 @@ class BinOp(_Node):
     # op_pos: the operator itself, where a caret points for shape errors
     __slots__ = ("op", "left", "right", "pos", "op_pos")
 
-    def __init__(self, op: str, left, right, pos: Pos, op_pos: Pos):
-        _set(self, "op", op)
-        _set(self, "left", left)
-        _set(self, "right", right)
-        _set(self, "pos", pos)
-        _set(self, "op_pos", op_pos)
-
 
 class Unary(_Node):
     __slots__ = ("op", "operand", "pos")   # op: neg or pos
-
-    def __init__(self, op: str, operand, pos: Pos):
-        _set(self, "op", op)
-        _set(self, "operand", operand)
-        _set(self, "pos", pos)
 
 
 class Attr(_Node):
     __slots__ = ("obj", "attr", "pos", "attr_pos")
 
-    def __init__(self, obj, attr: str, pos: Pos, attr_pos: Pos):
-        _set(self, "obj", obj)
-        _set(self, "attr", attr)
-        _set(self, "pos", pos)
-        _set(self, "attr_pos", attr_pos)
-
 
 class Stmt(_Node):
     # kind: input, param, const, loss or assign; pos: the statement
     __slots__ = ("kind", "name", "expr", "pos", "name_pos")
-
-    def __init__(self, kind: str, name: str | None, expr, pos: Pos, name_pos: Pos):
-        _set(self, "kind", kind)
-        _set(self, "name", name)
-        _set(self, "expr", expr)
-        _set(self, "pos", pos)
-        _set(self, "name_pos", name_pos)
 
 
 @dataclass
