@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -84,7 +85,7 @@ class TensorInfo:
             # integers stay integers (token ids print whole); floats and bools go through float64
             whole = not d.dtype.is_floating_point and d.dtype != torch.bool
             arr = None
-            if d.dtype in _NUMPY_DTYPES and d.device.type == "cpu":
+            if d.dtype in _numpy_dtypes() and d.device.type == "cpu":
                 # NumPy widens the tensor's own memory into a fresh C-ordered array: the same numbers
                 # as torch's .to(float64) and a copy, at half the cost (torch's fresh float64 buffer
                 # made the statistics' passes over it twice as slow, ~60 µs of DenseNet's ~90 µs a
@@ -137,25 +138,13 @@ class TensorInfo:
 _DTYPE_NAMES: dict = {}
 
 
+@lru_cache(maxsize=1)
 def _numpy_dtypes() -> frozenset:
-    """The torch dtypes whose tensors .numpy() reads as they are (no bfloat16, no complex)."""
+    """The torch dtypes whose tensors .numpy() reads as they are (no bfloat16, no complex); made on
+    first use so that importing this module does not import torch."""
     import torch
     return frozenset({torch.float16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
                       torch.int16, torch.int32, torch.int64})
-
-
-class _LazyDtypes:
-    """_numpy_dtypes(), made on first use so that importing this module does not import torch."""
-
-    _set: frozenset | None = None
-
-    def __contains__(self, dtype) -> bool:
-        if self._set is None:
-            _LazyDtypes._set = _numpy_dtypes()
-        return dtype in self._set
-
-
-_NUMPY_DTYPES = _LazyDtypes()
 
 
 class ArrayInfo(TensorInfo):
@@ -185,17 +174,19 @@ def first(v):
     return v[0] if isinstance(v, list) else v
 
 
-_FAKE: list = []     # torch's FakeTensor class (or None on an older torch), found on first use
+@lru_cache(maxsize=1)
+def _fake_tensor_class():
+    """torch's FakeTensor class, or None on an older torch: looked up once, not on every summary."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensor
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    return FakeTensor
 
 
 def _is_fake(t) -> bool:
-    if not _FAKE:
-        try:
-            from torch._subclasses.fake_tensor import FakeTensor
-        except ImportError:  # pragma: no cover - older torch
-            FakeTensor = None
-        _FAKE.append(FakeTensor)
-    return _FAKE[0] is not None and isinstance(t, _FAKE[0])
+    fake = _fake_tensor_class()
+    return fake is not None and isinstance(t, fake)
 
 
 _UNSET = object()
