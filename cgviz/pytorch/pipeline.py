@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +145,17 @@ class ModelDrawing:
             self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
                               f"so cgviz drew {now}")
 
+    def _sized_copy(self) -> "ModelDrawing":
+        """A copy whose level list and notes extras can change without touching this drawing's."""
+        return replace(self, extra=dict(self.extra), coarser=list(self.coarser), sized=True)
+
     def for_png(self, rankdir: str = "TB", timeout: float | None = None,
                 timings: dict[str, float] | None = None) -> "ModelDrawing":
         """The drawing a default PNG shows: the finest level whose PNG at Graphviz's 96 dpi stays within
         the overview's pixels (cgviz.view.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
         than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
-        import dataclasses
         from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
-        out = dataclasses.replace(self, extra=dict(self.extra), coarser=list(self.coarser), sized=True)
+        out = self._sized_copy()
         if not self.coarser or self.coarser[0].compact:
             return out
         t = time.perf_counter()
@@ -192,7 +195,7 @@ class ModelDrawing:
         if timings is not None:
             timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
         if best is None:
-            return dataclasses.replace(self, extra=dict(self.extra), coarser=list(self.coarser), sized=True)
+            return self._sized_copy()      # `out` was walked through the levels: a fresh copy
         i, text, laid = best
         out._take(levels[i])
         out.coarser = levels[i + 1:]
