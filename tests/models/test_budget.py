@@ -51,18 +51,20 @@ def test_default_png_of_each_twin_is_drawn_within_the_pixel_budget(cli, tmp_path
     _within_budget(tmp_path / "out.png")
 
 
-@pytest.mark.parametrize("factory, inputs", [
-    ("densenet", "twins.image_inputs()"),
-    ("t5", "twins.inputs('t5')"),
-    ("lstm", "twins.inputs('lstm')"),
+@pytest.mark.parametrize("factory, inputs, meta", [
+    ("densenet", "twins.image_inputs()", False),
+    ("t5", "twins.inputs('t5')", False),
+    ("lstm", "twins.inputs('lstm')", False),
+    ("llama", "twins.inputs('llama')", True),      # shapes without statistics
 ])
-def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs):
+def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs, meta):
     """The level is chosen by the cost of the scene without its numbers (labels=False): it must count
     the same nodes, edges, labels and frames as the full DOT text, at every level."""
     from cgviz.pytorch.load import load_model
     from cgviz.pytorch.pipeline import picture_model
     from cgviz.view.budget import layout_cost, scene_cost
-    d = picture_model(load_model(str(_model_file(tmp_path, factory, inputs))))
+    from cgviz.pytorch.trace import TraceOptions
+    d = picture_model(load_model(str(_model_file(tmp_path, factory, inputs)), meta=meta), TraceOptions(meta=meta))
     levels = 0
     while True:
         full = layout_cost(d.dot())
