@@ -36,7 +36,7 @@ from . import __version__  # noqa: E402
 from .api import check_step, check_thresholds  # noqa: E402
 from .errors import CgvizError, OptionError  # noqa: E402
 from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
-from .view.graphviz import FORMATS, write_atomic  # noqa: E402
+from .view.graphviz import FORMATS, started_early, write_atomic  # noqa: E402
 
 # Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
@@ -268,9 +268,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
-    d = draw(file, kind="expression", sets=overrides, grad=not no_grad, lr=lr, clip_norm=clip_norm, rankdir=rankdir,
-             vanish=vanish, explode=explode, max_elements=max_elements, timeout=timeout)
-    data = d.output(fmt, dpi=dpi)
+    with started_early(fmt):
+        d = draw(file, kind="expression", sets=overrides, grad=not no_grad, lr=lr, clip_norm=clip_norm,
+                 rankdir=rankdir, vanish=vanish, explode=explode, max_elements=max_elements, timeout=timeout)
+        data = d.output(fmt, dpi=dpi)
     for w in d.warnings:
         click.echo(f"warning: {d.source}: {w}", err=True)
     _emit(data, path)

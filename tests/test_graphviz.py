@@ -1,0 +1,59 @@
+"""cgviz.view.graphviz: a `dot` started early is the one that draws, or is stopped when unused."""
+
+from __future__ import annotations
+
+import pytest
+
+from cgviz.view import graphviz
+from cgviz.view.graphviz import run_dot, started_early
+
+TEXT = 'digraph { a [label="early"]; a -> b }'
+
+
+def _early_processes():
+    return list(graphviz._early.values())
+
+
+@pytest.mark.parametrize("fmt, first", [("svg", "-Tsvg"), ("pdf", "-Tpdf"), ("png", "-Tdot"), ("html", "-Tsvg")])
+def test_the_first_dot_a_format_needs_is_started_ahead(fmt, first):
+    with started_early(fmt):
+        (proc,) = _early_processes()
+        assert proc.args[1:] == [first] and proc.poll() is None     # waiting for its text
+    assert proc.returncode is not None and not graphviz._early          # unused, so stopped at the end
+
+
+def test_the_early_dot_is_the_one_that_draws():
+    with started_early("svg"):
+        (proc,) = _early_processes()
+        svg = run_dot(TEXT, "svg")
+        assert not graphviz._early and proc.returncode == 0             # taken, fed, and finished
+    assert b"<svg" in svg and b"early" in svg
+    assert svg == run_dot(TEXT, "svg")                                  # the same bytes as a fresh dot
+
+
+def test_a_png_uses_the_early_layout_process_and_a_fresh_one_to_draw():
+    with started_early("png"):
+        png = run_dot(TEXT, "png")
+        assert not graphviz._early
+    assert png.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("fmt", ["dot", "json"])
+def test_text_formats_start_nothing(fmt):
+    with started_early(fmt):
+        assert not graphviz._early
+
+
+def test_without_graphviz_nothing_starts_and_nothing_fails(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with started_early("svg"):
+        assert not graphviz._early
+    with pytest.raises(graphviz.DotMissing):
+        run_dot(TEXT, "svg")
+
+
+def test_an_error_inside_stops_the_early_dot():
+    with pytest.raises(RuntimeError), started_early("svg"):
+        (proc,) = _early_processes()
+        raise RuntimeError("the program had a mistake")
+    assert proc.returncode is not None and not graphviz._early
