@@ -321,6 +321,11 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
                   f"| `cgviz render` SVG median, above (the helper skips the command line itself: click's "
                   f"parsing, option and path checks, writing the file) | {med['cg_svg'] * 1000:.0f} |",
                   "",
+                  "The helper runs `dot` after the other stages. The command starts it as the command "
+                  "begins (`cgviz.view.graphviz.started_early`), so that `dot` loads its plugins on the "
+                  "second core while the program is parsed and evaluated, and part of that row overlaps "
+                  "the rows above it.",
+                  "",
                   f"`torch` in `sys.modules` at the end of these runs: {stages['torch imported']}; "
                   f"`lark`: {stages['lark imported']}.",
                   ""]
