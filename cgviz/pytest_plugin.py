@@ -119,7 +119,8 @@ class GraphSnapshot:
             return None
         if self.update:
             return self._write(path, text)
-        return [f"the graph differs from its golden {shown}:", *(f"  {line}" for line in diff.lines),
+        # the summary first: pytest shortens a long `==` explanation to its first lines unless -vv
+        return [f"the graph differs from its golden {shown}: {diff.summary}", *(f"  {line}" for line in diff.changes),
                 f"if the change is intended, run pytest with {UPDATE}"]
 
     def _write(self, path: Path, text: str) -> None:
