@@ -107,3 +107,23 @@ def test_a_corrupt_golden_fails_in_words(project):
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*test_pizza.json is not valid JSON*", "*run pytest with --cgviz-update*"])
     assert "Traceback" not in r.stdout.str()
+
+
+def test_the_readmes_pytest_example_runs(pytester):
+    """The README's fixture example, as a user's project would hold it (a stand-in for `mypkg`)."""
+    import re
+
+    from conftest import ROOT
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(# tests/test_graphs.py\n.*?)```", readme, re.S).group(1)
+    pytester.makepyfile(mypkg="import torch.nn as nn\n\n\ndef Net():\n"
+                              "    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))\n")
+    pytester.makepyfile(test_graphs=code)
+    r = pytester.runpytest_subprocess(*PLUGIN)
+    r.assert_outcomes(failed=3)
+    r.stdout.fnmatch_lines(["*run pytest with --cgviz-update to write it*"])
+    pytester.runpytest_subprocess(*PLUGIN, "--cgviz-update").assert_outcomes(passed=3)
+    folder = pytester.path / "__snapshots__" / "test_graphs"
+    assert sorted(p.name for p in folder.iterdir()) == ["test_net_by_depth[1].json", "test_net_by_depth[2].json",
+                                                        "test_net_graph.json"]
+    pytester.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=3)
