@@ -139,3 +139,18 @@ def test_float32_on_another_machine_passes_and_a_real_change_fails():
     assert not real.same and real.added == real.removed == 0
     assert any(line.startswith("loss: ") for line in real.numbers)
     assert any(line.startswith("fc.weight: ") for line in real.numbers)
+
+
+def test_the_expression_path_of_the_golden_and_the_plugin_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from click.testing import CliRunner; from cgviz.cli import main\n"
+            "import cgviz, cgviz.pytest_plugin, cgviz.golden as G\n"
+            f"G.compare(G.document(cgviz.draw({str(ROOT / 'sample_graphs/pizza.cg')!r})), "
+            "G.document(cgviz.draw('param w = 2\\nloss L = w * w\\n')))\n"
+            f"r = CliRunner().invoke(main, ['snapshot', {str(ROOT / 'sample_graphs/pizza.cg')!r}, '--golden', "
+            f"{str(tmp_path / 'g')!r}, '--out', {str(tmp_path / 'o')!r}, '--update'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False" and (tmp_path / "g" / "pizza.json").exists()
