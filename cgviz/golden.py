@@ -43,6 +43,10 @@ def from_graph(doc: dict, loss: float | None = None, folds: list[str] | None = N
     """The golden of a cgviz-graph document (`--format json`)."""
     model = dict(doc.get("model") or {})
     loss_value = model.pop("loss_value", loss)
+    if loss_value is None:           # an expression's document: the loss is its scalar output's value
+        out_node = next((n for n in doc["nodes"] if n["id"] == doc.get("output")), None)
+        if out_node is not None and out_node.get("shape") == [] and not isinstance(out_node.get("value"), list):
+            loss_value = out_node.get("value")
     out: dict = {"format": FORMAT, "version": VERSION, "source": doc.get("source"), "loss": doc.get("loss"),
                  "output": doc.get("output"), "loss_value": _round(loss_value),
                  "seeded_with_ones": doc.get("seeded_with_ones")}

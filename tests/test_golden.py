@@ -23,6 +23,9 @@ def doc(text: str = PIZZA, **kw) -> dict:
 def test_the_same_program_is_the_same_graph():
     d = G.compare(doc(), doc())
     assert d.same and d.lines == ["0 nodes added, 0 removed"]
+    # from the --format json document, as from the drawing
+    drawing = cgviz.draw(PIZZA, kind="text")
+    assert G.from_graph(drawing.to_dict()) == G.document(drawing) and doc()["loss_value"] == 100
 
 
 def test_an_added_op_fails_with_added_node():
