@@ -13,7 +13,8 @@ import pytest
 # Where the goldens live, beside the test module, as syrupy keeps its own.
 FOLDER = "__snapshots__"
 UPDATE = "--cgviz-update"
-_WRITTEN = pytest.StashKey[list]()
+# a written golden rides on its test's report (user_properties), which xdist hands its controller
+_PROPERTY = "cgviz graph golden written"
 _UNSAFE = re.compile(r"[^\w.\-\[\]=,+@ ]")
 MAX_STEM = 150
 
@@ -35,7 +36,7 @@ def pytest_addoption(parser) -> None:
 
 
 def pytest_configure(config) -> None:
-    config.stash[_WRITTEN] = []
+    config.pluginmanager.register(_Written(), "cgviz-goldens-written")
 
 
 def _updating(config) -> bool:
@@ -128,7 +129,7 @@ class GraphSnapshot:
         from .view.graphviz import write_atomic
         path.parent.mkdir(parents=True, exist_ok=True)     # xdist workers may race here: exist_ok
         write_atomic(path, text.encode("utf-8"))
-        self._request.config.stash[_WRITTEN].append(_relative(path))
+        self._request.node.user_properties.append((_PROPERTY, str(_relative(path))))
         return None
 
 
@@ -173,8 +174,19 @@ def pytest_assertrepr_compare(config, op: str, left: Any, right: Any) -> list[st
     return ["drawing == graph_snapshot", *snap._failure]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    written = config.stash.get(_WRITTEN, [])
-    if written:
-        terminalreporter.write_line(f"cgviz: wrote {len(written)} graph golden{'s' * (len(written) != 1)}: "
-                                    + ", ".join(map(str, written[:10])) + (" …" if len(written) > 10 else ""))
+class _Written:
+    """The goldens an update run wrote, from every test's report (in xdist's controller too), said
+    once at the end."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when == "call":
+            self.paths += [v for k, v in report.user_properties if k == _PROPERTY]
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        n = len(self.paths)
+        if n:
+            terminalreporter.write_line(f"cgviz: wrote {n} graph golden{'s' * (n != 1)}: "
+                                        + ", ".join(self.paths[:10]) + (" …" if n > 10 else ""))

@@ -91,7 +91,9 @@ def test_a_looser_tolerance_from_the_ini(project):
 
 def test_under_xdist_each_worker_writes_its_own_goldens(project):
     pytest.importorskip("xdist")             # in the test extra: installed wherever `make test` runs
-    project.runpytest_subprocess("-n", "2", *PLUGIN, "--cgviz-update").assert_outcomes(passed=4)
+    u = project.runpytest_subprocess("-n", "2", *PLUGIN, "--cgviz-update")
+    u.assert_outcomes(passed=4)
+    u.stdout.fnmatch_lines(["cgviz: wrote 5 graph goldens: *"])        # the workers' writes, told once
     assert _goldens(project) == GOLDENS
     project.runpytest_subprocess("-n", "2", *PLUGIN).assert_outcomes(passed=4)
     project.makepyfile(test_example=EXAMPLE.format(w="0.6"))
