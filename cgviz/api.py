@@ -76,6 +76,12 @@ class Drawing:
         return self._b.loss
 
     @property
+    def folds(self) -> list[str]:
+        """The repeated module calls the picture draws once: `layers ×12 (fold)` for identical
+        blocks, `cell ×20 (loop)` for one module called again and again; empty for an expression."""
+        return self._b.folds()
+
+    @property
     def source(self) -> str:
         """The name the drawing was read from, as warnings and titles show it (`<text>` for text)."""
         return self._b.source
@@ -216,6 +222,9 @@ class _Expression:
     def value(self, node_id):
         return self.result.run.values.get(node_id)
 
+    def folds(self) -> list[str]:
+        return []
+
     def grad(self, node_id):
         return self.result.run.grads.get(node_id)
 
@@ -272,6 +281,10 @@ class _Model:
 
     def dot(self, rankdir: str) -> str:
         return self.d.dot(rankdir)
+
+    def folds(self) -> list[str]:
+        groups = self.d.pic.groups.values() if self.d.fold else ()
+        return [f"{'/'.join(f.key for f in g.calls[0])} ×{g.n} ({g.style})" for g in groups]
 
     def to_dict(self) -> dict:
         return self.d.to_dict()

@@ -32,7 +32,7 @@ _one_blas_thread()
 
 import click  # noqa: E402
 
-from . import __version__  # noqa: E402
+from . import __version__, golden  # noqa: E402
 from .api import check_step, check_thresholds  # noqa: E402
 from .errors import CgvizError, OptionError  # noqa: E402
 from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
@@ -542,25 +542,34 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
 @main.command()
 @click.argument("inputs", nargs=-1, metavar="[MANIFEST | FILES...]")
 @click.option("--golden", required=True, metavar="DIR", type=click.Path(file_okay=False),
-              help="Folder of golden pictures: <entry>.png and <entry>.dot.")
-@click.option("--update", is_flag=True, help="Write new goldens for the entries that changed or are new.")
+              help="Folder of goldens: <entry>.json (the graph) and <entry>.png (the picture).")
+@click.option("--update", is_flag=True, help="Write new goldens for the entries that changed or are new, and "
+              "move old DOT/PNG goldens to the graph golden.")
 @click.option("--out", "out_dir", default="snapshot-out", show_default=True, metavar="DIR",
-              help="Where the new PNG/DOT and <entry>.diff.png of a changed entry go.")
-@option("tolerance")
-@option("threshold")
+              help="Where the new JSON/PNG and <entry>.diff.png of a changed entry go.")
+@option("rtol", default=None, show_default=False,
+        help=f"Relative tolerance of the graph's numbers, against the tensor's scale [default: {golden.RTOL:g}].")
+@option("atol", default=None, show_default=False,
+        help=f"Absolute tolerance of the graph's numbers [default: {golden.ATOL:g}].")
+@click.option("--pixels", is_flag=True, help="Compare the PNG pixel by pixel too (same Graphviz and fonts only).")
+@option("tolerance", help="With --pixels: share of pixels that may differ before the PNG counts as changed.")
+@option("threshold", help="With --pixels: a pixel differs when a colour channel moves by more than N (of 255).")
 @option("jobs")
 @option("timeout", help="Give up on one entry's Graphviz layout after this long.")
 @click.option("--allow-trust", is_flag=True,
               help="Let manifest entries set trust = true (unpickling a module runs code from its file).")
 @click.option("--allow-outside", is_flag=True,
               help="Let a manifest name files outside its own folder.")
-def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeout, allow_trust, allow_outside):
-    """Hold pictures of graphs steady: render every entry and compare it with its golden copy.
+def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, threshold, jobs, timeout, allow_trust,
+             allow_outside):
+    """Hold graphs steady: draw every entry and compare its graph with its golden copy.
 
     Entries are .cg files, or a manifest (TOML, e.g. cgviz.toml) of [[entry]] tables with
-    `file = "x.cg"` or `model = "net.py"` and the options render/torch take. The DOT must match
-    exactly; the PNG pixel by pixel within --tolerance. Exit status 0 when all match, 1 when any
-    changed or lacks a golden, 2 for a usage mistake.
+    `file = "x.cg"` or `model = "net.py"` and the options render/torch take. The graph's
+    structure (nodes, ops, edges, shapes, dtypes, modules, folds) must match exactly, its values
+    and gradients within --rtol/--atol; what changed is listed node by node. With --pixels (or
+    an entry's compare = ["graph", "png"]) the PNG must match pixel by pixel within --tolerance.
+    Exit status 0 when all match, 1 when any changed or lacks a golden, 2 for a usage mistake.
 
     A manifest may name only files inside its own folder, and no entry may set trust = true,
     unless --allow-outside and --allow-trust say so: in CI a manifest comes from a pull request.
@@ -574,15 +583,22 @@ def snapshot(inputs, golden, update, out_dir, tolerance, threshold, jobs, timeou
     from .snapshot import run as run_snapshot
 
     out = Path(out_dir)
-    snap = run_snapshot(list(inputs), Path(golden), out, update=update, threshold=threshold, tolerance=tolerance,
-                        jobs=jobs, timeout=timeout, allow_trust=allow_trust, allow_outside=allow_outside,
+    snap = run_snapshot(list(inputs), Path(golden), out, update=update, pixels=pixels, rtol=rtol, atol=atol,
+                        threshold=threshold, tolerance=tolerance, jobs=jobs, timeout=timeout,
+                        allow_trust=allow_trust, allow_outside=allow_outside,
                         progress=lambda n: click.progressbar(length=n, label="rendering", file=sys.stderr,
                                                              show_pos=True))
     width = max(len(o.entry.name) for o in snap.outcomes)
-    click.echo(f"{'entry':<{width}}  {'status':<14}  {'pixels differ':>13}  detail")
+    click.echo(f"{'entry':<{width}}  {'status':<14}  detail")
     for o in snap.outcomes:
-        share = "" if o.share is None else f"{o.share:.3%}"
-        click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {share:>13}  {o.detail}".rstrip())
+        click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {o.detail}".rstrip())
+    for o in snap.outcomes:
+        if o.report and o.status == "changed":
+            click.echo(f"\n{o.entry.name}:")
+            click.echo("\n".join(f"  {line}" for line in o.report))
+    if snap.legacy and not update:
+        click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "
+                   "pixels; run with --update once to move them to graph goldens (<entry>.json)", err=True)
     if snap.orphans:
         click.echo(f"note: goldens in {Path(golden)} that no entry claims (renamed or removed?): "
                    f"{', '.join(snap.orphans)}", err=True)

@@ -1,8 +1,11 @@
-"""Golden pictures held steady: render each entry, compare DOT as text and PNG pixel by pixel.
+"""Golden graphs held steady: render each entry and compare its graph with the golden's, structure exactly and numbers within a tolerance.
 
-The DOT is deterministic, so any difference in it is a real change (a label, a value, an edge).
-The PNG is compared with a tolerance, so that rasterising noise (another Graphviz or font build)
-does not fail a build while a changed picture does; a diff image shows where.
+The graph golden (`<entry>.json`, cgviz.golden) is the same on every machine: no rasteriser, font
+or float32 kernel moves it beyond the tolerance, while a changed op, edge, shape or value does. The
+PNG is written beside it for reviewers and diff sheets, and compared pixel by pixel only when asked
+(`--pixels`, or `compare = ["graph", "png"]`), since pixels depend on the Graphviz build. Goldens of
+earlier versions (`<entry>.dot` and `.png`, no `.json`) are still checked as they were, DOT as text,
+until `--update` writes the graph golden.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from .spelling import on_command_line, spell
 CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
 MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "seed", "view", "depth", "no_fold", "trust", "weights",
               "meta", "mode", "no_grad", "rankdir", "no_simplify")
+# how an entry is compared, beside how it is drawn
+CHECK_KEYS = ("compare", "rtol", "atol")
+CHECKS = ("graph", "png")
+GOLDEN_SUFFIXES = (".json", ".png", ".dot")          # .dot: goldens written before the graph golden
+OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
@@ -125,7 +133,7 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
     import click
 
     from .options import OPTIONS, parse_sets
-    allowed = CG_KEYS if kind == "cg" else MODEL_KEYS
+    allowed = (CG_KEYS if kind == "cg" else MODEL_KEYS) + CHECK_KEYS
     opts: dict[str, Any] = {}
     for key, value in item.items():
         if key in ("file", "model", "name"):
@@ -134,7 +142,12 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
             raise UsageProblem(f"{where}: unknown key {key!r} for a {'.cg file' if kind == 'cg' else 'model'}; "
                                f"known: {', '.join(sorted(allowed))}")
         try:
-            if key == "set":
+            if key == "compare":
+                if not isinstance(value, list) or not value or any(v not in CHECKS for v in value):
+                    raise click.BadParameter(f"must be a non-empty list of {' and '.join(map(repr, CHECKS))}, "
+                                             f"got {value!r}")
+                opts[key] = tuple(c for c in CHECKS if c in value)
+            elif key == "set":
                 if not isinstance(value, dict):
                     raise click.BadParameter(f"must be a table of NAME = VALUE, got {value!r}")
                 opts[key] = parse_sets([f"{n}={v}" for n, v in value.items()])
@@ -225,10 +238,20 @@ def _unique(entries: list[Entry], where: str) -> None:
         seen[key] = e
 
 
-def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
-    """(DOT text, PNG bytes) for one entry, drawn by cgviz.draw() as render and torch draw it; runs in
-    a worker process under -j."""
+@dataclass
+class Rendering:
+    """One entry drawn: its graph golden (cgviz.golden's document), DOT text and PNG."""
+
+    doc: dict
+    dot: str
+    png: bytes
+
+
+def render(entry: Entry, timeout: float | None = None) -> Rendering:
+    """The graph golden, DOT and PNG of one entry, drawn by cgviz.draw() as render and torch draw
+    it; runs in a worker process under -j."""
     from .api import draw
+    from .golden import document
     from .view.graphviz import run_dot
     o = entry.options
     if entry.kind == "cg":
@@ -244,7 +267,7 @@ def render(entry: Entry, timeout: float | None = None) -> tuple[str, bytes]:
                  simplify=not o.get("no_simplify", False))
     # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
     dot_text = d.dot
-    return dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d))
+    return Rendering(document(d), dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d)))
 
 
 @dataclass
@@ -294,61 +317,152 @@ class Outcome:
     entry: Entry
     status: str                  # same | changed | new | missing golden | updated | error
     detail: str = ""
-    share: float | None = None
+    share: float | None = None   # of the pixels that differ, when the PNG was compared
+    report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.golden)
+    legacy: bool = False         # checked against an old DOT/PNG golden, which has no graph golden
 
 
-def check(entry: Entry, dot_text: str, png: bytes, golden: Path, out: Path, update: bool,
-          threshold: int, tolerance: float) -> Outcome:
-    """Compare one rendering with its golden pair; write the new files and the diff when they differ."""
+@dataclass(frozen=True)
+class Settings:
+    """How entries are compared, as the command line says; an entry's own `compare`, `rtol` and
+    `atol` take the place of these for it."""
+
+    pixels: bool = False
+    rtol: float | None = None
+    atol: float | None = None
+    threshold: int = DEFAULT_THRESHOLD
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def checks(self, entry: Entry) -> tuple[str, ...]:
+        own = entry.options.get("compare")
+        if own:
+            return own
+        return CHECKS if self.pixels else ("graph",)
+
+    def tolerances(self, entry: Entry) -> tuple[float, float]:
+        from .golden import ATOL, RTOL
+        o = entry.options
+        rtol = o.get("rtol", RTOL if self.rtol is None else self.rtol)
+        atol = o.get("atol", ATOL if self.atol is None else self.atol)
+        return rtol, atol
+
+
+def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings = Settings()) -> Outcome:
+    """Compare one rendering with its goldens; write the new files and the diff sheet when it changed
+    (or, with update, the new goldens)."""
+    from .golden import compare, dumps, loads
     from .view.graphviz import write_atomic
-    gdot, gpng = derived(golden, entry.name, ".dot"), derived(golden, entry.name, ".png")
-    new_png, new_dot, diff_path = (derived(out, entry.name, s) for s in (".png", ".dot", ".diff.png"))
+    gjson, gpng, gdot = (derived(golden, entry.name, s) for s in (".json", ".png", ".dot"))
+    checks = settings.checks(entry)
+    if not os.path.lexists(gjson) and os.path.lexists(gdot) and "graph" in checks:
+        return _legacy(entry, r, golden, out, update, settings)
+    new_json = dumps(r.doc).encode("utf-8")
+
+    def write_goldens(status: str, detail: str, **kw) -> Outcome:
+        write_atomic(gjson, new_json)
+        write_atomic(gpng, r.png)
+        return Outcome(entry, status, detail, **kw)
+
+    def write_out() -> None:
+        write_atomic(derived(out, entry.name, ".png"), r.png)
+        write_atomic(derived(out, entry.name, ".json"), new_json)
+
+    needed = [p for c, p in (("graph", gjson), ("png", gpng)) if c in checks]
     # lexists: a golden that is a dangling or looping link is not "missing"; reading it says what it is
-    if not os.path.lexists(gdot) or not os.path.lexists(gpng):
+    absent = [p for p in needed if not os.path.lexists(p)]
+    if absent:
         if update:
-            write_atomic(gdot, dot_text.encode("utf-8"))
-            write_atomic(gpng, png)
-            return Outcome(entry, "new", "golden written")
-        write_atomic(new_png, png)
-        write_atomic(new_dot, dot_text.encode("utf-8"))
-        return Outcome(entry, "missing golden", f"no {gpng.name}/{gdot.name} in {golden}; run with {spell('update')}")
+            return write_goldens("new", "golden written")
+        write_out()
+        return Outcome(entry, "missing golden", f"no {'/'.join(p.name for p in absent)} in {golden}; "
+                       f"run with {spell('update')}")
+    parts: list[str] = []
+    report: list[str] = []
+    if "graph" in checks:
+        try:
+            old = loads(_read_golden(gjson), str(gjson))
+        except CgvizError:
+            if not update:
+                raise           # a FIFO, a folder, a loop, not JSON: the entry's error row says which
+            old = None          # --update replaces it
+        diff = compare(old, r.doc, *settings.tolerances(entry)) if old is not None else None
+        if diff is None or not diff.same:
+            report = diff.changes if diff else []
+            parts.append(diff.summary if diff else "unreadable graph golden")
+    pixels = _pixels(entry, r, gpng, settings, compared="png" in checks, update=update)
+    if isinstance(pixels, Outcome):
+        return pixels
+    share, png_parts, diff_png = pixels
+    parts += png_parts
+    if not parts:
+        return Outcome(entry, "same", "", share)
+    if update:
+        return write_goldens("updated", "; ".join(parts), share=share, report=report)
+    write_out()
+    if diff_png:
+        write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
+    return Outcome(entry, "changed", "; ".join(parts), share, report)
+
+
+def _pixels(entry: Entry, r: Rendering, gpng: Path, settings: Settings, compared: bool, update: bool):
+    """(share, what differs, diff sheet) of the new PNG against the golden PNG, or an error Outcome
+    when a compared golden PNG is unreadable. Not compared, the PNG still gives the diff sheet."""
     from PIL import Image
+    if not os.path.lexists(gpng):
+        return None, [], None
     try:
-        old_dot, old_png = _read_golden(gdot), _read_golden(gpng)
+        diff = compare_png(_read_golden(gpng), r.png, settings.threshold)
     except CgvizError:
-        if not update:
-            raise               # a FIFO, a device, a folder, a loop: the entry's error row says which
-        old_dot, old_png = b"", b""       # --update replaces it, as an unreadable PNG below
-    dot_same = old_dot == dot_text.encode("utf-8")
-    try:
-        diff = compare_png(old_png, png, threshold)
+        if compared and not update:
+            raise
+        return None, (["unreadable PNG golden"] if compared else []), None
     except (OSError, ValueError, Image.DecompressionBombError) as e:   # UnidentifiedImageError is an OSError
-        if not update:
-            write_atomic(new_png, png)
-            write_atomic(new_dot, dot_text.encode("utf-8"))
+        if compared and not update:
             return Outcome(entry, "error", f"the golden {gpng} is not a readable PNG ({type(e).__name__}); "
                            f"restore it from version control, or write a new one with {spell('update')}")
-        diff = PngDiff(1.0, 0, True, None)
-    png_same = not diff.size_changed and diff.share <= tolerance
-    if dot_same and png_same:
-        return Outcome(entry, "same", "" if not diff.pixels else f"{diff.pixels} px within tolerance",
-                       diff.share)
+        return None, (["unreadable PNG golden"] if compared else []), None
+    if not compared:
+        return None, [], diff.diff_png
     parts = []
-    if not dot_same:
-        parts.append(f"DOT differs ({_first_difference(old_dot.decode('utf-8', 'replace'), dot_text)})")
     if diff.size_changed:
         parts.append("PNG size changed")
-    if diff.pixels:
+    if diff.pixels and (diff.size_changed or diff.share > settings.tolerance):
         parts.append(f"{diff.pixels} px differ ({diff.share:.3%})")
+    return diff.share, parts, diff.diff_png
+
+
+def _legacy(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings) -> Outcome:
+    """An entry whose golden is from before the graph golden (`<entry>.dot` and `.png`): checked as it
+    was, DOT as exact text and PNG by pixels; --update moves it to the graph golden."""
+    from .golden import dumps
+    from .view.graphviz import write_atomic
+    gjson, gpng, gdot = (derived(golden, entry.name, s) for s in (".json", ".png", ".dot"))
     if update:
-        write_atomic(gdot, dot_text.encode("utf-8"))
-        write_atomic(gpng, png)
-        return Outcome(entry, "updated", "; ".join(parts), diff.share)
-    write_atomic(new_png, png)
-    write_atomic(new_dot, dot_text.encode("utf-8"))
-    if diff.diff_png:
-        write_atomic(diff_path, diff.diff_png)
-    return Outcome(entry, "changed", "; ".join(parts), diff.share)
+        write_atomic(gjson, dumps(r.doc).encode("utf-8"))
+        write_atomic(gpng, r.png)
+        gdot.unlink(missing_ok=True)
+        return Outcome(entry, "updated", f"moved to the graph golden {gjson.name} (the old {gdot.name} is removed)")
+    old_dot = _read_golden(gdot)
+    parts = []
+    if old_dot != r.dot.encode("utf-8"):
+        parts.append(f"DOT differs ({_first_difference(old_dot.decode('utf-8', 'replace'), r.dot)})")
+    share = None
+    if os.path.lexists(gpng):
+        pixels = _pixels(entry, r, gpng, settings, compared=True, update=False)
+        if isinstance(pixels, Outcome):
+            return pixels
+        share, png_parts, diff_png = pixels
+        parts += png_parts
+    else:
+        diff_png = None
+    hint = f"old DOT/PNG golden (no {gjson.name})"
+    if not parts:
+        return Outcome(entry, "same", hint, share, legacy=True)
+    write_atomic(derived(out, entry.name, ".png"), r.png)
+    write_atomic(derived(out, entry.name, ".dot"), r.dot.encode("utf-8"))
+    if diff_png:
+        write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
+    return Outcome(entry, "changed", "; ".join(parts) + f"; {hint}", share, legacy=True)
 
 
 def _read_golden(path: Path) -> bytes:
@@ -367,18 +481,19 @@ def _first_difference(old: str, new: str) -> str:
 
 
 def orphans(golden: Path, entries: list[Entry]) -> list[str]:
-    """Golden names (`old.png`/`old.dot` → `old`) that no entry claims: a renamed or deleted sample."""
+    """Golden names (`old.json`/`old.png`/`old.dot` → `old`) that no entry claims: a renamed or
+    deleted sample."""
     if not golden.is_dir():
         return []
     names = {e.name for e in entries}
-    stems = {p.stem for p in golden.iterdir() if p.suffix in (".png", ".dot")}
+    stems = {p.stem for p in golden.iterdir() if p.suffix in GOLDEN_SUFFIXES}
     return sorted(stems - names)
 
 
 def clear_previous(out: Path, entries: list[Entry]) -> None:
     """Remove what an earlier run left in --out for these entries, so every file there is current."""
     for e in entries:
-        for suffix in (".png", ".dot", ".diff.png"):
+        for suffix in OUT_SUFFIXES:
             derived(out, e.name, suffix).unlink(missing_ok=True)
 
 
@@ -409,35 +524,34 @@ def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=
     return results
 
 
-def compare_all(results: list[tuple], golden: Path, out: Path, update: bool, threshold: int,
-                tolerance: float) -> list[Outcome]:
+def compare_all(results: list[tuple], golden: Path, out: Path, update: bool,
+                settings: Settings = Settings()) -> list[Outcome]:
     """Each rendering against its golden (check); a failed rendering or an unreadable golden is that
     entry's row, and the others go on."""
     outcomes = []
-    for entry, dot_text, png, error in results:
+    for entry, rendering, error in results:
         if error is not None:
             outcomes.append(Outcome(entry, "error", error.splitlines()[0]))
             continue
         try:
-            outcomes.append(check(entry, dot_text, png, golden, out, update, threshold, tolerance))
+            outcomes.append(check(entry, rendering, golden, out, update, settings))
         except CgvizError as e:
             outcomes.append(Outcome(entry, "error", str(e).splitlines()[0]))
     return outcomes
 
 
 def render_job(entry: Entry, timeout: float | None,
-               surface: str | None = None) -> tuple[Entry, str | None, bytes | None, str | None]:
+               surface: str | None = None) -> tuple[Entry, Rendering | None, str | None]:
     """render() for a worker process: errors come back as text, since a bad entry must not stop
     the others."""
     from .spelling import SURFACE
     token = SURFACE.set(surface) if surface else None
     try:
-        dot_text, png = render(entry, timeout)
-        return entry, dot_text, png, None
+        return entry, render(entry, timeout), None
     except CgvizError as e:
-        return entry, None, None, str(e)
+        return entry, None, str(e)
     except Exception as e:  # a bug in cgviz on this entry: reported as its error, the others still run
-        return entry, None, None, f"internal error: {type(e).__name__}: {e} (a bug in cgviz; please report it)"
+        return entry, None, f"internal error: {type(e).__name__}: {e} (a bug in cgviz; please report it)"
     finally:
         if token is not None:
             SURFACE.reset(token)
@@ -458,13 +572,20 @@ class Snapshot:
     def written(self) -> list[str]:
         return [o.entry.name for o in self.outcomes if o.status in ("updated", "new")]
 
+    @property
+    def legacy(self) -> list[str]:
+        """Entries still checked against an old DOT/PNG golden."""
+        return [o.entry.name for o in self.outcomes if o.legacy]
 
-def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, threshold: int = DEFAULT_THRESHOLD,
+
+def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, pixels: bool = False,
+        rtol: float | None = None, atol: float | None = None, threshold: int = DEFAULT_THRESHOLD,
         tolerance: float = DEFAULT_TOLERANCE, jobs: int = 1, timeout: float | None = None,
         allow_trust: bool = False, allow_outside: bool = False, progress=None) -> Snapshot:
     """Everything `cgviz snapshot` does but printing: entries from one manifest or from files, every
-    file checked before any work, each entry rendered and compared. `progress(n)` gives a context
-    manager with update(1) (a progress bar)."""
+    file checked before any work, each entry rendered and compared: its graph (rtol/atol, default
+    cgviz.golden's), and its pixels too with `pixels` (threshold/tolerance). `progress(n)` gives a
+    context manager with update(1) (a progress bar)."""
     import contextlib
 
     from .paths import PathConflict, check_folder, check_paths, same_file
@@ -491,12 +612,13 @@ def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, thr
     clear_previous(out, entries)
     with (progress or (lambda n: contextlib.nullcontext()))(len(entries)) as bar:
         results = render_all(entries, timeout, jobs, done=bar and (lambda: bar.update(1)))
-    return Snapshot(compare_all(results, golden, out, update, threshold, tolerance), orphans(golden, entries))
+    settings = Settings(pixels, rtol, atol, threshold, tolerance)
+    return Snapshot(compare_all(results, golden, out, update, settings), orphans(golden, entries))
 
 
 def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, update: bool) -> tuple[list, list]:
     """What snapshot reads (the manifest, each entry's file, its input and weights) and what it
-    writes or removes (<entry>.png/.dot/.diff.png in out; the goldens too with update)."""
+    writes or removes (<entry>.json/.png/.dot/.diff.png in out; the goldens too with update)."""
     from .api import files_read
     from .paths import Arg
     reads = [Arg("the manifest", manifest)]
@@ -504,7 +626,7 @@ def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, 
         reads += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
                   Arg(f"entry {e.name!r}: {a.option}", a.path)
                   for a in files_read(e.path, e.options.get("input"), e.options.get("weights"))]
-    writes = [Arg(spell("out"), derived(out, e.name, suffix)) for e in entries for suffix in (".png", ".dot", ".diff.png")]
+    writes = [Arg(spell("out"), derived(out, e.name, suffix)) for e in entries for suffix in OUT_SUFFIXES]
     if update:
-        writes += [Arg(spell("golden"), derived(golden, e.name, suffix)) for e in entries for suffix in (".png", ".dot")]
+        writes += [Arg(spell("golden"), derived(golden, e.name, suffix)) for e in entries for suffix in GOLDEN_SUFFIXES]
     return reads, writes

@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
+# pytester runs the graph_snapshot plugin on example projects; the plugin itself is cgviz's pytest11
+# entry point, named here too so a checkout whose installed metadata predates it still has it
+pytest_plugins = ["pytester", "cgviz.pytest_plugin"]
 SAMPLES = sorted((ROOT / "sample_graphs").glob("*.cg"))
 
 

@@ -1,5 +1,6 @@
-"""`cgviz snapshot`: the project's goldens hold, a changed sample fails with a diff image, and the
-comparison tolerates rasterising noise but not a changed picture."""
+"""`cgviz snapshot`: the project's goldens hold, a changed sample fails with what changed and a diff
+image, goldens made under one rasteriser pass under another, and old DOT/PNG goldens still work
+until --update moves them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import pytest
 from PIL import Image
 
-from cgviz.snapshot import DEFAULT_THRESHOLD, Entry, check, compare_png
+from cgviz.snapshot import DEFAULT_THRESHOLD, Entry, Rendering, Settings, check, compare_png
 from conftest import ROOT
 
 SNAPSHOTS = ROOT / "tests" / "snapshots"
@@ -23,7 +24,7 @@ NAMES = ["pizza", "challenge", "three_layer", "softmax_classifier", "vanishing",
 
 def _table(stdout: str) -> dict[str, str]:
     rows = {}
-    for line in stdout.splitlines()[1:]:
+    for line in stdout.split("\n\n")[0].splitlines()[1:]:      # the table, not the reports below it
         parts = line.split()
         if len(parts) >= 2:
             rows[parts[0]] = " ".join(parts[1:3]) if parts[1] == "missing" else parts[1]
@@ -55,14 +56,20 @@ def test_changing_one_sample_fails_with_a_diff_image(cli, project):
     table = _table(r.stdout)
     assert table["pizza"] == "changed"
     assert {n: s for n, s in table.items() if n != "pizza"} == {n: "same" for n in NAMES if n != "pizza"}
-    assert "DOT differs" in r.stdout and "1 of 11 entries differ" in r.stderr and "--update" in r.stderr
+    assert "1 of 11 entries differ" in r.stderr and "--update" in r.stderr
+    # what changed, node by node, with the pizza's figures
+    report = r.stdout.split("\n\npizza:\n")[1].splitlines()
+    assert report[:3] == ["  ∂L/∂x: 10 → 36", "  w: 0.5 → 0.6", "  ∂L/∂w: 4000 → 12000"]
+    assert report[-1] == "  loss: 100 → 900"
+    assert "0 nodes added, 0 removed; 10 numbers beyond tolerance" in r.stdout.splitlines()[1]
     diff = Image.open(project / "out" / "pizza.diff.png").convert("RGB")
     new = Image.open(project / "out" / "pizza.png")
     old = Image.open(snaps / "pizza.png")
     assert diff.size[0] == 3 * max(old.size[0], new.size[0]) + 24          # golden | new | highlighted
     red = sum(1 for p in diff.getdata() if p[0] > 200 and p[1] < 40 and p[2] < 40)
     assert red > 100
-    assert (project / "out" / "pizza.dot").read_text() != (snaps / "pizza.dot").read_text()
+    assert '"value": 0.6' in (project / "out" / "pizza.json").read_text()
+    assert '"value": 0.5' in (snaps / "pizza.json").read_text()
     # --update rewrites only that golden, and then everything matches
     before = {n: (snaps / f"{n}.png").read_bytes() for n in NAMES}
     u = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--update")
@@ -74,7 +81,7 @@ def test_changing_one_sample_fails_with_a_diff_image(cli, project):
 
 def test_missing_and_orphaned_goldens(cli, project):
     snaps = project / "tests" / "snapshots"
-    (snaps / "challenge.png").unlink()
+    (snaps / "challenge.json").unlink()
     shutil.copy(snaps / "pizza.png", snaps / "retired.png")
     r = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
     assert r.exit_code == 1 and _table(r.stdout)["challenge"] == "missing golden"
@@ -124,17 +131,28 @@ def test_compare_png_tolerates_faint_noise_but_not_a_change():
 
 
 def test_the_share_tolerance_decides_the_png_verdict(tmp_path):
+    from cgviz.golden import dumps
     golden, out = tmp_path / "g", tmp_path / "o"
     golden.mkdir()
-    (golden / "e.dot").write_text("digraph {}\n")
+    doc = {"format": "cgviz-snapshot", "version": 1, "nodes": [], "edges": []}
+    (golden / "e.json").write_text(dumps(doc))
     (golden / "e.png").write_bytes(_png(box=(10, 10, 20, 20)))
     e = Entry("e", "e.cg", "cg")
-    changed = _png(box=(10, 10, 20, 21))                          # 10 pixels of 2,400 differ
-    assert check(e, "digraph {}\n", changed, golden, out, False, DEFAULT_THRESHOLD, 0.01).status == "same"
-    assert check(e, "digraph {}\n", changed, golden, out, False, DEFAULT_THRESHOLD, 0.001).status == "changed"
-    # the DOT is exact: a changed label fails even when the pixels agree
-    assert check(e, "digraph { a }\n", _png(box=(10, 10, 20, 20)), golden, out, False,
-                 DEFAULT_THRESHOLD, 0.5).status == "changed"
+    changed = Rendering(doc, "digraph {}\n", _png(box=(10, 10, 20, 21)))          # 10 pixels of 2,400 differ
+    pixels = lambda tolerance: Settings(pixels=True, tolerance=tolerance)  # noqa: E731
+    assert check(e, changed, golden, out, False, pixels(0.01)).status == "same"
+    assert check(e, changed, golden, out, False, pixels(0.001)).status == "changed"
+    # without --pixels the PNG is not compared; it still gives the changed entry's diff sheet
+    assert check(e, changed, golden, out, False).status == "same"
+    # an entry's own `compare` decides for it
+    e_png = Entry("e", "e.cg", "cg", {"compare": ("graph", "png")})
+    assert check(e_png, changed, golden, out, False, Settings(tolerance=0.001)).status == "changed"
+    # the graph is compared whatever the pixels say
+    (out / "e.diff.png").unlink()
+    other = Rendering(dict(doc, nodes=[{"id": "a", "kind": "op", "op": "relu"}]), "", _png(box=(10, 10, 20, 20)))
+    o = check(e, other, golden, out, False, pixels(0.5))
+    assert o.status == "changed" and o.report == ["added node a (relu)"]
+    assert not (out / "e.diff.png").exists()                   # the pixels agree: no sheet to show
 
 
 @pytest.mark.parametrize("args", [
@@ -197,3 +215,59 @@ def test_bad_manifests_exit_2_and_say_why(cli, tmp_path, text, words):
 def test_out_must_not_be_the_golden_folder(cli, tmp_path):
     r = cli("snapshot", MANIFEST, "--golden", tmp_path, "--out", tmp_path)
     assert r.exit_code == 2 and "overwrite the goldens" in r.stderr
+
+
+def _gd_png(dot_text, fmt, timeout=None, nodes=None, **kw):
+    """The PNG of Graphviz's core gd renderer instead of cairo: other anti-aliasing, other font
+    rendering, as another machine's Graphviz draws the same DOT."""
+    assert fmt == "png"
+    return subprocess.run(["dot", "-Tpng:gd"], input=dot_text.encode(), capture_output=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
+def test_goldens_from_one_rasteriser_pass_under_another(cli, project, monkeypatch):
+    import cgviz.view.graphviz
+    snaps = project / "tests" / "snapshots"
+    monkeypatch.setattr(cgviz.view.graphviz, "run_dot", _gd_png)
+    r = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out")
+    assert r.exit_code == 0 and _table(r.stdout) == {n: "same" for n in NAMES}
+    # the pixels do differ: compared, every .cg picture fails (the graph part still says nothing)
+    p = cli("snapshot", project / "cgviz.toml", "--golden", snaps, "--out", project / "out", "--pixels")
+    assert p.exit_code == 1 and _table(p.stdout)["pizza"] == "changed"
+    pizza_row = next(line for line in p.stdout.splitlines() if line.startswith("pizza "))
+    assert "px differ" in pizza_row and "nodes added" not in pizza_row
+    assert (project / "out" / "pizza.diff.png").exists()
+
+
+def test_the_tolerance_from_the_command_line_or_the_entry(cli, project):
+    pizza = project / "sample_graphs" / "pizza.cg"
+    pizza.write_text(pizza.read_text().replace("param w = 0.5", "param w = 0.5001"))   # the loss moves 0.4%
+    snaps, manifest = project / "tests" / "snapshots", project / "cgviz.toml"
+    r = cli("snapshot", manifest, "--golden", snaps, "--out", project / "out")
+    assert r.exit_code == 1 and "w: 0.5 → 0.5001" in r.stdout and "loss: 100 → 100.4" in r.stdout
+    assert cli("snapshot", manifest, "--golden", snaps, "--out", project / "out", "--rtol", "0.01").exit_code == 0
+    manifest.write_text(manifest.read_text().replace('file = "sample_graphs/pizza.cg"\n',
+                                                     'file = "sample_graphs/pizza.cg"\nrtol = 0.01\n', 1))
+    assert cli("snapshot", manifest, "--golden", snaps, "--out", project / "out").exit_code == 0
+
+
+def test_old_dot_and_png_goldens_still_work_until_update_moves_them(cli, tmp_path):
+    import cgviz
+    from cgviz.view.graphviz import run_dot
+    g = tmp_path / "g"
+    g.mkdir()
+    pizza = ROOT / "sample_graphs" / "pizza.cg"
+    d = cgviz.draw(pizza)
+    (g / "pizza.dot").write_text(d.dot)                 # as an earlier cgviz wrote them
+    (g / "pizza.png").write_bytes(run_dot(d.dot, "png"))
+    r = cli("snapshot", pizza, "--golden", g, "--out", tmp_path / "o")
+    assert r.exit_code == 0 and "old DOT/PNG golden (no pizza.json)" in r.stdout
+    assert "run with --update once to move them to graph goldens" in r.stderr
+    (g / "pizza.dot").write_text(d.dot.replace("0.5", "0.6"))
+    r = cli("snapshot", pizza, "--golden", g, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "DOT differs" in r.stdout             # checked as before
+    u = cli("snapshot", pizza, "--golden", g, "--out", tmp_path / "o", "--update")
+    assert u.exit_code == 0 and "moved to the graph golden pizza.json" in u.stdout
+    assert sorted(p.name for p in g.iterdir()) == ["pizza.json", "pizza.png"]
+    again = cli("snapshot", pizza, "--golden", g, "--out", tmp_path / "o")
+    assert again.exit_code == 0 and _table(again.stdout) == {"pizza": "same"} and "old" not in again.stderr

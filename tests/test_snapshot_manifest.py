@@ -159,7 +159,7 @@ def test_allow_outside_lets_the_projects_layout_through(cli, tmp_path):
     shutil.copy(PIZZA, tmp_path / "pizza.cg")
     m = _manifest(proj, '[[entry]]\nfile = "../pizza.cg"\n')
     r = cli("snapshot", m, "--golden", proj / "g", "--update", "--allow-outside")
-    assert r.exit_code == 0 and (proj / "g" / "pizza.dot").exists()
+    assert r.exit_code == 0 and (proj / "g" / "pizza.json").exists()
 
 
 def test_out_or_golden_naming_a_file_is_a_usage_error(cli, tmp_path):
@@ -176,10 +176,39 @@ def test_a_corrupt_golden_png_is_an_error_row_not_a_crash(cli, tmp_path):
     g = tmp_path / "g"
     assert cli("snapshot", PIZZA, "--golden", g, "--update").exit_code == 0
     (g / "pizza.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    r = cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o")
-    assert r.exit_code == 1 and "not a readable PNG" in r.stdout
-    assert (tmp_path / "o" / "pizza.png").exists()
-    # --update repairs it
-    r = cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o", "--update")
-    assert r.exit_code == 0
+    # the graph decides; the picture is only compared with --pixels
     assert cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o").exit_code == 0
+    r = cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o", "--pixels")
+    assert r.exit_code == 1 and "not a readable PNG" in r.stdout
+    # --update repairs it
+    r = cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o", "--update", "--pixels")
+    assert r.exit_code == 0
+    assert cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o", "--pixels").exit_code == 0
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"{not json", "not valid JSON"),
+    (b'{"format": "cgviz-graph", "nodes": [], "edges": []}', "not a cgviz-snapshot document"),
+    (b"\xff\xfe", "not valid JSON"),
+])
+def test_a_corrupt_graph_golden_is_an_error_row_not_a_crash(cli, tmp_path, content, words):
+    g = tmp_path / "g"
+    assert cli("snapshot", PIZZA, "--golden", g, "--update").exit_code == 0
+    (g / "pizza.json").write_bytes(content)
+    r = cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and words in r.stdout and "error" in r.stdout
+    assert cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o", "--update").exit_code == 0
+    assert cli("snapshot", PIZZA, "--golden", g, "--out", tmp_path / "o").exit_code == 0
+
+
+@pytest.mark.parametrize("line, words", [
+    ("compare = ['pixels']", "compare must be a non-empty list of 'graph' and 'png'"),
+    ("compare = []", "compare must be"),
+    ("rtol = -1", "rtol"),
+    ("atol = 'tiny'", "atol"),
+])
+def test_bad_check_keys_are_usage_errors(cli, tmp_path, line, words):
+    m = _manifest(tmp_path, f"[[entry]]\nfile = 'pizza.cg'\n{line}\n")
+    shutil.copy(PIZZA, tmp_path / "pizza.cg")
+    r = cli("snapshot", m, "--golden", tmp_path / "g")
+    assert r.exit_code == 2 and words in r.stderr, r.stderr

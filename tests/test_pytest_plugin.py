@@ -1,0 +1,131 @@
+"""The graph_snapshot fixture (cgviz.pytest_plugin) on a small example project run by pytester: it
+fails without goldens, writes them with --cgviz-update, then passes; a changed value fails with the
+node-by-node report; it works under pytest-xdist."""
+
+from __future__ import annotations
+
+import pytest
+
+PLUGIN = ("-p", "cgviz.pytest_plugin")      # the entry point does this once cgviz is installed
+
+EXAMPLE = '''
+import pytest
+import cgviz
+
+PIZZA = """input x = 200
+param w = W
+const y = 90
+z = w * x
+a = relu(z)
+loss L = (a - y)^2
+"""
+
+
+def test_pizza(graph_snapshot):
+    graph_snapshot(cgviz.draw(PIZZA.replace("W", "{w}"), kind="text"))
+
+
+@pytest.mark.parametrize("x", ["200", "100"])
+def test_by_equality(graph_snapshot, x):
+    assert cgviz.draw(PIZZA.replace("W", "{w}"), kind="text", sets={{"x": x}}) == graph_snapshot
+
+
+def test_two_in_one_test(graph_snapshot):
+    for name in ("first", "second"):
+        graph_snapshot(PIZZA.replace("W", "{w}"), kind="text", name=name)
+'''
+
+GOLDENS = ["test_by_equality[100].json", "test_by_equality[200].json", "test_pizza.json",
+           "test_two_in_one_test[first].json", "test_two_in_one_test[second].json"]
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makepyfile(test_example=EXAMPLE.format(w="0.5"))
+    return pytester
+
+
+def _goldens(pytester) -> list[str]:
+    folder = pytester.path / "__snapshots__" / "test_example"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_fails_then_updates_then_passes(project):
+    r = project.runpytest_subprocess(*PLUGIN)
+    r.assert_outcomes(failed=4)
+    r.stdout.fnmatch_lines(["*no golden __snapshots__/test_example/test_pizza.json for this graph; "
+                            "run pytest with --cgviz-update to write it*"])
+    assert _goldens(project) == []                          # failing writes nothing
+    u = project.runpytest_subprocess(*PLUGIN, "--cgviz-update")
+    u.assert_outcomes(passed=4)
+    u.stdout.fnmatch_lines(["cgviz: wrote 5 graph goldens: *"])
+    assert _goldens(project) == GOLDENS
+    before = {n: (project.path / "__snapshots__" / "test_example" / n).read_bytes() for n in GOLDENS}
+    project.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=4)
+    # a value changed beyond the tolerance: the report names it, with the figures
+    project.makepyfile(test_example=EXAMPLE.format(w="0.6"))
+    f = project.runpytest_subprocess(*PLUGIN)
+    f.assert_outcomes(failed=4)
+    f.stdout.fnmatch_lines(["the graph differs from its golden __snapshots__/test_example/test_pizza.json: "
+                            "0 nodes added, 0 removed; 10 numbers beyond tolerance (rtol 0.0001, atol 1e-12)",
+                            "  w: 0.5 → 0.6", "  ∂L/∂w: 4000 → 12000", "  loss: 100 → 900",
+                            "if the change is intended, run pytest with --cgviz-update"])
+    # by ==: pytest's own explanation, the summary first (it shortens long ones unless -vv)
+    f.stdout.fnmatch_lines(["*assert drawing == graph_snapshot",
+                            "*the graph differs from its golden __snapshots__/test_example/test_by_equality[[]100[]].json: "
+                            "0 nodes added, 0 removed; * numbers beyond tolerance*"])
+    assert {n: (project.path / "__snapshots__" / "test_example" / n).read_bytes() for n in GOLDENS} == before
+
+
+def test_a_looser_tolerance_from_the_ini(project):
+    # syrupy's name for the update flag works too
+    project.runpytest_subprocess(*PLUGIN, "--snapshot-update").assert_outcomes(passed=4)
+    project.makepyfile(test_example=EXAMPLE.format(w="0.5001"))
+    project.runpytest_subprocess(*PLUGIN, "-k", "test_pizza").assert_outcomes(failed=1)   # at rtol 1e-4
+    project.makeini("[pytest]\ncgviz_rtol = 0.01\n")
+    project.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=4)
+    project.makeini("[pytest]\ncgviz_rtol = lots\n")
+    r = project.runpytest_subprocess(*PLUGIN)
+    assert r.ret != 0 and "cgviz_rtol = 'lots'" in r.stderr.str() + r.stdout.str()
+
+
+def test_under_xdist_each_worker_writes_its_own_goldens(project):
+    pytest.importorskip("xdist")             # in the test extra: installed wherever `make test` runs
+    u = project.runpytest_subprocess("-n", "2", *PLUGIN, "--cgviz-update")
+    u.assert_outcomes(passed=4)
+    u.stdout.fnmatch_lines(["cgviz: wrote 5 graph goldens: *"])        # the workers' writes, told once
+    assert _goldens(project) == GOLDENS
+    project.runpytest_subprocess("-n", "2", *PLUGIN).assert_outcomes(passed=4)
+    project.makepyfile(test_example=EXAMPLE.format(w="0.6"))
+    f = project.runpytest_subprocess("-n", "2", *PLUGIN)
+    f.assert_outcomes(failed=4)
+    f.stdout.fnmatch_lines(["*w: 0.5 → 0.6*"])
+
+
+def test_a_corrupt_golden_fails_in_words(project):
+    project.runpytest_subprocess(*PLUGIN, "--cgviz-update").assert_outcomes(passed=4)
+    (project.path / "__snapshots__" / "test_example" / "test_pizza.json").write_text("{not json")
+    r = project.runpytest_subprocess(*PLUGIN, "-k", "test_pizza")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*test_pizza.json is not valid JSON*", "*run pytest with --cgviz-update*"])
+    assert "Traceback" not in r.stdout.str()
+
+
+def test_the_readmes_pytest_example_runs(pytester):
+    """The README's fixture example, as a user's project would hold it (a stand-in for `mypkg`)."""
+    import re
+
+    from conftest import ROOT
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(# tests/test_graphs.py\n.*?)```", readme, re.S).group(1)
+    pytester.makepyfile(mypkg="import torch.nn as nn\n\n\ndef Net():\n"
+                              "    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))\n")
+    pytester.makepyfile(test_graphs=code)
+    r = pytester.runpytest_subprocess(*PLUGIN)
+    r.assert_outcomes(failed=3)
+    r.stdout.fnmatch_lines(["*run pytest with --cgviz-update to write it*"])
+    pytester.runpytest_subprocess(*PLUGIN, "--cgviz-update").assert_outcomes(passed=3)
+    folder = pytester.path / "__snapshots__" / "test_graphs"
+    assert sorted(p.name for p in folder.iterdir()) == ["test_net_by_depth[1].json", "test_net_by_depth[2].json",
+                                                        "test_net_graph.json"]
+    pytester.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=3)
