@@ -6,11 +6,35 @@
     d.save("graph.svg")    # or d.png(), d.dot, d.to_dict(), d.page(); a notebook shows d itself
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .api import (Drawing, NodeView, check_gradients, draw, explain, gradient_health, make_dot,  # noqa: E402
-                  train)
-from .errors import CgvizError, OptionError, SourceError  # noqa: E402
+# The public names load on first use (PEP 562): importing any cgviz module runs this file first, and
+# the pytest plugin (cgviz.pytest_plugin, loaded by every pytest run where cgviz is installed) must
+# not make each of those runs import NumPy and the whole library (~100 ms) before it is used.
+_FROM = {name: "api" for name in ("Drawing", "NodeView", "check_gradients", "draw", "explain", "gradient_health",
+                                  "make_dot", "train")}
+_FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
 __all__ = ["CgvizError", "Drawing", "NodeView", "OptionError", "SourceError", "check_gradients", "draw", "explain",
            "gradient_health", "make_dot", "train", "__version__"]
+
+if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
+    from .api import Drawing, NodeView, check_gradients, draw, explain, gradient_health, make_dot, train
+    from .errors import CgvizError, OptionError, SourceError
+
+
+def __getattr__(name: str):
+    if name not in _FROM:
+        raise AttributeError(f"module 'cgviz' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{_FROM[name]}", __name__), name)
+    globals()[name] = value           # the next lookup is an ordinary one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -129,3 +129,17 @@ def test_the_readmes_pytest_example_runs(pytester):
     assert sorted(p.name for p in folder.iterdir()) == ["test_net_by_depth[1].json", "test_net_by_depth[2].json",
                                                         "test_net_graph.json"]
     pytester.runpytest_subprocess(*PLUGIN).assert_outcomes(passed=3)
+
+
+def test_loading_the_plugin_imports_neither_numpy_nor_the_library():
+    """Every pytest run in an environment with cgviz loads the plugin: it must stay cheap until used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cgviz.pytest_plugin, cgviz\n"
+            "print(sorted(m for m in ('numpy', 'torch', 'cgviz.api') if m in sys.modules))\n"
+            "cgviz.draw\n"
+            "print('cgviz.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]"             # nothing heavy until a name is used ...
+    assert out[1] == "True"           # ... and then `cgviz.draw` brings the library's front door in
