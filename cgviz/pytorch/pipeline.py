@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CgvizError
+from ..errors import CgvizError, OptionError
 from ..spelling import spell
 from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import Picture, build_picture, find_groups
@@ -156,8 +156,8 @@ class ModelDrawing:
         than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
         from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
         out = self._sized_copy()
-        if not self.coarser or self.coarser[0].compact:
-            return out
+        if not self.coarser or self.coarser[0].compact or "focus" in self.extra:
+            return out          # --focus asks for the detail of one module, not an overview
         t = time.perf_counter()
         levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
         limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
@@ -278,8 +278,10 @@ class ModelDrawing:
 
 def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
                   profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
-                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True) -> ModelDrawing:
-    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
+                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True,
+                  focus: str | None = None) -> ModelDrawing:
+    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
+    `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
@@ -309,6 +311,16 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     from ..view.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
+    focused = None
+    if focus is not None:
+        if view == "autograd":
+            raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
+                              "view has no modules")
+        from ..view.inside import find_call, inside
+        call = find_call(drawn, focus)
+        focused = _focus_title(call, find_groups(drawn, run) if fold else {})
+        graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
+        drawn, simple = graph, None
     if view == "autograd":
         # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
         pic = build_picture(graph, run, None, fold=False)
@@ -342,6 +354,9 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
     if simple is not None and simple.note(graph):
         title += f"  —  {simple.note(graph)}"
+    if focused:
+        title += f"  —  {focused}"
+        extra["focus"] = focus
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
                            groups=groups)
@@ -352,10 +367,23 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     return drawing
 
 
+def _focus_title(call: tuple, groups_of: dict) -> str:
+    """`inside blocks.7 (Block), block 8 of 12`: what a focused picture shows."""
+    f = call[-1]
+    text = f"inside {f.key} ({f.cls})"
+    for grp in groups_of.values():
+        hits = [k for k, c in enumerate(grp.calls) if call[:len(c)] == c]
+        if hits and len(grp.calls[hits[0]]) <= len(call):
+            word = "step" if grp.style == "loop" else "block"
+            text += f", {word} {hits[0] + 1} of {grp.n}"
+    return text
+
+
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None, dpi: float | None = None, simplify: bool = True) -> ModelResult:
+               explode: float | None = None, dpi: float | None = None, simplify: bool = True,
+               focus: str | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     from ..needs import require_torch
@@ -368,7 +396,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus)
     if fmt == "png":
         d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
     data = d.output(fmt, rankdir, timeout, timings, dpi)

@@ -84,6 +84,8 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
     if dn.kind == "params":
         return _params_label(pic, dn, graph, run, opts)
     v = first(run.values.get(rep.id))
+    if rep.kind == "stub":
+        return _stub_label(rep, v)
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(Line(head, bold=True))
@@ -118,6 +120,17 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
             rows.append(grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
+    return lines_markup(rows)
+
+
+def _stub_label(rep, v) -> Html:
+    """A boundary stub of a focused module: where the tensor comes from or goes to outside. Its
+    numbers are on its edges, which are the full graph's."""
+    rows: list[Row] = [Line(("from " if rep.meta.get("stub") == "in" else "to ") + rep.meta["of"], bold=True)]
+    if rep.meta.get("stub") == "in" and v is not None:
+        rows.append(small(f"outside: {shape_label(v.shape)}"))
+    else:
+        rows.append(small("outside"))
     return lines_markup(rows)
 
 
