@@ -78,6 +78,7 @@ class ModelDrawing:
     sized: bool = False             # the PNG's level is already chosen by its size (for_png)
     laid: tuple[str, str] | None = None     # (DOT text, its layout) from for_png, so it is laid out once
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
+    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call)
 
     @property
     def shown(self):
@@ -88,15 +89,52 @@ class ModelDrawing:
     def warnings(self) -> list[str]:
         return self.run.warnings
 
+    def options(self, rankdir: str = "TB", labels: bool = True, title: str | None = None):
+        """How the scene is drawn (cgviz.view.model_scene.DrawOptions)."""
+        from ..view.model_scene import DrawOptions
+        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
+        return DrawOptions(rankdir=rankdir, grad=self.grad, title=self.title if title is None else title,
+                           flags=self.flags, compact=self.compact, labels=labels, **thresholds)
+
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
         layout cost (cgviz.view.budget.scene_cost)."""
-        from ..view.model_scene import DrawOptions, scene
-        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
-        return scene(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
-                                                                 title=self.title, flags=self.flags,
-                                                                 compact=self.compact, labels=labels,
-                                                                 **thresholds))
+        from ..view.model_scene import scene
+        return scene(self.shown, self.run, self.pic, self.options(rankdir, labels))
+
+    def page(self, root_svg: str, rankdir: str = "TB", timeout: float | None = None,
+             timings: dict[str, float] | None = None) -> str:
+        """The drill-down page (cgviz.view.levels): this picture first, then the inside of every module
+        with more than one op, each laid out on its own (in parallel: each is a `dot` process)."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        from ..view.dot import dot_text
+        from ..view.html import drill_page, model_page
+        from ..view.levels import build_levels
+        from ..view.model_scene import edge_labels, node_texts, scene
+        if self.extra.get("view") != "ops":
+            return model_page(self.shown, self.run, self.pic, root_svg, self.title)    # no modules to open
+        t = time.perf_counter()
+        whole, run, call = self.focus_of or (self.shown, self.run, None)
+        levels = build_levels(whole, run, self.pic, self.fold, root=call)
+        root = next(iter(levels))
+        base = self.title.split("  —  inside ")[0]
+
+        def title(lv) -> str:
+            return f"{base}  —  inside {lv.call[-1].key} ({lv.call[-1].cls})"
+
+        def svg(lv) -> str:
+            text = dot_text(scene(lv.graph, lv.run, lv.pic, self.options(rankdir, title=title(lv))))
+            return run_dot(text, "svg", timeout=timeout, nodes=len(lv.pic.nodes)).decode("utf-8")
+        rest = [lv for key, lv in levels.items() if key != root]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            svgs = dict(zip((lv.key for lv in rest), pool.map(svg, rest)))
+        svgs[root] = root_svg
+        if timings is not None:
+            timings["levels"] = time.perf_counter() - t
+        opts = self.options(rankdir)
+        return drill_page(levels, svgs, self.title, lambda lv, pic: edge_labels(pic, opts),
+                          lambda graph, run, pic: node_texts(graph, run, pic, opts))
 
     def dot(self, rankdir: str = "TB", labels: bool = True) -> str:
         from ..view.dot import dot_text
@@ -249,9 +287,8 @@ class ModelDrawing:
             nodes = len(self.pic.nodes)
             try:
                 if fmt == "html":
-                    from ..view.html import model_page
                     svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
-                    data = model_page(self.shown, self.run, self.pic, svg, self.title).encode("utf-8")
+                    data = self.page(svg, rankdir, limit, timings).encode("utf-8")
                 elif fmt == "png":
                     laid = (self.laid[1] if self.laid and self.laid[0] == dot_text
                             else layout(dot_text, limit, nodes, hint))
@@ -311,7 +348,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     from ..view.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
-    focused = None
+    focused = focus_of = None
     if focus is not None:
         if view == "autograd":
             raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
@@ -319,6 +356,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         from ..view.inside import find_call, inside
         call = find_call(drawn, focus)
         focused = _focus_title(call, find_groups(drawn, run) if fold else {})
+        focus_of = (drawn, run, call)
         graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
         drawn, simple = graph, None
     if view == "autograd":
@@ -359,7 +397,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         extra["focus"] = focus
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
-                           groups=groups)
+                           groups=groups, focus_of=focus_of)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
     # pictures, a few tenths of a second that the stage line used to leave out)
     drawing.choose()

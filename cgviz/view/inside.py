@@ -108,9 +108,10 @@ def inside(graph: Graph, run: RunSummary, call: tuple) -> tuple[Graph, RunSummar
     return sub, overlay
 
 
-def repetition(members: dict[tuple, list], groups: dict, call: tuple) -> tuple[tuple, int, list[tuple]] | None:
+def repetition(calls, groups: dict, call: tuple) -> tuple | None:
     """The ×N fold or loop whose first repetition holds `call` (the nearest, for nested ones): its
-    first call, and `call`'s counterpart in every repetition (None where a repetition has none)."""
+    Group, and `call`'s counterpart in every repetition (None where a repetition has none). `calls`:
+    every module call (the values of calls_of)."""
     best = None
     for rep, grp in groups.items():
         if call[:len(rep)] == rep and (best is None or len(rep) > len(best[0])):
@@ -126,11 +127,11 @@ def repetition(members: dict[tuple, list], groups: dict, call: tuple) -> tuple[t
 
     want = rel(rest, p0)
     # among the calls below rep with the same relative names, `call` is the j-th (a loop inside a block)
-    same = [c for c in members if len(c) == len(call) and c[:len(rep)] == rep and rel(c[len(rep):], p0) == want]
+    same = [c for c in calls if len(c) == len(call) and c[:len(rep)] == rep and rel(c[len(rep):], p0) == want]
     j = same.index(call)
     out = []
     for c in grp.calls:
         pk = c[-1].path
-        found = [m for m in members if len(m) == len(call) and m[:len(c)] == c and rel(m[len(c):], pk) == want]
+        found = [m for m in calls if len(m) == len(call) and m[:len(c)] == c and rel(m[len(c):], pk) == want]
         out.append(found[j] if j < len(found) else None)
-    return rep, grp.n, out
+    return grp, out

@@ -412,6 +412,30 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
     return Node(dn.id, style)
 
 
+def edge_labels(pic: Picture, opts: DrawOptions) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    """Each drawn edge's label lines as the picture writes them, forward and gradient: what the page
+    puts on one layout to show another repetition's numbers."""
+    scale = edge_scale(pic) if opts.grad else None
+    out = {}
+    for e in pic.edges:
+        drawn = _edges(e, opts, scale)
+        lines = [str(d.attrs.get("label", "")).split("\n") if d.attrs.get("label") else [] for d in drawn]
+        out[(e.src, e.dst)] = (lines[0], lines[1] if len(lines) > 1 else [])
+    return out
+
+
+def node_texts(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions) -> dict[str, list[str]]:
+    """Each drawn node's label as the runs of text Graphviz writes for it (one SVG <text> each), in
+    order: what the page compares to show another repetition's numbers on the same boxes."""
+    import html
+    import re
+    out = {}
+    for dn in pic.nodes.values():
+        markup = _node_label(pic, dn, graph, run, opts).markup
+        out[dn.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+    return out
+
+
 def _edge_text(text_of, info: TensorInfo | None, opts: DrawOptions) -> str:
     """An edge's numbers (fmt.info_text or info_grad_text); without labels only whether there are any:
     info_text writes "" only without a summary, info_grad_text also without statistics (--meta)."""
