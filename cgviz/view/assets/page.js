@@ -92,7 +92,7 @@
       g.setAttribute("data-id", id);
       nodes[id] = g;
       const opens = L.opens && L.opens[id];
-      if (opens) g.classList.add("opens");
+      if (opens) { g.classList.add("opens"); g.setAttribute("data-opens", opens); }
       g.addEventListener("click", e => { e.stopPropagation(); if (opens) go(opens); else show(id); });
     });
     svg.querySelectorAll("g.cluster").forEach(g => {
