@@ -68,7 +68,9 @@ def inside(graph: Graph, run: RunSummary, call: tuple) -> tuple[Graph, RunSummar
     for n in graph:
         if n.id not in inner:
             for k, i in enumerate(n.inputs):
-                if i in inner:
+                # a parameter read outside (a loop's later steps read the weights its first call
+                # recorded) is not a result of the module
+                if i in inner and graph[i].kind not in ("param", "const"):
                     outs.setdefault(n.id, []).append((i, k))
             continue
         ins = []

@@ -60,8 +60,13 @@ def _label(call: tuple, parent: tuple | None, grp) -> str:
     base = parent[-1].path + "." if parent else ""
     rel = path[len(base):] if path.startswith(base) else path
     if grp is not None:
-        stem = rel.rsplit(".", 1)[0] if grp.style == "fold" and rel.rsplit(".", 1)[-1].isdigit() else rel
-        return f"{stem} ×{grp.n}"
+        stem, _, index = rel.rpartition(".")
+        if grp.style == "fold" and index.isdigit() and stem:
+            return f"{stem} ×{grp.n}"          # layers.0 … layers.31: the list's name
+        if grp.style == "loop":
+            return f"{rel}, {grp.n} steps"
+        last = grp.calls[-1][-1].key
+        return f"{rel} … {last[len(base):] if last.startswith(base) else last} ×{grp.n}"
     return rel
 
 
