@@ -33,7 +33,7 @@ PAGE = """<!DOCTYPE html>
   <span class="title">%(title)s</span>
   <nav id="crumbs" hidden></nav>
   <span id="reps" hidden><b id="rep-word"></b> <input type="range" id="rep" min="0" max="0" value="0" step="1">
-    <span id="rep-info"></span><svg id="rep-chart" width="160" height="28"></svg></span>
+    <span id="rep-info"></span><span id="rep-chart"></span></span>
   <input id="search" placeholder="find a node (Enter)" size="18">
   <button id="fit" title="fit the graph to the window">fit</button>
   <label class="fwd"><input type="checkbox" id="show-fwd" checked> forward (values)</label>

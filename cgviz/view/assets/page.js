@@ -158,9 +158,13 @@
   slider.addEventListener("input", e => setRep(Number(e.target.value)));
   function chart(R, r) {
     // bars of ‖∇θ‖ per repetition on a log scale; the chosen one dark; a click chooses
-    const c = document.getElementById("rep-chart"), W = 160, H = 28, n = R.norms.length;
+    // (made here: the page's first <svg> is the graph's)
+    const W = 160, H = 28, n = R.norms.length;
     const logs = R.norms.map(v => v > 0 ? Math.log10(v) : null), ok = logs.filter(v => v !== null);
     const lo = Math.min(...ok) - 0.3, hi = Math.max(...ok), w = W / n;
+    const c = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    c.setAttribute("width", W); c.setAttribute("height", H);
+    document.getElementById("rep-chart").replaceChildren(c);
     c.innerHTML = `<rect width="${W}" height="${H}" fill="white" stroke="#ccc"/>` + logs.map((v, i) => {
       const h = v === null ? 0 : 2 + (H - 4) * (v - lo) / ((hi - lo) || 1);
       return `<rect data-rep="${i}" x="${(i * w + 0.5).toFixed(1)}" y="${(H - h).toFixed(1)}" width="${Math.max(w - 1, 1).toFixed(1)}"` +
