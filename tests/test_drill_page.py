@@ -136,5 +136,11 @@ def test_search_opens_the_level_and_block_of_a_deep_op(deep, built):
     assert o.js("window.cgviz.rep") == 21
     assert "found" in o.node(SOFTMAX.format(0)).get_attribute("class")
     _panel_matches(o, nodes, SOFTMAX.format(21))
-    o.page.go_back()                                              # the search was a step, too
+    o.page.fill("#search", "blocks.5.attn/div")                   # another block, same level
+    o.page.press("#search", "Enter")
+    o.page.wait_for_function("() => window.cgviz.rep === 5")
+    _panel_matches(o, nodes, "blocks.5.attn/div")
+    o.page.go_back()                                              # each search was a step, too
+    o.page.wait_for_function("() => window.cgviz.rep === 21")
+    o.page.go_back()
     o.page.wait_for_function("() => window.cgviz.level === ''")

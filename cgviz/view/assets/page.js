@@ -67,6 +67,7 @@
 
   // --- levels: #<level>~<repetition> in the URL, so back and forward walk them
   const hashOf = (key, r) => "#" + encodeURIComponent(key) + (r ? "~" + r : "");
+  const bound = new WeakSet();            // SVG elements whose nodes and frames have their click handlers
   let then = null;                        // what to do once the level is shown (search: select the node)
   function go(key, r, after) {
     then = after || null;
@@ -87,20 +88,22 @@
     L = levels[key]; window.cgviz.level = key;
     svg = box.querySelector("svg");
     nodes = {}; red = {}; selected = null;
+    const fresh = !bound.has(svg);        // the same level again (another block): its clicks are bound
+    bound.add(svg);
     svg.querySelectorAll("g.node").forEach(g => {
       const id = g.querySelector("title").textContent;
       g.setAttribute("data-id", id);
       nodes[id] = g;
       const opens = L.opens && L.opens[id];
       if (opens) { g.classList.add("opens"); g.setAttribute("data-opens", opens); }
-      g.addEventListener("click", e => { e.stopPropagation(); if (opens) go(opens); else show(id); });
+      if (fresh) g.addEventListener("click", e => { e.stopPropagation(); if (opens) go(opens); else show(id); });
     });
     svg.querySelectorAll("g.cluster").forEach(g => {
       const opens = L.opens && L.opens[g.querySelector("title").textContent];
       if (!opens) return;
       g.classList.add("opens");
       g.setAttribute("data-opens", opens);
-      g.addEventListener("click", e => { e.stopPropagation(); go(opens); });
+      if (fresh) g.addEventListener("click", e => { e.stopPropagation(); go(opens); });
     });
     svg.querySelectorAll("g.edge").forEach(g => {
       const key = g.querySelector("title").textContent;
