@@ -78,7 +78,8 @@ class ModelDrawing:
     sized: bool = False             # the PNG's level is already chosen by its size (for_png)
     laid: tuple[str, str] | None = None     # (DOT text, its layout) from for_png, so it is laid out once
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
-    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call)
+    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, the
+                                    # title without the focus)
 
     @property
     def shown(self):
@@ -111,17 +112,19 @@ class ModelDrawing:
         from ..view.dot import dot_text
         from ..view.html import drill_page, model_page
         from ..view.levels import build_levels
-        from ..view.model_scene import edge_labels, node_texts, scene
+        from ..view.model_scene import scene
         if self.extra.get("view") != "ops":
             return model_page(self.shown, self.run, self.pic, root_svg, self.title)    # no modules to open
         t = time.perf_counter()
-        whole, run, call = self.focus_of or (self.shown, self.run, None)
+        whole, run, call, base = self.focus_of or (self.shown, self.run, None, self.title)
         levels = build_levels(whole, run, self.pic, self.fold, root=call)
         root = next(iter(levels))
-        base = self.title.split("  —  inside ")[0]
 
         def title(lv) -> str:
-            return f"{base}  —  inside {lv.call[-1].key} ({lv.call[-1].cls})"
+            f = lv.call[-1]
+            once = f", drawn once for its {len(lv.reps)} {lv.word}s (the page's {lv.word} slider: whose numbers)" \
+                if lv.reps else ""
+            return f"{base}  —  inside {f.key} ({f.cls}){once}"
 
         def svg(lv) -> str:
             text = dot_text(scene(lv.graph, lv.run, lv.pic, self.options(rankdir, title=title(lv))))
@@ -132,9 +135,7 @@ class ModelDrawing:
         svgs[root] = root_svg
         if timings is not None:
             timings["levels"] = time.perf_counter() - t
-        opts = self.options(rankdir)
-        return drill_page(levels, svgs, self.title, lambda lv, pic: edge_labels(pic, opts),
-                          lambda graph, run, pic: node_texts(graph, run, pic, opts))
+        return drill_page(levels, svgs, self.title, self.options(rankdir))
 
     def dot(self, rankdir: str = "TB", labels: bool = True) -> str:
         from ..view.dot import dot_text
@@ -348,7 +349,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     from ..view.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
-    focused = focus_of = None
+    focused = focus_of = left_out = None
     if focus is not None:
         if view == "autograd":
             raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
@@ -357,8 +358,11 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         call = find_call(drawn, focus)
         focused = _focus_title(call, find_groups(drawn, run) if fold else {})
         focus_of = (drawn, run, call)
+        if simple is not None:       # the pass-through ops left out of this module only
+            mine = {m: v for m, v in simple.merged.items() if tuple(graph[m].meta.get("scope") or ())[:len(call)] == call}
+            left_out = replace(simple, merged=mine).note(graph)
         graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
-        drawn, simple = graph, None
+        drawn = graph
     if view == "autograd":
         # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
         pic = build_picture(graph, run, None, fold=False)
@@ -390,11 +394,15 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
-    if simple is not None and simple.note(graph):
-        title += f"  —  {simple.note(graph)}"
+    if focused is None and simple is not None:
+        left_out = simple.note(graph)
+    if left_out:
+        title += f"  —  {left_out}"
+    base_title = title
     if focused:
         title += f"  —  {focused}"
         extra["focus"] = focus
+        focus_of += (base_title,)
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
                            groups=groups, focus_of=focus_of)

@@ -274,12 +274,11 @@ def _model_stepper(pic) -> tuple[list[str], dict[str, str]]:
                     for e in edges if e.grad is not None)
 
 
-def drill_page(levels: dict, svgs: dict[str, str], title: str, edge_texts, node_texts) -> str:
+def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
     """The drill-down page of a model (cgviz.view.levels): the first level's SVG inline, every other
     level's in the page's data with its panels, breadcrumb, the levels its boxes and frames open,
-    and, inside a ×N block, every repetition's panels and edge labels; plus the index search uses.
-    `edge_texts(level, pic)`: (src, dst) → ([forward label lines], [gradient label lines]);
-    `node_texts(graph, run, pic)`: drawn id → its label's runs of text."""
+    and, inside a ×N block, every repetition's panels and labels; plus the index search uses.
+    `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike."""
     from .levels import index
     root = next(iter(levels))
     data_levels = {}
@@ -293,33 +292,35 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, edge_texts, node_
                  "order": order, "steps": steps, "crumbs": crumbs[::-1],
                  "opens": {svg_key(i): k for i, k in lv.opens.items()}}
         if lv.reps is not None:
+            from .model_scene import node_texts
+            first = node_texts(lv.graph, lv.run, lv.pic, opts)
             entry["reps"] = {"word": lv.word, "names": lv.names,
                              "norms": [None if x is None else round(x, 6) for x in lv.norms],
-                             "data": [None if r is None else _repetition(lv, r, edge_texts, node_texts)
-                                      for r in lv.reps]}
+                             "data": [None if r is None else _repetition(lv, r, opts, first) for r in lv.reps]}
         data_levels[key] = entry
     found = {m: [lvl, svg_key(drawn), k] for m, (lvl, drawn, k) in index(levels).items()}
     return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
 
 
-def _repetition(lv, rep, edge_texts, node_texts) -> dict:
+def _repetition(lv, rep, opts, first: dict) -> dict:
     """One repetition's panels and labels, keyed by the first repetition's drawn ids (the ids the
     one layout has), so the page can put them on it. A label's text is given as the changes from the
-    first repetition's: the runs of text that differ, old → new."""
+    first repetition's (`first`: its node_texts): the runs of text that differ, old → new."""
+    from .model_scene import edge_labels, node_texts
     g, r, p, ids = rep
     back = {v: u for u, v in ids.items()}
     panels = model_panels(g, r, p)
     nodes = {svg_key(back[i]): panels[svg_key(i)] for i in p.nodes if i in back}
-    first, mine = node_texts(lv.graph, lv.run, lv.pic), node_texts(g, r, p)
+    mine = node_texts(g, r, p, opts)
     labels = {}
     for a, b in ids.items():
         if len(first[a]) == len(mine[b]):
             labels[svg_key(a)] = {x: y for x, y in zip(first[a], mine[b]) if x != y}
-    texts = {edge_key(a, b): [f, g] for (a, b), (f, g) in edge_texts(lv, p).items()}
+    texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_labels(p, opts).items()}
     edges = {}
     for e in lv.pic.edges:       # the first repetition's edges, each with this repetition's numbers
-        mine = edge_key(ids[e.src], ids[e.dst]) if e.src in ids and e.dst in ids else None
-        edges[edge_key(e.src, e.dst)] = texts.get(mine, [None, None])     # None: no counterpart, no number
+        twin = edge_key(ids[e.src], ids[e.dst]) if e.src in ids and e.dst in ids else None
+        edges[edge_key(e.src, e.dst)] = texts.get(twin, [None, None])     # None: no counterpart, no number
     return {"nodes": nodes, "edges": edges, "labels": labels}
 
 

@@ -95,15 +95,15 @@ def _match(a: Picture, b: Picture) -> dict[str, str] | None:
 
 def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
                  root: tuple | None = None) -> dict[str, Level]:
-    """Every level of the page, the first one the root: the model at `pic`, or, with `root`, the
-    inside of that module call (a --focus page)."""
+    """Every level of the page, the first one the root, drawn as `pic`: the model, or, with `root`,
+    the inside of that module call (a --focus page; `pic` is then a picture of inside(root))."""
     calls = list(calls_of(graph).values())
     groups = find_groups(graph, run) if fold else {}
     if root is None:
         top = Level("", None, graph, run, pic)
     else:
         g, r = inside(graph, run, root)
-        top = Level(root[-1].key, root, g, r, _picture(g, r, fold), label=root[-1].key)
+        top = Level(root[-1].key, root, g, r, pic, label=root[-1].key)
     levels = {top.key: top}
     todo = [top]
     while todo:

@@ -117,3 +117,15 @@ def test_depth_counts_from_the_focused_module():
     drawn = d._b.d.pic.nodes.values()
     boxes = {dn.module[-1].key for dn in drawn if dn.kind == "module"}
     assert boxes == {"blocks.2.ln1", "blocks.2.attn", "blocks.2.ln2", "blocks.2.mlp"}, boxes
+
+
+def test_a_focused_page_opens_at_the_module_and_drills_into_its_children():
+    page = _out("--focus", "blocks.3", "--format", "html")
+    data = json.loads(re.search(r'id="cgviz-data">(.*?)</script>', page, re.S).group(1))
+    assert data["root"] == "blocks.3"
+    first = data["levels"]["blocks.3"]
+    svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
+    titles = set(re.findall(r'<g id="node\d+" class="node">\s*<title>(.*?)</title>', svg))
+    assert titles == set(first["nodes"]) and "in:blocks.2/add_2" in titles   # its panels are its boxes'
+    assert first["opens"]["cluster_blocks.3.attn"] == "blocks.3.attn"
+    assert data["levels"]["blocks.3.attn"]["crumbs"] == [["blocks.3", "blocks.3"], ["attn", "blocks.3.attn"]]
