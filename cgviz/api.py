@@ -300,7 +300,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
-         kind: str | None = None, forward_kwargs: dict[str, Any] | None = None) -> Drawing:
+         kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
+         focus: str | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -318,6 +319,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     direction; by default an expression is drawn top to bottom when it is much deeper than wide,
     else left to right, and a model top to bottom. simplify=False draws a model's pass-through
     ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
+    focus="layers.3.self_attn" draws only the inside of that module, with a stub for each tensor
+    that enters or leaves it (a ×N block's member, "layers.7", shows that block's numbers).
 
     kind says what a string or path is, when it should not be told from the text and the file's
     content: "text" (a program), "expression" (an expression file, "-" for standard input),
@@ -325,13 +328,14 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     """
     checked = _checked("draw", loss=loss, depth=depth, view=view, dtype=dtype, seed=seed, mode=mode, lr=lr,
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
-                       max_elements=max_elements, timeout=timeout)
+                       max_elements=max_elements, timeout=timeout, focus=focus)
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
         text_or_path = os.fspath(source)
         kind = source_kind(text_or_path, kind)
         if kind != "model":
+            _refuse_model_options(text_or_path if kind != "text" else "<text>", focus=focus)
             if inputs or input_size is not None or forward_kwargs:
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors, "
                                  "input_size or forward_kwargs (use sets={'x': ...} to change a declaration)")
@@ -350,6 +354,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     if isinstance(source, torch.Tensor):
         if inputs or input_size is not None or forward_kwargs:
             raise CgvizError("draw(tensor) draws the graph that produced the tensor; it takes no inputs")
+        if focus is not None:
+            raise OptionError("draw(tensor) draws a graph of grad_fns, which has no modules to focus on")
         return make_dot(source, rankdir=rankdir or "TB", timeout=checked["timeout"])
     if isinstance(source, torch.nn.Module) or callable(source):
         return _draw_module(source, inputs, input_size, checked, fold=fold, grad=grad, meta=meta,
@@ -487,7 +493,8 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
                    inputs: tuple[str, ...] = ()) -> Drawing:
     from .pytorch.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
-                      explode=checked["explode"], simplify=checked.get("simplify", True))
+                      explode=checked["explode"], simplify=checked.get("simplify", True),
+                      focus=checked.get("focus"))
     return Drawing(_Model(d, source, inputs, loaded), rankdir, checked["timeout"])
 
 

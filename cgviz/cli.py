@@ -463,6 +463,7 @@ def model_stem(model: str) -> str:
 @model_options
 @option("view")
 @option("depth")
+@option("focus")
 @option("no_fold")
 @option("no_simplify")
 @option("meta")
@@ -478,7 +479,7 @@ def model_stem(model: str) -> str:
 @option("dpi")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, no_fold, no_simplify,
+def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, focus, no_fold, no_simplify,
               trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
               dpi, vanish, explode, quiet):
     """Draw a PyTorch MODEL after one forward and backward pass: every tensor on a blue edge,
@@ -492,6 +493,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         cgviz torch model.pt2
         cgviz torch net.py --input-shape 8,3,32,32 -o net.svg
         cgviz torch gpt.py:build --input-shape 1,64:long --depth 2
+        cgviz torch gpt.py:build --input-shape 1,64:long --focus blocks.3.attn -o attn.svg
         cgviz torch net.py --view autograd --format json -o -
         cgviz torch net.py --profile --profile-runs 5 --top 20 -o net.svg
     """
@@ -518,7 +520,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     t0 = time.perf_counter()
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
-                     vanish=vanish, explode=explode, dpi=dpi, simplify=not no_simplify)
+                     vanish=vanish, explode=explode, dpi=dpi, simplify=not no_simplify, focus=focus)
     for note in res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:

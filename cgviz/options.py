@@ -170,6 +170,10 @@ OPTIONS: dict[str, Opt] = {
                  "Draw every module nested deeper than N as one box [default: the deepest level whose "
                  "layout fits the picture budget (nodes, edges, labels, frames); for a PNG, the deepest "
                  f"whose picture stays within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx at 96 dpi].", {"metavar": "N"}),
+    "focus": Opt(("--focus",), Text(), "Draw only the inside of this module (layers.3.self_attn) at full detail, "
+                 "with a stub for each tensor entering or leaving it, named after its producer or consumer "
+                 "outside; a ×N block's member (layers.7) shows that block's numbers. --depth then counts "
+                 "from this module.", {"metavar": "MODULE"}),
     "profile_runs": Opt(("--profile-runs",), whole(1, 1000),
                         "With --profile: average N measured passes [default: 1].", {"metavar": "N"}),
     "profile_top": Opt(("--top", "profile_top"), whole(1, 100_000),

@@ -238,6 +238,8 @@ def test_newer_pytorch_only_when_the_archive_says_so(files, tmp_path):
 
 def _titles_and_data(page: str):
     data = json.loads(re.search(r'id="cgviz-data">(.*?)</script>', page, re.S).group(1))
+    if data.get("levels"):          # a model's drill-down page: the inline picture is its first level
+        data = data["levels"][data["root"]]
     root = ET.fromstring(re.search(r"<svg.*</svg>", page, re.S).group(0))
     titles = {cls: [g.find(SVG + "title").text for g in root.iter(SVG + "g") if g.get("class") == cls]
               for cls in ("node", "edge")}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CgvizError
+from ..errors import CgvizError, OptionError
 from ..spelling import spell
 from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import Picture, build_picture, find_groups
@@ -78,6 +78,8 @@ class ModelDrawing:
     sized: bool = False             # the PNG's level is already chosen by its size (for_png)
     laid: tuple[str, str] | None = None     # (DOT text, its layout) from for_png, so it is laid out once
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
+    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, the
+                                    # title without the focus)
 
     @property
     def shown(self):
@@ -88,15 +90,52 @@ class ModelDrawing:
     def warnings(self) -> list[str]:
         return self.run.warnings
 
+    def options(self, rankdir: str = "TB", labels: bool = True, title: str | None = None):
+        """How the scene is drawn (cgviz.view.model_scene.DrawOptions)."""
+        from ..view.model_scene import DrawOptions
+        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
+        return DrawOptions(rankdir=rankdir, grad=self.grad, title=self.title if title is None else title,
+                           flags=self.flags, compact=self.compact, labels=labels, **thresholds)
+
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
         layout cost (cgviz.view.budget.scene_cost)."""
-        from ..view.model_scene import DrawOptions, scene
-        thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
-        return scene(self.shown, self.run, self.pic, DrawOptions(rankdir=rankdir, grad=self.grad,
-                                                                 title=self.title, flags=self.flags,
-                                                                 compact=self.compact, labels=labels,
-                                                                 **thresholds))
+        from ..view.model_scene import scene
+        return scene(self.shown, self.run, self.pic, self.options(rankdir, labels))
+
+    def page(self, root_svg: str, rankdir: str = "TB", timeout: float | None = None,
+             timings: dict[str, float] | None = None) -> str:
+        """The drill-down page (cgviz.view.levels): this picture first, then the inside of every module
+        with more than one op, each laid out on its own (in parallel: each is a `dot` process)."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        from ..view.dot import dot_text
+        from ..view.html import drill_page, model_page
+        from ..view.levels import build_levels
+        from ..view.model_scene import scene
+        if self.extra.get("view") != "ops":
+            return model_page(self.shown, self.run, self.pic, root_svg, self.title)    # no modules to open
+        t = time.perf_counter()
+        whole, run, call, base = self.focus_of or (self.shown, self.run, None, self.title)
+        levels = build_levels(whole, run, self.pic, self.fold, root=call)
+        root = next(iter(levels))
+
+        def title(lv) -> str:
+            f = lv.call[-1]
+            once = f", drawn once for its {len(lv.reps)} {lv.word}s (the page's {lv.word} slider: whose numbers)" \
+                if lv.reps else ""
+            return f"{base}  —  inside {f.key} ({f.cls}){once}"
+
+        def svg(lv) -> str:
+            text = dot_text(scene(lv.graph, lv.run, lv.pic, self.options(rankdir, title=title(lv))))
+            return run_dot(text, "svg", timeout=timeout, nodes=len(lv.pic.nodes)).decode("utf-8")
+        rest = [lv for key, lv in levels.items() if key != root]
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            svgs = dict(zip((lv.key for lv in rest), pool.map(svg, rest)))
+        svgs[root] = root_svg
+        if timings is not None:
+            timings["levels"] = time.perf_counter() - t
+        return drill_page(levels, svgs, self.title, self.options(rankdir))
 
     def dot(self, rankdir: str = "TB", labels: bool = True) -> str:
         from ..view.dot import dot_text
@@ -156,8 +195,8 @@ class ModelDrawing:
         than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
         from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
         out = self._sized_copy()
-        if not self.coarser or self.coarser[0].compact:
-            return out
+        if not self.coarser or self.coarser[0].compact or "focus" in self.extra:
+            return out          # --focus asks for the detail of one module, not an overview
         t = time.perf_counter()
         levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
         limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
@@ -249,9 +288,8 @@ class ModelDrawing:
             nodes = len(self.pic.nodes)
             try:
                 if fmt == "html":
-                    from ..view.html import model_page
                     svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
-                    data = model_page(self.shown, self.run, self.pic, svg, self.title).encode("utf-8")
+                    data = self.page(svg, rankdir, limit, timings).encode("utf-8")
                 elif fmt == "png":
                     laid = (self.laid[1] if self.laid and self.laid[0] == dot_text
                             else layout(dot_text, limit, nodes, hint))
@@ -278,8 +316,10 @@ class ModelDrawing:
 
 def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
                   profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
-                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True) -> ModelDrawing:
-    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title."""
+                  html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True,
+                  focus: str | None = None) -> ModelDrawing:
+    """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
+    `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
@@ -309,6 +349,20 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     from ..view.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
+    focused = focus_of = left_out = None
+    if focus is not None:
+        if view == "autograd":
+            raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
+                              "view has no modules")
+        from ..view.inside import find_call, inside
+        call = find_call(drawn, focus)
+        focused = _focus_title(call, find_groups(drawn, run) if fold else {})
+        focus_of = (drawn, run, call)
+        if simple is not None:       # the pass-through ops left out of this module only
+            mine = {m: v for m, v in simple.merged.items() if tuple(graph[m].meta.get("scope") or ())[:len(call)] == call}
+            left_out = replace(simple, merged=mine).note(graph)
+        graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
+        drawn = graph
     if view == "autograd":
         # every grad_fn stays; what the budget may drop is the edge labels and the ellipses
         pic = build_picture(graph, run, None, fold=False)
@@ -340,11 +394,18 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
         title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
-    if simple is not None and simple.note(graph):
-        title += f"  —  {simple.note(graph)}"
+    if focused is None and simple is not None:
+        left_out = simple.note(graph)
+    if left_out:
+        title += f"  —  {left_out}"
+    base_title = title
+    if focused:
+        title += f"  —  {focused}"
+        extra["focus"] = focus
+        focus_of += (base_title,)
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
-                           groups=groups)
+                           groups=groups, focus_of=focus_of)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
     # pictures, a few tenths of a second that the stage line used to leave out)
     drawing.choose()
@@ -352,10 +413,23 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     return drawing
 
 
+def _focus_title(call: tuple, groups_of: dict) -> str:
+    """`inside blocks.7 (Block), block 8 of 12`: what a focused picture shows."""
+    f = call[-1]
+    text = f"inside {f.key} ({f.cls})"
+    for grp in groups_of.values():
+        hits = [k for k, c in enumerate(grp.calls) if call[:len(c)] == c]
+        if hits and len(grp.calls[hits[0]]) <= len(call):
+            word = "step" if grp.style == "loop" else "block"
+            text += f", {word} {hits[0] + 1} of {grp.n}"
+    return text
+
+
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None, dpi: float | None = None, simplify: bool = True) -> ModelResult:
+               explode: float | None = None, dpi: float | None = None, simplify: bool = True,
+               focus: str | None = None) -> ModelResult:
     """Everything `cgviz torch` does, minus printing and writing the file."""
     t0 = time.perf_counter()
     from ..needs import require_torch
@@ -368,7 +442,7 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify)
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus)
     if fmt == "png":
         d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
     data = d.output(fmt, rankdir, timeout, timings, dpi)

@@ -31,6 +31,9 @@ PAGE = """<!DOCTYPE html>
 <body>
 <div id="bar">
   <span class="title">%(title)s</span>
+  <nav id="crumbs" hidden></nav>
+  <span id="reps" hidden><b id="rep-word"></b> <input type="range" id="rep" min="0" max="0" value="0" step="1">
+    <span id="rep-info"></span><span id="rep-chart"></span></span>
   <input id="search" placeholder="find a node (Enter)" size="18">
   <button id="fit" title="fit the graph to the window">fit</button>
   <label class="fwd"><input type="checkbox" id="show-fwd" checked> forward (values)</label>
@@ -83,10 +86,14 @@ def _clean_svg(svg: str) -> str:
 
 
 def page(svg: str, title: str, nodes: dict, order: list[str], steps: dict[str, str], backward: str,
-         train: dict | None = None, extra_bar: str = "") -> str:
+         train: dict | None = None, extra_bar: str = "", levels: dict | None = None, root: str = "",
+         found: dict | None = None) -> str:
     """The whole document. `nodes`: id → {title, rows: [[heading, text]], chain: [lines]};
-    `train`: the slider's frames (train_page), with `extra_bar` its controls."""
+    `train`: the slider's frames (train_page), with `extra_bar` its controls; `levels`: a drill-down
+    page's pictures (drill_page), `root` the first, `found` the search index."""
     data = {"nodes": nodes, "order": order, "steps": steps, "backward": backward.lower(), "train": train}
+    if levels is not None:
+        data.update(levels=levels, root=root, found=found)
     # </script> inside the JSON must not end the script element: escape every "<"
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     script = asset("page.js") + (asset("train.js") if train else "")
@@ -180,7 +187,13 @@ def _hist(t) -> str:
 
 
 def model_page(graph, run, pic, svg: str, title: str) -> str:
-    """The page for a model picture: each drawn node's tensors, gradient norms and module facts."""
+    """The page for one model picture: each drawn node's tensors, gradient norms and module facts."""
+    order, steps = _model_stepper(pic)
+    return page(svg, title, model_panels(graph, run, pic), order, steps, BACKWARD)
+
+
+def model_panels(graph, run, pic) -> dict:
+    """The panel of each drawn node of a model picture, keyed as the SVG names the node."""
     from .model_scene import count_text
     from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
@@ -204,6 +217,17 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                 g_text = f"  ‖∇‖ = {g.norm:.4g}" if g is not None and g.norm is not None else ""
                 lines.append(f"{graph[m].name}  {value_text(v, sep=' ')}{g_text}")
             rows.append(["parameters and buffers", "\n".join(lines)])
+        elif dn.kind == "stub":
+            n = graph[dn.id]
+            into = n.meta.get("stub") == "in"
+            rows.append(["boundary", f"{'enters from' if into else 'leaves to'} {n.meta['of']}, outside this module"])
+            for k in range(len(n.inputs)) if not into else ():
+                v, g = run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k))
+                rows.append([f"value from {n.inputs[k]}", value_text(v, sep=" ")])
+                if g is not None:
+                    rows.append(["gradient back along it", grad_text(g, sep="  ")])
+            if into:
+                rows.append(["value", value_text(first_output(run.values.get(n.id)), sep=" ")])
         else:
             n = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
             v, g = run.values.get(n.id), run.grads.get(n.id)
@@ -217,11 +241,15 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
                                                    for i, t in zip(n.inputs, ins) if t is not None)])
             if first is not None:
                 rows.append(["value", value_text(first, sep=" ")])
+                if first.stats is not None:
+                    rows.append(["value statistics", _stats_text(first.stats)])
                 if _hist(first):
                     rows.append(["value histogram", _hist(first)])
             if g is not None:
                 rows.append(["gradient ∂L/∂(this)", grad_text(g, sep="  ") + (f"  (‖∇‖ = {g.norm:.4g})"
                                                                            if g.norm is not None else "")])
+                if g.stats is not None:
+                    rows.append(["gradient statistics", _stats_text(g.stats)])
                 if _hist(g):
                     rows.append(["gradient histogram", _hist(g)])
         if getattr(run, "profile", None) is not None and dn.kind in ("op", "module"):
@@ -229,12 +257,71 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members
             rows.append(["profile (--profile)", f"{cost_text(cost)}  ({100 * run.profile.share(cost):.1f}% of the time)"])
         nodes[svg_key(dn.id)] = {"title": dn.id, "rows": rows, "chain": []}
-    # a loop's step-to-step edge carries the gradient on to the previous step: it comes last
+    return nodes
+
+
+def _stats_text(st: dict) -> str:
+    """mean, std, min, max and norm to 6 significant digits: the JSON's numbers, readable."""
+    return "  ".join(f"{k} {st[k]:.6g}" for k in ("mean", "std", "min", "max", "norm") if st.get(k) is not None)
+
+
+def _model_stepper(pic) -> tuple[list[str], dict[str, str]]:
+    """The backward stepper of a model picture: the red edges from the loss back, a loop's
+    step-to-step edge last (it carries the gradient on to the previous step)."""
     edges = [e for e in reversed(pic.edges) if not e.back] + [e for e in reversed(pic.edges) if e.back]
-    order, steps = _stepper((e.src, e.dst, lambda e=e: f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})"
-                             if e.grad.norm is not None else edge_key(e.src, e.dst))
-                            for e in edges if e.grad is not None)
-    return page(svg, title, nodes, order, steps, BACKWARD)
+    return _stepper((e.src, e.dst, lambda e=e: f"‖∂L/∂{e.src}‖ = {e.grad.norm:.4g}   (from {e.dst})"
+                     if e.grad.norm is not None else edge_key(e.src, e.dst))
+                    for e in edges if e.grad is not None)
+
+
+def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
+    """The drill-down page of a model (cgviz.view.levels): the first level's SVG inline, every other
+    level's in the page's data with its panels, breadcrumb, the levels its boxes and frames open,
+    and, inside a ×N block, every repetition's panels and labels; plus the index search uses.
+    `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike."""
+    from .levels import index
+    root = next(iter(levels))
+    data_levels = {}
+    for key, lv in levels.items():
+        crumbs, up = [], lv
+        while up is not None:
+            crumbs.append([up.label, up.key])
+            up = levels.get(up.parent) if up.parent is not None else None
+        order, steps = _model_stepper(lv.pic)
+        entry = {"svg": None if key == root else _clean_svg(svgs[key]), "nodes": model_panels(lv.graph, lv.run, lv.pic),
+                 "order": order, "steps": steps, "crumbs": crumbs[::-1],
+                 "opens": {svg_key(i): k for i, k in lv.opens.items()}}
+        if lv.reps is not None:
+            from .model_scene import node_texts
+            first = node_texts(lv.graph, lv.run, lv.pic, opts)
+            entry["reps"] = {"word": lv.word, "names": lv.names,
+                             "norms": [None if x is None else round(x, 6) for x in lv.norms],
+                             "data": [None if r is None else _repetition(lv, r, opts, first) for r in lv.reps]}
+        data_levels[key] = entry
+    found = {m: [lvl, svg_key(drawn), k] for m, (lvl, drawn, k) in index(levels).items()}
+    return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
+
+
+def _repetition(lv, rep, opts, first: dict) -> dict:
+    """One repetition's panels and labels, keyed by the first repetition's drawn ids (the ids the
+    one layout has), so the page can put them on it. A label's text is given as the changes from the
+    first repetition's (`first`: its node_texts): the runs of text that differ, old → new."""
+    from .model_scene import edge_labels, node_texts
+    g, r, p, ids = rep
+    back = {v: u for u, v in ids.items()}
+    panels = model_panels(g, r, p)
+    nodes = {svg_key(back[i]): panels[svg_key(i)] for i in p.nodes if i in back}
+    mine = node_texts(g, r, p, opts)
+    labels = {}
+    for a, b in ids.items():
+        if len(first[a]) == len(mine[b]):
+            labels[svg_key(a)] = {x: y for x, y in zip(first[a], mine[b]) if x != y}
+    texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_labels(p, opts).items()}
+    edges = {}
+    for e in lv.pic.edges:       # the first repetition's edges, each with this repetition's numbers
+        twin = edge_key(ids[e.src], ids[e.dst]) if e.src in ids and e.dst in ids else None
+        edges[edge_key(e.src, e.dst)] = texts.get(twin, [None, None])     # None: no counterpart, no number
+    return {"nodes": nodes, "edges": edges, "labels": labels}
 
 
 # ---------------------------------------------------------------- cgviz train: a slider over the steps

@@ -84,6 +84,8 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
     if dn.kind == "params":
         return _params_label(pic, dn, graph, run, opts)
     v = first(run.values.get(rep.id))
+    if rep.kind == "stub":
+        return _stub_label(rep, v)
     if rep.kind == "op":
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(Line(head, bold=True))
@@ -118,6 +120,17 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         g, note = _over(run, dn)
         if g is not None and g.norm is not None:
             rows.append(grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
+    return lines_markup(rows)
+
+
+def _stub_label(rep, v) -> Html:
+    """A boundary stub of a focused module: where the tensor comes from or goes to outside. Its
+    numbers are on its edges, which are the full graph's."""
+    rows: list[Row] = [Line(("from " if rep.meta.get("stub") == "in" else "to ") + rep.meta["of"], bold=True)]
+    if rep.meta.get("stub") == "in" and v is not None:
+        rows.append(small(f"outside: {shape_label(v.shape)}"))
+    else:
+        rows.append(small("outside"))
     return lines_markup(rows)
 
 
@@ -397,6 +410,30 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
         rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
         style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
     return Node(dn.id, style)
+
+
+def edge_labels(pic: Picture, opts: DrawOptions) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    """Each drawn edge's label lines as the picture writes them, forward and gradient: what the page
+    puts on one layout to show another repetition's numbers."""
+    scale = edge_scale(pic) if opts.grad else None
+    out = {}
+    for e in pic.edges:
+        drawn = _edges(e, opts, scale)
+        lines = [str(d.attrs.get("label", "")).split("\n") if d.attrs.get("label") else [] for d in drawn]
+        out[(e.src, e.dst)] = (lines[0], lines[1] if len(lines) > 1 else [])
+    return out
+
+
+def node_texts(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions) -> dict[str, list[str]]:
+    """Each drawn node's label as the runs of text Graphviz writes for it (one SVG <text> each), in
+    order: what the page compares to show another repetition's numbers on the same boxes."""
+    import html
+    import re
+    out = {}
+    for dn in pic.nodes.values():
+        markup = _node_label(pic, dn, graph, run, opts).markup
+        out[dn.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+    return out
 
 
 def _edge_text(text_of, info: TensorInfo | None, opts: DrawOptions) -> str:

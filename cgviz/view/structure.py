@@ -122,7 +122,7 @@ def _signature(graph: Graph, run: RunSummary, call: tuple, members: list[str]):
     return tuple(sig)
 
 
-def _param_norm(graph: Graph, run: RunSummary, members: list[str]) -> float | None:
+def param_norm(graph: Graph, run: RunSummary, members: list[str]) -> float | None:
     """The norm of the gradient this call sent to parameters, read from the edges parameters feed:
     for a loop, step t's share of the shared weights' gradient (which shows vanishing over time)."""
     total, seen = 0.0, False
@@ -190,7 +190,7 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
                     continue
                 if len(steps) > 1:
                     groups[steps[0]] = Group("loop", list(steps), steps[0][-1].cls,
-                                             [_param_norm(graph, run, members[x]) for x in steps])
+                                             [param_norm(graph, run, members[x]) for x in steps])
                     used.update(steps)
                     hidden.update(steps[1:])
                 steps = [c] if c is not None else []
@@ -203,7 +203,7 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
                 continue
             if len(run_) > 1:
                 groups[run_[0]] = Group("fold", list(run_), run_[0][-1].cls,
-                                        [_param_norm(graph, run, members[x]) for x in run_])
+                                        [param_norm(graph, run, members[x]) for x in run_])
                 hidden.update(run_[1:])
             run_ = [c] if c is not None and c not in used else []
     return groups
