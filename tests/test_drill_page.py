@@ -123,6 +123,8 @@ def test_the_block_selector_changes_the_numbers_shown(deep, built):
     assert label17 != label0 and f"{grad17:.4g}" in label17, (label0, label17)
     edges17 = o.js("() => [...document.querySelectorAll('#graph g.edge text')].map(t => t.textContent)")
     assert len(edges17) == len(edges0) and edges17 != edges0
+    qkv = _label(o, "blocks.0.attn.qkv/linear")      # a one-op module's name on its op names block 17's
+    assert qkv.startswith("blocks.17.attn.qkv · Linear|"), qkv
     o.page.locator("#rep").fill("0")                              # and back to block 0's numbers
     _panel_matches(o, nodes, SOFTMAX.format(0))
     assert o.js("() => [...document.querySelectorAll('#graph g.edge text')].map(t => t.textContent)") == edges0

@@ -430,9 +430,17 @@ def node_texts(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions) -
     import html
     import re
     out = {}
-    for dn in pic.nodes.values():
-        markup = _node_label(pic, dn, graph, run, opts).markup
-        out[dn.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+
+    def walk(items) -> None:
+        # the labels as drawn, so that a module's name on its lone op ("blocks.5.attn.qkv · Linear")
+        # and --profile's line are there too, not only _node_label's rows
+        for it in items:
+            if isinstance(it, Cluster):
+                walk(it.items)
+            elif isinstance(it.attrs.get("label"), Html):
+                markup = it.attrs["label"].markup
+                out[it.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+    walk(scene(graph, run, pic, opts).items)
     return out
 
 
