@@ -86,6 +86,7 @@ bench: install
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info
