@@ -125,6 +125,9 @@ def test_the_block_selector_changes_the_numbers_shown(deep, built):
     assert len(edges17) == len(edges0) and edges17 != edges0
     qkv = _label(o, "blocks.0.attn.qkv/linear")      # a one-op module's name on its op names block 17's
     assert qkv.startswith("blocks.17.attn.qkv · Linear|"), qkv
+    o.page.click("#reset")
+    o.page.click("#step")                           # the backward stepper speaks of block 17 too
+    assert "blocks.17." in o.page.inner_text("#step-info") and "blocks.0." not in o.page.inner_text("#step-info")
     o.page.locator("#rep").fill("0")                              # and back to block 0's numbers
     _panel_matches(o, nodes, SOFTMAX.format(0))
     assert o.js("() => [...document.querySelectorAll('#graph g.edge text')].map(t => t.textContent)") == edges0

@@ -317,11 +317,14 @@ def _repetition(lv, rep, opts, first: dict) -> dict:
         if len(first[a]) == len(mine[b]):
             labels[svg_key(a)] = {x: y for x, y in zip(first[a], mine[b]) if x != y}
     texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_labels(p, opts).items()}
-    edges = {}
+    _, own_steps = _model_stepper(p)
+    edges, steps = {}, {}
     for e in lv.pic.edges:       # the first repetition's edges, each with this repetition's numbers
         twin = edge_key(ids[e.src], ids[e.dst]) if e.src in ids and e.dst in ids else None
         edges[edge_key(e.src, e.dst)] = texts.get(twin, [None, None])     # None: no counterpart, no number
-    return {"nodes": nodes, "edges": edges, "labels": labels}
+        if twin in own_steps:    # the backward stepper's text for this edge, in this repetition's words
+            steps[edge_key(e.src, e.dst)] = own_steps[twin]
+    return {"nodes": nodes, "edges": edges, "labels": labels, "steps": steps}
 
 
 # ---------------------------------------------------------------- cgviz train: a slider over the steps

@@ -211,7 +211,9 @@
     Object.values(red).forEach(g => g.classList.remove("active"));
     const g = red[order[i]];
     g.classList.remove("pending"); g.classList.add("done", "active");
-    info.textContent = (L.steps || {})[order[i]] || order[i];
+    // inside a ×N block, the chosen repetition's texts (its names and numbers), else the level's
+    const rep = L.reps && L.reps.data[window.cgviz.rep];
+    info.textContent = ((rep && rep.steps) || L.steps || {})[order[i]] || order[i];
     window.cgviz.stepIndex = i + 1;
     return true;
   }
