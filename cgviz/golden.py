@@ -192,6 +192,12 @@ def compare(old: dict, new: dict, rtol: float = RTOL, atol: float = ATOL) -> Gra
             diff.edges_removed += 1
     changed_grads = set()
     output = new.get("output")
+    # What was given (an input's, a param's or a constant's value) is said first: it is the cause a
+    # reviewer looks for (w: 0.5 → 0.6), and everything after it in graph order follows from it.
+    for n in new["nodes"]:
+        o = on.get(n["id"])
+        if o is not None and n.get("kind") != "op" and o.get("shape") == n.get("shape"):
+            _numbers(diff, n["id"], o.get("value"), n.get("value"))
     for n in new["nodes"]:
         o = on.get(n["id"])
         if o is None:
@@ -201,8 +207,8 @@ def compare(old: dict, new: dict, rtol: float = RTOL, atol: float = ATOL) -> Gra
                 s.append(f"{n['id']}: {key} {_show(o.get(key))} → {_show(n.get(key))}")
         if o.get("shape") != n.get("shape"):
             continue                       # its numbers cannot be set side by side
-        if n["id"] != output or new.get("loss_value") is None:   # the output's value is the loss line
-            _numbers(diff, n["id"], o.get("value"), n.get("value"))
+        if n.get("kind") == "op" and (n["id"] != output or new.get("loss_value") is None):
+            _numbers(diff, n["id"], o.get("value"), n.get("value"))   # the output's value is the loss line
         if _numbers(diff, _d(n["id"]), o.get("grad"), n.get("grad")):
             changed_grads.add(n["id"])
     for e in new["edges"]:

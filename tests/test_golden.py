@@ -49,7 +49,7 @@ def test_a_removed_node_and_a_changed_op():
 def test_a_value_beyond_the_tolerance_says_old_and_new():
     d = G.compare(doc(), doc(sets={"w": "0.6"}))
     # the pizza's figures: z = w·x, L = (relu(z) − 90)², ∂L/∂w = 2(a − y)·x
-    assert d.numbers[:3] == ["∂L/∂x: 10 → 36", "w: 0.5 → 0.6", "∂L/∂w: 4000 → 12000"]
+    assert d.numbers[:3] == ["w: 0.5 → 0.6", "∂L/∂x: 10 → 36", "∂L/∂w: 4000 → 12000"]   # the cause first
     assert d.numbers[-1] == "loss: 100 → 900"
     assert d.lines[-1] == "0 nodes added, 0 removed; 10 numbers beyond tolerance (rtol 0.0001, atol 1e-12)"
     # the output's value is the loss line, said once
