@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import CgvizError
+from .view.export import dumps as graph_dumps, json_safe
 
 FORMAT = "cgviz-snapshot"
 VERSION = 1
@@ -82,22 +83,16 @@ def _tensor(values, stats, shape, full: int):
 
 
 def _round(x):
-    if isinstance(x, bool) or x is None or isinstance(x, str):
-        return x
+    """Numbers to DIGITS significant digits; NaN and infinities as the JSON document writes them."""
+    if isinstance(x, float):
+        return float(f"{x:.{DIGITS}g}") if math.isfinite(x) else json_safe(x)
     if isinstance(x, (list, tuple)):
         return [_round(v) for v in x]
-    if isinstance(x, int):
-        return x
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-        return float(f"{x:.{DIGITS}g}")
     return x
 
 
 def dumps(doc: dict) -> str:
     """One node or edge per line, so a changed golden reads as a changed node in a pull request."""
-    from .view.export import dumps as graph_dumps
     return graph_dumps(doc)
 
 
@@ -162,12 +157,12 @@ class GraphDiff:
         return "\n".join(self.lines)
 
 
-def compare(old: dict, new: dict, rtol: float = RTOL, atol: float = ATOL) -> GraphDiff:
+def compare(old: dict, new: dict, rtol: float | None = None, atol: float | None = None) -> GraphDiff:
     """Structure exactly (nodes, ops, edges, shapes, dtypes, modules, folds), numbers within
     |new − old| ≤ atol + rtol·max(|old|, scale), scale being the golden tensor's largest magnitude:
     float32 rounding grows with the magnitudes summed, so a mean near 0 of values near 1 carries
-    errors near 1e-7, not near 1e-7 of itself."""
-    diff = GraphDiff(rtol=rtol, atol=atol)
+    errors near 1e-7, not near 1e-7 of itself. A tolerance not given (None) is the default."""
+    diff = GraphDiff(rtol=RTOL if rtol is None else rtol, atol=ATOL if atol is None else atol)
     s = diff.structure
     for key in ("loss", "output", "seeded_with_ones", "model", "folds"):
         if old.get(key) != new.get(key):

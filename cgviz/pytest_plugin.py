@@ -113,9 +113,7 @@ class GraphSnapshot:
             if self.update:
                 return self._write(path, text)
             return [f"{e}", f"run pytest with {UPDATE} to write it again"]
-        rtol = next(v for v in (rtol, self.rtol, G.RTOL) if v is not None)
-        atol = next(v for v in (atol, self.atol, G.ATOL) if v is not None)
-        diff = G.compare(old, doc, rtol, atol)
+        diff = G.compare(old, doc, self.rtol if rtol is None else rtol, self.atol if atol is None else atol)
         if diff.same:
             return None
         if self.update:

@@ -339,12 +339,9 @@ class Settings:
             return own
         return CHECKS if self.pixels else ("graph",)
 
-    def tolerances(self, entry: Entry) -> tuple[float, float]:
-        from .golden import ATOL, RTOL
-        o = entry.options
-        rtol = o.get("rtol", RTOL if self.rtol is None else self.rtol)
-        atol = o.get("atol", ATOL if self.atol is None else self.atol)
-        return rtol, atol
+    def tolerances(self, entry: Entry) -> tuple[float | None, float | None]:
+        """The entry's own, else the command line's; None: cgviz.golden's default."""
+        return entry.options.get("rtol", self.rtol), entry.options.get("atol", self.atol)
 
 
 def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings = Settings()) -> Outcome:
