@@ -283,8 +283,8 @@ class _Model:
         return self.d.dot(rankdir)
 
     def folds(self) -> list[str]:
-        groups = self.d.pic.groups.values() if self.d.fold else ()
-        return [f"{'/'.join(f.key for f in g.calls[0])} ×{g.n} ({g.style})" for g in groups]
+        # without folding, build_picture found no groups
+        return [f"{'/'.join(f.key for f in g.calls[0])} ×{g.n} ({g.style})" for g in self.d.pic.groups.values()]
 
     def to_dict(self) -> dict:
         return self.d.to_dict()

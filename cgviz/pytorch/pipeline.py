@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import CgvizError, OptionError
 from ..spelling import spell
 from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
-from ..view.structure import Picture, build_picture, find_groups
+from ..view.structure import WORDS, Picture, build_picture, find_groups
 
 ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
 MIN_ATTEMPT = 10.0          # seconds
@@ -420,8 +420,7 @@ def _focus_title(call: tuple, groups_of: dict) -> str:
     for grp in groups_of.values():
         hits = [k for k, c in enumerate(grp.calls) if call[:len(c)] == c]
         if hits and len(grp.calls[hits[0]]) <= len(call):
-            word = "step" if grp.style == "loop" else "block"
-            text += f", {word} {hits[0] + 1} of {grp.n}"
+            text += f", {WORDS[grp.style][0]} {hits[0] + 1} of {grp.n}"
     return text
 
 

@@ -243,15 +243,15 @@ def model_panels(graph, run, pic) -> dict:
                 rows.append(["value", value_text(first, sep=" ")])
                 if first.stats is not None:
                     rows.append(["value statistics", _stats_text(first.stats)])
-                if _hist(first):
-                    rows.append(["value histogram", _hist(first)])
+                if hist := _hist(first):
+                    rows.append(["value histogram", hist])
             if g is not None:
                 rows.append(["gradient ∂L/∂(this)", grad_text(g, sep="  ") + (f"  (‖∇‖ = {g.norm:.4g})"
                                                                            if g.norm is not None else "")])
                 if g.stats is not None:
                     rows.append(["gradient statistics", _stats_text(g.stats)])
-                if _hist(g):
-                    rows.append(["gradient histogram", _hist(g)])
+                if hist := _hist(g):
+                    rows.append(["gradient histogram", hist])
         if getattr(run, "profile", None) is not None and dn.kind in ("op", "module"):
             from .profile import cost_text
             cost = run.profile.cost(dn.members)     # a collapsed or folded node: the sum of its members

@@ -10,11 +10,12 @@ as itself, so a search can open the picture that holds it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..ir import Graph
 from ..summary import RunSummary
 from .inside import IN, OUT, calls_of, inside, repetition
-from .structure import Picture, build_picture, find_groups, max_depth, param_norm
+from .structure import WORDS, Picture, build_picture, find_groups, max_depth, param_norm
 
 LEVEL_NODES = 60        # a level is drawn at the deepest depth with at most this many boxes
 
@@ -30,6 +31,7 @@ class Level:
     pic: Picture
     parent: str | None = None
     label: str = "model"
+    group: Any = None             # the ×N fold or loop this level is the first repetition of
     opens: dict[str, str] = field(default_factory=dict)    # drawn node or cluster id → the level it opens
     reps: list | None = None      # per repetition: (graph, run, pic, first's node id → its) or None
     word: str = ""                # block | step
@@ -64,7 +66,7 @@ def _label(call: tuple, parent: tuple | None, grp) -> str:
         if grp.style == "fold" and index.isdigit() and stem:
             return f"{stem} ×{grp.n}"          # layers.0 … layers.31: the list's name
         if grp.style == "loop":
-            return f"{rel}, {grp.n} steps"
+            return f"{rel}, {grp.n} {WORDS['loop'][1]}"
         last = grp.calls[-1][-1].key
         return f"{rel} … {last[len(base):] if last.startswith(base) else last} ×{grp.n}"
     return rel
@@ -123,7 +125,7 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
                     continue            # one op: its box already says everything
                 child = Level(key, call, sub, sub_run, _picture(sub, sub_run, fold))
                 found = repetition(calls, groups, call)
-                child.label = found[0] if found and found[0].calls[0] == call else None    # the ×N, for now
+                child.group = found[0] if found and found[0].calls[0] == call else None
                 if found is not None:
                     _repetitions(child, found, graph, run, fold)
                 levels[key] = child
@@ -136,14 +138,14 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
             continue
         up = next((level.call[:i] for i in range(len(level.call) - 1, 0, -1) if level.call[i - 1].key in levels), None)
         level.parent = up[-1].key if up else top.key
-        level.label = _label(level.call, up or top.call, level.label)
+        level.label = _label(level.call, up or top.call, level.group)
     return levels
 
 
 def _repetitions(level: Level, found, graph: Graph, run: RunSummary, fold: bool) -> None:
     """Every repetition's picture of a level inside a ×N fold or loop, matched to the first's."""
     grp, calls = found
-    level.word = "step" if grp.style == "loop" else "block"
+    level.word = WORDS[grp.style][0]
     level.reps = []
     depth = level.pic.depth
     for call in calls:

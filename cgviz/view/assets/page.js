@@ -212,8 +212,8 @@
     const g = red[order[i]];
     g.classList.remove("pending"); g.classList.add("done", "active");
     // inside a ×N block, the chosen repetition's texts (its names and numbers), else the level's
-    const rep = L.reps && L.reps.data[window.cgviz.rep];
-    info.textContent = ((rep && rep.steps) || L.steps || {})[order[i]] || order[i];
+    const r = rep();
+    info.textContent = ((r && r.steps) || L.steps || {})[order[i]] || order[i];
     window.cgviz.stepIndex = i + 1;
     return true;
   }
