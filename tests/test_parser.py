@@ -54,6 +54,15 @@ def test_loss_without_a_name_is_called_loss():
     assert r.graph.loss == "loss" and float(r.run.grads["w"]) == 3.0
 
 
+def test_a_keyword_reads_as_a_name_where_only_a_name_fits():
+    # the lexer follows the parser's state (Lark's contextual lexer): `loss` in an expression is the
+    # unnamed loss's name, and a keyword as a declared name gets its own message, not a syntax error
+    res = evaluate("input x = 3\nloss = (x - 1)^2\ny = loss * 2\n", "kw.cg")
+    assert float(res.run.values["y"]) == 8.0
+    with pytest.raises(SourceError, match="'input' is a keyword and cannot be used as a name\\n"):
+        parse("param input = 1\nloss L = input\n", "kw.cg")
+
+
 def test_newlines_inside_brackets_and_backslash_continue_a_statement():
     prog = parse("input X = [[1, 2],\n           [3, 4]]\ny = sum(X,\n  axis=0) \\\n  + 1\n", "p.cg")
     assert len(prog.statements) == 2

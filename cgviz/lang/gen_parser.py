@@ -35,11 +35,9 @@ OUT = HERE / "lalr.py"
 
 # Lark's options for this grammar; the post-lexer and propagate_positions may be given again when
 # loading, but the parser kind and the tree shape (maybe_placeholders) are fixed by the tables.
-# One lexer for the whole file ("basic"), not one per parser state ("contextual"): each lexer
-# compiles its own big regular expression on first use, and pizza.cg touched 14 of them, ~5 ms of
-# a ~230 ms render. The grammar needs no context to split tokens (keywords are whole NAMEs), and the
-# one message that relied on it (a keyword where a name belongs) is made in parser.py.
-OPTIONS = dict(parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+# The lexer is Lark's contextual one (a lexer per parser state): a keyword reads as a name wherever
+# only a name fits (`loss` in an expression), which the grammar and parser.py's messages rely on.
+OPTIONS = dict(parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 _REGEX_IMPORT = """try:
     import regex

@@ -381,9 +381,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
         first = line_text.split()[0] if line_text.split() else ""
         if str(tok) == "=" and first in ("input", "param", "const"):
             hint = f"'{first}' is a keyword: write `{first} NAME = VALUE`."
-        if str(tok) in KEYWORDS and (tok.type == "NAME" or "NAME" in e.expected):
-            # One lexer for the whole file (cheaper to build than a lexer per parser state) reads a
-            # keyword as its keyword token even where only a name fits, so say why it does not fit.
+        if tok.type == "NAME" and str(tok) in ("input", "param", "const", "loss"):
             hint = f"'{tok}' is a keyword and cannot be used as a name here."
         return SourceError(msg, line=tok.line, col=tok.column, source=source, hint=hint,
                            width=max(1, len(str(tok))) if tok.type != "_NL" else 1)
