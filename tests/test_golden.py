@@ -157,3 +157,13 @@ def test_the_expression_path_of_the_golden_and_the_plugin_never_imports_torch(tm
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False" and (tmp_path / "g" / "pizza.json").exists()
+
+
+def test_snapshot_help_states_the_golden_tolerances():
+    """The command line writes the defaults into its help itself (so as not to import this module
+    at start-up); they must stay the ones compare() uses."""
+    from click.testing import CliRunner
+
+    from cgviz.cli import main
+    text = " ".join(CliRunner().invoke(main, ["snapshot", "--help"]).output.split())
+    assert f"[default: {G.RTOL:g}]" in text and f"[default: {G.ATOL:g}]" in text
