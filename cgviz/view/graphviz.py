@@ -65,9 +65,8 @@ def started_early(fmt: str):
     is ready: a tenth less wall time for `cgviz render` of a small file. Without Graphviz nothing
     starts, and the drawing reports it as ever."""
     if fmt in IMAGE_FORMATS + PAGE_FORMATS:
-        first = {"png": "-Tdot", "html": "-Tsvg"}.get(fmt, f"-T{fmt}")     # a PNG is laid out first
         with contextlib.suppress(CgvizError, OSError):
-            args = (dot_executable(), first)
+            args = (dot_executable(), _first_pass("svg" if fmt == "html" else fmt))   # a page holds an SVG
             if args not in _early:
                 _early[args] = _start(list(args))
     try:
@@ -77,6 +76,11 @@ def started_early(fmt: str):
             _, proc = _early.popitem()
             with proc:                 # closes the pipes and waits for it
                 proc.kill()
+
+
+def _first_pass(fmt: str) -> str:
+    """The -T of the first `dot` run_dot starts for `fmt`: a PNG is laid out first (layout) to learn its size."""
+    return "-Tdot" if fmt == "png" else f"-T{fmt}"
 
 
 def _run(args: list[str], data: bytes, timeout: float | None) -> subprocess.CompletedProcess:
@@ -129,7 +133,7 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
         hit = _RANKDIR.search(dot_text)
         rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
     if fmt != "png":
-        return _with_groups_or_without(lambda text: _dot([exe, f"-T{fmt}"], text.encode("utf-8"), fmt, timeout,
+        return _with_groups_or_without(lambda text: _dot([exe, _first_pass(fmt)], text.encode("utf-8"), fmt, timeout,
                                                          nodes, hint).stdout, dot_text)
     laid = layout(dot_text, timeout, nodes, hint)
     return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
@@ -139,7 +143,7 @@ def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | 
            hint: str = "") -> str:
     """The DOT text with every position filled in (`dot -Tdot`): the whole cost of the layout."""
     exe = dot_executable()
-    return _with_groups_or_without(lambda text: _dot([exe, "-Tdot"], text.encode("utf-8"), "png", timeout,
+    return _with_groups_or_without(lambda text: _dot([exe, _first_pass("png")], text.encode("utf-8"), "png", timeout,
                                                       nodes, hint).stdout.decode("utf-8"), dot_text)
 
 
