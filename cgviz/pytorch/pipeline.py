@@ -359,8 +359,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         focused = _focus_title(call, find_groups(drawn, run) if fold else {})
         focus_of = (drawn, run, call)
         if simple is not None:       # the pass-through ops left out of this module only
-            mine = {m: v for m, v in simple.merged.items() if tuple(graph[m].meta.get("scope") or ())[:len(call)] == call}
-            left_out = replace(simple, merged=mine).note(graph)
+            left_out = simple.within(graph, call).note(graph)
         graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
         drawn = graph
     if view == "autograd":

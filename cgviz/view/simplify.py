@@ -50,6 +50,13 @@ class Simplified:
     def count(self) -> int:
         return len(self.merged)
 
+    def within(self, original: Graph, call: tuple) -> "Simplified":
+        """Only what was left out of one module call (`--focus`): the ops and nodes in its scope."""
+        def inside(m: str) -> bool:
+            return tuple(original[m].meta.get("scope") or ())[:len(call)] == call
+        return Simplified(self.graph, {m: v for m, v in self.merged.items() if inside(m)},
+                          [m for m in self.dropped if inside(m)])
+
     def note(self, original: Graph) -> str | None:
         """`3 pass-through ops not drawn (dropout ×2, view)`, or None when nothing was left out."""
         if not self.merged:
