@@ -11,9 +11,10 @@ from ..fmt import grad_text, inline_values, norm, num, value_text
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
 from ..ir import Graph, Node
 from .dot import dot_text
-from .markup import BACKWARD, FONT, STEP, Html, Line, Row, lines_markup
+from .markup import BACKWARD, STEP, Html, Line, Row, lines_markup
 from .scene import Edge, Node as SceneNode, Scene
-from .style import STYLE, forward_edge, gradient_edge, legend, mark, saturation_line, scale_legend
+from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, gradient_edge, graph_attrs, legend, mark,
+                    saturation_line, scale_legend)
 from ..names import folded, wrt
 from ..lang.ops import OPS, shape_text
 
@@ -236,12 +237,8 @@ def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[
             if folded(graph, src):
                 continue
             edges.extend(_edges(graph, run, opts, src, node, k, scale))
-    return Scene(graph={"rankdir": opts.rankdir or auto_rankdir(graph), "fontname": FONT, "fontsize": "12",
-                        "labelloc": "t", "labeljust": "l", "nodesep": "0.35", "ranksep": "0.6",
-                        "bgcolor": "white", "pad": "0.2"},
-                 caption=caption(graph, run, opts, scale),
-                 node={"fontname": FONT, "fontsize": "11"},
-                 edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
+    return Scene(graph=graph_attrs(opts.rankdir or auto_rankdir(graph), nodesep="0.35", ranksep="0.6"),
+                 caption=caption(graph, run, opts, scale), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
                  items=tuple(nodes), edges=tuple(edges))
 
 

@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass
 
 from .dot import dot_text
-from .markup import BACKWARD, FONT, Html, Line, Row, html_text, lines_markup
+from .markup import BACKWARD, Html, Line, Row, html_text, lines_markup
 from .scene import Cluster, Edge, Node, Scene
-from .style import (STYLE, forward_edge, grad_row, gradient_edge, legend, mark, saturation_line, scale_legend,
-                    small)
+from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, grad_row, gradient_edge, graph_attrs, legend,
+                    mark, saturation_line, scale_legend, small)
 from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
@@ -314,12 +314,8 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
         return out
 
     main = set(main_path(pic))
-    return Scene(graph={"rankdir": opts.rankdir, "fontname": FONT, "fontsize": "12",
-                        "labelloc": "t", "labeljust": "l", "nodesep": "0.3", "ranksep": "0.3",
-                        "bgcolor": "white", "pad": "0.2", "newrank": "true"},
-                 caption=tuple(caption),
-                 node={"fontname": FONT, "fontsize": "11"},
-                 edge={"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"},
+    return Scene(graph=graph_attrs(opts.rankdir, nodesep="0.3", ranksep="0.3", newrank="true"),
+                 caption=tuple(caption), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
                  items=tuple(items(())),
                  edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale)),
                  same_rank=beside_their_op(pic))

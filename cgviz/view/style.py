@@ -6,7 +6,7 @@ use these; cgviz.view.dot writes what they make."""
 from __future__ import annotations
 
 from ..health import FLAG_COLOR, Saturation, Scale
-from .markup import BACKWARD, FORWARD, Html, Line, html_text
+from .markup import BACKWARD, FONT, FORWARD, Html, Line, html_text
 
 STYLE = {
     "input": dict(shape="box", style="filled", fillcolor="#e3eefb", color="#3b6fb6"),
@@ -23,6 +23,15 @@ LOSS_STYLE = dict(peripheries="2", color="#6a1b9a", penwidth="1.4")
 NONFINITE_STYLE = dict(fillcolor="#ffcc80", color="#d50000", penwidth="2.6")
 
 GREY = "#555555"      # a label's small print
+# Every picture's defaults, an expression's and a model's alike (spacing aside: graph_attrs)
+NODE_DEFAULTS = {"fontname": FONT, "fontsize": "11"}
+EDGE_DEFAULTS = {"fontname": FONT, "fontsize": "9", "arrowsize": "0.7"}
+
+
+def graph_attrs(rankdir: str, nodesep: str, ranksep: str, **more: str) -> dict:
+    """A picture's graph attributes: its direction and spacing, the caption at the top left."""
+    return {"rankdir": rankdir, "fontname": FONT, "fontsize": "12", "labelloc": "t", "labeljust": "l",
+            "nodesep": nodesep, "ranksep": ranksep, "bgcolor": "white", "pad": "0.2", **more}
 
 
 def mark(style: dict, loss: bool, nonfinite: bool) -> dict:
