@@ -19,8 +19,7 @@ _FROM = {name: "api" for name in ("Drawing", "NodeView", "check_gradients", "dra
                                   "make_dot", "train")}
 _FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
-__all__ = ["CgvizError", "Drawing", "NodeView", "OptionError", "SourceError", "check_gradients", "draw", "explain",
-           "gradient_health", "make_dot", "train", "__version__"]
+__all__ = sorted(_FROM) + ["__version__"]
 
 if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
     from .api import Drawing, NodeView, check_gradients, draw, explain, gradient_health, make_dot, train

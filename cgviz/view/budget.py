@@ -74,7 +74,9 @@ class Cost:
 
 
 def layout_cost(dot_text: str) -> Cost:
-    """Read the cost of laying out one DOT document written by cgviz (one statement a line)."""
+    """Read the cost of laying out one DOT document written by cgviz (one statement a line). The
+    pictures' levels are chosen by scene_cost, from the scene itself; this reading of the text is the
+    reference the tests hold scene_cost to, and measures DOT from elsewhere."""
     stack: list[str] = []
     cluster_of: dict[str, str] = {}
     edges: list[tuple[str, str, bool, bool]] = []

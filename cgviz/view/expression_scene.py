@@ -255,11 +255,11 @@ def _tooltip(node: Node) -> str:
 
 
 def _edges(graph: Graph, run: Run, opts: DotOptions, src: str, dst: Node, k: int,
-           scale: Scale | None = None) -> list[Edge]:
+           scale: Scale | None) -> list[Edge]:
     producer = graph[src]
     literal = producer.meta.get("literal")
     out = [Edge(src, dst.id, forward_edge(None if literal else value_text(run.values[src])))]
     g = run.edge_grads.get((dst.id, k))
     if opts.grad and g is not None:
-        out.append(Edge(src, dst.id, gradient_edge(grad_text(g), scale or grad_scale(run), norm(g))))
+        out.append(Edge(src, dst.id, gradient_edge(grad_text(g), scale, norm(g))))
     return out
