@@ -15,22 +15,17 @@ from ..errors import OptionError
 from ..ir import Graph, Node
 from ..spelling import spell
 from ..summary import RunSummary
+from .structure import module_calls, scope_of
 
 IN, OUT = "in:", "out:"      # stub id prefixes: a real node's id never has a colon before its slash
-
-
-def _scope(node: Node) -> tuple:
-    return tuple(node.meta.get("scope") or ())
 
 
 def calls_of(graph: Graph) -> dict[str, tuple]:
     """Every module call by its name (`layers.3.self_attn`, or `cell:2` for a module's second call)
     → its scope prefix (a tuple of frames), in the order the calls ran."""
     out: dict[str, tuple] = {}
-    for n in graph:
-        s = _scope(n)
-        for i in range(1, len(s) + 1):
-            out.setdefault(s[i - 1].key, s[:i])
+    for call in module_calls(graph):
+        out.setdefault(call[-1].key, call)
     return out
 
 
@@ -63,7 +58,7 @@ def inside(graph: Graph, run: RunSummary, call: tuple) -> tuple[Graph, RunSummar
     grads: dict = {}
     edge_values: dict = {}
     edge_grads: dict = {}
-    inner = {n.id for n in graph if _scope(n)[:len(call)] == call}
+    inner = {n.id for n in graph if scope_of(n)[:len(call)] == call}
     outs: dict[str, list[tuple[str, int]]] = {}     # outside consumer → [(inner producer, its arg index)]
     for n in graph:
         if n.id not in inner:
@@ -90,7 +85,7 @@ def inside(graph: Graph, run: RunSummary, call: tuple) -> tuple[Graph, RunSummar
                                                              "module": src.meta.get("module")}))
                 values[sid], grads[sid] = run.values.get(i), run.grads.get(i)
             ins.append(sid)
-        sub.add(Node(n.id, n.kind, n.op, tuple(ins), n.name, n.attrs, {**n.meta, "scope": _scope(n)[cut:]}))
+        sub.add(Node(n.id, n.kind, n.op, tuple(ins), n.name, n.attrs, {**n.meta, "scope": scope_of(n)[cut:]}))
     for c, reads in outs.items():
         node = graph[c]
         sid = OUT + c

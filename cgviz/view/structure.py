@@ -66,20 +66,20 @@ class Picture:
     same: dict[str, list[str]] = field(default_factory=dict)   # block 1's node → it in every block
 
 
-def _scope(node: Node) -> tuple:
+def scope_of(node: Node) -> tuple:
     return tuple(node.meta.get("scope") or ())
 
 
 
 def max_depth(graph: Graph) -> int:
-    return max((len(_scope(n)) for n in graph), default=0)
+    return max((len(scope_of(n)) for n in graph), default=0)
 
 
-def _members(graph: Graph) -> dict[tuple, list[str]]:
+def module_calls(graph: Graph) -> dict[tuple, list[str]]:
     """Every module call (a scope prefix) → the recorded nodes inside it, in topological order."""
     out: dict[tuple, list[str]] = {}
     for n in graph:
-        s = _scope(n)
+        s = scope_of(n)
         for i in range(1, len(s) + 1):
             out.setdefault(s[:i], []).append(n.id)
     return out
@@ -111,7 +111,7 @@ def _signature(graph: Graph, run: RunSummary, call: tuple, members: list[str]):
     sig = [call[-1].cls]
     for m in ops:
         n = graph[m]
-        rel = tuple((f.path[len(prefix):], f.cls) for f in _scope(n)[len(call):])
+        rel = tuple((f.path[len(prefix):], f.cls) for f in scope_of(n)[len(call):])
         v = run.values.get(m)
         shape = tuple((x.shape, x.dtype) for x in v) if isinstance(v, list) else (
             (v.shape, v.dtype) if v is not None else None)
@@ -166,7 +166,7 @@ def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
 
 def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] | None = None) -> dict[tuple, Group]:
     """Loops (one module path called repeatedly) and folds (consecutive same-structure siblings)."""
-    members = _members(graph) if members is None else members
+    members = module_calls(graph) if members is None else members
     kids = _children(members)
     groups: dict[tuple, Group] = {}
     hidden: set[tuple] = set()
@@ -214,7 +214,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
     """Map every recorded node to the drawn node that stands for it, and merge the edges. `groups`:
     find_groups(graph, run), when the caller has it already (they do not depend on the depth, and
     the levels of one model's picture were each finding them again)."""
-    members = _members(graph)
+    members = module_calls(graph)
     if not fold:
         groups = {}
     elif groups is None:
@@ -240,7 +240,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
     for n in graph:
         rid = fmap[n.id]
         r = graph[rid]
-        s = _scope(r)
+        s = scope_of(r)
         if depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input"):
             mod = s[:depth]
             did = "/".join(f.key for f in mod)
@@ -282,7 +282,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
             if n.id not in feeds:
                 continue
             v = run.values.get(n.id)
-            key = (n.op, tuple(dmap[i] for i in n.inputs), _scope(n), getattr(first(v), "shape", None),
+            key = (n.op, tuple(dmap[i] for i in n.inputs), scope_of(n), getattr(first(v), "shape", None),
                    feeds[n.id])
             if key in seen:
                 keep = seen[key]
