@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from .health import EXPLODE, VANISH
-from .view.budget import PNG_OVERVIEW_PIXELS
 from .view.graphviz import DEFAULT_TIMEOUT
 
 MAX_TIMEOUT = 86_400.0          # a day: past that a Graphviz layout is not going to finish
@@ -169,7 +168,7 @@ OPTIONS: dict[str, Opt] = {
     "depth": Opt(("--depth",), whole(1, 1000),
                  "Draw every module nested deeper than N as one box [default: the deepest level whose "
                  "layout fits the picture budget (nodes, edges, labels, frames); for a PNG, the deepest "
-                 f"whose picture stays within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx at 96 dpi].", {"metavar": "N"}),
+                 "whose picture stays within 5 Mpx at 96 dpi].", {"metavar": "N"}),   # budget.PNG_OVERVIEW_PIXELS
     "focus": Opt(("--focus",), Text(), "Draw only the inside of this module (layers.3.self_attn) at full detail, "
                  "with a stub for each tensor entering or leaving it, named after its producer or consumer "
                  "outside; a ×N block's member (layers.7) shows that block's numbers. --depth then counts "

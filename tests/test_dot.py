@@ -89,6 +89,12 @@ def test_hostile_names_stay_names(name):
     assert "=<<b>" not in text and "=<b>" not in text    # "<b>" is never HTML markup
 
 
+@pytest.mark.parametrize("text", [HOSTILE, "<b>&amp;</b>", "it's \"x\"", "a\\b\nc", "∂L/∂w ≥ 1e-3", ""])
+def test_label_text_is_escaped_as_html_escape_does(text):
+    import html
+    assert html_text(text) == html.escape(text.replace("\\", "\\\\"), quote=True).replace("\n", "<BR/>")
+
+
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 

@@ -78,3 +78,10 @@ def test_input_shape_with_too_many_dimensions_is_a_usage_error(cli):
     assert r.exit_code == 2 and "100 dimensions" in r.stderr
     r = cli("torch", str(ROOT / "sample_graphs" / "models" / "res_cnn.py"), "--input-shape", "9" * 5000)
     assert r.exit_code == 2 and "far too large" in r.stderr and len(r.stderr) < 600
+
+
+def test_depth_help_states_the_png_overview_budget():
+    """The help writes the overview's pixel budget itself (importing cgviz.view.budget for one number
+    cost every command ~3 ms); it must stay the one the model pipeline uses."""
+    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    assert f"stays within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx at 96 dpi" in OPTIONS["depth"].help

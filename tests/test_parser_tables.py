@@ -81,12 +81,20 @@ def test_generating_again_works_with_the_installed_lark():
     code = gen_parser.generate()
     assert f"GRAMMAR_SHA256 = {lalr.GRAMMAR_SHA256!r}" in code
     assert gen_parser._REGEX_IMPORT not in code and gen_parser._NO_REGEX in code
+    assert gen_parser._LAZY_LOGGER in code and "\nimport logging\n" not in code
     assert code.count("\n") > 1000
+
+
+def test_lark_s_logger_is_set_up_on_first_use_as_lark_sets_it_up():
+    import logging
+    logger = logging.getLogger("lark")
+    assert lalr.logger.level == logging.CRITICAL and lalr.logger.name == "lark"      # the same logger
+    assert logger.level == logging.CRITICAL
 
 
 def test_the_expression_path_imports_neither_lark_nor_torch():
     code = ("import sys\nfrom cgviz.lang import parser\nparser.parse('x = 1\\ny = x + 2\\n')\n"
-            "print(sorted(m for m in ('torch', 'lark', 'regex') if m in sys.modules))\n")
+            "print(sorted(m for m in ('torch', 'lark', 'regex', 'logging') if m in sys.modules))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.stdout.strip() == "[]"

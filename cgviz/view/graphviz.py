@@ -7,9 +7,7 @@ import errno
 import os
 import re
 import stat
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from ..errors import CgvizError
@@ -33,11 +31,10 @@ class DotMissing(CgvizError):
     """`dot` is not on PATH."""
 
 
-def dot_executable() -> str:
-    exe = shutil.which("dot")
-    if exe is None:
-        raise DotMissing(install_hint())
-    return exe
+# The program is started by name and the system finds it on PATH as it starts it (execvp): a
+# missing one is a FileNotFoundError there (DotMissing). Looking it up first (shutil.which) meant
+# importing shutil, and with it bz2 and lzma, which cost ~3 ms of every `cgviz render`.
+DOT = "dot"
 
 
 class LayoutTimeout(CgvizError):
@@ -53,7 +50,10 @@ _early: dict[tuple[str, ...], subprocess.Popen] = {}
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise DotMissing(install_hint()) from None
 
 
 @contextlib.contextmanager
@@ -66,7 +66,7 @@ def started_early(fmt: str):
     starts, and the drawing reports it as ever."""
     if fmt in IMAGE_FORMATS + PAGE_FORMATS:
         with contextlib.suppress(CgvizError, OSError):
-            args = (dot_executable(), _first_pass("svg" if fmt == "html" else fmt))   # a page holds an SVG
+            args = (DOT, _first_pass("svg" if fmt == "html" else fmt))   # a page holds an SVG
             if args not in _early:
                 _early[args] = _start(list(args))
     try:
@@ -128,12 +128,11 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
     The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
     `rankdir` the layout direction (read from the DOT text when not given); nothing already in
     effect is suggested."""
-    exe = dot_executable()
     if rankdir is None:
         hit = _RANKDIR.search(dot_text)
         rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
     if fmt != "png":
-        return _with_groups_or_without(lambda text: _dot([exe, _first_pass(fmt)], text.encode("utf-8"), fmt, timeout,
+        return _with_groups_or_without(lambda text: _dot([DOT, _first_pass(fmt)], text.encode("utf-8"), fmt, timeout,
                                                          nodes, hint).stdout, dot_text)
     laid = layout(dot_text, timeout, nodes, hint)
     return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
@@ -142,8 +141,7 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
 def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,
            hint: str = "") -> str:
     """The DOT text with every position filled in (`dot -Tdot`): the whole cost of the layout."""
-    exe = dot_executable()
-    return _with_groups_or_without(lambda text: _dot([exe, _first_pass("png")], text.encode("utf-8"), "png", timeout,
+    return _with_groups_or_without(lambda text: _dot([DOT, _first_pass("png")], text.encode("utf-8"), "png", timeout,
                                                       nodes, hint).stdout.decode("utf-8"), dot_text)
 
 
@@ -194,8 +192,7 @@ def rasterise(dot_text: str, laid_out: str, dpi: float | None = None, timeout: f
     positions (`neato -n2`) would save the second layout but moves captions by a few pixels."""
     from .budget import DEFAULT_DPI
     res = png_resolution(laid_out, dpi, nodes, hint, rankdir)
-    exe = dot_executable()
-    args = [exe, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
+    args = [DOT, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
     proc = _with_groups_or_without(lambda text: _dot(args, text.encode("utf-8"), "png", timeout, nodes, hint,
                                                      "drawing"), dot_text)
     _check_cairo_scale(proc.stderr, nodes, hint, rankdir)
@@ -249,13 +246,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        fd, tmp = _new_private_file(folder, path.name)
     except OSError as e:
         raise CgvizError(f"cannot write {path}: {e.strerror or e} (is the folder writable?)") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have had
+        # the file was made private (0600); give it the mode a plain open() would have had
         # (or keep the mode of the file it replaces).
         try:
             mode = path.stat().st_mode & 0o7777
@@ -271,6 +268,21 @@ def write_atomic(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise CgvizError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def _new_private_file(folder: Path, name: str) -> tuple[int, str]:
+    """Create `.NAME.<random>.part` in `folder`, readable by the owner only, and open it for writing.
+
+    What tempfile.mkstemp does (a random name, O_EXCL, tried again on a clash), written out because
+    importing tempfile (and with it shutil, bz2, lzma and random) cost ~5 ms of every `cgviz render`."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.part")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
 
 
 def _write_into(path: Path, data: bytes, what: str) -> None:
