@@ -29,7 +29,7 @@ chromium:
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
-	$(PIP) -e '.[torch,test,hf]'
+	$(PIP) -e '.[torch,test,hf]' --config-settings editable_mode=compat
 	touch $@
 
 # Render every sample into out/ (PNG and SVG), and the sample models with cgviz torch.

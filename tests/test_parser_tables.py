@@ -82,6 +82,7 @@ def test_generating_again_works_with_the_installed_lark():
     assert f"GRAMMAR_SHA256 = {lalr.GRAMMAR_SHA256!r}" in code
     assert gen_parser._REGEX_IMPORT not in code and gen_parser._NO_REGEX in code
     assert gen_parser._LAZY_LOGGER in code and "\nimport logging\n" not in code
+    assert gen_parser._SHARED_SCANNER in code and "_build_mres" not in code
     assert code.count("\n") > 1000
 
 
@@ -98,3 +99,13 @@ def test_the_expression_path_imports_neither_lark_nor_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.stdout.strip() == "[]"
+
+
+def test_each_terminal_regex_is_compiled_once_for_every_scanner():
+    """The contextual lexer's scanners (one per set of terminals a parser state accepts) share one
+    compiled regex per terminal instead of compiling an alternation each."""
+    parser.parse((ROOT / "sample_graphs" / "three_layer.cg").read_text(encoding="utf-8"))
+    terminals = {t.name: t for t in parser._lark().terminals}
+    compiled = {regexp for _, regexp, _, _ in lalr.Scanner._compiled}
+    assert compiled <= {t.pattern.to_regexp() for t in terminals.values()}
+    assert len(lalr.Scanner._compiled) == len(compiled) <= len(terminals)
