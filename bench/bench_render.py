@@ -70,8 +70,8 @@ def bytecode_env(pycache: Path) -> dict[str, str]:
 
 
 def checkout_env(env: dict[str, str]) -> dict[str, str]:
-    """This checkout first on PYTHONPATH, so `python -m cgviz` runs the code next to this bench (the
-    `cgviz` console script of a shared environment may point at another checkout)."""
+    """This checkout first on PYTHONPATH, so the `cgviz` command runs the code next to this bench
+    (its console script imports cgviz.cli, which a shared environment may resolve to another checkout)."""
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
@@ -86,9 +86,19 @@ class Cmd:
     times: list[float] = field(default_factory=list)
 
 
+def cgviz_command() -> list[str]:
+    """The `cgviz` command a user types: the console script installed beside this interpreter.
+
+    Through checkout_env's PYTHONPATH it runs this checkout's code. `python -m cgviz` would add
+    runpy's imports (~5-8 ms) that the installed command does not pay; it stands in only where
+    the script is missing."""
+    script = Path(sys.executable).with_name("cgviz")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cgviz"]
+
+
 def commands(tmp: Path) -> list[Cmd]:
     py = sys.executable
-    cgviz = [py, "-m", "cgviz"]
+    cgviz = cgviz_command()
     return [
         Cmd("cg_svg", "`cgviz render pizza.cg -o out.svg`",
             [*cgviz, "render", SAMPLE, "-o", str(tmp / "out.svg")], tmp / "out.svg"),
@@ -128,7 +138,7 @@ def import_profile(tmp: Path) -> tuple[list[str], list[tuple[str, float]], float
     (each third-party package's cumulative time, and the self time of cgviz's own modules), the
     total import time in ms, and the number of modules imported."""
     env = dict(ENV, PYTHONPROFILEIMPORTTIME="1")
-    proc = subprocess.run([sys.executable, "-m", "cgviz", "render", SAMPLE, "-o", str(tmp / "importtime.svg")],
+    proc = subprocess.run([*cgviz_command(), "render", SAMPLE, "-o", str(tmp / "importtime.svg")],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"cgviz render (import profile) failed:\n{proc.stderr}")
@@ -240,7 +250,22 @@ def machine() -> dict[str, str]:
         "graphviz": f"{dot_v}; Python package graphviz {version('graphviz')}",
         "os": f"{platform.system()} {platform.release()}",
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "hooks": install_hooks(),
     }
+
+
+def install_hooks() -> str:
+    """How this environment's site-packages start every process: an editable install's import hook
+    (pip's default editable mode for setuptools) is imported by `site` in every Python process, a
+    cost no user who installs the package pays; `make install` uses compat mode (a plain path)."""
+    import site
+    hooks = sorted({p.name for d in site.getsitepackages() for p in Path(d).glob("__editable__*.pth")
+                    if "import " in p.read_text(errors="replace")})
+    if hooks:
+        return (f"**an editable install's import hook runs in every process here ({', '.join(hooks)})**: it "
+                "adds ~20 ms to each command, which a normal install does not; `make install` installs cgviz "
+                "in compat mode (a plain path in a .pth file)")
+    return "no import hook in site-packages (cgviz is installed as a path or a wheel, as a user's install behaves)"
 
 
 def ms(s: float) -> str:
@@ -268,7 +293,7 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
         f"Each command is a fresh process started by `bench/bench_render.py`: one warm-up run each, "
         f"then {runs} rounds that run every command once, round-robin; {cache}. Times in "
         f"milliseconds; IQR = interquartile range (Q1–Q3). Load average before/after: "
-        f"{load[0]:.2f} / {load[1]:.2f}.",
+        f"{load[0]:.2f} / {load[1]:.2f}. Start-up: {info['hooks']}.",
         "",
         "| command | median ms | IQR ms (Q1–Q3) | min ms |",
         "|---|---:|---:|---:|",
