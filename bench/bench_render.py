@@ -187,7 +187,7 @@ cgviz.view.graphviz.run_dot(dot, "svg"); mark()
 d = [b - a for a, b in zip(t, t[1:])]
 print(json.dumps({"first": t[0], "last": time.perf_counter(),
                   "import click": d[0], "import numpy": d[1],
-                  "import the parser's tables (cgviz.lang.lalr; with dataclasses, logging, base64)": d[2],
+                  "import the parser's tables (cgviz.lang.lalr; with dataclasses and base64)": d[2],
                   "import cgviz's other modules": d[3],
                   "build the parser (first parse minus second)": d[4] - d[5],
                   "parse + build IR + forward/backward": d[6], "to_dot": d[7],
