@@ -15,14 +15,16 @@ __version__ = "0.1.0"
 # The public names load on first use (PEP 562): importing any cgviz module runs this file first, and
 # the pytest plugin (cgviz.pytest_plugin, loaded by every pytest run where cgviz is installed) must
 # not make each of those runs import NumPy and the whole library (~100 ms) before it is used.
-_FROM = {name: "api" for name in ("Drawing", "NodeView", "check_gradients", "draw", "explain", "gradient_health",
-                                  "make_dot", "train")}
+_FROM = {name: "api" for name in ("Drawing", "check_gradients", "draw", "explain", "gradient_health", "make_dot",
+                                  "train")}
+_FROM["NodeView"] = "results"
 _FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
 __all__ = sorted(_FROM) + ["__version__"]
 
 if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
-    from .api import Drawing, NodeView, check_gradients, draw, explain, gradient_health, make_dot, train
+    from .api import Drawing, check_gradients, draw, explain, gradient_health, make_dot, train
+    from .results import NodeView
     from .errors import CgvizError, OptionError, SourceError
 
 

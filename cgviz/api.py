@@ -10,36 +10,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CgvizError, OptionError
 from .spelling import flag, keyword, on_command_line, spell
 
+if TYPE_CHECKING:
+    from .results import Explanation, GradientCheck, GradientHealth, NodeView
+
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
                    "html": "html", "htm": "html"}
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """One node of a drawing: what it is, its value and its gradient (∂loss/∂node).
-
-    For an expression program `value` and `grad` are NumPy arrays; for a model they are tensor
-    summaries (shape, dtype, mean, std, min, max, norm), since a model's tensors can be large."""
-
-    id: str
-    kind: str
-    op: str | None
-    value: Any
-    grad: Any
-
-    @property
-    def shape(self) -> tuple[int, ...] | None:
-        v = self.value
-        s = getattr(v, "shape", None)
-        return tuple(s) if s is not None else None
 
 
 class Drawing:
@@ -99,6 +81,7 @@ class Drawing:
             near = difflib.get_close_matches(name, [n.id for n in graph], n=3)
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             raise KeyError(f"no node {name!r} in this drawing{hint}")
+        from .results import NodeView
         return NodeView(node.id, node.kind, node.op, self._b.value(node.id), self._b.grad(node.id))
 
     def __contains__(self, name: str) -> bool:
@@ -570,24 +553,13 @@ def _borrowed(module):
 
 
 # ---- the other commands, each one call ----------------------------------------------------------------
-@dataclass
-class Explanation:
-    """explain()'s result: the text, the program it explains (its name) and the run's warnings."""
-
-    text: str
-    source: str
-    warnings: list[str]
-
-    def __str__(self) -> str:
-        return self.text
-
-
 def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = None, kind: str | None = None,
             max_elements: int | None = None) -> Explanation:
     """Backpropagation spelled out for an expression program (text or file): every node's local
     gradient as a formula and a number, then each param's and input's chain of local gradients
     multiplied out. format: "text" (aligned columns), "md" (Markdown tables) or "json"."""
     from .lang.explain import WRITERS
+    from .results import Explanation
     if format not in WRITERS:
         raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, WRITERS))}")
     checked = _checked("explain", max_elements=max_elements)
@@ -611,35 +583,6 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
     return _train((result, name), checked, format, on_step)
 
 
-@dataclass
-class GradientHealth:
-    """gradient_health()'s result: one row per layer (cgviz.grads.LayerRow) and what a person should read."""
-
-    rows: list
-    vanish: float
-    explode: float
-    source: str                     # the file's name (a model's without its folder)
-    kind: str                       # expression | model
-    title: str
-    warnings: list[str]
-    notes: list[str]
-
-    def table(self, format: str = "text") -> str:
-        """The table: "text", "md" or "json"."""
-        from .grads import WRITERS
-        return WRITERS[format](self.rows, self.vanish, self.explode)
-
-    def bar_chart(self) -> tuple[bytes, dict]:
-        """A PNG of each layer's gradient norm (log scale, coloured by flag), and facts about it."""
-        from .view.plots import grad_bars
-        return grad_bars(self.rows, self.vanish, self.explode, title=self.title)
-
-    def histograms(self) -> tuple[bytes, dict]:
-        """A PNG of each layer's gradient histogram (`panels` in the facts: how many were drawn)."""
-        from .view.plots import grad_histograms
-        return grad_histograms(self.rows, title=f"{Path(self.source).name}: gradient histogram per layer")
-
-
 def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: float | None = None,
                     explode: float | None = None, sets: dict[str, Any] | None = None, input_size: Any = None,
                     input_file: str | None = None, dtype: str | None = None, loss: str | None = None,
@@ -650,6 +593,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     model (a file, or an nn.Module with its inputs, as draw() takes them)."""
     from . import grads as G
     from .health import EXPLODE, VANISH, flag_warnings
+    from .results import GradientHealth
     checked = _checked("gradient_health", vanish=vanish, explode=explode)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
@@ -692,26 +636,6 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     return GradientHealth(rows, vanish, explode, name, what, title, warnings, notes)
 
 
-@dataclass
-class GradientCheck:
-    """check_gradients()'s result: the report (cgviz.check.expression.Report) and the run's warnings."""
-
-    report: Any
-    warnings: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok
-
-    def text(self) -> str:
-        from .check.expression import to_text
-        return to_text(self.report)
-
-    def json(self) -> str:
-        from .check.expression import to_json
-        return to_json(self.report)
-
-
 def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None = None, atol: float | None = None,
                     fd_rtol: float | None = None, fd_atol: float | None = None, fd_samples: int | None = None,
                     sets: dict[str, Any] | None = None, input_size: Any = None, input_file: str | None = None,
@@ -721,6 +645,7 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
     """The gradients cgviz shows for an expression program or a model file, against PyTorch autograd
     and central finite differences (`cgviz check`; the tolerances' defaults are its)."""
     from .check import expression as gradcheck
+    from .results import GradientCheck
     checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
                        fd_samples=fd_samples, dtype=dtype, loss=loss, seed=seed, mode=mode,
                        max_elements=max_elements)

@@ -242,7 +242,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)   # model kind, mode, inputs tried, timings …
-    profile: Any = None      # a summary.Profile when `--profile` measured the run
+    profile: Any = None      # a view.profile.Profile when `--profile` measured the run
     step: Any = None         # a lang.train.Step when `render --lr` took one gradient-descent step
     front: str = "model"     # which front end ran: "model" (cgviz torch) or "expression"
     seeded_with_ones: bool = False         # backward started from ones (an output that is not a scalar)
@@ -271,51 +271,3 @@ class RunSummary:
 def as_summary(graph, run) -> RunSummary:
     """The run as the views read it: a RunSummary as it is, the expression engine's Run summarised."""
     return run if isinstance(run, RunSummary) else run.summary(graph)
-
-
-# ---- what `--profile` measured (cgviz.pytorch.profile fills these; the views read them) ----
-
-@dataclass
-class Cost:
-    """One node's (or a sum of nodes') average cost per pass."""
-
-    fwd_us: float = 0.0
-    bwd_us: float = 0.0
-    mem: int = 0          # bytes allocated by its ops, forward and backward (frees not subtracted)
-
-    @property
-    def total_us(self) -> float:
-        return self.fwd_us + self.bwd_us
-
-    def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.fwd_us + other.fwd_us, self.bwd_us + other.bwd_us, self.mem + other.mem)
-
-
-@dataclass
-class Profile:
-    """What the measured passes cost, averaged over `runs`; node id → Cost for recorded op nodes."""
-
-    nodes: dict[str, Cost]
-    total_us: float               # every profiler event's self CPU time, per pass
-    fwd_us: float                 # attributed to nodes, forward
-    bwd_us: float                 # attributed to nodes, backward
-    runs: int
-    device: str = "cpu"
-    unattributed_by: list[tuple[str, float]] = field(default_factory=list)   # (what, µs), largest first
-    wall_s: float = 0.0           # how long warm-up and measured passes took, profiler included
-
-    @property
-    def unattributed_us(self) -> float:
-        return max(self.total_us - self.fwd_us - self.bwd_us, 0.0)
-
-    def cost(self, members) -> Cost:
-        """The sum over recorded nodes (a collapsed module's or a folded block's members)."""
-        out = Cost()
-        for m in members:
-            c = self.nodes.get(m)
-            if c is not None:
-                out = out + c
-        return out
-
-    def share(self, cost: Cost) -> float:
-        return cost.total_us / self.total_us if self.total_us > 0 else 0.0

@@ -68,12 +68,3 @@ def test_a_temporary_name_in_use_is_skipped_and_nothing_is_left_behind(tmp_path,
     assert (tmp_path / ".out.svg.00000000.part").read_bytes() == b"someone else's"   # not touched
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.svg.00000000.part", "out.svg"]
 
-
-def test_drawing_imports_neither_shutil_nor_tempfile():
-    """`cgviz render` pays for every import; these two (with bz2, lzma, random) cost ~5 ms of it."""
-    import subprocess
-    import sys
-    code = ("import sys; import cgviz.view.graphviz, cgviz.view.markup; "
-            "print(sorted(m for m in ('shutil', 'tempfile', 'html', 'bz2') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 import time
-from ..summary import Cost, Profile  # the result types live with the other run summaries
+from ..view.profile import Cost, Profile  # the result types live with the views that read them
 
 PREFIX = "cgviz:"
 _BACKWARD = "autograd::engine::evaluate_function: "
