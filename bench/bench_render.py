@@ -317,8 +317,11 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
          f"{ratio_svg:.1f}× on medians."),
         "",
         f"Of cgviz's SVG time, {ms(med['python'])} ms is the bare interpreter start (`python -c pass`) "
-        f"and {ms(med['cg_svg'] - med['cg_dot'])} ms the difference SVG − DOT (the `dot` layout "
-        f"subprocess); torchviz's time is mostly `import torch` ({ms(med['torch'])} ms).",
+        + (f"and {ms(med['cg_svg'] - med['cg_dot'])} ms the difference SVG − DOT (the `dot` layout subprocess)"
+           if med['cg_svg'] > med['cg_dot'] else
+           f"and the `dot` layout subprocess is lost in the noise (SVG − DOT = {ms(med['cg_svg'] - med['cg_dot'])} "
+           "ms: see the stage table)")
+        + f"; torchviz's time is mostly `import torch` ({ms(med['torch'])} ms).",
         "",
         ("**cgviz does not import torch**: `cgviz render` run through its entry point with "
          f"`-X importtime` (PYTHONPROFILEIMPORTTIME=1) imported {n_mods} modules, none of them `torch`."
