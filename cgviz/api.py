@@ -19,6 +19,16 @@ from .spelling import flag, keyword, on_command_line, spell
 if TYPE_CHECKING:
     from .results import Explanation, GradientCheck, GradientHealth, NodeView
 
+_RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
+
+
+def __getattr__(name: str):
+    """The result types that moved to cgviz.results stay reachable here (and old pickles load)."""
+    if name in _RESULTS:
+        from . import results
+        return getattr(results, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
                    "html": "html", "htm": "html"}

@@ -60,7 +60,7 @@ def test_an_error_inside_stops_the_early_dot():
 
 
 def test_a_temporary_name_in_use_is_skipped_and_nothing_is_left_behind(tmp_path, monkeypatch):
-    taken = iter([b"\x00" * 4, b"\x00" * 4, b"\x01" * 4])        # the first name twice: one clash
+    taken = iter([b"\x00" * 4, b"\x00" * 4, b"\x01" * 4])        # the taken name twice: two clashes
     monkeypatch.setattr(graphviz.os, "urandom", lambda n: next(taken))
     (tmp_path / ".out.svg.00000000.part").write_bytes(b"someone else's")
     graphviz.write_atomic(tmp_path / "out.svg", b"<svg/>")
@@ -68,3 +68,15 @@ def test_a_temporary_name_in_use_is_skipped_and_nothing_is_left_behind(tmp_path,
     assert (tmp_path / ".out.svg.00000000.part").read_bytes() == b"someone else's"   # not touched
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.svg.00000000.part", "out.svg"]
 
+
+
+@pytest.mark.parametrize("what", ["not executable", "a folder"])
+def test_a_dot_on_path_that_cannot_run_is_a_missing_graphviz(monkeypatch, tmp_path, what):
+    if what == "a folder":
+        (tmp_path / "dot").mkdir()
+    else:
+        (tmp_path / "dot").write_text("#!/bin/sh\n")
+        (tmp_path / "dot").chmod(0o644)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(graphviz.DotMissing, match="not installed"):
+        run_dot(TEXT, "svg")

@@ -63,10 +63,14 @@ def test_lalr_py_was_generated_from_this_grammar():
         "grammar.lark changed since cgviz/lang/lalr.py was generated: run `python -m cgviz.lang.gen_parser`"
 
 
-def test_the_generated_parser_parses_and_rejects_everything_as_lark_does():
+@pytest.mark.parametrize("often", [10**9, 0], ids=["terminals-one-by-one", "alternations"])
+def test_the_generated_parser_parses_and_rejects_everything_as_lark_does(monkeypatch, often):
+    """Both ways a scanner matches (lalr.Scanner: its terminals one by one until it is used often,
+    then Lark's alternation of them) give Lark's tokens, trees and errors."""
+    monkeypatch.setattr(lalr.Scanner, "OFTEN", often)
     fresh = lark.Lark(gen_parser.GRAMMAR.read_text(encoding="utf-8"), postlex=DropNewlinesInBrackets(),
                       **gen_parser.OPTIONS)
-    ours = parser._lark()
+    ours = lalr.Lark_StandAlone(postlex=DropNewlinesInBrackets())        # scanners made with this OFTEN
     programs = _programs()
     assert len(programs) > 1000
     rejected = 0
@@ -82,15 +86,20 @@ def test_generating_again_works_with_the_installed_lark():
     assert f"GRAMMAR_SHA256 = {lalr.GRAMMAR_SHA256!r}" in code
     assert gen_parser._REGEX_IMPORT not in code and gen_parser._NO_REGEX in code
     assert gen_parser._LAZY_LOGGER in code and "\nimport logging\n" not in code
-    assert gen_parser._SHARED_SCANNER in code and "_build_mres" not in code
+    assert gen_parser._SHARED_SCANNER in code and code.count("class Scanner") == 1
     assert code.count("\n") > 1000
 
 
 def test_lark_s_logger_is_set_up_on_first_use_as_lark_sets_it_up():
-    import logging
-    logger = logging.getLogger("lark")
-    assert lalr.logger.level == logging.CRITICAL and lalr.logger.name == "lark"      # the same logger
-    assert logger.level == logging.CRITICAL
+    """In a process without lark (whose import sets up the same "lark" logger): importing the parser
+    does not import logging; the first use sets the logger up as Lark's own module does."""
+    code = ("import sys\nfrom cgviz.lang import lalr\nassert 'logging' not in sys.modules\n"
+            "import logging\nassert logging.getLogger('lark').level == logging.NOTSET\n"
+            "lalr.logger.debug('x')\nlog = logging.getLogger('lark')\n"
+            "print(lalr.logger.name, log.level == logging.CRITICAL, len(log.handlers))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.stdout.split() == ["lark", "True", "1"]
 
 
 def test_the_expression_path_imports_neither_lark_nor_torch():
@@ -101,11 +110,22 @@ def test_the_expression_path_imports_neither_lark_nor_torch():
     assert r.stdout.strip() == "[]"
 
 
-def test_each_terminal_regex_is_compiled_once_for_every_scanner():
-    """The contextual lexer's scanners (one per set of terminals a parser state accepts) share one
-    compiled regex per terminal instead of compiling an alternation each."""
-    parser.parse((ROOT / "sample_graphs" / "three_layer.cg").read_text(encoding="utf-8"))
-    terminals = {t.name: t for t in parser._lark().terminals}
-    compiled = {regexp for _, regexp, _, _ in lalr.Scanner._compiled}
-    assert compiled <= {t.pattern.to_regexp() for t in terminals.values()}
-    assert len(lalr.Scanner._compiled) == len(compiled) <= len(terminals)
+def test_scanners_share_each_terminal_s_regex_and_compile_an_alternation_only_when_used_often():
+    """The contextual lexer's scanners (one per set of terminals a parser state accepts) hold one
+    compiled regex per terminal, the same object in every scanner; a scanner compiles Lark's
+    alternation only after OFTEN uses, so a small program's parse compiles none."""
+    lexer = lalr.Lark_StandAlone().parser.lexer                # the contextual lexer itself (no post-lexer)
+    scanners = list({id(b): b.scanner for b in lexer.lexers.values()}.values())
+    compiled: dict[str, object] = {}
+    shared = 0
+    for sc in scanners:
+        for mre, name in sc._one_by_one:
+            shared += name in compiled
+            assert compiled.setdefault(name, mre) is mre
+    assert len(scanners) > 5 and shared > len(compiled)
+    sc = scanners[0]
+    for _ in range(lalr.Scanner.OFTEN):
+        sc.match(lalr.TextSlice.cast_from("x = 1"), 0)
+    assert sc._mres is None
+    sc.match(lalr.TextSlice.cast_from("x = 1"), 0)
+    assert sc._mres is not None

@@ -7,8 +7,12 @@ bench/bench_render.py measures that. This test only holds the imports, which do 
 from __future__ import annotations
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from conftest import ROOT
 
@@ -25,6 +29,7 @@ NOT_IMPORTED = {
 }
 
 
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 def test_render_imports_only_what_it_uses(tmp_path):
     code = ("import sys\n"
             "from cgviz.cli import main\n"
@@ -34,7 +39,21 @@ def test_render_imports_only_what_it_uses(tmp_path):
             "except SystemExit as e:\n"
             "    assert not e.code, e.code\n"
             f"print(sorted(m for m in {sorted(NOT_IMPORTED)!r} if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))      # this checkout's cgviz
     assert (tmp_path / "p.svg").read_bytes().startswith(b"<?xml")          # it did draw
     imported = ast.literal_eval(out.stdout.strip())
     assert not imported, {m: NOT_IMPORTED[m] for m in imported}
+
+
+def test_the_moved_result_types_are_still_reachable_where_they_were():
+    import pickle
+
+    import cgviz.api
+    from cgviz import results
+    for name in ("Explanation", "GradientCheck", "GradientHealth", "NodeView"):
+        assert getattr(cgviz.api, name) is getattr(results, name)
+    view = results.NodeView("w", "param", None, 0.5, 4000.0)
+    old_pickle = pickle.dumps(view, protocol=2).replace(b"cgviz.results\n", b"cgviz.api\n")   # as before the move
+    assert b"cgviz.api\n" in old_pickle
+    assert pickle.loads(old_pickle) == view

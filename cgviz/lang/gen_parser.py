@@ -20,15 +20,17 @@ installed alongside by other packages). Lark uses it only to measure the width o
 pattern has Unicode categories (\\p{...}); widths are computed here, at generation time, and stored
 in the tables, and this grammar has no such pattern. And its logger is set up on first use: Lark logs only
 while building a grammar or a cache, which the stand-alone parser never does, and importing logging (with
-string, traceback and the rest) was ~3 ms of every `cgviz render`. And its Scanner compiles each terminal's
-regex once, shared by every scanner, and tries them in order, instead of compiling one alternation
-`(?P<A>a)|(?P<B>b)|…` per scanner. The contextual lexer has a scanner per set of terminals a parser
-state accepts (12-14 of them for a small program), each a regex compile of most of the grammar's
-terminals: ~4 ms of a render's first parse, now ~30 small compiles. The result is the same: an
-alternation matches with its first alternative that matches at the position, which is the first
-terminal in order that matches, and a terminal matches alone as it does inside the alternation
-(Lark's patterns have no numbered back-references). tests/test_parser_tables.py checks both
-parsers against Lark on over a thousand programs and mutations of them.
+string, traceback and the rest) was ~3 ms of every `cgviz render`. And its Scanner first tries its terminals one by one, each terminal's regex compiled once for all
+scanners, and compiles Lark's alternation `(?P<A>a)|(?P<B>b)|…` only once it has been used 64 times.
+The contextual lexer has a scanner per set of terminals a parser state accepts (12-14 of them for a
+small program), and Lark compiled an alternation of most of the grammar's terminals for each: ~4 ms
+of a render's first parse, where a small program uses each scanner a few times. A long program gets
+the alternations, faster per token, for the scanners it uses often. Either way the result is the
+same: an alternation matches with its first alternative that matches at the position (fullmatch:
+that matches the whole text), which is the first terminal in order that does, and a terminal
+matches alone as it does inside the alternation (Lark's patterns have no numbered back-references,
+and the outer group is always the last one named). tests/test_parser_tables.py checks both ways
+against Lark on over a thousand programs and mutations of them.
 """
 
 from __future__ import annotations
@@ -94,10 +96,11 @@ def lazy_logger(code: str) -> str:
 _SCANNER = re.compile(r"^class Scanner:\n.*?(?=^def _regexp_has_newline)", re.S | re.M)
 _SCANNER_METHODS = ["__init__", "_build_mres", "match", "fullmatch"]
 _SHARED_SCANNER = '''class Scanner:
-    """cgviz: each terminal's regex is compiled once and shared; the terminals are tried in order,
-    as Lark's one alternation per scanner tries them (see cgviz/lang/gen_parser.py)."""
+    """cgviz: a scanner tries its terminals one by one, each terminal's regex compiled once for every
+    scanner (re's own cache), until it has been used OFTEN times; then it compiles Lark's one
+    alternation of them, faster per token (see cgviz/lang/gen_parser.py)."""
 
-    _compiled = {}
+    OFTEN = 64
 
     def __init__(self, terminals, g_regex_flags, re_, use_bytes):
         self.terminals = terminals
@@ -107,26 +110,57 @@ _SHARED_SCANNER = '''class Scanner:
 
         self.allowed_types = {t.name for t in self.terminals}
 
-        self._mres = [(self._compile(t.pattern.to_regexp()), t.name) for t in terminals]
+        self._one_by_one = [(self.re_.compile(self._text(t.pattern.to_regexp()), self.g_regex_flags), t.name)
+                            for t in terminals]
+        self._mres = None
+        self._uses = 0
 
-    def _compile(self, regexp):
-        key = (self.re_, regexp, self.g_regex_flags, self.use_bytes)
-        mre = Scanner._compiled.get(key)
-        if mre is None:
-            pattern = regexp.encode('latin-1') if self.use_bytes else regexp
-            mre = Scanner._compiled[key] = self.re_.compile(pattern, self.g_regex_flags)
-        return mre
+    def _text(self, regexp):
+        return regexp.encode('latin-1') if self.use_bytes else regexp
+
+    def _often(self):
+        """Count a use; past OFTEN uses, compile Lark's alternation (and say it is there)."""
+        self._uses += 1
+        if self._uses <= self.OFTEN:
+            return False
+        self._mres = self._build_mres(self.terminals, len(self.terminals))
+        return True
+
+    def _build_mres(self, terminals, max_size):
+        mres = []
+        while terminals:
+            pattern = u'|'.join(u'(?P<%s>%s)' % (t.name, t.pattern.to_regexp()) for t in terminals[:max_size])
+            try:
+                mre = self.re_.compile(self._text(pattern), self.g_regex_flags)
+            except AssertionError:  # too many named groups for one regex: split
+                return self._build_mres(terminals, max_size // 2)
+
+            mres.append(mre)
+            terminals = terminals[max_size:]
+        return mres
 
     def match(self, text: TextSlice, pos):
-        for mre, name in self._mres:
+        if self._mres is None and not self._often():
+            for mre, name in self._one_by_one:
+                m = mre.match(text.text, pos, text.end)
+                if m:
+                    return m.group(0), name
+            return None
+        for mre in self._mres:
             m = mre.match(text.text, pos, text.end)
             if m:
-                return m.group(0), name
+                return m.group(0), m.lastgroup
 
     def fullmatch(self, text: str) -> Optional[str]:
-        for mre, name in self._mres:
-            if mre.fullmatch(text):
-                return name
+        if self._mres is None and not self._often():
+            for mre, name in self._one_by_one:
+                if mre.fullmatch(text):
+                    return name
+            return None
+        for mre in self._mres:
+            m = mre.fullmatch(text)
+            if m:
+                return m.lastgroup
         return None
 
 '''
@@ -174,8 +208,8 @@ def generate() -> str:
         "# cgviz's expression-language parser: GENERATED by `python -m cgviz.lang.gen_parser` (`make parser`)\n"
         "# from cgviz/lang/grammar.lark; do not edit, change the grammar and generate again.\n"
         "# Lark's stand-alone LALR parser (Mozilla Public License 2.0, below), with five edits: cast imported, no\n"
-        "# `import regex`, annotations left unevaluated, its logger set up on first use, and each terminal's\n"
-        "# regex compiled once for every scanner (see gen_parser.py).\n"
+        "# `import regex`, annotations left unevaluated, its logger set up on first use, and scanners that try\n"
+        "# their terminals one by one until used often (see gen_parser.py).\n"
         "from __future__ import annotations\n"
         f"GRAMMAR_SHA256 = {grammar_hash(grammar)!r}\n\n"
     )

@@ -31,9 +31,10 @@ class DotMissing(CgvizError):
     """`dot` is not on PATH."""
 
 
-# The program is started by name and the system finds it on PATH as it starts it (execvp): a
-# missing one is a FileNotFoundError there (DotMissing). Looking it up first (shutil.which) meant
-# importing shutil, and with it bz2 and lzma, which cost ~3 ms of every `cgviz render`.
+# The program is started by name and the system finds it on PATH as it starts it (execvp; on
+# Windows CreateProcess, which also looks in the current folder first, as shutil.which did there
+# before Python 3.12): a missing one is an error there (DotMissing, see _start). Looking it up first
+# (shutil.which) meant importing shutil, and with it bz2 and lzma, ~3 ms of every `cgviz render`.
 DOT = "dot"
 
 
@@ -52,7 +53,9 @@ _early: dict[tuple[str, ...], subprocess.Popen] = {}
 def _start(args: list[str]) -> subprocess.Popen:
     try:
         return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        # no `dot` on PATH, or only one that cannot run (not executable, a folder): as shutil.which,
+        # which skips those, did. The system tries every PATH entry before it gives up.
         raise DotMissing(install_hint()) from None
 
 

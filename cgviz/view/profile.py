@@ -1,6 +1,6 @@
 """What a profile measured (Cost, Profile) and how it is shown: node fills by share of the time, cost
 lines, the terminal table, the JSON fields, the legend and the per-module rows (cgviz.pytorch.profile
-measures; this module only shows)."""
+measures and fills the two types; this module holds them and shows them, and never imports torch)."""
 
 from __future__ import annotations
 
