@@ -283,7 +283,10 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
     ratio_dot = med["tv_svg"] / med["cg_dot"]
     # A cautious reading of the same data: torchviz's lower quartile over cgviz's upper quartile.
     low_svg = quartiles(by["tv_svg"].times)[0] / quartiles(by["cg_svg"].times)[2]
-    met = ratio_svg >= TARGET
+    # Met only when the cautious reading clears the target too: one run's medians move by ±10%
+    # between runs on a shared machine, and a ratio that clears 10x on medians alone can fall
+    # below it in the next run.
+    met = ratio_svg >= TARGET and low_svg >= TARGET
     lines = [
         "## Render: cgviz vs torchviz, whole-process wall time",
         "",
@@ -314,10 +317,14 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
         f"{min(by['tv_svg'].times) / min(by['cg_svg'].times):.1f}× |",
         "",
         (f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): met** — measured "
-         f"{ratio_svg:.1f}× on medians ({low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3)."
+         f"{ratio_svg:.1f}× on medians and {low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3."
          if met else
+         f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): NOT settled** — measured "
+         f"{ratio_svg:.1f}× on medians but {low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3; "
+         "both must clear it, since one run's medians move by about ±10% between runs here."
+         if ratio_svg >= TARGET else
          f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): NOT met** — measured "
-         f"{ratio_svg:.1f}× on medians."),
+         f"{ratio_svg:.1f}× on medians ({low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3)."),
         "",
         f"Of cgviz's SVG time, {ms(med['python'])} ms is the bare interpreter start (`python -c pass`) "
         + (f"and {ms(med['cg_svg'] - med['cg_dot'])} ms the difference SVG − DOT (the `dot` layout subprocess)"
