@@ -80,3 +80,9 @@ def test_a_dot_on_path_that_cannot_run_is_a_missing_graphviz(monkeypatch, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(graphviz.DotMissing, match="not installed"):
         run_dot(TEXT, "svg")
+
+
+@pytest.mark.parametrize("name", ["g" * 250 + ".svg", "∂" * 83 + ".svg"])     # 254 and 253 bytes
+def test_an_output_name_near_the_file_system_limit_is_written(tmp_path, name):
+    graphviz.write_atomic(tmp_path / name, b"<svg/>")
+    assert (tmp_path / name).read_bytes() == b"<svg/>" and len(list(tmp_path.iterdir())) == 1

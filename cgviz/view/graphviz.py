@@ -279,8 +279,11 @@ def _new_private_file(folder: Path, name: str) -> tuple[int, str]:
     What tempfile.mkstemp does (a random name, O_EXCL, tried again on a clash), written out because
     importing tempfile (and with it shutil, bz2, lzma and random) cost ~5 ms of every `cgviz render`."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    # The temporary name is the output's plus 15 bytes; a file system takes 255 bytes a name, so a
+    # long output name is cut here, or an output any shorter than that limit could not be written.
+    stem = os.fsdecode(os.fsencode(name)[:200])
     for _ in range(100):
-        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.part")
+        tmp = os.path.join(folder, f".{stem}.{os.urandom(4).hex()}.part")
         try:
             return os.open(tmp, flags, 0o600), tmp
         except FileExistsError:
