@@ -12,25 +12,28 @@ grammar.lark of the checkout (by its hash) and that both parse and reject the sa
 Lark numbers its parse states in an order that varies from run to run (it follows hashes and
 object addresses), so two generations of the same grammar differ in numbering, not in behaviour.
 
-Five edits are made to Lark's output. Its type annotations are left unevaluated
-(`from __future__ import annotations`): Lark reads none of them at run time, and building their
-typing objects was ~5 ms of the module's ~12 ms import. It imports typing.cast, which Lark 1.3's output uses (in
-Transformer_NonRecursive) but does not import. And it does not try `import regex` (the third-party module, ~10 ms,
-installed alongside by other packages). Lark uses it only to measure the width of a terminal whose
-pattern has Unicode categories (\\p{...}); widths are computed here, at generation time, and stored
-in the tables, and this grammar has no such pattern. And its logger is set up on first use: Lark logs only
-while building a grammar or a cache, which the stand-alone parser never does, and importing logging (with
-string, traceback and the rest) was ~3 ms of every `cgviz render`. And its Scanner first tries its terminals one by one, each terminal's regex compiled once for all
-scanners, and compiles Lark's alternation `(?P<A>a)|(?P<B>b)|…` only once it has been used 64 times.
-The contextual lexer has a scanner per set of terminals a parser state accepts (12-14 of them for a
-small program), and Lark compiled an alternation of most of the grammar's terminals for each: ~4 ms
-of a render's first parse, where a small program uses each scanner a few times. A long program gets
-the alternations, faster per token, for the scanners it uses often. Either way the result is the
-same: an alternation matches with its first alternative that matches at the position (fullmatch:
-that matches the whole text), which is the first terminal in order that does, and a terminal
-matches alone as it does inside the alternation (Lark's patterns have no numbered back-references,
-and the outer group is always the last one named). tests/test_parser_tables.py checks both ways
-against Lark on over a thousand programs and mutations of them.
+Five edits are made to Lark's output, each for the start-up of every `cgviz render`:
+1. Its type annotations are left unevaluated (`from __future__ import annotations`): Lark reads
+   none of them at run time, and building their typing objects was ~5 ms of the module's ~12 ms.
+2. It imports typing.cast, which Lark 1.3's output uses (in Transformer_NonRecursive) without
+   importing it.
+3. It does not try `import regex` (the third-party module, ~10 ms, installed alongside by other
+   packages). Lark uses it only to measure the width of a terminal whose pattern has Unicode
+   categories (\\p{...}); widths are computed here, at generation time, and stored in the tables,
+   and this grammar has no such pattern.
+4. Its logger is set up on first use: Lark logs only while building a grammar or a cache, which the
+   stand-alone parser never does, and importing logging (with string, traceback …) was ~3 ms.
+5. Its Scanner tries its terminals one by one, each terminal's regex compiled once for all scanners,
+   and compiles Lark's alternation `(?P<A>a)|(?P<B>b)|…` only once it has been used 64 times. The
+   contextual lexer has a scanner per set of terminals a parser state accepts (12-14 for a small
+   program), and Lark compiled an alternation of most of the grammar's terminals for each: ~4 ms of
+   a render's first parse, where a small program uses each scanner a few times. A long program gets
+   the alternations, faster per token, for the scanners it uses often. Either way the tokens are the
+   same: an alternation matches with its first alternative that matches at the position (fullmatch:
+   that matches the whole text), which is the first terminal in order that does, and a terminal
+   matches alone as it does inside the alternation (Lark's patterns have no numbered
+   back-references, and the outer group is always the last one named). tests/test_parser_tables.py
+   checks both ways against Lark on over a thousand programs and mutations of them.
 """
 
 from __future__ import annotations
@@ -82,14 +85,19 @@ logger = _LarkLogger()
 '''
 
 
+def _lark_changed(what: str) -> SystemExit:
+    """The stop when lark's output is no longer what one of the edits expects."""
+    return SystemExit(f"lark's stand-alone output {what}: look at cgviz/lang/gen_parser.py against the "
+                      "installed lark")
+
+
 def lazy_logger(code: str) -> str:
     """Lark's output with its module-level logger set up on first use instead of at import."""
     if code.count(_LOGGER) != 1 or code.count(_LOGGER_LEVEL) != 1 or code.count(_LOGGING_IMPORT) != 1:
-        raise SystemExit("lark's stand-alone output no longer sets up its logger as this script expects: "
-                         "look at cgviz/lang/gen_parser.py against the installed lark")
+        raise _lark_changed("no longer sets up its logger as this script expects")
     code = code.replace(_LOGGING_IMPORT, "").replace(_LOGGER_LEVEL, "").replace(_LOGGER, _LAZY_LOGGER)
     if re.search(r"\blogging\.", code.replace(_LAZY_LOGGER, "")):
-        raise SystemExit("lark's stand-alone output uses logging elsewhere: look at cgviz/lang/gen_parser.py")
+        raise _lark_changed("uses logging elsewhere")
     return code
 
 
@@ -171,8 +179,7 @@ def shared_scanner(code: str) -> str:
     found = _SCANNER.findall(code)
     if len(found) != 1 or re.findall(r"^    def (\w+)", found[0], re.M) != _SCANNER_METHODS \
             or "_mres" in code.replace(found[0], ""):
-        raise SystemExit("lark's stand-alone Scanner is no longer the one this script replaces: look at "
-                         "cgviz/lang/gen_parser.py against the installed lark")
+        raise _lark_changed("no longer has the Scanner this script replaces")
     return code.replace(found[0], _SHARED_SCANNER)
 
 
@@ -195,8 +202,7 @@ def generate() -> str:
     gen_standalone(Lark(grammar, **OPTIONS), out=out)
     code = out.getvalue()
     if code.count(_REGEX_IMPORT) != 1:
-        raise SystemExit("lark's stand-alone output no longer has the `import regex` block this script "
-                         "removes: look at cgviz/lang/gen_parser.py against the installed lark")
+        raise _lark_changed("no longer has the `import regex` block this script removes")
     code = code.replace(_REGEX_IMPORT, _NO_REGEX)
     code = lazy_logger(code)
     code = shared_scanner(code)
