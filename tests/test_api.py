@@ -241,3 +241,16 @@ def test_a_missing_input_file_is_named_as_the_keyword_was_written(tmp_path):
     missing = tmp_path / "nope.pt"
     with pytest.raises(cgviz.CgvizError, match=re.escape(f"input_file={str(missing)!r}: no such file")):
         cgviz.draw(ROOT / "sample_graphs" / "models" / "res_cnn.py", input_file=str(missing))
+
+
+def test_the_moved_result_types_are_still_reachable_where_they_were():
+    import pickle
+
+    import cgviz.api
+    from cgviz import results
+    for name in ("Explanation", "GradientCheck", "GradientHealth", "NodeView"):
+        assert getattr(cgviz.api, name) is getattr(results, name)
+    view = results.NodeView("w", "param", None, 0.5, 4000.0)
+    old_pickle = pickle.dumps(view, protocol=2).replace(b"cgviz.results\n", b"cgviz.api\n")   # as before the move
+    assert b"cgviz.api\n" in old_pickle
+    assert pickle.loads(old_pickle) == view
