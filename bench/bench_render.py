@@ -273,6 +273,27 @@ def ms(s: float) -> str:
     return f"{s * 1000:.0f}"
 
 
+def verdict(ratio: float, cautious: float) -> str:
+    """The target's line. Met only when the cautious reading clears the target too: one run's medians
+    move by ±10% between runs on a shared machine, and a ratio that clears 10x on medians alone can
+    fall below it in the next run."""
+    head = f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG):"
+    medians, q = f"{ratio:.1f}× on medians", f"{cautious:.1f}× comparing torchviz's Q1 with cgviz's Q3"
+    if ratio >= TARGET and cautious >= TARGET:
+        return f"{head} met** — measured {medians} and {q}."
+    if ratio >= TARGET:
+        return (f"{head} NOT settled** — measured {medians} but {q}; both must clear it, since one run's "
+                "medians move by about ±10% between runs here.")
+    return f"{head} NOT met** — measured {medians} ({q})."
+
+
+def layout_share(svg_minus_dot: float) -> str:
+    """What the SVG run adds to the DOT run: the `dot` subprocess, unless the medians are within noise."""
+    if svg_minus_dot > 0:
+        return f"{ms(svg_minus_dot)} ms the difference SVG − DOT (the `dot` layout subprocess)"
+    return f"the `dot` layout subprocess is lost in the noise (SVG − DOT = {ms(svg_minus_dot)} ms: see the stage table)"
+
+
 def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, float],
            imports: tuple[list[str], list[tuple[str, float]], float, int],
            stages: dict[str, float] | None, cache: str) -> str:
@@ -283,10 +304,6 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
     ratio_dot = med["tv_svg"] / med["cg_dot"]
     # A cautious reading of the same data: torchviz's lower quartile over cgviz's upper quartile.
     low_svg = quartiles(by["tv_svg"].times)[0] / quartiles(by["cg_svg"].times)[2]
-    # Met only when the cautious reading clears the target too: one run's medians move by ±10%
-    # between runs on a shared machine, and a ratio that clears 10x on medians alone can fall
-    # below it in the next run.
-    met = ratio_svg >= TARGET and low_svg >= TARGET
     lines = [
         "## Render: cgviz vs torchviz, whole-process wall time",
         "",
@@ -316,22 +333,11 @@ def report(cmds: list[Cmd], runs: int, info: dict[str, str], load: tuple[float, 
         f"| torchviz fastest / cgviz SVG fastest (the least disturbed runs) | "
         f"{min(by['tv_svg'].times) / min(by['cg_svg'].times):.1f}× |",
         "",
-        (f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): met** — measured "
-         f"{ratio_svg:.1f}× on medians and {low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3."
-         if met else
-         f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): NOT settled** — measured "
-         f"{ratio_svg:.1f}× on medians but {low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3; "
-         "both must clear it, since one run's medians move by about ±10% between runs here."
-         if ratio_svg >= TARGET else
-         f"**Target (cgviz ≥ {TARGET:g}× faster than torchviz for SVG): NOT met** — measured "
-         f"{ratio_svg:.1f}× on medians ({low_svg:.1f}× comparing torchviz's Q1 with cgviz's Q3)."),
+        verdict(ratio_svg, low_svg),
         "",
-        f"Of cgviz's SVG time, {ms(med['python'])} ms is the bare interpreter start (`python -c pass`) "
-        + (f"and {ms(med['cg_svg'] - med['cg_dot'])} ms the difference SVG − DOT (the `dot` layout subprocess)"
-           if med['cg_svg'] > med['cg_dot'] else
-           f"and the `dot` layout subprocess is lost in the noise (SVG − DOT = {ms(med['cg_svg'] - med['cg_dot'])} "
-           "ms: see the stage table)")
-        + f"; torchviz's time is mostly `import torch` ({ms(med['torch'])} ms).",
+        f"Of cgviz's SVG time, {ms(med['python'])} ms is the bare interpreter start (`python -c pass`) and "
+        f"{layout_share(med['cg_svg'] - med['cg_dot'])}; torchviz's time is mostly `import torch` "
+        f"({ms(med['torch'])} ms).",
         "",
         ("**cgviz does not import torch**: `cgviz render` run through its entry point with "
          f"`-X importtime` (PYTHONPROFILEIMPORTTIME=1) imported {n_mods} modules, none of them `torch`."
