@@ -69,7 +69,6 @@ def test_a_temporary_name_in_use_is_skipped_and_nothing_is_left_behind(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.svg.00000000.part", "out.svg"]
 
 
-
 @pytest.mark.parametrize("what", ["not executable", "a folder"])
 def test_a_dot_on_path_that_cannot_run_is_a_missing_graphviz(monkeypatch, tmp_path, what):
     if what == "a folder":
