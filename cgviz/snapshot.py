@@ -386,11 +386,15 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
         if diff is None or not diff.same:
             report = diff.changes if diff else []
             parts.append(diff.summary if diff else "unreadable graph golden")
-    pixels = _pixels(entry, r, gpng, settings, compared="png" in checks, update=update)
-    if isinstance(pixels, Outcome):
-        return pixels
-    share, png_parts, diff_png = pixels
-    parts += png_parts
+    share, diff_png = None, None
+    compared = "png" in checks
+    # not compared, the PNG only gives a changed entry's diff sheet: no need to decode it otherwise
+    if compared or (parts and not update):
+        pixels = _pixels(entry, r, gpng, settings, compared=compared, update=update)
+        if isinstance(pixels, Outcome):
+            return pixels
+        share, png_parts, diff_png = pixels
+        parts += png_parts
     if not parts:
         return Outcome(entry, "same", "", share)
     if update:
