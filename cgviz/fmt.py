@@ -18,9 +18,9 @@ def shape_label(shape) -> str:
     return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
 
 
-def num(v) -> str:
-    """4 significant digits; -0 prints as 0 and non-finite values as NaN, inf, -inf. An integer
-    (a token id, an index) prints whole: 49910, not 4.991e4."""
+def num(v, digits: int = 4) -> str:
+    """4 significant digits (or `digits`); -0 prints as 0 and non-finite values as NaN, inf, -inf.
+    An integer (a token id, an index) prints whole: 49910, not 4.991e4."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and abs(int(v)) < 10**15:
         return str(int(v))
     v = float(v)
@@ -28,7 +28,7 @@ def num(v) -> str:
         return "NaN"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    text = f"{v:.4g}"
+    text = f"{v:.{digits}g}"
     if text in ("-0", "0"):
         return "0"
     # 1e+04 → 1e4 and 1e-05 → 1e-5: shorter, and the same on every platform.

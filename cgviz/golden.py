@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import CgvizError
+from .fmt import num
 from .view.export import dumps as graph_dumps, json_safe
 
 FORMAT = "cgviz-snapshot"
@@ -320,7 +321,6 @@ def _gap(x, y) -> float:
 
 def _num(x) -> str:
     """As the picture writes a number (4 digits), but a whole number in full: 12000, not 1.2e4."""
-    from .fmt import num
     if x is None:
         return "none"
     if isinstance(x, str):
@@ -343,13 +343,5 @@ def _pair(old, new) -> str:
     digits = 4
     while a == b and digits < DIGITS:
         digits += 1
-        a, b = _short(old, digits), _short(new, digits)
+        a, b = num(old, digits), num(new, digits)
     return f"{a} → {b}"
-
-
-def _short(x: float, digits: int) -> str:
-    text = f"{x:.{digits}g}"
-    if "e" in text:
-        mant, exp = text.split("e")
-        text = f"{mant}e{int(exp)}"
-    return text

@@ -125,8 +125,7 @@ class GraphSnapshot:
     def _write(self, path: Path, text: str) -> None:
         """Write a golden (update mode): the check passes."""
         from .view.graphviz import write_atomic
-        path.parent.mkdir(parents=True, exist_ok=True)     # xdist workers may race here: exist_ok
-        write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"))           # makes the folder (exist_ok: xdist workers race)
         self._request.node.user_properties.append((_PROPERTY, str(_relative(path))))
         return None
 

@@ -317,7 +317,6 @@ class Outcome:
     entry: Entry
     status: str                  # same | changed | new | missing golden | updated | error
     detail: str = ""
-    share: float | None = None   # of the pixels that differ, when the PNG was compared
     report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.golden)
     legacy: bool = False         # checked against an old DOT/PNG golden, which has no graph golden
 
@@ -386,46 +385,50 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
         if diff is None or not diff.same:
             report = diff.changes if diff else []
             parts.append(diff.summary if diff else "unreadable graph golden")
-    pixels = _pixels(entry, r, gpng, settings, compared="png" in checks, update=update)
-    if isinstance(pixels, Outcome):
-        return pixels
-    share, png_parts, diff_png = pixels
-    parts += png_parts
+    diff_png = None
+    compared = "png" in checks
+    # not compared, the PNG only gives a changed entry's diff sheet: no need to decode it otherwise
+    if compared or (parts and not update):
+        pixels = _pixels(entry, r, gpng, settings, compared=compared, update=update)
+        if isinstance(pixels, Outcome):
+            return pixels
+        png_parts, diff_png = pixels
+        parts += png_parts
     if not parts:
-        return Outcome(entry, "same", "", share)
+        return Outcome(entry, "same", "")
     if update:
-        return write_goldens("updated", "; ".join(parts), share=share, report=report)
+        return write_goldens("updated", "; ".join(parts), report=report)
     write_out()
     if diff_png:
         write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
-    return Outcome(entry, "changed", "; ".join(parts), share, report)
+    return Outcome(entry, "changed", "; ".join(parts), report=report)
 
 
 def _pixels(entry: Entry, r: Rendering, gpng: Path, settings: Settings, compared: bool, update: bool):
-    """(share, what differs, diff sheet) of the new PNG against the golden PNG, or an error Outcome
+    """(what differs, diff sheet) of the new PNG against the golden PNG, or an error Outcome
     when a compared golden PNG is unreadable. Not compared, the PNG still gives the diff sheet."""
     from PIL import Image
     if not os.path.lexists(gpng):
-        return None, [], None
+        return [], None
     try:
         diff = compare_png(_read_golden(gpng), r.png, settings.threshold)
     except CgvizError:
         if compared and not update:
             raise
-        return None, (["unreadable PNG golden"] if compared else []), None
+        return (["unreadable PNG golden"] if compared else []), None
     except (OSError, ValueError, Image.DecompressionBombError) as e:   # UnidentifiedImageError is an OSError
         if compared and not update:
             return Outcome(entry, "error", f"the golden {gpng} is not a readable PNG ({type(e).__name__}); "
                            f"restore it from version control, or write a new one with {spell('update')}")
-        return None, (["unreadable PNG golden"] if compared else []), None
+        return (["unreadable PNG golden"] if compared else []), None
     if not compared:
-        return None, [], diff.diff_png
+        return [], diff.diff_png
     parts = []
     if diff.size_changed:
         parts.append("PNG size changed")
     if diff.pixels and (diff.size_changed or diff.share > settings.tolerance):
         parts.append(f"{diff.pixels} px differ ({diff.share:.3%})")
-    return diff.share, parts, diff.diff_png
+    return parts, diff.diff_png
 
 
 def _legacy(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings) -> Outcome:
@@ -443,23 +446,19 @@ def _legacy(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, s
     parts = []
     if old_dot != r.dot.encode("utf-8"):
         parts.append(f"DOT differs ({_first_difference(old_dot.decode('utf-8', 'replace'), r.dot)})")
-    share = None
-    if os.path.lexists(gpng):
-        pixels = _pixels(entry, r, gpng, settings, compared=True, update=False)
-        if isinstance(pixels, Outcome):
-            return pixels
-        share, png_parts, diff_png = pixels
-        parts += png_parts
-    else:
-        diff_png = None
+    pixels = _pixels(entry, r, gpng, settings, compared=True, update=False)
+    if isinstance(pixels, Outcome):
+        return pixels
+    png_parts, diff_png = pixels
+    parts += png_parts
     hint = f"old DOT/PNG golden (no {gjson.name})"
     if not parts:
-        return Outcome(entry, "same", hint, share, legacy=True)
+        return Outcome(entry, "same", hint, legacy=True)
     write_atomic(derived(out, entry.name, ".png"), r.png)
     write_atomic(derived(out, entry.name, ".dot"), r.dot.encode("utf-8"))
     if diff_png:
         write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
-    return Outcome(entry, "changed", "; ".join(parts) + f"; {hint}", share, legacy=True)
+    return Outcome(entry, "changed", "; ".join(parts) + f"; {hint}", legacy=True)
 
 
 def _read_golden(path: Path) -> bytes:
