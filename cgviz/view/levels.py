@@ -95,16 +95,19 @@ def _match(a: Picture, b: Picture) -> dict[str, str] | None:
     return nodes
 
 
-def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
-                 root: tuple | None = None) -> dict[str, Level]:
+def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True, root: tuple | None = None,
+                 groups: dict | None = None, focused: tuple[Graph, RunSummary] | None = None) -> dict[str, Level]:
     """Every level of the page, the first one the root, drawn as `pic`: the model, or, with `root`,
-    the inside of that module call (a --focus page; `pic` is then a picture of inside(root))."""
+    the inside of that module call (a --focus page; `pic` is then a picture of inside(root)).
+    `groups` (find_groups(graph, run)) and `focused` (inside(graph, run, root)): when the caller
+    has them already, as the model's picture does."""
     calls = list(calls_of(graph).values())
-    groups = find_groups(graph, run) if fold else {}
+    if groups is None:
+        groups = find_groups(graph, run) if fold else {}
     if root is None:
         top = Level("", None, graph, run, pic)
     else:
-        g, r = inside(graph, run, root)
+        g, r = focused or inside(graph, run, root)
         top = Level(root[-1].key, root, g, r, pic, label=root[-1].key)
     levels = {top.key: top}
     todo = [top]
