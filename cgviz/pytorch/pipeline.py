@@ -419,9 +419,10 @@ def _focus_title(call: tuple, groups_of: dict) -> str:
     f = call[-1]
     text = f"inside {f.key} ({f.cls})"
     for grp in groups_of.values():
-        hits = [k for k, c in enumerate(grp.calls) if call[:len(c)] == c]
-        if hits and len(grp.calls[hits[0]]) <= len(call):
-            text += f", {WORDS[grp.style][0]} {hits[0] + 1} of {grp.n}"
+        # the repetition the call is (or is inside of): a prefix of it, so never longer than it
+        k = next((k for k, c in enumerate(grp.calls) if call[:len(c)] == c), None)
+        if k is not None:
+            text += f", {WORDS[grp.style][0]} {k + 1} of {grp.n}"
     return text
 
 
