@@ -126,12 +126,9 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
 def _stub_label(rep, v) -> Html:
     """A boundary stub of a focused module: where the tensor comes from or goes to outside. Its
     numbers are on its edges, which are the full graph's."""
-    rows: list[Row] = [Line(("from " if rep.meta.get("stub") == "in" else "to ") + rep.meta["of"], bold=True)]
-    if rep.meta.get("stub") == "in" and v is not None:
-        rows.append(small(f"outside: {shape_label(v.shape)}"))
-    else:
-        rows.append(small("outside"))
-    return lines_markup(rows)
+    into = rep.meta.get("stub") == "in"
+    return lines_markup([Line(("from " if into else "to ") + rep.meta["of"], bold=True),
+                         small(f"outside: {shape_label(v.shape)}" if into and v is not None else "outside")])
 
 
 def _over(run: RunSummary, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
