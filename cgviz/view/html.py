@@ -221,9 +221,9 @@ def model_panels(graph, run, pic) -> dict:
             n = graph[dn.id]
             into = n.meta.get("stub") == "in"
             rows.append(["boundary", f"{'enters from' if into else 'leaves to'} {n.meta['of']}, outside this module"])
-            for k in range(len(n.inputs)) if not into else ():
+            for k, src in enumerate(n.inputs):     # an out: stub's reads (an in: stub has none)
                 v, g = run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k))
-                rows.append([f"value from {n.inputs[k]}", value_text(v, sep=" ")])
+                rows.append([f"value from {src}", value_text(v, sep=" ")])
                 if g is not None:
                     rows.append(["gradient back along it", grad_text(g, sep="  ")])
             if into:
