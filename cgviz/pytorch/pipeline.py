@@ -78,8 +78,8 @@ class ModelDrawing:
     sized: bool = False             # the PNG's level is already chosen by its size (for_png)
     laid: tuple[str, str] | None = None     # (DOT text, its layout) from for_png, so it is laid out once
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
-    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, the
-                                    # title without the focus)
+    focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, its
+                                    # find_groups, the title without the focus)
 
     @property
     def shown(self):
@@ -116,8 +116,9 @@ class ModelDrawing:
         if self.extra.get("view") != "ops":
             return model_page(self.shown, self.run, self.pic, root_svg, self.title)    # no modules to open
         t = time.perf_counter()
-        whole, run, call, base = self.focus_of or (self.shown, self.run, None, self.title)
-        levels = build_levels(whole, run, self.pic, self.fold, root=call)
+        whole, run, call, groups, base = self.focus_of or (self.shown, self.run, None, self.groups, self.title)
+        levels = build_levels(whole, run, self.pic, self.fold, root=call, groups=groups,
+                              focused=(self.graph, self.run) if call else None)
         root = next(iter(levels))
 
         def title(lv) -> str:
@@ -356,8 +357,9 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
                               "view has no modules")
         from ..view.inside import find_call, inside
         call = find_call(drawn, focus)
-        focused = _focus_title(call, find_groups(drawn, run) if fold else {})
-        focus_of = (drawn, run, call)
+        whole_groups = find_groups(drawn, run) if fold else {}
+        focused = _focus_title(call, whole_groups)
+        focus_of = (drawn, run, call, whole_groups)
         if simple is not None:       # the pass-through ops left out of this module only
             left_out = simple.within(graph, call).note(graph)
         graph, run = inside(drawn, run, call)       # the focused module with its boundary stubs
@@ -417,9 +419,10 @@ def _focus_title(call: tuple, groups_of: dict) -> str:
     f = call[-1]
     text = f"inside {f.key} ({f.cls})"
     for grp in groups_of.values():
-        hits = [k for k, c in enumerate(grp.calls) if call[:len(c)] == c]
-        if hits and len(grp.calls[hits[0]]) <= len(call):
-            text += f", {WORDS[grp.style][0]} {hits[0] + 1} of {grp.n}"
+        # the repetition the call is (or is inside of): a prefix of it, so never longer than it
+        k = next((k for k, c in enumerate(grp.calls) if call[:len(c)] == c), None)
+        if k is not None:
+            text += f", {WORDS[grp.style][0]} {k + 1} of {grp.n}"
     return text
 
 

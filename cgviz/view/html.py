@@ -221,9 +221,9 @@ def model_panels(graph, run, pic) -> dict:
             n = graph[dn.id]
             into = n.meta.get("stub") == "in"
             rows.append(["boundary", f"{'enters from' if into else 'leaves to'} {n.meta['of']}, outside this module"])
-            for k in range(len(n.inputs)) if not into else ():
+            for k, src in enumerate(n.inputs):     # an out: stub's reads (an in: stub has none)
                 v, g = run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k))
-                rows.append([f"value from {n.inputs[k]}", value_text(v, sep=" ")])
+                rows.append([f"value from {src}", value_text(v, sep=" ")])
                 if g is not None:
                     rows.append(["gradient back along it", grad_text(g, sep="  ")])
             if into:
@@ -292,8 +292,8 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
                  "order": order, "steps": steps, "crumbs": crumbs[::-1],
                  "opens": {svg_key(i): k for i, k in lv.opens.items()}}
         if lv.reps is not None:
-            from .model_scene import node_texts
-            first = node_texts(lv.graph, lv.run, lv.pic, opts)
+            from .model_scene import drawn_texts
+            first = (entry["nodes"], *drawn_texts(lv.graph, lv.run, lv.pic, opts))
             entry["reps"] = {"word": lv.word, "names": lv.names,
                              "norms": [None if x is None else round(x, 6) for x in lv.norms],
                              "data": [None if r is None else _repetition(lv, r, opts, first) for r in lv.reps]}
@@ -302,21 +302,22 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
     return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
 
 
-def _repetition(lv, rep, opts, first: dict) -> dict:
+def _repetition(lv, rep, opts, first: tuple) -> dict:
     """One repetition's panels and labels, keyed by the first repetition's drawn ids (the ids the
     one layout has), so the page can put them on it. A label's text is given as the changes from the
-    first repetition's (`first`: its node_texts): the runs of text that differ, old → new."""
-    from .model_scene import edge_labels, node_texts
+    first repetition's: the runs of text that differ, old → new. `first`: the first repetition's
+    panels and model_scene.drawn_texts, which the level's own picture (repetition 0) reuses."""
+    from .model_scene import drawn_texts
     g, r, p, ids = rep
     back = {v: u for u, v in ids.items()}
-    panels = model_panels(g, r, p)
+    panels, mine, edge_texts = first if p is lv.pic else (model_panels(g, r, p), *drawn_texts(g, r, p, opts))
     nodes = {svg_key(back[i]): panels[svg_key(i)] for i in p.nodes if i in back}
-    mine = node_texts(g, r, p, opts)
+    was = first[1]
     labels = {}
     for a, b in ids.items():
-        if len(first[a]) == len(mine[b]):
-            labels[svg_key(a)] = {x: y for x, y in zip(first[a], mine[b]) if x != y}
-    texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_labels(p, opts).items()}
+        if len(was[a]) == len(mine[b]):
+            labels[svg_key(a)] = {x: y for x, y in zip(was[a], mine[b]) if x != y}
+    texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_texts.items()}
     _, own_steps = _model_stepper(p)
     edges, steps = {}, {}
     for e in lv.pic.edges:       # the first repetition's edges, each with this repetition's numbers

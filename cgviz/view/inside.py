@@ -20,11 +20,12 @@ from .structure import module_calls, scope_of
 IN, OUT = "in:", "out:"      # stub id prefixes: a real node's id never has a colon before its slash
 
 
-def calls_of(graph: Graph) -> dict[str, tuple]:
+def calls_of(graph: Graph, members: dict[tuple, list[str]] | None = None) -> dict[str, tuple]:
     """Every module call by its name (`layers.3.self_attn`, or `cell:2` for a module's second call)
-    → its scope prefix (a tuple of frames), in the order the calls ran."""
+    → its scope prefix (a tuple of frames), in the order the calls ran. `members`:
+    structure.module_calls(graph), when the caller has it."""
     out: dict[str, tuple] = {}
-    for call in module_calls(graph):
+    for call in module_calls(graph) if members is None else members:
         out.setdefault(call[-1].key, call)
     return out
 
@@ -44,21 +45,24 @@ def find_call(graph: Graph, name: str) -> tuple:
     raise OptionError(f"{spell('focus', name)}: the model has no module {name!r}{hint}")
 
 
-def inside(graph: Graph, run: RunSummary, call: tuple) -> tuple[Graph, RunSummary]:
+def inside(graph: Graph, run: RunSummary, call: tuple,
+           members: list[str] | None = None) -> tuple[Graph, RunSummary]:
     """The recorded nodes of `call` with boundary stubs, and the run their numbers are read from.
 
     Scopes start below the call (its children are the outermost frames), so a picture of depth 1
     shows the call's children as boxes, as the model's own depth 1 shows its top modules. A stub that feeds
     the inside is `in:<producer id>` and holds the producer's value; one that reads from it is
     `out:<consumer id>`, whose arguments are the inside's results it reads. Parameters and buffers of
-    other modules (a tied embedding) come in as themselves."""
+    other modules (a tied embedding) come in as themselves. `members`: the call's recorded nodes
+    (structure.module_calls(graph)[call]), when the caller has them: the page opens many calls of
+    one graph, and finding each one's nodes by their scopes would read every node's scope again."""
     cut = len(call)
     sub = Graph(source=graph.source, meta=dict(graph.meta))
     values: dict = {}
     grads: dict = {}
     edge_values: dict = {}
     edge_grads: dict = {}
-    inner = {n.id for n in graph if scope_of(n)[:len(call)] == call}
+    inner = set(members) if members is not None else {n.id for n in graph if scope_of(n)[:cut] == call}
     outs: dict[str, list[tuple[str, int]]] = {}     # outside consumer → [(inner producer, its arg index)]
     for n in graph:
         if n.id not in inner:

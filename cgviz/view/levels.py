@@ -15,7 +15,7 @@ from typing import Any
 from ..ir import Graph
 from ..summary import RunSummary
 from .inside import IN, OUT, calls_of, inside, repetition
-from .structure import WORDS, Picture, build_picture, find_groups, max_depth, param_norm
+from .structure import WORDS, Picture, build_picture, find_groups, max_depth, module_calls, param_norm
 
 LEVEL_NODES = 60        # a level is drawn at the deepest depth with at most this many boxes
 
@@ -95,16 +95,20 @@ def _match(a: Picture, b: Picture) -> dict[str, str] | None:
     return nodes
 
 
-def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
-                 root: tuple | None = None) -> dict[str, Level]:
+def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True, root: tuple | None = None,
+                 groups: dict | None = None, focused: tuple[Graph, RunSummary] | None = None) -> dict[str, Level]:
     """Every level of the page, the first one the root, drawn as `pic`: the model, or, with `root`,
-    the inside of that module call (a --focus page; `pic` is then a picture of inside(root))."""
-    calls = list(calls_of(graph).values())
-    groups = find_groups(graph, run) if fold else {}
+    the inside of that module call (a --focus page; `pic` is then a picture of inside(root)).
+    `groups` (find_groups(graph, run)) and `focused` (inside(graph, run, root)): when the caller
+    has them already, as the model's picture does."""
+    members = module_calls(graph)
+    calls = list(calls_of(graph, members).values())
+    if groups is None:
+        groups = find_groups(graph, run, members) if fold else {}
     if root is None:
         top = Level("", None, graph, run, pic)
     else:
-        g, r = inside(graph, run, root)
+        g, r = focused or inside(graph, run, root, members[root])
         top = Level(root[-1].key, root, g, r, pic, label=root[-1].key)
     levels = {top.key: top}
     todo = [top]
@@ -120,14 +124,14 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
         for drawn_id, call in wanted.items():
             key = call[-1].key
             if key not in levels:
-                sub, sub_run = inside(graph, run, call)
+                sub, sub_run = inside(graph, run, call, members[call])
                 if _ops(sub) < 2:
                     continue            # one op: its box already says everything
                 child = Level(key, call, sub, sub_run, _picture(sub, sub_run, fold))
                 found = repetition(calls, groups, call)
                 child.group = found[0] if found and found[0].calls[0] == call else None
                 if found is not None:
-                    _repetitions(child, found, graph, run, fold)
+                    _repetitions(child, found, graph, run, fold, members)
                 levels[key] = child
                 todo.append(child)
             level.opens[drawn_id] = key
@@ -142,8 +146,10 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
     return levels
 
 
-def _repetitions(level: Level, found, graph: Graph, run: RunSummary, fold: bool) -> None:
-    """Every repetition's picture of a level inside a ×N fold or loop, matched to the first's."""
+def _repetitions(level: Level, found, graph: Graph, run: RunSummary, fold: bool,
+                 members: dict[tuple, list[str]]) -> None:
+    """Every repetition's picture of a level inside a ×N fold or loop, matched to the first's.
+    `members`: structure.module_calls(graph)."""
     grp, calls = found
     level.word = WORDS[grp.style][0]
     level.reps = []
@@ -154,7 +160,7 @@ def _repetitions(level: Level, found, graph: Graph, run: RunSummary, fold: bool)
             level.norms.append(None)
             level.names.append("")
             continue
-        g, r = (level.graph, level.run) if call == level.call else inside(graph, run, call)
+        g, r = (level.graph, level.run) if call == level.call else inside(graph, run, call, members[call])
         p = level.pic if call == level.call else _picture(g, r, fold, depth)
         m = _match(level.pic, p)
         level.reps.append(None if m is None else (g, r, p, m))

@@ -126,12 +126,9 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
 def _stub_label(rep, v) -> Html:
     """A boundary stub of a focused module: where the tensor comes from or goes to outside. Its
     numbers are on its edges, which are the full graph's."""
-    rows: list[Row] = [Line(("from " if rep.meta.get("stub") == "in" else "to ") + rep.meta["of"], bold=True)]
-    if rep.meta.get("stub") == "in" and v is not None:
-        rows.append(small(f"outside: {shape_label(v.shape)}"))
-    else:
-        rows.append(small("outside"))
-    return lines_markup(rows)
+    into = rep.meta.get("stub") == "in"
+    return lines_markup([Line(("from " if into else "to ") + rep.meta["of"], bold=True),
+                         small(f"outside: {shape_label(v.shape)}" if into and v is not None else "outside")])
 
 
 def _over(run: RunSummary, dn: DNode, ids: list[str] | None = None) -> tuple[TensorInfo | None, str]:
@@ -408,24 +405,15 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
     return Node(dn.id, style)
 
 
-def edge_labels(pic: Picture, opts: DrawOptions) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
-    """Each drawn edge's label lines as the picture writes them, forward and gradient: what the page
-    puts on one layout to show another repetition's numbers."""
-    scale = edge_scale(pic) if opts.grad else None
-    out = {}
-    for e in pic.edges:
-        drawn = _edges(e, opts, scale)
-        lines = [str(d.attrs.get("label", "")).split("\n") if d.attrs.get("label") else [] for d in drawn]
-        out[(e.src, e.dst)] = (lines[0], lines[1] if len(lines) > 1 else [])
-    return out
-
-
-def node_texts(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions) -> dict[str, list[str]]:
-    """Each drawn node's label as the runs of text Graphviz writes for it (one SVG <text> each), in
-    order: what the page compares to show another repetition's numbers on the same boxes."""
+def drawn_texts(graph: Graph, run: RunSummary, pic: Picture,
+                opts: DrawOptions) -> tuple[dict[str, list[str]], dict[tuple[str, str], tuple[list[str], list[str]]]]:
+    """What the page compares to show another repetition's numbers on one layout, from one scene:
+    each drawn node's label as the runs of text Graphviz writes for it (one SVG <text> each), in
+    order, and each drawn edge's label lines, forward and gradient."""
     import html
     import re
-    out = {}
+    drawn = scene(graph, run, pic, opts)
+    nodes: dict[str, list[str]] = {}
 
     def walk(items) -> None:
         # the labels as drawn, so that a module's name on its lone op ("blocks.5.attn.qkv · Linear")
@@ -435,9 +423,16 @@ def node_texts(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions) -
                 walk(it.items)
             elif isinstance(it.attrs.get("label"), Html):
                 markup = it.attrs["label"].markup
-                out[it.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
-    walk(scene(graph, run, pic, opts).items)
-    return out
+                nodes[it.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+    walk(drawn.items)
+
+    def lines(d: Edge) -> list[str]:
+        return str(d.attrs["label"]).split("\n") if d.attrs.get("label") else []
+    edges: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for d in drawn.edges:       # _edges: each drawn edge's blue edge, then its red one (dir=back), if any
+        key = (d.src, d.dst)
+        edges[key] = (edges[key][0], lines(d)) if d.attrs.get("dir") == "back" else (lines(d), [])
+    return nodes, edges
 
 
 def _edge_text(text_of, info: TensorInfo | None, opts: DrawOptions) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..summary import RunSummary, TensorInfo
+from .structure import scope_of
 
 # Identities by construction whenever shape and dtype are kept (a meta-device trace, which has no
 # values, can still drop them): layout, dtype and shape changes that turned out to change nothing.
@@ -53,7 +54,7 @@ class Simplified:
     def within(self, original: Graph, call: tuple) -> "Simplified":
         """Only what was left out of one module call (`--focus`): the ops and nodes in its scope."""
         def inside(m: str) -> bool:
-            return tuple(original[m].meta.get("scope") or ())[:len(call)] == call
+            return scope_of(original[m])[:len(call)] == call
         return Simplified(self.graph, {m: v for m, v in self.merged.items() if inside(m)},
                           [m for m in self.dropped if inside(m)])
 
