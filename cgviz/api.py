@@ -69,8 +69,9 @@ class Drawing:
 
     @property
     def folds(self) -> list[str]:
-        """The repeated module calls the picture draws once: `layers ×12 (fold)` for identical
-        blocks, `cell ×20 (loop)` for one module called again and again; empty for an expression."""
+        """The repeated module calls the picture draws once, each named by its first call:
+        `layers.0 ×12 (fold)` for twelve identical blocks, `cell ×20 (loop)` for one module called
+        again and again; empty for an expression."""
         return self._b.folds()
 
     @property
