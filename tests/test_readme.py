@@ -15,12 +15,14 @@ import pytest
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The reference pages under docs/ are part of the product too: their examples run like the README's.
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
-def console_examples():
-    """(command, expected output) for every `$ ` line in ```console blocks."""
+def console_examples(text: str = README):
+    """(command, expected output) for every `$ ` line in ```console blocks of `text`."""
     out = []
-    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
         current = None
         for line in block.splitlines():
             if line.startswith("$ "):
@@ -35,6 +37,8 @@ def console_examples():
 
 
 EXAMPLES = console_examples()
+DOC_EXAMPLES = [(f"docs/{p.name}", cmd, expected) for p in DOCS
+                for cmd, expected in console_examples(p.read_text(encoding="utf-8"))]
 
 
 def test_the_readme_has_examples():
@@ -54,6 +58,17 @@ def workdir(tmp_path_factory):
 @pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
 @pytest.mark.parametrize("cmd, expected", EXAMPLES, ids=[c[:50] for c, _ in EXAMPLES])
 def test_readme_command(cmd, expected, workdir):
+    _runs_as_shown(cmd, expected, workdir)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
+@pytest.mark.parametrize("page, cmd, expected", DOC_EXAMPLES, ids=[f"{p}: {c[:50]}" for p, c, _ in DOC_EXAMPLES])
+def test_docs_command(page, cmd, expected, workdir):
+    _runs_as_shown(cmd, expected, workdir)
+
+
+def _runs_as_shown(cmd: str, expected: str, workdir: Path) -> None:
+    """Run one `$ ` line in bash from the examples' folder; it must succeed and print what is shown."""
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
     p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=workdir, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
