@@ -111,7 +111,7 @@ def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from ..lang.chain import chain_text, local
     from .expression_scene import headline
-    from ..names import folded, wrt
+    from ..names import folded, title, wrt
     from ..fmt import grad_text, num, value_text
     from ..lang.ops import OPS
     from ..summary import as_summary
@@ -157,7 +157,7 @@ def _dsl_parts(graph, run):
                     yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
                                               f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
     order, steps = _stepper(visits())
-    return nodes, order, steps, f"{graph.source} — {headline(graph, run)}"
+    return nodes, order, steps, f"{title(graph)} — {headline(graph, run)}"
 
 
 def _stepper(visits) -> tuple[list[str], dict[str, str]]:
