@@ -216,7 +216,7 @@ def test_each_level_opens_at_a_zoom_whose_labels_can_be_read(deep, level):
     heights = _text_heights(o)
     assert len(heights) >= 5 and heights[len(heights) // 2] >= 11, heights        # 11 px: the median label
     o.page.click("#fit")                              # the whole level at once: 24 blocks' worth is too small
-    assert o.js("window.cgviz.fitFont") < 11
+    assert o.js("window.cgviz.fitFont") < 9
     whole = _text_heights(o)
     assert whole[len(whole) // 2] < heights[len(heights) // 2]
 

@@ -494,3 +494,12 @@ def test_the_toolbar_is_one_line_at_1600_px(browser, pizza_html, train_html, whi
         assert bar_lines(o.page) > 1                              # a narrow window wraps it: the test can fail
     finally:
         o.page.close()
+
+
+def test_a_picture_readable_whole_opens_whole(pizza):
+    """The first view zooms in only when the whole picture's labels are too small to read (see
+    test_drill_page for a big model): the pizza graph opens whole, with no note."""
+    assert pizza.js("window.cgviz.fitFont") >= 9
+    home = pizza.js("document.querySelector('#graph svg').dataset.home")
+    assert [float(v) for v in pizza.view_box().split()] == pytest.approx([float(v) for v in home.split()])
+    assert pizza.page.locator("#view-note").is_hidden()

@@ -78,10 +78,11 @@
   }
   new ResizeObserver(resized).observe(box);
 
-  // --- the first view: the whole picture when its labels can be read so, else zoomed in until the
-  // median label is MIN_FONT px on screen, at the picture's start (the top of a tall picture, the
-  // left of a wide one), centred on the node found first there; `fit` shows the whole
-  const MIN_FONT = 11;
+  // --- the first view: the whole picture when its median label is READABLE px on screen or more,
+  // else zoomed in until it is MIN_FONT px, at the picture's start (the top of a tall picture, the
+  // left of a wide one), centred on the node found first there; `fit` shows the whole. (Between the
+  // two sizes the whole picture is worth more than a slightly larger part of it.)
+  const READABLE = 9, MIN_FONT = 11;
   const statusNote = document.getElementById("view-note");
   function note(text) { statusNote.textContent = text; statusNote.hidden = !text; }
   function firstView() {
@@ -93,7 +94,7 @@
     const font = sizes[Math.floor(sizes.length / 2)] * Math.hypot(m.a, m.b);    // in viewBox units
     const fits = Math.min(r.width / home[2], r.height / home[3]), need = MIN_FONT / font;
     window.cgviz.fitFont = fits * font;
-    if (fits >= need) return home.slice();
+    if (fits * font >= READABLE) return home.slice();
     const w = r.width / need, h = r.height / need;
     const tall = home[3] / h >= home[2] / w;
     let best = null;                      // the topmost node of a tall picture, the leftmost of a wide one
