@@ -40,7 +40,7 @@ class Drawing:
     `d.svg()`, `d.png()`, `d.pdf()` lay it out with Graphviz; `d.dot`, `d.json()`, `d.to_dict()` need
     no Graphviz; `d.save("graph.svg")` writes atomically with the format from the suffix; `d.page()`
     is the interactive HTML page (shown inline in Jupyter); `d["w"].grad` reads one node. A notebook
-    cell ending in a Drawing shows the SVG."""
+    cell ending in a Drawing shows the SVG, fitted to the cell's width (a click: full size)."""
 
     def __init__(self, backend, rankdir: str, timeout: float | None):
         self._b = backend
@@ -164,11 +164,17 @@ class Drawing:
 
     # ---- notebooks ---------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):
-        # the SVG when Graphviz is there; otherwise the DOT as text, so a cell never raises for display
+        """What a notebook shows for a cell ending in a Drawing: HTML with the SVG fitted to the cell's
+        width, full size a click away (cgviz.view.notebook); the plain SVG for front ends without
+        HTML (QtConsole, a PDF export); without Graphviz, text, so that displaying never raises."""
         try:
-            return {"image/svg+xml": self.svg(), "text/plain": repr(self)}
+            svg = self.svg()
         except CgvizError as e:
             return {"text/plain": f"{self!r}\n(no picture: {e})"}
+        from .view.notebook import fitted
+        bundle = {"text/html": fitted(svg), "image/svg+xml": svg, "text/plain": repr(self)}
+        return {k: v for k, v in bundle.items()
+                if (include is None or k in include) and (exclude is None or k not in exclude)}
 
     def __repr__(self) -> str:
         loss = f", loss={self.loss:.4g}" if isinstance(self.loss, float) else ""

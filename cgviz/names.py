@@ -22,3 +22,12 @@ def folded(graph: Graph, node_id: str) -> bool:
     """Scalar literals (the 2 in `(a - y)^2`) are drawn inside their consumer's label, not as boxes."""
     n = graph[node_id]
     return bool(n.meta.get("literal")) and n.attrs["value"].ndim == 0
+
+
+def title(graph: Graph) -> str:
+    """What a picture's caption and page call a program: its file's name; for text given in Python
+    (source `<text>`), its first line when that is a comment (`# Predict pizza calories`), else
+    `expression`. Warnings and errors keep `<text>`, as Python's own say `<string>`."""
+    if graph.source != "<text>":
+        return graph.source
+    return graph.meta.get("comment") or "expression"

@@ -14,6 +14,7 @@ import torch
 
 import cgviz
 from conftest import ROOT
+from test_html import browser  # noqa: F401  (the chromium fixture)
 
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"
 
@@ -84,6 +85,44 @@ def test_a_notebook_cell_shows_the_svg_with_the_numbers():
     assert bundle["image/svg+xml"].lstrip().startswith("<?xml") and "4000" in bundle["image/svg+xml"]
     page = cgviz.draw(PIZZA).page()
     assert "<iframe" in page._repr_html_() and "4000" in page.text
+
+
+def _inline_svg(html: str) -> str:
+    """The <svg> element, without the comments Graphviz writes (the inline copy leaves them out)."""
+    return re.sub(r"<!--.*?-->", "", re.search(r"<svg\b.*</svg>", html, re.S).group(0), flags=re.S)
+
+
+def test_a_notebook_cell_shows_the_picture_fitted_with_full_size_a_click_away():
+    """The cell's HTML holds the same SVG (without its XML prolog), no wider than the cell and never
+    enlarged, inside a label whose checkbox a click toggles to full size; no script, no id."""
+    bundle = cgviz.draw(PIZZA)._repr_mimebundle_()
+    html, svg = bundle["text/html"], bundle["image/svg+xml"]
+    assert _inline_svg(html) == _inline_svg(svg) and "<?xml" not in html
+    assert re.search(r"> svg \{ max-width: 100%; height: auto; \}", html)
+    assert re.search(r'<label [^>]*><input type="checkbox"><div><svg', html)
+    assert "input:checked + div > svg { max-width: none; }" in html
+    assert "<script" not in html and not re.search(r'<(?:div|input|label)\b[^>]*\bid=', html)
+    assert "at full size, fitted to the cell" in html        # 1,309 px wide: most cells shrink it
+    assert bundle["text/plain"].startswith("<cgviz.Drawing of")
+    assert cgviz.draw(PIZZA)._repr_mimebundle_() == bundle   # the same output after every run
+    assert set(cgviz.draw(PIZZA)._repr_mimebundle_(include={"image/svg+xml"})) == {"image/svg+xml"}
+    assert set(cgviz.draw(PIZZA)._repr_mimebundle_(exclude={"text/html"})) == {"image/svg+xml", "text/plain"}
+
+
+def test_a_small_picture_has_no_note():
+    html = cgviz.draw("param w = 2\nloss L = w * w\n")._repr_mimebundle_()["text/html"]
+    assert "<svg" in html and "cgviz-note\"" not in html
+
+
+def test_a_program_given_as_text_is_named_by_its_first_comment():
+    text = "# Predict pizza calories\n" + PIZZA.read_text().split("\n", 1)[1]
+    d = cgviz.draw(text)
+    assert d.source == "<text>" and any("exploding" in w for w in d.warnings)    # warnings keep <text>
+    assert "<B>Predict pizza calories</B>  —  loss L = 100" in d.dot
+    assert "&lt;text&gt;" not in d.dot and "<title>Predict pizza calories — loss L = 100</title>" in d.html()
+    bare = cgviz.draw("param w = 2\nloss L = w * w\n")
+    assert "<B>expression</B>  —  loss L = 4" in bare.dot and "&lt;text&gt;" not in bare.dot
+    assert "<B>pizza.cg</B>" in cgviz.draw(PIZZA).dot                              # a file: its name
 
 
 # ---- models in memory ------------------------------------------------------------------------------
@@ -221,7 +260,7 @@ def test_draw_of_a_tensor_is_make_dot():
 
 
 # ---- the notebook -----------------------------------------------------------------------------------
-def test_the_quickstart_notebook_runs_in_a_real_kernel():
+def test_the_quickstart_notebook_runs_in_a_real_kernel(browser):  # noqa: F811  (test_html's chromium)
     import nbformat
     from nbclient import NotebookClient
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
@@ -232,9 +271,36 @@ def test_the_quickstart_notebook_runs_in_a_real_kernel():
     svgs = [o.data["image/svg+xml"] for o in shown if "image/svg+xml" in o.data]
     assert len(svgs) == 3
     assert "4000" in svgs[0] and "fc1 · Linear" in svgs[1] and "AddmmBackward0" in svgs[2]
+    assert "Predict pizza calories: one weight, a ReLU, a squared error" in svgs[0]     # its title
+    assert "&lt;text&gt;" not in svgs[0]
+    cells = [o.data["text/html"] for o in shown if "image/svg+xml" in o.data]         # what Jupyter shows
+    assert all(_inline_svg(h) == _inline_svg(s) for h, s in zip(cells, svgs))
     assert "text/html" in shown[-1].data and "<iframe" in shown[-1].data["text/html"]
     printed = "".join(o.get("text", "") for o in code[0].outputs if o.output_type == "stream")
     assert printed.split()[:2] == ["4000.0", "100.0"]
+    _fits_a_cell(browser, cells[0])
+
+
+def _fits_a_cell(browser, html: str, cell: int = 700) -> None:
+    """A notebook output's HTML in a cell `cell` px wide: the picture fits it, keeping its
+    proportions; a click shows it at its natural size, scrolled in its box; a second click fits it again."""
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    try:
+        page.set_content(f'<div id="cell" style="width:{cell}px">{html}</div>')
+        size = "() => { const r = document.querySelector('#cell svg').getBoundingClientRect(); return [r.width, r.height]; }"
+        w, h = page.evaluate(size)
+        vb = page.evaluate("() => document.querySelector('#cell svg').viewBox.baseVal.width / "
+                           "document.querySelector('#cell svg').viewBox.baseVal.height")
+        natural = page.evaluate("() => document.querySelector('#cell svg').width.baseVal.value")
+        assert natural > cell and w == pytest.approx(cell, abs=1) and w / h == pytest.approx(vb, rel=0.01)
+        page.click("#cell svg")
+        assert page.evaluate(size)[0] == pytest.approx(natural, abs=1)
+        assert page.evaluate("() => { const d = document.querySelector('#cell label > div'); "
+                             "return d.scrollWidth > d.clientWidth; }")       # scrolled inside the cell
+        page.click("#cell svg", position={"x": 10, "y": 10})
+        assert page.evaluate(size)[0] == pytest.approx(cell, abs=1)
+    finally:
+        page.close()
 
 
 def test_a_missing_input_file_is_named_as_the_keyword_was_written(tmp_path):

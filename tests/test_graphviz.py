@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cgviz.view import graphviz
-from cgviz.view.graphviz import run_dot, started_early
+from cgviz.view.graphviz import keep_spaces, run_dot, started_early
 
 TEXT = 'digraph { a [label="early"]; a -> b }'
 
@@ -85,3 +87,22 @@ def test_a_dot_on_path_that_cannot_run_is_a_missing_graphviz(monkeypatch, tmp_pa
 def test_an_output_name_near_the_file_system_limit_is_written(tmp_path, name):
     graphviz.write_atomic(tmp_path / name, b"<svg/>")
     assert (tmp_path / name).read_bytes() == b"<svg/>" and len(list(tmp_path.iterdir())) == 1
+
+
+# --- SVG text keeps its spaces -------------------------------------------------------------------
+
+def test_a_labels_runs_keep_the_spaces_at_their_ends_as_no_break_spaces():
+    """Graphviz draws `<B>idx</B> [1×16]` as two <text> runs, the second beginning with a plain
+    space, which SVG strips: the SVG cgviz writes has a no-break space there instead."""
+    svg = run_dot('digraph { a [label=<<B>idx</B> [1×16]>]; b [label="x  y"] }', "svg").decode()
+    runs = re.findall(r"<text\b[^>]*>(.*?)</text>", svg)
+    assert "idx" in runs and "&#160;[1×16]" in runs, runs
+    assert "x &#160;y" in runs                                  # Graphviz's own doubling is kept
+    assert not any(r.startswith(" ") or r.endswith(" ") for r in runs), runs
+
+
+def test_keep_spaces_changes_only_the_ends_of_text_elements():
+    raw = b'<g><title>a b</title><text x="1"> a  b </text><text>  </text><text y="2">c</text></g>'
+    assert keep_spaces(raw) == (b'<g><title>a b</title><text x="1">&#160;a  b&#160;</text>'
+                                b'<text>&#160;&#160;</text><text y="2">c</text></g>')
+    assert keep_spaces(keep_spaces(raw)) == keep_spaces(raw)

@@ -385,3 +385,121 @@ def test_the_training_slider_shows_each_steps_values_gradients_and_flags(browser
         assert o.errors == [] and all(u.startswith("file://") for u in o.requests)
     finally:
         o.page.close()
+
+
+# --- a drag is not a click ------------------------------------------------------------------------
+
+def _centre(o: Opened, selector: str) -> tuple[float, float]:
+    b = o.page.locator(selector).first.bounding_box()
+    return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+
+
+def test_a_drag_that_starts_on_a_node_pans_and_selects_nothing_while_a_click_selects(pizza):
+    x, y = _centre(pizza, '#graph svg g.node[data-id="w"] .shape')
+    before = pizza.view_box()
+    pizza.page.mouse.move(x, y)
+    pizza.page.mouse.down()
+    pizza.page.mouse.move(x + 60, y + 30, steps=5)
+    pizza.page.mouse.up()                         # over w still? no matter: the press moved, so it is a drag
+    assert pizza.view_box() != before
+    assert not pizza.page.locator("#panel").is_visible()
+    assert pizza.js("document.querySelectorAll('g.node.selected').length") == 0
+    x, y = _centre(pizza, '#graph svg g.node[data-id="w"] .shape')
+    pizza.page.mouse.move(x, y)
+    pizza.page.mouse.down()
+    pizza.page.mouse.move(x + 2, y + 1)           # a hand's tremor is still a click
+    pizza.page.mouse.up()
+    assert pizza.page.locator("#panel").is_visible() and pizza.page.inner_text("#panel-title") == "w"
+
+
+# --- the selected node and a search hit are outlined ----------------------------------------------
+
+def _outline(o: Opened, node_id: str) -> tuple[str, float]:
+    """The computed stroke colour and width of a node's outline (its shape)."""
+    return o.js("""id => { const s = getComputedStyle(document.querySelector(`g.node[data-id="${id}"] .shape`));
+                           return [s.stroke, parseFloat(s.strokeWidth)]; }""", node_id)
+
+
+def test_the_selected_node_and_a_search_hit_are_outlined(pizza):
+    # each node's outline is found inside the <a> Graphviz wraps around a node with a tooltip
+    assert pizza.js("document.querySelectorAll('g.node > g > a > .shape').length") >= 6
+    plain = {i: _outline(pizza, i) for i in ("w", "z", "a")}
+    pizza.node("w").click()
+    stroke, width = _outline(pizza, "w")
+    assert stroke == "rgb(255, 109, 0)" and width >= 3, (stroke, width)
+    assert _outline(pizza, "z") == plain["z"]                     # only the selected one
+    pizza.page.fill("#search", "a")
+    pizza.page.press("#search", "Enter")
+    stroke, width = _outline(pizza, "a")
+    assert stroke == "rgb(255, 109, 0)" and width >= 5 and width > plain["a"][1] + 3, (stroke, width)
+    assert _outline(pizza, "w") == plain["w"]                     # the selection moved to the hit
+
+
+# --- SVG text keeps its spaces ------------------------------------------------------------------
+
+def _leading_space_widths(o: Opened) -> list[float]:
+    """For each <text> that starts with a space: how much wider it is drawn than its text without
+    that space (measured on a copy), in px; 0 where the browser dropped the space."""
+    return o.js("""() => [...document.querySelectorAll('svg text')].filter(t => /^\\s/.test(t.textContent)
+        && t.textContent.trim()).map(t => { const probe = t.cloneNode(); probe.textContent = t.textContent.trimStart();
+        t.parentNode.appendChild(probe); const w = probe.getComputedTextLength(); probe.remove();
+        const s = t.getScreenCTM().a; return (t.getComputedTextLength() - w) * s; })""")
+
+
+def test_the_page_keeps_the_space_between_a_name_and_what_follows(browser, rnn_html):
+    o = Opened(browser, rnn_html)
+    try:
+        widths = _leading_space_widths(o)        # `x` then ` [2×20×8]`, the caption's name then its words
+        assert len(widths) >= 2 and min(widths) > 2, widths
+    finally:
+        o.page.close()
+
+
+def test_an_svg_file_keeps_the_space_between_a_name_and_its_shape(browser, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "res.svg"
+    r = subprocess.run([sys.executable, "-m", "cgviz", "torch", "sample_graphs/models/res_cnn.py", "-o", str(out), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r">[^<]*x</text>\s*<text[^>]*>&#160;\[2×3×16×16\]</text>", out.read_text()), "x [2×3×16×16]"
+    page = browser.new_page()
+    try:
+        page.goto(out.as_uri())
+        o = type("SVG", (), {"js": lambda self, e, a=None: page.evaluate(e, a)})()
+        widths = _leading_space_widths(o)
+        assert len(widths) >= 3 and min(widths) > 2, widths
+    finally:
+        page.close()
+
+
+# --- the toolbar -----------------------------------------------------------------------------------
+
+def bar_lines(page) -> int:
+    """How many lines the toolbar's visible controls take."""
+    return page.evaluate("""() => { const tops = [...document.querySelectorAll('#bar > *')]
+        .filter(e => e.offsetParent !== null).map(e => { const r = e.getBoundingClientRect(); return r.top + r.height / 2; });
+        return new Set(tops.map(t => Math.round(t / 20))).size; }""")
+
+
+@pytest.mark.parametrize("which", ["pizza", "train"])
+def test_the_toolbar_is_one_line_at_1600_px(browser, pizza_html, train_html, which):
+    o = Opened(browser, pizza_html if which == "pizza" else train_html)
+    try:
+        o.page.set_viewport_size({"width": 1600, "height": 900})
+        assert bar_lines(o.page) == 1
+        assert o.page.locator("#bar .title").bounding_box()["width"] > 100      # the title still shows
+        o.page.click("#step")                                    # the stepper's words do not widen it
+        assert o.page.inner_text("#step-info") and bar_lines(o.page) == 1
+        o.page.set_viewport_size({"width": 700, "height": 900})
+        assert bar_lines(o.page) > 1                              # a narrow window wraps it: the test can fail
+    finally:
+        o.page.close()
+
+
+def test_a_picture_readable_whole_opens_whole(pizza):
+    """The first view zooms in only when the whole picture's labels are too small to read (see
+    test_drill_page for a big model): the pizza graph opens whole, with no note."""
+    assert pizza.js("window.cgviz.fitFont") >= 9
+    home = pizza.js("document.querySelector('#graph svg').dataset.home")
+    assert [float(v) for v in pizza.view_box().split()] == pytest.approx([float(v) for v in home.split()])
+    assert pizza.page.locator("#view-note").is_hidden()

@@ -31,6 +31,9 @@ class _Builder:
         # The picture and the JSON name the file by its base name, so they do not depend on the folder.
         name = program.source.name if program.source else "<input>"
         self.graph = Graph(source=name if name.startswith("<") else Path(name).name)
+        first = next((line.strip() for line in self.text.splitlines() if line.strip()), "")
+        if first.startswith("#") and first.lstrip("#").strip():
+            self.graph.meta["comment"] = first.lstrip("#").strip()     # a name for text without a file
         self.env: dict[str, str] = {}          # name → node id
         self.defined_at: dict[str, Stmt] = {}
         self.later = {s.name: s for s in program.statements if s.name}

@@ -121,11 +121,12 @@ class ModelDrawing:
                               focused=(self.graph, self.run) if call else None)
         root = next(iter(levels))
 
-        def title(lv) -> str:
+        def title(lv, name: str | None = None) -> str:
+            """A level's caption; `name`: the repetition the block selector shows, the first by default."""
             f = lv.call[-1]
             once = f", drawn once for its {len(lv.reps)} {lv.word}s (the page's {lv.word} slider: whose numbers)" \
                 if lv.reps else ""
-            return f"{base}  —  inside {f.key} ({f.cls}){once}"
+            return f"{base}  —  inside {name or f.key} ({f.cls}){once}"
 
         def svg(lv) -> str:
             text = dot_text(scene(lv.graph, lv.run, lv.pic, self.options(rankdir, title=title(lv))))
@@ -136,7 +137,7 @@ class ModelDrawing:
         svgs[root] = root_svg
         if timings is not None:
             timings["levels"] = time.perf_counter() - t
-        return drill_page(levels, svgs, self.title, self.options(rankdir))
+        return drill_page(levels, svgs, self.title, self.options(rankdir), caption=title)
 
     def dot(self, rankdir: str = "TB", labels: bool = True) -> str:
         from ..view.dot import dot_text

@@ -15,7 +15,7 @@ from .markup import BACKWARD, STEP, Html, Line, Row, lines_markup
 from .scene import Edge, Node as SceneNode, Scene
 from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, gradient_edge, graph_attrs, legend, mark,
                     saturation_line, scale_legend)
-from ..names import folded, wrt
+from ..names import folded, title, wrt
 from ..lang.ops import OPS, shape_text
 
 # Automatic layout direction (DotOptions.rankdir None): top to bottom when the graph is much deeper
@@ -203,7 +203,7 @@ def headline(graph: Graph, run: Run) -> str:
 def caption(graph: Graph, run: Run, opts: DotOptions, scale: Scale | None = None) -> tuple[Row, ...]:
     """The graph's caption: file, output value, and what the colours mean, one line each."""
     top = _top(graph)
-    rows: list[Row] = [Line(f"  —  {headline(graph, run)}", head=graph.source)]
+    rows: list[Row] = [Line(f"  —  {headline(graph, run)}", head=title(graph))]
     if opts.grad:
         rows.append(legend("values", top))
         if run.seeded_with_ones:

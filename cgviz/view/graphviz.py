@@ -135,10 +135,28 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
         hit = _RANKDIR.search(dot_text)
         rankdir = hit.group(1).upper() if hit else "TB"      # Graphviz's default
     if fmt != "png":
-        return _with_groups_or_without(lambda text: _dot([DOT, _first_pass(fmt)], text.encode("utf-8"), fmt, timeout,
-                                                         nodes, hint).stdout, dot_text)
+        out = _with_groups_or_without(lambda text: _dot([DOT, _first_pass(fmt)], text.encode("utf-8"), fmt, timeout,
+                                                        nodes, hint).stdout, dot_text)
+        return keep_spaces(out) if fmt == "svg" else out
     laid = layout(dot_text, timeout, nodes, hint)
     return rasterise(dot_text, laid, dpi, timeout, nodes, hint, rankdir)
+
+
+# a <text> element's leading spaces, or its trailing ones
+_EDGE_SPACES = re.compile(rb"(<text\b[^>]*>)( +)|( +)(</text>)")
+
+
+def keep_spaces(svg: bytes) -> bytes:
+    """Graphviz's SVG with the spaces at either end of each <text> written as no-break spaces.
+
+    Graphviz draws a label's runs of text (a bold name, then its shape) as separate <text> elements,
+    each placed where its measurements say, and writes a run's leading space as a plain space:
+    `<text>idx</text><text> [1×16]</text>`. SVG strips a text's leading and trailing spaces (unless
+    xml:space="preserve", which SVG 2 deprecates and not every renderer honours), so every browser
+    drew `idx[1×16]`. A no-break space is never stripped, has a space's width, and is what Graphviz
+    itself writes for the second of two spaces."""
+    return _EDGE_SPACES.sub(lambda m: m.group(1) + b"&#160;" * len(m.group(2)) if m.group(1) is not None
+                            else b"&#160;" * len(m.group(3)) + m.group(4), svg)
 
 
 def layout(dot_text: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,

@@ -30,21 +30,21 @@ PAGE = """<!DOCTYPE html>
 </head>
 <body>
 <div id="bar">
-  <span class="title">%(title)s</span>
+  <span class="title" title="%(title)s">%(title)s</span>
   <nav id="crumbs" hidden></nav>
   <span id="reps" hidden><b id="rep-word"></b> <input type="range" id="rep" min="0" max="0" value="0" step="1">
     <span id="rep-info"></span><span id="rep-chart"></span></span>
-  <input id="search" placeholder="find a node (Enter)" size="18">
-  <button id="fit" title="fit the graph to the window">fit</button>
-  <label class="fwd"><input type="checkbox" id="show-fwd" checked> forward (values)</label>
-  <label class="bwd"><input type="checkbox" id="show-bwd" checked> backward (gradients)</label>
+  <input id="search" placeholder="find a node (Enter)" size="15">
+  <button id="fit" title="the whole graph in the window">fit</button>
+  <label class="fwd" title="the blue edges: values, forward"><input type="checkbox" id="show-fwd" checked> values</label>
+  <label class="bwd" title="the red edges: gradients, backward"><input type="checkbox" id="show-bwd" checked> gradients</label>
   <button id="reset" title="show every gradient again">reset</button>
   <button id="step" title="backprop one edge">step backward</button>
-  <button id="play">play</button>
-  <span id="step-info"></span>%(extra_bar)s
+  <button id="play" title="backprop edge by edge">play</button>%(extra_bar)s
 </div>
 <div id="main">
   <div id="graph">%(svg)s</div>
+  <div id="status"><div id="step-info"></div><div id="view-note" hidden></div></div>
   <div id="panel"><h2 id="panel-title"></h2><div id="panel-body"></div>
     <div class="k" id="chain-head">chain rule</div><pre id="panel-chain"></pre></div>
 </div>
@@ -111,7 +111,7 @@ def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from ..lang.chain import chain_text, local
     from .expression_scene import headline
-    from ..names import folded, wrt
+    from ..names import folded, title, wrt
     from ..fmt import grad_text, num, value_text
     from ..lang.ops import OPS
     from ..summary import as_summary
@@ -157,7 +157,7 @@ def _dsl_parts(graph, run):
                     yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
                                               f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
     order, steps = _stepper(visits())
-    return nodes, order, steps, f"{graph.source} — {headline(graph, run)}"
+    return nodes, order, steps, f"{title(graph)} — {headline(graph, run)}"
 
 
 def _stepper(visits) -> tuple[list[str], dict[str, str]]:
@@ -195,6 +195,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
 def model_panels(graph, run, pic) -> dict:
     """The panel of each drawn node of a model picture, keyed as the SVG names the node."""
     from .model_scene import count_text
+    from .structure import combine
     from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
     nodes = {}
@@ -212,11 +213,17 @@ def model_panels(graph, run, pic) -> dict:
                 rows.append(["parameter gradient norms", "\n".join(norms)])
         elif dn.kind == "params":
             lines = []
+            which = _which(pic, dn, max((len(pic.same.get(m, [m])) for m in dn.parts), default=1))
             for m in dn.parts:
                 v, g = run.values.get(m), run.grads.get(m)
                 g_text = f"  ‖∇‖ = {g.norm:.4g}" if g is not None and g.norm is not None else ""
+                same = pic.same.get(m, [m])
+                if len(same) > 1:       # the box's label: over every block; these numbers: the first's
+                    every = combine([run.grads.get(x) for x in same])
+                    if every is not None and every.norm is not None:
+                        g_text += f"  (all {len(same)} {dn.word or 'together'}: ‖∇‖ = {every.norm:.4g})"
                 lines.append(f"{graph[m].name}  {value_text(v, sep=' ')}{g_text}")
-            rows.append(["parameters and buffers", "\n".join(lines)])
+            rows.append(["parameters and buffers" + (f", {which}" if which else ""), "\n".join(lines)])
         elif dn.kind == "stub":
             n = graph[dn.id]
             into = n.meta.get("stub") == "in"
@@ -235,6 +242,12 @@ def model_panels(graph, run, pic) -> dict:
             rows.append([n.kind, f"{n.op or n.name or n.id}" + (f"  ×{dn.copies}" if dn.copies > 1 else "")])
             if n.meta.get("module"):
                 rows.append(["module", f"{n.meta['module']} ({n.meta.get('class', '')})"])
+            which = _which(pic, dn, len(dn.members))
+            if which:    # the label speaks of every block or step; this panel of one
+                every = combine([run.grads.get(m) for m in dn.members])
+                over = (f"; the drawing's ‖∂L/∂out‖ = {every.norm:.4g} is all {len(dn.members)} {dn.word} together"
+                        if every is not None and every.norm is not None and n.id != graph.output else "")
+                rows.append(["numbers below", f"{which} only{over}"])
             ins = [run.edge_values.get((n.id, k)) for k in range(len(n.inputs))]
             if any(ins):
                 rows.append(["inputs", "\n".join(f"{graph[i].name or i}: {value_text(t, sep=' ')}"
@@ -260,6 +273,18 @@ def model_panels(graph, run, pic) -> dict:
     return nodes
 
 
+def _which(pic, dn, n: int) -> str:
+    """Which of the N blocks or steps a drawn node stands for the panel's numbers are (the first's,
+    as the node's id is): `block 0 of 4 (blocks.0)`; "" when it stands for one."""
+    from .structure import WORDS
+    if n < 2 or not dn.word:
+        return ""
+    grp = next((g for rep, g in pic.groups.items() if tuple(dn.scope[:len(rep)]) == tuple(rep)), None)
+    word = next((one for one, many in WORDS.values() if many == dn.word), dn.word)
+    name = f" ({grp.calls[0][-1].key})" if grp is not None and grp.calls and grp.calls[0] else ""
+    return f"{word} 0 of {n}{name}"
+
+
 def _stats_text(st: dict) -> str:
     """mean, std, min, max and norm to 6 significant digits: the JSON's numbers, readable."""
     return "  ".join(f"{k} {st[k]:.6g}" for k in ("mean", "std", "min", "max", "norm") if st.get(k) is not None)
@@ -274,11 +299,13 @@ def _model_stepper(pic) -> tuple[list[str], dict[str, str]]:
                     for e in edges if e.grad is not None)
 
 
-def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
+def drill_page(levels: dict, svgs: dict[str, str], title: str, opts, caption=None) -> str:
     """The drill-down page of a model (cgviz.view.levels): the first level's SVG inline, every other
     level's in the page's data with its panels, breadcrumb, the levels its boxes and frames open,
     and, inside a ×N block, every repetition's panels and labels; plus the index search uses.
-    `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike."""
+    `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike;
+    `caption(level, name)`: the title a level's picture has, as it would name the repetition `name`
+    (the module call's key), so that the caption follows the block selector too."""
     from .levels import index
     root = next(iter(levels))
     data_levels = {}
@@ -297,6 +324,12 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts) -> str:
             entry["reps"] = {"word": lv.word, "names": lv.names,
                              "norms": [None if x is None else round(x, 6) for x in lv.norms],
                              "data": [None if r is None else _repetition(lv, r, opts, first) for r in lv.reps]}
+            if caption is not None:
+                was = caption(lv, lv.names[0])
+                for k, d in enumerate(entry["reps"]["data"]):
+                    now = caption(lv, lv.names[k])
+                    if d is not None and now != was:
+                        d["caption"] = {was: now}
         data_levels[key] = entry
     found = {m: [lvl, svg_key(drawn), k] for m, (lvl, drawn, k) in index(levels).items()}
     return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
@@ -314,9 +347,16 @@ def _repetition(lv, rep, opts, first: tuple) -> dict:
     nodes = {svg_key(back[i]): panels[svg_key(i)] for i in p.nodes if i in back}
     was = first[1]
     labels = {}
-    for a, b in ids.items():
-        if len(was[a]) == len(mine[b]):
-            labels[svg_key(a)] = {x: y for x, y in zip(was[a], mine[b]) if x != y}
+    pairs = dict(ids)
+    for a, b in ids.items():     # the frames around a node and around its twin: the same depth
+        sa, sb = lv.pic.nodes[a].scope, p.nodes[b].scope
+        for i in range(1, min(len(sa), len(sb)) + 1):
+            pairs.setdefault(_frame(sa[:i]), _frame(sb[:i]))
+    for a, b in pairs.items():
+        if a in was and b in mine and len(was[a]) == len(mine[b]):
+            changed = {x: y for x, y in zip(was[a], mine[b]) if x != y}
+            if changed:
+                labels[svg_key(a)] = changed
     texts = {edge_key(a, b): [fwd, bwd] for (a, b), (fwd, bwd) in edge_texts.items()}
     _, own_steps = _model_stepper(p)
     edges, steps = {}, {}
@@ -326,6 +366,11 @@ def _repetition(lv, rep, opts, first: tuple) -> dict:
         if twin in own_steps:    # the backward stepper's text for this edge, in this repetition's words
             steps[edge_key(e.src, e.dst)] = own_steps[twin]
     return {"nodes": nodes, "edges": edges, "labels": labels, "steps": steps}
+
+
+def _frame(scope: tuple) -> str:
+    """The id Graphviz gives the frame of a module scope (model_scene writes it, levels opens it)."""
+    return "cluster_" + "/".join(f.key for f in scope)
 
 
 # ---------------------------------------------------------------- cgviz train: a slider over the steps

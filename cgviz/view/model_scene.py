@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .dot import dot_text
+from .dot import caption_label, dot_text
 from .markup import BACKWARD, Html, Line, Row, html_text, lines_markup
 from .scene import Cluster, Edge, Node, Scene
 from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, grad_row, gradient_edge, graph_attrs, legend,
@@ -409,7 +409,8 @@ def drawn_texts(graph: Graph, run: RunSummary, pic: Picture,
                 opts: DrawOptions) -> tuple[dict[str, list[str]], dict[tuple[str, str], tuple[list[str], list[str]]]]:
     """What the page compares to show another repetition's numbers on one layout, from one scene:
     each drawn node's label as the runs of text Graphviz writes for it (one SVG <text> each), in
-    order, and each drawn edge's label lines, forward and gradient."""
+    order (and each frame's caption, under the frame's id in the SVG, `cluster_<id>`), and each
+    drawn edge's label lines, forward and gradient."""
     import html
     import re
     drawn = scene(graph, run, pic, opts)
@@ -420,10 +421,14 @@ def drawn_texts(graph: Graph, run: RunSummary, pic: Picture,
         # and --profile's line are there too, not only _node_label's rows
         for it in items:
             if isinstance(it, Cluster):
+                if it.caption:      # a frame's caption, under the id Graphviz gives the frame
+                    nodes["cluster_" + it.id] = runs(caption_label(it.caption).markup)
                 walk(it.items)
             elif isinstance(it.attrs.get("label"), Html):
-                markup = it.attrs["label"].markup
-                nodes[it.id] = [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
+                nodes[it.id] = runs(it.attrs["label"].markup)
+
+    def runs(markup: str) -> list[str]:
+        return [t for t in (html.unescape(x).strip() for x in re.split(r"<[^>]*>", markup)) if t]
     walk(drawn.items)
 
     def lines(d: Edge) -> list[str]:
