@@ -81,6 +81,8 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         ins, outs = _boundary(pic, dn)
         if ins or outs:
             rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
+        if graph.output in dn.members:         # the collapsed loss (or a module that computes it)
+            rows.append(Line(_loss_line(run)))
         if opts.grad:
             g = _norm_of(run, [p.id for p in _unique_params(params)])
             if g is not None:
