@@ -294,14 +294,14 @@ class _Model:
 
 
 # ---- draw ------------------------------------------------------------------------------------------
-def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = None, depth: int | None = None,
+def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, depth: int | None = None,
          fold: bool = True, view: str = "ops", dtype: str | None = None, seed: int = 0, mode: str | None = None,
          grad: bool = True, lr: float | None = None, clip_norm: float | None = None, rankdir: str | None = None,
          sets: dict[str, Any] | None = None, trust: bool = False, weights: str | None = None, meta: bool = False,
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
-         focus: str | None = None) -> Drawing:
+         focus: str | None = None, targets: Any = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -314,7 +314,13 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
       - a tensor with a grad_fn: the graph that produced it, as torchviz's make_dot draws it.
 
     The keyword arguments are the command line's options (loss, depth, fold, view, dtype, seed, mode
-    "train"/"eval", lr, rankdir, …). An nn.Module in memory is left as it was: its train/eval mode
+    "train"/"eval", lr, rankdir, …). loss= is the loss you train with: a function of the output
+    (`loss=lambda out: F.cross_entropy(out.logits.flatten(0, 1), y.flatten())`), or with targets=
+    (a tensor, a pytree of them, or a .pt file) `def loss(out, targets)` or an nn.Module loss
+    (`loss=nn.CrossEntropyLoss(), targets=y`), or a name ("sum", "mean", "mse", "ce"). Without it,
+    an output that carries its own loss (a Hugging Face model given labels=) is drawn with that loss,
+    a scalar output with itself, and anything else with its sum, whose gradients' scale means nothing
+    (the picture says so). See docs/loss.md. An nn.Module in memory is left as it was: its train/eval mode
     and its parameters' .grad are restored after the run. rankdir "LR" or "TB" forces the layout
     direction; by default an expression is drawn top to bottom when it is much deeper than wide,
     else left to right, and a model top to bottom. simplify=False draws a model's pass-through
@@ -329,13 +335,15 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     checked = _checked("draw", loss=loss, depth=depth, view=view, dtype=dtype, seed=seed, mode=mode, lr=lr,
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
                        max_elements=max_elements, timeout=timeout, focus=focus)
+    checked["targets"] = targets
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
         text_or_path = os.fspath(source)
         kind = source_kind(text_or_path, kind)
         if kind != "model":
-            _refuse_model_options(text_or_path if kind != "text" else "<text>", focus=focus)
+            _refuse_model_options(text_or_path if kind != "text" else "<text>", focus=focus, loss=loss,
+                                  targets=targets is not None)
             if inputs or input_size is not None or forward_kwargs:
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors, "
                                  "input_size or forward_kwargs (use sets={'x': ...} to change a declaration)")
@@ -354,6 +362,9 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: str | None = N
     if isinstance(source, torch.Tensor):
         if inputs or input_size is not None or forward_kwargs:
             raise CgvizError("draw(tensor) draws the graph that produced the tensor; it takes no inputs")
+        if loss is not None or targets is not None:
+            raise OptionError("draw(tensor) draws the graph behind the tensor as it is; to draw a loss, pass the "
+                              "loss tensor itself (draw(loss_tensor)), or the model with loss=")
         if focus is not None:
             raise OptionError("draw(tensor) draws a graph of grad_fns, which has no modules to focus on")
         return make_dot(source, rankdir=rankdir or "TB", timeout=checked["timeout"])
@@ -391,6 +402,8 @@ def _checked(caller: str, **values) -> dict:
 
 
 def _converted(key: str, value, caller: str = "draw"):
+    if key == "loss" and not isinstance(value, str):
+        return value            # a function or an nn.Module loss: cgviz.pytorch.loss checks it
     from .options import OPTIONS
     try:
         return OPTIONS[key].convert(value)
@@ -484,9 +497,12 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
             raise CgvizError(f"draw(): input_size={input_size!r}: {e}") from None
         if inputs_given:
             raise CgvizError("draw(): give example inputs or input_size, not both")
+    targets = checked.get("targets")
+    targets_file = os.fspath(targets) if isinstance(targets, (str, os.PathLike)) else None
     return TraceOptions(input_shapes=shapes, input_file=input_file, dtype=checked["dtype"], loss=checked["loss"],
                         seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
-                        meta=meta, max_elements=checked["max_elements"])
+                        meta=meta, max_elements=checked["max_elements"],
+                        targets=None if targets_file else targets, targets_file=targets_file)
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
@@ -502,6 +518,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
                      rankdir) -> Drawing:
     from .pytorch.load import check_model_files
     check_model_files(spec, input_file, weights)      # a missing file is said before torch is imported
+    _check_targets_file(checked.get("targets"))
     from .needs import require_torch
     require_torch(f"drawing the model {spec}")
     from .pytorch.load import load_model, split_spec
@@ -602,9 +619,9 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
 
 def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: float | None = None,
                     explode: float | None = None, sets: dict[str, Any] | None = None, input_size: Any = None,
-                    input_file: str | None = None, dtype: str | None = None, loss: str | None = None,
+                    input_file: str | None = None, dtype: str | None = None, loss: Any = None,
                     seed: int = 0, mode: str | None = None, trust: bool = False, weights: str | None = None,
-                    max_elements: int | None = None) -> GradientHealth:
+                    max_elements: int | None = None, targets: Any = None) -> GradientHealth:
     """Gradient health per layer after one backward pass: ‖w‖, ‖g‖, ‖g‖/‖w‖ and a vanishing or
     exploding flag for each param and input of an expression program, or each parameter tensor of a
     model (a file, or an nn.Module with its inputs, as draw() takes them)."""
@@ -623,22 +640,22 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
         # cheapest picture, which nothing here draws
         d = draw(source, *inputs, kind="model" if _is_text_or_path(source) else None,
                  input_size=input_size or None, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
-                 mode=mode, trust=trust, weights=weights, max_elements=max_elements, grad=False, depth=1)
+                 mode=mode, trust=trust, weights=weights, max_elements=max_elements, grad=False, depth=1,
+                 targets=targets)
         run, loaded = d._b.d.run, d._b.loaded
         notes, warnings = d.notes, d.warnings
-        if loss is None and run.meta.get("loss") == "sum":
-            notes.append("the model's output is not a scalar, so backward starts from its sum; gradient norms "
-                         "then grow with the output's size and the flags say little about training. Give the "
-                         f"loss you train with: {spell('loss', 'ce')} or {spell('loss', 'mse')}.")
+        from .pytorch.loss import FALLBACK, fallback_caveat, title_text
+        if run.meta.get("loss") == FALLBACK:
+            notes.append(fallback_caveat() + "; the flags say little until then")
         rows = G.model_rows(loaded.model, run, vanish, explode)
         name = Path(loaded.path).name
         if not rows:
             raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
-        title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+        title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, {title_text(run.meta.get('loss'), run.loss)}"
         what = "model"
     else:
         _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss,
-                              trust=trust, weights=weights, mode=mode)
+                              trust=trust, weights=weights, mode=mode, targets=targets is not None)
         from .view.expression_scene import headline
         result, name, _ = _evaluate(source, kind, sets, _checked("gradient_health", max_elements=max_elements)
                                     ["max_elements"])
@@ -656,16 +673,18 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
 def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None = None, atol: float | None = None,
                     fd_rtol: float | None = None, fd_atol: float | None = None, fd_samples: int | None = None,
                     sets: dict[str, Any] | None = None, input_size: Any = None, input_file: str | None = None,
-                    dtype: str | None = None, loss: str | None = None, seed: int = 0, mode: str | None = None,
+                    dtype: str | None = None, loss: Any = None, seed: int = 0, mode: str | None = None,
                     trust: bool = False, weights: str | None = None,
-                    max_elements: int | None = None) -> GradientCheck:
+                    max_elements: int | None = None, targets: Any = None) -> GradientCheck:
     """The gradients cgviz shows for an expression program or a model file, against PyTorch autograd
-    and central finite differences (`cgviz check`; the tolerances' defaults are its)."""
+    and central finite differences (`cgviz check`; the tolerances' defaults are its). For a model, the
+    gradients are of the loss draw() would draw: loss= and targets= as draw() takes them."""
     from .check import expression as gradcheck
     from .results import GradientCheck
     checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
                        fd_samples=fd_samples, dtype=dtype, loss=loss, seed=seed, mode=mode,
                        max_elements=max_elements)
+    checked["targets"] = targets
     tol = {k: getattr(gradcheck, k.upper()) if checked[k] is None else checked[k]
            for k in ("rtol", "atol", "fd_rtol", "fd_atol")}
     if not _is_text_or_path(source):
@@ -676,12 +695,13 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
         spec = os.fspath(source)
         from .pytorch.load import check_model_files
         check_model_files(spec, input_file, weights)      # before torch is imported
+        _check_targets_file(targets)
         from .check.model import check_model
         opts = _trace_options(False, input_size or None, checked, False, input_file)
         return GradientCheck(check_model(spec, opts, trust=trust, weights=weights, fd_samples=fd_samples or 16,
                                          **tol), [])
     _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss, trust=trust,
-                          weights=weights, mode=mode)
+                          weights=weights, mode=mode, targets=targets is not None)
     result, name, _ = _evaluate(source, kind, sets, checked["max_elements"])
     report = gradcheck.check_expression(result, fd_samples=fd_samples or gradcheck.FD_SAMPLES, source=name, **tol)
     return GradientCheck(report, [str(w) for w in result.run.warnings])
@@ -741,12 +761,22 @@ def op_table(format: str = "text") -> str:
     return "\n".join(out) + "\n"
 
 
-def files_read(source: str, input_file: str | None = None, weights: str | None = None) -> list:
+def files_read(source: str, input_file: str | None = None, weights: str | None = None,
+               targets: str | None = None) -> list:
     """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
-    (`net.py` of `net.py:build`; none for "-"), the inputs file and the weights."""
+    (`net.py` of `net.py:build`; none for "-"), the inputs file, the weights and the targets."""
     from .paths import Arg, split_spec
     files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
-    return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights)]
+    return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights), Arg(spell("targets"), targets)]
+
+
+def _check_targets_file(targets) -> None:
+    """A targets file is a regular file, said before torch is imported (as check_model_files says it of
+    the model, --input and --weights)."""
+    if isinstance(targets, (str, os.PathLike)):
+        from .paths import check_input
+        from .pytorch.loss import TARGETS_ACCEPTS
+        check_input(os.fspath(targets), spell("targets"), kind="targets", accepts=TARGETS_ACCEPTS)
 
 
 # ---- make_dot --------------------------------------------------------------------------------------
@@ -791,7 +821,8 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
             rec.result()
             rec = AutogradRecorder(var, named, {})
     if var.numel() != 1:
-        notes.append(f"the tensor has {var.numel()} elements: gradients are of its sum")
+        notes.append(f"the tensor has {var.numel()} elements: gradients are of its sum, whose scale means "
+                     "nothing; draw the loss tensor you call backward() on to see your training's gradients")
     graph, run = rec.result(None if grads is None else dict(zip(map(id, leaves), grads)))
     if grads is None and all(g is None for g in run.param_grads.values()) and not notes:
         notes.append("no gradients yet: call backward() first, or draw before backward() and cgviz takes them")

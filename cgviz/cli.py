@@ -213,9 +213,9 @@ def _out(option: str, path, given) -> "object":
 
 
 def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
-    """The files a FILE or MODEL argument reads, for _check_files."""
+    """The files a FILE or MODEL argument reads, for _check_files (--targets too, where given)."""
     from .api import files_read
-    return files_read(target, input_file, weights)
+    return files_read(target, input_file, weights, _stashed("targets"))
 
 
 def _emit(data: bytes, path: Path | None) -> None:
@@ -405,6 +405,17 @@ def _stash_max_elements(ctx, param, value):
     return value
 
 
+def _stash_targets(ctx, param, value):
+    ctx.meta["cgviz.targets"] = value
+    return value
+
+
+def _stashed(key: str):
+    """A model option that `model_options` keeps out of the command functions' parameters."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(f"cgviz.{key}") if ctx is not None else None
+
+
 def model_options(f):
     """The options that say how a model runs, shared by every command that takes a MODEL
     (torch, check, grads): inputs, dtype, loss, seed, mode, and how the file may be loaded."""
@@ -415,6 +426,8 @@ def model_options(f):
         option("input"),
         option("dtype"),
         option("loss"),
+        # like --max-elements below: read from the context, so every command taking a MODEL has it
+        option("targets", expose_value=False, callback=_stash_targets),
         option("seed"),
         option("trust"),
         option("weights"),
@@ -435,19 +448,16 @@ def model_options(f):
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
     """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
     from .pytorch.trace import TraceOptions
-    ctx = click.get_current_context(silent=True)
-    max_elements = ctx.meta.get("cgviz.max_elements") if ctx is not None else None
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=max_elements)
+                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"))
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
     """The values of `model_options` as the API's keywords (cgviz.api.draw and its siblings)."""
-    ctx = click.get_current_context(silent=True)
     return dict(input_size=input_shapes or None, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                 trust=trust, weights=weights, mode=None if mode is None else ("train" if mode else "eval"),
-                max_elements=ctx.meta.get("cgviz.max_elements") if ctx is not None else None)
+                max_elements=_stashed("max_elements"), targets=_stashed("targets"))
 
 
 def model_stem(model: str) -> str:

@@ -138,6 +138,26 @@ class Opt:
         return t.convert(value, None, None)
 
 
+class LossText(click.ParamType):
+    """--loss: a name (sum, mean, mse, ce), a function of the model file (`loss`), or MODULE:FUNCTION
+    (`losses.py:focal`, `torch.nn:CrossEntropyLoss`); cgviz.pytorch.loss resolves it once the model is loaded."""
+
+    name = "loss"
+    NAMES = ("sum", "mean", "mse", "ce")
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            self.fail(f"must be a string, got {value!r}", param, ctx)
+        text = value.strip()
+        head, sep, func = text.rpartition(":")
+        module_ok = head.endswith(".py") or all(p.isidentifier() for p in head.split("."))
+        if text in self.NAMES or (not sep and text.isidentifier()) or (sep and head and module_ok and func.isidentifier()):
+            return text
+        self.fail(f"must be {', '.join(self.NAMES)}, the name of a function in the model file (def loss(out, "
+                  f"targets)), or MODULE:FUNCTION (losses.py:focal, torch.nn:CrossEntropyLoss); got {value!r}",
+                  param, ctx)
+
+
 _DTYPES = click.Choice(["float32", "float64", "float16", "bfloat16"])
 _RANKDIR = click.Choice(["LR", "TB"], case_sensitive=False)
 
@@ -202,9 +222,15 @@ OPTIONS: dict[str, Opt] = {
     "no_grad": Opt(("--no-grad",), Bool(), "Forward graph only: no backward pass, no red edges.",
                    {"is_flag": True}),
     "dtype": Opt(("--dtype",), _DTYPES, "Cast the model and its float inputs first."),
-    "loss": Opt(("--loss",), click.Choice(["sum", "mean", "mse", "ce"]),
-                "What backward starts from [default: the output if it is a scalar, else its sum]. "
-                "mse is against zeros, ce against random classes on the last dimension."),
+    "loss": Opt(("--loss",), LossText(),
+                "What backward starts from: sum, mean, mse or ce; FUNCTION, a def FUNCTION(out, targets) in "
+                "the model file; or MODULE:FUNCTION (losses.py:focal, torch.nn:CrossEntropyLoss, a class made "
+                "with no arguments). With --targets, mse and ce compare the output with them; without, mse is "
+                "against zeros and ce against random classes [default: the model's own loss (out.loss), else "
+                "its output if a scalar, else its sum].", {"metavar": "LOSS"}),
+    "targets": Opt(("--targets", "targets_file"), Text(), "Targets saved with torch.save (a tensor, or a tuple or "
+                   "dict of them; read with weights_only), which --loss compares the output with.",
+                   {"metavar": "FILE"}),
     "view": Opt(("--view",), click.Choice(["ops", "autograd"]),
                 "ops: the forward ops as they ran, in module clusters; autograd: the backward "
                 "graph of grad_fn nodes, as torchviz draws it.", {"default": "ops", "show_default": True}),

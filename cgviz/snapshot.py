@@ -23,8 +23,8 @@ from .spelling import on_command_line, spell
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
 # by the same definition as on the command line (cgviz.options).
 CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
-MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "seed", "view", "depth", "no_fold", "trust", "weights",
-              "meta", "mode", "no_grad", "rankdir", "no_simplify")
+MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view", "depth", "no_fold", "trust",
+              "weights", "meta", "mode", "no_grad", "rankdir", "no_simplify")
 # how an entry is compared, beside how it is drawn
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
@@ -109,13 +109,16 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
         head, sep, tail = target.rpartition(":")
         has_factory = bool(sep) and tail.isidentifier() and head.endswith(".py")
         file_part = head if has_factory else target
+        loss_file = _loss_file(opts.get("loss"), where)
         for key, rel in (("file" if has_file else "model", file_part), ("input", opts.get("input")),
-                         ("weights", opts.get("weights"))):
+                         ("weights", opts.get("weights")), ("targets", opts.get("targets")), ("loss", loss_file)):
             if rel is not None and not allow_outside:
                 _inside(base, rel, f"{where}: {key}")
-        for key in ("input", "weights"):
+        for key in ("input", "weights", "targets"):
             if key in opts:
                 opts[key] = str(base / opts[key])
+        if loss_file is not None:       # losses.py:focal, relative to the manifest too
+            opts["loss"] = f"{base / loss_file}:{opts['loss'].rpartition(':')[2]}"
         resolved = str(base / head) + sep + tail if has_factory else str(base / target)
         name = item.get("name")
         if name is None:
@@ -126,6 +129,22 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
         out.append(Entry(name, resolved, kind, opts))
     _unique(out, str(path))
     return out
+
+
+def _loss_file(loss: str | None, where: str) -> str | None:
+    """The .py file of a manifest's `loss = "losses.py:focal"`, which must lie inside its folder like any
+    file it names. A module's function is taken from torch only (`torch.nn:CrossEntropyLoss`): a
+    manifest may not make cgviz import and call whatever is installed."""
+    if loss is None or ":" not in loss:
+        return None
+    head = loss.rpartition(":")[0]
+    if head.endswith(".py"):
+        return head
+    if head != "torch" and not head.startswith("torch."):
+        raise UsageProblem(f"{where}: loss {loss!r}: a manifest takes a loss name, a function of the model file, "
+                           "a function of a .py file in its folder (losses.py:focal), or one of torch's "
+                           "(torch.nn:CrossEntropyLoss); not another installed module's")
+    return None
 
 
 def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
@@ -260,7 +279,8 @@ def render(entry: Entry, timeout: float | None = None) -> Rendering:
                  max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
     else:
         d = draw(entry.path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
-                 dtype=o.get("dtype"), loss=o.get("loss"), seed=o.get("seed", 0), view=o.get("view", "ops"),
+                 dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),
+                 view=o.get("view", "ops"),
                  mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
                  weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
                  rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
@@ -621,7 +641,8 @@ def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, 
     for e in entries:
         reads += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else
                   Arg(f"entry {e.name!r}: {a.option}", a.path)
-                  for a in files_read(e.path, e.options.get("input"), e.options.get("weights"))]
+                  for a in files_read(e.path, e.options.get("input"), e.options.get("weights"),
+                                      e.options.get("targets"))]
     writes = [Arg(spell("out"), derived(out, e.name, suffix)) for e in entries for suffix in OUT_SUFFIXES]
     if update:
         writes += [Arg(spell("golden"), derived(golden, e.name, suffix)) for e in entries for suffix in GOLDEN_SUFFIXES]

@@ -138,27 +138,41 @@ class DictNet(torch.nn.Module):
         return {"logits": self.head(h), "aux": self.aux(h)}
 
 
-def _plain_grads(model, x):
-    """What plain PyTorch gives with cgviz's default loss (the sum of every float output)."""
+def _plain_grads(model, x, loss):
+    """What plain PyTorch gives for `loss` of the output."""
     import copy
     m = copy.deepcopy(model)
-    out = m(x)
-    sum(t.sum() for t in out.values()).backward()
-    return {n: p.grad for n, p in m.named_parameters()}
+    loss(m(x)).backward()
+    return {n: p.grad for n, p in m.named_parameters() if p.grad is not None}
 
 
 def test_an_in_memory_module_with_dict_outputs_matches_pytorch():
     torch.manual_seed(0)
     model, x = DictNet().train(), torch.randn(5, 4)
+    # no loss given: the fallback sums the output's logits (a prediction, as a named loss reads it)
     d = cgviz.draw(model, x)
-    want = _plain_grads(model, x)
+    want = _plain_grads(model, x, lambda out: out["logits"].sum())
+    assert set(want) == {"body.0.weight", "body.0.bias", "head.weight", "head.bias"}
     for name, g in want.items():
         assert d[name].grad is not None
         assert d[name].grad.stats["norm"] == pytest.approx(float(g.norm()), rel=1e-5)
-    assert d.loss == pytest.approx(float(sum(t.sum() for t in model(x).values())), rel=1e-5)
+    assert d.loss == pytest.approx(float(model(x)["logits"].sum()), rel=1e-5)
+    assert "aux.weight" not in d and d.to_dict()["model"]["loss"] == "sum, no loss given"
     # the module is given back as it was: mode and .grad
     assert model.training and all(p.grad is None for p in model.parameters())
     assert "<svg" in d.svg()
+
+
+def test_a_loss_of_both_dict_outputs_reaches_both_heads():
+    torch.manual_seed(0)
+    model, x = DictNet().train(), torch.randn(5, 4)
+    loss = lambda out: out["logits"].pow(2).mean() + out["aux"].abs().mean()   # noqa: E731
+    d = cgviz.draw(model, x, loss=loss)
+    want = _plain_grads(model, x, loss)
+    assert len(want) == 6
+    for name, g in want.items():
+        assert d[name].grad.stats["norm"] == pytest.approx(float(g.norm()), rel=1e-5)
+    assert d.to_dict()["model"]["loss"] == "lambda(out)"
 
 
 def test_the_module_keeps_its_mode_and_grads_when_asked_to_run_otherwise():

@@ -37,12 +37,13 @@ def test_a_program_returning_a_grus_h_n_draws_with_pytorchs_gradients(tmp_path, 
     ep = torch.export.export(cls(), (x,))
     path = tmp_path / "gru.pt2"
     torch.export.save(ep, str(path))
-    d = cgviz.draw(path)
-    # plain PyTorch on the same program, cgviz's default loss: the sum of every float output
+    def every_output(out):
+        """The sum of every float output, h_n included (the fallback would sum the logits alone)."""
+        return sum(t.sum() for t in (out.values() if isinstance(out, dict) else out))
+    d = cgviz.draw(path, loss=every_output)
+    # plain PyTorch on the same program and the same loss
     m = torch.export.load(str(path)).module()
-    out = m(x)
-    leaves = out.values() if isinstance(out, dict) else out
-    loss = sum(t.sum() for t in leaves)
+    loss = every_output(m(x))
     loss.backward()
     assert d.loss == pytest.approx(float(loss), rel=1e-5)
     for name, p in m.named_parameters():

@@ -36,8 +36,10 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     from ..needs import require_torch
     torch = require_torch(f"checking the model {spec}")
 
-    from ..pytorch.inputs import compute_loss
+    from dataclasses import replace
+
     from ..pytorch.load import load_model
+    from ..pytorch.loss import resolve
     from ..summary import TensorInfo
     from ..pytorch.run import call, named_inputs, prepare
     from ..pytorch.trace import trace
@@ -45,6 +47,9 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     if opts.meta:
         raise CgvizError("cgviz check needs real values; it cannot run on the meta device")
     loaded = load_model(spec, trust=trust, weights=weights)
+    # the loss once, for all three runs: the same function, module and targets (check_gradients'
+    # loss= and targets=, or --loss and --targets)
+    opts = replace(opts, loss=resolve(loaded, opts), targets=None, targets_file=None)
     traced = trace(loaded, opts)
     graph, run = traced.graph, traced.run
     report = Report(loaded.path, tolerances={"rtol": rtol, "atol": atol, "fd_rtol": fd_rtol, "fd_atol": fd_atol,
@@ -59,7 +64,7 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     torch.manual_seed(opts.seed)
     with torch.enable_grad():
         out = call(loaded, model, args, kwargs)
-        loss, _ = compute_loss(out, opts.loss, opts.seed)
+        loss = opts.loss(out, opts.seed).tensor
         wrt = list(params.values()) + list(inputs.values())
         plain = torch.autograd.grad(loss, wrt, allow_unused=True)
     plain_grads = dict(zip(list(params) + list(inputs), plain))
@@ -190,7 +195,6 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     or (None, why) when the model cannot run in float64."""
     import torch
 
-    from ..pytorch.inputs import compute_loss
     from ..pytorch.run import call, cast, named_inputs
 
     try:
@@ -202,6 +206,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
         return None, (f"finite differences skipped: this {loaded.description} cannot be copied to float64 "
                       f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
     a64, k64 = cast(args, torch.float64, "cpu"), cast(kwargs, torch.float64, "cpu")
+    loss64 = opts.loss.to(torch.float64)      # float targets in float64 too
     tensors = dict(m64.named_parameters())
     tensors.update({n: t for n, t in named_inputs(m64, a64, k64)})
     flats = {n: tensors[n].detach().view(-1) for n in list(param_names) + list(input_names) if n in tensors}
@@ -210,7 +215,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
         torch.manual_seed(opts.seed)    # the same dropout masks on every forward
         with torch.no_grad():
             out = call(loaded, m64, a64, k64)
-            loss, _ = compute_loss(out, opts.loss, opts.seed)
+            loss = loss64(out, opts.seed).tensor
         return float(loss)
 
     try:

@@ -1,4 +1,4 @@
-"""Inputs for a model run (`--input-shape 1,64:long`, `--input FILE`, example inputs) and the loss.
+"""Inputs for a model run (`--input-shape 1,64:long`, `--input FILE`, example inputs); the loss is cgviz.pytorch.loss.
 
 Random inputs come from a seeded generator so that the same command draws the same numbers; integer
 inputs (token ids) are drawn within the model's smallest embedding table so that lookups are valid.
@@ -10,10 +10,9 @@ import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import CgvizError
-from ..spelling import on_command_line, spell
+from ..spelling import spell
 
 DTYPES = {
     "float32": "float32", "float": "float32", "f32": "float32",
@@ -22,7 +21,6 @@ DTYPES = {
     "long": "int64", "int64": "int64", "int": "int64", "int32": "int32",
     "bool": "bool",
 }
-LOSSES = ("sum", "mean", "mse", "ce")
 INPUT_ELEMENT_LIMIT = 50_000_000
 
 
@@ -211,43 +209,3 @@ def describe(args: tuple, kwargs: dict) -> str:
         return type(x).__name__ if x is not None else "None"
     parts = [one(a) for a in args] + [f"{k}={one(v)}" for k, v in kwargs.items()]
     return ", ".join(parts) or "no inputs"
-
-
-def compute_loss(output: Any, kind: str | None, seed: int):
-    """The scalar backward starts from: the output itself when it is already a float scalar and no
-    --loss was asked for, else sum/mean/mse (against zeros)/ce (against random classes) over every
-    floating tensor in the output."""
-    import torch
-    import torch.nn.functional as F
-    floats = [t for t in flat_tensors(output) if t.is_floating_point()]
-    if not floats:
-        raise CgvizError("the model's output holds no floating-point tensor, so there is no loss to "
-                         "take the gradient of")
-    if kind is None and len(floats) == 1 and floats[0].numel() == 1:
-        return floats[0].reshape(()), "output"
-    kind = kind or "sum"
-    g = torch.Generator().manual_seed(seed + 1)
-    terms = []
-    for t in floats:
-        if kind == "sum":
-            terms.append(t.sum())
-        elif kind == "mean":
-            terms.append(t.mean())
-        elif kind == "mse":
-            terms.append(F.mse_loss(t, torch.zeros_like(t)))
-        elif kind == "ce":
-            if t.dim() == 0:
-                raise CgvizError(f"{spell('loss', 'ce')} needs class scores (an output with a class dimension), "
-                                 "but the output is a scalar")
-            logits = t.reshape(-1, t.shape[-1])   # classes on the last dimension, as LM heads have them
-            if t.device.type == "meta":
-                target = torch.zeros(logits.shape[0], dtype=torch.long, device="meta")
-            else:
-                target = torch.randint(0, t.shape[-1], (logits.shape[0],), generator=g)
-            terms.append(F.cross_entropy(logits, target))
-        else:
-            raise CgvizError(f"unknown {spell('loss')}{' ' if on_command_line() else ''}{kind!r}; use {', '.join(LOSSES)}")
-    loss = terms[0]
-    for t in terms[1:]:
-        loss = loss + t
-    return loss, kind

@@ -49,6 +49,7 @@ class Loaded:
     example_args: tuple | None = None
     example_kwargs: dict | None = None
     program: Any = None       # the ExportedProgram, for its graph's module stacks
+    namespace: dict | None = None   # a Python model file's globals (`--loss FUNCTION` names one)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -517,7 +518,7 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
         args = tuple(ex)
     elif isinstance(ex, torch.Tensor):
         args = (ex,)
-    return Loaded("python", model, str(path), args, kwargs)
+    return Loaded("python", model, str(path), args, kwargs, namespace=ns)
 
 
 def _load_weights(loaded: Loaded, weights: str) -> None:

@@ -80,6 +80,7 @@ class ModelDrawing:
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
     focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, its
                                     # find_groups, the title without the focus)
+    caveat: str = ""                # a caption line under the title: why the gradients' scale means nothing
 
     @property
     def shown(self):
@@ -95,7 +96,7 @@ class ModelDrawing:
         from ..view.model_scene import DrawOptions
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
         return DrawOptions(rankdir=rankdir, grad=self.grad, title=self.title if title is None else title,
-                           flags=self.flags, compact=self.compact, labels=labels, **thresholds)
+                           caveat=self.caveat, flags=self.flags, compact=self.compact, labels=labels, **thresholds)
 
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
@@ -379,10 +380,15 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
     run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
-    # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the model's
-    # own scalar output or a --loss the user chose. The default sum(output) of a tensor grows with the
+    # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the user's,
+    # the model's own, or its scalar output. The fallback sum(output) of a tensor grows with the
     # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
-    flags = grad and not opts.meta and not (opts.loss is None and run.meta.get("loss") == "sum")
+    flags = grad and not opts.meta and not traced.loss_fallback
+    caveat = ""
+    if traced.loss_fallback and grad and not opts.meta:
+        from .loss import fallback_caveat
+        caveat = fallback_caveat()
+        notes.append(caveat)
     if flags:
         from ..health import EXPLODE, VANISH, flag_warnings, verdicts
         vanish = VANISH if vanish is None else vanish
@@ -395,7 +401,8 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     if opts.meta:
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
-        title += f"  —  loss ({run.meta.get('loss')}) = {run.loss:.4g}"
+        from .loss import title_text
+        title += f"  —  {title_text(run.meta.get('loss'), run.loss)}"
     if focused is None and simple is not None:
         left_out = simple.note(graph)
     if left_out:
@@ -407,7 +414,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         focus_of += (base_title,)
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
-                           groups=groups, focus_of=focus_of)
+                           groups=groups, focus_of=focus_of, caveat=caveat)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
     # pictures, a few tenths of a second that the stage line used to leave out)
     drawing.choose()

@@ -65,7 +65,7 @@ def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
     """Forward and backward as the drawn run did them (same seed, same scopes, fresh gradients)."""
     import torch
 
-    from .inputs import compute_loss
+    from .inputs import named_tensors
     from .record import module_hooks
     from .run import backward, call, named_inputs
     inputs = named_inputs(model, args, kwargs)
@@ -73,14 +73,14 @@ def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
         t.grad = None           # accumulating into an existing .grad costs an add the drawn run did not do
     torch.manual_seed(opts.seed)
     rec = marker(params, buffers, names)
-    for name, _ in inputs:
-        rec._unique(name)       # inputs took these ids first in the drawn run
+    for name, _ in inputs + named_tensors("targets", opts.loss.targets):
+        rec._unique(name)       # inputs (and targets) took these ids first in the drawn run
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     try:
         with rec, torch.enable_grad():
             out = call(loaded, model, args, kwargs, rec)
             with rec.scope("loss", "Loss"):
-                loss, _ = compute_loss(out, opts.loss, opts.seed)
+                loss = opts.loss(out, opts.seed).tensor     # opts.loss: the drawn run's resolved Loss
     finally:
         for h in handles:
             h.remove()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..errors import CgvizError
 from ..spelling import spell
 from ..ir import Graph
-from .inputs import InputSpec, compute_loss, describe
+from .inputs import InputSpec, describe, named_tensors
 from .load import Loaded
+from .loss import check_connected
 from .run import backward, call, named_inputs, parameters_and_buffers, prepare
 from ..summary import RunSummary
 
@@ -19,7 +21,11 @@ class TraceOptions:
     input_shapes: tuple[InputSpec, ...] = ()
     input_file: str | None = None
     dtype: str | None = None          # None: as saved
-    loss: str | None = None           # None: the output if scalar, else sum
+    # cgviz.pytorch.loss: None (the model's own loss, else a scalar output, else the output's sum), a
+    # name, a function name of the model file or MODULE:FUNCTION, a callable, an nn.Module loss, a Loss
+    loss: Any = None
+    targets: Any = None               # tensors the loss compares the output with (draw's targets=)
+    targets_file: str | None = None   # --targets FILE
     seed: int = 0
     view: str = "ops"                 # ops | autograd
     mode: str | None = None           # train | eval | None (as saved)
@@ -33,11 +39,16 @@ class Traced:
     graph: Graph
     run: RunSummary
     notes: list[str] = field(default_factory=list)
+    loss_fallback: bool = False       # backward started from the output's sum, for want of a loss
 
 
 def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
     """Forward and backward once; the graph and what flowed through it."""
     import torch
+
+    from .loss import resolve
+    # the loss first: a mistake in --loss or --targets is said before the model runs
+    opts = replace(opts, loss=resolve(loaded, opts), targets=None, targets_file=None)
     model, args, kwargs = prepare(loaded, opts)
     torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
     if opts.profile and opts.view == "autograd":
@@ -117,6 +128,8 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     rec = Recorder(params, buffers, grads=grads)
     for name, t in named_inputs(model, args, kwargs):
         rec.add_input(name, t)
+    for name, t in named_tensors("targets", opts.loss.targets):
+        rec.add_input(name, t)          # drawn as data, where the loss reads them
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     notes = []
     try:
@@ -126,7 +139,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
             except NotImplementedError as e:
                 raise _Fallback(str(e)) from None
             with rec.scope("loss", "Loss"):
-                loss, kind = compute_loss(out, opts.loss, opts.seed)
+                value = opts.loss(out, opts.seed)
     except _Fallback as e:
         for h in handles:
             h.remove()
@@ -138,18 +151,31 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     finally:
         for h in handles:
             h.remove()
+    loss = value.tensor
+    if grads:
+        check_connected(value, out, opts.loss.what)
     loss_id = rec.source_of(loss)
     if loss_id is None:
         raise CgvizError("cgviz could not follow the model's computation to its output")
     if grads:
-        if not loss.requires_grad:
-            raise CgvizError("the output does not depend on any parameter or input that needs a "
-                             "gradient (is the model's forward under torch.no_grad?)")
         backward(loss)
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
-    _describe(run, loaded, model, "ops", kind, args, kwargs, params)
-    return Traced(graph, run, notes)
+    _describe(run, loaded, model, "ops", value.tag, args, kwargs, params)
+    return Traced(graph, run, notes + _loss_notes(value, out), value.fallback)
+
+
+def _loss_notes(value, out) -> list[str]:
+    """What the picture should say about the loss beyond its tag: the model's own loss when another
+    was drawn, and the loss's own notes."""
+    from ..fmt import num
+    from .loss import own_loss
+    notes = list(value.notes)
+    own = own_loss(out)
+    if own is not None and own[0] is not value.tensor and own[0].device.type != "meta":
+        notes.append(f"the model also computed its own loss ({own[1]} = {num(float(own[0].detach()))}); "
+                     f"the picture's gradients are of the loss that was given ({value.tag})")
+    return notes
 
 
 class _Fallback(Exception):
@@ -175,14 +201,14 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     params, _ = parameters_and_buffers(model)
     with torch.enable_grad():
         out = call(loaded, model, args, kwargs)
-        loss, kind = compute_loss(out, opts.loss, opts.seed)
-    if not loss.requires_grad:
-        raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
+        value = opts.loss(out, opts.seed)
+    loss = value.tensor
+    check_connected(value, out, opts.loss.what)
     inputs = dict(named_inputs(model, args, kwargs))
     rec = AutogradRecorder(loss, params, inputs)
     backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
-    _describe(run, loaded, model, "autograd", kind, args, kwargs, params)
-    return Traced(graph, run, [])
+    _describe(run, loaded, model, "autograd", value.tag, args, kwargs, params)
+    return Traced(graph, run, _loss_notes(value, out), value.fallback)
 

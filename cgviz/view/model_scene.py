@@ -28,6 +28,7 @@ class DrawOptions:
     rankdir: str = "TB"
     grad: bool = True
     title: str = ""
+    caveat: str = ""            # a caption line in the flag colour under the title (the fallback loss's)
     vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
     explode: float = EXPLODE
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
@@ -36,6 +37,14 @@ class DrawOptions:
     labels: bool = True         # False: the scene's shape only, for cgviz.view.budget.layout_cost: no node
                                 # labels, and "·" for an edge label that would be there (DenseNet's every
                                 # op: 0.25 s of numbers written only to be counted)
+
+
+def _loss_line(run: RunSummary) -> str:
+    """The loss node's line: `loss (ce vs targets) = 2.3`; a long tag (a function's, the model's own)
+    is left to the title."""
+    tag = run.meta.get("loss", "sum")
+    head = f"loss ({tag})" if len(tag) <= 24 and "(" not in tag else "loss"
+    return f"{head} = {num(run.loss)}" if run.loss is not None else "loss"
 
 
 def count_text(n: int) -> str:
@@ -72,6 +81,8 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         ins, outs = _boundary(pic, dn)
         if ins or outs:
             rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
+        if graph.output in dn.members:         # the collapsed loss (or a module that computes it)
+            rows.append(Line(_loss_line(run)))
         if opts.grad:
             g = _norm_of(run, [p.id for p in _unique_params(params)])
             if g is not None:
@@ -98,8 +109,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         elif not in_shapes and out_shapes:
             rows.append(small("→ " + ", ".join(out_shapes)))
         if rep.id == graph.output:
-            loss = run.loss
-            rows.append(Line(f"loss ({run.meta.get('loss', 'sum')}) = {num(loss)}" if loss is not None else "loss"))
+            rows.append(Line(_loss_line(run)))
         if opts.grad and rep.id != graph.output:
             g, note = _over(run, dn)
             if g is not None and g.norm is not None:
@@ -254,6 +264,8 @@ def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOpti
 def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawOptions()) -> Scene:
     """The scene of a model picture; same inputs, same scene."""
     caption: list[Row] = [Line(opts.title, bold=True)]
+    if opts.caveat:
+        caption.append(small(f"⚠ {opts.caveat}", FLAG_COLOR))
     scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
         caption.append(legend("tensors", "L"))

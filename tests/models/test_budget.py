@@ -219,7 +219,8 @@ def test_png_steps_down_with_a_note_while_svg_and_depth_keep_their_level(cli, tm
     assert "the PNG shows" not in r.stderr and _wrote_nodes(r.stderr) > png_nodes
 
     # --depth given is obeyed, however big the PNG: no step down, no note, more nodes than the overview
-    r = cli("torch", model, "--depth", str(depth + 1), "-o", tmp_path / "deep.png")
+    # a loss given, so that the only note there could be is the picture budget's
+    r = cli("torch", model, "--loss", "mean", "--depth", str(depth + 1), "-o", tmp_path / "deep.png")
     assert r.exit_code == 0, r.stderr
     assert "the PNG shows" not in r.stderr and "note:" not in r.stderr
     assert _wrote_nodes(r.stderr) > png_nodes
@@ -231,7 +232,7 @@ def test_a_small_model_keeps_every_op_in_its_png(cli, tmp_path):
     (tmp_path / "mlp.py").write_text("import torch\ntorch.manual_seed(0)\n"
                                      "model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), "
                                      "torch.nn.Linear(8, 2))\nexample_inputs = (torch.randn(3, 4),)\n")
-    png = cli("torch", tmp_path / "mlp.py", "-o", tmp_path / "mlp.png")
+    png = cli("torch", tmp_path / "mlp.py", "--loss", "mean", "-o", tmp_path / "mlp.png")   # no loss note
     svg = cli("torch", tmp_path / "mlp.py", "-o", tmp_path / "mlp.svg")
     assert png.exit_code == 0 and svg.exit_code == 0, png.stderr + svg.stderr
     assert "note:" not in png.stderr

@@ -116,14 +116,14 @@ def _torchviz_nodes(name):
     """(Counter of grad_fn names, set of parameter names) in torchviz's make_dot of the same run."""
     import torchviz
 
-    from cgviz.pytorch.inputs import compute_loss
+    from cgviz.pytorch.loss import Loss
     torch.manual_seed(0)
     model = zoo.MODELS[name][0]()
     # as cgviz runs it: float inputs need a gradient (so ∂L/∂x is drawn), the same loss
     args = torch.utils._pytree.tree_map(
         lambda t: t.clone().requires_grad_() if isinstance(t, torch.Tensor) and t.is_floating_point() else t,
         zoo.example_inputs(name))
-    loss, _ = compute_loss(model(*args), None, 0)
+    loss = Loss()(model(*args)).tensor
     dot = torchviz.make_dot(loss, params=dict(model.named_parameters()))
     labels = [m.group(1) for line in dot.body for m in [re.search(r'\blabel="?([^"\]\n]+)', line)] if m
               and "->" not in line]
