@@ -608,12 +608,14 @@ def _user_code(path: Path, doing: str):
 
 def user_frame(e: BaseException, path: Path | None = None) -> str:
     """` (at model.py:12: return self.fc(x))`: the deepest frame in the user's file, if any."""
+    from .frames import is_library
     frames = traceback.extract_tb(e.__traceback__)
     want = str(path.resolve()) if path else None
     hit = None
     for f in frames:
-        if (want and str(Path(f.filename).resolve()) == want) or (
-                not want and "site-packages" not in f.filename and "/cgviz/" not in f.filename):
+        # cgviz's own frames are told by its package's real directory, not by a folder named cgviz
+        # (a checkout's default name, or a user's project folder)
+        if (want and str(Path(f.filename).resolve()) == want) or (not want and not is_library(f.filename)):
             hit = f
     if hit is None:
         return ""
