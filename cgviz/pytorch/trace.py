@@ -10,7 +10,7 @@ from ..spelling import spell
 from ..ir import Graph
 from .inputs import InputSpec, compute_loss, describe
 from .load import Loaded
-from .run import backward, call, named_inputs, parameters_and_buffers, prepare
+from .run import backward, call, fresh_inputs, named_inputs, parameters_and_buffers, prepare
 from ..summary import RunSummary
 
 
@@ -115,14 +115,15 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     params, buffers = parameters_and_buffers(model)
     grads = not opts.meta
     rec = Recorder(params, buffers, grads=grads)
-    for name, t in named_inputs(model, args, kwargs):
+    fresh_args, fresh_kwargs = fresh_inputs(args, kwargs)
+    for name, t in named_inputs(model, fresh_args, fresh_kwargs):
         rec.add_input(name, t)
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     notes = []
     try:
         with rec, torch.enable_grad() if grads else torch.no_grad():
             try:
-                out = call(loaded, model, args, kwargs, rec)
+                out = call(loaded, model, fresh_args, fresh_kwargs, rec)
             except NotImplementedError as e:
                 raise _Fallback(str(e)) from None
             with rec.scope("loss", "Loss"):
@@ -149,7 +150,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
     _describe(run, loaded, model, "ops", kind, args, kwargs, params)
-    return Traced(graph, run, notes)
+    return Traced(graph, run, notes + run.notes)
 
 
 class _Fallback(Exception):
@@ -173,13 +174,16 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
         raise CgvizError(f"{spell('view', 'autograd')} needs a real backward pass; it cannot be combined with "
                          f"{spell('meta')}")
     params, _ = parameters_and_buffers(model)
+    fresh_args, fresh_kwargs = fresh_inputs(args, kwargs)
+    # the copies' own grad_fns, taken before forward may change a copy in place (and its grad_fn)
+    copies = [t.grad_fn for _, t in named_inputs(model, fresh_args, fresh_kwargs)]
     with torch.enable_grad():
-        out = call(loaded, model, args, kwargs)
+        out = call(loaded, model, fresh_args, fresh_kwargs)
         loss, kind = compute_loss(out, opts.loss, opts.seed)
     if not loss.requires_grad:
         raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
     inputs = dict(named_inputs(model, args, kwargs))
-    rec = AutogradRecorder(loss, params, inputs)
+    rec = AutogradRecorder(loss, params, inputs, hidden=copies)
     backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
