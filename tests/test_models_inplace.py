@@ -322,3 +322,13 @@ def test_out_argument_under_no_grad_draws_the_written_tensor():
     mul = next(n for n in graph if n.op == "mul")
     assert graph["fc/linear"].inputs[0] == mul.id
     np.testing.assert_allclose(_arr(run.values[mul.id]), 2 * x.double().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [SetItem, ViewWrite, OnInput, Penalty], ids=lambda c: c.__name__)
+def test_the_autograd_view_of_in_place_models_has_every_gradient(cls):
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    graph, run = _trace(cls(), x, view="autograd")
+    assert _edges_without_gradient(graph, run) == []
+    if cls in (SetItem, ViewWrite):
+        assert any(n.op == "CopySlices" for n in graph)        # autograd's own record of the write

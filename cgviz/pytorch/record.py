@@ -200,10 +200,13 @@ class Recorder(TorchFunctionMode):
         # picture, drawn from now on as this op's second output (autograd rebases it the same way,
         # its grad_fn becomes CopySlices).
         bases = [w._base for w in overwritten if w._is_view() and w._base is not None
-                 and (id(w._base) in self._producer or id(w._base) in self._named)] if overwritten else []
+                 and id(w._base) in self._producer] if overwritten else []
         edge_hooks: list[tuple[int, torch.Tensor]] = []
         from_fn: list[tuple[int, object]] = []   # (edge, GradientEdge before the op): read off its grad_fn
-        if self.grads and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in):
+        # (an in-place call whose written tensor is not one argument, _foreach_add_(list, …), is run
+        # as it is, without aliases: an alias of what it writes would write through a view)
+        if (self.grads and (overwritten or not inplace) and torch.is_grad_enabled()
+                and any(t.requires_grad for t in flat_in)):
             # An alias per input (a view, no copy) so a hook can see the gradient along *this* edge,
             # not the sum over every consumer of the tensor. The tensor an in-place op overwrites
             # (and anything sharing its memory) cannot be swapped for an alias, since the caller's
