@@ -44,9 +44,12 @@ def _roots_with(torch_loaded: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 @lru_cache(maxsize=4096)
 def is_internal(filename: str) -> bool:
-    """A frame of cgviz itself, of torch, of the standard library, or of no file (`<frozen …>`)."""
-    if not filename or filename.startswith("<"):
+    """A frame of cgviz itself, of torch, of the standard library, or of no file (`<frozen …>`;
+    an older IPython's `<ipython-input-…>` and `<stdin>` are the user's own code)."""
+    if not filename:
         return True
+    if filename.startswith("<"):
+        return not filename.startswith(("<ipython-input-", "<stdin>"))
     own, _ = _roots()
     return _real(filename).startswith(own)
 
