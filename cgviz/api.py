@@ -831,7 +831,8 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
     from .view.structure import build_picture
-    from .pytorch.pipeline import ModelDrawing
+    from .pytorch.pipeline import ModelDrawing, nonfinite_warnings
+    nonfinite_warnings(graph, run)      # a NaN loss or gradient named at the grad_fn where it is born
     pic = build_picture(graph, run, None, fold=False)
     title = f"make_dot  —  the graph behind a tensor of shape {list(var.shape)}"
     if grads is None:

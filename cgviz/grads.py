@@ -124,7 +124,8 @@ def _cells(r: LayerRow) -> tuple[str, ...]:
     name = r.name if r.kind == "param" else f"{r.name} ({r.kind})"
     grad = "—" if r.grad_norm is None else num(r.grad_norm)
     ratio = "—" if r.ratio is None else num(r.ratio)
-    flag = r.flag or ("no gradient" if r.grad_norm is None else "ok")
+    flag = r.flag or ("no gradient" if r.grad_norm is None else
+                      "not finite" if not math.isfinite(r.grad_norm) or not math.isfinite(r.value_norm) else "ok")
     if r.flag and not r.verdict.relative:
         flag += " (by ‖g‖)"
     return name, shape_text(r.shape), num(r.value_norm), grad, ratio, flag

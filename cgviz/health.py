@@ -42,6 +42,9 @@ WIDTH_MIN, WIDTH_MAX = 0.8, 4.5
 # gradient (t = 0 and 1, always present) never sit on a rounding boundary.
 ALPHA_MIN, ALPHA_MAX = 77, 255                          # 0.3 … 1
 ZERO_WIDTH, ZERO_ALPHA = 0.5, 38                        # an exactly-zero gradient: thin and paler still
+# A NaN or infinite gradient is off the scale, not its top: a mid width, full red, dotted (the stroke
+# stays BACKWARD, which is how the HTML page tells red edges from blue ones)
+NONFINITE_WIDTH, NONFINITE_STYLE = 2.0, "dotted"
 FLAG_COLOR = "#bf360c"                                  # deep orange: the ⚠ rows
 
 
@@ -53,21 +56,25 @@ class Scale:
     lo: float = LOG_MIN
     hi: float = LOG_MAX
     data: tuple[float, float] | None = None
+    nonfinite: bool = False          # some gradient it was fitted to is NaN or infinite (drawn apart)
 
     def t(self, m: float) -> float | None:
-        """Where magnitude m sits on the scale (0 thinnest, 1 thickest); None for zero."""
-        if m is None or m == 0:
+        """Where magnitude m sits on the scale (0 thinnest, 1 thickest); None for zero, and for NaN
+        or ∞, which are not a magnitude (edge_attrs draws them apart)."""
+        if m is None or m == 0 or not math.isfinite(m):
             return None
-        if not math.isfinite(m):
-            return 1.0
         return min(1.0, max(0.0, (math.log10(m) - self.lo) / (self.hi - self.lo)))
 
     def width(self, m: float) -> float:
+        if m is not None and not math.isfinite(m):
+            return NONFINITE_WIDTH
         t = self.t(m)
         return ZERO_WIDTH if t is None else WIDTH_MIN + (WIDTH_MAX - WIDTH_MIN) * t
 
     def alpha(self, m: float) -> int:
         """Opacity in 1/255 steps."""
+        if m is not None and not math.isfinite(m):
+            return 255
         t = self.t(m)
         return ZERO_ALPHA if t is None else round(ALPHA_MIN + (ALPHA_MAX - ALPHA_MIN) * t)
 
@@ -77,15 +84,19 @@ class Scale:
         return BACKWARD if a >= 255 else f"{BACKWARD}{a:02x}"
 
     def edge_attrs(self, m: float) -> dict:
-        """The DOT attributes of a red edge carrying a gradient of magnitude m."""
-        return {"penwidth": f"{self.width(m):.2f}", "color": self.color(m)}
+        """The DOT attributes of a red edge carrying a gradient of magnitude m (NaN or ∞: dotted)."""
+        out = {"penwidth": f"{self.width(m):.2f}", "color": self.color(m)}
+        if m is not None and not math.isfinite(m):
+            out["style"] = NONFINITE_STYLE
+        return out
 
     def legend(self) -> str:
         """What the reader needs to read the edges: the ends of the scale and the graph's own range."""
         ends = f"from {_round(10 ** self.lo)} (thin, pale) to {_round(10 ** self.hi)} (thick, dark)"
         seen = (f"; this graph's gradients span {num(self.data[0])} … {num(self.data[1])}"
                 if self.data else "")
-        return f"red edge width and shade: log10 ‖gradient‖ {ends}{seen}"
+        off = "; dotted: NaN or ∞, off the scale" if self.nonfinite else ""
+        return f"red edge width and shade: log10 ‖gradient‖ {ends}{seen}{off}"
 
 
 def _round(x: float) -> str:
@@ -96,15 +107,17 @@ def _round(x: float) -> str:
 def scale_of(magnitudes: Iterable[float | None]) -> Scale:
     """The scale for one picture: its nonzero finite magnitudes' range in log10, clamped to
     [LOG_MIN, LOG_MAX] and widened to at least MIN_SPAN decades around its middle."""
-    ms = [m for m in magnitudes if m is not None and m > 0 and math.isfinite(m)]
+    seen = [m for m in magnitudes if m is not None]
+    ms = [m for m in seen if m > 0 and math.isfinite(m)]
+    nonfinite = any(not math.isfinite(m) for m in seen)
     if not ms:
-        return Scale()
+        return Scale(nonfinite=nonfinite)
     lo = min(max(math.log10(min(ms)), LOG_MIN), LOG_MAX)
     hi = min(max(math.log10(max(ms)), LOG_MIN), LOG_MAX)
     if hi - lo < MIN_SPAN:
         mid = (lo + hi) / 2
         lo, hi = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
-    return Scale(lo, hi, (min(ms), max(ms)))
+    return Scale(lo, hi, (min(ms), max(ms)), nonfinite)
 
 
 # ---------------------------------------------------------------- vanishing / exploding
@@ -139,14 +152,15 @@ class Verdict:
 def classify(name: str, kind: str, value_norm: float, grad_norm: float,
              vanish: float = VANISH, explode: float = EXPLODE) -> Verdict:
     """Judge a param by ‖g‖/‖w‖ (by ‖g‖ when ‖w‖ = 0), an input by ‖g‖; below `vanish` or above
-    `explode` by more than rounding is flagged. A NaN/inf gradient is left to the NaN warnings."""
+    `explode` by more than rounding is flagged. A NaN/inf gradient, or a tensor that itself holds
+    NaN/inf, is left to the NaN warnings (cgviz.nonfinite): a measure built on one is no measure."""
     relative = kind == "param" and value_norm > 0 and math.isfinite(value_norm)
     measure = grad_norm / value_norm if relative else grad_norm
     flag = None
     # A measure on the threshold up to rounding is not flagged either way: the article's round
     # numbers land there (pizza's ∂L/∂x = 10, chain_0_1's ‖g‖/‖w‖ = 0.001), and another platform's
     # last bit must not flip the picture.
-    if math.isfinite(measure):
+    if math.isfinite(measure) and math.isfinite(value_norm) and math.isfinite(grad_norm):
         if measure < vanish * (1 - EDGE):
             flag = "vanishing"
         elif measure > explode * (1 + EDGE):

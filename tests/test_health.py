@@ -84,7 +84,8 @@ def test_the_clamps_hold_beyond_1e_minus_6_and_1e3():
 def test_zero_gradients_are_thinner_and_paler_than_any_other():
     s = health.scale_of([1e-3, 1.0])
     assert s.width(0.0) < s.width(1e-30) and _darkness(s.color(0.0)) < _darkness(s.color(1e-30))
-    assert s.t(float("inf")) == 1.0
+    # NaN and ∞ are off the scale, not its top (tests/test_models_nonfinite.py draws them)
+    assert s.t(float("inf")) is None and s.width(float("inf")) == health.NONFINITE_WIDTH < health.WIDTH_MAX
 
 
 # ---------------------------------------------------------------- flags

@@ -173,6 +173,29 @@ def test_forward_failure_shows_the_models_error_and_the_inputs(cli):
     assert "res_cnn.py:" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_forward_failure_points_at_the_model_from_a_folder_named_cgviz(cli, tmp_path):
+    """A project (or a clone of cgviz: git names the folder cgviz) under a folder named cgviz keeps the
+    pointer into its model file: cgviz tells its own frames by its package's real directory."""
+    folder = tmp_path / "cgviz" / "sample_graphs" / "models"
+    folder.mkdir(parents=True)
+    model = folder / "res_cnn.py"
+    model.write_text((MODELS / "res_cnn.py").read_text())
+    r = cli("torch", model, "--input-shape", "2,5,16,16")
+    assert r.exit_code == 1
+    assert "[2×5×16×16] float32" in r.stderr and "RuntimeError" in r.stderr
+    assert "(at res_cnn.py:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cgviz_frames_are_told_by_the_package_directory_not_a_folder_name(tmp_path):
+    import cgviz.pytorch.record
+    from cgviz.pytorch import frames
+    assert frames.is_cgviz(cgviz.pytorch.record.__file__) and frames.is_internal(torch.nn.modules.linear.__file__)
+    for mine in (tmp_path / "cgviz" / "model.py", tmp_path / "cgviz" / "cgviz" / "pytorch" / "model.py"):
+        assert not frames.is_cgviz(str(mine)) and not frames.is_internal(str(mine))
+        assert not frames.is_library(str(mine))
+    assert not frames.is_internal("<ipython-input-3-5e1b2a>") and frames.is_internal("<frozen runpy>")
+
+
 def test_no_inputs_anywhere_asks_for_input_shape(cli, tmp_path):
     p = tmp_path / "m.py"
     p.write_text("import torch\nmodel = torch.nn.Linear(3, 2)\n")

@@ -41,7 +41,7 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     from ..pytorch.load import load_model
     from ..pytorch.loss import resolve
     from ..summary import TensorInfo
-    from ..pytorch.run import call, named_inputs, prepare
+    from ..pytorch.run import call, fresh_inputs, named_inputs, prepare
     from ..pytorch.trace import trace
 
     if opts.meta:
@@ -63,7 +63,7 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad}
     torch.manual_seed(opts.seed)
     with torch.enable_grad():
-        out = call(loaded, model, args, kwargs)
+        out = call(loaded, model, *fresh_inputs(args, kwargs))
         loss = opts.loss(out, opts.seed).tensor
         wrt = list(params.values()) + list(inputs.values())
         plain = torch.autograd.grad(loss, wrt, allow_unused=True)
@@ -195,7 +195,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     or (None, why) when the model cannot run in float64."""
     import torch
 
-    from ..pytorch.run import call, cast, named_inputs
+    from ..pytorch.run import call, cast, fresh_inputs, named_inputs
 
     try:
         with warnings.catch_warnings():
@@ -214,7 +214,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     def loss_of() -> float:
         torch.manual_seed(opts.seed)    # the same dropout masks on every forward
         with torch.no_grad():
-            out = call(loaded, m64, a64, k64)
+            out = call(loaded, m64, *fresh_inputs(a64, k64))     # a model may change its input in place
             loss = loss64(out, opts.seed).tensor
         return float(loss)
 
@@ -248,7 +248,7 @@ def _flat_outputs(m64, a64, k64, loaded, opts):
     import torch
 
     from ..pytorch.inputs import flat_tensors
-    from ..pytorch.run import call
+    from ..pytorch.run import call, fresh_inputs
     torch.manual_seed(opts.seed)
     with torch.no_grad():
-        return flat_tensors(call(loaded, m64, a64, k64))
+        return flat_tensors(call(loaded, m64, *fresh_inputs(a64, k64)))

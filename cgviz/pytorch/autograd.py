@@ -89,8 +89,11 @@ class AutogradRecorder:
     """
 
     def __init__(self, root: torch.Tensor, params: dict[str, torch.Tensor],
-                 inputs: dict[str, torch.Tensor] | None = None):
+                 inputs: dict[str, torch.Tensor] | None = None, hidden: list | None = None):
+        """`hidden`: grad_fns of cgviz's own making (the copy of an input each forward reads,
+        run.fresh_inputs), drawn as the one node each passes its gradient to, not as a node."""
         self.graph = Graph(meta={"view": "autograd"})
+        self._hidden = {id(f) for f in hidden or () if f is not None}
         self.run = RunSummary()
         self.handles: list = []
         self._names: dict[int, tuple[str, str]] = {id(t): (n, "param") for n, t in params.items()}
@@ -112,6 +115,11 @@ class AutogradRecorder:
         base = root._base if root._is_view() else None
         starts = [root.grad_fn, base.grad_fn if base is not None else None]
         for fn in _postorder(starts):
+            if id(fn) in self._hidden:
+                nxt = _next(fn)
+                if len(nxt) == 1 and nxt[0] in self._fns:
+                    self._fns[fn] = self._fns[nxt[0]]
+                    continue
             if hasattr(fn, "variable"):
                 self._add_accumulate(fn)
             else:

@@ -304,16 +304,41 @@ def _load_pickle(path: Path, data: bytes, trust: bool) -> Loaded:
 
 
 def _load_export(path: Path, trust: bool = False) -> Loaded:
-    import pickle
-
-    import torch
-
-    from .safety import native_code_members, no_pickled_code
+    from .safety import native_code_members
     with zipfile.ZipFile(path) as z:
         native = native_code_members(z.namelist())
     if native and not trust:
         raise _fail(f"{path} holds compiled native code (AOTInductor: {native[0]}); loading it runs that "
                     f"code, which cgviz does only when you say you trust the file: add {spell('trust')}. {EXPORT_HINT}")
+    # A program whose outputs are a library's classes (Hugging Face's ModelOutput dataclasses) loads
+    # only once those classes are registered with torch's pytree, which their defining module does
+    # when it is imported. cgviz imports such a module itself only when its package is already
+    # imported (--import transformers, or a Python session that imported it): the user chose to run
+    # that library's code, and a submodule of it is the same trust. Otherwise the message names it.
+    tried: list[str] = []
+    while True:
+        unregistered, ep = _try_export_load(path, trust)
+        if ep is not None:
+            break
+        module = unregistered.rsplit(".", 1)[0]
+        if module not in tried and _import_within_imported(module):
+            tried.append(module)
+            continue
+        raise _fail(_unregistered_message(path, unregistered, module, tried)) from None
+    args, kwargs = None, None
+    if ep.example_inputs is not None:
+        args, kwargs = ep.example_inputs
+    return Loaded("export", ep.module(), str(path), tuple(args) if args is not None else None,
+                  dict(kwargs) if kwargs else None, program=ep)
+
+
+def _try_export_load(path: Path, trust: bool):
+    """(None, the program), or (the class name torch's pytree did not know, None)."""
+    import pickle
+
+    import torch
+
+    from .safety import no_pickled_code
     # torch logs its own tracebacks while failing over between formats, and raises an exception that
     # only says "check the warnings above": keep those records, to name the real cause, and print none.
     caught = _Caught()
@@ -324,7 +349,7 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
         lg.propagate = False
     try:
         with (contextlib.nullcontext() if trust else no_pickled_code()):
-            ep = torch.export.load(str(path))
+            return None, torch.export.load(str(path))
     except pickle.UnpicklingError as e:
         hit = re.search(r"GLOBAL (\S+)", str(e))
         what = f" (it would call {hit.group(1)})" if hit else ""
@@ -334,22 +359,57 @@ def _load_export(path: Path, trust: bool = False) -> Loaded:
     except Exception as e:
         unregistered = caught.unregistered_pytree()
         if unregistered:
-            head = unregistered.rsplit(".", 1)[0]
-            raise _fail(f"{path} returns a {unregistered}, a class that the code which exported the program "
-                        "registered with torch's pytree; cgviz does not import that code by itself. Name the "
-                        f"module that registers it: {spell('imports', head)} (for a Hugging Face model, "
-                        f"{spell('imports', 'transformers')})") from None
+            return unregistered, None
         raise _fail(f"{path} looks like a torch.export program but could not be loaded: "
                     + _archive_problem(path, e, _export_newer)) from None
     finally:
         for lg, (handlers, propagate) in zip(quiet, saved):
             lg.handlers = handlers
             lg.propagate = propagate
-    args, kwargs = None, None
-    if ep.example_inputs is not None:
-        args, kwargs = ep.example_inputs
-    return Loaded("export", ep.module(), str(path), tuple(args) if args is not None else None,
-                  dict(kwargs) if kwargs else None, program=ep)
+
+
+def _import_within_imported(module: str) -> bool:
+    """Import `module` when its top-level package is already imported (and `module` exists);
+    True if it was imported."""
+    import importlib
+    import importlib.util
+    top = module.split(".")[0]
+    if top not in sys.modules or module in sys.modules or not re.fullmatch(r"[\w.]+", module):
+        return False
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+        importlib.import_module(module)
+    except Exception:       # ImportError, or the module's own failure: the message below names it
+        return False
+    return True
+
+
+def _unregistered_message(path: Path, cls: str, module: str, tried: list[str]) -> str:
+    """Why a program's output class is unknown, and the exact import that registers it."""
+    import importlib.util
+    top = module.split(".")[0]
+    try:
+        with _sys_path(Path.cwd()):      # where --import looks too
+            installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = False
+
+    def add(name: str) -> str:     # --import X on the command line; a Python caller imports it first
+        return spell("imports", name) if on_command_line() else f"import {name}"
+    head = f"{path} returns a {cls}, a class that torch's pytree knows only once the code defining it has run"
+    if module in tried or module in sys.modules:
+        return (f"{head}; importing {module} did not register it. Import the module that registers it"
+                + (f": {spell('imports', metavar='MODULE')}" if on_command_line() else " first"))
+    if not installed:
+        return f"{head}, and {top} is not installed here: install it, then {add(module)}"
+    if on_command_line():
+        return (f"{head}: cgviz runs no library's code unasked. Add {add(module)}, which defines and "
+                "registers it" + (f" (or {add(top)}: cgviz then imports {module} itself)" if top != module else ""))
+    if top == module:
+        return f"{head}: cgviz runs no library's code unasked. Run `{add(module)}` before loading it"
+    return (f"{head}: cgviz runs no library's code unasked. Run `{add(top)}` (or `{add(module)}`) before "
+            f"loading it: with {top} imported, cgviz imports {module} itself")
 
 
 def _load_script(path: Path) -> Loaded:
@@ -609,12 +669,14 @@ def _user_code(path: Path, doing: str):
 
 def user_frame(e: BaseException, path: Path | None = None) -> str:
     """` (at model.py:12: return self.fc(x))`: the deepest frame in the user's file, if any."""
+    from .frames import is_library
     frames = traceback.extract_tb(e.__traceback__)
     want = str(path.resolve()) if path else None
     hit = None
     for f in frames:
-        if (want and str(Path(f.filename).resolve()) == want) or (
-                not want and "site-packages" not in f.filename and "/cgviz/" not in f.filename):
+        # cgviz's own frames are told by its package's real directory, not by a folder named cgviz
+        # (a checkout's default name, or a user's project folder)
+        if (want and str(Path(f.filename).resolve()) == want) or (not want and not is_library(f.filename)):
             hit = f
     if hit is None:
         return ""

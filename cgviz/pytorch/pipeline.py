@@ -40,18 +40,27 @@ class ModelResult:
     profile_table: str | None = None    # --profile: the top nodes by time, for the terminal
 
 
-def _nonfinite_notes(run) -> list[str]:
-    """A NaN or infinite loss or parameter gradient, said in words (the picture shows it too)."""
+def nonfinite_warnings(graph, run) -> None:
+    """Where a NaN or an infinity is born (cgviz.nonfinite: the op, the model's line, why), then the
+    loss or parameter gradients it spoiled, traced to it: as warnings, in the JSON's `model` field
+    (`nonfinite`), and as a mark on the op in the picture (run.born)."""
     import math
-    out = []
+
+    from ..nonfinite import find_births, traced_to
+    births = find_births(graph, run)
+    for b in births:
+        run.born.setdefault(b.node, b.mark())
+    if births:
+        run.meta["nonfinite"] = [b.to_json() for b in births]
+    out = [b.message() for b in births]
     if run.loss is not None and not math.isfinite(run.loss):
         out.append(f"the loss is {run.loss}: every gradient below it is meaningless")
     bad = [name for name, g in run.param_grads.items()
            if g is not None and g.norm is not None and not math.isfinite(g.norm)]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        out.append(f"non-finite gradient (NaN or inf) in {', '.join(bad[:3])}{more}")
-    return out
+        out.append(f"non-finite gradient (NaN or inf) in {', '.join(bad[:3])}{more}{traced_to(graph, births, bad)}")
+    run.warnings.extend(w for w in out if w not in run.warnings)
 
 
 @dataclass
@@ -336,6 +345,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     timings["run"] = time.perf_counter() - t
     graph, run = traced.graph, traced.run
     graph.source = Path(loaded.path).name
+    nonfinite_warnings(graph, run)          # on every recorded op, before any is left out or folded
     profile_table = None
     if run.profile is not None:
         from ..view.profile import table
@@ -379,7 +389,6 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
-    run.warnings.extend(w for w in _nonfinite_notes(run) if w not in run.warnings)
     # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the user's,
     # the model's own, or its scalar output. The fallback sum(output) of a tensor grows with the
     # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.

@@ -62,7 +62,8 @@ def _marker_class():
 
 
 def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers) -> None:
-    """Forward and backward as the drawn run did them (same seed, same scopes, fresh gradients)."""
+    """Forward and backward as the drawn run did them (same seed, same scopes, fresh gradients), on
+    inputs already copied for this pass (run.fresh_inputs, outside the measured time)."""
     import torch
 
     from .inputs import named_tensors
@@ -125,17 +126,23 @@ def measure(loaded, model, args, kwargs, opts) -> Profile:
     # torch._inductor (a `hasattr(torch, "_inductor")`), 2-3 s for nothing cgviz needs.
     from torch.autograd import profiler
 
-    from .run import parameters_and_buffers
+    from .run import fresh_inputs, named_inputs, parameters_and_buffers
     t0 = time.perf_counter()
     params, buffers = parameters_and_buffers(model)
     marker, names = _marker_class(), {}
-    _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)   # warm-up: allocator, caches
+    # each pass reads its own copy of the inputs, as the drawn run did (a model may change its input
+    # in place), made before the profiler starts so that copying is not measured
     runs = max(1, int(opts.profile))
+    copies = [fresh_inputs(args, kwargs) for _ in range(runs + 1)]
+    leaves = named_inputs(model, args, kwargs)
+    _one_pass(marker, names, loaded, model, *copies[0], opts, params, buffers)   # warm-up: allocator, caches
     with _quiet_profiler(), profiler.profile(use_cpu=True, profile_memory=True) as prof:
-        for _ in range(runs):
-            _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
-    for p in params.values():
-        p.grad = None
+        for fresh_args, fresh_kwargs in copies[1:]:
+            for _, t in leaves:
+                t.grad = None       # the copies' gradients reach these: a fresh .grad, as in the drawn run
+            _one_pass(marker, names, loaded, model, fresh_args, fresh_kwargs, opts, params, buffers)
+    for t in list(params.values()) + [t for _, t in leaves]:
+        t.grad = None
     result = attribute(prof.function_events, runs, names)
     result.wall_s = time.perf_counter() - t0
     return result

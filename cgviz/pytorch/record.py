@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
+from . import frames
 from ..ir import Graph, Node
+from ..spelling import spell
 from ..summary import RunSummary, TensorInfo
 
 # Tensor properties worth a node when read (x.T); `.shape`, `.grad`, `.data` and friends are not ops.
@@ -33,6 +36,10 @@ _SKIP = {"requires_grad_", "retain_grad", "register_hook", "backward", "data_ptr
 _TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 _LEAVES = _TENSORS | {int, float, bool, complex, str, type(None), slice, type(Ellipsis), torch.dtype,
                       torch.device, torch.layout, torch.memory_format}
+
+
+# The model's own backward inside its forward: run as they are, recorded as one op (Recorder._inner_backward).
+_INNER_BACKWARD = frozenset(map(id, (torch.autograd.grad, torch.Tensor.backward, torch.autograd.backward)))
 
 
 def _flat(args: tuple, kwargs: dict) -> list | None:
@@ -82,13 +89,36 @@ def op_name(func) -> str:
     return name or "op"
 
 
+# Python's augmented assignments: x += y calls __iadd__, which writes into x. (Not every dunder that
+# starts with __i: __invert__, __int__ and __index__ make something new.)
+_AUGMENTED = frozenset(f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "div", "mod", "pow",
+                                                "matmul", "and", "or", "xor", "lshift", "rshift"))
+
+
 def is_inplace(func, kwargs: dict) -> bool:
     """add_, x += y (__iadd__), x[i] = v, relu(x, inplace=True), out=…: the input is the output."""
     raw = getattr(func, "__name__", "") or ""
     if type(func).__name__ == "OpOverload":
         raw = raw.split(".")[0]
-    return ((raw.endswith("_") and not raw.endswith("__")) or raw.startswith("__i") or raw == "__setitem__"
+    return ((raw.endswith("_") and not raw.endswith("__")) or raw in _AUGMENTED or raw == "__setitem__"
             or kwargs.get("inplace") is True or "out" in kwargs)
+
+
+def written(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """The tensors an in-place call overwrites: `out=`'s, else its first tensor argument (self, or
+    `input` given by keyword)."""
+    if "out" in kwargs:
+        o = kwargs["out"]
+        return [t for t in (o if isinstance(o, (tuple, list)) else (o,)) if isinstance(t, torch.Tensor)]
+    first_arg = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    return [first_arg] if isinstance(first_arg, torch.Tensor) else []
+
+
+def _storage(t: torch.Tensor):
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:       # sparse, nested and other tensors without one plain storage
+        return None
 
 
 def not_an_op(func, name: str) -> bool:
@@ -122,6 +152,7 @@ class Recorder(TorchFunctionMode):
         # AccumulateGrad keeps it as .grad), and its summary is reused instead of taken twice
         self._only_edge: dict[str, tuple[torch.Tensor, int, TensorInfo]] = {}
         self.paused = False
+        self._inner = 0        # > 0 while the model's own torch.autograd.grad runs: hooks record nothing
 
     # ---- scopes -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -154,6 +185,8 @@ class Recorder(TorchFunctionMode):
         if self.paused:
             return func(*args, **kwargs)
         name = op_name(func)
+        if id(func) in _INNER_BACKWARD:
+            return self._inner_backward(func, name, args, kwargs)
         if not_an_op(func, name):
             return func(*args, **kwargs)
         leaves = _flat(args, kwargs)
@@ -162,17 +195,34 @@ class Recorder(TorchFunctionMode):
             leaves = tree_flatten((args, kwargs))[0]
         flat_in = [t for t in leaves if isinstance(t, torch.Tensor)]
         inplace = is_inplace(func, kwargs)
+        overwritten = written(args, kwargs) if inplace else []
+        # An in-place op on a view writes into the view's base as well: a tensor already in the
+        # picture, drawn from now on as this op's second output (autograd rebases it the same way,
+        # its grad_fn becomes CopySlices).
+        bases = [w._base for w in overwritten if w._is_view() and w._base is not None
+                 and id(w._base) in self._producer] if overwritten else []
         edge_hooks: list[tuple[int, torch.Tensor]] = []
-        if self.grads and not inplace and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in):
+        from_fn: list[tuple[int, object]] = []   # (edge, GradientEdge before the op): read off its grad_fn
+        # (an in-place call whose written tensor is not one argument, _foreach_add_(list, …), is run
+        # as it is, without aliases: an alias of what it writes would write through a view)
+        if (self.grads and (overwritten or not inplace) and torch.is_grad_enabled()
+                and any(t.requires_grad for t in flat_in)):
             # An alias per input (a view, no copy) so a hook can see the gradient along *this* edge,
-            # not the sum over every consumer of the tensor.
+            # not the sum over every consumer of the tensor. The tensor an in-place op overwrites
+            # (and anything sharing its memory) cannot be swapped for an alias, since the caller's
+            # own tensor must change: its edge's gradient is read off the grad_fn the op makes.
             k = 0
+            own = {id(w) for w in overwritten}
+            memory = {_storage(w) for w in overwritten} - {None, 0}
 
             def alias(t):
                 nonlocal k
                 if isinstance(t, torch.Tensor):
                     k += 1
                     if t.requires_grad:
+                        if own and (id(t) in own or _storage(t) in memory):
+                            from_fn.append((k - 1, get_gradient_edge(t)))
+                            return t
                         a = t.view_as(t)
                         edge_hooks.append((k - 1, a))
                         return a
@@ -181,16 +231,45 @@ class Recorder(TorchFunctionMode):
                 args, kwargs = tuple(alias(a) for a in args), {key: alias(v) for key, v in kwargs.items()}
             else:
                 args, kwargs = tree_map(alias, (args, kwargs))
+            from_fn += [(len(flat_in) + j, get_gradient_edge(b)) for j, b in enumerate(bases) if b.requires_grad]
         out = func(*args, **kwargs)
         flat_out = [out] if type(out) in _TENSORS else [
             t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if not flat_out and inplace and args and isinstance(args[0], torch.Tensor):
-            flat_out = [args[0]]       # x[i] = v returns None; the result is x, changed
+        if not flat_out and overwritten:
+            flat_out = overwritten[:1]      # x[i] = v returns None; the result is x, changed
         if not flat_out:
             return out
-        node = self._add_op(name, func, flat_in)
+        node = self._add_op(name, func, flat_in + bases)
         for k, a in edge_hooks:
             self._hook_edge(a, node.id, k, node.inputs[k] if node.meta["out_index"][k] == 0 else None)
+        if from_fn:
+            self._hook_fn(node.id, from_fn, overwritten + bases)
+        infos = []
+        for i, t in enumerate(flat_out + bases):
+            self._note(t, node.id, i)
+            infos.append(TensorInfo.of(t))
+        self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
+        if self.grads and flat_out[0].requires_grad:
+            self._hook_node(flat_out[0], node.id)
+        return out
+
+    def _inner_backward(self, func, name: str, args: tuple, kwargs: dict):
+        """torch.autograd.grad or .backward() called by the model's own forward (a gradient penalty,
+        say). It runs as it would without cgviz: no input is swapped for an alias (that alias would
+        not be part of the graph it differentiates), and cgviz's hooks record nothing while it runs
+        (their numbers are the final backward's). A call that returns gradients is drawn as one op
+        from the tensors it read to the gradients it gave."""
+        self._inner += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self._inner -= 1
+        flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not flat_out:
+            return out
+        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        node = self._add_op(name, func, flat_in)
+        node.meta["inner_grad"] = True
         infos = []
         for i, t in enumerate(flat_out):
             self._note(t, node.id, i)
@@ -198,6 +277,13 @@ class Recorder(TorchFunctionMode):
         self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
         if self.grads and flat_out[0].requires_grad:
             self._hook_node(flat_out[0], node.id)
+        where = f" ({frames.where(node.meta.get('site'), code=False)})" if node.meta.get("site") else ""
+        note = (f"the forward calls torch.autograd.{name}{where}: the gradient of its result flows back "
+                "through the backward graph of what it differentiated, which the ops view does not draw, "
+                f"so the edges into {node.id} carry no red gradient; the parameters' gradients include "
+                f"that path ({spell('view', 'autograd')} draws it)")
+        if note not in self.run.notes:
+            self.run.notes.append(note)
         return out
 
     def _add_op(self, name: str, func, flat_in: list[torch.Tensor]) -> Node:
@@ -206,13 +292,15 @@ class Recorder(TorchFunctionMode):
             src, idx = self._source(t)
             inputs.append(src)
             outs.append(idx)
-        frames = tuple(self.stack)
+        scope = tuple(self.stack)
         node = Node(id=self._unique(self.op_base(name)), kind="op", op=name,
                     inputs=tuple(inputs),
-                    meta={"module": frames[-1].path if frames else "",
-                          "class": frames[-1].cls if frames else "",
-                          "scope": frames,
-                          "out_index": tuple(outs)})
+                    meta={"module": scope[-1].path if scope else "",
+                          "class": scope[-1].cls if scope else "",
+                          "scope": scope,
+                          "out_index": tuple(outs),
+                          # the model's line that made the call: where a NaN is born is said by it
+                          "site": frames.caller()})
         self.graph.add(node)
         for k, src in enumerate(inputs):
             if outs[k] == 0:
@@ -258,11 +346,47 @@ class Recorder(TorchFunctionMode):
 
     def _hook_node(self, t: torch.Tensor, node_id: str) -> None:
         def hook(g):
-            self.run.grads[node_id] = self._summary(node_id, g)
+            if not self._inner:
+                self.run.grads[node_id] = self._summary(node_id, g)
         self._hooks.append(t.register_hook(hook))
+
+    def _hook_fn(self, node_id: str, pending: list[tuple[int, object]], changed: list[torch.Tensor]) -> None:
+        """The gradients along the edges of an in-place op whose tensors could not be aliased: the op's
+        grad_fn (the one each changed tensor now has) sends back along next_functions[i] exactly what
+        flows into the producer that edge came from. Each pending edge is matched to the entry that
+        points at its tensor's grad_fn from before the op (by node and output number; `x += x` has
+        two, matched in order). An edge no grad_fn points at gets no gradient from autograd (the view
+        an op wrote through: CopySlices sends it to the base instead), and none is drawn."""
+        fns = []
+        for t in changed:
+            if t.requires_grad:
+                fn = get_gradient_edge(t).node
+                if fn is not None and all(fn is not f for f in fns):
+                    fns.append(fn)
+        for fn in fns:
+            taken: list[tuple[int, int]] = []
+            nexts = fn.next_functions
+            for k, edge in list(pending):
+                for i, (f, nr) in enumerate(nexts):
+                    if f is not None and f is edge.node and nr == edge.output_nr and all(i != j for _, j in taken):
+                        taken.append((k, i))
+                        pending.remove((k, edge))
+                        break
+            if not taken:
+                continue
+
+            def hook(grad_inputs, grad_outputs, taken=taken):
+                if self._inner:
+                    return
+                for k, i in taken:
+                    g = grad_inputs[i] if i < len(grad_inputs) else None
+                    self.run.edge_grads[(node_id, k)] = TensorInfo.of(g) if g is not None else None
+            self._hooks.append(fn.register_hook(hook))
 
     def _hook_edge(self, a: torch.Tensor, node_id: str, k: int, src: str | None) -> None:
         def hook(g):
+            if self._inner:
+                return
             info = TensorInfo.of(g)
             self.run.edge_grads[(node_id, k)] = info
             if src is not None and self._uses.get(src) == 1:

@@ -83,6 +83,23 @@ def cast(obj, dtype, device):
     return tree_map(one, obj)
 
 
+def fresh_inputs(args, kwargs):
+    """The inputs as one forward should see them: every tensor a copy, so that a model that changes
+    its input in place (x.mul_(2)) runs as in plain PyTorch and leaves the prepared inputs as they
+    were for the next pass. A float input that needs a gradient becomes a non-leaf copy whose
+    gradient flows on to the leaf (PyTorch refuses an in-place op on a leaf that needs a gradient,
+    and a user's own input usually needs none): the numbers are the same, bit for bit."""
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def one(t):
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta" or t.is_sparse or t.is_nested:
+            return t
+        with torch.enable_grad() if t.requires_grad else contextlib.nullcontext():
+            return t.clone()
+    return tree_map(one, args), tree_map(one, kwargs)
+
+
 def call(loaded: Loaded, model, args, kwargs, rec=None):
     """Run forward; the model's own error becomes a message with the inputs that were tried."""
     import torch

@@ -12,7 +12,7 @@ from ..ir import Graph
 from .inputs import InputSpec, describe, named_tensors
 from .load import Loaded
 from .loss import check_connected
-from .run import backward, call, named_inputs, parameters_and_buffers, prepare
+from .run import backward, call, fresh_inputs, named_inputs, parameters_and_buffers, prepare
 from ..summary import RunSummary
 
 
@@ -126,7 +126,8 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     params, buffers = parameters_and_buffers(model)
     grads = not opts.meta
     rec = Recorder(params, buffers, grads=grads)
-    for name, t in named_inputs(model, args, kwargs):
+    fresh_args, fresh_kwargs = fresh_inputs(args, kwargs)
+    for name, t in named_inputs(model, fresh_args, fresh_kwargs):
         rec.add_input(name, t)
     for name, t in named_tensors("targets", opts.loss.targets):
         rec.add_input(name, t)          # drawn as data, where the loss reads them
@@ -135,7 +136,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     try:
         with rec, torch.enable_grad() if grads else torch.no_grad():
             try:
-                out = call(loaded, model, args, kwargs, rec)
+                out = call(loaded, model, fresh_args, fresh_kwargs, rec)
             except NotImplementedError as e:
                 raise _Fallback(str(e)) from None
             with rec.scope("loss", "Loss"):
@@ -162,7 +163,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
     _describe(run, loaded, model, "ops", value.tag, args, kwargs, params)
-    return Traced(graph, run, notes + _loss_notes(value, out), value.fallback)
+    return Traced(graph, run, notes + run.notes + _loss_notes(value, out), value.fallback)
 
 
 def _loss_notes(value, out) -> list[str]:
@@ -199,13 +200,16 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
         raise CgvizError(f"{spell('view', 'autograd')} needs a real backward pass; it cannot be combined with "
                          f"{spell('meta')}")
     params, _ = parameters_and_buffers(model)
+    fresh_args, fresh_kwargs = fresh_inputs(args, kwargs)
+    # the copies' own grad_fns, taken before forward may change a copy in place (and its grad_fn)
+    copies = [t.grad_fn for _, t in named_inputs(model, fresh_args, fresh_kwargs)]
     with torch.enable_grad():
-        out = call(loaded, model, args, kwargs)
+        out = call(loaded, model, fresh_args, fresh_kwargs)
         value = opts.loss(out, opts.seed)
     loss = value.tensor
     check_connected(value, out, opts.loss.what)
     inputs = dict(named_inputs(model, args, kwargs))
-    rec = AutogradRecorder(loss, params, inputs)
+    rec = AutogradRecorder(loss, params, inputs, hidden=copies)
     backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import numpy as np
@@ -113,8 +114,11 @@ def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
         item["saturation"] = _saturation(node_saturation(graph, run, n))
         return item
     scope = n.meta.get("scope") or ()
+    site = n.meta.get("site")
     item.update(module=n.meta.get("module", ""), module_class=n.meta.get("class") or None,
-                module_call=[f.key for f in scope])
+                module_call=[f.key for f in scope],
+                # the model's line that called the op (`model.py:16`), as the recorder saw it
+                source=f"{os.path.basename(site[0])}:{site[1]}" if site else None)
     if isinstance(outs, list) and len(outs) > 1:
         item["outputs"] = [{"shape": list(o.shape), "dtype": o.dtype} for o in outs]
     if n.meta.get("out_index") and any(n.meta["out_index"]):

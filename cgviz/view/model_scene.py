@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from .dot import caption_label, dot_text
 from .markup import BACKWARD, Html, Line, Row, html_text, lines_markup
 from .scene import Cluster, Edge, Node, Scene
-from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, grad_row, gradient_edge, graph_attrs, legend,
+from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, NONFINITE_STYLE, STYLE, forward_edge, grad_row, gradient_edge, graph_attrs, legend,
                     mark, saturation_line, scale_legend, small)
 from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
@@ -200,6 +200,10 @@ def edge_scale(pic: Picture) -> Scale:
 
 def _has_nan(v) -> bool:
     return any(t is not None and t.has_nan for t in (v if isinstance(v, list) else [v]))
+
+
+def _not_finite(g) -> bool:
+    return g is not None and g.nonfinite
 
 
 def _unique_params(params):
@@ -397,10 +401,16 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
         from .profile import cost_text, fill
         cost = prof.cost(dn.members)
         style["fillcolor"] = fill(prof.share(cost))
-    # NaN is never meant (an attention mask's -inf is)
+    # NaN is never meant (an attention mask's -inf is), nor is an infinite gradient; where a NaN or an
+    # infinity is born is marked too
+    born = [run.born[m] for m in dn.members if m in run.born] if run.born else []
     mark(style, loss=graph.output in dn.members,
-         nonfinite=any(_has_nan(run.values.get(m)) or _has_nan(run.grads.get(m)) for m in dn.members))
+         nonfinite=bool(born) or any(_has_nan(run.values.get(m)) or _not_finite(run.grads.get(m)) for m in dn.members))
     style["label"] = _node_label(pic, dn, graph, run, opts)
+    if born and opts.labels:
+        line = born[0] if dn.kind == "op" else born[0].replace(" born here", " born inside", 1)
+        style["label"] = lines_markup([style["label"], Line(line, color=NONFINITE_STYLE["color"], bold=True,
+                                                            small=True)])
     if main:
         style["group"] = "main"
     if prof is not None:

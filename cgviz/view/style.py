@@ -59,7 +59,7 @@ def grad_row(text: str) -> Html:
 
 def scale_legend(scale: Scale | None) -> list[Html]:
     """The caption line that reads the red edges' width and shade, when the picture has gradients."""
-    return [grad_row(scale.legend())] if scale is not None and scale.data is not None else []
+    return [grad_row(scale.legend())] if scale is not None and (scale.data is not None or scale.nonfinite) else []
 
 
 def small(text: str, color: str = GREY) -> Line:

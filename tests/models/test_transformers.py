@@ -89,3 +89,33 @@ def test_bert_gradients_equal_pytorchs(cli, tmp_path):
     params = [t for t in data["tensors"] if t["kind"] == "param"]
     assert len(params) >= 3 * 16              # every parameter of the three layers, and more
     assert all(t["torch"]["ok"] and t["torch"]["max_rel"] < 1e-5 for t in params)
+
+
+def test_a_bert_pt2_whose_outputs_are_model_output_dataclasses_loads(tmp_path):
+    """BERT's output is a transformers ModelOutput, a class torch's pytree knows only once
+    transformers.modeling_outputs is imported. A fresh process (this one imported it long ago) is
+    told that exact import; with --import transformers cgviz imports that submodule itself, and the
+    program is drawn with the numbers it computes."""
+    import subprocess
+    import sys
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=64)).eval()
+    ids = torch.randint(0, 100, (1, 12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(bert, (ids,))
+    torch.export.save(program, tmp_path / "bert.pt2")
+    cmd = [sys.executable, "-m", "cgviz", "torch", "bert.pt2", "-f", "json", "-o", "bert.json"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "returns a transformers.modeling_outputs.BaseModelOutputWithPoolingAndCrossAttentions" in p.stderr
+    assert "Add --import transformers.modeling_outputs, which defines and registers it" in p.stderr
+    for extra in (["--import", "transformers"], ["--import", "transformers.modeling_outputs"]):
+        p = subprocess.run(cmd + extra, cwd=tmp_path, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        doc = json.loads((tmp_path / "bert.json").read_text())
+        out = program.module()(ids)
+        loss = sum(t.sum() for t in (out.last_hidden_state, out.pooler_output))
+        assert doc["model"]["kind"] == "export"
+        assert doc["model"]["loss_value"] == pytest.approx(float(loss), rel=1e-5)

@@ -46,7 +46,8 @@ def T5Twin(layers: int = 4):
 # --- ResNet (torchvision's BasicBlock) -------------------------------------------------------------
 
 class TVBasicBlock(nn.Module):
-    """torchvision.models.resnet.BasicBlock: one ReLU module, called twice."""
+    """torchvision.models.resnet.BasicBlock: one in-place ReLU module, called twice, and the skip added
+    in place (`out += identity`), as torchvision writes it."""
 
     def __init__(self, c: int):
         super().__init__()
@@ -57,9 +58,11 @@ class TVBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c)
 
     def forward(self, x):
+        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + x)
+        out += identity
+        return self.relu(out)
 
 
 class ResNetTwin(nn.Module):
@@ -316,7 +319,8 @@ class TVDownBlock(nn.Module):
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.downsample(x))
+        out += self.downsample(x)
+        return self.relu(out)
 
 
 class ResNet18Twin(nn.Module):
