@@ -495,9 +495,9 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
         raise _fail(f"{path} has no module-level `model`. Define `model = MyNet()` in it, or name a "
                     f"function that returns the model: cgviz torch {path}:build.{hint}")
     if isinstance(target, torch.nn.Module):
+        # (with --meta, a module built before the file ran — imported from the user's package — moves
+        # to the meta device on stand-ins when it runs, and is given back as it was: pytorch.state)
         model = target
-        if meta:
-            model = model.to("meta")
     elif callable(target):
         with _sys_path(path.resolve().parent), _user_code(path, f"calling {factory or 'model'}()"), device:
             model = target()

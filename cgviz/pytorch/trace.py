@@ -11,6 +11,7 @@ from ..ir import Graph
 from .inputs import InputSpec, compute_loss, describe
 from .load import Loaded
 from .run import backward, call, named_inputs, parameters_and_buffers, prepare
+from .state import given_back, lend_grad, seed
 from ..summary import RunSummary
 
 
@@ -35,11 +36,12 @@ class Traced:
     notes: list[str] = field(default_factory=list)
 
 
+@given_back()
 def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
-    """Forward and backward once; the graph and what flowed through it."""
-    import torch
+    """Forward and backward once; the graph and what flowed through it. The model, its inputs and
+    the random generators are given back as they were when the outermost cgviz call ends."""
     model, args, kwargs = prepare(loaded, opts)
-    torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
+    seed(opts.seed)    # dropout and friends draw the same numbers every run
     if opts.profile and opts.view == "autograd":
         raise CgvizError(f"{spell('profile')} attributes time to the ops the model ran; it cannot be combined "
                          f"with {spell('view', 'autograd')} (leave that out)")
@@ -180,6 +182,8 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
         raise CgvizError("the output does not depend on any parameter or input that needs a gradient")
     inputs = dict(named_inputs(model, args, kwargs))
     rec = AutogradRecorder(loss, params, inputs)
+    for t in rec.leaf_tensors():
+        lend_grad(t)        # the leaves backward accumulates into keep their own .grad
     backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
