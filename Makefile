@@ -62,11 +62,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# 10,000 fresh random inputs through parse, forward, backward, DOT and JSON (tests/test_fuzz.py);
-# `make test` runs the same fuzzer on a small fixed-seed sample. FUZZ_EXAMPLES=100000 for more.
+# 10,000 fresh random inputs through parse, forward, backward, DOT and JSON (tests/test_fuzz.py), and
+# a tenth as many random modules drawn through the Python API under random options, judged by the
+# state oracle (tests/test_fuzz_api.py); `make test` runs both on a small fixed-seed sample.
+# FUZZ_EXAMPLES=100000 for more.
 FUZZ_EXAMPLES ?= 10000
 fuzz: install
-	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py
+	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py tests/test_fuzz_api.py
 
 # The README's pictures.
 docs: install

@@ -20,13 +20,18 @@ import torch
 def _bits(t: torch.Tensor):
     if t.device.type == "meta":
         return None
-    flat = t.detach().cpu().contiguous().reshape(-1)
+    t = t.detach()
+    if t.layout != torch.strided:            # a sparse embedding's gradient
+        return (str(t.layout), _bits(t.to_dense()))
+    flat = t.cpu().contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
 def _tensor(t: torch.Tensor | None) -> tuple | None:
     if t is None:
         return None
+    if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):     # a lazy module's, still empty
+        return (type(t).__name__, id(t), None, None, None, None, None, None, None, None, None, None, None)
     grad = t.grad if t.is_leaf else None
     return (type(t).__name__, id(t), str(t.dtype), str(t.device), tuple(t.shape), tuple(t.stride()),
             t.data_ptr() if t.device.type != "meta" else 0, t._version, t.requires_grad, _bits(t),

@@ -245,6 +245,23 @@ def test_meta_true_on_a_real_module_in_memory_draws_shapes_and_gives_the_weights
     assert differences(before, capture([m], [x])) == []
 
 
+def test_meta_with_a_dtype_converts_the_module_as_it_converts_the_inputs():
+    m, x = nn.Sequential(Recurrent(), nn.Linear(4, 2)), torch.randn(3, 4)
+    before = capture([m], [x])
+    d = cgviz.draw(m, x, meta=True, dtype="bfloat16")
+    assert d["1.weight"].value.dtype == "bfloat16"
+    assert differences(before, capture([m], [x])) == []
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x.unsqueeze(1))[0][:, -1]
+
+
 def test_the_meta_errors_of_other_commands_point_at_a_real_run():
     with torch.device("meta"):
         m = nn.Linear(3, 3)

@@ -27,7 +27,7 @@ def prepare(loaded: Loaded, opts):
     # module that may be the user's (in memory, or imported by a Python file) runs on stand-ins and
     # is given back as it was (cgviz.pytorch.state); an archive cgviz loaded itself is its own.
     to_meta = opts.meta and not on_meta(model)
-    dtype = float_dtype if opts.dtype and not opts.meta else None
+    dtype = float_dtype if opts.dtype else None     # on the meta device too: the inputs are cast to it
     try:
         if loaded.kind in ("export", "torchscript"):
             model = model.to("meta") if to_meta else model

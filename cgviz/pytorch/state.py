@@ -14,9 +14,10 @@ cached weight list follows), with every module's train/eval flag and hook dictio
 and the random generators (torch's CPU, CUDA and MPS ones, Python's `random`, NumPy's global one)
 are restored: the draw's `torch.manual_seed` does not repeat a training loop's shuffles.
 
-A module the stand-ins cannot serve (TorchScript, a lazy module still without weights, a parameter
-of a subclass of `nn.Parameter`) runs as a deep copy instead. This module imports torch only once
-the caller has.
+A lazy module still without weights gets empty stand-ins, which its first forward fills; it is
+given back lazy, with its class and initialisation hook. A module with a parameter of a subclass of
+`nn.Parameter` (which a plain stand-in would not be) runs as a deep copy instead. This module
+imports torch only once the caller has.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ def borrow(model, *, dtype=None, device=None):
     guard = _guard()
     guard.save_torch()
     if _needs_copy(model, torch):
-        # without grad: a TorchScript module's deep copy is otherwise a clone whose backward
-        # reaches the original's .grad
+        # without grad: a deep copy of some modules (TorchScript's) is otherwise a clone whose
+        # backward reaches the original's .grad
         with torch.no_grad():
             work = copy.deepcopy(model)
             if device is not None:
@@ -156,7 +157,8 @@ def borrow(model, *, dtype=None, device=None):
                 q.grad = None
         return work
     modules = list(model.modules())
-    flags = [(m, m.training) for m in modules]
+    # a lazy module becomes its non-lazy class on its first forward: its class is put back too
+    flags = [(m, m.training, type(m)) for m in modules]
     hooks = [(d, dict(d)) for m in modules for d in _hook_dicts(m)]
     stand_ins: dict[int, torch.Tensor] = {}     # one stand-in per tensor: tied weights stay tied
     swapped = []
@@ -181,8 +183,10 @@ def borrow(model, *, dtype=None, device=None):
 def _put_back(swapped, flags, hooks) -> None:
     for m, name, t in reversed(swapped):
         setattr(m, name, t)
-    for m, training in flags:
+    for m, training, cls in flags:
         m.training = training
+        if type(m) is not cls:
+            m.__class__ = cls
     for d, saved in hooks:
         if list(d.items()) != list(saved.items()):
             d.clear()
@@ -194,21 +198,22 @@ def _hook_dicts(m) -> list:
 
 
 def _needs_copy(model, torch) -> bool:
-    from torch.nn.modules.lazy import LazyModuleMixin
-    for m in model.modules():
-        if isinstance(m, torch.jit.ScriptModule):
-            return True
-        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params():
-            return True
-        if any(p is not None and type(p) is not torch.nn.Parameter for p in m._parameters.values()):
-            return True
-    return False
+    """A parameter of a subclass of nn.Parameter (a quantized or distributed one) would lose what its
+    class does in a plain stand-in."""
+    plain = (torch.nn.Parameter, torch.nn.parameter.UninitializedParameter)
+    return any(p is not None and type(p) not in plain for m in model.modules() for p in m._parameters.values())
 
 
 def _stand_in(t, kind: str, dtype, device, torch):
     """A parameter over the same memory (a converted copy when dtype or device differ); a buffer's
     copy. The user's gradient hooks on a parameter come along, so its gradient is the one PyTorch
     would give it; post-accumulate hooks (an optimizer stepping in backward) do not."""
+    lazy = torch.nn.parameter
+    if isinstance(t, lazy.UninitializedTensorMixin):
+        # a lazy module's empty tensor: the first forward fills the stand-in, in the dtype asked for
+        make = lazy.UninitializedParameter if kind == "param" else lazy.UninitializedBuffer
+        return make(requires_grad=t.requires_grad, device=device or t.device,
+                    dtype=dtype if dtype is not None and t.dtype.is_floating_point else t.dtype)
     data = t.detach()
     if device is not None and data.device != torch.device(device):
         data = data.to(device)
