@@ -61,7 +61,8 @@ def zoo():
 
 
 OPTIONS = [
-    {}, {"dtype": "bfloat16"}, {"dtype": "float64"}, {"dtype": "float16"}, {"mode": "train"}, {"mode": "eval"},
+    {}, {"rankdir": "LR"}, {"vanish": 1e-6, "explode": 1e6}, {"max_elements": 1000}, {"timeout": 30},
+    {"dtype": "bfloat16"}, {"dtype": "float64"}, {"dtype": "float16"}, {"mode": "train"}, {"mode": "eval"},
     {"meta": True}, {"loss": "ce"}, {"loss": "mse"}, {"loss": "mean"}, {"view": "autograd"}, {"depth": 1},
     {"fold": False}, {"focus": "lstm"}, {"grad": False}, {"simplify": False}, {"seed": 7},
     {"dtype": "float64", "mode": "train", "loss": "ce", "view": "autograd"},
@@ -314,6 +315,16 @@ def _shared_module_file(tmp_path, monkeypatch) -> tuple:
         example_inputs = (torch.randn(4, 3),)
         """))
     return shared.model, path
+
+
+def test_weights_load_into_copies_not_into_a_module_a_model_file_imports(tmp_path, monkeypatch):
+    model, path = _shared_module_file(tmp_path, monkeypatch)
+    other = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(other, tmp_path / "weights.pt")
+    before = capture([model])
+    d = cgviz.draw(str(path), weights=str(tmp_path / "weights.pt"), mode="eval")
+    assert d["0.weight"].value.stats["mean"] == pytest.approx(0.25)
+    assert differences(before, capture([model])) == []
 
 
 @pytest.mark.parametrize("call", ["draw", "gradient_health", "check_gradients", "explain", "train"])

@@ -539,6 +539,11 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
             break
     if not _is_tensor_dict(sd):
         raise _fail(f"{spell('weights', weights)} is not a state_dict (a dict of tensors)")
+    from .state import active, borrow
+    if active():
+        # the model may be the user's own (a Python file imports it): the weights go into copies,
+        # and the module is given back with its own when the call ends (pytorch.state)
+        loaded.model = borrow(loaded.model, copy_params=True)
     result = loaded.model.load_state_dict(sd, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:

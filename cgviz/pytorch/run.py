@@ -34,8 +34,8 @@ def prepare(loaded: Loaded, opts):
             model = model.to(dtype) if dtype is not None else model
         else:
             model = borrow(model, dtype=dtype, device="meta" if to_meta else None)
-    except (RuntimeError, NotImplementedError, TypeError) as e:
-        if not to_meta:
+    except Exception as e:
+        if not to_meta or isinstance(e, CgvizError):
             raise
         raise CgvizError(f"{spell('meta')}: this {loaded.description} cannot move to the meta device "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None

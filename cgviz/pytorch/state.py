@@ -134,11 +134,17 @@ def seed(value: int) -> None:
         torch.mps.manual_seed(value)
 
 
-def borrow(model, *, dtype=None, device=None):
+def active() -> bool:
+    """Whether a cgviz call's guard is open (the model's state may be changed, to be given back)."""
+    return _GUARD.get() is not None
+
+
+def borrow(model, *, dtype=None, device=None, copy_params: bool = False):
     """The module to run: `model` with a stand-in for every parameter and buffer (converted to
     `dtype` (floating-point tensors only, as `Module.to` does) and moved to `device` when given),
-    its flags and hooks recorded; all put back when the outermost `given_back()` ends. A module the
-    stand-ins cannot serve is deep-copied instead (see the module's docstring)."""
+    its flags and hooks recorded; all put back when the outermost `given_back()` ends. copy_params:
+    parameters' stand-ins are copies too, for weights to be loaded into them. A module the stand-ins
+    cannot serve is deep-copied instead (see the module's docstring)."""
     import torch
     guard = _guard()
     guard.save_torch()
@@ -164,13 +170,14 @@ def borrow(model, *, dtype=None, device=None):
     swapped = []
     try:
         for m in modules:
-            for kind, table in (("param", m._parameters), ("buffer", m._buffers)):
+            for param, table in ((True, m._parameters), (False, m._buffers)):
                 for name, t in list(table.items()):
                     if t is None:
                         continue
                     new = stand_ins.get(id(t))
                     if new is None:
-                        new = stand_ins[id(t)] = _stand_in(t, kind, dtype, device, torch)
+                        new = stand_ins[id(t)] = _stand_in(t, param, not param or copy_params, dtype, device,
+                                                           torch)
                     setattr(m, name, new)
                     swapped.append((m, name, t))
     except BaseException:
@@ -204,14 +211,14 @@ def _needs_copy(model, torch) -> bool:
     return any(p is not None and type(p) not in plain for m in model.modules() for p in m._parameters.values())
 
 
-def _stand_in(t, kind: str, dtype, device, torch):
-    """A parameter over the same memory (a converted copy when dtype or device differ); a buffer's
-    copy. The user's gradient hooks on a parameter come along, so its gradient is the one PyTorch
-    would give it; post-accumulate hooks (an optimizer stepping in backward) do not."""
+def _stand_in(t, param: bool, copy: bool, dtype, device, torch):
+    """A parameter over the same memory, a buffer's copy (`copy`), either converted when dtype or
+    device differ. The user's gradient hooks on a parameter come along, so its gradient is the one
+    PyTorch would give it; post-accumulate hooks (an optimizer stepping in backward) do not."""
     lazy = torch.nn.parameter
     if isinstance(t, lazy.UninitializedTensorMixin):
         # a lazy module's empty tensor: the first forward fills the stand-in, in the dtype asked for
-        make = lazy.UninitializedParameter if kind == "param" else lazy.UninitializedBuffer
+        make = lazy.UninitializedParameter if param else lazy.UninitializedBuffer
         return make(requires_grad=t.requires_grad, device=device or t.device,
                     dtype=dtype if dtype is not None and t.dtype.is_floating_point else t.dtype)
     data = t.detach()
@@ -219,9 +226,9 @@ def _stand_in(t, kind: str, dtype, device, torch):
         data = data.to(device)
     if dtype is not None and data.is_floating_point() and data.dtype != dtype:
         data = data.to(dtype)
-    if kind == "buffer":
-        if data.device == t.device and data.dtype == t.dtype:
-            data = data.clone()
+    if copy and data.device == t.device and data.dtype == t.dtype:
+        data = data.clone()
+    if not param:
         return data.requires_grad_() if t.requires_grad and data.is_floating_point() else data
     new = torch.nn.Parameter(data, requires_grad=t.requires_grad)
     for hook in (t._backward_hooks or {}).values():
