@@ -26,10 +26,16 @@ chromium:
 	  echo "chromium is missing: installing the chromium package"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# The other snapshot plugins that use --snapshot-update, as wheels for tests/test_plugin_neighbours.py,
+# which installs each beside cgviz in an environment of its own: syrupy and pytest-snapshot both
+# register --snapshot-update, so one environment holding both stops every pytest run (exit 3).
+NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer wasmer-compiler-cranelift
+
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
 	$(PIP) -e '.[torch,test,hf]' --config-settings editable_mode=compat
+	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 
 # Render every sample into out/ (PNG and SVG), and the sample models with cgviz torch.
@@ -56,11 +62,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# 10,000 fresh random inputs through parse, forward, backward, DOT and JSON (tests/test_fuzz.py);
-# `make test` runs the same fuzzer on a small fixed-seed sample. FUZZ_EXAMPLES=100000 for more.
+# 10,000 fresh random inputs through parse, forward, backward, DOT and JSON (tests/test_fuzz.py), and
+# a tenth as many random modules drawn through the Python API under random options, judged by the
+# state oracle (tests/test_fuzz_api.py); `make test` runs both on a small fixed-seed sample.
+# FUZZ_EXAMPLES=100000 for more.
 FUZZ_EXAMPLES ?= 10000
 fuzz: install
-	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py
+	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py tests/test_fuzz_api.py
 
 # The README's pictures.
 docs: install
@@ -70,7 +78,7 @@ docs: install
 	$(BIN)/python docs/screenshot_html.py
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
-# in tests/snapshots, and the graph_snapshot fixture's in tests/__snapshots__.
+# in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.
 snapshots: install
 	$(BIN)/cgviz snapshot cgviz.toml --golden tests/snapshots --update
 	$(BIN)/python -m pytest -q tests/test_samples_snapshot.py --cgviz-update

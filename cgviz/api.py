@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CgvizError, OptionError
+from .pytorch.state import given_back
 from .spelling import flag, keyword, on_command_line, spell
 
 if TYPE_CHECKING:
@@ -294,6 +295,7 @@ class _Model:
 
 
 # ---- draw ------------------------------------------------------------------------------------------
+@given_back()
 def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, depth: int | None = None,
          fold: bool = True, view: str = "ops", dtype: str | None = None, seed: int = 0, mode: str | None = None,
          grad: bool = True, lr: float | None = None, clip_norm: float | None = None, rankdir: str | None = None,
@@ -320,8 +322,9 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     (`loss=nn.CrossEntropyLoss(), targets=y`), or a name ("sum", "mean", "mse", "ce"). Without it,
     an output that carries its own loss (a Hugging Face model given labels=) is drawn with that loss,
     a scalar output with itself, and anything else with its sum, whose gradients' scale means nothing
-    (the picture says so). See docs/loss.md. An nn.Module in memory is left as it was: its train/eval mode
-    and its parameters' .grad are restored after the run. rankdir "LR" or "TB" forces the layout
+    (the picture says so). See docs/loss.md. An nn.Module is given back exactly as it
+    was, and so are the inputs and the global random generators (cgviz.pytorch.state); a module on the
+    meta device is drawn as meta=True draws one, shapes only. rankdir "LR" or "TB" forces the layout
     direction; by default an expression is drawn top to bottom when it is much deeper than wide,
     else left to right, and a model top to bottom. simplify=False draws a model's pass-through
     ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
@@ -487,6 +490,8 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
     from .pytorch.inputs import InputSpec, parse_shape
     from .pytorch.trace import TraceOptions
     shapes: tuple = ()
+    if isinstance(input_size, str):
+        input_size = [input_size]       # one input's "1,64:long", as --input-shape takes it
     if input_size is not None:
         sizes = (input_size if input_size and isinstance(input_size[0], (list, tuple, str, InputSpec))
                  else [input_size])
@@ -534,12 +539,12 @@ def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankd
     import torch
 
     from .pytorch.load import Loaded
-    if meta:
-        raise CgvizError("draw(): meta=True traces a model file built on the meta device; for a module in "
-                         "memory, build it under `with torch.device('meta'):` and draw it with input_size=")
+    from .pytorch.run import on_meta
     name = type(source).__name__ if isinstance(source, torch.nn.Module) else getattr(source, "__name__", "function")
     if not isinstance(source, torch.nn.Module):
         source = _function_module()(source)
+    # a module built under `with torch.device("meta"):` has shapes only: it is drawn as meta=True draws
+    meta = meta or on_meta(source)
     if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
         raise CgvizError(f"draw(): forward_kwargs must be a dict of forward's keyword arguments, not a "
                          f"{type(forward_kwargs).__name__}")
@@ -550,8 +555,7 @@ def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankd
     given = bool(inputs or forward_kwargs)
     opts = _trace_options(given, input_size, checked, meta)
     loaded = Loaded("memory", source, name, tuple(inputs) if given else None, dict(forward_kwargs or {}))
-    with _borrowed(source):
-        return _model_drawing(loaded, opts, checked, fold, grad, rankdir, name)
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -559,34 +563,61 @@ def _function_module():
     import torch
 
     class Function(torch.nn.Module):
-        """A plain function as a module, so that it runs through the same recorder."""
+        """A plain function as a module, so that it runs through the same recorder. The modules it
+        uses by name (a global, a closure's variable, a bound method's module) are its submodules:
+        their parameters are drawn by name, and run on stand-ins like any module's."""
 
         def __init__(self, fn):
             super().__init__()
             self.fn = fn
+            for name, module in _modules_used(fn, torch.nn.Module):
+                if name not in self._modules and not hasattr(self, name):
+                    self.add_module(name, module)
 
         def forward(self, *args, **kwargs):
             return self.fn(*args, **kwargs)
     return Function
 
 
-@contextlib.contextmanager
-def _borrowed(module):
-    """Run a user's module and give it back as it was: train/eval flags and parameters' .grad."""
-    modes = [(m, m.training) for m in module.modules()]
-    grads = [(p, p.grad) for p in module.parameters()]
-    for p, _ in grads:
-        p.grad = None
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, g in grads:
-            p.grad = g
+def _modules_used(fn, module_type) -> list:
+    """(name, module) for the modules a function names directly: its bound `self`, its closure's
+    variables, the globals its code reads, its defaults, and those of a functools.partial."""
+    out: dict[str, Any] = {}
+    if isinstance(fn, functools.partial):
+        for i, v in enumerate(fn.args):
+            if isinstance(v, module_type):
+                out.setdefault(f"arg{i}", v)
+        for k, v in fn.keywords.items():
+            if isinstance(v, module_type):
+                out.setdefault(k, v)
+        fn = fn.func
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, module_type):
+        out.setdefault("self", owner)
+    func = getattr(fn, "__func__", fn)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return list(out.items())
+    for name, cell in zip(code.co_freevars, getattr(func, "__closure__", None) or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:          # a variable not yet bound
+            continue
+        if isinstance(value, module_type):
+            out.setdefault(name, value)
+    names = getattr(func, "__globals__", {})
+    for name in code.co_names:
+        if isinstance(names.get(name), module_type):
+            out.setdefault(name, names[name])
+    params = code.co_varnames[:code.co_argcount]
+    for name, value in zip(params[len(params) - len(func.__defaults__ or ()):], func.__defaults__ or ()):
+        if isinstance(value, module_type):
+            out.setdefault(name, value)
+    return list(out.items())
 
 
 # ---- the other commands, each one call ----------------------------------------------------------------
+@given_back()
 def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = None, kind: str | None = None,
             max_elements: int | None = None) -> Explanation:
     """Backpropagation spelled out for an expression program (text or file): every node's local
@@ -601,6 +632,7 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
     return Explanation(WRITERS[format](result.graph, result.run), name, [str(w) for w in result.run.warnings])
 
 
+@given_back()
 def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None = None,
           sets: dict[str, Any] | None = None, format: str = "png", rankdir: str | None = None,
           timeout: float | None = 60.0, kind: str | None = None, on_step=None):
@@ -617,6 +649,7 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
     return _train((result, name), checked, format, on_step)
 
 
+@given_back()
 def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: float | None = None,
                     explode: float | None = None, sets: dict[str, Any] | None = None, input_size: Any = None,
                     input_file: str | None = None, dtype: str | None = None, loss: Any = None,
@@ -643,6 +676,10 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
                  mode=mode, trust=trust, weights=weights, max_elements=max_elements, grad=False, depth=1,
                  targets=targets)
         run, loaded = d._b.d.run, d._b.loaded
+        if run.loss is None:
+            raise CgvizError(f"{Path(loaded.path).name} is on the meta device (shapes only, no values): gradient "
+                             "health needs a real forward and backward pass; build the model on the CPU, or "
+                             "load its weights, and ask again")
         notes, warnings = d.notes, d.warnings
         from .pytorch.loss import FALLBACK, fallback_caveat, title_text
         if run.meta.get("loss") == FALLBACK:
@@ -670,6 +707,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     return GradientHealth(rows, vanish, explode, name, what, title, warnings, notes)
 
 
+@given_back()
 def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None = None, atol: float | None = None,
                     fd_rtol: float | None = None, fd_atol: float | None = None, fd_samples: int | None = None,
                     sets: dict[str, Any] | None = None, input_size: Any = None, input_file: str | None = None,
@@ -780,6 +818,7 @@ def _check_targets_file(targets) -> None:
 
 
 # ---- make_dot --------------------------------------------------------------------------------------
+@given_back()
 def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_saved: bool = False,
              max_attr_chars: int = 50, *, rankdir: str = "TB", timeout: float | None = 60.0) -> Drawing:
     """torchviz.make_dot's graph of grad_fns, with values and gradients on it: swap the import.
@@ -812,14 +851,17 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
             grads = torch.autograd.grad(root if var.numel() == 1 else var, leaves, retain_graph=True,
                                         allow_unused=True, grad_outputs=None if var.numel() == 1 else torch.ones_like(var))
         except RuntimeError as e:
+            rec.remove_hooks()      # the hooks sit on the user's graph: none may stay behind
             if "second time" not in str(e) and "freed" not in str(e):
                 raise CgvizError(f"make_dot: autograd could not take the gradients: {str(e).splitlines()[0]}") from None
             notes.append("the graph's buffers were freed by backward(), so only the leaves' .grad is shown; "
                          "call make_dot before backward(), or backward(retain_graph=True), to see every "
                          "gradient")
             # the failed pass may have reached a few nodes before the freed ones: start again, clean
-            rec.result()
             rec = AutogradRecorder(var, named, {})
+        except BaseException:
+            rec.remove_hooks()
+            raise
     if var.numel() != 1:
         notes.append(f"the tensor has {var.numel()} elements: gradients are of its sum, whose scale means "
                      "nothing; draw the loss tensor you call backward() on to see your training's gradients")

@@ -1,5 +1,5 @@
 """Every sample's graph held by cgviz's own pytest fixture (cgviz.pytest_plugin), as a Python project
-holds its models: goldens in tests/__snapshots__/test_samples_snapshot/. After an intended change,
+holds its models: goldens in tests/__graph_snapshots__/test_samples_snapshot/. After an intended change,
 `pytest tests/test_samples_snapshot.py --cgviz-update` rewrites the ones that changed."""
 
 from __future__ import annotations

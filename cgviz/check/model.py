@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from ..errors import CgvizError
+from ..pytorch.state import given_back, seed
 from .expression import (ATOL, FD_ATOL, FD_RTOL, FD_SAMPLES, RTOL, Report, TensorCheck, central_differences, close,
                          errors, grad_label, judge_fd, sample_indices)
 
@@ -28,6 +29,7 @@ def _np(t) -> np.ndarray:
     return t.detach().to("cpu").double().numpy()
 
 
+@given_back()
 def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = None, rtol: float = RTOL,
                 atol: float = ATOL, fd_rtol: float = FD_RTOL, fd_atol: float = FD_ATOL,
                 fd_samples: int = FD_SAMPLES) -> Report:
@@ -61,7 +63,7 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
     params = {n: p for n, p in model.named_parameters() if p.requires_grad and p.is_floating_point()}
     inputs = {n: t for n, t in named_inputs(model, args, kwargs)
               if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad}
-    torch.manual_seed(opts.seed)
+    seed(opts.seed)
     with torch.enable_grad():
         out = call(loaded, model, *fresh_inputs(args, kwargs))
         loss = opts.loss(out, opts.seed).tensor
@@ -212,7 +214,7 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     flats = {n: tensors[n].detach().view(-1) for n in list(param_names) + list(input_names) if n in tensors}
 
     def loss_of() -> float:
-        torch.manual_seed(opts.seed)    # the same dropout masks on every forward
+        seed(opts.seed)    # the same dropout masks on every forward
         with torch.no_grad():
             out = call(loaded, m64, *fresh_inputs(a64, k64))     # a model may change its input in place
             loss = loss64(out, opts.seed).tensor
@@ -249,6 +251,6 @@ def _flat_outputs(m64, a64, k64, loaded, opts):
 
     from ..pytorch.inputs import flat_tensors
     from ..pytorch.run import call, fresh_inputs
-    torch.manual_seed(opts.seed)
+    seed(opts.seed)
     with torch.no_grad():
         return flat_tensors(call(loaded, m64, *fresh_inputs(a64, k64)))

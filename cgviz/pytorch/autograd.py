@@ -107,8 +107,19 @@ class AutogradRecorder:
         self._keep: list[torch.Tensor] = []                  # keeps those ids unique while we build
         self._leaves: dict[str, torch.Tensor] = {}          # AccumulateGrad variables: .grad later
         self._fns: dict[Any, str] = {}                       # grad_fn → node id, only while building
-        self._build(root)
-        self._fns.clear()      # hold no grad_fn: backward may free the graph as usual
+        try:
+            self._build(root)
+        except BaseException:
+            self.remove_hooks()     # the hooks sit on the user's graph: none may stay behind
+            raise
+        finally:
+            self._fns.clear()      # hold no grad_fn: backward may free the graph as usual
+
+    def remove_hooks(self) -> None:
+        """Take cgviz's hooks off the graph's grad_fns (result() does it too; safe to repeat)."""
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
 
     # ---- building -----------------------------------------------------------------------------
     def _build(self, root: torch.Tensor) -> None:
@@ -263,8 +274,7 @@ class AutogradRecorder:
 
         `leaf_grads` (id(leaf) → gradient) stands in for `.grad` when the gradients were taken with
         torch.autograd.grad, which leaves `.grad` alone and runs no AccumulateGrad node."""
-        for h in self.handles:
-            h.remove()
+        self.remove_hooks()
         if leaf_grads is not None:
             for node in self.graph:
                 leaf = node.meta.get("accumulates")

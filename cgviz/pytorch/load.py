@@ -556,9 +556,9 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
         raise _fail(f"{path} has no module-level `model`. Define `model = MyNet()` in it, or name a "
                     f"function that returns the model: cgviz torch {path}:build.{hint}")
     if isinstance(target, torch.nn.Module):
+        # (with --meta, a module built before the file ran — imported from the user's package — moves
+        # to the meta device on stand-ins when it runs, and is given back as it was: pytorch.state)
         model = target
-        if meta:
-            model = model.to("meta")
     elif callable(target):
         with _sys_path(path.resolve().parent), _user_code(path, f"calling {factory or 'model'}()"), device:
             model = target()
@@ -600,6 +600,11 @@ def _load_weights(loaded: Loaded, weights: str) -> None:
             break
     if not _is_tensor_dict(sd):
         raise _fail(f"{spell('weights', weights)} is not a state_dict (a dict of tensors)")
+    from .state import active, borrow
+    if active():
+        # the model may be the user's own (a Python file imports it): the weights go into copies,
+        # and the module is given back with its own when the call ends (pytorch.state)
+        loaded.model = borrow(loaded.model, copy_params=True)
     result = loaded.model.load_state_dict(sd, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:

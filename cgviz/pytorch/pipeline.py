@@ -11,6 +11,7 @@ from ..errors import CgvizError, OptionError
 from ..spelling import spell
 from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import WORDS, Picture, build_picture, find_groups
+from .state import given_back
 
 ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
 MIN_ATTEMPT = 10.0          # seconds
@@ -443,6 +444,7 @@ def _focus_title(call: tuple, groups_of: dict) -> str:
     return text
 
 
+@given_back()
 def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
                depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
                timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,

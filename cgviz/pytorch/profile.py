@@ -69,10 +69,11 @@ def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
     from .inputs import named_tensors
     from .record import module_hooks
     from .run import backward, call, named_inputs
+    from .state import seed
     inputs = named_inputs(model, args, kwargs)
     for t in list(params.values()) + [t for _, t in inputs]:
         t.grad = None           # accumulating into an existing .grad costs an add the drawn run did not do
-    torch.manual_seed(opts.seed)
+    seed(opts.seed)
     rec = marker(params, buffers, names)
     for name, _ in inputs + named_tensors("targets", opts.loss.targets):
         rec._unique(name)       # inputs (and targets) took these ids first in the drawn run

@@ -21,6 +21,7 @@ from . import frames
 from ..ir import Graph, Node
 from ..spelling import spell
 from ..summary import RunSummary, TensorInfo
+from .state import lend_grad
 
 # Tensor properties worth a node when read (x.T); `.shape`, `.grad`, `.data` and friends are not ops.
 _PROPERTY_OPS = {"T", "mT", "H", "mH", "real", "imag"}
@@ -334,6 +335,7 @@ class Recorder(TorchFunctionMode):
         self.run.values[node_id] = TensorInfo.of(t)
         self._note(t, node_id, 0)
         if self.grads and t.requires_grad and t.is_leaf:
+            lend_grad(t)        # a tensor of the user's (a function's closure) keeps its own .grad
             self._leaves.append((node_id, t))
         elif self.grads and t.requires_grad:
             self._hook_node(t, node_id)

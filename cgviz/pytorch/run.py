@@ -11,30 +11,37 @@ from ..errors import CgvizError
 from ..spelling import spell, spell_value
 from .inputs import check_input_sizes, describe, flat_tensors, input_names, load_inputs, make_inputs, named_tensors
 from .load import Loaded, user_frame
+from .state import borrow, copied
 
 
 def prepare(loaded: Loaded, opts):
     """Mode, dtype and inputs as `opts` (a TraceOptions) say; returns (model, args, kwargs)."""
     import torch
     model = loaded.model
-    if opts.mode:
-        if loaded.kind == "export":
-            raise CgvizError(f"{loaded.path} is a torch.export program: it runs in the mode it was "
-                             f"exported in, and --{opts.mode} cannot change that. Export it again "
-                             f"after model.{opts.mode}() instead.")
-        model.train(opts.mode == "train")
-    if opts.meta and loaded.kind != "python":
-        # A Python file was already built on the meta device; a saved model holds real weights,
-        # which move there so that nothing is computed (shapes only, as asked).
-        try:
-            model = model.to("meta")
-        except Exception as e:
-            raise CgvizError(f"{spell('meta')}: this {loaded.description} cannot move to the meta device "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if opts.mode and loaded.kind == "export":
+        raise CgvizError(f"{loaded.path} is a torch.export program: it runs in the mode it was "
+                         f"exported in, and --{opts.mode} cannot change that. Export it again "
+                         f"after model.{opts.mode}() instead.")
     float_dtype = getattr(torch, opts.dtype) if opts.dtype else _model_float_dtype(model)
-    if opts.dtype and not opts.meta:
-        model.to(float_dtype)
-    device = "meta" if opts.meta else "cpu"
+    # With --meta, a module not built on the meta device moves there (shapes only, as asked). A
+    # module that may be the user's (in memory, or imported by a Python file) runs on stand-ins and
+    # is given back as it was (cgviz.pytorch.state); an archive cgviz loaded itself is its own.
+    to_meta = opts.meta and not on_meta(model)
+    dtype = float_dtype if opts.dtype else None     # on the meta device too: the inputs are cast to it
+    try:
+        if loaded.kind in ("export", "torchscript"):
+            model = model.to("meta") if to_meta else model
+            model = model.to(dtype) if dtype is not None else model
+        else:
+            model = borrow(model, dtype=dtype, device="meta" if to_meta else None)
+    except Exception as e:
+        if not to_meta or isinstance(e, CgvizError):
+            raise
+        raise CgvizError(f"{spell('meta')}: this {loaded.description} cannot move to the meta device "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if opts.mode:
+        model.train(opts.mode == "train")
+    device = "meta" if opts.meta else _model_device(model)
     if opts.input_file:
         if opts.input_shapes:
             raise CgvizError(f"give either {spell('input', metavar='FILE')} or {spell('input_shape')}, not both")
@@ -57,6 +64,19 @@ def prepare(loaded: Loaded, opts):
     return model, args, kwargs
 
 
+def on_meta(model) -> bool:
+    """Whether a module holds only meta tensors, and at least one (built under torch.device("meta"))."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return bool(tensors) and all(t.device.type == "meta" for t in tensors)
+
+
+def _model_device(model) -> str:
+    """Where generated inputs go: the model's own device (the first parameter's), else the CPU."""
+    for p in model.parameters():
+        return str(p.device)
+    return "cpu"
+
+
 def _model_float_dtype(model):
     import torch
     for p in model.parameters():
@@ -71,7 +91,7 @@ def cast(obj, dtype, device):
 
     def one(t):
         if not isinstance(t, torch.Tensor):
-            return t
+            return copied(t)
         t = t.detach()
         if device == "meta" and t.device.type != "meta":
             t = t.to("meta")
@@ -79,6 +99,8 @@ def cast(obj, dtype, device):
             t = t.to(dtype)
         if t.is_floating_point():
             t = t.clone().requires_grad_(device != "meta")
+        elif t.device.type != "meta":
+            t = t.clone()       # a forward that changes its inputs in place changes a copy
         return t
     return tree_map(one, obj)
 

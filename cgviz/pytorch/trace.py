@@ -13,6 +13,7 @@ from .inputs import InputSpec, describe, named_tensors
 from .load import Loaded
 from .loss import check_connected
 from .run import backward, call, fresh_inputs, named_inputs, parameters_and_buffers, prepare
+from .state import given_back, lend_grad, seed
 from ..summary import RunSummary
 
 
@@ -42,15 +43,15 @@ class Traced:
     loss_fallback: bool = False       # backward started from the output's sum, for want of a loss
 
 
+@given_back()
 def trace(loaded: Loaded, opts: TraceOptions) -> Traced:
-    """Forward and backward once; the graph and what flowed through it."""
-    import torch
-
+    """Forward and backward once; the graph and what flowed through it. The model, its inputs and
+    the random generators are given back as they were when the outermost cgviz call ends."""
     from .loss import resolve
     # the loss first: a mistake in --loss or --targets is said before the model runs
     opts = replace(opts, loss=resolve(loaded, opts), targets=None, targets_file=None)
     model, args, kwargs = prepare(loaded, opts)
-    torch.manual_seed(opts.seed)    # dropout and friends draw the same numbers every run
+    seed(opts.seed)    # dropout and friends draw the same numbers every run
     if opts.profile and opts.view == "autograd":
         raise CgvizError(f"{spell('profile')} attributes time to the ops the model ran; it cannot be combined "
                          f"with {spell('view', 'autograd')} (leave that out)")
@@ -210,6 +211,8 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     check_connected(value, out, opts.loss.what)
     inputs = dict(named_inputs(model, args, kwargs))
     rec = AutogradRecorder(loss, params, inputs, hidden=copies)
+    for t in rec.leaf_tensors():
+        lend_grad(t)        # the leaves backward accumulates into keep their own .grad
     backward(loss)
     graph, run = rec.result()
     run.loss = float(loss.detach())
