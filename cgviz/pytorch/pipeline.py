@@ -80,6 +80,7 @@ class ModelDrawing:
     groups: dict | None = None      # structure.find_groups of the drawn graph, shared by every level
     focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, its
                                     # find_groups, the title without the focus)
+    remarks: list[str] = field(default_factory=list)    # lines under the title (an input not drawn)
 
     @property
     def shown(self):
@@ -95,6 +96,7 @@ class ModelDrawing:
         from ..view.model_scene import DrawOptions
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
         return DrawOptions(rankdir=rankdir, grad=self.grad, title=self.title if title is None else title,
+                           remarks=tuple(self.remarks),
                            flags=self.flags, compact=self.compact, labels=labels, **thresholds)
 
     def scene(self, rankdir: str = "TB", labels: bool = True):
@@ -399,6 +401,13 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         left_out = simple.note(graph)
     if left_out:
         title += f"  —  {left_out}"
+    remarks = []
+    if traced.unread and focused is None:
+        # a named input the picture does not draw is said in the picture (a line of its own under
+        # the title: in the title it would widen the picture) and on stderr
+        extra["unread_inputs"] = {name: ops for name, (ops, _v) in traced.unread.items()}
+        remarks = [unread_note(name, ops, v) for name, (ops, v) in traced.unread.items()]
+        notes.extend(remarks)
     base_title = title
     if focused:
         title += f"  —  {focused}"
@@ -406,12 +415,26 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         focus_of += (base_title,)
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
-                           groups=groups, focus_of=focus_of)
+                           groups=groups, focus_of=focus_of, remarks=remarks)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
     # pictures, a few tenths of a second that the stage line used to leave out)
     drawing.choose()
     timings["picture"] = time.perf_counter() - t
     return drawing
+
+
+def unread_note(name: str, ops: list[str], value) -> str:
+    """What the picture says of an input it does not draw because the loss does not depend on it:
+    only what the run shows (its values, the ops that read it), no guess at the model's reasons.
+    BERT with an all-ones mask: `attention_mask (all ones): not drawn, no op on the way to the loss
+    reads it; the model read it only in to → all = True`."""
+    from ..fmt import num
+    st = getattr(value, "stats", None)
+    same = st is not None and st.get("min") is not None and st["min"] == st["max"]
+    facts = (f" (all {({0: 'zeros', 1: 'ones'}).get(st['min'], num(st['min']))})" if same else "")
+    read = (f"the model read it only in {' → '.join(ops[:4])}{' …' if len(ops) > 4 else ''}" if ops
+            else "the model never read it")
+    return f"{name}{facts}: not drawn, no op on the way to the loss reads it; {read}"
 
 
 def _focus_title(call: tuple, groups_of: dict) -> str:
