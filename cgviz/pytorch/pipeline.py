@@ -23,6 +23,7 @@ class Level:
     depth: int | None
     compact: bool = False
     pic: Picture | None = None
+    gather: bool = False        # the ops run in no module collapsed too (structure.gathered_ops)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ModelDrawing:
     focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, its
                                     # find_groups, the title without the focus)
     remarks: list[str] = field(default_factory=list)    # lines under the title (an input not drawn)
+    gathered: bool = False          # the level shown gathers the ops run in no module (Level.gather)
 
     @property
     def shown(self):
@@ -144,6 +146,11 @@ class ModelDrawing:
         from ..view.dot import dot_text
         return dot_text(self.scene(rankdir, labels))
 
+    def _level_words(self) -> str:
+        """`modules down to depth 2 (40 nodes)`, as the notes name the level drawn."""
+        gathered = ", and the ops run in no module gathered into boxes" if self.gathered else ""
+        return f"modules down to depth {self.depth}{gathered} ({len(self.pic.nodes)} nodes)"
+
     def _what(self) -> str:
         if self.coarser and self.coarser[0].compact:
             return "every grad_fn with its edge labels"
@@ -158,15 +165,15 @@ class ModelDrawing:
         nxt = self.coarser.pop(0)
         self._take(nxt)
         now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
-               else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+               else self._level_words())
         advice = advice or f"{spell('format', 'svg, pdf or json')} keep detail"
         self.notes.append(f"{why} for {was}, so cgviz drew {now}; {advice}" if why else f"drew {now}")
         return True
 
     def _take(self, level: Level) -> None:
         if level.pic is None:
-            level.pic = build_picture(self.shown, self.run, level.depth, self.fold, self.groups)
-        self.pic, self.depth, self.compact = level.pic, level.depth, level.compact
+            level.pic = build_picture(self.shown, self.run, level.depth, self.fold, self.groups, level.gather)
+        self.pic, self.depth, self.compact, self.gathered = level.pic, level.depth, level.compact, level.gather
         self.extra["depth"] = level.depth
         self.auto = self.auto or level.depth is not None
 
@@ -183,7 +190,7 @@ class ModelDrawing:
         if skipped is not None:
             was, cost = skipped
             now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
-                   else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+                   else self._level_words())
             self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
                               f"so cgviz drew {now}")
 
@@ -201,13 +208,15 @@ class ModelDrawing:
         if not self.coarser or self.coarser[0].compact or "focus" in self.extra:
             return out          # --focus asks for the detail of one module, not an overview
         t = time.perf_counter()
-        levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
+        levels = [Level(self.depth, False, self.pic, self.gathered)] + self.coarser      # finest first
         limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
         # The pixels grow with the level and so does the layout's time (a few hundredths of a second
         # for the coarse levels), so the search starts at depth 2, where most models' overview
-        # lies, and walks finer while the PNG fits, or coarser until it does.
-        fits: dict[int, tuple[str, str] | None] = {}      # level index → (DOT, layout) if it fits
-        coarsest: list[tuple[str, str]] = []              # the coarsest level's, when even it is over
+        # lies, and walks finer while the PNG fits, or coarser until it does. The levels that gather
+        # the ops run in no module (Level.gather) are a second chain, tried only when even depth 1
+        # is over: their pixels do not grow in step with the first chain's.
+        fits: dict[int, bool] = {}                        # level index → its PNG fits
+        sized: dict[int, tuple[str, str]] = {}            # level index → (DOT, layout), when laid out
 
         def measure(i: int) -> bool:
             out._take(levels[i])
@@ -215,25 +224,34 @@ class ModelDrawing:
             try:
                 laid = layout(text, limit, len(out.pic.nodes))
             except LayoutTimeout:
-                fits[i] = None
+                fits[i] = False
                 return False
             size = drawing_size(laid)
             w, h = png_pixels(*size, DEFAULT_DPI) if size else (0, 0)
-            fits[i] = (text, laid) if w * h <= PNG_OVERVIEW_PIXELS else None
-            if i == len(levels) - 1 and fits[i] is None and size is not None:
-                coarsest.append((text, laid))      # drawn at a lower dpi if nothing fits
-            return fits[i] is not None
+            fits[i] = w * h <= PNG_OVERVIEW_PIXELS
+            if size is not None:
+                sized[i] = (text, laid)
+            return fits[i]
 
-        i = max(len(levels) - 2, 0)
-        if measure(i):
-            while i > 0 and measure(i - 1):
-                i -= 1
-        else:
-            while i < len(levels) - 1 and not measure(i + 1):
-                i += 1
-            i = min(i + 1, len(levels) - 1)
+        def search(chain: list[int]) -> int:
+            k = max(len(chain) - 2, 0)
+            if measure(chain[k]):
+                while k > 0 and measure(chain[k - 1]):
+                    k -= 1
+            else:
+                while k < len(chain) - 1 and not measure(chain[k + 1]):
+                    k += 1
+                k = min(k + 1, len(chain) - 1)
+            return chain[k]
+
+        chains = [[k for k, lv in enumerate(levels) if lv.gather == g] for g in (False, True)]
+        chains = [c for c in chains if c]
+        i = search(chains[0])
+        if not fits.get(i) and len(chains) > 1:
+            i = search(chains[1])
         over = not fits.get(i)          # even the coarsest level is over the overview's pixels
-        best = (i, *fits[i]) if fits.get(i) else ((i, *coarsest[0]) if coarsest else None)
+        # when nothing fits, the coarsest level is drawn at a lower dpi
+        best = (i, *sized[i]) if i in sized else None
         if timings is not None:
             timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
         if best is None:
@@ -249,7 +267,7 @@ class ModelDrawing:
             from ..spelling import spell
             why = (f"the coarsest level, which is still over {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx and so drawn at a "
                    "lower resolution" if over else f"to stay within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx")
-            note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes), {why}; "
+            note = (f"the PNG shows {out._level_words()}, {why}; "
                     f"{every}: {spell('depth', asked)}, or "
                     f"{spell('format', 'svg')} or {spell('format', 'html')}, which keep full detail")
             if note not in out.notes:
@@ -374,8 +392,12 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         groups = find_groups(drawn, run) if fold else {}
         pic = build_picture(drawn, run, depth, fold, groups)
         if depth is None:
-            from ..view.structure import max_depth
+            from ..view.structure import gathered_ops, max_depth
             coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
+            # after depth 1, the depths again with the ops run in no module gathered into boxes,
+            # where there are any: Mask R-CNN's post-processing (~800 ops after roi_heads, pasting
+            # each mask) kept even its depth-1 PNG over the budget
+            coarser += [Level(d, gather=True) for d in range(max_depth(drawn), 0, -1) if gathered_ops(drawn, d)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")

@@ -56,6 +56,7 @@ class DEdge:
     note: str = ""                # what the gradient stands for when the edge stands for N steps or blocks
     over: tuple | None = None     # the fold or loop whose N repetitions' numbers the edge pools
     parts: list[str] = field(default_factory=list)   # from a params box: the tensors it carries
+    shapes: list[tuple] = field(default_factory=list)  # several tensors as one edge: their distinct shapes
 
 
 @dataclass
@@ -169,6 +170,76 @@ def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
     return any(i in before for m in nxt for i in graph[m].inputs)
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """The frame of a box that stands for ops run in no module (cgviz.view.model_scene draws it as a
+    collapsed module): `ops after roi_heads`, Mask R-CNN's post-processing."""
+
+    path: str
+    cls: str
+    call: int = 1
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+
+SPLIT_MAX = 3       # distinct tensors between two boxes drawn as edges of their own; more are one edge
+
+
+def _repeated(dn: DNode, groups: dict) -> bool:
+    """A box that stands for a ×N fold or loop (its inputs are read by every repetition)."""
+    return dn.kind == "module" and dn.module in groups
+
+
+GATHER_MIN = 8      # ops drawn loose in all, below which gathering them would hide more than it saves
+
+
+def gathered_ops(graph: Graph, depth: int = 1) -> dict[str, tuple]:
+    """At this depth, the ops drawn as themselves because they ran in no module at or below it (in
+    no module at all, or directly in a module above the depth), in runs between two calls of that
+    module's children: node → the scope of its run's box (the module's frames and a Gathered one).
+    With each constant only one run reads. Empty when fewer than GATHER_MIN ops are loose, or none
+    in a run of two or more. torchvision's detection models post-process in plain functions after
+    roi_heads (~800 ops pasting 100 masks) and loop over images and classes inside roi_heads: their
+    depth-1 and depth-2 PNGs were tens of Mpx of loose ops."""
+    runs: dict[tuple, list] = {}        # scope → its runs so far: (the child call it follows, [ops])
+    open_: set[tuple] = set()            # scopes whose last run is still open
+    last: dict[tuple, str] = {}          # scope → the key of its child called last
+    loose = 0
+    for n in graph:
+        s = scope_of(n)
+        for k in range(min(len(s), depth)):         # n runs in a child of s[:k]: that scope's run ends
+            open_.discard(s[:k])
+            last[s[:k]] = s[k].key
+        if n.kind != "op" or n.id == graph.output or len(s) >= depth:
+            continue
+        loose += 1
+        if s not in open_:
+            runs.setdefault(s, []).append((last.get(s, ""), []))
+            open_.add(s)
+        runs[s][-1][1].append(n.id)
+    if loose < GATHER_MIN:
+        return {}
+    out: dict[str, tuple] = {}
+    for s, pieces in runs.items():
+        for prev, ids in pieces:
+            if len(ids) < 2:
+                continue
+            where = f"ops after {prev}" if prev else (f"ops in {s[-1].key}" if s else "ops before the first module")
+            frame = Gathered(where, f"{len(ids)} ops in no module" if not s else f"{len(ids)} ops of {s[-1].cls}")
+            out.update((i, s + (frame,)) for i in ids)
+    if not out:
+        return {}
+    readers = graph.consumers()
+    for n in graph:         # a constant that only one run's ops read goes into its box
+        if n.kind == "const" and len(scope_of(n)) < depth:
+            homes = {out.get(e.dst) for e in readers.get(n.id, ())}
+            if len(homes) == 1 and None not in homes:
+                out[n.id] = homes.pop()
+    return out
+
+
 def _read_apart(graph: Graph, readers_of: dict, fmap: dict[str, str], leaf: str, depth: int) -> bool:
     """A parameter or buffer whose readers are drawn in different boxes at this depth: T5's tied
     `shared.weight`, read by the encoder's and the decoder's embeddings and by lm_head. Collapsed into
@@ -230,11 +301,14 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
 
 
 def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True,
-                  groups: dict[tuple, Group] | None = None) -> Picture:
+                  groups: dict[tuple, Group] | None = None, gather: bool = False) -> Picture:
     """Map every recorded node to the drawn node that stands for it, and merge the edges. `groups`:
     find_groups(graph, run), when the caller has it already (they do not depend on the depth, and
-    the levels of one model's picture were each finding them again)."""
+    the levels of one model's picture were each finding them again). `gather`: the ops that ran in
+    no module are collapsed too, each run of them between two module calls into one box
+    (gathered_ops), for a picture coarser than depth 1."""
     members = module_calls(graph)
+    pseudo = gathered_ops(graph, depth or 1) if gather else {}
     if not fold:
         groups = {}
     elif groups is None:
@@ -262,12 +336,14 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
         rid = fmap[n.id]
         r = graph[rid]
         s = scope_of(r)
-        if depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input") and not (
-                n.kind in ("param", "const") and _read_apart(graph, readers_of, fmap, n.id, depth)):
-            mod = s[:depth]
+        if rid in pseudo or (depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input") and not (
+                n.kind in ("param", "const") and _read_apart(graph, readers_of, fmap, n.id, depth))):
+            mod = pseudo.get(rid) or s[:depth]
             did = "/".join(f.key for f in mod)
             if did not in nodes:
                 nodes[did] = DNode(did, "module", [], mod[:-1], module=mod)
+                if rid in call_of:
+                    nodes[did].word = WORDS[groups[call_of[rid][0]].style][1]
             dmap[n.id] = did
             nodes[did].members.append(n.id)
             continue
@@ -347,6 +423,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
             n_consumers[src] = n_consumers.get(src, 0) + 1
             t = (src, outs[k] if k < len(outs) else 0)
             reads[t] = reads.get(t, 0) + 1
+    drawn: list[tuple] = []              # every recorded edge that is drawn: (node, k, src, s, d, back, what)
     for n in graph:
         outs = n.meta.get("out_index") or ()
         for k, src in enumerate(n.inputs):
@@ -359,31 +436,43 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
                 continue
             if cs and cd and cs[0] == cd[0] and cs[1] != cd[1] and not back and graph[src].kind == "op":
                 continue                # block i → block i+1 inside a ×N fold: the ×N says it
-            tensor = (src, outs[k] if k < len(outs) else 0)
-            # one drawn edge per tensor: a box handing on three tensors (T5's block 0 gives the folded
-            # blocks its hidden state and two position biases) draws three edges, each with its own
-            # shape and numbers, not one labelled with the first's shape and "×3". The tensor is
-            # named by its representative (block 1's, step 1's), so N blocks' or steps' copies of it
-            # stay one edge; a loop's step-to-step edge stays one, (h, c) counted per step.
+            # which tensor: named by its representative (block 1's, step 1's), so N blocks' or steps'
+            # copies of it are one
             if back:
                 what = None
             elif nodes[s].kind == "module":
-                what = (fmap[src], tensor[1])
+                what = (fmap[src], outs[k] if k < len(outs) else 0)
             else:
-                what = (s, tensor[1] if nodes[s].kind == "op" else 0)
-            key = (s, d, back, what)
-            if key not in edges:
-                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
-                                   leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
-                tensors[key] = set()
-                recs[key] = []
-            # which step, block or merged copy this recorded edge belongs to
-            recs[key].append(((n.id, k), tensor, (cs, cd, n.id if d in nodes and nodes[d].copies > 1 else None)))
-            if graph[src].kind != "op" and cd and cd[1] > 0:
-                continue                # repetition k's use of a shared parameter: drawn once
-            same_group = cs and cd and cs[0] == cd[0]
-            if back or not (same_group or graph[src].kind in ("param", "const")):
-                tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
+                what = (s, (outs[k] if k < len(outs) else 0) if nodes[s].kind == "op" else 0)
+            drawn.append((n, k, src, s, d, back, what))
+    # One drawn edge per tensor: a box handing on three tensors (T5's block 0 gives the folded blocks
+    # its hidden state and two position biases) draws three edges, each with its own shape and
+    # numbers, not one labelled with the first's shape and "×3". Many tensors between two boxes that
+    # are not a fold (an FPN's five feature maps into the RPN) stay one edge, which names the shapes
+    # it pools (DEdge.shapes): five edges side by side made Mask R-CNN's picture twice as wide. A
+    # loop's step-to-step edge stays one, (h, c) counted per step.
+    kinds: dict[tuple, set] = {}
+    for _n, _k, _src, s, d, back, what in drawn:
+        kinds.setdefault((s, d, back), set()).add(what)
+    for n, k, src, s, d, back, what in drawn:
+        outs = n.meta.get("out_index") or ()
+        cs, cd = call_of.get(src), call_of.get(n.id)
+        tensor = (src, outs[k] if k < len(outs) else 0)
+        split = (len(kinds[(s, d, back)]) <= SPLIT_MAX or _repeated(nodes[s], groups)
+                 or _repeated(nodes[d], groups) or s in call_of or d in call_of)
+        key = (s, d, back, what if split else None)
+        if key not in edges:
+            edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
+                               leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
+            tensors[key] = set()
+            recs[key] = []
+        # which step, block or merged copy this recorded edge belongs to
+        recs[key].append(((n.id, k), tensor, (cs, cd, n.id if d in nodes and nodes[d].copies > 1 else None)))
+        if graph[src].kind != "op" and cd and cd[1] > 0:
+            continue                # repetition k's use of a shared parameter: drawn once
+        same_group = cs and cd and cs[0] == cd[0]
+        if back or not (same_group or graph[src].kind in ("param", "const")):
+            tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
     for key, e in edges.items():
         # ×k counts distinct tensors (20 steps' outputs into one stack), not one tensor read twice
         e.count = max(1, len(tensors[key]))
@@ -391,6 +480,9 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
             steps = len({t[1] for t in tensors[key]})
             e.per_step, e.count = max(1, e.count // max(steps, 1)), max(1, steps)
         _aggregate(e, recs[key], run, reads, groups)
+        if key[3] is None and not e.back and e.count > 1:       # several tensors as one edge: their shapes
+            seen = dict.fromkeys(getattr(run.edge_values.get(x), "shape", None) for x, _t, _w in recs[key])
+            e.shapes = [tuple(x) for x in seen if x is not None]
         if nodes[e.src].kind == "params":       # which of the box's tensors the edge carries
             owner = e.src.rpartition("/")[0]
             carried = {t[0] for _e, t, _w in recs[key]}
