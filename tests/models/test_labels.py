@@ -268,3 +268,50 @@ def test_an_input_the_loss_does_not_depend_on_is_named_in_the_picture(cli, tmp_p
     assert r.exit_code == 0, r.stderr
     assert "note: mask (all ones): not drawn" in r.stderr
     assert json.loads((tmp_path / "out.json").read_text())["model"]["unread_inputs"]["mask"] == ["to", "all = True"]
+
+
+class Pyramid(nn.Module):
+    """A feature pyramid: `levels` maps of different sizes from one module into the next."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(3, 4, 3, stride=2 ** i, padding=1) for i in range(levels))
+
+    def forward(self, x):
+        return [c(x) for c in self.convs]
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, maps):
+        return self.fc(torch.stack([m.mean((2, 3)) for m in maps], 1))
+
+
+class PyramidNet(nn.Module):
+    def __init__(self, levels: int):
+        super().__init__()
+        self.pyramid, self.head = Pyramid(levels), Head()
+
+    def forward(self, x):
+        return self.head(self.pyramid(x))
+
+
+@pytest.mark.parametrize("levels", [3, 5])
+def test_tensors_of_several_shapes_between_two_boxes_are_named_by_their_shapes(levels):
+    """Up to three tensors between two boxes are an edge each; more (an FPN's five maps) are one edge
+    that names the shapes it pools, instead of the first one's shape and everyone's μ, σ."""
+    torch.manual_seed(0)
+    d = _draw(PyramidNet(levels).eval(), (torch.randn(2, 3, 16, 16),), depth=1)
+    edges = [e for e in d.pic.edges if (e.src, e.dst) == ("pyramid", "head")]
+    if levels == 3:
+        assert sorted(tuple(e.value.shape) for e in edges) == [(2, 4, 4, 4), (2, 4, 8, 8), (2, 4, 16, 16)]
+        assert all(_blue(d, e).startswith(f"[{'×'.join(map(str, e.value.shape))}] float32") for e in edges)
+        return
+    (e,) = edges
+    assert e.count == 5 and e.shapes == [(2, 4, 16, 16), (2, 4, 8, 8), (2, 4, 4, 4), (2, 4, 2, 2), (2, 4, 1, 1)]
+    blue = _blue(d, e)
+    assert blue.startswith("[2×4×16×16] … [2×4×1×1] float32 μ=") and blue.endswith("\n×5, pooled")
+    assert "(5 tensors)" in _red(d, e)
