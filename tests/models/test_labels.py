@@ -315,3 +315,20 @@ def test_tensors_of_several_shapes_between_two_boxes_are_named_by_their_shapes(l
     blue = _blue(d, e)
     assert blue.startswith("[2×4×16×16] … [2×4×1×1] float32 μ=") and blue.endswith("\n×5, pooled")
     assert "(5 tensors)" in _red(d, e)
+
+
+def test_a_sum_that_cannot_be_computed_says_whose_gradient_is_shown():
+    """cgviz keeps the values of tensors up to 4,096 elements: a [1×4×40×40] position bias read by
+    block 0 and by the five folded blocks has per-read gradients without values, so the five reads'
+    sum is unknown. The edge shows the first folded block's read and says so, not 'block 1 of 5'."""
+    torch.manual_seed(0)
+    model = twins.T5Twin(layers=6).eval()
+    g = torch.Generator().manual_seed(0)
+    d = _draw(model, (torch.randint(0, 64, (1, 40), generator=g), torch.randint(0, 64, (1, 40), generator=g)), depth=2)
+    (e,) = [e for e in d.pic.edges if (e.src, e.dst) == ("encoder/encoder.block.0", "encoder/encoder.block.1")
+            and tuple(e.value.shape) == (1, 4, 40, 40)]
+    assert e.note == "block 1's read; all 5 blocks read it"
+    first = next((m.id, k) for m in d.drawn for k, i in enumerate(m.inputs)
+                 if [f.key for f in m.meta.get("scope") or ()][1:2] == ["encoder.block.1"]
+                 and tuple(d.run.edge_values[(m.id, k)].shape) == (1, 4, 40, 40))
+    assert e.grad.norm == pytest.approx(d.run.edge_grads[first].norm, rel=1e-6)
