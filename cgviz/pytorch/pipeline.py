@@ -154,7 +154,8 @@ class ModelDrawing:
     def _what(self) -> str:
         if self.coarser and self.coarser[0].compact:
             return "every grad_fn with its edge labels"
-        return "every op" if self.depth is None else f"depth {self.depth}"
+        return "every op" if self.depth is None else f"depth {self.depth}" + (
+            " with the ops run in no module gathered" if self.gathered else "")
 
     def step_down(self, why: str, advice: str | None = None) -> bool:
         """Take the next coarser level, with a note that says why and how to get the detail back

@@ -519,7 +519,8 @@ def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None, framed: bool
     # labelled with the first one's shape (an LSTM cell's [64×8]) and mean nothing.
     pooled = len(e.parts) > 1
     text = "" if e.leaf else ", ".join(e.parts) if pooled and opts.labels else _edge_text(info_text, e.value, opts)
-    shapes = len(e.shapes) > 1 and opts.labels and text.startswith(shape_label(e.value.shape))
+    shapes = (len(e.shapes) > 1 and opts.labels and e.value is not None
+              and text.startswith(shape_label(e.value.shape)))
     if shapes:      # tensors of several shapes as one edge (an FPN's feature maps): all their shapes
         named = [shape_label(x) for x in e.shapes]
         text = (", ".join(named) if len(named) < 3 else f"{named[0]} … {named[-1]}") + \
