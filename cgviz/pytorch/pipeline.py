@@ -24,6 +24,7 @@ class Level:
     depth: int | None
     compact: bool = False
     pic: Picture | None = None
+    gather: bool = False        # the ops run in no module collapsed too (structure.gathered_ops)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class ModelDrawing:
     focus_of: tuple | None = None   # --focus: (the whole drawn graph, its run, the focused call, its
                                     # find_groups, the title without the focus)
     caveat: str = ""                # a caption line under the title: why the gradients' scale means nothing
+    remarks: list[str] = field(default_factory=list)    # lines under the title (an input not drawn)
+    gathered: bool = False          # the level shown gathers the ops run in no module (Level.gather)
 
     @property
     def shown(self):
@@ -106,7 +109,8 @@ class ModelDrawing:
         from ..view.model_scene import DrawOptions
         thresholds = {k: v for k, v in (("vanish", self.vanish), ("explode", self.explode)) if v is not None}
         return DrawOptions(rankdir=rankdir, grad=self.grad, title=self.title if title is None else title,
-                           caveat=self.caveat, flags=self.flags, compact=self.compact, labels=labels, **thresholds)
+                           caveat=self.caveat, remarks=tuple(self.remarks),
+                           flags=self.flags, compact=self.compact, labels=labels, **thresholds)
 
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
@@ -154,10 +158,16 @@ class ModelDrawing:
         from ..view.dot import dot_text
         return dot_text(self.scene(rankdir, labels))
 
+    def _level_words(self) -> str:
+        """`modules down to depth 2 (40 nodes)`, as the notes name the level drawn."""
+        gathered = ", and the ops run in no module gathered into boxes" if self.gathered else ""
+        return f"modules down to depth {self.depth}{gathered} ({len(self.pic.nodes)} nodes)"
+
     def _what(self) -> str:
         if self.coarser and self.coarser[0].compact:
             return "every grad_fn with its edge labels"
-        return "every op" if self.depth is None else f"depth {self.depth}"
+        return "every op" if self.depth is None else f"depth {self.depth}" + (
+            " with the ops run in no module gathered" if self.gathered else "")
 
     def step_down(self, why: str, advice: str | None = None) -> bool:
         """Take the next coarser level, with a note that says why and how to get the detail back
@@ -168,15 +178,15 @@ class ModelDrawing:
         nxt = self.coarser.pop(0)
         self._take(nxt)
         now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
-               else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+               else self._level_words())
         advice = advice or f"{spell('format', 'svg, pdf or json')} keep detail"
         self.notes.append(f"{why} for {was}, so cgviz drew {now}; {advice}" if why else f"drew {now}")
         return True
 
     def _take(self, level: Level) -> None:
         if level.pic is None:
-            level.pic = build_picture(self.shown, self.run, level.depth, self.fold, self.groups)
-        self.pic, self.depth, self.compact = level.pic, level.depth, level.compact
+            level.pic = build_picture(self.shown, self.run, level.depth, self.fold, self.groups, level.gather)
+        self.pic, self.depth, self.compact, self.gathered = level.pic, level.depth, level.compact, level.gather
         self.extra["depth"] = level.depth
         self.auto = self.auto or level.depth is not None
 
@@ -193,7 +203,7 @@ class ModelDrawing:
         if skipped is not None:
             was, cost = skipped
             now = ("without edge labels (their numbers are in the SVG's tooltips and the JSON)" if self.compact
-                   else f"modules down to depth {self.depth} ({len(self.pic.nodes)} nodes)")
+                   else self._level_words())
             self.notes.append(f"{was} would be too slow for Graphviz to lay out ({cost.describe()}), "
                               f"so cgviz drew {now}")
 
@@ -211,13 +221,15 @@ class ModelDrawing:
         if not self.coarser or self.coarser[0].compact or "focus" in self.extra:
             return out          # --focus asks for the detail of one module, not an overview
         t = time.perf_counter()
-        levels = [Level(self.depth, False, self.pic)] + self.coarser      # finest first
+        levels = [Level(self.depth, False, self.pic, self.gathered)] + self.coarser      # finest first
         limit = None if timeout is None else min(timeout, max(MIN_ATTEMPT, timeout * ATTEMPT_SHARE))
         # The pixels grow with the level and so does the layout's time (a few hundredths of a second
         # for the coarse levels), so the search starts at depth 2, where most models' overview
-        # lies, and walks finer while the PNG fits, or coarser until it does.
-        fits: dict[int, tuple[str, str] | None] = {}      # level index → (DOT, layout) if it fits
-        coarsest: list[tuple[str, str]] = []              # the coarsest level's, when even it is over
+        # lies, and walks finer while the PNG fits, or coarser until it does. The levels that gather
+        # the ops run in no module (Level.gather) are a second chain, tried only when even depth 1
+        # is over: their pixels do not grow in step with the first chain's.
+        fits: dict[int, bool] = {}                        # level index → its PNG fits
+        sized: dict[int, tuple[str, str]] = {}            # level index → (DOT, layout), when laid out
 
         def measure(i: int) -> bool:
             out._take(levels[i])
@@ -225,25 +237,34 @@ class ModelDrawing:
             try:
                 laid = layout(text, limit, len(out.pic.nodes))
             except LayoutTimeout:
-                fits[i] = None
+                fits[i] = False
                 return False
             size = drawing_size(laid)
             w, h = png_pixels(*size, DEFAULT_DPI) if size else (0, 0)
-            fits[i] = (text, laid) if w * h <= PNG_OVERVIEW_PIXELS else None
-            if i == len(levels) - 1 and fits[i] is None and size is not None:
-                coarsest.append((text, laid))      # drawn at a lower dpi if nothing fits
-            return fits[i] is not None
+            fits[i] = w * h <= PNG_OVERVIEW_PIXELS
+            if size is not None:
+                sized[i] = (text, laid)
+            return fits[i]
 
-        i = max(len(levels) - 2, 0)
-        if measure(i):
-            while i > 0 and measure(i - 1):
-                i -= 1
-        else:
-            while i < len(levels) - 1 and not measure(i + 1):
-                i += 1
-            i = min(i + 1, len(levels) - 1)
+        def search(chain: list[int]) -> int:
+            k = max(len(chain) - 2, 0)
+            if measure(chain[k]):
+                while k > 0 and measure(chain[k - 1]):
+                    k -= 1
+            else:
+                while k < len(chain) - 1 and not measure(chain[k + 1]):
+                    k += 1
+                k = min(k + 1, len(chain) - 1)
+            return chain[k]
+
+        chains = [[k for k, lv in enumerate(levels) if lv.gather == g] for g in (False, True)]
+        chains = [c for c in chains if c]
+        i = search(chains[0])
+        if not fits.get(i) and len(chains) > 1:
+            i = search(chains[1])
         over = not fits.get(i)          # even the coarsest level is over the overview's pixels
-        best = (i, *fits[i]) if fits.get(i) else ((i, *coarsest[0]) if coarsest else None)
+        # when nothing fits, the coarsest level is drawn at a lower dpi
+        best = (i, *sized[i]) if i in sized else None
         if timings is not None:
             timings["size"] = timings.get("size", 0.0) + time.perf_counter() - t
         if best is None:
@@ -259,7 +280,7 @@ class ModelDrawing:
             from ..spelling import spell
             why = (f"the coarsest level, which is still over {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx and so drawn at a "
                    "lower resolution" if over else f"to stay within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx")
-            note = (f"the PNG shows modules down to depth {out.depth} ({len(out.pic.nodes)} nodes), {why}; "
+            note = (f"the PNG shows {out._level_words()}, {why}; "
                     f"{every}: {spell('depth', asked)}, or "
                     f"{spell('format', 'svg')} or {spell('format', 'html')}, which keep full detail")
             if note not in out.notes:
@@ -385,8 +406,12 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         groups = find_groups(drawn, run) if fold else {}
         pic = build_picture(drawn, run, depth, fold, groups)
         if depth is None:
-            from ..view.structure import max_depth
+            from ..view.structure import gathered_ops, max_depth
             coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
+            # after depth 1, the depths again with the ops run in no module gathered into boxes,
+            # where there are any: Mask R-CNN's post-processing (~800 ops after roi_heads, pasting
+            # each mask) kept even its depth-1 PNG over the budget
+            coarser += [Level(d, gather=True) for d in range(max_depth(drawn), 0, -1) if gathered_ops(drawn, d)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
@@ -417,6 +442,13 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         left_out = simple.note(graph)
     if left_out:
         title += f"  —  {left_out}"
+    remarks = []
+    if traced.unread and focused is None:
+        # a named input the picture does not draw is said in the picture (a line of its own under
+        # the title: in the title it would widen the picture) and on stderr
+        extra["unread_inputs"] = {name: ops for name, (ops, _v) in traced.unread.items()}
+        remarks = [unread_note(name, ops, v) for name, (ops, v) in traced.unread.items()]
+        notes.extend(remarks)
     base_title = title
     if focused:
         title += f"  —  {focused}"
@@ -424,12 +456,26 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         focus_of += (base_title,)
     drawing = ModelDrawing(graph, run, pic, title, extra, flags, vanish, explode, grad and not opts.meta,
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
-                           groups=groups, focus_of=focus_of, caveat=caveat)
+                           groups=groups, focus_of=focus_of, caveat=caveat, remarks=remarks)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
     # pictures, a few tenths of a second that the stage line used to leave out)
     drawing.choose()
     timings["picture"] = time.perf_counter() - t
     return drawing
+
+
+def unread_note(name: str, ops: list[str], value) -> str:
+    """What the picture says of an input it does not draw because the loss does not depend on it:
+    only what the run shows (its values, the ops that read it), no guess at the model's reasons.
+    BERT with an all-ones mask: `attention_mask (all ones): not drawn, no op on the way to the loss
+    reads it; the model read it only in to → all = True`."""
+    from ..fmt import num
+    st = getattr(value, "stats", None)
+    same = st is not None and st.get("min") is not None and st["min"] == st["max"]
+    facts = (f" (all {({0: 'zeros', 1: 'ones'}).get(st['min'], num(st['min']))})" if same else "")
+    read = (f"the model read it only in {' → '.join(ops[:4])}{' …' if len(ops) > 4 else ''}" if ops
+            else "the model never read it")
+    return f"{name}{facts}: not drawn, no op on the way to the loss reads it; {read}"
 
 
 def _focus_title(call: tuple, groups_of: dict) -> str:

@@ -14,7 +14,7 @@ from .load import Loaded
 from .loss import check_connected
 from .run import backward, call, fresh_inputs, named_inputs, parameters_and_buffers, prepare
 from .state import given_back, lend_grad, seed
-from ..summary import RunSummary
+from ..summary import RunSummary, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Traced:
     run: RunSummary
     notes: list[str] = field(default_factory=list)
     loss_fallback: bool = False       # backward started from the output's sum, for want of a loss
+    # input → (the ops that read it off the loss's path, its value): what the loss does not depend on
+    unread: dict[str, tuple[list[str], TensorInfo | None]] = field(default_factory=dict)
 
 
 @given_back()
@@ -164,7 +166,8 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
     _describe(run, loaded, model, "ops", value.tag, args, kwargs, params)
-    return Traced(graph, run, notes + run.notes + _loss_notes(value, out), value.fallback)
+    return Traced(graph, run, notes + run.notes + _loss_notes(value, out), loss_fallback=value.fallback,
+                  unread=unread_inputs(rec.graph, graph, run))
 
 
 def _loss_notes(value, out) -> list[str]:
@@ -178,6 +181,34 @@ def _loss_notes(value, out) -> list[str]:
         notes.append(f"the model also computed its own loss ({own[1]} = {num(float(own[0].detach()))}); "
                      f"the picture's gradients are of the loss that was given ({value.tag})")
     return notes
+
+
+def unread_inputs(full: Graph, kept: Graph, run: RunSummary) -> dict[str, tuple[list[str], TensorInfo | None]]:
+    """Each named input the loss does not depend on (pruned from the picture's graph), with the ops
+    that read it all the same, in the order they ran: `attention_mask` → [`to`, `all = True`] when
+    Hugging Face's BERT tests an all-ones mask and leaves it off the data path. An op's small result
+    is given, since it is what the model did with the input (a test whose answer steered Python)."""
+    from ..fmt import num
+    out: dict[str, tuple[list[str], TensorInfo | None]] = {}
+    for n in full:
+        if n.kind != "input" or n.id in kept:
+            continue
+        reached, ops = {n.id}, []
+        for m in full:
+            if m.kind == "op" and any(i in reached for i in m.inputs):
+                reached.add(m.id)
+                v = run.values.get(m.id)
+                small = (v.values if isinstance(v, TensorInfo) and v.values is not None and v.values.size == 1
+                         else None)
+                ops.append(m.op + (f" = {_scalar(small, v.dtype, num)}" if small is not None else ""))
+        v = run.values.get(n.id)
+        out[n.name or n.id] = (ops, v if isinstance(v, TensorInfo) else None)
+    return out
+
+
+def _scalar(a, dtype: str, num) -> str:
+    x = a.reshape(()).item()
+    return str(bool(x)) if dtype == "bool" else num(x)
 
 
 class _Fallback(Exception):

@@ -122,6 +122,8 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
             for i in range(1, len(dn.scope) + 1):
                 wanted["cluster_" + "/".join(f.key for f in dn.scope[:i])] = base + tuple(dn.scope[:i])
         for drawn_id, call in wanted.items():
+            if call not in members:
+                continue                # a box of ops run in no module (structure.gathered_ops)
             key = call[-1].key
             if key not in levels:
                 sub, sub_run = inside(graph, run, call, members[call])

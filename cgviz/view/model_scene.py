@@ -16,7 +16,7 @@ from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
 from ..ir import Graph
-from .structure import DEdge, DNode, Picture, combine
+from .structure import WORDS, DEdge, DNode, Picture, combine
 from ..summary import RunSummary, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
@@ -29,6 +29,7 @@ class DrawOptions:
     grad: bool = True
     title: str = ""
     caveat: str = ""            # a caption line in the flag colour under the title (the fallback loss's)
+    remarks: tuple[str, ...] = ()   # lines under the title: what the picture leaves out and why
     vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
     explode: float = EXPLODE
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
@@ -78,10 +79,16 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         if n_params:
             rows.append(small(f"{count_text(n_params // blocks)} params" +
                               (f" each, {count_text(n_params)} in all" if blocks > 1 else "")))
+        shared = _shared_reads(pic, dn, graph)
+        if shared:
+            rows.append(small("reads " + ", ".join(shared)))
         ins, outs = _boundary(pic, dn)
+        loss = graph.output in dn.members
+        if loss and not outs:
+            outs = [shape_label(getattr(first(run.values.get(graph.output)), "shape", ()))]
         if ins or outs:
             rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
-        if graph.output in dn.members:         # the collapsed loss (or a module that computes it)
+        if loss:        # a collapsed loss box (or a module that computes it) says its value, as the loss op does
             rows.append(Line(_loss_line(run)))
         if opts.grad:
             g = _norm_of(run, [p.id for p in _unique_params(params)])
@@ -112,6 +119,8 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
             rows.append(Line(_loss_line(run)))
         if opts.grad and rep.id != graph.output:
             g, note = _over(run, dn)
+            if _frame_says(pic, dn):
+                note = ""           # the ×N frame's caption says it once for everything inside
             if g is not None and g.norm is not None:
                 rows.append(grad_row(f"‖∂L/∂out‖ = {num(g.norm)}{note}"))
         s = saturation_line(node_saturation(graph, run, rep)) if opts.grad else None
@@ -128,9 +137,53 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         rows.append(small(info_text(v, dtype=rep.kind == "input" or not v.dtype.startswith("float32")).split("\n")[-1]))
     if opts.grad:
         g, note = _over(run, dn)
+        if _frame_says(pic, dn):
+            note = ""
         if g is not None and g.norm is not None:
             rows.append(grad_row(f"‖∇‖ = {num(g.norm)}{note}"))
     return lines_markup(rows)
+
+
+def frame_of(pic: Picture, scope: tuple):
+    """The innermost ×N fold or loop whose frame holds a drawn node of this scope, or None."""
+    best = None
+    for rep, grp in pic.groups.items():
+        if len(scope) >= len(rep) and scope[:len(rep)] == rep and (best is None or len(rep) > len(best[0])):
+            best = (rep, grp)
+    return best
+
+
+def _frame_says(pic: Picture, dn: DNode) -> bool:
+    """A node drawn inside a ×N frame and standing for its N repetitions: the frame's caption says
+    so once (every number inside is over all N), so its own label need not."""
+    if dn.kind in ("param", "const", "params", "module", "stub") or len(dn.members) < 2:
+        return False
+    found = frame_of(pic, tuple(dn.scope))
+    return found is not None and found[1].n == len(dn.members)
+
+
+def _edge_in_frame(pic: Picture, e: DEdge) -> bool:
+    """An edge between two nodes inside the frame of the fold or loop whose N repetitions it pools."""
+    if e.over is None:
+        return False
+    a, b = pic.nodes[e.src], pic.nodes[e.dst]
+    if any(x.kind in ("param", "const", "params") for x in (a, b)):
+        return False        # parameter boxes are drawn outside the frames
+    n = len(e.over)
+    return tuple(a.scope)[:n] == e.over and tuple(b.scope)[:n] == e.over
+
+
+def _shared_reads(pic: Picture, dn: DNode, graph: Graph) -> list[str]:
+    """The parameters a collapsed module reads that are drawn outside it because other boxes read
+    them too (T5's lm_head reads the tied shared.weight): its parameters, though not its own."""
+    out = []
+    for e in pic.edges:
+        src = pic.nodes[e.src]
+        if e.dst == dn.id and src.kind == "param" and not e.back:
+            name = graph[src.id].name or src.id
+            if name not in out:
+                out.append(name)
+    return out
 
 
 def _stub_label(rep, v) -> Html:
@@ -245,7 +298,8 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     return direct
 
 
-def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions) -> tuple[Row, ...]:
+def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions,
+                     numbers: bool = True) -> tuple[Row, ...]:
     f = scope[-1]
     grp = pic.groups.get(scope)
     rows: list[Row] = [Line(f"  {f.cls}", head=f.key)]
@@ -254,6 +308,12 @@ def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOpti
         rows = [Html(f"<B>{html_text(f.key)} … {html_text(last)}</B>  {html_text(f.cls)}  <B>×{grp.n}</B>")]
     elif grp is not None:
         rows = [Html(f"<B>{html_text(f.path)}</B>  {html_text(f.cls)}  <B>time_step={grp.n}</B>")]
+    if grp is not None and numbers:
+        # every number inside stands for all N repetitions (structure._aggregate, _over): said once
+        # here instead of "(all N blocks)" on every edge and node
+        many = WORDS[grp.style][1]
+        grads = f"; ‖g‖ = √Σ over the {many}" if opts.grad else ""
+        rows.append(small(f"numbers inside: all {grp.n} {many} together (μ, σ pooled{grads})", "#6a1b9a"))
     if grp is not None and opts.grad:
         norms = ", ".join(num(g) if g is not None else "–" for g in grp.grad_norms)
         if any(g is not None for g in grp.grad_norms):
@@ -270,6 +330,7 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
     caption: list[Row] = [Line(opts.title, bold=True)]
     if opts.caveat:
         caption.append(small(f"⚠ {opts.caveat}", FLAG_COLOR))
+    caption.extend(small(r, "#6a1b9a") for r in opts.remarks)
     scale = edge_scale(pic) if opts.grad else None
     if opts.grad:
         caption.append(legend("tensors", "L"))
@@ -321,16 +382,17 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
                          "color": "#7b1fa2" if grp else "#90a4ae",
                          "penwidth": "1.8" if grp else "1", "labeljust": "l", "fontsize": "10"}
                 out.append(Cluster("/".join(f.key for f in child), style, tuple(items(child)),
-                                   _cluster_caption(pic, child, run, opts)))
+                                   _cluster_caption(pic, child, run, opts, numbers)))
             else:
                 out.extend(items(child))
         return out
 
     main = set(main_path(pic))
+    numbers = bool(pic.groups) and any(e.value is not None and e.value.stats is not None for e in pic.edges)
     return Scene(graph=graph_attrs(opts.rankdir, nodesep="0.3", ranksep="0.3", newrank="true"),
                  caption=tuple(caption), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
                  items=tuple(items(())),
-                 edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale)),
+                 edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale, _edge_in_frame(pic, e))),
                  same_rank=beside_their_op(pic))
 
 
@@ -471,13 +533,24 @@ def _edge_text(text_of, info: TensorInfo | None, opts: DrawOptions) -> str:
     return "·" if there else ""
 
 
-def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge]:
+def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None, framed: bool = False) -> list[Edge]:
+    """The blue edge and the red one of a drawn edge. `framed`: it lies inside the ×N frame whose
+    caption says that every number inside is over all N, so its own note is left out."""
     fwd = forward_edge()
     # A parameter's edge would repeat what its box says; unlabelled, it keeps big models compact.
     # One line per label: a second line makes every rank taller (ResNet-50: 0.8 s less rasterising).
-    text = "" if e.leaf else _edge_text(info_text, e.value, opts)
+    # An edge carrying several of a box's tensors names them: their statistics pooled would be
+    # labelled with the first one's shape (an LSTM cell's [64×8]) and mean nothing.
+    pooled = len(e.parts) > 1
+    text = "" if e.leaf else ", ".join(e.parts) if pooled and opts.labels else _edge_text(info_text, e.value, opts)
+    shapes = (len(e.shapes) > 1 and opts.labels and e.value is not None
+              and text.startswith(shape_label(e.value.shape)))
+    if shapes:      # tensors of several shapes as one edge (an FPN's feature maps): all their shapes
+        named = [shape_label(x) for x in e.shapes]
+        text = (", ".join(named) if len(named) < 3 else f"{named[0]} … {named[-1]}") + \
+            text[len(shape_label(e.value.shape)):]
     if e.count > 1:
-        text += f"\n×{e.count}"
+        text += f"\n×{e.count}" + (", pooled" if shapes else "")
     if e.per_step > 1:
         text += f" ({e.per_step} tensors each)"
     if text:
@@ -490,7 +563,9 @@ def _edges(e: DEdge, opts: DrawOptions, scale: Scale | None = None) -> list[Edge
         fwd["tooltip"] = fwd.pop("label")
     out = [Edge(e.src, e.dst, fwd)]
     g = "" if e.leaf else _edge_text(info_grad_text, e.grad, opts)
-    if g and e.note:
+    if g and pooled and opts.labels and e.grad.norm is not None:
+        g = f"‖g‖={num(e.grad.norm)}"      # a mean over different tensors means nothing
+    if g and e.note and not framed:
         g += f" ({e.note})"          # the sum over the steps or blocks the edge stands for, or which one
     if opts.grad and (g or (e.leaf and e.grad is not None)):
         bwd = gradient_edge(g or None, scale, e.grad.norm if e.grad is not None else None)

@@ -54,6 +54,9 @@ class DEdge:
     leaf: bool = False            # from a parameter/buffer box, which already shows the numbers
     per_step: int = 1             # a loop's state handed on per step: 2 for (h, c)
     note: str = ""                # what the gradient stands for when the edge stands for N steps or blocks
+    over: tuple | None = None     # the fold or loop whose N repetitions' numbers the edge pools
+    parts: list[str] = field(default_factory=list)   # from a params box: the tensors it carries
+    shapes: list[tuple] = field(default_factory=list)  # several tensors as one edge: their distinct shapes
 
 
 @dataclass
@@ -115,9 +118,12 @@ def _signature(graph: Graph, run: RunSummary, call: tuple, members: list[str]):
         v = run.values.get(m)
         shape = tuple((x.shape, x.dtype) for x in v) if isinstance(v, list) else (
             (v.shape, v.dtype) if v is not None else None)
-        ins = tuple(index[i] if i in index else
-                    ("p", _role(graph, i, prefix)) if graph[i].kind in ("param", "const") else "ext"
-                    for i in n.inputs)
+        # each input's shape too: a 1×1 convolution from 16 channels and a 3×3 one from 4 give the
+        # same output shape (Inception's branch2.0 and branch2.1 folded ×2 on it), but are not one block
+        ins = tuple((index[i] if i in index else
+                     ("p", _role(graph, i, prefix)) if graph[i].kind in ("param", "const") else "ext",
+                     getattr(run.edge_values.get((m, k)), "shape", None))
+                    for k, i in enumerate(n.inputs))
         sig.append((n.op, rel, shape, ins))
     return tuple(sig)
 
@@ -162,6 +168,91 @@ def _steps_chained(graph: Graph, prev: list[str], nxt: list[str]) -> bool:
     with convolutions between) is not a loop."""
     before = set(prev)
     return any(i in before for m in nxt for i in graph[m].inputs)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The frame of a box that stands for ops run in no module (cgviz.view.model_scene draws it as a
+    collapsed module): `ops after roi_heads`, Mask R-CNN's post-processing."""
+
+    path: str
+    cls: str
+    call: int = 1
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+
+SPLIT_MAX = 3       # distinct tensors between two boxes drawn as edges of their own; more are one edge
+
+
+def _repeated(dn: DNode, groups: dict) -> bool:
+    """A box that stands for a ×N fold or loop (its inputs are read by every repetition)."""
+    return dn.kind == "module" and dn.module in groups
+
+
+GATHER_MIN = 8      # ops drawn loose in all, below which gathering them would hide more than it saves
+
+
+def gathered_ops(graph: Graph, depth: int = 1) -> dict[str, tuple]:
+    """At this depth, the ops drawn as themselves because they ran in no module at or below it (in
+    no module at all, or directly in a module above the depth), in runs between two calls of that
+    module's children: node → the scope of its run's box (the module's frames and a Gathered one).
+    With each constant only one run reads. Empty when fewer than GATHER_MIN ops are loose, or none
+    in a run of two or more. torchvision's detection models post-process in plain functions after
+    roi_heads (~800 ops pasting 100 masks) and loop over images and classes inside roi_heads: their
+    depth-1 and depth-2 PNGs were tens of Mpx of loose ops."""
+    runs: dict[tuple, list] = {}        # scope → its runs so far: (the child call it follows, [ops])
+    open_: set[tuple] = set()            # scopes whose last run is still open
+    last: dict[tuple, str] = {}          # scope → the key of its child called last
+    loose = 0
+    for n in graph:
+        s = scope_of(n)
+        for k in range(min(len(s), depth)):         # n runs in a child of s[:k]: that scope's run ends
+            open_.discard(s[:k])
+            last[s[:k]] = s[k].key
+        if n.kind != "op" or n.id == graph.output or len(s) >= depth:
+            continue
+        loose += 1
+        if s not in open_:
+            runs.setdefault(s, []).append((last.get(s, ""), []))
+            open_.add(s)
+        runs[s][-1][1].append(n.id)
+    if loose < GATHER_MIN:
+        return {}
+    out: dict[str, tuple] = {}
+    for s, pieces in runs.items():
+        for prev, ids in pieces:
+            if len(ids) < 2:
+                continue
+            where = f"ops after {prev}" if prev else (f"ops in {s[-1].key}" if s else "ops before the first module")
+            frame = Gathered(where, f"{len(ids)} ops in no module" if not s else f"{len(ids)} ops of {s[-1].cls}")
+            out.update((i, s + (frame,)) for i in ids)
+    if not out:
+        return {}
+    readers = graph.consumers()
+    for n in graph:         # a constant that only one run's ops read goes into its box
+        if n.kind == "const" and len(scope_of(n)) < depth:
+            homes = {out.get(e.dst) for e in readers.get(n.id, ())}
+            if len(homes) == 1 and None not in homes:
+                out[n.id] = homes.pop()
+    return out
+
+
+def _read_apart(graph: Graph, readers_of: dict, fmap: dict[str, str], leaf: str, depth: int) -> bool:
+    """A parameter or buffer whose readers are drawn in different boxes at this depth: T5's tied
+    `shared.weight`, read by the encoder's and the decoder's embeddings and by lm_head. Collapsed into
+    the module of its first reader, it would leave that box as if it were its output; drawn on its own,
+    it is an input of each box that reads it."""
+    homes = set()
+    for e in readers_of.get(leaf, ()):
+        r = fmap.get(e.dst, e.dst)
+        s = scope_of(graph[r])
+        homes.add(s[:depth] if len(s) >= depth else r)
+        if len(homes) > 1:
+            return True
+    return False
 
 
 def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] | None = None) -> dict[tuple, Group]:
@@ -210,11 +301,14 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
 
 
 def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True,
-                  groups: dict[tuple, Group] | None = None) -> Picture:
+                  groups: dict[tuple, Group] | None = None, gather: bool = False) -> Picture:
     """Map every recorded node to the drawn node that stands for it, and merge the edges. `groups`:
     find_groups(graph, run), when the caller has it already (they do not depend on the depth, and
-    the levels of one model's picture were each finding them again)."""
+    the levels of one model's picture were each finding them again). `gather`: the ops that ran in
+    no module are collapsed too, each run of them between two module calls into one box
+    (gathered_ops), for a picture coarser than depth 1."""
     members = module_calls(graph)
+    pseudo = gathered_ops(graph, depth or 1) if gather else {}
     if not fold:
         groups = {}
     elif groups is None:
@@ -237,15 +331,19 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
     # 2. depth: anything at or below level `depth` becomes its module's node
     dmap: dict[str, str] = {}
     nodes: dict[str, DNode] = {}
+    readers_of = graph.consumers()
     for n in graph:
         rid = fmap[n.id]
         r = graph[rid]
         s = scope_of(r)
-        if depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input"):
-            mod = s[:depth]
+        if rid in pseudo or (depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input") and not (
+                n.kind in ("param", "const") and _read_apart(graph, readers_of, fmap, n.id, depth))):
+            mod = pseudo.get(rid) or s[:depth]
             did = "/".join(f.key for f in mod)
             if did not in nodes:
                 nodes[did] = DNode(did, "module", [], mod[:-1], module=mod)
+                if rid in call_of:
+                    nodes[did].word = WORDS[groups[call_of[rid][0]].style][1]
             dmap[n.id] = did
             nodes[did].members.append(n.id)
             continue
@@ -295,7 +393,6 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
     # 3b. a module's parameters and buffers that feed the same op share one box (BatchNorm's four
     # tensors are one box with four rows, not four boxes side by side)
     by_owner: dict[tuple, list[str]] = {}
-    readers_of = graph.consumers()
     for n in graph:
         did = dmap[n.id]
         if n.kind in ("param", "const") and did == n.id and n.name and "." in n.name:
@@ -317,7 +414,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
     # 4. edges between drawn nodes, merged; inside one drawn node they disappear
     edges: dict[tuple, DEdge] = {}
     tensors: dict[tuple, set] = {}       # drawn edge → the distinct recorded tensors it stands for
-    recs: dict[tuple, list] = {}         # drawn edge → the recorded edges (consumer, arg, tensor, context)
+    recs: dict[tuple, list] = {}         # drawn edge → the recorded edges (consumer, arg), tensor, where
     n_consumers: dict[str, int] = {}
     reads: dict[tuple, int] = {}         # recorded tensor (node, output) → how many edges read it
     for n in graph:
@@ -326,6 +423,7 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
             n_consumers[src] = n_consumers.get(src, 0) + 1
             t = (src, outs[k] if k < len(outs) else 0)
             reads[t] = reads.get(t, 0) + 1
+    drawn: list[tuple] = []              # every recorded edge that is drawn: (node, k, src, s, d, back, what)
     for n in graph:
         outs = n.meta.get("out_index") or ()
         for k, src in enumerate(n.inputs):
@@ -338,22 +436,43 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
                 continue
             if cs and cd and cs[0] == cd[0] and cs[1] != cd[1] and not back and graph[src].kind == "op":
                 continue                # block i → block i+1 inside a ×N fold: the ×N says it
-            key = (s, d, back)
-            tensor = (src, outs[k] if k < len(outs) else 0)
-            if key not in edges:
-                edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
-                                   leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
-                tensors[key] = set()
-                recs[key] = []
-            # which step, block or merged copy this recorded edge belongs to
-            context = (cs[1] if cs else None, cd[1] if cd else None,
-                       n.id if d in nodes and nodes[d].copies > 1 else None)
-            recs[key].append(((n.id, k), tensor, context, (cs or cd or (None,))[0]))
-            if graph[src].kind != "op" and cd and cd[1] > 0:
-                continue                # repetition k's use of a shared parameter: drawn once
-            same_group = cs and cd and cs[0] == cd[0]
-            if back or not (same_group or graph[src].kind in ("param", "const")):
-                tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
+            # which tensor: named by its representative (block 1's, step 1's), so N blocks' or steps'
+            # copies of it are one
+            if back:
+                what = None
+            elif nodes[s].kind == "module":
+                what = (fmap[src], outs[k] if k < len(outs) else 0)
+            else:
+                what = (s, (outs[k] if k < len(outs) else 0) if nodes[s].kind == "op" else 0)
+            drawn.append((n, k, src, s, d, back, what))
+    # One drawn edge per tensor: a box handing on three tensors (T5's block 0 gives the folded blocks
+    # its hidden state and two position biases) draws three edges, each with its own shape and
+    # numbers, not one labelled with the first's shape and "×3". Many tensors between two boxes that
+    # are not a fold (an FPN's five feature maps into the RPN) stay one edge, which names the shapes
+    # it pools (DEdge.shapes): five edges side by side made Mask R-CNN's picture twice as wide. A
+    # loop's step-to-step edge stays one, (h, c) counted per step.
+    kinds: dict[tuple, set] = {}
+    for _n, _k, _src, s, d, back, what in drawn:
+        kinds.setdefault((s, d, back), set()).add(what)
+    for n, k, src, s, d, back, what in drawn:
+        outs = n.meta.get("out_index") or ()
+        cs, cd = call_of.get(src), call_of.get(n.id)
+        tensor = (src, outs[k] if k < len(outs) else 0)
+        split = (len(kinds[(s, d, back)]) <= SPLIT_MAX or _repeated(nodes[s], groups)
+                 or _repeated(nodes[d], groups) or s in call_of or d in call_of)
+        key = (s, d, back, what if split else None)
+        if key not in edges:
+            edges[key] = DEdge(s, d, run.edge_values.get((n.id, k)), run.edge_grads.get((n.id, k)), 1, back,
+                               leaf=graph[src].kind in ("param", "const") and n_consumers.get(src) == 1)
+            tensors[key] = set()
+            recs[key] = []
+        # which step, block or merged copy this recorded edge belongs to
+        recs[key].append(((n.id, k), tensor, (cs, cd, n.id if d in nodes and nodes[d].copies > 1 else None)))
+        if graph[src].kind != "op" and cd and cd[1] > 0:
+            continue                # repetition k's use of a shared parameter: drawn once
+        same_group = cs and cd and cs[0] == cd[0]
+        if back or not (same_group or graph[src].kind in ("param", "const")):
+            tensors[key].add(tensor if not cs or cs[1] == 0 else (tensor, cs[1]))
     for key, e in edges.items():
         # ×k counts distinct tensors (20 steps' outputs into one stack), not one tensor read twice
         e.count = max(1, len(tensors[key]))
@@ -361,6 +480,13 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
             steps = len({t[1] for t in tensors[key]})
             e.per_step, e.count = max(1, e.count // max(steps, 1)), max(1, steps)
         _aggregate(e, recs[key], run, reads, groups)
+        if key[3] is None and not e.back and e.count > 1:       # several tensors as one edge: their shapes
+            seen = dict.fromkeys(getattr(run.edge_values.get(x), "shape", None) for x, _t, _w in recs[key])
+            e.shapes = [tuple(x) for x in seen if x is not None]
+        if nodes[e.src].kind == "params":       # which of the box's tensors the edge carries
+            owner = e.src.rpartition("/")[0]
+            carried = {t[0] for _e, t, _w in recs[key]}
+            e.parts = [(graph[m].name or m)[len(owner) + 1:] for m in nodes[e.src].parts if m in carried]
     same: dict[str, list[str]] = {}
     for a, b in fmap.items():
         if a != b:
@@ -404,16 +530,17 @@ def _sum_exact(infos: list) -> TensorInfo | None:
 
 def _aggregate(e: DEdge, recs: list, run: RunSummary, reads: dict, groups: dict) -> None:
     """The numbers of a drawn edge that stands for several recorded edges (N steps, N blocks, N
-    merged copies): the value over all of them, and the gradient summed per tensor (∂L/∂x over every
-    read of x) then taken over all tensors, so it agrees with the node it leaves. When a sum cannot be
-    computed exactly (large tensors keep no values), the edge keeps step 1's gradient and says so."""
-    contexts = {r[2] for r in recs}
+    merged copies, several reads of one tensor, a box's several tensors): the value over all of them,
+    and the gradient summed per tensor (∂L/∂x over every read of x) then taken over all tensors, so it
+    agrees with the node it leaves. The note says what was summed or pooled, in words that say what
+    the parts are: blocks or steps only when the recorded edges lie in different repetitions of one
+    fold or loop (four branches reading one tensor are four reads, not four blocks). When a sum
+    cannot be computed exactly (large tensors keep no values), the edge keeps the first read's
+    gradient and says whose it is."""
     if len(recs) < 2:
         return
-    style = next((groups[r[3]].style for r in recs if r[3] is not None and r[3] in groups), None)
-    one, many = WORDS.get(style, ("read", "reads"))
     by_tensor: dict[tuple, list] = {}
-    for edge, tensor, _ctx, _g in recs:
+    for edge, tensor, _w in recs:
         by_tensor.setdefault(tensor, []).append(edge)
     e.value = combine([run.edge_values.get(es[0]) for es in by_tensor.values()]) or e.value
     grads, exact = [], True
@@ -429,15 +556,53 @@ def _aggregate(e: DEdge, recs: list, run: RunSummary, reads: dict, groups: dict)
                 exact = False
                 break
             grads.append(g)
-    if len(contexts) < 2:
-        # reads inside one drawn box (a collapsed module reading x twice): no steps to speak of
-        if exact:
-            e.grad = combine(grads)
-        return
-    n = len(contexts)
+    span = _span(recs)
+    unit_of = [_unit(w, span) for _e, _t, w in recs]
+    n, k = len(set(unit_of)), len(by_tensor)
+    one, many = WORDS[groups[span].style] if span is not None else ("read", "reads")
     if not exact:
-        e.note = f"{one} 1 of {n}"
+        e.note = (f"{one} 1's read; all {n} {many} read it" if k == 1 and n > 1 else
+                  f"{one} 1's only, of {n}" if n > 1 else f"1 of {len(recs)} reads")
         return
     e.grad = combine(grads)
-    if e.grad is not None:
-        e.note = f"Σ {len(recs)} {many}" if len(by_tensor) == 1 else f"all {n} {many}"
+    if e.grad is None:
+        return
+    if k == 1:
+        if n > 1:
+            e.note = f"Σ {n} {many}" if len(recs) == n else f"Σ {len(recs)} reads in {n} {many}"
+    elif n < 2:
+        e.note = f"{k} tensors"
+    elif _own(recs, unit_of):
+        e.note = f"all {n} {many}"          # each block's (step's) own tensors, pooled
+        e.over = span
+    else:
+        e.note = f"{k} tensors, each Σ {n} {many}"
+
+
+def _span(recs: list) -> tuple | None:
+    """The fold or loop a drawn edge spans: its recorded edges lie in two or more of that group's
+    repetitions. Reads that each enter block 0 of a different fold (Inception's branches, each with
+    a fold inside) span none: they are reads, not blocks."""
+    seen: dict[tuple, set] = {}
+    for _e, _t, (cs, cd, _c) in recs:
+        for c in (cs, cd):
+            if c:
+                seen.setdefault(c[0], set()).add(c[1])
+    return max((g for g in seen if len(seen[g]) > 1), key=lambda g: len(seen[g]), default=None)
+
+
+def _unit(where: tuple, span: tuple | None):
+    """Which repetition of the spanned group a recorded edge lies in (None: outside it), or, when
+    the edge spans none, which merged copy (x[:, t] for step t) it reads into."""
+    cs, cd, copy = where
+    if span is None:
+        return copy
+    return next((c[1] for c in (cd, cs) if c and c[0] == span), None)
+
+
+def _own(recs: list, units: list) -> bool:
+    """Each tensor is read in one repetition only: every block (step) of the edge has its own tensors."""
+    where: dict[tuple, set] = {}
+    for (_e, t, _w), u in zip(recs, units):
+        where.setdefault(t, set()).add(u)
+    return all(len(v) == 1 for v in where.values())

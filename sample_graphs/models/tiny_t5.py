@@ -1,5 +1,5 @@
 """A T5-style encoder-decoder small enough to read, wired like Hugging Face's T5Model: a shared
-embedding; an encoder and a decoder stack whose first block owns the relative-position embedding
+embedding, tied to lm_head; an encoder and a decoder stack whose first block owns the relative-position embedding
 and computes the position bias every later block of its stack reuses (so blocks 1… of each stack fold
 ×N and block 0 is drawn on its own); the decoder's self-attention is causal and it cross-attends to
 the encoder's output. Input: source and target token ids.
@@ -104,12 +104,14 @@ class T5Stack(nn.Module):
 class T5Like(nn.Module):
     """T5's wiring; T5-small's shape by default (d 512, 8 heads, ff 2048, 6 + 6 layers, a shared embedding)."""
 
-    def __init__(self, vocab=32128, d=512, heads=8, ff=2048, layers=6):
+    def __init__(self, vocab=32128, d=512, heads=8, ff=2048, layers=6, tied: bool = True):
         super().__init__()
         self.shared = nn.Embedding(vocab, d)
         self.encoder = T5Stack(d, heads, ff, layers, decoder=False)
         self.decoder = T5Stack(d, heads, ff, layers, decoder=True)
         self.lm_head = nn.Linear(d, vocab, bias=False)
+        if tied:        # T5 ties lm_head to the shared embedding (tie_word_embeddings), hence the d**-0.5 below
+            self.lm_head.weight = self.shared.weight
         self.d = d
 
     def forward(self, input_ids, decoder_input_ids):

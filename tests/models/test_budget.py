@@ -291,3 +291,49 @@ def test_a_layout_that_runs_past_its_time_steps_down_a_level_and_says_so(cli, tm
             "a layout") in r.stderr, r.stderr
     svg = (tmp_path / "out.svg").read_text()
     assert svg.startswith("<?xml") and "layer1.0.bn1/batch_norm" not in svg
+
+
+def test_ops_run_in_no_module_are_gathered_when_depth_1_is_still_over_the_png_budget(cli, tmp_path):
+    """Mask R-CNN's post-processing runs in plain functions after roi_heads: depth 1 left ~50 loose
+    ops and a 7.8 Mpx PNG. The twin's depth 1 is over 10 Mpx; the default PNG gathers each run of
+    such ops into one box, stays within the overview's pixels, and says so."""
+    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    model = _model_file(tmp_path, "detector", "twins.image_inputs()")
+    r = cli("torch", model, "--depth", "1", "-f", "dot", "-o", tmp_path / "d1.dot")
+    assert r.exit_code == 0, r.stderr
+    assert _pixels_at_96_dpi((tmp_path / "d1.dot").read_text()) > 2 * PNG_OVERVIEW_PIXELS
+    r = cli("torch", model, "-o", tmp_path / "out.png")
+    assert r.exit_code == 0, r.stderr
+    w, h = _size(tmp_path / "out.png")
+    assert w * h <= PNG_OVERVIEW_PIXELS
+    assert "the ops run in no module gathered into boxes" in r.stderr, r.stderr
+    r = cli("torch", model, "-f", "json", "-o", tmp_path / "out.json")      # the JSON keeps every op
+    import json
+    assert sum(1 for n in json.loads((tmp_path / "out.json").read_text())["nodes"] if n["op"] == "sigmoid") == 12
+
+
+def test_a_box_of_gathered_ops_holds_each_run_between_module_calls():
+    import twins
+    from cgviz.pytorch.load import Loaded
+    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.view.structure import build_picture
+    d = picture_model(Loaded("memory", twins.detector(), "twin", twins.image_inputs(), {}))
+    assert d.coarser[-1].gather and d.coarser[-1].depth == 1
+    pic = build_picture(d.drawn, d.run, 1, groups=d.groups, gather=True)
+    boxes = {k: n for k, n in pic.nodes.items() if n.kind == "module" and k.startswith("ops ")}
+    assert list(boxes) == ["ops after head"]          # flatten alone between backbone and head stays an op
+    box = boxes["ops after head"]
+    assert all(d.drawn[m].op != "flatten" for m in box.members)
+    assert sum(1 for m in box.members if d.drawn[m].op == "sigmoid") == 12
+    assert "flatten" in pic.nodes and {"backbone", "head", "loss"} <= set(pic.nodes)
+    # edges into and out of the box carry the recorded numbers: head's output in, the stack out
+    (into,) = [e for e in pic.edges if e.dst == "ops after head"]
+    assert e_shape(into) == (2, 60) and into.src == "head"
+    (out,) = [e for e in pic.edges if e.src == "ops after head"]
+    assert e_shape(out) == (2, 12, 4) and out.dst == "loss"
+    dot = d.dot()      # the finest level's picture is unchanged by the level list
+    assert "ops after head" not in dot
+
+
+def e_shape(e):
+    return tuple(e.value.shape)

@@ -119,3 +119,47 @@ def test_a_bert_pt2_whose_outputs_are_model_output_dataclasses_loads(tmp_path):
         loss = sum(t.sum() for t in (out.last_hidden_state, out.pooler_output))
         assert doc["model"]["kind"] == "export"
         assert doc["model"]["loss_value"] == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_t5_folds_five_blocks_reads_the_position_bias_as_their_input_and_ties_lm_head():
+    """Issue 24 on Hugging Face's T5 (6 + 6 layers): each stack's blocks 1–5 fold ×5 (block 0 owns the
+    relative-position embedding), the [1×H×T×T] position bias block 0 computes is an input of the ×5
+    box whose gradient is the sum over the five, and the tied shared.weight is drawn once at depth 1,
+    feeding the encoder, the decoder and lm_head (not an output of the encoder's box)."""
+    from transformers import T5ForConditionalGeneration
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=6,
+                                             num_decoder_layers=6, num_heads=8)).eval()
+    assert t5.lm_head.weight is t5.shared.weight
+    kw = {"input_ids": torch.randint(0, 100, (1, 16)), "decoder_input_ids": torch.randint(0, 100, (1, 16))}
+    d = cgviz.draw(t5, forward_kwargs=kw, depth=2)
+    for stack in ("encoder", "decoder"):           # at depth 2 each fold is one box
+        assert f"<B>{stack}.block.1 … {stack}.block.5  ×5</B>" in d.dot
+    for stack in ("encoder", "decoder"):
+        into = [line for line in d.dot.splitlines()
+                if f'"{stack}/{stack}.block.0" -> "{stack}/{stack}.block.1"' in line]
+        blue = [line for line in into if "dir=\"back\"" not in line]
+        assert any("[1×8×16×16]" in line for line in blue), into
+        assert any("(Σ 5 blocks)" in line for line in into), into
+    assert not re.search(r"\b(block|step) 1 of\b", d.dot)
+    top = cgviz.draw(t5, forward_kwargs=kw, depth=1).dot
+    readers = set(re.findall(r'^\s*"shared.weight" -> "([^"]+)"', top, re.M))
+    assert readers == {"encoder", "decoder", "lm_head"}
+    assert not re.search(r'"encoder" -> "(decoder|lm_head)" \[[^\]]*\[100×32\]', top)
+
+
+def test_bert_says_when_its_attention_mask_is_not_drawn(tmp_path):
+    """With an all-ones mask, transformers may leave the mask off the data path (it tests it and
+    moves on). Whatever this version does, the picture must not drop it silently: it is drawn, or the
+    picture says it is not and what read it."""
+    src = tmp_path / "bert.py"
+    src.write_text(BERT_FILE.replace("example_inputs = (torch.randint(0, 100, (1, 12)),)",
+                                     "example_inputs = {'input_ids': torch.randint(0, 100, (1, 12)), "
+                                     "'attention_mask': torch.ones(1, 12, dtype=torch.long)}"))
+    d = cgviz.draw(str(src))
+    doc = d.to_dict()
+    drawn = any(n["kind"] == "input" and n["name"] == "attention_mask" for n in doc["nodes"])
+    said = [line for line in d.notes if line.startswith("attention_mask (all ones): not drawn")]
+    assert drawn != bool(said), (drawn, d.notes)
+    if said:
+        assert said[0] in d.dot and "unread_inputs" in doc["model"]

@@ -346,3 +346,30 @@ class ResNet18Twin(nn.Module):
 def image_inputs(size: int = 16) -> tuple:
     g = torch.Generator().manual_seed(0)
     return (torch.randn(2, 3, size, size, generator=g),)
+
+
+# --- detection post-processing (issue 24: Mask R-CNN's ops in no module) ----------------------------
+
+class DetectorTwin(nn.Module):
+    """A backbone and a head in modules, then post-processing in plain code at the top level, as
+    torchvision's detection models do after roi_heads (transform.postprocess is a method, not a
+    module call): per class a score, a clipped box and their product, ~90 ops in no module."""
+
+    def __init__(self, classes: int = 12):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4))
+        self.head = nn.Linear(8 * 16, classes * 5)
+        self.classes = classes
+
+    def forward(self, x):
+        y = self.head(torch.flatten(self.backbone(x), 1)).view(x.shape[0], self.classes, 5)
+        outs = []
+        for c in range(self.classes):
+            score = torch.sigmoid(y[:, c, 0])
+            box = y[:, c, 1:].clamp(-2, 2) * 16
+            outs.append(box * score[:, None])
+        return torch.stack(outs, 1)
+
+
+def detector(classes: int = 12):
+    return _seeded(DetectorTwin, classes=classes)
