@@ -243,7 +243,7 @@ def _emit(data: bytes, path: Path | None) -> None:
                    "when a step is large for the param's size.")
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
            quiet):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
@@ -488,7 +488,7 @@ def model_stem(model: str) -> str:
 @option("timeout")
 @option("dpi")
 @health_options
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
 def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, view, depth, focus, no_fold, no_simplify,
               trust, weights, meta, mode, no_grad, profile, profile_runs, profile_top, rankdir, timeout,
               dpi, vanish, explode, quiet):
@@ -531,7 +531,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
                      rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
                      vanish=vanish, explode=explode, dpi=dpi, simplify=not no_simplify, focus=focus)
-    for note in res.notes:
+    for note in () if quiet else res.notes:
         click.echo(f"note: {note}", err=True)
     for w in res.warnings:
         click.echo(f"warning: {w}", err=True)
