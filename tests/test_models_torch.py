@@ -458,3 +458,42 @@ def test_a_model_that_compiles_nothing_does_not_load_dynamo():
             "print('torch._dynamo' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+NO_GRAD_FOR_BOXES = '''
+import torch, torch.nn as nn
+
+class Scale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, boxes):
+        return x * 2 + boxes.sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2, None          # as torchvision's roi_align does for its boxes: no gradient
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.box = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return Scale.apply(self.fc(x), self.box(x)).sum()
+
+torch.manual_seed(0)
+model = M()
+example_inputs = (torch.randn(3, 4),)
+'''
+
+
+def test_a_gradient_that_backward_leaves_undefined_is_drawn_as_none(cli, tmp_path):
+    """A custom function whose backward returns None for an input (Mask R-CNN's roi_align and its
+    boxes) hands cgviz's hooks None: that input gets no gradient, as in PyTorch, and no crash."""
+    path = tmp_path / "boxes.py"
+    path.write_text(NO_GRAD_FOR_BOXES)
+    doc = _json(cli, path)
+    mod = _module(path)
+    mod.model(*mod.example_inputs).backward()
+    assert doc["param_grad_norms"]["box.weight"] is None and mod.model.box.weight.grad is None
+    assert doc["param_grad_norms"]["fc.weight"] == pytest.approx(float(mod.model.fc.weight.grad.norm()), rel=1e-6)

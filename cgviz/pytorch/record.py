@@ -348,7 +348,9 @@ class Recorder(TorchFunctionMode):
 
     def _hook_node(self, t: torch.Tensor, node_id: str) -> None:
         def hook(g):
-            if not self._inner:
+            # g is None where backward defines no gradient (a custom function's None, as roi_align
+            # gives its boxes): the node then has none, as PyTorch says
+            if not self._inner and g is not None:
                 self.run.grads[node_id] = self._summary(node_id, g)
         self._hooks.append(t.register_hook(hook))
 
@@ -387,7 +389,7 @@ class Recorder(TorchFunctionMode):
 
     def _hook_edge(self, a: torch.Tensor, node_id: str, k: int, src: str | None) -> None:
         def hook(g):
-            if self._inner:
+            if self._inner or g is None:       # no gradient defined along this edge (see _hook_node)
                 return
             info = TensorInfo.of(g)
             self.run.edge_grads[(node_id, k)] = info
