@@ -532,7 +532,8 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
-    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, path.name, (str(path),))
+    from .paths import shown
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), (str(path),))
 
 
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:
@@ -685,7 +686,8 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
         if run.meta.get("loss") == FALLBACK:
             notes.append(fallback_caveat() + "; the flags say little until then")
         rows = G.model_rows(loaded.model, run, vanish, explode)
-        name = Path(loaded.path).name
+        from .paths import shown
+        name = shown(Path(loaded.path).name)
         if not rows:
             raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
         title = f"{name}: ‖∂L/∂θ‖ per parameter tensor, {title_text(run.meta.get('loss'), run.loss)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
-    raise Terminated()
+    e = Terminated()
+    e.signum = signum
+    raise e
 
 
 class _Group(click.Group):
@@ -74,19 +77,43 @@ class _Group(click.Group):
             # input; write_atomic has already removed its temporary file, and no output was replaced.
             terminated = isinstance(e, Terminated)
             click.echo(f"cgviz: {'terminated' if terminated else 'interrupted'}; no output was written", err=True)
-            ctx.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+            ctx.exit(128 + getattr(e, "signum", 15) if terminated else EXIT_INTERRUPTED)
         except BrokenPipeError:
             # `cgviz ops | head`: the reader has all it wanted. Point stdout at /dev/null so the
             # interpreter's final flush does not complain, and finish quietly.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(0)
+        except OSError as e:
+            if e.errno not in _WRITE_ERRORS:
+                raise _internal(ctx, e) from None
+            # Every file cgviz writes goes through write_atomic, which says which file; an OSError
+            # like this one comes from a standard stream (`cgviz explain x.cg > /dev/full`)
+            _quiet_stdout()
+            click.echo(f"cgviz: cannot write to standard output: {e.strerror or e}", err=True)
+            ctx.exit(1)
         except Exception as e:  # a bug, not a user mistake
-            if os.environ.get("CGVIZ_DEBUG"):
-                raise
-            click.echo(f"cgviz: internal error: {type(e).__name__}: {e}\n"
-                       "This is a bug in cgviz; run again with CGVIZ_DEBUG=1 to see the traceback "
-                       "and please report it.", err=True)
-            ctx.exit(EXIT_INTERNAL)
+            _internal(ctx, e)
+
+
+# errno values of a write that failed for lack of room or a broken device, not for a bug
+_WRITE_ERRORS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO")
+                 if hasattr(errno, name)}
+
+
+def _quiet_stdout() -> None:
+    """Drop what standard output still holds and point it at /dev/null: the exit's flush would fail
+    the same way again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _internal(ctx, e: Exception):
+    if os.environ.get("CGVIZ_DEBUG"):
+        raise e
+    click.echo(f"cgviz: internal error: {type(e).__name__}: {e}\n"
+               "This is a bug in cgviz; run again with CGVIZ_DEBUG=1 to see the traceback "
+               "and please report it.", err=True)
+    ctx.exit(EXIT_INTERNAL)
 
 
 class _Command(click.Command):
@@ -140,8 +167,11 @@ def run() -> None:
     usual shutdown waits for it instead. `main` itself is unchanged (tests call it in-process)."""
     import signal
     try:
-        # By default SIGTERM kills Python on the spot, leaving `dot` running and a temporary file behind.
+        # By default SIGTERM kills Python on the spot, leaving `dot` running and a temporary file behind;
+        # so does SIGHUP, which a closed terminal or ssh session sends (exit status 129)
         signal.signal(signal.SIGTERM, _on_sigterm)
+        if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:    # not under nohup
+            signal.signal(signal.SIGHUP, _on_sigterm)
     except ValueError:      # not the main thread (cgviz run from a thread): keep the default
         pass
     try:
@@ -160,9 +190,14 @@ def run() -> None:
                 run_exit_handlers()
             try:
                 sys.stdout.flush()
-                sys.stderr.flush()
-            except (BrokenPipeError, OSError):
+            except BrokenPipeError:
                 pass
+            except OSError as e:          # what was left of the output was lost: not a success
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(f"cgviz: cannot write to standard output: {e.strerror or e}\n")
+                code = code or 1
+            with contextlib.suppress(OSError):
+                sys.stderr.flush()
             os._exit(code or 0)
     raise SystemExit(code)
 
@@ -602,13 +637,14 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
                         allow_trust=allow_trust, allow_outside=allow_outside,
                         progress=lambda n: click.progressbar(length=n, label="rendering", file=sys.stderr,
                                                              show_pos=True))
-    width = max(len(o.entry.name) for o in snap.outcomes)
+    from .paths import shown
+    width = max(len(shown(o.entry.name)) for o in snap.outcomes)
     click.echo(f"{'entry':<{width}}  {'status':<14}  detail")
     for o in snap.outcomes:
-        click.echo(f"{o.entry.name:<{width}}  {o.status:<14}  {o.detail}".rstrip())
+        click.echo(shown(f"{shown(o.entry.name):<{width}}  {o.status:<14}  {o.detail}".rstrip()))
     for o in snap.outcomes:
         if o.report and o.status == "changed":
-            click.echo(f"\n{o.entry.name}:")
+            click.echo(f"\n{shown(o.entry.name)}:")
             click.echo("\n".join(f"  {line}" for line in o.report))
     if snap.legacy and not update:
         click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "

@@ -89,7 +89,8 @@ def model_rows(model, run, vanish: float = VANISH, explode: float = EXPLODE) -> 
         g = p.grad
         hist = None
         if g is not None:
-            g = g.detach().to(torch.float64)
+            g = g.detach()
+            g = (g.to_dense() if g.layout != torch.strided else g).to(torch.float64)   # Embedding(sparse=True)
             gn = float(torch.linalg.vector_norm(g))
             hist = _torch_hist(g)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -32,6 +34,86 @@ class Node:
     @property
     def is_leaf(self) -> bool:
         return self.kind in LEAF_KINDS
+
+
+class Scope(tuple):
+    """A node's stack of module calls (`meta["scope"]`), outermost first: a tuple that knows its
+    hash and its prefixes.
+
+    Pictures key dicts by scopes and by every prefix of them (each enclosing module call). As plain
+    tuples, a prefix cost its length to build and again to hash at every lookup: cubic in the
+    nesting (150 nested modules took 40 s). A Scope computes its hash once, and its prefixes are
+    Scopes made once and shared (`prefix`), so walking every enclosing call of a node costs its depth.
+    Equal to, and hashed like, the plain tuple of the same frames."""
+
+    def __new__(cls, frames=(), parent: "Scope | None" = None):
+        self = super().__new__(cls, frames)
+        self._h = tuple.__hash__(self)
+        self._parent = parent
+        self._kids: dict | None = None
+        self._pre: tuple | None = None
+        return self
+
+    def __hash__(self) -> int:
+        return self._h
+
+    def __reduce__(self):
+        return Scope, (tuple(self),)
+
+    def child(self, frame) -> "Scope":
+        """This stack with `frame` called inside it; the same object for the same frame."""
+        if self._kids is None:
+            self._kids = {}
+        kid = self._kids.get(frame)
+        if kid is None:
+            kid = self._kids[frame] = Scope((*self, frame), self)
+        return kid
+
+    @property
+    def parent(self) -> "Scope":
+        """The stack without its innermost call (a Scope of its own for the empty stack)."""
+        if self._parent is None:
+            self._parent = Scope(self[:-1])
+        return self._parent
+
+    def prefixes(self) -> tuple["Scope", ...]:
+        """Every enclosing stack, from the outermost call's (length 1) to this one."""
+        if self._pre is None:
+            chain, s = [], self
+            while len(s):
+                chain.append(s)
+                s = s.parent
+            self._pre = tuple(reversed(chain))
+        return self._pre
+
+    def prefix(self, n: int) -> "Scope":
+        """The first `n` calls (`self[:n]`, as a shared Scope)."""
+        if n <= 0:
+            return self.prefixes()[0].parent if len(self) else self
+        return self.prefixes()[min(n, len(self)) - 1]
+
+    @staticmethod
+    def of(frames) -> "Scope":
+        """`frames` as a Scope (itself if it is one)."""
+        if type(frames) is Scope:
+            return frames
+        s = Scope()
+        for f in frames:
+            s = s.child(f)
+        return s
+
+
+@contextmanager
+def recursion_room(depth: int, frames_per_level: int = 4):
+    """Within the block, Python's recursion limit leaves room for a pass that recurses once per
+    level of module nesting (`depth`), however deep the model nests. Only for recursion between
+    Python functions, which Python 3.11+ keeps off the C stack."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, old + frames_per_level * depth))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 @dataclass(frozen=True)

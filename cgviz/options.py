@@ -170,7 +170,8 @@ OPTIONS: dict[str, Opt] = {
                "PNG stays within 40 Mpx and 16,000 px a side; SVG, PDF and HTML are never scaled].",
                {"default": None, "metavar": "N"}),
     "max_elements": Opt(("--max-elements",), whole(1, MAX_ELEMENTS_CAP),
-                        "Refuse tensors with more elements than this, before allocating them "
+                        "Refuse a program whose tensors (values and gradients together) would hold more "
+                        "elements than this, or a model input that big, before allocating them "
                         "[default: 50,000,000, about 400 MB].", {"default": None, "metavar": "N"}),
     "lr": Opt(("--lr",), positive(), "The learning rate η of w ← w − η · ∂L/∂w.", {"metavar": "RATE"}),
     "clip_norm": Opt(("--clip-norm",), positive(),

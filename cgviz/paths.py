@@ -52,6 +52,18 @@ class Arg(NamedTuple):
         return f"{self.option} {self.path}{self.note}"
 
 
+def shown(path) -> str:
+    """A file name as text that prints and encodes anywhere: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates, `bad\\udcff.cg`) written as `\\xff`, as a shell shows them. Such a name
+    in a picture's title, the JSON or a plot's title used to end in an internal error."""
+    text = os.fsdecode(os.fspath(path))
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def size_text(n: int) -> str:
     """1536 → '1.5 KiB'; 70 MiB → '70.0 MiB'."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):

@@ -521,16 +521,24 @@ def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from .pywarnings import worker_init
+        import os
+
+        from .workers import init, stop_workers
         results = []
         # spawn, not fork: a forked child of a process whose torch already started threads
-        # can deadlock on their locks
+        # can deadlock on their locks. Each worker dies with this process (cgviz.workers).
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=worker_init) as pool:
-            for r in pool.map(render_job, entries, [timeout] * len(entries), surface):
-                results.append(r)
-                if done:
-                    done()
+                                 initializer=init, initargs=(os.getpid(),)) as pool:
+            try:
+                for r in pool.map(render_job, entries, [timeout] * len(entries), surface):
+                    results.append(r)
+                    if done:
+                        done()
+            except BaseException:
+                # Ctrl-C, SIGTERM: leaving the block would wait for every worker to finish its entry
+                # (a layout can take minutes); they are told to stop, and stop their `dot` first
+                stop_workers(pool)
+                raise
         return results
     results = []
     for e in entries:

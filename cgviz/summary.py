@@ -75,6 +75,8 @@ class TensorInfo:
         import torch
 
         dtype = str(t.dtype).replace("torch.", "")
+        if getattr(t, "is_nested", False) or t.layout != torch.strided:
+            t = _dense(t)
         shape = tuple(int(s) for s in t.shape)
         if t.device.type == "meta" or _is_fake(t):
             return TensorInfo(shape, dtype, None, None)
@@ -133,6 +135,23 @@ class TensorInfo:
             counts = torch.histc(x.to(torch.float32), bins=16, min=st["min"], max=st["max"])
             hist = ([int(c) for c in counts.tolist()], st["min"], st["max"])
         return TensorInfo(shape, dtype, st, None, hist)
+
+
+def _dense(t: Any) -> Any:
+    """The elements of a sparse or nested tensor as a plain one, to summarise: a sparse tensor (an
+    `Embedding(sparse=True)`'s gradient) densified, a nested tensor's components one after another
+    (its ragged shape has no single size; the summary's shape is that of the elements, [Σ rows × …])."""
+    import torch
+    d = t.detach()
+    if getattr(d, "is_nested", False):
+        if d.layout == torch.jagged:
+            return d.values()
+        parts = d.unbind()
+        return torch.cat([p.reshape(-1, *p.shape[1:]) if p.dim() else p.reshape(1) for p in parts]) \
+            if parts else torch.empty(0, dtype=d.dtype)
+    if d.device.type == "meta":
+        return torch.empty(d.shape, dtype=d.dtype, device="meta")
+    return d.to_dense()
 
 
 _DTYPE_NAMES: dict = {}

@@ -126,6 +126,11 @@ def test_huge_tensors_are_refused_before_allocation_and_the_limit_can_be_raised(
     with pytest.raises(SourceError, match="result of matmul"):
         evaluate("input a = ones(3000, 1)\ninput b = ones(1, 3000)\nloss L = sum(a @ b)\n", "t.cg",
                  max_elements=1_000_000)
-    r = evaluate("input a = ones(3000, 1)\ninput b = ones(1, 3000)\nloss L = sum(a @ b)\n", "t.cg",
+    # the limit covers the run's total: the 9M-element product, its gradient and its edge's (27M in all)
+    with pytest.raises(SourceError, match="27,018,002 elements in all") as e:
+        evaluate("input a = ones(3000, 1)\ninput b = ones(1, 3000)\nloss L = sum(a @ b)\n", "t.cg",
                  max_elements=10_000_000)
+    assert (e.value.line, e.value.col) == (3, 16)
+    r = evaluate("input a = ones(3000, 1)\ninput b = ones(1, 3000)\nloss L = sum(a @ b)\n", "t.cg",
+                 max_elements=30_000_000)
     assert float(r.run.values["L"]) == 9e6

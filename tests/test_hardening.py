@@ -140,8 +140,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to see dot start")
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
+                                             (signal.SIGHUP, 129, "terminated")],
+                         ids=["ctrl-c", "sigterm", "sighup"])
 def test_an_interrupted_layout_leaves_no_output_and_no_temporary_file(tmp_path, sig, code, word):
     """Ctrl-C, or SIGTERM from a CI runner's timeout: dot is stopped, the old output stays, no temp file."""
     env = fake_dot(tmp_path / "bin", "sleep 30")       # a layout that is still running when the signal comes

@@ -26,7 +26,15 @@ STATS = ("norm", "mean", "min", "max")
 
 
 def _np(t) -> np.ndarray:
-    return t.detach().to("cpu").double().numpy()
+    t = t.detach()
+    if t.layout != _strided():        # a sparse gradient (Embedding(sparse=True)), a sparse input
+        t = t.to_dense()
+    return t.to("cpu").double().numpy()
+
+
+def _strided():
+    import torch
+    return torch.strided
 
 
 @given_back()
@@ -211,7 +219,9 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
     loss64 = opts.loss.to(torch.float64)      # float targets in float64 too
     tensors = dict(m64.named_parameters())
     tensors.update({n: t for n, t in named_inputs(m64, a64, k64)})
-    flats = {n: tensors[n].detach().view(-1) for n in list(param_names) + list(input_names) if n in tensors}
+    # a sparse or nested tensor has no flat view to nudge element by element: it is left unchecked
+    flats = {n: tensors[n].detach().view(-1) for n in list(param_names) + list(input_names)
+             if n in tensors and tensors[n].layout == torch.strided and not tensors[n].is_nested}
 
     def loss_of() -> float:
         seed(opts.seed)    # the same dropout masks on every forward
@@ -241,6 +251,10 @@ def _fd_setup(loaded, model, args, kwargs, opts, param_names, input_names):
         finally:
             flat[i] = old
     missing = [n for n in list(param_names) + list(input_names) if n not in flats]
+    odd = [n for n in missing if n in tensors]
+    if odd:
+        return None, (f"finite differences skipped: {', '.join(odd[:3])} is sparse or nested, and has no "
+                      "elements to nudge one by one")
     if missing:
         return None, f"finite differences skipped: the float64 copy lacks {', '.join(missing[:3])}"
     return f, None

@@ -209,7 +209,7 @@ class _Builder:
     def _apply(self, d: OpDef, xs, attrs, pos) -> np.ndarray:
         try:
             # the same element budget as the engine's ops: `ones(1e5, 1) * ones(1, 1e5)` is refused
-            inits.check_size(d.shape([x.shape for x in xs], **attrs), f"the result of {d.name}")
+            inits.check_size(d.shape([x.shape for x in xs], **attrs), f"the result of {d.name}", charge=True)
             with np.errstate(all="ignore"):
                 return np.asarray(d.forward(xs, **attrs), dtype=np.float64)
         except OpError as e:

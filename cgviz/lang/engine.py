@@ -225,8 +225,71 @@ def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
                           line=where.get("line"), col=where.get("col"))
 
 
+def plan(graph: Graph, grad: bool = True) -> None:
+    """Every op's shape from the op table's shape rules, and what the run will hold, counted against
+    the element budget (cgviz.lang.inits.element_limit) before forward allocates anything: each op's
+    value, and with backward each gradient that requires one and each edge's into it; and the number
+    of nodes (inits.node_room). Over the budget, the error points at the op where the total passes
+    it, and gives the total."""
+    b = inits.budget()
+    if b is None:
+        return
+    shapes: dict[str, tuple] = {}
+    needs: set[str] = set()
+    cost: list[tuple[Node, int]] = []
+    for node in graph:
+        if node.is_leaf:
+            v = node.attrs["value"]
+            shapes[node.id] = v.shape
+            if node.kind in ("input", "param") and v.dtype.kind == "f":
+                needs.add(node.id)
+            n = 0                            # its value was counted when the declaration was made
+        else:
+            d = OPS[node.op]
+            try:
+                shape = tuple(d.shape([shapes[i] for i in node.inputs], **node.attrs))
+                inits.check_size(shape, f"the result of {d.name}")
+            except OpError as e:
+                raise _located(e, node) from None
+            shapes[node.id] = shape
+            n = _size(shape)
+            if any(i in needs and k not in d.nondiff for k, i in enumerate(node.inputs)):
+                needs.add(node.id)
+            if grad and node.id in needs:
+                n += _size(shape) + sum(_size(shapes[i]) for k, i in enumerate(node.inputs)
+                                        if i in needs and k not in d.nondiff)
+        if grad and node.is_leaf and node.id in needs:
+            n += _size(shapes[node.id])      # its gradient
+        cost.append((node, n))
+    room = inits.node_room(b.limit)
+    if len(cost) > room:
+        node = cost[room][0]
+        raise SourceError(inits.too_many(f"this program's {len(cost):,} nodes", room, "this one"),
+                          line=node.meta.get("line"), col=node.meta.get("col"))
+    total = b.used + sum(n for _, n in cost)
+    if total <= b.limit:
+        b.used = total
+        return
+    used = b.used
+    for node, n in cost:
+        used += n
+        if used > b.limit:
+            what = "the program's values and gradients" if grad else "the program's values"
+            where = f"with this {'operation' if node.kind == 'op' else 'declaration'}"
+            raise SourceError(inits.over_budget(what, total, b.limit, where),
+                              line=node.meta.get("line"), col=node.meta.get("col"))
+
+
+def _size(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
 def run(graph: Graph, grad: bool = True) -> Run:
     """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
+    plan(graph, grad)
     values = forward(graph)
     check_loss(graph, values)
     # what *can* get a gradient is a fact of the graph, reported even when backward is skipped

@@ -14,9 +14,22 @@ import numpy as np
 from ..errors import OpError
 from ..spelling import spell
 
-# A declaration asking for more elements than this is refused before anything is allocated
-# (50 million float64 = 400 MB); `--max-elements` raises it.
+# A program whose tensors together would hold more elements than this is refused before they are
+# allocated (50 million float64 = 400 MB), and so is any one tensor that big; `--max-elements` raises it.
+# The total counts every declaration's value, every op's value, and with backward every gradient
+# (each node's and each edge's).
 MAX_ELEMENTS = 50_000_000
+# What cgviz keeps about a node besides its tensors (its IR node, summaries, DOT and JSON), in
+# elements of 8 bytes: a 100,000-line chain of ops on 4 elements took 574 MB to run, about 5 kB a
+# node. A program may have max_elements // NODE_COST nodes, and never fewer than MIN_NODES (so a
+# small --max-elements limits tensors, not the length of a program).
+NODE_COST = 512
+MIN_NODES = 100_000
+
+
+def node_room(limit: int | None) -> int:
+    """How many nodes a program may have under the element limit `limit` (None: the default)."""
+    return max(MIN_NODES, (MAX_ELEMENTS if limit is None else int(limit)) // NODE_COST)
 
 
 @dataclass(frozen=True)
@@ -62,31 +75,73 @@ def _shape(dims, what) -> tuple[int, ...]:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
             raise OpError(f"{what}: dimensions must be whole numbers ≥ 0, got {_text(d)}")
         out.append(int(d))
-    check_size(out, what)
+    check_size(out, what, charge=True)
     return tuple(out)
 
 
+@dataclass
+class Budget:
+    """The elements a program's run may hold in all, and those counted so far."""
+
+    limit: int
+    used: int = 0
+
+
 _LIMIT: ContextVar[int] = ContextVar("cgviz_max_elements", default=MAX_ELEMENTS)
+_BUDGET: ContextVar["Budget | None"] = ContextVar("cgviz_budget", default=None)
 
 
 @contextmanager
 def element_limit(limit: int | None):
-    """Within the block, check_size refuses tensors above `limit` elements (None: the default)."""
-    token = _LIMIT.set(MAX_ELEMENTS if limit is None else int(limit))
+    """Within the block, check_size refuses tensors above `limit` elements (None: the default), and
+    the tensors charged to the block's Budget may not pass it together."""
+    limit = MAX_ELEMENTS if limit is None else int(limit)
+    token = _LIMIT.set(limit)
+    budget = _BUDGET.set(Budget(limit))
     try:
         yield
     finally:
+        _BUDGET.reset(budget)
         _LIMIT.reset(token)
 
 
-def check_size(shape, what, limit: int | None = None) -> None:
-    """Refuse a tensor too large for memory before allocating it."""
+def budget() -> Budget | None:
+    """The running total of the program being evaluated (None outside element_limit)."""
+    return _BUDGET.get()
+
+
+def check_size(shape, what, limit: int | None = None, charge: bool = False) -> None:
+    """Refuse a tensor too large for memory before allocating it; `charge`: count it in the
+    program's total too (a declaration's value, made as the program is built)."""
     limit = _LIMIT.get() if limit is None else limit
     n = math.prod(shape)
     if n > limit:
         raise OpError(f"{what}: {'×'.join(map(str, shape))} is {n:,} elements, over the limit of "
                       f"{limit:,} (about {_bytes(limit * 8)}); raise it with {spell('max_elements')} "
                       "if you really mean it")
+    b = _BUDGET.get()
+    if charge and b is not None:
+        b.used += n
+        if b.used > b.limit:
+            raise OpError(f"{what}: with this, the program's declarations hold {b.used:,} elements (about "
+                          f"{_bytes(b.used * 8)}), past the limit of {b.limit:,} elements for all of its tensors "
+                          f"together (about {_bytes(b.limit * 8)}). Raise it with {spell('max_elements')} if you "
+                          "really mean it")
+
+
+def too_many(what: str, room: int, where: str) -> str:
+    """The message of a program with more nodes than node_room allows."""
+    return (f"{what} pass the {room:,} a program may have (each takes about {NODE_COST * 8 / 1000:.0f} kB besides "
+            f"its tensors; the room is {spell('max_elements')} / {NODE_COST}, and at least {MIN_NODES:,}), "
+            f"from {where} on. Raise {spell('max_elements')} if you really mean it")
+
+
+def over_budget(what: str, total: int, limit: int, where: str) -> str:
+    """The message of a program whose tensors would pass the element budget: the total, the limit,
+    where it is passed (`where`: the place the error points at) and the way out."""
+    return (f"{what} would hold {total:,} elements in all (about {_bytes(total * 8)}); {where} they pass "
+            f"the limit of {limit:,} elements for all of them together (about {_bytes(limit * 8)}). Raise it "
+            f"with {spell('max_elements')} if you really mean it")
 
 
 def _bytes(n: int) -> str:
@@ -157,9 +212,11 @@ def _randint(lo, hi, shape=(), seed=None, _name=""):
 
 @_init("eye", "eye(n)", "the n×n identity")
 def _eye(n, _name=""):
-    (n,) = _shape((n,), "eye")
-    check_size((n, n), "eye")
-    return np.eye(n)
+    n = whole(n)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise OpError(f"eye: dimensions must be whole numbers ≥ 0, got {_text(n)}")
+    check_size((int(n), int(n)), "eye", charge=True)
+    return np.eye(int(n))
 
 
 @_init("arange", "arange(start, stop, step=1)", "evenly spaced values in [start, stop)")
@@ -172,7 +229,7 @@ def _arange(start, stop=None, step=1, _name=""):
         raise OpError("arange: step cannot be 0")
     if not all(math.isfinite(v) for v in (start, stop, step, (stop - start) / step)):
         raise OpError(f"arange: start, stop and step must be finite, got {start:g}, {stop:g}, {step:g}")
-    check_size((max(0, math.ceil((stop - start) / step)),), "arange")
+    check_size((max(0, math.ceil((stop - start) / step)),), "arange", charge=True)
     return np.arange(start, stop, step, dtype=np.float64)
 
 

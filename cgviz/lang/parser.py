@@ -456,6 +456,41 @@ def chunks(body: str, lines: int = CHUNK_LINES):
         yield start, n, start_line - 1
 
 
+_CONTENT = re.compile(r"[^ \t\r\f\n]")
+
+
+def statement_lines(body: str):
+    """The line of each statement's start, as chunks() reads the text (a newline inside brackets or
+    after a backslash continues the statement; blank lines and comments are none), without parsing it."""
+    pos, line, depth, pending = 0, 1, 0, None
+    n = len(body)
+    while pos < n:
+        m = _STRUCTURE.search(body, pos)
+        end = n if m is None else m.start()
+        if pending is None and depth == 0 and _CONTENT.search(body, pos, end):
+            pending = line                  # something that is not blank starts a statement here
+        if m is None:
+            break
+        ch = m.group()
+        pos = m.end()
+        if ch == "\n":
+            if depth == 0 and pending is not None:
+                yield pending
+                pending = None
+            line += 1
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "#":
+            nl = body.find("\n", pos)
+            pos = n if nl == -1 else nl
+        else:                               # a backslash continuation
+            line += 1
+    if pending is not None:
+        yield pending
+
+
 def parse(text: str, name: str = "<input>") -> Program:
     """Parse a whole program; a SourceError names file, line and column and shows a caret.
 

@@ -25,13 +25,13 @@ SOURCE_ACCEPTS = "Give an expression file such as pizza.cg, or - to read standar
 def read_source(path: str) -> tuple[str, str]:
     """The text of a program file (or `-` for standard input) and the name to show for it. Only a
     regular file is opened, and at most paths.SOURCE_LIMIT bytes are read (standard input too)."""
-    from ..paths import SOURCE_LIMIT, read_input, read_stdin
+    from ..paths import SOURCE_LIMIT, read_input, read_stdin, shown
     if path == "-":
         data = read_stdin("an expression file", SOURCE_LIMIT)
         name = "<stdin>"
     else:
         data = read_input(path, kind="an expression file", accepts=SOURCE_ACCEPTS, limit=SOURCE_LIMIT)
-        name = path
+        name = shown(path)
     return decode_source(data, name), name
 
 
@@ -49,6 +49,23 @@ def decode_source(data: bytes, name: str) -> str:
     return text
 
 
+def check_length(text: str, name: str, max_elements: int | None = None) -> None:
+    """Refuse, before parsing, a program with more statements than it may have nodes (each makes at
+    least one; inits.node_room). A file of a million one-line statements took 9 minutes to run out of
+    memory; this says so in about a second."""
+    from ..errors import SourceError
+    from .inits import node_room, too_many
+    from .parser import Source, statement_lines
+    room = node_room(max_elements)
+    if len(text) // 2 <= room:              # a statement takes at least two characters
+        return
+    lines = list(statement_lines(text))
+    if len(lines) <= room:
+        return
+    raise SourceError(too_many(f"this program's {len(lines):,} statements (at least a node each)", room,
+                               "this statement"), line=lines[room], col=1).at(Source(text, name))
+
+
 @dataclass
 class Result:
     graph: Graph
@@ -58,6 +75,7 @@ class Result:
 def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None = None,
              grad: bool = True, max_elements: int | None = None) -> Result:
     """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
+    check_length(text, name, max_elements)
     program = parse(text, name)
     # NumPy's own RuntimeWarnings ("Mean of empty slice", overflow in an initializer) would print
     # source paths on stderr; cgviz finds and explains every NaN and infinity itself.

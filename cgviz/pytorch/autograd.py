@@ -156,10 +156,11 @@ class AutogradRecorder:
         name, kind = self._names.get(id(t), (None, kind))
         node_id = self._unique(name, own=True) if name else self._unique(default)
         owner = name.rpartition(".")[0] if name and kind == "param" else ""
+        info = TensorInfo.of(t)         # a nested tensor has no single shape: the summary's is its elements'
         self.graph.add(Node(id=node_id, kind=kind, name=name or node_id,
-                            meta={"module": owner, "scope": (), "numel": t.numel(),
-                                  "shape": tuple(t.shape)}))
-        self.run.values[node_id] = TensorInfo.of(t)
+                            meta={"module": owner, "scope": (), "numel": info.numel,
+                                  "shape": info.shape}))
+        self.run.values[node_id] = info
         self.run.grads[node_id] = None
         self._tensors[id(t)] = node_id
         self._keep.append(t)

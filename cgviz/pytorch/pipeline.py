@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import CgvizError, OptionError
 from ..spelling import spell
-from ..view.graphviz import IMAGE_FORMATS, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
+from ..view.graphviz import DOT_MEMORY_ENV, IMAGE_FORMATS, LayoutLimit, LayoutMemory, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import WORDS, Picture, build_picture, find_groups
 from .state import given_back
 
@@ -236,7 +236,7 @@ class ModelDrawing:
             text = out.dot(rankdir)
             try:
                 laid = layout(text, limit, len(out.pic.nodes))
-            except LayoutTimeout:
+            except LayoutLimit:          # out of time or of memory: too big for this level
                 fits[i] = False
                 return False
             size = drawing_size(laid)
@@ -338,6 +338,12 @@ class ModelDrawing:
                 # another format is laid out just as slowly: only more time, or no layout, helps
                 advice = (f"a longer {spell('timeout')} gives each level more time, and "
                           f"{spell('format', 'json')} has every op without a layout")
+            except LayoutMemory as e:
+                if last:
+                    raise
+                why = f"Graphviz ran out of the memory cgviz lets it use ({e.limit_text})"
+                advice = (f"{DOT_MEMORY_ENV}=16G allows more, and {spell('format', 'json')} has every op "
+                          "without a layout")
             except PictureTooBig:
                 if last or dpi is not None:
                     raise
@@ -351,7 +357,7 @@ class ModelDrawing:
 def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = True, grad: bool = True,
                   profile_top: int = 10, vanish: float | None = None, explode: float | None = None,
                   html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True,
-                  focus: str | None = None) -> ModelDrawing:
+                  focus: str | None = None, choose: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
     `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
     from .trace import TraceOptions, trace
@@ -366,7 +372,8 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         HISTOGRAMS.reset(token)
     timings["run"] = time.perf_counter() - t
     graph, run = traced.graph, traced.run
-    graph.source = Path(loaded.path).name
+    from ..paths import shown
+    graph.source = shown(Path(loaded.path).name)
     nonfinite_warnings(graph, run)          # on every recorded op, before any is left out or folded
     profile_table = None
     if run.profile is not None:
@@ -458,8 +465,11 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
                            view_depth, auto, fold, notes, profile_table, coarser=coarser, drawn=drawn,
                            groups=groups, focus_of=focus_of, caveat=caveat, remarks=remarks)
     # choosing the level is picture work too (DenseNet: every op's DOT text and three coarser
-    # pictures, a few tenths of a second that the stage line used to leave out)
-    drawing.choose()
+    # pictures, a few tenths of a second that the stage line used to leave out). `choose=False`: the
+    # output is the JSON, which has every op whatever the picture (a 40,000-op chain spent 30 s here
+    # and printed a note about Graphviz)
+    if choose:
+        drawing.choose()
     timings["picture"] = time.perf_counter() - t
     return drawing
 
@@ -508,7 +518,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus)
+                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus,
+                      choose=fmt != "json")
     if fmt == "png":
         d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
     data = d.output(fmt, rankdir, timeout, timings, dpi)

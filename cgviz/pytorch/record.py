@@ -18,7 +18,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
 from . import frames
-from ..ir import Graph, Node
+from ..ir import Graph, Node, Scope
 from ..spelling import spell
 from ..summary import RunSummary, TensorInfo
 from .state import lend_grad
@@ -122,6 +122,14 @@ def _storage(t: torch.Tensor):
         return None
 
 
+def _sparse_grads(name: str, args: tuple, kwargs: dict) -> bool:
+    """F.embedding / F.embedding_bag with sparse=True: the weight (argument 2) gets a sparse gradient."""
+    at = {"embedding": 6, "embedding_bag": 7}.get(name)
+    if at is None:
+        return False
+    return kwargs.get("sparse") is True or (len(args) > at and args[at] is True)
+
+
 def not_an_op(func, name: str) -> bool:
     """Calls that are not drawn: bookkeeping (_SKIP) and attribute reads other than the few that
     compute something (`.T`, in _PROPERTY_OPS)."""
@@ -138,6 +146,8 @@ class Recorder(TorchFunctionMode):
         self.run = RunSummary()
         self.grads = grads
         self.stack: list[Frame] = []
+        self._root = Scope()
+        self._scope = self._root                  # self.stack as a Scope: every op of a call shares it
         self._calls: dict[str, int] = {}          # module path → calls so far (loop detection)
         self._producer: dict[int, tuple[str, int]] = {}   # id(tensor) → (node id, output index)
         self._keep: list[torch.Tensor] = []        # keep recorded tensors alive so ids stay unique
@@ -154,6 +164,7 @@ class Recorder(TorchFunctionMode):
         self._only_edge: dict[str, tuple[torch.Tensor, int, TensorInfo]] = {}
         self.paused = False
         self._inner = 0        # > 0 while the model's own torch.autograd.grad runs: hooks record nothing
+        self.deepest = 0                           # the deepest nesting of module calls seen
 
     # ---- scopes -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -161,15 +172,24 @@ class Recorder(TorchFunctionMode):
         """Enter a module call (module hooks and program interpreters call this)."""
         n = self._calls.get(path, 0) + 1
         self._calls[path] = n
-        self.stack.append(Frame(path, cls, n))
+        frame = Frame(path, cls, n)
+        outer = self._scope
+        self.stack.append(frame)
+        self._scope = outer.child(frame)
+        self.deepest = max(self.deepest, len(self.stack))
         try:
             yield
         finally:
             self.stack.pop()
+            self._scope = outer
 
     def set_stack(self, frames: list[Frame]) -> None:
         """For interpreters that know each op's module stack (torch.export's nn_module_stack)."""
         self.stack = list(frames)
+        scope = self._root
+        for f in frames:        # equal frames give the same Scope (Scope.child), so ops share it
+            scope = scope.child(f)
+        self._scope = scope
 
     # ---- inputs -------------------------------------------------------------------------------
     def add_input(self, name: str, t: torch.Tensor) -> None:
@@ -215,6 +235,7 @@ class Recorder(TorchFunctionMode):
             k = 0
             own = {id(w) for w in overwritten}
             memory = {_storage(w) for w in overwritten} - {None, 0}
+            sparse_grads = _sparse_grads(name, args, kwargs)
 
             def alias(t):
                 nonlocal k
@@ -224,6 +245,11 @@ class Recorder(TorchFunctionMode):
                         if own and (id(t) in own or _storage(t) in memory):
                             from_fn.append((k - 1, get_gradient_edge(t)))
                             return t
+                    # a view of a sparse or nested tensor, or of a weight whose gradient will be sparse
+                    # (Embedding(sparse=True)), fails in forward or backward: such an edge keeps no
+                    # gradient of its own (the node's is still recorded)
+                    if t.requires_grad and t.layout == torch.strided and not t.is_nested and not (
+                            sparse_grads and k == 2):
                         a = t.view_as(t)
                         edge_hooks.append((k - 1, a))
                         return a
@@ -293,7 +319,7 @@ class Recorder(TorchFunctionMode):
             src, idx = self._source(t)
             inputs.append(src)
             outs.append(idx)
-        scope = tuple(self.stack)
+        scope = self._scope
         node = Node(id=self._unique(self.op_base(name)), kind="op", op=name,
                     inputs=tuple(inputs),
                     meta={"module": scope[-1].path if scope else "",
@@ -331,7 +357,7 @@ class Recorder(TorchFunctionMode):
             node_id = self._unique("const")
         owner = name.rpartition(".")[0] if name else ""
         self.graph.add(Node(id=node_id, kind=kind, name=name or node_id,
-                            meta={"module": owner, "scope": tuple(self.stack), "numel": t.numel()}))
+                            meta={"module": owner, "scope": self._scope, "numel": t.numel()}))
         self.run.values[node_id] = TensorInfo.of(t)
         self._note(t, node_id, 0)
         if self.grads and t.requires_grad and t.is_leaf:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 
 from ..errors import CgvizError
 from ..spelling import spell, spell_value
@@ -127,6 +128,12 @@ def call(loaded: Loaded, model, args, kwargs, rec=None):
     import torch
     # --meta: factory calls inside forward (torch.ones for a mask) must land on the meta device too
     device = torch.device("meta") if _on_meta(args, kwargs) else contextlib.nullcontext()
+    old = sys.getrecursionlimit()
+    # The recorder's module hooks make torch run each module call through one more frame (4 a level
+    # where plain PyTorch takes 3), and the recorder itself adds a few at the innermost op: the limit
+    # grows by as much, so a model nested as deep as plain PyTorch allows runs here too. The C stack
+    # is no deeper than plain PyTorch's: one native call per module level either way.
+    sys.setrecursionlimit(old + old // 3 + HOOK_FRAMES)
     try:
         with device:
             return _dispatch(loaded, model, args, kwargs, rec)
@@ -134,6 +141,13 @@ def call(loaded: Loaded, model, args, kwargs, rec=None):
         raise
     except NotImplementedError:
         raise
+    except RecursionError:
+        deep = getattr(rec, "deepest", 0)
+        nest = f"its module calls were nested {deep} deep when it did, and " if deep > 50 else ""
+        raise CgvizError(f"the model's forward went past Python's recursion limit of {old:,} calls: {nest}plain "
+                         "PyTorch stops at that limit too (each nested module call takes 3 Python frames). "
+                         "If the model is meant to be that deep, raise the limit where the model is built "
+                         f"(sys.setrecursionlimit({max(10_000, 2 * old)}) in the model file).") from None
     except Exception as e:
         msg = str(e).strip().splitlines()
         text = (msg[0] if msg else "")[:400]
@@ -144,6 +158,11 @@ def call(loaded: Loaded, model, args, kwargs, rec=None):
                 if _INPUT_TROUBLE.search(text) else "")
         raise CgvizError(f"the model's forward failed on inputs {describe(args, kwargs)}: "
                          f"{type(e).__name__}: {text}{user_frame(e)}{hint}.") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
+HOOK_FRAMES = 200      # frames the recorder may add under the innermost module call
 
 
 _INPUT_TROUBLE = re.compile(r"shape|size|dimension|dtype|mat1|mat2|channels|expected input|"
@@ -218,3 +237,41 @@ def backward(loss) -> None:
         text = str(e).strip().splitlines()[0][:400]
         raise CgvizError(f"the backward pass failed (plain PyTorch fails the same way on this model): "
                          f"{text}") from None
+
+
+def grad_fns(*tensors) -> list:
+    """Every autograd node behind `tensors`, each after all the nodes that consume it (topological).
+
+    Holding these and then letting them go one by one with `release` frees a deep graph without
+    recursion. Freed from its output, a chain of grad_fns is destroyed recursively in C++, a few
+    native frames per node; once the recorder's hooks have given the nodes Python objects, a chain
+    of ~15,000 ops (a 20,000-op model, an RNN over 8,000 steps) overflows the 8 MB stack: a segfault
+    with no message, where plain PyTorch, whose nodes have no Python objects, frees them in a loop."""
+    order: list = []
+    seen: set[int] = set()
+    for t in tensors:
+        root = getattr(t, "grad_fn", None)
+        if root is None or id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.next_functions))]
+        while stack:               # depth-first, each node listed once all its inputs are
+            fn, rest = stack[-1]
+            for nxt, _ in rest:
+                if nxt is not None and id(nxt) not in seen:
+                    seen.add(id(nxt))        # every node seen stays alive in `stack` or `order`
+                    stack.append((nxt, iter(nxt.next_functions)))
+                    break
+            else:
+                stack.pop()
+                order.append(fn)
+    order.reverse()                 # consumers first
+    return order
+
+
+def release(fns: list) -> None:
+    """Drop the nodes `grad_fns` listed, consumers first: each node's inputs are still held by the
+    list when it goes, so freeing one frees nothing else."""
+    for i in range(len(fns)):
+        fns[i] = None
+    fns.clear()

@@ -9,10 +9,10 @@ from typing import Any
 from ..errors import CgvizError
 from ..spelling import spell
 from ..ir import Graph
-from .inputs import InputSpec, describe, named_tensors
+from .inputs import InputSpec, describe, flat_tensors, named_tensors
 from .load import Loaded
 from .loss import check_connected
-from .run import backward, call, fresh_inputs, named_inputs, parameters_and_buffers, prepare
+from .run import backward, call, fresh_inputs, grad_fns, named_inputs, parameters_and_buffers, prepare, release
 from .state import given_back, lend_grad, seed
 from ..summary import RunSummary, TensorInfo
 
@@ -166,8 +166,13 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     graph, run = rec.finish(loss_id)
     run.loss = None if opts.meta else float(loss.detach())
     _describe(run, loaded, model, "ops", value.tag, args, kwargs, params)
-    return Traced(graph, run, notes + run.notes + _loss_notes(value, out), loss_fallback=value.fallback,
-                  unread=unread_inputs(rec.graph, graph, run))
+    traced = Traced(graph, run, notes + run.notes + _loss_notes(value, out), loss_fallback=value.fallback,
+                    unread=unread_inputs(rec.graph, graph, run))
+    # the graph autograd kept is freed node by node, not recursively from the loss (run.grad_fns)
+    fns = grad_fns(loss, *flat_tensors(out))
+    del loss, out, value
+    release(fns)
+    return traced
 
 
 def _loss_notes(value, out) -> list[str]:
@@ -248,5 +253,9 @@ def _trace_autograd(loaded, model, args, kwargs, opts) -> Traced:
     graph, run = rec.result()
     run.loss = float(loss.detach())
     _describe(run, loaded, model, "autograd", value.tag, args, kwargs, params)
-    return Traced(graph, run, _loss_notes(value, out), value.fallback)
+    traced = Traced(graph, run, _loss_notes(value, out), value.fallback)
+    fns = grad_fns(loss, *flat_tensors(out))
+    del loss, out, value
+    release(fns)
+    return traced
 

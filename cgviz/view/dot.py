@@ -45,11 +45,20 @@ def dot_text(scene: Scene) -> str:
 
 
 def _items(lines: list[str], items, indent: str) -> None:
-    for item in items:
+    # a stack of (items, next index, indent) rather than recursion: frames nest as deep as the
+    # model's modules, hundreds of levels past Python's recursion limit
+    stack = [(items, 0, indent)]
+    while stack:
+        group, i, ind = stack.pop()
+        if i == len(group):
+            if len(stack):
+                lines.append(f"{stack[-1][2]}}}")        # the end of the frame that held `group`
+            continue
+        stack.append((group, i + 1, ind))
+        item = group[i]
         if isinstance(item, Cluster):
-            lines.append(f"{indent}subgraph {quote('cluster_' + item.id)} {{")
-            lines.append(f"{indent}{INDENT}graph {attrs(_with_caption(item.attrs, item.caption))}")
-            _items(lines, item.items, indent + INDENT)
-            lines.append(f"{indent}}}")
+            lines.append(f"{ind}subgraph {quote('cluster_' + item.id)} {{")
+            lines.append(f"{ind}{INDENT}graph {attrs(_with_caption(item.attrs, item.caption))}")
+            stack.append((item.items, 0, ind + INDENT))
         else:
-            lines.append(f"{indent}{quote(item.id)} {attrs(item.attrs)}")
+            lines.append(f"{ind}{quote(item.id)} {attrs(item.attrs)}")

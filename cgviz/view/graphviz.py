@@ -38,8 +38,52 @@ class DotMissing(CgvizError):
 DOT = "dot"
 
 
-class LayoutTimeout(CgvizError):
+class LayoutLimit(CgvizError):
+    """Graphviz passed a limit cgviz gives it (time, memory): a coarser picture may still fit."""
+
+
+class LayoutTimeout(LayoutLimit):
     """Graphviz did not lay the picture out in the time it was given."""
+
+
+class LayoutMemory(LayoutLimit):
+    """Graphviz ran out of the memory cgviz lets it use."""
+
+
+# `dot` runs with at most this much address space (RLIMIT_AS, Linux): a wide fan-out of a few
+# thousand nodes, each edge spanning thousands of ranks, took 18.7 GB and the kernel's OOM killer
+# fired on the whole machine. Real pictures take far less (ResNet-50, GPT-2 and DenseNet at every
+# op: at most 0.4 GB of address space, 0.15 GB resident). CGVIZ_DOT_MEMORY changes it (`8G`,
+# `500M`; `0` or `none` for no limit).
+DOT_MEMORY_ENV = "CGVIZ_DOT_MEMORY"
+DEFAULT_DOT_MEMORY = 4 * 1024**3
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def dot_memory() -> int | None:
+    """The memory limit for `dot` in bytes (None: none): CGVIZ_DOT_MEMORY, else the default, else
+    half the machine's memory when that is less."""
+    text = os.environ.get(DOT_MEMORY_ENV, "").strip()
+    if not text:
+        limit = DEFAULT_DOT_MEMORY
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+        return limit
+    if text.lower() in ("0", "none", "unlimited"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.I)
+    if m is None or float(m.group(1)) * _UNITS[m.group(2).upper()] < 1024**2:
+        raise CgvizError(f"{DOT_MEMORY_ENV}={text!r}: give the memory Graphviz may use as a size of at least "
+                         "1M, such as 8G or 500M, or 0 for no limit")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def size_text(n: int) -> str:
+    """4 GiB as `4G`, as CGVIZ_DOT_MEMORY spells it."""
+    for unit in ("T", "G", "M", "K"):
+        if n >= _UNITS[unit]:
+            return f"{n // _UNITS[unit]}{unit}" if n % _UNITS[unit] == 0 else f"{n / _UNITS[unit]:.1f}{unit}"
+    return str(n)
 
 
 class PictureTooBig(CgvizError):
@@ -50,13 +94,55 @@ class PictureTooBig(CgvizError):
 _early: dict[tuple[str, ...], subprocess.Popen] = {}
 
 
+# Every `dot` this process runs, so that a worker told to stop (cgviz.workers) stops them first.
+_running: set[subprocess.Popen] = set()
+
+
 def _start(args: list[str]) -> subprocess.Popen:
+    limit = dot_memory()        # a bad CGVIZ_DOT_MEMORY is said before anything starts
     try:
-        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except (FileNotFoundError, PermissionError, NotADirectoryError):
         # no `dot` on PATH, or only one that cannot run (not executable, a folder): as shutil.which,
         # which skips those, did. The system tries every PATH entry before it gives up.
         raise DotMissing(install_hint()) from None
+    proc.memory_limit = _limit_memory(proc, limit)
+    _running.add(proc)
+    return proc
+
+
+def _limit_memory(proc: subprocess.Popen, limit: int | None) -> int | None:
+    """Cap the address space of a `dot` just started; the limit set, or None.
+
+    Set from outside with prlimit(2) rather than in the child before exec (preexec_fn), which is not
+    safe while other threads run (the drill-down page lays out its levels from a thread pool). `dot`
+    allocates its layout only once it has read the graph, which is sent after this, so nothing
+    escapes the limit. prlimit is Linux's; elsewhere `dot` runs without one."""
+    if limit is None:
+        return None
+    try:
+        import resource                 # POSIX only
+    except ImportError:
+        return None
+    prlimit = getattr(resource, "prlimit", None)
+    if prlimit is None:
+        return None
+    try:
+        # under a lower hard limit of its own (`ulimit -v`), which dot inherits, that one is the bound
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+    except (OSError, ValueError):     # gone already: nothing to limit
+        return None
+    return limit
+
+
+def stop_all() -> None:
+    """Kill every `dot` still running (a worker process ending on a signal)."""
+    for proc in list(_running):
+        with contextlib.suppress(OSError):
+            proc.kill()
 
 
 @contextlib.contextmanager
@@ -77,6 +163,7 @@ def started_early(fmt: str):
     finally:
         while _early:
             _, proc = _early.popitem()
+            _running.discard(proc)
             with proc:                 # closes the pipes and waits for it
                 proc.kill()
 
@@ -89,13 +176,24 @@ def _first_pass(fmt: str) -> str:
 def _run(args: list[str], data: bytes, timeout: float | None) -> subprocess.CompletedProcess:
     """subprocess.run(args, input=data, capture_output=True), on a process started early if there is one."""
     proc = _early.pop(tuple(args), None) or _start(args)
-    with proc:
-        try:
-            out, err = proc.communicate(data, timeout=timeout)
-        except BaseException:          # a timeout, Ctrl-C, SIGTERM: never leave Graphviz running
-            proc.kill()                # then wait (by `with`), without reading: as subprocess.run does
-            raise
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+    try:
+        with proc:
+            try:
+                out, err = proc.communicate(data, timeout=timeout)
+            except BaseException:          # a timeout, Ctrl-C, SIGTERM: never leave Graphviz running
+                proc.kill()                # then wait (by `with`), without reading: as subprocess.run does
+                raise
+    finally:
+        _running.discard(proc)
+    done = subprocess.CompletedProcess(args, proc.returncode, out, err)
+    done.memory_limit = getattr(proc, "memory_limit", None)
+    return done
+
+
+# How `dot` ends when an allocation fails under the limit: Graphviz's "out of memory" (then often
+# a segfault, as it does not check every allocation), or C++'s bad_alloc (an abort)
+_OUT_OF_MEMORY = re.compile(r"out of memory|cannot allocate|bad_alloc|memory exhausted", re.I)
+_CRASH_SIGNALS = (-6, -7, -11)       # SIGABRT, SIGBUS, SIGSEGV
 
 
 def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: int | None, hint: str,
@@ -110,6 +208,14 @@ def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: i
                             f"longer {spell('timeout')}.") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
+        limit = getattr(proc, "memory_limit", None)
+        if limit is not None and (_OUT_OF_MEMORY.search(err) or proc.returncode in _CRASH_SIGNALS):
+            e = LayoutMemory(
+                f"Graphviz ran out of memory {what} the graph{_spans(data)}: cgviz lets `dot` use at most "
+                f"{size_text(limit)}. Try {hint}{spell('format', 'dot')} to get the text without layout, "
+                f"or allow more with {DOT_MEMORY_ENV}=16G (or {DOT_MEMORY_ENV}=0 for no limit).")
+            e.limit_text = size_text(limit)
+            raise e
         if "longer than 16384" in err:
             # a name of a node, module or file longer than Graphviz takes in one string
             raise CgvizError("a name in this graph (of a node, module or file) is too long for Graphviz, "
@@ -117,6 +223,16 @@ def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: i
                              f"{spell('format', 'json')}, which has no such limit")
         raise CgvizError(f"Graphviz `dot -T{fmt}` failed (exit status {proc.returncode}): {err}")
     return proc
+
+
+def _spans(data: bytes) -> str:
+    """What makes the layout big, read from the DOT text: its edges' spans are nodes dot must place."""
+    from .budget import layout_cost
+    try:
+        cost = layout_cost(data.decode("utf-8"))
+    except Exception:       # an estimate for a message: never the reason a message is lost
+        return ""
+    return f" ({cost.describe()})" if cost.nodes else ""
 
 
 def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, nodes: int | None = None,

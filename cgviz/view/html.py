@@ -370,7 +370,8 @@ def _repetition(lv, rep, opts, first: tuple) -> dict:
 
 def _frame(scope: tuple) -> str:
     """The id Graphviz gives the frame of a module scope (model_scene writes it, levels opens it)."""
-    return "cluster_" + "/".join(f.key for f in scope)
+    from .model_scene import cluster_id
+    return "cluster_" + cluster_id(scope)
 
 
 # ---------------------------------------------------------------- cgviz train: a slider over the steps

@@ -15,6 +15,7 @@ from typing import Any
 from ..ir import Graph
 from ..summary import RunSummary
 from .inside import IN, OUT, calls_of, inside, repetition
+from .model_scene import cluster_id
 from .structure import WORDS, Picture, build_picture, find_groups, max_depth, module_calls, param_norm
 
 LEVEL_NODES = 60        # a level is drawn at the deepest depth with at most this many boxes
@@ -120,7 +121,7 @@ def build_levels(graph: Graph, run: RunSummary, pic: Picture, fold: bool = True,
             if dn.kind == "module":
                 wanted[dn.id] = base + dn.module
             for i in range(1, len(dn.scope) + 1):
-                wanted["cluster_" + "/".join(f.key for f in dn.scope[:i])] = base + tuple(dn.scope[:i])
+                wanted["cluster_" + cluster_id(dn.scope[:i])] = base + tuple(dn.scope[:i])
         for drawn_id, call in wanted.items():
             if call not in members:
                 continue                # a box of ops run in no module (structure.gathered_ops)

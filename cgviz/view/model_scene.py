@@ -15,7 +15,7 @@ from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, NONFINITE_STYLE, STYLE, forwar
 from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
-from ..ir import Graph
+from ..ir import Graph, Scope, recursion_room
 from .structure import WORDS, DEdge, DNode, Picture, combine
 from ..summary import RunSummary, TensorInfo, first
 
@@ -87,7 +87,7 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         if loss and not outs:
             outs = [shape_label(getattr(first(run.values.get(graph.output)), "shape", ()))]
         if ins or outs:
-            rows.append(small(", ".join(ins) + " → " + ", ".join(outs)))
+            rows.append(small(shapes_text(ins, "input shapes") + " → " + shapes_text(outs, "output shapes")))
         if loss:        # a collapsed loss box (or a module that computes it) says its value, as the loss op does
             rows.append(Line(_loss_line(run)))
         if opts.grad:
@@ -108,13 +108,14 @@ def _node_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: Dr
         head = rep.op + (f"  ×{dn.copies}" if dn.copies > 1 else "")
         rows.append(Line(head, bold=True))
         in_shapes = [shape_label(run.edge_values[(rep.id, k)].shape) for k in range(len(rep.inputs))
-                     if (rep.id, k) in run.edge_values and graph[rep.inputs[k]].kind not in ("param", "const")]
+                     if run.edge_values.get((rep.id, k)) is not None
+                     and graph[rep.inputs[k]].kind not in ("param", "const")]
         outs = run.values.get(rep.id)
         out_shapes = [shape_label(x.shape) for x in (outs if isinstance(outs, list) else [outs]) if x is not None]
         if in_shapes and (len(in_shapes) > 1 or in_shapes[0] != out_shapes[0]):
-            rows.append(small(", ".join(in_shapes) + " → " + ", ".join(out_shapes)))
+            rows.append(small(shapes_text(in_shapes, "inputs") + " → " + shapes_text(out_shapes, "outputs")))
         elif not in_shapes and out_shapes:
-            rows.append(small("→ " + ", ".join(out_shapes)))
+            rows.append(small("→ " + shapes_text(out_shapes, "outputs")))
         if rep.id == graph.output:
             rows.append(Line(_loss_line(run)))
         if opts.grad and rep.id != graph.output:
@@ -278,11 +279,48 @@ def _norm_of(run: RunSummary, ids) -> float | None:
     return math.sqrt(total) if any_ else None
 
 
+# Up to this many shapes are listed one by one in a label; more are summarised (shapes_text)
+LISTED_SHAPES = 4
+
+
+def shapes_text(shapes: list[str], what: str = "inputs") -> str:
+    """`[4], [8]`, or, past LISTED_SHAPES, a summary that does not grow with their number:
+    `10,000 inputs of [4]`, `5 inputs: 4 of [4], 1 of [8]` (a `stack` of 10,000 tensors made a
+    label too long for Graphviz)."""
+    if len(shapes) <= LISTED_SHAPES:
+        return ", ".join(shapes)
+    counts = dict.fromkeys(shapes, 0)
+    for x in shapes:
+        counts[x] += 1
+    if len(counts) == 1:
+        return f"{len(shapes):,} {what} of {shapes[0]}"
+    kinds = list(counts.items())
+    shown = ", ".join(f"{n:,} of {x}" for x, n in kinds[:3])
+    more = f", {len(kinds) - 3:,} more shapes" if len(kinds) > 3 else ""
+    return f"{len(shapes):,} {what}: {shown}{more}"
+
+
 def _boundary(pic: Picture, dn: DNode) -> tuple[list[str], list[str]]:
-    ins = [shape_label(e.value.shape) for e in pic.edges if e.dst == dn.id and e.value is not None
+    ins_of, outs_of = _edge_ends(pic)
+    ins = [shape_label(e.value.shape) for e in ins_of.get(dn.id, ()) if e.value is not None
            and pic.nodes[e.src].kind not in ("param", "const")]
-    outs = [shape_label(e.value.shape) for e in pic.edges if e.src == dn.id and e.value is not None]
+    outs = [shape_label(e.value.shape) for e in outs_of.get(dn.id, ()) if e.value is not None]
     return list(dict.fromkeys(ins)), list(dict.fromkeys(outs))
+
+
+def _edge_ends(pic: Picture) -> tuple[dict[str, list[DEdge]], dict[str, list[DEdge]]]:
+    """The picture's edges by destination and by source, made once per picture: scanning every edge
+    for every box was quadratic (10,000 sibling modules at depth 1 took minutes)."""
+    cached = getattr(pic, "_edge_ends", None)
+    if cached is not None and cached[0] is pic.edges and cached[1] == len(pic.edges):
+        return cached[2]
+    ins: dict[str, list[DEdge]] = {}
+    outs: dict[str, list[DEdge]] = {}
+    for e in pic.edges:
+        ins.setdefault(e.dst, []).append(e)
+        outs.setdefault(e.src, []).append(e)
+    pic._edge_ends = (pic.edges, len(pic.edges), (ins, outs))
+    return ins, outs
 
 
 def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
@@ -292,10 +330,25 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
     no inputs, and Graphviz then sets consecutive frames side by side in a staircase (ResNet-50's
     PNG was 8,400 pt wide instead of 3,600). Their qualified names say which module they belong to."""
     direct: dict[tuple, list[str]] = {}
+    top = Scope()
     for dn in pic.nodes.values():
-        scope = () if dn.kind in ("param", "const", "params") else tuple(dn.scope)
+        scope = top if dn.kind in ("param", "const", "params") else Scope.of(dn.scope)
         direct.setdefault(scope, []).append(dn.id)
     return direct
+
+
+# A frame's id is the path of module calls it stands for (`layer1.0/layer1.0.conv1`); past this
+# nesting, its first and last calls and the depth between, which still name one call (a call's key
+# is unique in a run), since the whole path grows with the square of the depth (150 nested modules
+# made ids longer than Graphviz takes).
+FULL_CLUSTER_ID = 8
+
+
+def cluster_id(scope) -> str:
+    """The id of the frame of a module call (the DOT writer adds `cluster_`); the page finds frames by it."""
+    if len(scope) <= FULL_CLUSTER_ID:
+        return "/".join(f.key for f in scope)
+    return f"{scope[0].key}/…{len(scope) - 2}…/{scope[-1].key}"
 
 
 def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions,
@@ -345,17 +398,21 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
     # which clusters have enough inside them to be worth a frame
     total: dict[tuple, int] = {}
     for scope, ids in direct.items():
-        for i in range(1, len(scope) + 1):
-            total[scope[:i]] = total.get(scope[:i], 0) + len(ids)
-    order = sorted(set(total) | {()}, key=lambda s: (len(s), [f.key for f in s]))
+        for s in scope.prefixes():
+            total[s] = total.get(s, 0) + len(ids)
+    order = sorted(set(total) | {Scope()}, key=lambda s: (len(s), [f.key for f in s]))
     # each scope's child scopes in `order`, and the scopes with a drawn node somewhere below them:
     # asked of every scope, the two questions were a scan of all scopes each (DenseNet's every-op
     # picture spent a tenth of a second in them)
     children: dict[tuple, list[tuple]] = {}
     for c in order:
         if c:
-            children.setdefault(c[:-1], []).append(c)
-    above = {c[:i] for c in direct for i in range(len(c))}
+            children.setdefault(c.parent, []).append(c)
+    above: set[tuple] = set()
+    for c in direct:
+        if c:
+            above.add(())
+            above.update(c.prefixes()[:-1])
 
     def single_op(child: tuple) -> str | None:
         """A leaf module that ran one op (Conv2d → conv2d): its frame would only add a box around
@@ -381,7 +438,7 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
                          "fillcolor": CLUSTER_COLORS[min(len(child) - 1, len(CLUSTER_COLORS) - 1)],
                          "color": "#7b1fa2" if grp else "#90a4ae",
                          "penwidth": "1.8" if grp else "1", "labeljust": "l", "fontsize": "10"}
-                out.append(Cluster("/".join(f.key for f in child), style, tuple(items(child)),
+                out.append(Cluster(cluster_id(child), style, tuple(items(child)),
                                    _cluster_caption(pic, child, run, opts, numbers)))
             else:
                 out.extend(items(child))
@@ -389,9 +446,11 @@ def scene(graph: Graph, run: RunSummary, pic: Picture, opts: DrawOptions = DrawO
 
     main = set(main_path(pic))
     numbers = bool(pic.groups) and any(e.value is not None and e.value.stats is not None for e in pic.edges)
+    with recursion_room(max((len(c) for c in order), default=0)):
+        drawn = tuple(items(Scope()))
     return Scene(graph=graph_attrs(opts.rankdir, nodesep="0.3", ranksep="0.3", newrank="true"),
                  caption=tuple(caption), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
-                 items=tuple(items(())),
+                 items=drawn,
                  edges=tuple(x for e in pic.edges for x in _edges(e, opts, scale, _edge_in_frame(pic, e))),
                  same_rank=beside_their_op(pic))
 
@@ -441,11 +500,13 @@ def main_path(pic: Picture) -> list[str]:
             if indeg[b] == 0:
                 todo.append(b)
     if not order:
-        return set()
+        return []
     end = max(order, key=lambda n: (best[n][0], n))
     path: list[str] = []
-    while end is not None and end not in path:
+    on_path: set[str] = set()       # a set: `end not in path` made a 40,000-op chain quadratic (12 s)
+    while end is not None and end not in on_path:
         path.append(end)
+        on_path.add(end)
         end = best[end][1]
     return path[::-1] if len(path) > 2 else []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node
+from ..ir import Graph, Node, Scope
 from ..summary import RunSummary, TensorInfo, first
 
 WORDS = {"loop": ("step", "steps"), "fold": ("block", "blocks")}   # what one repetition is called
@@ -69,8 +69,8 @@ class Picture:
     same: dict[str, list[str]] = field(default_factory=dict)   # block 1's node → it in every block
 
 
-def scope_of(node: Node) -> tuple:
-    return tuple(node.meta.get("scope") or ())
+def scope_of(node: Node) -> Scope:
+    return Scope.of(node.meta.get("scope") or ())
 
 
 
@@ -82,16 +82,15 @@ def module_calls(graph: Graph) -> dict[tuple, list[str]]:
     """Every module call (a scope prefix) → the recorded nodes inside it, in topological order."""
     out: dict[tuple, list[str]] = {}
     for n in graph:
-        s = scope_of(n)
-        for i in range(1, len(s) + 1):
-            out.setdefault(s[:i], []).append(n.id)
+        for call in scope_of(n).prefixes():
+            out.setdefault(call, []).append(n.id)
     return out
 
 
 def _children(calls) -> dict[tuple, list[tuple]]:
     kids: dict[tuple, list[tuple]] = {}
     for c in calls:
-        kids.setdefault(c[:-1], []).append(c)
+        kids.setdefault(Scope.of(c).parent, []).append(c)
     return kids
 
 
@@ -261,11 +260,15 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
     kids = _children(members)
     groups: dict[tuple, Group] = {}
     hidden: set[tuple] = set()
+    under_hidden: set[tuple] = set()      # hidden calls and everything inside them
     for parent in sorted(kids, key=len):
-        if parent in hidden or any(parent[:i] in hidden for i in range(len(parent))):
+        if parent in hidden or (len(parent) and Scope.of(parent).parent in under_hidden):
+            under_hidden.add(parent)
             continue
         calls = kids[parent]
-        sigs = {c: _signature(graph, run, c, members[c]) for c in calls}
+        if len(calls) < 2:
+            continue                    # nothing to fold or loop over: a lone call (deep nesting)
+        sigs = _Signatures(graph, run, members)
         used: set[tuple] = set()
         # loops: the same module path called several times with the same structure
         by_path: dict[str, list[tuple]] = {}
@@ -275,7 +278,7 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
             # runs of calls where each reads the one before and has the same structure
             steps: list[tuple] = []
             for c in path_calls + [None]:
-                if (c is not None and steps and sigs[c] == sigs[steps[0]]
+                if (c is not None and steps and sigs.same(c, steps[0])
                         and _steps_chained(graph, members[steps[-1]], members[c])):
                     steps.append(c)
                     continue
@@ -284,11 +287,12 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
                                              [param_norm(graph, run, members[x]) for x in steps])
                     used.update(steps)
                     hidden.update(steps[1:])
+                    under_hidden.update(steps[1:])
                 steps = [c] if c is not None else []
         # folds: runs of consecutive calls of different modules with equal signatures
         run_: list[tuple] = []
         for c in calls + [None]:
-            if (c is not None and c not in used and run_ and sigs[c] == sigs[run_[0]]
+            if (c is not None and c not in used and run_ and sigs.same(c, run_[0])
                     and _chained(graph, members[run_[-1]], members[c], members[run_[0]])):
                 run_.append(c)
                 continue
@@ -296,8 +300,26 @@ def find_groups(graph: Graph, run: RunSummary, members: dict[tuple, list[str]] |
                 groups[run_[0]] = Group("fold", list(run_), run_[0][-1].cls,
                                         [param_norm(graph, run, members[x]) for x in run_])
                 hidden.update(run_[1:])
+                under_hidden.update(run_[1:])
             run_ = [c] if c is not None and c not in used else []
     return groups
+
+
+class _Signatures(dict):
+    """_signature of each call, taken when first compared: a call with no sibling of its class
+    never needs one, and a signature costs the call's ops times their nesting below it."""
+
+    def __init__(self, graph: Graph, run: RunSummary, members: dict):
+        super().__init__()
+        self.graph, self.run, self.members = graph, run, members
+
+    def __missing__(self, call):
+        sig = self[call] = _signature(self.graph, self.run, call, self.members[call])
+        return sig
+
+    def same(self, a, b) -> bool:
+        """Equal signatures; refused at once when the classes differ (the signature's first item)."""
+        return a[-1].cls == b[-1].cls and self[a] == self[b]
 
 
 def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold: bool = True,
@@ -338,10 +360,10 @@ def build_picture(graph: Graph, run: RunSummary, depth: int | None = None, fold:
         s = scope_of(r)
         if rid in pseudo or (depth is not None and len(s) >= depth and depth >= 1 and not (n.kind == "input") and not (
                 n.kind in ("param", "const") and _read_apart(graph, readers_of, fmap, n.id, depth))):
-            mod = pseudo.get(rid) or s[:depth]
+            mod = pseudo.get(rid) or s.prefix(depth)
             did = "/".join(f.key for f in mod)
             if did not in nodes:
-                nodes[did] = DNode(did, "module", [], mod[:-1], module=mod)
+                nodes[did] = DNode(did, "module", [], mod.parent if isinstance(mod, Scope) else mod[:-1], module=mod)
                 if rid in call_of:
                     nodes[did].word = WORDS[groups[call_of[rid][0]].style][1]
             dmap[n.id] = did
