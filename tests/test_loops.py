@@ -159,3 +159,28 @@ def test_loop_mistakes_name_file_line_and_column_with_a_caret(tmp_path, text, li
     assert "Traceback" not in err and not out.exists()
     caret = [ln for ln in err.splitlines() if set(ln.split("|")[-1].strip()) == {"^"}]
     assert caret and caret[0].split("|", 1)[1].index("^") == col, err
+
+
+def test_explain_writes_the_chain_rule_through_time(tmp_path):
+    path = ROOT / "sample_graphs" / "rnn_20.cg"
+    res = CliRunner().invoke(main, ["explain", str(path)])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.strip().startswith("∂L/∂h₁ = "))
+    names, numbers, total = line.split(" = ")[1:4]
+    factors = names.split(" · ")
+    assert factors[0] == "∂L/∂h₂₀" and factors[-1] == "∂h₂/∂h₁"
+    assert len(factors) == 20                   # the loss's factor, then 19 steps back through time
+    assert [f"∂h{_sub(t)}/∂h{_sub(t - 1)}" for t in range(20, 1, -1)] == factors[1:]
+    values = [float(v) for v in numbers.split(" · ")]
+    d = cgviz.draw(path)
+    assert float(total) == pytest.approx(float(d["h@1"].grad), rel=1e-3)
+    assert np.prod(values) == pytest.approx(float(d["h@1"].grad), rel=1e-2)
+    # each local factor is tanh'(a_t) · W, below 1: the product fades
+    assert all(0 < v < 0.5 for v in values[1:])
+    small = CliRunner().invoke(main, ["explain", str(ROOT / "sample_graphs" / "time_0_1.cg")]).output
+    assert "∂L/∂h₁ = ∂L/∂h₅ · ∂h₅/∂h₄ · ∂h₄/∂h₃ · ∂h₃/∂h₂ · ∂h₂/∂h₁ = 1 · 0.1 · 0.1 · 0.1 · 0.1 = 0.0001" in small
+    assert "∂L/∂x = " in small and "= 1e-5" in small
+
+
+def _sub(t: int) -> str:
+    return str(t).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
