@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chain import chain_text, chains, local
+from .chain import MAX_PATHS, chain_text, chains, local
 from ..names import folded, wrt
 from .engine import Run
 from ..fmt import columns, norm, num, value_text
@@ -276,12 +276,15 @@ def as_json(graph: Graph, run: Run) -> str:
                                        "value": _jnum(t.value), "shape": list(t.shape)} for t in r.terms]})
     for n in leaves(graph, run) + states(graph):
         g = run.grads.get(n.id)
+        paths = chains(graph, run, n.id)
         doc["chains"].append({
             "node": n.id, "name": n.name,
             "grad": None if g is None else (_jnum(g) if np.ndim(g) == 0 else None),
             "grad_norm": None if g is None else _jnum(norm(g)),
             "paths": [{"factors": p.names, "values": [_jnum(v) for v in p.values], "product": _jnum(p.total)}
-                      for p in chains(graph, run, n.id)],
+                      for p in paths],
+            # at most MAX_PATHS paths are listed: a loop's shared weight has one per step and more
+            "all_paths": len(paths) < MAX_PATHS,
             "text": chain_text(graph, run, n.id)})
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
