@@ -74,6 +74,7 @@ fuzz: install
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
+	$(BIN)/cgviz render sample_graphs/rnn_20.cg --dpi 60 -q -o docs/rnn_loop_dsl.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
 
