@@ -531,6 +531,11 @@ def statement_lines(body: str):
         yield pending
 
 
+def _shapes():
+    from . import shapes       # a long program's line-by-line parse (imported when one is read)
+    return shapes
+
+
 def parse(text: str, name: str = "<input>") -> Program:
     """Parse a whole program; a SourceError names file, line and column and shows a caret.
 
@@ -539,8 +544,15 @@ def parse(text: str, name: str = "<input>") -> Program:
     source = Source(text, name)
     body = text if text.endswith("\n") else text + "\n"
     to_ast = _ToAst(body)
-    parts = list(chunks(body))
     statements: list[Stmt] = []
+    if body.count("\n") >= _shapes().MIN_LINES:
+        try:
+            statements = _shapes().Shapes(to_ast).statements(body)
+        except _shapes().Fallback:
+            statements = []
+        except SourceError as e:
+            raise e.at(source) from None
+    parts = [] if statements else list(chunks(body))
     try:
         try:
             for start, end, line0 in parts:
