@@ -57,7 +57,7 @@ def one(path: str) -> dict:
 
     parse("x = 1\n")               # the parser's tables loaded, as at a real start-up
     tick(None)
-    pipeline.parse(text, "flat.cg") if hasattr(pipeline, "parse") else parse(text, "flat.cg")
+    parse(text, "flat.cg")
     tick("parse")
     result = pipeline.evaluate(text, "flat.cg")    # parses again: the command's own path
     tick("evaluate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +150,13 @@ _WORD = {_INF: "an infinity", _NAN: "NaN"}
 
 
 def _level(a) -> int:
-    if a is None or a.dtype.kind != "f" or np.all(np.isfinite(a)):
+    if a is None or a.dtype.kind != "f":
+        return _FINITE
+    if a.size == 1:
+        # one number: a float's own test, ~20 times faster than NumPy's on an array of one
+        x = float(a.reshape(()))
+        return _FINITE if math.isfinite(x) else _NAN if x != x else _INF
+    if np.all(np.isfinite(a)):
         return _FINITE
     return _NAN if np.any(np.isnan(a)) else _INF
 
