@@ -47,11 +47,21 @@ def _keywords() -> frozenset:
                      if t.pattern.type == "str" and word.fullmatch(t.pattern.value))
 
 
+def _maker(cls):
+    """A constructor of an AST class taking every field by position, without _Node.__init__'s checks
+    (the template passes the fields Lark's parse had): half the cost of a generic loop over the slots."""
+    args = ", ".join(f"v{i}" for i in range(len(cls.__slots__)))
+    sets = "".join(f"    s(o, {name!r}, v{i})\n" for i, name in enumerate(cls.__slots__))
+    ns = {"n": _NEW, "s": _set, "cls": cls}
+    exec(f"def make({args}):\n    o = n(cls)\n{sets}    return o\n", ns)
+    return ns["make"]
+
+
+_MAKE = {cls: _maker(cls) for cls in (Pos, Var, Num, BinOp, Unary, Call, Attr, ListLit, Item, Stmt)}
+
+
 def _make(cls, *values):
-    o = _NEW(cls)
-    for name, v in zip(cls.__slots__, values):
-        _set(o, name, v)
-    return o
+    return _MAKE[cls](*values)
 
 
 class _Uncacheable(Exception):
@@ -150,13 +160,15 @@ class Shapes:
                 raise _Uncacheable
             return starts[o]
 
+        make_pos = _MAKE[Pos]
+
         def pos(p):
             ss, es = spec(p.start), spec(p.end)
 
             def f(ctx):
                 a = (ctx[0][ss[1]] if ss[0] == 0 else ctx[1][ss[1]] if ss[0] == 1 else ctx[3]) + ss[2]
                 b = (ctx[0][es[1]] if es[0] == 0 else ctx[1][es[1]] if es[0] == 1 else ctx[3]) + es[2]
-                return _make(Pos, ctx[4], a - ctx[3] + 1, a, b)
+                return make_pos(ctx[4], a - ctx[3] + 1, a, b)
             return f
 
         def const(v):
@@ -166,13 +178,15 @@ class Shapes:
             t = type(e)
             if t is Var:
                 i, p = tok(e.pos.start), pos(e.pos)
-                return lambda ctx: _make(Var, ctx[2][i], p(ctx))
+                mk = _MAKE[Var]
+                return lambda ctx: mk(ctx[2][i], p(ctx))
             if t is Num:
                 i, p = tok(e.pos.start), pos(e.pos)
                 return lambda ctx: _number(ctx[2][i], p(ctx))
             if t is BinOp:
                 left, right, p, q, op = expr(e.left), expr(e.right), pos(e.pos), pos(e.op_pos), e.op
-                return lambda ctx: _make(BinOp, op, left(ctx), right(ctx), p(ctx), q(ctx))
+                mk = _MAKE[BinOp]
+                return lambda ctx: mk(op, left(ctx), right(ctx), p(ctx), q(ctx))
             if t is Unary:
                 x, p, op = expr(e.operand), pos(e.pos), e.op
                 return lambda ctx: _make(Unary, op, x(ctx), p(ctx))
@@ -212,4 +226,4 @@ def _number(text: str, p: Pos) -> Num:
     if value == math.inf:
         raise SourceError(f"the number {_short(text)} is too large: the largest a 64-bit float "
                           f"holds is about 1.8e308", line=p.line, col=p.col, width=len(text))
-    return _make(Num, value, text, p)
+    return _MAKE[Num](value, text, p)
