@@ -73,22 +73,27 @@ def _located(e: OpError, node: Node) -> SourceError:
 def forward(graph: Graph) -> dict[str, np.ndarray]:
     """Every node's value, in topological order; shape mistakes become errors at the op's position."""
     values: dict[str, np.ndarray] = {}
-    for node in graph:
-        if node.is_leaf:
-            values[node.id] = node.attrs["value"]
-            continue
-        d = OPS[node.op]
-        xs = [values[i] for i in node.inputs]
-        try:
-            shape = d.shape([x.shape for x in xs], **node.attrs)
-            inits.check_size(shape, f"the result of {d.name}")
-            with np.errstate(all="ignore"):
-                out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
-        except OpError as e:
-            raise _located(e, node) from None
-        assert out.shape == tuple(shape), f"{d.name}: shape rule says {shape}, forward gave {out.shape}"
-        values[node.id] = out
+    # one errstate for the whole pass: entering it per op cost more than a scalar op itself
+    with np.errstate(all="ignore"):
+        for node in graph:
+            _forward_one(node, values)
     return values
+
+
+def _forward_one(node: Node, values: dict[str, np.ndarray]) -> None:
+    if node.is_leaf:
+        values[node.id] = node.attrs["value"]
+        return
+    d = OPS[node.op]
+    xs = [values[i] for i in node.inputs]
+    try:
+        shape = d.shape([x.shape for x in xs], **node.attrs)
+        inits.check_size(shape, f"the result of {d.name}")
+        out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
+    except OpError as e:
+        raise _located(e, node) from None
+    assert out.shape == tuple(shape), f"{d.name}: shape rule says {shape}, forward gave {out.shape}"
+    values[node.id] = out
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -123,14 +128,18 @@ def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
         run.warnings.append(Warn(f"the output '{out}' is not a scalar ({shape_text(y.shape)}): backward "
                                  "starts from a tensor of ones, as if its elements were summed",
                                  node=out))
+    with np.errstate(all="ignore"):     # once for the pass, not per op (see forward)
+        _backward(graph, values, run, out, y)
+
+
+def _backward(graph: Graph, values: dict[str, np.ndarray], run: Run, out: str, y: np.ndarray) -> None:
     grads: dict[str, np.ndarray] = {out: np.ones_like(y, dtype=np.float64)}
     for node in reversed(graph.nodes):
         if node.kind != "op" or node.id not in grads:
             continue
         d = OPS[node.op]
         xs = [values[i] for i in node.inputs]
-        with np.errstate(all="ignore"):
-            contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
+        contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
         for k, (src, c) in enumerate(zip(node.inputs, contribs, strict=True)):
             if src not in run.requires_grad or k in d.nondiff or c is None:
                 run.edge_grads[(node.id, k)] = None
