@@ -184,3 +184,12 @@ def test_explain_writes_the_chain_rule_through_time(tmp_path):
 
 def _sub(t: int) -> str:
     return str(t).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
+def test_the_html_page_draws_every_step_for_its_stepper(tmp_path):
+    # the page steps through the backward pass node by node, so its picture is the unrolled one
+    out = tmp_path / "t.html"
+    res = CliRunner().invoke(main, ["render", str(ROOT / "sample_graphs" / "time_3.cg"), "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "h@3" in page and "time_step=5" not in page

@@ -153,6 +153,10 @@ def _output_bytes(result: Result, fmt: str, opts: DotOptions, timeout: float | N
         return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph), dpi=dpi)
     if fmt == "html":
         from ..view.html import dsl_page
+        if opts.fold and result.graph.meta.get("loops"):
+            # the page's stepper walks the backward pass node by node: it needs every step drawn
+            import dataclasses
+            dot_text = to_dot(result.graph, result.run, dataclasses.replace(opts, fold=False))
         svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(result.graph)).decode("utf-8")
         return dsl_page(result.graph, result.run, svg).encode("utf-8")
     raise CgvizError(f"unknown format {fmt!r}")
