@@ -94,6 +94,7 @@ bench: install
 	$(PIP) --no-deps torchview
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_parse.py
+	$(BIN)/python bench/bench_lines.py --before main   # lines/s of long flat programs, before and after
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 
