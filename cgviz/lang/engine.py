@@ -98,6 +98,8 @@ def _forward_one(node: Node, values: dict[str, np.ndarray]) -> None:
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a gradient over the dimensions broadcasting added, so it has its producer's shape."""
+    if type(g) is np.ndarray and g.dtype == np.float64 and g.shape == shape:
+        return g                  # nothing was broadcast (every scalar op): as sum_to_shape returns it
     g = sum_to_shape(g, shape)
     return np.broadcast_to(g, shape).copy() if g.shape != tuple(shape) else g
 
@@ -170,9 +172,20 @@ def _level(a) -> int:
     return _NAN if np.any(np.isnan(a)) else _INF
 
 
+def _all_finite(arrays) -> bool:
+    for a in arrays:
+        if a is not None and _level(a):
+            return False
+    return True
+
+
 def find_nonfinite(graph: Graph, run: Run) -> None:
     """Mark NaN/inf nodes and warn where each first appeared (forward, then backward from the
     output), with the op's own explanation when it has one."""
+    if _all_finite(run.values.values()) and _all_finite(run.grads.values()) \
+            and _all_finite(run.edge_grads.values()):
+        run.nonfinite = {}          # the usual case, in one pass: nothing to mark or explain
+        return
     value_level: dict[str, int] = {}
     for node in graph:
         v = run.values[node.id]
