@@ -193,3 +193,12 @@ def test_the_html_page_draws_every_step_for_its_stepper(tmp_path):
     assert res.exit_code == 0, res.output
     page = out.read_text()
     assert "h@3" in page and "time_step=5" not in page
+
+
+def test_the_training_page_of_a_loop_draws_every_step(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["train", str(ROOT / "sample_graphs" / "time_0_1.cg"), "--lr", "0.1",
+                                    "--steps", "2", "-o", "t.html"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "t.html").read_text()
+    assert "h@3" in page and "time_step=5" not in page
