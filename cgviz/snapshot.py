@@ -266,25 +266,29 @@ class Rendering:
     png: bytes
 
 
+def draw_entry(path, kind: str, o: dict):
+    """cgviz.draw() of a file with a manifest entry's options (`kind` "cg" or "model"), as render
+    and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too."""
+    from .api import draw
+    if kind == "cg":
+        # rankdir None: as render chooses it from the graph's shape
+        return draw(path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
+                    max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
+    return draw(path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
+                dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),
+                view=o.get("view", "ops"),
+                mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
+                weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
+                rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
+                simplify=not o.get("no_simplify", False))
+
+
 def render(entry: Entry, timeout: float | None = None) -> Rendering:
     """The graph golden, DOT and PNG of one entry, drawn by cgviz.draw() as render and torch draw
     it; runs in a worker process under -j."""
-    from .api import draw
     from .golden import document
     from .view.graphviz import run_dot
-    o = entry.options
-    if entry.kind == "cg":
-        # rankdir None: as render chooses it from the graph's shape
-        d = draw(entry.path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
-                 max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
-    else:
-        d = draw(entry.path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
-                 dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),
-                 view=o.get("view", "ops"),
-                 mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
-                 weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
-                 rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
-                 simplify=not o.get("no_simplify", False))
+    d = draw_entry(entry.path, entry.kind, entry.options)
     # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
     dot_text = d.dot
     return Rendering(document(d), dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d)))
