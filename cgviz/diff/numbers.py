@@ -21,16 +21,19 @@ class Change:
     distance: float
     beyond: bool
     detail: str | None = None
+    scalar: bool = False        # one number: before/after are it, signed, not a norm
 
     @property
     def relative(self) -> float | None:
         """(‖B‖ − ‖A‖) / ‖A‖: the percentage the picture writes."""
         if self.before is None or self.after is None or not self.before:
             return None
-        return (self.after - self.before) / self.before
+        return (self.after - self.before) / abs(self.before)
 
     def text(self, symbol: str) -> str:
         """`‖g‖ 3.2 → 0.004, −99.9%`."""
+        if self.scalar:     # ‖v‖ of one number hides its sign: `v −0.5 → 0.5`
+            symbol = symbol.strip("‖")
         head = f"{symbol} {_n(self.before)} → {_n(self.after)}"
         r = self.relative
         if r is None or not math.isfinite(r):
@@ -38,7 +41,7 @@ class Change:
         return f"{head}, {'+' if r >= 0 else '−'}{_pct(abs(r))}"
 
     def to_dict(self) -> dict:
-        return {"before": _safe(self.before), "after": _safe(self.after), "relative": _safe(self.relative),
+        return {"scalar": self.scalar, "before": _safe(self.before), "after": _safe(self.after), "relative": _safe(self.relative),
                 "distance": _safe(self.distance), "beyond": self.beyond, "detail": self.detail}
 
 
@@ -48,7 +51,13 @@ def change(label: str, old, new, rtol: float, atol: float) -> Change | None:
     if old is None or new is None:
         return None
     detail = golden._number_change(label, old, new, rtol, atol)
+    if _number(old) and _number(new):
+        return Change(old, new, distance(old, new), detail is not None, detail, scalar=True)
     return Change(norm(old), norm(new), distance(old, new), detail is not None, detail)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def norm(x) -> float | None:
@@ -85,7 +94,7 @@ def distance(old, new) -> float:
 
 
 def _n(x) -> str:
-    return "none" if x is None else num(x)
+    return "none" if x is None else golden._num(x) if isinstance(x, str) else num(x)
 
 
 def _pct(r: float) -> str:
