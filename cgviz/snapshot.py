@@ -29,7 +29,7 @@ MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view"
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
 GOLDEN_SUFFIXES = (".json", ".png", ".dot")          # .dot: goldens written before the graph golden
-OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png")
+OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png", ".graphdiff.png", ".graphdiff.svg")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
@@ -409,6 +409,8 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
         if diff is None or not diff.same:
             report = diff.changes if diff else []
             parts.append(diff.summary if diff else "unreadable graph golden")
+            if diff is not None and not update:
+                report = _graph_diff(entry, old, r.doc, out, settings) + report
     diff_png = None
     compared = "png" in checks
     # not compared, the PNG only gives a changed entry's diff sheet: no need to decode it otherwise
@@ -426,6 +428,16 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
     if diff_png:
         write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
     return Outcome(entry, "changed", "; ".join(parts), report=report)
+
+
+def _graph_diff(entry: Entry, old: dict, new: dict, out: Path, settings: Settings) -> list[str]:
+    """Draw the golden-to-now difference on the union graph to <out>/<entry>.graphdiff.png; the
+    report's first lines name it and give its summary (the first divergence, the largest changes)."""
+    from .diff.report import write_picture
+    diff, path, why = write_picture(old, new, derived(out, entry.name, ".graphdiff.png"),
+                                    *settings.tolerances(entry))
+    head = f"diff picture: {path}" if path else f"no diff picture: {why}"
+    return [head] + [line for line in diff.summary_lines()[1:]]
 
 
 def _pixels(entry: Entry, r: Rendering, gpng: Path, settings: Settings, compared: bool, update: bool):

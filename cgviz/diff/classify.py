@@ -95,8 +95,11 @@ class Difference:
     def first_divergence(self) -> NodeDiff | None:
         """The first op, in forward order, whose value differs beyond the tolerance: where the runs part
         (a leaf that differs, a weight or an input, is a cause given, not a divergence found)."""
+        # a changed dtype alone is no divergence (float32 against bfloat16 changes every node's): its
+        # numbers say whether it matters; a node whose numbers cannot be compared (its shape or op
+        # changed them) diverges by being changed
         return next((n for n in self.nodes if n.node.get("kind") == "op" and n.b and n.a
-                     and (n.value is not None and n.value.beyond or n.status == CHANGED)), None)
+                     and (n.value.beyond if n.value is not None else n.status == CHANGED)), None)
 
     @property
     def first_gradient_divergence(self) -> NodeDiff | None:

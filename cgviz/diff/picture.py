@@ -63,7 +63,35 @@ def _prefixes(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
+def common_facts(diff: Difference) -> set[str]:
+    """Facts shared by most matched nodes (float32 → bfloat16 on every one): said once in the
+    caption, not on each node, so that the picture shows where the numbers went wrong."""
+    matched = [n for n in diff.nodes if n.a and n.b]
+    count: dict[str, int] = {}
+    for n in matched:
+        for f in n.facts:
+            count[f] = count.get(f, 0) + 1
+    return {f for f, k in count.items() if k > len(matched) / 2 and k > 1}
+
+
+def _status(n, common: set[str]) -> str:
+    """The status drawn: a node changed only in the common facts is drawn by its numbers."""
+    if n.status != CHANGED or any(f not in common for f in n.facts):
+        return n.status
+    return NUMBERS if any(c is not None and c.beyond for c in (n.value, n.grad)) else SAME
+
+
 def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES) -> Scene:
+    common = common_facts(diff)
+    original = diff         # the caption counts what changed; the nodes are drawn without the common facts
+    if common:
+        import dataclasses
+        diff = dataclasses.replace(diff, nodes=[dataclasses.replace(n, status=_status(n, common),
+                                                                    facts=[f for f in n.facts if f not in common])
+                                                for n in diff.nodes],
+                                   edges=[dataclasses.replace(e, status=_status(e, common),
+                                                              facts=[f for f in e.facts if f not in common])
+                                          for e in diff.edges])
     where, cut = boxes(diff, max_nodes)
     scale = Scale(lo=math.log10(max(diff.rtol, 1e-9)), hi=1.0)     # a relative change from the tolerance to 10×
     members: dict[str, list[NodeDiff]] = {}
@@ -72,12 +100,18 @@ def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES) -> 
     # a node's own changes are written on its outgoing edges; only a node without one (the output)
     # says them itself
     feeds = {e.src for e in diff.edges}
+    first = original.first_divergence
     items = []
     for key, inside in members.items():
         if key.startswith("module:"):
             items.append(Node(key, _module_box(key[len("module:"):], inside)))
         else:
-            items.append(Node(key, _node(inside[0], numbers=inside[0].id not in feeds)))
+            style = _node(inside[0], numbers=inside[0].id not in feeds)
+            if first is not None and key == first.id:       # where the runs part: the answer looked for
+                style["label"] = Html(style["label"].markup + "<BR/>" + Line("◆ first divergence", color="#d50000",
+                                                                             bold=True, small=True).markup())
+                style.update(penwidth="3", color="#d50000")
+            items.append(Node(key, style))
     edges: dict[tuple[str, str], tuple] = {}
     for e in diff.edges:
         s, d = where[e.src], where[e.dst]
@@ -90,7 +124,7 @@ def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES) -> 
             edges[s, d] = (rank, weight, e)
     drawn = tuple(Edge(s, d, _edge(e, scale, collapsed=s.startswith("module:") or d.startswith("module:")))
                   for (s, d), (_, _, e) in edges.items())
-    caption = _caption(diff, cut)
+    caption = _caption(original, cut, common)
     return Scene(graph=graph_attrs(rankdir, "0.3", "0.35", newrank="true"), caption=tuple(caption),
                  node=dict(NODE_DEFAULTS), edge=dict(EDGE_DEFAULTS), items=tuple(items), edges=drawn)
 
@@ -163,11 +197,14 @@ def _shape(shape) -> str:
     return "[" + "×".join(str(s) for s in shape) + "]"
 
 
-def _caption(diff: Difference, cut: int | None) -> list:
+def _caption(diff: Difference, cut: int | None, common: set[str] = frozenset()) -> list:
     verdict = "no difference beyond tolerance" if diff.same else "differs beyond tolerance"
     rows: list = [Html(f"<B>cgviz diff  —  A: {html_text(diff.a_label)}  ↔  B: {html_text(diff.b_label)}  —  "
                        f"{verdict}</B>")]
     rows += [Line(line, color="#333333", small=True) for line in diff.summary_lines()]
+    if common:
+        rows.append(Line(f"⚑ on most nodes and edges (not marked on each): {'; '.join(sorted(common))}",
+                         color=CHANGED_COLOR, bold=True, small=True))
     rows.append(Html(f'<FONT POINT-SIZE="9"><FONT COLOR="{QUIET}">grey: unchanged</FONT>   '
                      f'<FONT COLOR="{ADDED_COLOR}">green: only in B (added)</FONT>   '
                      f'<FONT COLOR="{REMOVED_COLOR}">purple dashed: only in A (removed)</FONT>   '
