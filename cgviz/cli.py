@@ -646,6 +646,9 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
         if o.report and o.status == "changed":
             click.echo(f"\n{shown(o.entry.name)}:")
             click.echo("\n".join(f"  {line}" for line in o.report))
+    for o in snap.outcomes:
+        if o.picture:       # the graph diff picture (cgviz.diff), said apart from the report's lines
+            click.echo(f"{shown(o.entry.name)}: " + "\n  ".join(o.picture), err=True)
     if snap.legacy and not update:
         click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "
                    "pixels; run with --update once to move them to graph goldens (<entry>.json)", err=True)

@@ -343,6 +343,7 @@ class Outcome:
     detail: str = ""
     report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.golden)
     legacy: bool = False         # checked against an old DOT/PNG golden, which has no graph golden
+    picture: list[str] = field(default_factory=list)   # the graph diff picture written, and its summary
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
                        f"run with {spell('update')}")
     parts: list[str] = []
     report: list[str] = []
+    picture: list[str] = []
     if "graph" in checks:
         try:
             old = loads(_read_golden(gjson), str(gjson))
@@ -410,7 +412,7 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
             report = diff.changes if diff else []
             parts.append(diff.summary if diff else "unreadable graph golden")
             if diff is not None and not update:
-                report = _graph_diff(entry, old, r.doc, out, settings) + report
+                picture = _graph_diff(entry, old, r.doc, out, settings)
     diff_png = None
     compared = "png" in checks
     # not compared, the PNG only gives a changed entry's diff sheet: no need to decode it otherwise
@@ -427,7 +429,7 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
     write_out()
     if diff_png:
         write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
-    return Outcome(entry, "changed", "; ".join(parts), report=report)
+    return Outcome(entry, "changed", "; ".join(parts), report=report, picture=picture)
 
 
 def _graph_diff(entry: Entry, old: dict, new: dict, out: Path, settings: Settings) -> list[str]:
