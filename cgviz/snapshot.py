@@ -266,13 +266,14 @@ class Rendering:
     png: bytes
 
 
-def draw_entry(path, kind: str, o: dict):
+def draw_entry(path, kind: str, o: dict, text: bool = False):
     """cgviz.draw() of a file with a manifest entry's options (`kind` "cg" or "model"), as render
-    and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too."""
+    and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too (`text`: `path` is a
+    program's text)."""
     from .api import draw
     if kind == "cg":
         # rankdir None: as render chooses it from the graph's shape
-        return draw(path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
+        return draw(path, kind="text" if text else "expression", sets=o.get("set"), grad=not o.get("no_grad", False),
                     max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
     return draw(path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
                 dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),

@@ -74,7 +74,8 @@ def _as_golden(doc: Any, where: str) -> dict:
 def _drawn(text: str, options: dict, which: str) -> Side:
     from ..api import source_kind
     from ..snapshot import _entry_options, draw_entry
-    kind = "model" if source_kind(text) == "model" else "cg"
+    told = source_kind(text)
+    kind = "model" if told == "model" else "cg"
     item: dict[str, Any] = {}
     sets: dict[str, Any] = {}
     from ..snapshot import CG_KEYS, CHECK_KEYS, MODEL_KEYS
@@ -95,7 +96,8 @@ def _drawn(text: str, options: dict, which: str) -> Side:
     if sets:
         item["set"] = {**item.get("set", {}), **sets}
     opts = _entry_options(item, kind, f"the options of {which}")     # a UsageProblem is an OptionError
-    return Side(golden.document(d := draw_entry(text, kind, opts)), d.source, d)
+    d = draw_entry(text, kind, opts, text=told == "text")
+    return Side(golden.document(d), d.source, d)
 
 
 def parse_option(item: str, which: str) -> tuple[str, Any]:
