@@ -216,8 +216,10 @@ def difference(old: dict, new: dict, rtol: float | None = None, atol: float | No
         order += rest
 
     edges = _edges(old, new, a_to_b, union_of_a, diffs, rtol, atol)
+    # the output and the loss are node ids: the same when A's lines up with B's (renamed or not)
     top = [f"{k}: {golden._show(old.get(k))} → {golden._show(new.get(k))}"
-           for k in ("loss", "output", "seeded_with_ones") if old.get(k) != new.get(k)]
+           for k in ("loss", "output", "seeded_with_ones")
+           if new.get(k) not in (old.get(k), union_of_a.get(old.get(k)) if k != "seeded_with_ones" else None)]
     loss = change("loss", old.get("loss_value"), new.get("loss_value"), rtol, atol)
     return Difference([diffs[i] for i in order], edges, module_renames(matches, a_by_id, b_by_id), loss, rtol, atol,
                       a_label, b_label, top)

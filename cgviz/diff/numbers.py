@@ -75,9 +75,15 @@ def distance(old, new) -> float:
     """The largest |B − A| of the numbers (or of the statistics) over A's largest magnitude: the
     measure cgviz.golden's tolerance applies to, so a change is ranked as it is judged."""
     if isinstance(old, dict) and isinstance(new, dict):
-        a = [old.get(k) for k in golden.STATS]
-        b = [new.get(k) for k in golden.STATS]
+        # the norm sums every element: its change is relative to itself, not to one element's size
+        a = [old.get(k) for k in golden.STATS if k != "norm"]
+        b = [new.get(k) for k in golden.STATS if k != "norm"]
         scale = golden._scale([old.get("min"), old.get("max")])
+        na, nb = old.get("norm"), new.get("norm")
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (na, nb)) and na:
+            by_norm = abs(nb - na) / abs(na)
+            rest = distance(dict(old, norm=None), dict(new, norm=None)) if scale else 0.0
+            return max(by_norm, rest)
     else:
         a, b = golden._flat(old), golden._flat(new)
         if len(a) != len(b):
