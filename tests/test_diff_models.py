@@ -167,3 +167,14 @@ def test_drawing_diff_is_compare(tmp_path):
     bundle = c._repr_mimebundle_()
     assert "<svg" in bundle["image/svg+xml"] and "first divergence" in bundle["text/plain"]
     assert c._repr_svg_().lstrip().startswith("<?xml") or "<svg" in c._repr_svg_()
+
+
+def test_two_exported_programs(tmp_path):
+    from torch import nn
+    for name, act in (("a", nn.Sigmoid()), ("b", nn.ReLU())):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 8), act, nn.Linear(8, 2))
+        torch.export.save(torch.export.export(m, (torch.randn(3, 4),)), tmp_path / f"{name}.pt2")
+    c = cgviz.compare(tmp_path / "a.pt2", tmp_path / "b.pt2")
+    assert [(n.id, n.facts) for n in c.nodes if n.status == CHANGED] == [("1/relu", ["op sigmoid → relu"])]
+    assert c.first_divergence.id == "1/relu" and not c["0/linear"].value.beyond
