@@ -106,9 +106,9 @@ def main() -> None:
                f"process. A: GPT-2 small ({len(a)} nodes); B: the same with block 6's MLP weights × 1.01. "
                f"The picture opens where the change is (first divergence: {first.id if first else 'none'}; "
                f"{sum(1 for n in c.nodes if n.status != 'same')} nodes differ). Target: comparing under 2× "
-               f"drawing one run: the comparison itself meets it by far; from two sources the two runs "
-               f"must be drawn first, which alone is 2× (the last row; its draw of A includes a PNG "
-               f"that `cgviz diff` does not make).\n\n{table}\n")
+               f"drawing one run. The comparison of two drawn runs is a small fraction of drawing one; "
+               f"from two sources both runs are drawn first (the last row: A's draw includes its PNG, "
+               f"which `cgviz diff` does not make, and B's does not).\n\n{table}\n")
     print(section)
     if not args.no_md:
         write_md(Path(args.md), section, START, END)
