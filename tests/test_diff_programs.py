@@ -141,3 +141,12 @@ def test_cli_never_overwrites_an_input(cli, tmp_path):
     before = a.read_bytes()
     r = cli("diff", a, PIZZA, "-o", a)
     assert r.exit_code == 2 and a.read_bytes() == before
+
+
+def test_compare_checks_its_options_in_words():
+    with pytest.raises(cgviz.CgvizError, match="rankdir='XX'"):
+        cgviz.compare(PIZZA, PIZZA, rankdir="XX")
+    with pytest.raises(cgviz.CgvizError, match="rtol=-1"):
+        cgviz.compare(PIZZA, PIZZA, rtol=-1)
+    with pytest.raises(cgviz.CgvizError, match="cannot apply to a Drawing"):
+        cgviz.compare(cgviz.draw(PIZZA), PIZZA, a_options={"w": 1})

@@ -136,6 +136,8 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
     from ..api import _converted
     rtol = None if rtol is None else _converted("rtol", rtol, "compare")
     atol = None if atol is None else _converted("atol", atol, "compare")
+    rankdir = _converted("rankdir", rankdir, "compare")
+    timeout = None if timeout is None else _converted("timeout", timeout, "compare")
     sa = side(a, {**options, **(a_options or {})}, "A")
     sb = side(b, {**options, **(b_options or {})}, "B")
     diff = difference(sa.doc, sb.doc, rtol, atol, _label(sa, sb, a_options), _label(sb, sa, b_options))
