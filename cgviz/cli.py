@@ -781,8 +781,8 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
 @main.command("diff")
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
-@click.option("-o", "--output", metavar="OUT", help="The picture (.png, .svg, .pdf), its DOT (.dot) or the structured "
-              "diff (.json) [default: none, the summary only].")
+@click.option("-o", "--output", metavar="OUT", help="The picture (.png, .svg, .pdf), its DOT (.dot), the structured "
+              "diff (.json) or A, the diff and B side by side (.html) [default: none, the summary only].")
 @option("rtol", default=None, show_default=False,
         help="Relative tolerance of values and gradients, against the tensor's scale (the snapshot's) "
              "[default: 0.0001].")
@@ -819,9 +819,11 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
     from .diff.sides import parse_option
     fmt = None
     if output:
-        fmt = {"gv": "dot"}.get(Path(output).suffix.lower().lstrip("."), Path(output).suffix.lower().lstrip("."))
-        if fmt not in ("png", "svg", "pdf", "dot", "json"):
-            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot or .json")
+        suffix = Path(output).suffix.lower().lstrip(".")
+        fmt = {"gv": "dot", "htm": "html"}.get(suffix, suffix)
+        if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
+            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
+                                   "or .html")
     _check_files(files_read(a) + files_read(b), [_out("-o", Path(output), True)] if output else [])
     try:
         opts = {}

@@ -12,7 +12,8 @@ from .classify import Difference, NodeDiff, difference
 from .picture import MAX_NODES, to_dot
 from .sides import Side, side
 
-FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json"}
+FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json", "html": "html",
+           "htm": "html"}
 
 
 class Comparison:
@@ -68,10 +69,17 @@ class Comparison:
             return self.json().encode("utf-8")
         if fmt == "dot":
             return self.dot.encode("utf-8")
+        if fmt == "html":
+            return self.html().encode("utf-8")
         if fmt not in ("png", "svg", "pdf"):
-            raise CgvizError(f"unknown format {fmt!r}; cgviz diff writes png, svg, pdf, dot and json")
+            raise CgvizError(f"unknown format {fmt!r}; cgviz diff writes png, svg, pdf, dot, json and html")
         from ..view.graphviz import run_dot
         return run_dot(self.dot, fmt, timeout=self.timeout, nodes=len(self.difference.nodes), dpi=dpi)
+
+    def html(self) -> str:
+        """A's picture, the difference and B's side by side: a click selects a node's counterparts."""
+        from .page import page
+        return page(self)
 
     def svg(self) -> str:
         if self._svg is None:
@@ -90,8 +98,8 @@ class Comparison:
         p = Path(path)
         fmt = format or FORMATS.get(p.suffix.lower().lstrip("."))
         if fmt is None:
-            raise CgvizError(f"cannot tell the format from {str(path)!r}: use .png, .svg, .pdf, .dot or .json, "
-                             "or pass format=")
+            raise CgvizError(f"cannot tell the format from {str(path)!r}: use .png, .svg, .pdf, .dot, .json or "
+                             ".html, or pass format=")
         for s in (self.a, self.b):
             for src in (s.drawing._b.inputs if s.drawing is not None else ()) + ((s.label,) if s.drawing is None else ()):
                 try:
