@@ -150,3 +150,11 @@ def test_compare_checks_its_options_in_words():
         cgviz.compare(PIZZA, PIZZA, rtol=-1)
     with pytest.raises(cgviz.CgvizError, match="cannot apply to a Drawing"):
         cgviz.compare(cgviz.draw(PIZZA), PIZZA, a_options={"w": 1})
+
+
+def test_a_nan_on_one_side_is_a_divergence_and_the_json_stays_valid():
+    c = cgviz.compare("input x = [1, -1]\nloss L = sum(log(x))\n", "input x = [1, 2]\nloss L = sum(log(x))\n")
+    assert c.first_divergence.id == "L/log"
+    assert c["L"].value.text("‖v‖") == "v NaN → 0.6931"
+    doc = json.loads(c.json())
+    assert doc["loss"]["before"] == "nan" and doc["first_divergence"]["op"] == "log"

@@ -26,7 +26,7 @@ class Change:
     @property
     def relative(self) -> float | None:
         """(‖B‖ − ‖A‖) / ‖A‖: the percentage the picture writes."""
-        if self.before is None or self.after is None or not self.before:
+        if self.before is None or self.after is None or not self.before or not math.isfinite(self.before):
             return None
         return (self.after - self.before) / abs(self.before)
 
@@ -52,12 +52,17 @@ def change(label: str, old, new, rtol: float, atol: float) -> Change | None:
         return None
     detail = golden._number_change(label, old, new, rtol, atol)
     if _number(old) and _number(new):
-        return Change(old, new, distance(old, new), detail is not None, detail, scalar=True)
+        return Change(_float(old), _float(new), distance(old, new), detail is not None, detail, scalar=True)
     return Change(norm(old), norm(new), distance(old, new), detail is not None, detail)
 
 
+def _float(x) -> float:
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[x] if isinstance(x, str) else x
+
+
 def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """One number, a NaN or an infinity as the golden writes them ("NaN", "Infinity") included."""
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or x in ("NaN", "Infinity", "-Infinity")
 
 
 def norm(x) -> float | None:
