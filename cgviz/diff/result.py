@@ -73,8 +73,13 @@ class Comparison:
             return self.html().encode("utf-8")
         if fmt not in ("png", "svg", "pdf"):
             raise CgvizError(f"unknown format {fmt!r}; cgviz diff writes png, svg, pdf, dot, json and html")
-        from ..view.graphviz import run_dot
-        return run_dot(self.dot, fmt, timeout=self.timeout, nodes=len(self.difference.nodes), dpi=dpi)
+        from ..view.graphviz import PictureTooBig, run_dot
+        try:
+            return run_dot(self.dot, fmt, timeout=self.timeout, nodes=len(self.difference.nodes), dpi=dpi)
+        except PictureTooBig as e:
+            # the message's advice names render's options; a comparison is saved as .svg or .pdf
+            raise PictureTooBig(f"{str(e).split('. Use ')[0]}. Write the comparison as .svg or .pdf (no size "
+                                "limit), or as .html to see it beside A and B") from None
 
     def html(self) -> str:
         """A's picture, the difference and B's side by side: a click selects a node's counterparts."""
