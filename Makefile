@@ -76,6 +76,7 @@ docs: install
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
+	$(BIN)/python docs/diff_picture.py
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.
@@ -95,6 +96,7 @@ bench: install
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
+	$(BIN)/python bench/bench_diff.py
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info

@@ -18,6 +18,7 @@ from .pytorch.state import given_back
 from .spelling import flag, keyword, on_command_line, spell
 
 if TYPE_CHECKING:
+    from .diff import Comparison
     from .results import Explanation, GradientCheck, GradientHealth, NodeView
 
 _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
@@ -162,6 +163,11 @@ class Drawing:
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
         return p
+
+    def diff(self, other, **options) -> "Comparison":
+        """This drawing (A) compared with `other` (B: a Drawing, a file, a saved graph): see cgviz.compare."""
+        from .diff import compare
+        return compare(self, other, **options)
 
     # ---- notebooks ---------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):

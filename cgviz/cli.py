@@ -646,6 +646,9 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
         if o.report and o.status == "changed":
             click.echo(f"\n{shown(o.entry.name)}:")
             click.echo("\n".join(f"  {line}" for line in o.report))
+    for o in snap.outcomes:
+        if o.picture:       # the graph diff picture (cgviz.diff), said apart from the report's lines
+            click.echo(f"{shown(o.entry.name)}: " + "\n  ".join(o.picture), err=True)
     if snap.legacy and not update:
         click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "
                    "pixels; run with --update once to move them to graph goldens (<entry>.json)", err=True)
@@ -773,3 +776,71 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     write_atomic(hist_path, png)
     if not quiet:
         click.echo(f"wrote {bar_path} ({len(h.rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)
+
+
+@main.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("-o", "--output", metavar="OUT", help="The picture (.png, .svg, .pdf), its DOT (.dot), the structured "
+              "diff (.json) or A, the diff and B side by side (.html) [default: none, the summary only].")
+@option("rtol", default=None, show_default=False,
+        help="Relative tolerance of values and gradients, against the tensor's scale (the snapshot's) "
+             "[default: 0.0001].")
+@option("atol", default=None, show_default=False, help="Absolute tolerance (the snapshot's) [default: 1e-12].")
+@click.option("--a", "a_opts", multiple=True, metavar="KEY=VALUE",
+              help="An option for A only, as a snapshot manifest spells it (dtype=bfloat16, seed=1, "
+                   "input_shape=1,4); for a program, NAME=VALUE sets a declaration. Repeatable.")
+@click.option("--b", "b_opts", multiple=True, metavar="KEY=VALUE", help="The same for B.")
+@click.option("--both", "both_opts", multiple=True, metavar="KEY=VALUE", help="The same for both sides.")
+@option("rankdir", default="TB")
+@option("timeout")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says it.")
+def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, quiet):
+    """Compare two runs A and B: two programs, two model files, a file and a saved JSON graph (--format
+    json, or a snapshot golden), two .pt2 files, or one file drawn with two option sets.
+
+    \b
+    Nodes are matched by name, then by structure (op, shape, place in forward order), so a renamed
+    or inserted module lines the rest up. The summary counts nodes added, removed, changed (op,
+    shape, dtype) and with numbers beyond --rtol/--atol, names the largest value and gradient
+    changes and the first op, in forward order, whose values diverge. The picture is drawn on the
+    union graph: unchanged grey, added green, removed purple, changed orange, and the edges carry
+    ‖v‖ and ‖g‖ before → after. Exit status 0 when nothing differs beyond the tolerance, 1 when
+    something does, 2 on an error.
+
+    \b
+    Examples:
+        cgviz diff before.cg after.cg -o diff.png
+        cgviz diff net.py:build net.py:build --both input_shape=4,16 --b dtype=bfloat16 --rtol 0.01
+        cgviz diff run1.json run2.json -o diff.json
+    """
+    from .diff import compare
+    from .api import files_read
+    from .diff.sides import parse_option
+    fmt = None
+    if output:
+        suffix = Path(output).suffix.lower().lstrip(".")
+        fmt = {"gv": "dot", "htm": "html"}.get(suffix, suffix)
+        if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
+            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
+                                   "or .html")
+    _check_files(files_read(a) + files_read(b), [_out("-o", Path(output), True)] if output else [])
+    try:
+        opts = {}
+        for which, items in (("A", a_opts), ("B", b_opts), ("both", both_opts)):
+            opts[which] = dict(parse_option(item, which) for item in items)
+        c = compare(a, b, rtol=rtol, atol=atol, a_options=opts["A"] or None, b_options=opts["B"] or None,
+                    rankdir=rankdir, timeout=timeout, **opts["both"])
+        if output:
+            c.save(output, fmt)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from None
+    except CgvizError as e:
+        err = _user_error(e)
+        err.exit_code = 2           # 1 means "differs": a script must tell a failure from a difference
+        raise err from None
+    if not quiet:
+        click.echo(c.text())
+        if output:
+            click.echo(f"wrote {output}", err=True)
+    raise SystemExit(0 if c.same else 1)
