@@ -298,6 +298,8 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     """
     from .api import draw
 
+    if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
+        return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
@@ -312,6 +314,21 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
+
+
+def _render_run(file, output, fmt, timeout, dpi, quiet):
+    """`cgviz render run.cgw`: the page (html, the default) or the picture (png, svg, pdf) of a recorded run."""
+    from .view.watch_page import render_run
+    fmt = fmt or _suffix_format(output) or "html"
+    if fmt not in ("html", "png", "svg", "pdf"):
+        raise click.UsageError(f"a recorded run (.cgw) is drawn as html, png, svg or pdf, not {fmt}")
+    path = None if output == "-" else Path(output) if output else Path(f"{Path(file).stem}.{fmt}")
+    from .paths import Arg
+    _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
+    data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
+    _emit(data, path)
+    if not quiet and path is not None:
+        click.echo(f"wrote {path} ({summary})", err=True)
 
 
 @main.command()
