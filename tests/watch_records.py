@@ -9,6 +9,11 @@ import math
 import numpy as np
 
 
+def short(x: float) -> float:
+    """4 significant digits, as the recorder keeps them (cgviz.watch.writer)."""
+    return x if not math.isfinite(x) or x == 0 else float(f"{x:.4g}")
+
+
 def synthetic(path, params: dict[str, tuple], modules: list[str], steps: int, graph: dict | None = None,
               every: int = 1, seed: int = 0, fade: dict | None = None, nan_at: tuple | None = None,
               bins: int = 16, source: str = "synthetic.py") -> None:
@@ -30,11 +35,13 @@ def synthetic(path, params: dict[str, tuple], modules: list[str], steps: int, gr
                 g = w * 1e-3 * float(np.exp(rng.normal(0, 0.3))) * (fade[p](k) if fade and p in fade else 1.0)
                 counts = rng.multinomial(min(sizes[p], 10_000), np.ones(bins) / bins).tolist()
                 nan = sizes[p] if broken and p == nan_at[1] else 0
-                rec["params"][p] = {"w": w, "g": float("nan") if nan else g, "ratio": float("nan") if nan else g / w,
-                                    "update": 1e-3 * float(np.exp(rng.normal(0, 0.2))),
-                                    "hist": {"edges": list(np.linspace(-3 * g, 3 * g, bins + 1)), "counts": counts},
+                rec["params"][p] = {"w": short(w), "g": float("nan") if nan else short(g),
+                                    "ratio": float("nan") if nan else short(g / w),
+                                    "update": short(1e-3 * float(np.exp(rng.normal(0, 0.2)))),
+                                    "hist": {"edges": [short(float(e)) for e in np.linspace(-3 * g, 3 * g, bins + 1)],
+                                             "counts": counts},
                                     "nan": nan, "inf": 0}
             for m in modules:
                 rec["modules"][m] = {"mean": 0.5, "std": 0.2, "saturated": 0.1 if "act" in m else None,
-                                     "dead": None, "grad": 1e-2 * float(np.exp(rng.normal(0, 0.3)))}
+                                     "dead": None, "grad": short(1e-2 * float(np.exp(rng.normal(0, 0.3))))}
             f.write(json.dumps(rec) + "\n")
