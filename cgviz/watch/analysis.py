@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .read import Run
 
 VANISH = 1e-3       # a layer's ‖g‖/‖w‖ below this fraction of the largest layer's at that step: vanishing
+VANISH_ABS = 1e-7   # or below this at all: even lr 1 would move the weights by a ten-millionth
 EXPLODE = 1.0       # ‖g‖/‖w‖ above 1: one plain SGD step at lr 1 would more than replace the weights
 STOPPED = 1e-5      # an update ratio ‖Δw‖/‖w‖ below this: the layer no longer changes (healthy is ~1e-3)
 BIG_UPDATE = 1e-1   # an update ratio above this: each step rewrites a tenth of the weights
@@ -102,13 +103,14 @@ def events(run: Run) -> list[Event]:
             continue
         steps = [st for st, *_ in rows]
         name = layer or "(the model's own parameters)"
-        vanish = [_fin(r) and top.get(st, 0) > 0 and r < VANISH * top[st] for st, r, _, _ in rows]
+        vanish = [_fin(r) and top.get(st, 0) > 0 and (r < VANISH * top[st] or r < VANISH_ABS)
+                  for st, r, _, _ in rows]
         for a, b in _runs(steps, vanish, last):
             rs = [r for st, r, _, _ in rows if a <= st <= b]
             tops = [top[st] for st, r, _, _ in rows if a <= st <= b]
             found.append(Event("vanishing", a, b, layer,
-                               f"{name}: ‖g‖/‖w‖ {_g(min(rs))}…{_g(max(rs))}, under {_g(VANISH)} of the largest "
-                               f"layer's ({_g(min(tops))}…{_g(max(tops))}) from step {a} to {b}"))
+                               f"{name}: ‖g‖/‖w‖ {_g(min(rs))}…{_g(max(rs))} from step {a} to {b}, against "
+                               f"{_g(min(tops))}…{_g(max(tops))} for the largest layer's"))
         explode = [_fin(r) and r > EXPLODE for st, r, _, _ in rows]
         for a, b in _runs(steps, explode, last):
             rs = [r for st, r, _, _ in rows if a <= st <= b]
@@ -235,7 +237,8 @@ def diagnosis(run: Run) -> list[str]:
         early = pos and pos == list(range(len(pos))) and len(pos) < len(order)
         where = f"the first {len(layers)} of {len(order)} layers ({_names(layers)})" if early else _names(layers)
         text = (f"The gradient vanishes in {where} from step {a} to {b}: their ‖g‖/‖w‖ is under "
-                f"{_g(VANISH)} of the largest layer's, so they learn about a thousand times slower than the rest.")
+                f"{_g(VANISH)} of the largest layer's (or under {_g(VANISH_ABS)}), so they learn a thousand "
+                "times slower than the rest, or not at all.")
         sat = by["saturated"]
         if sat:
             mods = list(dict.fromkeys(e.where for e in sat))
@@ -245,8 +248,9 @@ def diagnosis(run: Run) -> list[str]:
         else:
             text += (" Likely cause: a deep stack that multiplies small factors in the backward pass (sigmoid or "
                      "tanh activations, whose slope is at most 1/4 and 1, or small initial weights).")
-        text += (" Usual remedies: ReLU/GELU instead of sigmoid or tanh, He or Xavier initialisation, "
-                 "BatchNorm or LayerNorm before the activations, residual connections.")
+        text += (" Usual remedies: ReLU (or GELU) instead of sigmoid or tanh with Kaiming (He) initialisation, "
+                 "BatchNorm or LayerNorm before the activations, residual connections; then record again and "
+                 "look at the gradients' distribution.")
         out.append(text)
     elif by["saturated"]:
         mods = list(dict.fromkeys(e.where for e in by["saturated"]))
