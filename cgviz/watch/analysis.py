@@ -14,7 +14,7 @@ from .read import Run
 
 VANISH = 1e-3       # a layer's ‖g‖/‖w‖ below this fraction of the largest layer's at that step: vanishing
 VANISH_ABS = 1e-7   # or below this at all: even lr 1 would move the weights by a ten-millionth
-EXPLODE = 1.0       # ‖g‖/‖w‖ above 1: one plain SGD step at lr 1 would more than replace the weights
+EXPLODE = 10.0      # ‖g‖/‖w‖ above 10: one SGD step at lr 0.1 would more than replace the weights
 STOPPED = 1e-5      # an update ratio ‖Δw‖/‖w‖ below this: the layer no longer changes (healthy is ~1e-3)
 BIG_UPDATE = 1e-1   # an update ratio above this: each step rewrites a tenth of the weights
 SATURATED = 0.5     # a sigmoid/tanh whose outputs are mostly within 1% of their bounds
@@ -245,6 +245,8 @@ def diagnosis(run: Run) -> list[str]:
             text += (f" Likely cause: {_names(mods)} saturate ({sat[0].text.split(': ', 1)[-1]}); a sigmoid's "
                      "slope is at most 1/4 and about 0 for inputs beyond ±5, and the backward pass multiplies "
                      "one such slope per layer, so the early layers get the product.")
+        elif _sigmoid_inputs(run, layers, a):
+            text += f" Likely cause: {_sigmoid_inputs(run, layers, a)}"
         else:
             text += (" Likely cause: a deep stack that multiplies small factors in the backward pass (sigmoid or "
                      "tanh activations, whose slope is at most 1/4 and 1, or small initial weights).")
@@ -285,6 +287,26 @@ def diagnosis(run: Run) -> list[str]:
             out.append(f"{e.text}. If it is not frozen on purpose, look at its gradient (‖g‖/‖w‖) and the "
                        "learning rate its optimizer group has.")
     return out
+
+
+def _sigmoid_inputs(run: Run, layers: list[str], step: int) -> str:
+    """The sigmoid/tanh modules at `step` whose inputs reach where their slope is nearly 0, in words."""
+    types = run.header.get("module_types", {})
+    rec = next((s for s in run.steps if s.step >= step), None)
+    if rec is None:
+        return ""
+    wide = [(m, ms) for m, ms in rec.modules.items() if types.get(m) in ("Sigmoid", "Tanh") and ms.input_range
+            and max(-ms.input_range[0], ms.input_range[1]) > (5 if types.get(m) == "Sigmoid" else 2.5)]
+    if not wide:
+        return ""
+    lo = min(ms.input_range[0] for _, ms in wide)
+    hi = max(ms.input_range[1] for _, ms in wide)
+    sat = max((ms.saturated or 0.0) for _, ms in wide)
+    kind = types.get(wide[0][0])
+    return (f"the {kind.lower()} inputs of {_names([m for m, _ in wide])} span [{_g(lo)}, {_g(hi)}] at step "
+            f"{rec.step} (up to {_pct(sat)} of their outputs saturated), and beyond ±5 a sigmoid's slope is "
+            "under 0.007 (at most 1/4 anywhere); the backward pass multiplies one such slope per layer, so the "
+            "early layers get the product.")
 
 
 def _big_updates(series, before: int) -> str:
