@@ -69,6 +69,7 @@ class Watch:
 
     def __init__(self, model, path, every: int = 10, loss=None, *, targets=None, scaler=None,
                  graph: bool = True, modules: bool = True, bins: int = BINS, source: str | None = None):
+        """See watch(); `source` names what is trained in the header (the model's class by default)."""
         if not isinstance(model, torch.nn.Module):
             raise OptionError(f"cgviz.watch records an nn.Module's training, not a {type(model).__name__}")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -134,10 +135,11 @@ class Watch:
         return k % self.every == 0
 
     # ---- one step -------------------------------------------------------------------------------------
-    def step(self, loss=None) -> None:
+    def step(self, loss=None, record: bool | None = None) -> None:
         """Call once per optimizer step, after loss.backward() (after the last micro-batch's, with gradient
         accumulation) and before optimizer.step(). On a recorded step this reads the gradients; on the
-        others it only counts."""
+        others it only counts. `record=True` records this step whatever `every` says (the last step;
+        its module outputs are sampled only when `every` had chosen it), False skips it."""
         if not self._open:
             raise OptionError("w.step() outside `with cgviz.watch(...) as w:` (or after w.close())")
         k = self._k
@@ -146,7 +148,7 @@ class Watch:
                 self._update_on_device()
             if loss is not None and isinstance(loss, torch.Tensor):
                 self._watch_loss(loss.detach(), k)
-            if self.recorded(k):
+            if self.recorded(k) if record is None else record:
                 self._record(k, loss)
         self._k = k + 1
         if self.writes:
