@@ -275,3 +275,56 @@ def test_switching_the_heatmap_to_the_update_ratio(opened):
     o.page.locator('input[name="w-metric"][value="update"]').check()
     after = o.page.locator("#w-heat-info").text_content()
     assert "‖Δw‖/‖w‖" in after and after != before
+
+
+# ---------------------------------------------------------------- a real recorded run
+
+@pytest.fixture(scope="module")
+def real_page(tmp_path_factory):
+    """The deep sigmoid MLP of the watch tests, trained 40 steps and recorded every 2 by cgviz.watch."""
+    import torch
+
+    import cgviz
+    from watch_models import loop, sigmoid_mlp
+    tmp = tmp_path_factory.mktemp("real")
+    model, x, y, loss_fn = sigmoid_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    with cgviz.watch(model, tmp / "run.cgw", every=2, loss=lambda out: loss_fn(out, y)) as w:
+        loop(model, x, y, loss_fn, opt, 40, w)
+    out = tmp / "run.html"
+    r = subprocess.run([sys.executable, "-m", "cgviz", "render", str(tmp / "run.cgw"), "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return tmp / "run.cgw", out
+
+
+def test_real_run_page_says_what_the_analysis_found(real_page):
+    from cgviz.watch.analysis import diagnosis, events
+    from cgviz.watch.read import read_run
+    record, page = real_page
+    run = read_run(record)
+    d = _data(page.read_text())
+    assert d["steps"] == [s.step for s in run.steps] == list(range(0, 40, 2))
+    evs = events(run)
+    assert any(e.kind == "vanishing" and e.where == "0" for e in evs)
+    assert [e["text"] for e in d["events"]] == [e.text for e in evs]
+    assert d["diagnosis"] == diagnosis(run)
+    # the vanishing first layer's event points at the box that draws its parameters
+    first = next(e for e in d["events"] if e["where"] == "0")
+    assert first["node"] and "0.weight" in d["nodes"][first["node"]]["params"]
+    # its ‖g‖/‖w‖ row is three decades under the last layer's
+    assert d["ratio"][d["layers"].index("0")][0] < d["ratio"][d["layers"].index("16")][0] - 2
+
+
+def test_real_run_page_in_chromium(browser, real_page):  # noqa: F811
+    o = Opened(browser, real_page[1])
+    o.page.wait_for_function("() => window.cgviz.watch")
+    texts = lambda: o.js("""() => [...document.querySelectorAll('#graph svg g.node text')].map(t => t.textContent)
+                            .filter(t => t.startsWith('‖∇‖ = ')).join('|')""")
+    last = texts()
+    o.page.locator("#train-step").fill("0")
+    assert texts() != last
+    o.page.locator("#w-events li").first.click()
+    assert o.page.locator("#panel").get_attribute("class") == "open"
+    assert o.errors == []
+    o.page.close()

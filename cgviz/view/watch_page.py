@@ -229,7 +229,7 @@ def watch_picture(run, events: list, fmt: str, dpi: float = 100) -> bytes:
     m = matrices(run)
     layers, steps = m["layers"], m["steps"]
     ratio = m["ratio"].copy()
-    lines = [f"{_steps(e)}: {e.text}" for e in events] or ["no events"]
+    lines = [f"{i}. {_steps(e)}: {e.text}" for i, e in enumerate(events, start=1)] or ["no events"]
     shown = lines[:14] + ([f"… and {len(lines) - 14} more"] if len(lines) > 14 else [])
     h_heat = min(max(2.5, 0.16 * len(layers) + 1.2), 14)
     fig = Figure(figsize=(11, h_heat + 2.6 + 0.22 * len(shown) + 0.6), dpi=dpi, layout="constrained")
@@ -264,13 +264,19 @@ def watch_picture(run, events: list, fmt: str, dpi: float = 100) -> bytes:
     ok = loss[np.isfinite(loss)]
     if ok.size and ok.min() > 0 and ok.max() / ok.min() > 30:
         ax2.set_yscale("log")
-    for e in events:
-        ax2.axvspan(e.step_from, max(e.step_to, e.step_from), color="#d32f2f", alpha=0.15)
+    # each event's first step, numbered as the list below numbers it (spans shaded would pile up)
+    starts: dict[int, list[int]] = {}
+    for i, e in enumerate(events[:len(shown)], start=1):
+        starts.setdefault(e.step_from, []).append(i)
+    for st, nums in starts.items():
+        ax2.axvline(st, color="#d32f2f", alpha=0.6, lw=1)
+        ax2.text(st, 1.0, ",".join(map(str, nums[:4])) + ("…" if len(nums) > 4 else ""), transform=ax2.get_xaxis_transform(),
+                 color="#d32f2f", fontsize=8, ha="left", va="top")
     if len(steps) > 1:
         ax2.set_xlim(steps[0], steps[-1])
     ax2.set_xlabel("step")
     ax2.set_ylabel("loss")
-    ax2.set_title("loss (shaded: the events' steps)")
+    ax2.set_title("loss (red lines: where the numbered events begin)")
     ax2.grid(alpha=0.3)
     ax3 = fig.add_subplot(gs[2])
     ax3.axis("off")
