@@ -24,12 +24,10 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def layer_of(param: str) -> str:
-    """The layer a parameter belongs to: its owning module's path (`blocks.0.fc.weight` → `blocks.0.fc`)."""
-    return param.rpartition(".")[0] or param
-
-
 def _layers(run) -> tuple[list[str], dict[str, list[str]]]:
+    """The layers (as cgviz.watch.analysis names them: a parameter's owning module; "" for the model's
+    own) in the record's order, and each one's parameters."""
+    from ..watch.analysis import layer_of
     names = list(run.header.get("params") or [])
     for s in run.steps:
         for k in s.params:
@@ -157,7 +155,7 @@ def page_data(run, events: list, diagnosis: list[str], nodes: dict, edges: dict,
         "hist": _histograms(run, m["params"]),
         "events": [{"kind": e.kind, "from": e.step_from, "to": e.step_to, "where": e.where, "text": e.text,
                     "node": where.get(e.where) or layer_node.get(e.where) or where.get("module:" + str(e.where))
-                    or layer_node.get(layer_of(str(e.where)))} for e in events],
+                    } for e in events],
         "diagnosis": list(diagnosis), "nodes": nodes, "edges": edges, "frames": frames,
     }
 
@@ -251,7 +249,7 @@ def watch_picture(run, events: list, fmt: str, dpi: float = 100) -> bytes:
         ax.text(1.0, 1.01, "red: NaN/inf", transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#d50000")
     every = max(1, len(layers) // 40)
     ax.set_yticks(range(0, len(layers), every))
-    ax.set_yticklabels(layers[::every], fontsize=7 if len(layers) > 20 else 9)
+    ax.set_yticklabels([x or "(model)" for x in layers[::every]], fontsize=7 if len(layers) > 20 else 9)
     ticks = np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int) if steps else []
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(steps[t]) for t in ticks])

@@ -178,7 +178,7 @@
     if (!(b > a)) { b = a + 1; }
     x.fillStyle = "white"; x.fillRect(0, 0, c.width, c.height);
     x.font = `${Math.min(ch, 11)}px sans-serif`; x.textBaseline = "middle"; x.fillStyle = "#333";
-    W.layers.forEach((l, i) => { x.fillText(l.length > 24 ? "…" + l.slice(-23) : l, 2, TOP + ch * i + ch / 2); });
+    W.layers.forEach((l, i) => { l = l || "(model)"; x.fillText(l.length > 24 ? "…" + l.slice(-23) : l, 2, TOP + ch * i + ch / 2); });
     M.forEach((row, i) => row.forEach((v, k) => {
       x.fillStyle = W.bad[i][k] ? "#d50000" : v === null ? "#dddddd" : colour(v <= -99 ? 0 : v >= 99 ? 1 : (v - a) / (b - a));
       x.fillRect(Math.floor(LEFT + cw * k), TOP + ch * i, Math.max(1, Math.ceil(cw)), ch);
