@@ -76,6 +76,7 @@ docs: install
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
+	$(BIN)/python docs/screenshot_watch.py
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.

@@ -191,6 +191,8 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
         pic = picture(graph, grun)
         nodes, edges, frames = mapping(graph, pic)
         panels = model_panels(graph, grun, pic)
+        for d in panels.values():       # the slider's "at step N" row comes first; these are the drawing's
+            d["rows"] = [[f"{k} (as the graph was recorded)", v] for k, v in d["rows"]]
         svg = svg_of(graph, grun, pic, f"{title}: the model as recorded (numbers follow the step slider)", timeout)
     data = page_data(run, events, diagnosis, nodes, edges, frames)
     from .markup import BACKWARD
