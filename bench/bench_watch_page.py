@@ -4,7 +4,7 @@
 
 The record is synthesised in the documented .cgw format (tests/watch_records.py): the header holds
 GPT-2 small's graph as `cgviz torch bench/gpt2_like.py --format json` writes it (148 parameters),
-and each step every parameter's ‖w‖, ‖g‖, ratios and a 32-bin gradient histogram, and every module's
+and each step every parameter's ‖w‖, ‖g‖, ratios and a 16-bin gradient histogram (the recorder's default), and every module's
 activation numbers. Then, each in a fresh process, timed from the outside, in the same run:
 reading the record alone (`cgviz.watch.read.read_run`, the floor every view pays), `cgviz render
 run.cgw -o run.html` (the page) and `-o run.png` (the picture); and, for scale, drawing the model's
@@ -63,7 +63,7 @@ def main() -> None:
         params = {n["name"]: n["shape"] for n in doc["nodes"] if n["kind"] == "param"}
         modules = sorted({n["module"] for n in doc["nodes"] if n.get("module")})
         record = tmp / "run.cgw"
-        synthetic(record, params, modules, args.steps, graph=doc, every=10, bins=32,
+        synthetic(record, params, modules, args.steps, graph=doc, every=10, bins=16,
                   fade={p: (lambda k: 10 ** (-k / 300)) for p in params if p.startswith("h.0.")})
         cases = {"read the record (`read_run`)": [py, "-c", f"from cgviz.watch.read import read_run; read_run({str(record)!r})"],
                  "the page: `cgviz render run.cgw -o run.html`": [py, "-m", "cgviz", "render", str(record), "-o", str(tmp / "run.html"), "-q"],

@@ -1,5 +1,5 @@
 """Record files (.cgw) for the page's tests and benchmark, written in the documented format
-(docs of cgviz.watch): a header line, then one JSON line per recorded step."""
+(docs/watch-format.md): a header line, then one JSON line per recorded step."""
 
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ def synthetic(path, params: dict[str, tuple], modules: list[str], steps: int, gr
                 rec["params"][p] = {"w": short(w), "g": float("nan") if nan else short(g),
                                     "ratio": float("nan") if nan else short(g / w),
                                     "update": short(1e-3 * float(np.exp(rng.normal(0, 0.2)))),
-                                    "hist": {"edges": [short(float(e)) for e in np.linspace(-3 * g, 3 * g, bins + 1)],
-                                             "counts": counts},
+                                    "hist": {"lo": short(-3 * g), "hi": short(3 * g), "counts": counts},
                                     "nan": nan, "inf": 0}
             for m in modules:
                 rec["modules"][m] = {"mean": 0.5, "std": 0.2, "saturated": 0.1 if "act" in m else None,
