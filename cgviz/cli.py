@@ -288,6 +288,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     Params and inputs whose gradient vanishes or explodes (--vanish, --explode) are flagged with a ⚠
     and listed in a warning; sigmoid and tanh nodes show how much of their input is saturated.
 
+    A training record FILE.cgw (cgviz.watch) is drawn as its page (html, the default: the model's
+    graph with a step slider, a layers × steps heatmap, the loss, histograms, events and diagnosis)
+    or as one picture (png, svg, pdf: the heatmap, the loss and the events).
+
     \b
     Examples:
         cgviz render sample_graphs/pizza.cg
@@ -295,6 +299,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
+        cgviz render run.cgw -o run.html                  # a recorded training run
     """
     from .api import draw
 

@@ -330,3 +330,27 @@ def test_real_run_page_in_chromium(browser, real_page):  # noqa: F811
     assert o.page.locator("#panel").get_attribute("class") == "open"
     assert o.errors == []
     o.page.close()
+
+
+def test_a_record_still_being_written(tmp_path, cli):
+    path = tmp_path / "live.cgw"
+    synthetic(path, {"a.weight": [4, 4]}, ["a"], 4)
+    with open(path, "a") as f:
+        f.write('{"step": 4, "loss": 0.5, "par')          # the record being written
+    r = cli("render", path, "-o", tmp_path / "p.html")
+    assert r.exit_code == 0, r.stderr
+    html = (tmp_path / "p.html").read_text()
+    assert _data(html)["steps"] == [0, 1, 2, 3] and "last line was incomplete" in html
+
+
+def test_a_page_without_a_graph_in_chromium(browser, tmp_path, cli):  # noqa: F811
+    path = tmp_path / "nograph.cgw"
+    synthetic(path, {"a.weight": [4, 4], "b.weight": [4]}, ["a"], 8)
+    cli("render", path, "-o", tmp_path / "p.html")
+    o = Opened(browser, tmp_path / "p.html")
+    o.page.wait_for_function("() => window.cgviz.watch")
+    o.page.locator("#train-step").fill("2")
+    assert o.js("() => window.cgviz.watch.step()") == 2
+    assert "step 2 " in o.page.locator("#train-info").text_content()
+    assert o.errors == []
+    o.page.close()

@@ -183,6 +183,8 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
     """The page for a recorded run (`cgviz render run.cgw -o run.html`)."""
     from .html import asset, page
     title = f"{Path(str(run.header.get('source') or 'run')).name} — {len(run.steps)} recorded steps"
+    if run.header.get("world_size"):
+        title += f" (rank {run.header.get('rank', 0)} of {run.header['world_size']} ranks wrote it)"
     nodes, edges, frames, panels, svg = {}, {}, {}, {}, _NO_GRAPH
     if run.graph is not None:
         from .html import model_panels
@@ -200,8 +202,13 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
     import json
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     esc = _html.escape
+    # what the record itself says it lacks, then the diagnosis
+    said = [f"Note: {run.header['note']}"] if run.header.get("note") else []
+    if getattr(run, "torn", False):
+        said.append("The record's last line was incomplete (a run still writing, or killed): the page shows "
+                    "every complete step before it.")
     section = SECTION % {
-        "diagnosis": "".join(f"<p>{esc(line)}</p>" for line in diagnosis) or "<p>no diagnosis</p>",
+        "diagnosis": "".join(f"<p>{esc(line)}</p>" for line in said + list(diagnosis)) or "<p>no diagnosis</p>",
         "events": "".join(f'<li data-i="{i}" class="w-event w-{esc(e.kind)}"><b>{esc(_steps(e))}</b> '
                           f'{esc(e.text)}</li>' for i, e in enumerate(events)) or "<li>no events</li>"}
     extra = (f'{section}<script type="application/json" id="cgviz-watch">{blob}</script>\n'
