@@ -210,7 +210,7 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
     section = SECTION % {
         "diagnosis": "".join(f"<p>{esc(line)}</p>" for line in said + list(diagnosis)) or "<p>no diagnosis</p>",
         "events": "".join(f'<li data-i="{i}" class="w-event w-{esc(e.kind)}"><b>{esc(_steps(e))}</b> '
-                          f'{esc(e.text)}</li>' for i, e in enumerate(events)) or "<li>no events</li>"}
+                          f'{esc(e.text)}</li>' for i, e in enumerate(events)) or '<li class="none">none</li>'}
     extra = (f'{section}<script type="application/json" id="cgviz-watch">{blob}</script>\n'
              f'<style>\n{asset("watch.css")}</style>\n<script>\n{asset("watch.js")}</script>\n')
     return text.replace("</body>", extra + "</body>", 1)

@@ -158,7 +158,7 @@
   const names = W.layers.length;
   // cells as wide as the box allows (a fraction of a pixel for a long run), scrolled past 0.5 px
   const room = document.getElementById("w-heat-scroll").clientWidth - LEFT - 8;
-  const cw = Math.max(0.5, Math.min(14, room / Math.max(K, 1))), ch = Math.max(6, Math.min(14, Math.floor(260 / Math.max(names, 1))));
+  const cw = Math.max(0.5, Math.min(14, room / Math.max(K, 1))), ch = Math.max(9, Math.min(14, Math.floor(260 / Math.max(names, 1))));   // readable names: scroll past ~28 layers
   heat.width = Math.ceil(LEFT + cw * K + 4); heat.height = TOP + ch * names + 4;
   // viridis, a few stops
   const STOPS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -195,6 +195,14 @@
     heatInfo.textContent = `${what} from ${B.lo.toFixed(2)} (dark) to ${B.hi.toFixed(2)} (yellow); red: NaN/inf` +
       (layer !== null ? ` · ${W.layers[layer]} at step ${W.steps[step]}: ${W[metric][layer][step] === null ? "–" : W[metric][layer][step]}` : "");
   }
+  // hovering a cell says its layer, step and value (the scale's words come back on leaving)
+  heat.addEventListener("mousemove", e => {
+    const r = heat.getBoundingClientRect();
+    const k = Math.floor((e.clientX - r.left - LEFT) / cw), i = Math.floor((e.clientY - r.top - TOP) / ch);
+    if (k < 0 || k >= K || i < 0 || i >= names) { heat.title = ""; return; }
+    const v = W[metric][i][k];
+    heat.title = `${W.layers[i] || "(model)"} at step ${W.steps[k]}: ${W.bad[i][k] ? "NaN/inf" : v === null ? "not recorded" : "10^" + v}`;
+  });
   heat.addEventListener("click", e => {
     const r = heat.getBoundingClientRect();
     const k = Math.floor((e.clientX - r.left - LEFT) / cw), i = Math.floor((e.clientY - r.top - TOP) / ch);
