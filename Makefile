@@ -96,6 +96,7 @@ bench: install
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
+	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info
