@@ -176,10 +176,27 @@ def test_gradient_accumulation_records_the_summed_gradient_and_the_first_micro_b
     assert close(s.modules["4"].mean, first_out.mean().item())
 
 
-def test_an_unrecorded_step_reads_no_tensor_value(tmp_path, monkeypatch):
+class BySGD:
+    """A hand-written update, which torch.optim's step hook does not see."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def step(self):
+        with torch.no_grad():
+            for p in self.params:
+                p -= self.lr * p.grad
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, BySGD])
+def test_an_unrecorded_step_reads_no_tensor_value(tmp_path, monkeypatch, optimizer):
     """Reading a value (item, tolist, float, bool) is what waits for a GPU: none on unrecorded steps."""
     model, x, y, loss_fn = relu_net()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    opt = optimizer(model.parameters(), lr=1e-3)
     with cgviz.watch(model, tmp_path / "run.cgw", every=3, graph=False) as w:
         for k in range(7):
             loss = loss_fn(model(x), y)
@@ -191,7 +208,11 @@ def test_an_unrecorded_step_reads_no_tensor_value(tmp_path, monkeypatch):
                 w.step(loss)
                 opt.step()
             opt.zero_grad(set_to_none=True)
-    assert [s.step for s in read_run(tmp_path / "run.cgw").steps] == [0, 3, 6]
+    run = read_run(tmp_path / "run.cgw")
+    assert [s.step for s in run.steps] == [0, 3, 6]
+    for s in run.steps:       # the update of the last step, after which no step came, is not known
+        u = s.params["0.weight"].update
+        assert (u is None) if s.step == 6 and optimizer is BySGD else u > 0
 
 
 def _refuse(name):

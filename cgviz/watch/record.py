@@ -26,7 +26,7 @@ from ..errors import OptionError
 from .writer import Writer, header, short
 
 BINS = 16                  # histogram bins per gradient: 16 keeps GPT-2-small's record under 50 KB a step
-HIST_SAMPLE = 1 << 20      # a larger gradient's histogram counts evenly strided elements, this many at most
+HIST_SAMPLE = 4096         # a larger gradient's histogram counts evenly strided elements, this many at most
 # activations whose outputs have bounds (saturation) and those whose units can die, with their bounds
 BOUNDED = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Hardsigmoid": (0.0, 1.0), "Softsign": (-1.0, 1.0)}
 RELU_LIKE = ("ReLU", "ReLU6", "Threshold")
@@ -98,7 +98,8 @@ class Watch:
         self._hooks: list = []
         self._mod_stats: dict[str, dict] = {}
         self._inputs = None                 # the first forward's (args, kwargs), for drawing the graph
-        self._pending = None                # (record, {param id: copy of the weight}) awaiting its update
+        self._pending = None                # (record, {param name: ‖Δw‖ on the device}) awaiting its update
+        self._snap = None                   # the weights at the last recorded step, one buffer per parameter
         self._first_bad = None              # on-device: the first step whose loss was not finite, or -1
         self._nan_said = False
         self._step_hook = None
@@ -180,9 +181,17 @@ class Watch:
                 if bad_mod is not None and first == k:
                     ev["module"], ev["op"] = bad_mod, type(self.base.get_submodule(bad_mod)).__name__
                 self._writer.write(ev)
-        # the weights now, to measure the optimizer step's change
-        snap = {id(p): p.detach().clone() for _, p in self.params}
-        self._pending = (rec, snap, {})
+        if self._pending is not None:       # measured on an earlier step, not yet written
+            self._finish_pending()
+        # the weights now, into buffers kept from one recorded step to the next (a fresh copy of a
+        # large model's weights each time costs more in allocation than in copying)
+        with torch.no_grad():
+            ws = [p.detach() for _, p in self.params]
+            if self._snap is None:
+                self._snap = [w.clone() for w in ws]
+            elif ws:
+                torch._foreach_copy_(self._snap, ws)
+        self._pending = (rec, {})
 
     def _write_header(self) -> None:
         self._header_written = True
@@ -228,23 +237,49 @@ class Watch:
             return None, True
 
     def _param_stats(self, inv) -> dict:
-        ps = [p for _, p in self.params]
+        """Every parameter's numbers, read in a few batched transfers: the norms of all weights and
+        gradients at once (a non-finite norm is what sends a gradient to have its NaN/inf counted), then
+        every histogram's range, then every histogram."""
         with torch.no_grad():
-            w = torch.stack([p.detach().float().norm() for p in ps]).tolist() if ps else []
-            out = {}
-            for (name, p), wn in zip(self.params, w):
+            ws = [p.detach() for _, p in self.params]
+            wn = _norms(ws)
+            have = []
+            for (name, p), w in zip(self.params, wn):
                 g = p.grad
                 if g is None:
-                    out[name] = {"w": short(wn), "g": None, "ratio": None, "update": None, "hist": None,
-                                 "nan": 0, "inf": 0}
                     continue
                 g = g.detach()
                 if g.is_sparse:
                     g = g.coalesce().values()
-                g = g.float()
-                if inv is not None:
-                    g = g * inv
-                out[name] = _grad_stats(g, wn, self.bins)
+                have.append((name, g.reshape(-1), w))
+            gn = _norms([g for _, g, _ in have])
+            if inv is not None:
+                gn = [x * inv for x in gn]
+            out = {name: {"w": short(w), "g": None, "ratio": None, "update": None, "hist": None, "nan": 0, "inf": 0}
+                   for (name, _), w in zip(self.params, wn)}
+            samples = []
+            for (name, g, w), n in zip(have, gn):
+                st = out[name]
+                st.update(g=short(n), ratio=short(n / w) if w else None)
+                if not math.isfinite(n):
+                    nan = int(torch.isnan(g).sum())
+                    st["nan"], st["inf"] = nan, int((~torch.isfinite(g)).sum()) - nan
+                    g = g[torch.isfinite(g)]
+                if g.numel() > HIST_SAMPLE:
+                    g = g[:: -(-g.numel() // HIST_SAMPLE)]
+                if g.numel():
+                    samples.append((name, g.float() * inv if inv is not None else g.float()))
+            if samples:
+                bounds = torch.stack([torch.stack(torch.aminmax(v)) for _, v in samples]).tolist()
+                ranges = []
+                for lo, hi in bounds:
+                    if lo == hi:        # one distinct value v: the bins span v ± |v|/2
+                        lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
+                    ranges.append((lo, hi))
+                counts = torch.stack([torch.histc(v, bins=self.bins, min=lo, max=hi)
+                                      for (_, v), (lo, hi) in zip(samples, ranges)]).long().tolist()
+                for (name, _), (lo, hi), c in zip(samples, ranges, counts):
+                    out[name]["hist"] = {"lo": short(lo), "hi": short(hi), "counts": c}
         return out
 
     def _module_stats(self, inv) -> dict:
@@ -263,34 +298,37 @@ class Watch:
 
     # ---- the update ratio ------------------------------------------------------------------------------
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if self._pending is None:
+        """torch.optim's global hook, after any optimizer's step: the change of the parameters it holds."""
+        if self._pending is None or len(self._pending[1]) == len(self.params):
             return
-        rec, snap, done = self._pending
         mine = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        with torch.no_grad():
-            for name, p in self.params:
-                if id(p) in mine and name not in done:
-                    done[name] = (p.detach() - snap[id(p)]).float().norm()
-        if len(done) == len(self.params):
-            self._finish_pending()
+        self._measure(lambda p: id(p) in mine)
+        if len(self._pending[1]) == len(self.params):
+            self._finish_pending()          # still within the recorded step: reading it costs no extra sync
 
     def _update_on_device(self) -> None:
         """The next w.step came before an optimizer step finished the pending record (a hand-written
-        update, or a GradScaler that skipped the step): measure the change now, without reading it."""
-        rec, snap, done = self._pending
+        update, or a GradScaler that skipped the step): measure the change now, on the device; the
+        record is written at the next recorded step (or at the end), which reads it."""
+        self._measure(lambda p: True)
+
+    def _measure(self, which) -> None:
+        rec, done = self._pending
+        sel = [(i, name, p) for i, (name, p) in enumerate(self.params) if name not in done and which(p)]
+        if not sel:
+            return
         with torch.no_grad():
-            for name, p in self.params:
-                if name not in done:
-                    done[name] = (p.detach() - snap[id(p)]).float().norm()
-        self._pending = (rec, {}, done)
-        self._finish_pending()
+            bufs = [self._snap[i] for i, _, _ in sel]
+            torch._foreach_sub_(bufs, [p.detach() for _, _, p in sel])     # in place: the buffer is spent
+            for (_, name, _), n in zip(sel, _norm_tensors(bufs)):
+                done[name] = n
 
     def _finish_pending(self) -> None:
-        rec, snap, done = self._pending
+        rec, done = self._pending
         self._pending = None
-        if snap and len(done) < len(self.params):       # the run ended before this step's update
+        if len(done) < len(self.params):       # the run ended before this step's update
             done = {}
-        vals = dict(zip(done, torch.stack(list(done.values())).tolist())) if done else {}
+        vals = dict(zip(done, torch.stack([v.to(torch.float64).cpu() for v in done.values()]).tolist())) if done else {}
         for name, st in rec["params"].items():
             u = vals.get(name)
             w = st["w"]
@@ -369,24 +407,26 @@ def _dead_units(y):
     return 1.0 - alive.float().mean()
 
 
-def _grad_stats(g, wn: float, bins: int) -> dict:
-    flat = g.reshape(-1)
-    finite = torch.isfinite(flat)
-    nan = int(torch.isnan(flat).sum())
-    inf = int((~finite).sum()) - nan
-    gn = float(flat.norm())
-    hist = None
-    vals = flat if nan + inf == 0 else flat[finite]
-    if vals.numel():
-        if vals.numel() > HIST_SAMPLE:
-            vals = vals[:: -(-vals.numel() // HIST_SAMPLE)]
-        lo, hi = float(vals.min()), float(vals.max())
-        if lo == hi:
-            lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
-        counts = torch.histc(vals, bins=bins, min=lo, max=hi).long().tolist()
-        hist = {"lo": short(lo), "hi": short(hi), "counts": counts}
-    return {"w": short(wn), "g": short(gn), "ratio": short(gn / wn) if wn and math.isfinite(gn) else
-            (short(gn / wn) if wn else None), "update": None, "hist": hist, "nan": nan, "inf": inf}
+def _norms(tensors) -> list[float]:
+    """The 2-norms of many tensors in one transfer."""
+    if not tensors:
+        return []
+    return torch.stack([n.to(torch.float64).cpu() for n in _norm_tensors(tensors)]).tolist()
+
+
+def _norm_tensors(tensors) -> list:
+    """The 2-norms of many tensors, on their devices (torch._foreach_norm where it takes them, in float32
+    or wider so that a half-precision norm does not overflow)."""
+    if not tensors:
+        return []
+    try:
+        ns = torch._foreach_norm(tensors, dtype=torch.float32) if all(
+            t.is_floating_point() and t.dtype != torch.float64 for t in tensors) else None
+    except (RuntimeError, TypeError):
+        ns = None
+    if ns is None:
+        ns = [t.double().norm() if t.dtype == torch.float64 else t.float().norm() for t in tensors]
+    return list(ns)
 
 
 def _item(loss):
