@@ -354,3 +354,16 @@ def test_a_page_without_a_graph_in_chromium(browser, tmp_path, cli):  # noqa: F8
     assert "step 2 " in o.page.locator("#train-info").text_content()
     assert o.errors == []
     o.page.close()
+
+
+def test_an_expression_programs_training_record(tmp_path, cli):
+    """`cgviz train prog.cg -o run.cgw` writes the same record: one page serves both. Its params
+    belong to no module, so each is a heatmap row of its own, drawn on its own box."""
+    rec = tmp_path / "run.cgw"
+    r = cli("train", ROOT / "sample_graphs" / "deep_sigmoid.cg", "--lr", "0.5", "--steps", "20", "-o", rec,
+            "--curve", tmp_path / "loss.png", "-q")
+    assert r.exit_code == 0, r.stderr
+    r = cli("render", rec, "-o", tmp_path / "run.html")
+    assert r.exit_code == 0, r.stderr
+    d = _data((tmp_path / "run.html").read_text())
+    assert d["layers"][:2] == ["W1", "W2"] and all(d["layerNode"][x] for x in d["layers"])

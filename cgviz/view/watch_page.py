@@ -25,9 +25,13 @@ def _finite(x) -> float | None:
 
 
 def _layers(run) -> tuple[list[str], dict[str, list[str]]]:
-    """The layers (as cgviz.watch.analysis names them: a parameter's owning module; "" for the model's
-    own) in the record's order, and each one's parameters."""
-    from ..watch.analysis import layer_of
+    """The layers (as cgviz.watch.analysis names them: a parameter's owning module) in the record's
+    order, and each one's parameters. A parameter of no module (an expression program's `param`, a
+    model's own) is a row of its own: the analysis pools them as the model's, the heatmap need not."""
+    from ..watch.analysis import layer_of as owner
+
+    def layer_of(p: str) -> str:
+        return owner(p) or p
     names = list(run.header.get("params") or [])
     for s in run.steps:
         for k in s.params:

@@ -241,15 +241,16 @@
       cap.textContent = H ? `${p}: ${fmt(H.hi)} (top) … ${fmt(H.lo)} (bottom)` : `${p}: no histogram recorded`;
       box.appendChild(cap);
       if (!H) return;
-      const c = document.createElement("canvas"), n = H.counts[0].length;
-      c.width = H.at.length; c.height = n; c.className = "w-hist"; c.dataset.param = p;
+      // a column per kept step, several pixels wide for a short run, so the step's mark stays thin
+      const c = document.createElement("canvas"), n = H.counts[0].length, cw = Math.max(1, Math.floor(300 / H.at.length));
+      c.width = H.at.length * cw; c.height = n * 4; c.className = "w-hist"; c.dataset.param = p;
       const x = c.getContext("2d");
       H.counts.forEach((col, j) => {
         const m = Math.max(...col, 1);
-        col.forEach((v, b) => { const t = Math.log1p(v) / Math.log1p(m); x.fillStyle = `rgba(198,40,40,${t.toFixed(3)})`; x.fillRect(j, n - 1 - b, 1, 1); });
+        col.forEach((v, b) => { const t = Math.log1p(v) / Math.log1p(m); x.fillStyle = `rgba(198,40,40,${t.toFixed(3)})`; x.fillRect(j * cw, (n - 1 - b) * 4, cw, 4); });
       });
       let j = 0; H.at.forEach((k, q) => { if (k <= step) j = q; });
-      x.fillStyle = "rgba(255,109,0,0.9)"; x.fillRect(j, 0, 1, n);
+      x.fillStyle = "rgba(255,109,0,0.9)"; x.fillRect(j * cw + Math.floor(cw / 2) - 1, 0, 2, n * 4);
       box.appendChild(c);
     });
   }
