@@ -77,6 +77,7 @@ docs: install
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
 	$(BIN)/python docs/diff_picture.py
+	$(BIN)/python docs/screenshot_watch.py
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.
@@ -97,6 +98,7 @@ bench: install
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info

@@ -642,18 +642,21 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
 @given_back()
 def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None = None,
           sets: dict[str, Any] | None = None, format: str = "png", rankdir: str | None = None,
-          timeout: float | None = 60.0, kind: str | None = None, on_step=None):
+          timeout: float | None = 60.0, kind: str | None = None, on_step=None, every: int = 10):
     """Gradient descent on an expression program's params: the losses, a loss-curve PNG and the graph
-    after the last step in `format` (html: the page with a slider over the steps). See cgviz.training."""
+    after the last step in `format` (html: the page with a slider over the steps; cgw: the training
+    record cgviz.watch writes, one step in `every`). See cgviz.training."""
     from .training import train as _train
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
     from .view.graphviz import FORMATS
-    if format not in FORMATS:
-        raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS))}")
+    if format not in FORMATS + ("cgw",):
+        raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS + ('cgw',)))}")
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise OptionError(f"train(): every={every!r}: a whole number ≥ 1")
     result, name, _ = _evaluate(source, _expression(source, kind, "train"), sets)
-    return _train((result, name), checked, format, on_step)
+    return _train((result, name), checked, format, on_step, every=every)
 
 
 @given_back()

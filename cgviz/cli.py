@@ -288,6 +288,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     Params and inputs whose gradient vanishes or explodes (--vanish, --explode) are flagged with a ⚠
     and listed in a warning; sigmoid and tanh nodes show how much of their input is saturated.
 
+    A training record FILE.cgw (cgviz.watch) is drawn as its page (html, the default: the model's
+    graph with a step slider, a layers × steps heatmap, the loss, histograms, events and diagnosis)
+    or as one picture (png, svg, pdf: the heatmap, the loss and the events).
+
     \b
     Examples:
         cgviz render sample_graphs/pizza.cg
@@ -295,9 +299,12 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
+        cgviz render run.cgw -o run.html                  # a recorded training run
     """
     from .api import draw
 
+    if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
+        return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
@@ -312,6 +319,21 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
+
+
+def _render_run(file, output, fmt, timeout, dpi, quiet):
+    """`cgviz render run.cgw`: the page (html, the default) or the picture (png, svg, pdf) of a recorded run."""
+    from .view.watch_page import render_run
+    fmt = fmt or _suffix_format(output) or "html"
+    if fmt not in ("html", "png", "svg", "pdf"):
+        raise click.UsageError(f"a recorded run (.cgw) is drawn as html, png, svg or pdf, not {fmt}")
+    path = None if output == "-" else Path(output) if output else Path(f"{Path(file).stem}.{fmt}")
+    from .paths import Arg
+    _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
+    data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
+    _emit(data, path)
+    if not quiet and path is not None:
+        click.echo(f"wrote {path} ({summary})", err=True)
 
 
 @main.command()
@@ -339,69 +361,6 @@ def explain(file, fmt, output, sets):
     for w in e.warnings:
         click.echo(f"warning: {e.source}: {w}", err=True)
     _emit(e.text.encode("utf-8"), path)
-
-
-@main.command()
-@click.argument("file", metavar="FILE")
-@option("lr", required=True)
-@option("steps")
-@option("clip_norm", help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
-@click.option("-o", "--output", metavar="OUT",
-              help="The final graph (suffix picks the format) [default: <stem>_trained.png].")
-@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-              help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
-@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
-@option("timeout")
-@click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
-def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
-    """Train the params of an expression FILE by gradient descent: print the loss at each step,
-    write a loss-curve plot (log scale when the loss spans decades) and the graph after the last step.
-
-    Stops with exit status 1 when the loss becomes NaN or infinite (the steps diverged), after
-    writing the curve and the graph so far.
-
-    \b
-    Examples:
-        cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
-        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
-    """
-    from .api import train as train_program
-    from .fmt import num
-
-    overrides = parse_sets(sets)
-    stem = "stdin" if file == "-" else Path(file).stem
-    fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
-    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
-    _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
-    width = len(str(steps))
-    show = not quiet
-    bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
-                                show_pos=True) if show and sys.stderr.isatty() else None
-
-    def on_step(k, loss, s):
-        if show:
-            clip = f"  clipped ×{num(s.scale)}" if s is not None and s.clipped else ""
-            gn = f"  ‖∂L/∂θ‖ {num(s.grad_norm)}" if s is not None else ""
-            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(loss)}{gn}{clip}")
-            if bar_ctx is not None and s is not None:
-                bar_ctx.update(1)
-
-    with bar_ctx or contextlib.nullcontext():
-        t = train_program(file, kind="expression", lr=lr, steps=steps, clip_norm=clip_norm, sets=overrides,
-                          format=fmt, rankdir=rankdir, timeout=timeout, on_step=on_step)
-    for w in t.warnings:
-        click.echo(f"warning: {t.source}: {w}", err=True)
-    write_atomic(curve_path, t.curve)
-    _emit(t.graph, path)
-    if t.stopped:
-        raise CgvizError(f"{t.source}: {t.stopped}. Wrote the loss curve to {curve_path} and the graph at "
-                         f"that point to {path}.")
-    for w in t.advice:
-        click.echo(f"warning: {t.source}: {w}", err=True)
-    if show:
-        click.echo(f"loss {num(t.losses[0])} → {num(t.losses[-1])} in {t.done} steps; wrote {path} and {curve_path}",
-                   err=True)
 
 
 @main.command()
@@ -498,6 +457,135 @@ def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, m
 def model_stem(model: str) -> str:
     """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
     return model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model
+
+
+@main.command()
+@click.argument("file", metavar="FILE")
+@option("lr", required=True)
+@option("steps")
+@option("clip_norm", help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
+@click.option("-o", "--output", metavar="OUT",
+              help="The final graph (suffix picks the format), or a .cgw training record "
+                   "[default: <stem>_trained.png; a model: <stem>.cgw].")
+@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
+@option("timeout")
+@click.option("--every", type=click.IntRange(1), default=10, show_default=True, metavar="N",
+              help="Into a .cgw record, one step in N (and the last).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="A model's optimizer (torch.optim.SGD or Adam, at --lr).")
+@model_options
+@click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
+def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, every, optimizer, input_shapes,
+          input_file, dtype, loss, seed, trust, weights, mode, quiet):
+    """Train the params of an expression FILE by gradient descent: print the loss at each step,
+    write a loss-curve plot (log scale when the loss spans decades) and the graph after the last step.
+    With -o run.cgw, write the training record that cgviz.watch writes instead (docs/watch.md).
+
+    FILE may also be a model file (.py, or model.py:factory, as cgviz torch takes it): then --steps
+    optimizer steps (--optimizer sgd|adam at --lr) on its example inputs with --loss and --targets,
+    recorded into -o run.cgw: the "can it overfit one batch?" check.
+
+    Stops with exit status 1 when the loss becomes NaN or infinite (the steps diverged), after
+    writing the curve and the graph (or the record) so far.
+
+    \b
+    Examples:
+        cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
+        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
+        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 -o three_layer.cgw
+        cgviz train net.py --loss ce --targets labels.pt --optimizer adam --lr 1e-3 --steps 200 -o net.cgw
+    """
+    from .api import is_model, train as train_program
+    from .fmt import num
+
+    model_given = {"--input-shape": input_shapes, "--input": input_file, "--dtype": dtype, "--loss": loss,
+                   "--targets": _stashed("targets"), "--trust": trust, "--weights": weights,
+                   "--train/--eval": mode is not None}
+    if file != "-" and is_model(file):
+        ctx = click.get_current_context()
+        dsl = [f"--{n.replace('_', '-')}" for n in ("sets", "curve", "clip_norm", "rankdir", "timeout")
+               if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if dsl:
+            raise click.UsageError(f"{', '.join(dsl).replace('--sets', '--set')} go{'es' if len(dsl) == 1 else ''} "
+                                   f"with an expression file; {file} is a model")
+        _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_file, dtype, loss, seed,
+                     trust, weights, mode, quiet)
+        return
+    given = [k for k, v in model_given.items() if v]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with a model file; "
+                               f"{file} is an expression file")
+    overrides = parse_sets(sets)
+    stem = "stdin" if file == "-" else Path(file).stem
+    if output and output.lower().endswith(".cgw"):
+        fmt, path = "cgw", Path(output)
+    else:
+        fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
+    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
+    _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
+    width = len(str(steps))
+    show = not quiet
+    bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
+                                show_pos=True) if show and sys.stderr.isatty() else None
+
+    def on_step(k, loss, s):
+        if show:
+            clip = f"  clipped ×{num(s.scale)}" if s is not None and s.clipped else ""
+            gn = f"  ‖∂L/∂θ‖ {num(s.grad_norm)}" if s is not None else ""
+            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(loss)}{gn}{clip}")
+            if bar_ctx is not None and s is not None:
+                bar_ctx.update(1)
+
+    with bar_ctx or contextlib.nullcontext():
+        t = train_program(file, kind="expression", lr=lr, steps=steps, clip_norm=clip_norm, sets=overrides,
+                          format=fmt, rankdir=rankdir, timeout=timeout, on_step=on_step, every=every)
+    for w in t.warnings:
+        click.echo(f"warning: {t.source}: {w}", err=True)
+    write_atomic(curve_path, t.curve)
+    _emit(t.graph, path)
+    if t.stopped:
+        raise CgvizError(f"{t.source}: {t.stopped}. Wrote the loss curve to {curve_path} and the graph at "
+                         f"that point to {path}.")
+    for w in t.advice:
+        click.echo(f"warning: {t.source}: {w}", err=True)
+    if show:
+        click.echo(f"loss {num(t.losses[0])} → {num(t.losses[-1])} in {t.done} steps; wrote {path} and {curve_path}",
+                   err=True)
+
+
+def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_file, dtype, loss, seed, trust,
+                 weights, mode, quiet):
+    """`cgviz train MODEL`: optimizer steps on the model's example inputs, recorded into a .cgw file."""
+    from .fmt import num
+    from .pytorch.load import check_model_files
+    from .watch.fit import train_model
+
+    path = Path(output or f"{Path(model_stem(file)).stem}.cgw")
+    if path.suffix.lower() != ".cgw":
+        raise click.UsageError(f"-o {path}: training a model writes a .cgw record (docs/watch.md); "
+                               "name it run.cgw")
+    _check_files(_target_inputs(file, input_file, weights), [_out("-o", path, output)])
+    check_model_files(file, input_file, weights)
+    opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
+    width = len(str(steps))
+
+    def on_step(k, value):
+        if not quiet:
+            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(value)}")
+
+    f = train_model(file, opts, lr=lr, steps=steps, every=every, optimizer=optimizer, output=path, trust=trust,
+                    weights=weights, on_step=on_step)
+    for note in () if quiet else f.notes:
+        click.echo(f"note: {note}", err=True)
+    if f.stopped:
+        raise CgvizError(f"{f.source}: {f.stopped}. Wrote the record so far to {path}.")
+    for line in f.diagnosis:
+        click.echo(f"warning: {f.source}: {line}", err=True)
+    if not quiet:
+        click.echo(f"loss {num(f.losses[0])} → {num(f.losses[-1])} in {f.done} steps; wrote {path}", err=True)
 
 
 @main.command("torch")
