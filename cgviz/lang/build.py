@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ class _Builder:
         self.env: dict[str, str] = {}          # name → node id
         self.defined_at: dict[str, Stmt] = {}
         self.later = {s.name: s for s in program.statements if s.name}
-        self.overrides = dict(overrides or {})
+        # a name as the parser reads it (NFKC, as Python does): `--set ϑ=1` sets θ
+        self.overrides = {unicodedata.normalize("NFKC", k): v for k, v in (overrides or {}).items()}
         self.counters: dict[str, int] = {}
         self.stmt: Stmt | None = None
 
