@@ -15,10 +15,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: graphviz chromium $(STAMP)
 
+# Graphviz, with DejaVu (∂, σ, Greek) and Noto CJK (names in Chinese, Japanese, Korean: 损失), the
+# fonts cgviz.view.markup.FONT names; each is installed only when missing.
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "Graphviz's dot is missing: installing the graphviz package"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz fonts-dejavu-core >/dev/null; }
+	@fc-list -q 'Noto Sans CJK SC' 2>/dev/null || { \
+	  echo "no CJK font: installing fonts-noto-cjk"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 
 # The browser for tests/test_html.py (Playwright drives the system chromium: no `playwright install`).
 chromium:
