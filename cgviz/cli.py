@@ -279,8 +279,11 @@ def _emit(data: bytes, path: Path | None) -> None:
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
+@click.option("--steps", is_flag=True,
+              help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
+                   "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           quiet):
+           quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -299,6 +302,8 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     from .api import draw
 
     overrides = parse_sets(sets)
+    if steps:
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -312,6 +317,24 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
+
+
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+    """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
+    from .api import backward_slides
+    suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
+    kind = suffix if suffix in ("pdf", "gif") else fmt
+    if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
+        raise click.UsageError("--steps writes slides to a file: -o lesson.pdf (a page per step) or "
+                               "-o lesson.gif (a frame per step)")
+    if no_grad:
+        raise click.UsageError("--steps shows the backward pass; drop --no-grad")
+    path = Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
+    data = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(data, path)
+    if not quiet:
+        click.echo(f"wrote {path} (the backward pass, a {'page' if kind == 'pdf' else 'frame'} a step)", err=True)
 
 
 @main.command()
