@@ -78,6 +78,7 @@ fuzz: install
 # The README's pictures.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
+	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py

@@ -298,6 +298,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
+        cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
     from .api import draw
 
@@ -331,10 +332,14 @@ def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, 
         raise click.UsageError("--steps shows the backward pass; drop --no-grad")
     path = Path(output)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
-    data = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
-    _emit(data, path)
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(shown.data, path)
     if not quiet:
-        click.echo(f"wrote {path} (the backward pass, a {'page' if kind == 'pdf' else 'frame'} a step)", err=True)
+        for line in shown.lines:
+            click.echo(line, err=True)
+        n = len(shown.lines)
+        click.echo(f"wrote {path} ({n} step{'s' * (n != 1)} of the backward pass, a "
+                   f"{'page' if kind == 'pdf' else 'frame'} each)", err=True)
 
 
 @main.command()

@@ -27,6 +27,12 @@ FRAME_MS = 1600            # a GIF frame's time on screen: long enough to read i
 
 
 @dataclass(frozen=True)
+class Slides:
+    data: bytes              # the PDF or the GIF
+    lines: list[str]         # each step's chain-rule line, in order
+
+
+@dataclass(frozen=True)
 class Step:
     src: str                 # the node the gradient flows into
     dst: str                 # the consumer it comes from
