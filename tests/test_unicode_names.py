@@ -131,3 +131,15 @@ def test_names_round_trip_through_dot_svg_html_and_json(cli, tmp_path):
     assert set(NAMES) <= set(json.dumps(page, ensure_ascii=False).split('"'))
     d = json.loads(texts["json"])
     assert set(NAMES) <= {n["id"] for n in d["nodes"]} and d["loss"] == "损失"
+
+
+@pytest.mark.parametrize("call, says", [("σ(x)", "write sigmoid(...) for σ(...)"), ("Σ(x)", "write sum(...)")])
+def test_a_textbooks_symbol_called_as_a_function_says_what_to_write(call, says):
+    with pytest.raises(SourceError) as e:
+        evaluate(f"input x = 1\nloss L = {call}\n", "t.cg")
+    assert says in e.value.message and (e.value.line, e.value.col) == (2, 10)
+
+
+def test_sigma_is_a_name_like_any_greek_letter():
+    r = evaluate("param σ = 2\ninput x = 3\nloss L = (σ * x)^2\n", "t.cg")
+    assert r.run.grads["σ"] == pytest.approx(2 * 6 * 3)
