@@ -92,3 +92,26 @@ def test_svg_text_asks_for_the_font_list(cli, tmp_path):
     svg = ET.parse(_draw(cli, tmp_path, PIZZA_ZH, "svg", "shown")).getroot()
     texts = [t for t in svg.iter("{http://www.w3.org/2000/svg}text") if "损失" in (t.text or "")]
     assert texts and {t.get("font-family") for t in texts} == {FONT}
+
+
+def test_a_model_with_chinese_module_names_embeds_the_cjk_font(cli, tmp_path):
+    # the case: a PyTorch model whose modules have Chinese names drew empty boxes
+    pytest.importorskip("torch")
+    from conftest import named_layers_model
+    model = tmp_path / "net.py"
+    model.write_text(named_layers_model(["编码层", "输出层"]), encoding="utf-8")
+    out = tmp_path / "net.pdf"
+    r = cli("torch", model, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    fonts = set(EMBEDDED.findall(out.read_bytes()))
+    assert any(f.startswith(b"NotoSansCJK") for f in fonts), fonts
+
+
+def test_the_slides_pdf_embeds_the_cjk_font(cli, tmp_path):
+    pytest.importorskip("pypdf")
+    src = tmp_path / "pizza_zh.cg"
+    src.write_text(PIZZA_ZH, encoding="utf-8")
+    out = tmp_path / "lesson.pdf"
+    assert cli("render", src, "--steps", "-o", out, "-q").exit_code == 0
+    fonts = set(EMBEDDED.findall(out.read_bytes()))
+    assert any(f.startswith(b"NotoSansCJK") for f in fonts), fonts
