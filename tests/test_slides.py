@@ -55,11 +55,12 @@ def _positions(svg: bytes) -> dict:
     return out
 
 
-def test_every_frame_has_one_layout_and_highlights_its_edge():
+@pytest.mark.parametrize("sample, n", [("pizza_zh.cg", 4), ("three_layer.cg", 9), ("residual.cg", 7)])
+def test_every_frame_has_one_layout_and_highlights_its_edge(sample, n):
     from cgviz.view.graphviz import run_dot
-    g, run = _run(PIZZA_ZH)
+    g, run = _run((ROOT / "sample_graphs" / sample).read_text(encoding="utf-8"), sample)
     dots = slides.frames(g, run)
-    assert len(dots) == 3          # ∂损失/∂预测, ∂损失/∂θ, ∂损失/∂重量 (θ * 重量 is anonymous)
+    assert len(dots) == n
     svgs = [run_dot(d, "svg") for d in dots]
     first = _positions(svgs[0])
     assert len(first) >= 6
@@ -107,3 +108,10 @@ def test_render_steps_refuses_what_it_cannot_write(cli, here, args, says):
     r = cli("render", PIZZA, "--steps", *args)
     assert r.exit_code == 2 and says in r.output
     assert list(here.iterdir()) == []
+
+
+def test_tensor_steps_say_the_norm_and_a_shared_input_adds_up():
+    g, run = _run((ROOT / "sample_graphs" / "residual.cg").read_text(), "residual.cg")
+    lines = [s.line for s in slides.steps(g, run)]
+    assert lines[0].startswith("∂L/∂out   ‖·‖ = ")
+    assert sum(line.startswith("∂L/∂x += ∂L/∂") for line in lines) == 2     # x feeds the skip and the block

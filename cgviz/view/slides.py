@@ -65,8 +65,10 @@ def steps(graph, run) -> list[Step]:
             line = f"∂{top}/∂{name} {eq} {num(float(eg))}"
         elif scalar and factor is not None and g_up is not None and np.ndim(g_up) == 0:
             line = f"∂{top}/∂{name} {eq} ∂{top}/∂{up} · ∂{up}/∂{name} = {num(float(g_up))} · {num(factor)} = {num(float(eg))}"
+        elif node.id == graph.output:          # tensors: the chain multiplies Jacobians; say the norm
+            line = f"∂{top}/∂{name}   ‖·‖ = {num(norm(eg))}"
         else:
-            line = f"∂{top}/∂{name} {eq} ∂{top}/∂{up} · ∂{up}/∂{name}   (‖·‖ = {num(norm(eg))})"
+            line = f"∂{top}/∂{name} {eq} ∂{top}/∂{up} · ∂{up}/∂{name}   ‖·‖ = {num(norm(eg))}"
         out.append(Step(src, consumer, line, float(eg) if scalar else None))
     return out
 
