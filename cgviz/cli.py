@@ -279,8 +279,11 @@ def _emit(data: bytes, path: Path | None) -> None:
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
+@click.option("--steps", is_flag=True,
+              help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
+                   "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           quiet):
+           quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -300,12 +303,15 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
         cgviz render run.cgw -o run.html                  # a recorded training run
+        cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
     from .api import draw
 
     if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
         return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
+    if steps:
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -334,6 +340,28 @@ def _render_run(file, output, fmt, timeout, dpi, quiet):
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({summary})", err=True)
+
+
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+    """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
+    from .api import backward_slides
+    suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
+    kind = suffix if suffix in ("pdf", "gif") else fmt
+    if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
+        raise click.UsageError("--steps writes slides to a file: -o lesson.pdf (a page per step) or "
+                               "-o lesson.gif (a frame per step)")
+    if no_grad:
+        raise click.UsageError("--steps shows the backward pass; drop --no-grad")
+    path = Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(shown.data, path)
+    if not quiet:
+        for line in shown.lines:
+            click.echo(line, err=True)
+        n = len(shown.lines)
+        click.echo(f"wrote {path} ({n} step{'s' * (n != 1)} of the backward pass, a "
+                   f"{'page' if kind == 'pdf' else 'frame'} each)", err=True)
 
 
 @main.command()
