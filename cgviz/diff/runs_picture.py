@@ -83,6 +83,10 @@ def graph_scene(diff: RunDifference, rankdir: str = "TB") -> Scene:
         elif status == SAME:
             lines.append(Line("unchanged", color=QUIET, small=True))
         lines += _change_lines(inside)
+        if dn.id == graph.output or (dn.members and graph.output in dn.members):
+            if diff.loss is not None and diff.loss.beyond:     # the loss is the record's number too
+                lines[1:] = [Line(diff.loss.text("loss"), color="#333333", small=True)]
+                style.update(STYLE[NUMBERS], fillcolor=_shade(scale, diff.loss.distance))
         if first is not None and first in inside:
             lines.append(Line("◆ first gradient divergence", color="#d50000", bold=True, small=True))
             style.update(penwidth="3", color="#d50000")
