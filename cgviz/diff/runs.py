@@ -16,7 +16,9 @@ from .classify import ADDED, NUMBERS, REMOVED, SAME
 from .numbers import Change, _pct, _safe
 
 SUFFIX = ".cgw"
-PARAM_FIELDS = (("w", "‖w‖"), ("g", "‖g‖"), ("ratio", "‖g‖/‖w‖"), ("update", "update"), ("nan", "NaN"),
+# A quantity in the third place is only compared where both sides have it: a last step has no update
+# after it, a zero ‖w‖ no ratio; a gradient on one side only is news.
+PARAM_FIELDS = (("w", "‖w‖"), ("g", "‖g‖"), ("ratio", "‖g‖/‖w‖", True), ("update", "update", True), ("nan", "NaN"),
                 ("inf", "inf"))
 MODULE_FIELDS = (("mean", "mean"), ("std", "σ"), ("saturated", "saturated"), ("dead", "dead"),
                  ("grad", "‖∂L/∂out‖"))
@@ -220,15 +222,15 @@ def _names(names: list[str], most: int = 6) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def quantity(a, b, rtol: float, atol: float) -> Change | None:
+def quantity(a, b, rtol: float, atol: float, both: bool = False) -> Change | None:
     """One recorded number at A and at B (None: not recorded on that side; both None: no Change).
     Beyond the tolerance by cgviz.golden's rule, |b − a| > atol + rtol·|a|; a NaN or ∞ on one side, or
-    a number on one side only, is as far as it gets."""
+    a number on one side only, is as far as it gets (unless `both`: then it is not compared)."""
     if a is None and b is None:
         return None
     fa, fb = (None if x is None else float(x) for x in (a, b))
     if fa is None or fb is None:
-        return Change(fa, fb, math.inf, True, "recorded on one side only")
+        return Change(fa, fb, 0.0 if both else math.inf, not both, "recorded on one side only")
     if not (math.isfinite(fa) and math.isfinite(fb)):
         same = (math.isnan(fa) and math.isnan(fb)) or fa == fb
         return Change(fa, fb, 0.0 if same else math.inf, not same)
@@ -245,9 +247,9 @@ def _entries(kind: str, fields, a: dict, b: dict, names: list[str], rtol: float,
         x, y = a.get(name), b.get(name)
         status = ADDED if x is None else REMOVED if y is None else SAME
         changes = {}
-        for attr, symbol in fields:
-            c = quantity(getattr(x, attr) if x is not None else None, getattr(y, attr) if y is not None else None,
-                         rtol, atol) if x is not None and y is not None else None
+        for attr, symbol, *both in fields:
+            c = quantity(getattr(x, attr), getattr(y, attr), rtol, atol, bool(both)) \
+                if x is not None and y is not None else None
             if c is not None:
                 changes[symbol] = c
         if status == SAME and any(c.beyond for c in changes.values()):

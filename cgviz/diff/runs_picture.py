@@ -87,6 +87,7 @@ def graph_scene(diff: RunDifference, rankdir: str = "TB") -> Scene:
             if diff.loss is not None and diff.loss.beyond:     # the loss is the record's number too
                 lines[1:] = [Line(diff.loss.text("loss"), color="#333333", small=True)]
                 style.update(STYLE[NUMBERS], fillcolor=_shade(scale, diff.loss.distance))
+                style.pop("fontcolor", None)
         if first is not None and first in inside:
             lines.append(Line("◆ first gradient divergence", color="#d50000", bold=True, small=True))
             style.update(penwidth="3", color="#d50000")
