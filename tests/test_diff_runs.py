@@ -235,3 +235,26 @@ def test_diffing_records_never_imports_torch(runs, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr
     assert "first gradient divergence" in out.read_text()
+
+
+def test_the_rule_of_one_number():
+    from cgviz.diff.runs import quantity
+    assert not quantity(1.0, 1.00005, 1e-4, 1e-12).beyond and quantity(1.0, 1.0002, 1e-4, 1e-12).beyond
+    assert quantity(2.0, 3.0, 1e-4, 1e-12).relative == 0.5
+    nan = float("nan")
+    assert not quantity(nan, nan, 1e-4, 1e-12).beyond and quantity(1.0, nan, 1e-4, 1e-12).distance == float("inf")
+    assert quantity(None, None, 1e-4, 1e-12) is None
+    assert quantity(0.1, None, 1e-4, 1e-12).beyond                 # a gradient on one side only is news
+    assert not quantity(0.1, None, 1e-4, 1e-12, both=True).beyond  # an update after the last step is not
+
+
+def test_the_last_step_of_a_run_has_no_update_and_that_is_no_change(tmp_path, cli):
+    r = cli("train", ROOT / "sample_graphs" / "three_layer.cg", "--lr", "0.5", "--steps", "10", "-o",
+            tmp_path / "t.cgw", "-q")
+    assert r.exit_code == 0, r.stderr
+    run = read_run(tmp_path / "t.cgw")
+    assert run.steps[-1].params["W1"].update is None and run.steps[0].params["W1"].update is not None
+    c = cgviz.compare(f"{tmp_path / 't.cgw'}@first", f"{tmp_path / 't.cgw'}@last")
+    assert not c["W1"].changes["update"].beyond and c["W1"].changes["‖w‖"].beyond
+    assert not any("update" in line for line in c.summary)
+    assert "bce" in c.dot and "loss 0.8452 → " in c.dot     # a program's graph, with the loss on its box
