@@ -258,3 +258,47 @@ def test_the_last_step_of_a_run_has_no_update_and_that_is_no_change(tmp_path, cl
     assert not c["W1"].changes["update"].beyond and c["W1"].changes["‖w‖"].beyond
     assert not any("update" in line for line in c.summary)
     assert "bce" in c.dot and "loss 0.8452 → " in c.dot     # a program's graph, with the loss on its box
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    """Synthetic records on a folded graph (four identical blocks drawn once, as the recorder's header
+    holds it); in `fb` blocks.2.fc.weight's gradient is NaN from step 6."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(16, 16), nn.Sigmoid()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Sequential(*[Block() for _ in range(4)]), nn.Linear(16, 1))
+    doc = cgviz.draw(model, torch.randn(4, 8), loss="mean").to_dict()
+    params = {n["name"]: n["shape"] for n in doc["nodes"] if n["kind"] == "param"}
+    modules = ["0"] + [f"1.{i}.{m}" for i in range(4) for m in ("fc", "act")] + ["2"]
+    d = tmp_path_factory.mktemp("folded")
+    synthetic(d / "fa.cgw", params, modules, 10, graph=doc)
+    synthetic(d / "fb.cgw", params, modules, 10, graph=doc, nan_at=(6, "1.2.fc.weight"))
+    return d / "fa.cgw", d / "fb.cgw"
+
+
+def test_picture_on_a_folded_graph(folded):
+    fa, fb = folded
+    c = cgviz.compare(fa, fb)
+    assert c.difference.nonfinite == {"B": 6} and c.curve["first"] == 6
+    assert c.difference.forward_order and c.difference.modules[0].name == "0"
+    dot = c.dot
+    assert "(×4 blocks)" in dot                                 # one box stands for the four blocks
+    nan_edges = [line for line in dot.splitlines() if "->" in line and "‖g‖" in line and "NaN" in line]
+    assert nan_edges and all('style="dotted"' in line for line in nan_edges), nan_edges
+    assert "<svg" in c.svg()
+
+
+def test_step_is_for_records_only():
+    pizza = ROOT / "sample_graphs" / "pizza.cg"
+    with pytest.raises(cgviz.CgvizError, match="step= chooses the step of training records"):
+        cgviz.compare(pizza, pizza, step=3)

@@ -162,6 +162,9 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
         from .run_result import compare_runs
         return compare_runs(a, b, ra, rb, rtol=rtol, atol=atol, rankdir=rankdir, timeout=timeout,
                             options={**options, **(a_options or {}), **(b_options or {})})
+    if "step" in options:
+        from ..errors import OptionError
+        raise OptionError("step= chooses the step of training records (.cgw); A and B are not records")
     sa = side(a, {**options, **(a_options or {})}, "A")
     sb = side(b, {**options, **(b_options or {})}, "B")
     diff = difference(sa.doc, sb.doc, rtol, atol, _label(sa, sb, a_options), _label(sb, sa, b_options))

@@ -16,6 +16,7 @@ from .picture import ADDED_COLOR, CHANGED_COLOR, QUIET, REMOVED_COLOR, STYLE, WO
 from .runs import EntryDiff, RunDifference
 
 TABLE_ROWS = 60         # the table picture's most rows; the JSON has them all
+GRADIENTS = ("‖g‖", "‖g‖/‖w‖", "‖∂L/∂out‖")      # written in the gradients' red
 
 
 def to_dot(diff: RunDifference, rankdir: str = "TB") -> str:
@@ -50,7 +51,7 @@ def _change_lines(entries: list[EntryDiff], most: int = 2) -> list:
     lines = []
     for e in changed[:most]:
         symbol, c = e.top
-        lines.append(Line(f"{e.name} {c.text(symbol)}", color=BACKWARD if "∂" in symbol or "g" in symbol else "#333333",
+        lines.append(Line(f"{e.name} {c.text(symbol)}", color=BACKWARD if symbol in GRADIENTS else "#333333",
                           small=True))
     if len(changed) > most:
         lines.append(Line(f"and {len(changed) - most} more changed", color=QUIET, small=True))
@@ -77,7 +78,11 @@ def graph_scene(diff: RunDifference, rankdir: str = "TB") -> Scene:
         if status == NUMBERS:
             style["fillcolor"] = _shade(scale, max(e.distance for e in inside))
         style["shape"] = "ellipse" if dn.kind == "op" else "box"
-        lines: list = [Html(f"<B>{html_text(_title(graph, dn))}</B>")]
+        title = _title(graph, dn)
+        blocks = max(len(m.get("modules", [])), len({p.rpartition(".")[0] for p in m.get("params", [])}))
+        if dn.kind != "module" and blocks > 1 and dn.word:     # one box of a ×N fold stands for all N
+            title += f"  (×{blocks} {dn.word})"
+        lines: list = [Html(f"<B>{html_text(title)}</B>")]
         if not inside:
             lines.append(Line("not in the record", color=QUIET, small=True))
         elif status == SAME:
