@@ -334,7 +334,8 @@ def run_difference(a: RecordSpec, b: RecordSpec, rtol: float | None = None, atol
     ra, rb = _read(a.path, cache), _read(b.path, cache)
     two = ra is not rb
     if step is not None and a.step is not None and b.step is not None:
-        raise CgvizError(f"--step {step} has nothing to choose: both {a.label} and {b.label} name their step")
+        from ..spelling import spell
+        raise CgvizError(f"{spell('step', step)} has nothing to choose: both {a.label} and {b.label} name their step")
     sa = _at(ra, a) if a.step is not None else None
     sb = _at(rb, b) if b.step is not None else None
     if step is None:
