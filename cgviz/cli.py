@@ -910,8 +910,11 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
 @click.option("--both", "both_opts", multiple=True, metavar="KEY=VALUE", help="The same for both sides.")
 @option("rankdir", default="TB")
 @option("timeout")
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="Two training records (.cgw): the recorded step to compare them at [default: the last "
+                   "step both recorded]. One record's two steps are named A and B: run.cgw@10 run.cgw@last.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says it.")
-def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, quiet):
+def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, step, quiet):
     """Compare two runs A and B: two programs, two model files, a file and a saved JSON graph (--format
     json, or a snapshot golden), two .pt2 files, or one file drawn with two option sets.
 
@@ -929,6 +932,8 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
         cgviz diff before.cg after.cg -o diff.png
         cgviz diff net.py:build net.py:build --both input_shape=4,16 --b dtype=bfloat16 --rtol 0.01
         cgviz diff run1.json run2.json -o diff.json
+        cgviz diff run.cgw@10 run.cgw@last -o moved.png      # two steps of a training record
+        cgviz diff mine.cgw theirs.cgw --step 500             # two records at one step
     """
     from .diff import compare
     from .api import files_read
@@ -940,11 +945,21 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
         if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
             raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
                                    "or .html")
-    _check_files(files_read(a) + files_read(b), [_out("-o", Path(output), True)] if output else [])
+    from .diff.runs import record_spec
+    from .paths import Arg
+    records = [record_spec(x) for x in (a, b)]
+    read = []
+    for r, x in zip(records, (a, b)):       # a record's file is run.cgw of run.cgw@10
+        read += [Arg("the input", r.path)] if r is not None else files_read(x)
+    _check_files(read, [_out("-o", Path(output), True)] if output else [])
     try:
         opts = {}
         for which, items in (("A", a_opts), ("B", b_opts), ("both", both_opts)):
             opts[which] = dict(parse_option(item, which) for item in items)
+        if step is not None:
+            if not any(records):
+                raise OptionError("--step chooses the step of training records (.cgw); A and B are not records")
+            opts["both"]["step"] = step
         c = compare(a, b, rtol=rtol, atol=atol, a_options=opts["A"] or None, b_options=opts["B"] or None,
                     rankdir=rankdir, timeout=timeout, **opts["both"])
         if output:
