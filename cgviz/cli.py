@@ -445,6 +445,18 @@ def _stash_targets(ctx, param, value):
     return value
 
 
+def _stash_dims(ctx, param, values):
+    """--dim NAME=SIZE, as many as given: {name: size}."""
+    dims = {}
+    for v in values:
+        name, eq, size = v.partition("=")
+        if not eq or not name or not size.strip().isdigit() or int(size) < 1:
+            raise click.BadParameter(f"{v!r}: give NAME=SIZE with a whole size of at least 1, e.g. batch=2")
+        dims[name.strip()] = int(size)
+    ctx.meta["cgviz.dims"] = dims
+    return dims
+
+
 def _stashed(key: str):
     """A model option that `model_options` keeps out of the command functions' parameters."""
     ctx = click.get_current_context(silent=True)
@@ -485,7 +497,8 @@ def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str =
     from .pytorch.trace import TraceOptions
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"))
+                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
+                        dims=_stashed("dims"))
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
@@ -513,6 +526,8 @@ def model_stem(model: str) -> str:
 @option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", expose_value=False, callback=_stash_dims,
+              help="The size of an ONNX graph's symbolic dimension, by its name: --dim batch=2.")
 @click.option("--profile", is_flag=True,
               help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
                    "CPU time and memory on every node, shaded by share of the time, and a table of the "

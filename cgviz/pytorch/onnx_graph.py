@@ -1,0 +1,319 @@
+"""An ONNX graph as an nn.Module: initializers become parameters, each node one torch call (onnx_ops).
+
+Why an interpreter of our own rather than onnx2torch: onnx2torch imports torchvision when it is
+imported (for its NMS and RoIAlign converters), and torchvision does not import against the pinned
+CPU torch; pip installing it replaces that torch. The op table here is small, and each node runs as
+one call the recorder sees (named by its ONNX op type), in the module scope its name carries.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch.overrides import handle_torch_function, has_torch_function
+
+from ..errors import CgvizError
+from .onnx_ops import CONTROL_FLOW, DTYPES, OPS
+from .record import Frame
+
+# What each input of a parameterised op is called in PyTorch, to name an initializer the exporter
+# left anonymous (`onnx::Conv_32`, a convolution with a BatchNorm folded in) by its consumer.
+_ROLES = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "bias"),
+          "Gemm": (None, "weight", "bias"), "MatMul": (None, "weight"),
+          "BatchNormalization": (None, "weight", "bias", "running_mean", "running_var"),
+          "LayerNormalization": (None, "weight", "bias"), "Gather": ("weight", None),
+          "Add": (None, "bias"), "Mul": (None, "scale")}
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.\w+)*")
+
+
+@dataclass
+class Step:
+    """One ONNX node, ready to run: its torch function, attributes and module frames."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict
+    frames: list[Frame]
+    fn: object
+
+
+def scope_paths(node_name: str) -> list[str]:
+    """`/layer1/layer1.0/conv1/Conv` → ['layer1', 'layer1.0', 'layer1.0.conv1']: the module paths
+    of the legacy exporter's scope names (a child of a Sequential repeats its parent's path)."""
+    if not node_name.startswith("/"):
+        return []
+    parts = [p for p in node_name.split("/")[1:-1] if p]
+    paths: list[str] = []
+    for p in parts:
+        prev = paths[-1] if paths else ""
+        paths.append(p if not prev or p.startswith(prev + ".") else f"{prev}.{p}")
+    return paths
+
+
+def _named(fn, op_type: str):
+    """fn as a function the recorder sees as one call named `op_type` (the torch calls inside it
+    run while the recorder's mode is off, so they are not drawn one by one)."""
+    def op(*tensors, attrs):
+        if has_torch_function(tensors):
+            return handle_torch_function(op, [t for t in tensors if t is not None], *tensors, attrs=attrs)
+        return fn(list(tensors), attrs)
+    op.__name__ = op.__qualname__ = op_type
+    return op
+
+
+def _attrs(node, where: str) -> dict:
+    from onnx import helper, numpy_helper
+    out = {}
+    for a in node.attribute:
+        if a.type in (5, 10):       # GRAPH, GRAPHS: a control-flow body
+            raise CgvizError(f"{where}: node {node.name or '(unnamed)'} ({node.op_type}) holds a subgraph "
+                             f"(attribute {a.name}), which cgviz does not run: control flow cannot be drawn")
+        v = helper.get_attribute_value(a)
+        if a.type == 4:             # TENSOR
+            v = torch.from_numpy(numpy_helper.to_array(v).copy())
+        out[a.name] = v
+    return out
+
+
+class OnnxModule(torch.nn.Module):
+    """Runs an ONNX graph with torch ops. `declared`: each graph input's (name, dtype, dims), a dim
+    an int or the name of a symbolic dimension."""
+
+    def __init__(self, model, where: str):
+        super().__init__()
+        g = model.graph
+        init_names = {i.name for i in g.initializer}
+        self.declared = [(i.name, _elem(i), _dims(i)) for i in g.input if i.name not in init_names]
+        self.output_names = [o.name for o in g.output]
+        self.steps: list[Step] = []
+        self._consts: dict[str, torch.Tensor] = {}
+        unknown: list[str] = []
+        for n in g.node:
+            if n.op_type in CONTROL_FLOW:
+                raise CgvizError(f"{where}: node {n.name or '(unnamed)'} is a {n.op_type}, a control-flow op "
+                                 "with subgraphs, which cgviz does not run; nothing was drawn")
+            if n.domain not in ("", "ai.onnx"):
+                unknown.append(f"{n.name or '(unnamed)'} ({n.domain}.{n.op_type})")
+                continue
+            attrs = _attrs(n, where)
+            if n.op_type == "Constant":
+                self._consts[n.output[0]] = _constant(attrs, n, where)
+                continue
+            if n.op_type not in OPS:
+                unknown.append(f"{n.name or '(unnamed)'} ({n.op_type})")
+                continue
+            attrs["_outputs"] = len(n.output)
+            paths = scope_paths(n.name)
+            self.steps.append(Step(n.name, n.op_type, list(n.input), list(n.output), attrs,
+                                   [Frame(p, "") for p in paths], _named(OPS[n.op_type], n.op_type)))
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise CgvizError(f"{where}: {len(unknown)} node(s) use ops cgviz cannot convert to PyTorch: "
+                             f"{', '.join(unknown[:5])}{more}; nothing was drawn")
+        self._classes()
+        self._register(g, where)
+        self.num_embeddings = self._vocabulary()
+
+    # ---- structure ---------------------------------------------------------------------------
+    def _classes(self) -> None:
+        """A class name for each scope, which the file does not record: a scope holding one kind of
+        op and no scope of its own is named by that op (Conv); else by its name without an index
+        (layer1.0 and layer1.1 are both `layer1`), so repeated blocks share a class and fold."""
+        ops: dict[str, set[str]] = {}
+        parents: set[str] = set()
+        for s in self.steps:
+            if s.frames:
+                ops.setdefault(s.frames[-1].path, set()).add(s.op)
+                parents.update(f.path for f in s.frames[:-1])
+        for s in self.steps:
+            s.frames = [Frame(f.path, next(iter(ops[f.path])) if f.path not in parents and len(ops.get(f.path, ())) == 1
+                              else _stem(f.path)) for f in s.frames]
+
+    def _register(self, g, where: str) -> None:
+        """Initializers as parameters (floating point) or buffers, in submodules named by their paths."""
+        from onnx import numpy_helper
+        consumer: dict[str, tuple[Step, int]] = {}
+        for s in self.steps:
+            for k, i in enumerate(s.inputs):
+                consumer.setdefault(i, (s, k))
+        self.tensor_names: dict[str, str] = {}     # ONNX name → torch parameter/buffer name
+        taken: set[str] = set()
+        for init in g.initializer:
+            if init.data_location == 1:     # EXTERNAL
+                raise CgvizError(f"{where}: initializer {init.name} keeps its data in an external file; cgviz "
+                                 "reads ONNX files that hold their weights (save with save_as_external_data=False)")
+            try:
+                arr = numpy_helper.to_array(init).copy()
+            except Exception as e:
+                raise CgvizError(f"{where}: initializer {init.name} cannot be read: {e}") from None
+            t = torch.from_numpy(arr) if arr.dtype.kind != "U" and arr.dtype != object else None
+            if t is None:
+                raise CgvizError(f"{where}: initializer {init.name} holds strings, which no torch op reads")
+            name = self._torch_name(init.name, consumer.get(init.name), taken)
+            taken.add(name)
+            self.tensor_names[init.name] = name
+            owner, _, leaf = name.rpartition(".")
+            mod = self._module(owner)
+            if t.is_floating_point():
+                mod.register_parameter(leaf, torch.nn.Parameter(t))
+            else:
+                mod.register_buffer(leaf, t)
+
+    def _torch_name(self, onnx_name: str, use, taken: set[str]) -> str:
+        name = onnx_name if _DOTTED.fullmatch(onnx_name) else None
+        if name is None and use is not None:
+            step, k = use
+            roles = _ROLES.get(step.op, ())
+            role = roles[k] if k < len(roles) and roles[k] else f"{step.op.lower()}_in{k}"
+            path = step.frames[-1].path if step.frames else ""
+            name = f"{path}.{role}" if path else role
+        if name is None:
+            name = "const_" + re.sub(r"\W", "_", onnx_name).strip("_")
+        base, n = name, 1
+        while name in taken or not self._fits(name):
+            n += 1
+            name = f"{base}_{n}"
+        return name
+
+    def _fits(self, name: str) -> bool:
+        """Whether `name` can be registered: no part clashes with a tensor or a module already there."""
+        mod = self
+        parts = name.split(".")
+        for p in parts[:-1]:
+            if p in mod._parameters or p in mod._buffers:
+                return False
+            if p not in mod._modules:
+                return True
+            mod = mod._modules[p]
+        return parts[-1] not in mod._modules and parts[-1] not in mod._parameters and parts[-1] not in mod._buffers \
+            and not hasattr(type(mod), parts[-1])
+
+    def _module(self, path: str) -> torch.nn.Module:
+        mod: torch.nn.Module = self
+        for p in path.split(".") if path else []:
+            if p not in mod._modules:
+                mod.add_module(p, torch.nn.Module())
+            mod = mod._modules[p]
+        return mod
+
+    def _vocabulary(self) -> int | None:
+        """The smallest table an int input indexes (a Gather on a weight), so generated token ids fit."""
+        sizes = [self.get_parameter(self.tensor_names[s.inputs[0]]).shape[0] for s in self.steps
+                 if s.op == "Gather" and s.inputs[0] in self.tensor_names
+                 and self.tensor_names[s.inputs[0]] in dict(self.named_parameters())]
+        return min(sizes) if sizes else None
+
+    # ---- running -----------------------------------------------------------------------------
+    def run(self, inputs: list, scope=None):
+        """The graph's outputs for `inputs` (in declared order); scope(frames) is told each node's
+        module frames before it runs (the recorder's set_stack)."""
+        env: dict[str, object] = {"": None}
+        env.update(self._consts)
+        tensors = dict(self.named_parameters())
+        tensors.update(self.named_buffers())
+        for onnx_name, name in self.tensor_names.items():
+            env[onnx_name] = tensors[name]
+        if len(inputs) != len(self.declared):
+            raise TypeError(f"the graph takes {len(self.declared)} inputs "
+                            f"({', '.join(n for n, _, _ in self.declared)}), {len(inputs)} given")
+        for (name, _, _), value in zip(self.declared, inputs):
+            env[name] = value
+        for s in self.steps:
+            if scope is not None:
+                scope(s.frames)
+            try:
+                out = s.fn(*[env[i] for i in s.inputs], attrs=s.attrs)
+            except KeyError as e:
+                raise CgvizError(f"node {s.name} ({s.op}) reads {e.args[0]!r}, which no node makes") from None
+            except NotImplementedError as e:
+                raise CgvizError(f"node {s.name} ({s.op}): {e} is not supported; nothing was drawn") from None
+            outs = out if isinstance(out, tuple) else (out,)
+            for name, v in zip(s.outputs, outs):
+                env[name] = v
+        if scope is not None:
+            scope([])
+        result = tuple(env[o] for o in self.output_names)
+        return result[0] if len(result) == 1 else result
+
+
+def _stem(path: str) -> str:
+    """`layer1.0` → `layer1`, `blocks.3` → `blocks`, `attn` → `attn`: a scope's name less its index."""
+    head, _, last = path.rpartition(".")
+    return head.rpartition(".")[2] if last.isdigit() and head else last
+
+
+def _constant(attrs: dict, node, where: str):
+    for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+        if key in attrs:
+            v = attrs[key]
+            return v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    raise CgvizError(f"{where}: Constant node {node.name} holds a kind of value cgviz does not read")
+
+
+def _elem(vi) -> object:
+    t = vi.type.tensor_type
+    return DTYPES.get(t.elem_type, torch.float32)
+
+
+def _dims(vi) -> list:
+    shape = vi.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def graph_module(model, where: str) -> OnnxModule:
+    """An OnnxModule whose forward takes the graph's declared inputs by name (the input boxes say
+    `x`, not `input0`)."""
+    names = [_ident(n) for n, _, _ in _declared(model)]
+
+    def forward(self, *args, **kwargs):
+        by_name = dict(zip(names, args))
+        by_name.update(kwargs)
+        return self.run([by_name[n] for n in names], getattr(self, "_scope_fn", None))
+    forward.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    cls = type("OnnxGraph", (OnnxModule,), {"forward": forward})
+    return cls(model, where)
+
+
+def _declared(model):
+    init = {i.name for i in model.graph.initializer}
+    return [(i.name, None, None) for i in model.graph.input if i.name not in init]
+
+
+def _ident(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    return s if s and not s[0].isdigit() else f"input_{s}"
+
+
+def example_inputs(module: OnnxModule, dims: dict[str, int], seed: int, where: str, ask) -> tuple:
+    """One random tensor per declared input, of the file's dtype and shape. A symbolic dimension takes
+    its size from `dims`; a missing one is asked for by name (`ask(dim, input)` says how)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for name, dtype, shape in module.declared:
+        sizes = []
+        for d in shape:
+            if isinstance(d, str):
+                if d not in dims:
+                    raise CgvizError(f"{where}: input {name!r} has the symbolic dimension {d!r}: {ask(d, name)}")
+                sizes.append(dims[d])
+            else:
+                sizes.append(d)
+        if math.prod(sizes) > 50_000_000:
+            raise CgvizError(f"{where}: input {name!r} of shape {tuple(sizes)} is too large to make")
+        if dtype.is_floating_point:
+            out.append(torch.randn(sizes, generator=g).to(dtype))
+        elif dtype == torch.bool:
+            out.append(torch.ones(sizes, dtype=torch.bool))
+        else:
+            high = module.num_embeddings or 2
+            out.append(torch.randint(0, high, sizes, generator=g, dtype=dtype))
+    return tuple(out)
