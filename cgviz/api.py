@@ -30,7 +30,7 @@ def __getattr__(name: str):
         return getattr(results, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
+MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
                    "html": "html", "htm": "html"}
 

@@ -95,7 +95,14 @@ class OnnxModule(torch.nn.Module):
         self.steps: list[Step] = []
         self._consts: dict[str, torch.Tensor] = {}
         unknown: list[str] = []
+        # The exporter stores equal initializers once and gives the others as Identity nodes of it
+        # (two LayerNorms' weights of ones): each becomes a parameter of its own again, as in the
+        # model that was exported, named by the op that reads it.
+        self._copies: dict[str, str] = {}
         for n in g.node:
+            if n.op_type == "Identity" and n.input and n.input[0] in init_names:
+                self._copies[n.output[0]] = n.input[0]
+                continue
             if n.op_type in CONTROL_FLOW:
                 raise CgvizError(f"{where}: node {n.name or '(unnamed)'} is a {n.op_type}, a control-flow op "
                                  "with subgraphs, which cgviz does not run; nothing was drawn")
@@ -118,6 +125,7 @@ class OnnxModule(torch.nn.Module):
             raise CgvizError(f"{where}: {len(unknown)} node(s) use ops cgviz cannot convert to PyTorch: "
                              f"{', '.join(unknown[:5])}{more}; nothing was drawn")
         self._classes()
+        self._local_constants()
         self._register(g, where)
         self.num_embeddings = self._vocabulary()
 
@@ -136,6 +144,21 @@ class OnnxModule(torch.nn.Module):
             s.frames = [Frame(f.path, next(iter(ops[f.path])) if f.path not in parents and len(ops.get(f.path, ())) == 1
                               else _stem(f.path)) for f in s.frames]
 
+    def _local_constants(self) -> None:
+        """A Constant read from several scopes becomes one per scope: the exporter reuses the first
+        block's constant in later blocks, which made their wiring differ and stopped them folding."""
+        seen: dict[str, str] = {}        # constant → the scope that reads it first
+        for s in self.steps:
+            path = s.frames[-1].path if s.frames else ""
+            for k, name in enumerate(s.inputs):
+                if name not in self._consts:
+                    continue
+                first = seen.setdefault(name, path)
+                if first != path:
+                    local = f"{name}@{path}"
+                    self._consts.setdefault(local, self._consts[name].clone())
+                    s.inputs[k] = local
+
     def _register(self, g, where: str) -> None:
         """Initializers as parameters (floating point) or buffers, in submodules named by their paths."""
         from onnx import numpy_helper
@@ -145,32 +168,50 @@ class OnnxModule(torch.nn.Module):
                 consumer.setdefault(i, (s, k))
         self.tensor_names: dict[str, str] = {}     # ONNX name → torch parameter/buffer name
         taken: set[str] = set()
-        for init in g.initializer:
+        arrays: dict[str, object] = {}
+        by_name = {i.name: i for i in g.initializer}
+        for init in list(g.initializer) + [(out, by_name[src]) for out, src in self._copies.items()]:
+            onnx_name, init = (init.name, init) if not isinstance(init, tuple) else init
             if init.data_location == 1:     # EXTERNAL
                 raise CgvizError(f"{where}: initializer {init.name} keeps its data in an external file; cgviz "
                                  "reads ONNX files that hold their weights (save with save_as_external_data=False)")
             try:
-                arr = numpy_helper.to_array(init).copy()
+                arr = arrays[init.name] if init.name in arrays else numpy_helper.to_array(init)
             except Exception as e:
                 raise CgvizError(f"{where}: initializer {init.name} cannot be read: {e}") from None
-            t = torch.from_numpy(arr) if arr.dtype.kind != "U" and arr.dtype != object else None
-            if t is None:
+            arrays[init.name] = arr
+            if arr.dtype.kind in "USO":
                 raise CgvizError(f"{where}: initializer {init.name} holds strings, which no torch op reads")
-            name = self._torch_name(init.name, consumer.get(init.name), taken)
+            t = torch.from_numpy(arr.copy())
+            name = self._torch_name(onnx_name, consumer.get(onnx_name), taken)
             taken.add(name)
-            self.tensor_names[init.name] = name
-            owner, _, leaf = name.rpartition(".")
-            mod = self._module(owner)
-            if t.is_floating_point():
-                mod.register_parameter(leaf, torch.nn.Parameter(t))
-            else:
-                mod.register_buffer(leaf, t)
+            self.tensor_names[onnx_name] = name
+            use = consumer.get(onnx_name)
+            # BatchNorm's running statistics are state, not weights: buffers, as in nn.BatchNorm2d
+            stats = use is not None and use[0].op == "BatchNormalization" and use[1] >= 3
+            self._add(name, t, parameter=t.is_floating_point() and not stats)
+        # Constant nodes' values are buffers named by the op that reads them, like the initializers:
+        # the third block's constants are then the first's by role, and the blocks fold.
+        for onnx_name, t in self._consts.items():
+            name = self._torch_name(onnx_name, consumer.get(onnx_name), taken, const=True)
+            taken.add(name)
+            self.tensor_names[onnx_name] = name
+            self._add(name, t, parameter=False)
+        self._consts = {}
 
-    def _torch_name(self, onnx_name: str, use, taken: set[str]) -> str:
-        name = onnx_name if _DOTTED.fullmatch(onnx_name) else None
+    def _add(self, name: str, t: torch.Tensor, parameter: bool) -> None:
+        owner, _, leaf = name.rpartition(".")
+        mod = self._module(owner)
+        if parameter:
+            mod.register_parameter(leaf, torch.nn.Parameter(t))
+        else:
+            mod.register_buffer(leaf, t)
+
+    def _torch_name(self, onnx_name: str, use, taken: set[str], const: bool = False) -> str:
+        name = onnx_name if _DOTTED.fullmatch(onnx_name) and not const else None
         if name is None and use is not None:
             step, k = use
-            roles = _ROLES.get(step.op, ())
+            roles = _ROLES.get(step.op, ()) if not const else ()
             role = roles[k] if k < len(roles) and roles[k] else f"{step.op.lower()}_in{k}"
             path = step.frames[-1].path if step.frames else ""
             name = f"{path}.{role}" if path else role
@@ -215,7 +256,6 @@ class OnnxModule(torch.nn.Module):
         """The graph's outputs for `inputs` (in declared order); scope(frames) is told each node's
         module frames before it runs (the recorder's set_stack)."""
         env: dict[str, object] = {"": None}
-        env.update(self._consts)
         tensors = dict(self.named_parameters())
         tensors.update(self.named_buffers())
         for onnx_name, name in self.tensor_names.items():

@@ -200,7 +200,7 @@ def gather(ins, a):
     if axis == 0 and x.dim() == 2 and x.is_floating_point():
         return F.embedding(idx, x)          # an embedding lookup, as PyTorch exported it
     out = torch.index_select(x, axis, idx.reshape(-1))
-    return out.reshape(*x.shape[:axis], *idx.shape, *x.shape[axis + 1:])
+    return out.reshape((*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]))
 
 
 def expand(ins, a):

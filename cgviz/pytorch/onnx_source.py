@@ -20,6 +20,11 @@ def load_onnx(path: Path, data: bytes) -> Loaded:
                          f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}). Export it again.") from None
     if not model.HasField("graph") or not model.graph.node:
         raise CgvizError(f"{path} is not an ONNX model with a graph (no nodes were found). Export it again.")
+    external = next((i.name for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL), None)
+    if external is not None:
+        # (onnx would read it from a path the file names, relative to wherever cgviz runs)
+        raise CgvizError(f"{path}: initializer {external} keeps its data in an external file; cgviz reads "
+                         "ONNX files that hold their weights (onnx.save(model, path, save_as_external_data=False))")
     try:
         onnx.checker.check_model(model)
     except Exception as e:          # onnx.checker.ValidationError, and errors for odd opsets
