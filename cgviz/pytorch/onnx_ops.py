@@ -290,6 +290,7 @@ OPS = {
     "Expand": expand, "Shape": lambda ins, a: torch.tensor(ins[0].shape[a.get("start", 0):a.get("end")],
                                                            dtype=torch.int64),
     "Size": lambda ins, a: torch.tensor(ins[0].numel(), dtype=torch.int64),
+    "Tile": lambda ins, a: ins[0].repeat(_ints(ins[1])),
     "ConstantOfShape": constant_of_shape, "Cast": cast, "Range": range_, "Trilu": trilu,
 }
 
