@@ -32,7 +32,8 @@ def __getattr__(name: str):
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
-                   "html": "html", "htm": "html"}
+                   "html": "html", "htm": "html",
+                   "modelexplorer": "modelexplorer"}   # Model Explorer's graph JSON, saved as NAME.me.json
 
 
 class Drawing:
@@ -151,7 +152,8 @@ class Drawing:
         leaves no partial file and an existing file untouched. Returns the path."""
         from .view.graphviz import write_atomic
         p = Path(path)
-        fmt = format or _SUFFIX_FORMATS.get(p.suffix.lower().lstrip("."))
+        fmt = format or ("modelexplorer" if p.name.lower().endswith(".me.json")
+                         else _SUFFIX_FORMATS.get(p.suffix.lower().lstrip(".")))
         if fmt is None:
             raise CgvizError(f"cannot tell the format from {str(path)!r}: use a suffix such as .svg, .png, .pdf, "
                              ".dot, .json or .html, or pass format=")
@@ -161,6 +163,10 @@ class Drawing:
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
+        if fmt == "modelexplorer" and hasattr(self._b, "d"):       # a model: its node-data overlays beside it
+            from .view.modelexplorer import sibling
+            for name, data in self._b.d.overlays().items():
+                write_atomic(sibling(p, name), data)
         return p
 
     # ---- notebooks ---------------------------------------------------------------------------------

@@ -210,6 +210,8 @@ def health_options(f):
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
+    if output.lower().endswith(".me.json"):
+        return "modelexplorer"      # Model Explorer's graph JSON: a double suffix, as .tar.gz
     suffix = Path(output).suffix.lower().lstrip(".")
     return {"gv": "dot"}.get(suffix, suffix) if suffix else None
 
@@ -228,7 +230,7 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    return fmt, Path(output) if output else Path(f"{stem}.{fmt}")
+    return fmt, Path(output) if output else Path(f"{stem}.{'me.json' if fmt == 'modelexplorer' else fmt}")
 
 
 def _check_files(inputs: list, outputs: list) -> None:
@@ -561,6 +563,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import time
 
     from .pytorch.pipeline import draw_model
+    from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):
         raise click.UsageError("--profile-runs and --top go with --profile")
@@ -571,7 +574,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
-    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    beside = [_out("-o", sibling(path, name), output) for name in OVERLAYS] if fmt == "modelexplorer" and path else []
+    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output), *beside])
     from .pytorch.load import check_model_files
     check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
@@ -590,6 +594,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                    f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
+    for name, data in res.beside.items() if path is not None else ():
+        _emit(data, sibling(path, name))        # Model Explorer's node-data overlays
     if res.profile_table and not quiet:
         # the picture on stdout (-o -) keeps stdout to itself
         click.echo(res.profile_table, nl=False, err=path is None)
@@ -599,6 +605,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     if not quiet and path is not None:
         loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
         click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
+        if res.beside:
+            names = ", ".join(sibling(path, name).name for name in res.beside)
+            click.echo(f"wrote Model Explorer's node-data overlays beside it: {names}", err=True)
 
 
 @main.command()
