@@ -309,12 +309,13 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
-         focus: str | None = None, targets: Any = None) -> Drawing:
+         focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
-      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, …);
+      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, `model.onnx`,
+        …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -345,6 +346,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
                        max_elements=max_elements, timeout=timeout, focus=focus)
     checked["targets"] = targets
+    checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
@@ -513,7 +515,8 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
     return TraceOptions(input_shapes=shapes, input_file=input_file, dtype=checked["dtype"], loss=checked["loss"],
                         seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
                         meta=meta, max_elements=checked["max_elements"],
-                        targets=None if targets_file else targets, targets_file=targets_file)
+                        targets=None if targets_file else targets, targets_file=targets_file,
+                        dims=checked.get("dims"))
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,

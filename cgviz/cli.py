@@ -268,7 +268,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
@@ -519,7 +519,7 @@ def model_stem(model: str) -> str:
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @model_options
 @option("view")
 @option("depth")

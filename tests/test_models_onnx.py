@@ -196,9 +196,15 @@ def test_inputs_come_from_the_declared_shapes(cli, exported):
 
 def test_draw_from_python(exported):
     import cgviz
+    from cgviz.errors import CgvizError
     model, x, path, _ = exported["mlp"]
     drawing = cgviz.draw(str(path), x)
     assert "Gemm" in drawing.dot and "Tanh" in drawing.dot
+    path = exported["transformer"][2]
+    with pytest.raises(CgvizError, match=r"symbolic dimension 'batch': give its size with dims=\{'batch': N\}"):
+        cgviz.draw(str(path))
+    drawing = cgviz.draw(str(path), dims={"batch": 2, "seq": 3})
+    assert json.loads(drawing.json())["model"]["inputs"] == "[2×3] int64"
 
 
 def _model(nodes, inputs, outputs, initializers=(), opset=17):

@@ -40,8 +40,8 @@ def load_onnx(path: Path, data: bytes) -> Loaded:
 
 def _ask(dim: str, input_name: str) -> str:
     if on_command_line():
-        return f"give its size with --dim {dim}=N, or the whole shape with {spell('input_shape')}"
-    return f"give example inputs or {spell('input_shape')} (dims={{{dim!r}: N}} sets it by name)"
+        return f"give its size with {spell('dims', f'{dim}=N')}, or the whole shape with {spell('input_shape')}"
+    return f"give its size with dims={{{dim!r}: N}}, or give example inputs or {spell('input_shape')}"
 
 
 def declared_inputs(loaded: Loaded, opts) -> tuple:
