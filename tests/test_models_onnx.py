@@ -344,3 +344,16 @@ def test_sample_models_exported_to_onnx_equal_onnxruntime_and_pytorch(cli, sampl
     assert grads and set(grads) <= set(doc["param_grad_norms"]), set(grads) - set(doc["param_grad_norms"])
     for n, norm in grads.items():
         assert doc["param_grad_norms"][n] == pytest.approx(norm, rel=1e-4, abs=1e-6), n
+
+
+def test_shape_arithmetic_is_not_drawn(cli, exported):
+    """The exporter's Shape → Gather → Unsqueeze → Concat chains are PyTorch's `x.shape` arithmetic:
+    computed, not drawn, as `cgviz torch` on the Python model draws no node for `x.reshape(b, t, -1)`."""
+    doc = _json(cli, exported["transformer"][2], "--input", exported["transformer"][3])
+    ops = [n["op"] for n in doc["nodes"] if n["kind"] == "op"]
+    assert "Reshape" in ops and not {"Shape", "Concat", "Unsqueeze"} & set(ops)
+
+
+def test_a_sample_language_model_folds_like_its_python_source(cli, samples):
+    r = cli("torch", samples["tiny_gpt"][2], "--input", samples["tiny_gpt"][3], "--depth", "3", "-f", "dot", "-o", "-", "-q")
+    assert r.exit_code == 0 and "<B>blocks.0 … blocks.3</B>" in r.stdout

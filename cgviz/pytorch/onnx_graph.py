@@ -31,6 +31,13 @@ _ROLES = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "b
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.\w+)*")
 
 
+# The inputs that are shapes, axes or indices, not data: given to an op as Python lists when they are
+# computed from shapes alone, as PyTorch code passes `x.reshape(b, t, -1)` (so they draw no node).
+_SHAPE_INPUTS = {"Reshape": {1}, "Expand": {1}, "Slice": {1, 2, 3, 4}, "Unsqueeze": {1}, "Squeeze": {1},
+                 "Tile": {1}, "ConstantOfShape": {0}, "Split": {1}, "ReduceMean": {1}, "ReduceSum": {1},
+                 "ReduceMax": {1}, "ReduceMin": {1}, "Trilu": {1}}
+
+
 @dataclass
 class Step:
     """One ONNX node, ready to run: its torch function, attributes and module frames."""
@@ -42,6 +49,9 @@ class Step:
     attrs: dict
     frames: list[Frame]
     fn: object
+    static: bool = False      # computed from shapes and constants alone: run undrawn (the exporter's
+                              # Shape → Gather → Concat chains are PyTorch's `x.shape` arithmetic)
+    computed: dict | None = None   # input index → a name for a computed constant read as data
 
 
 def scope_paths(node_name: str) -> list[str]:
@@ -62,7 +72,7 @@ def _named(fn, op_type: str):
     run while the recorder's mode is off, so they are not drawn one by one)."""
     def op(*tensors, attrs):
         if has_torch_function(tensors):
-            return handle_torch_function(op, [t for t in tensors if t is not None], *tensors, attrs=attrs)
+            return handle_torch_function(op, [t for t in tensors if isinstance(t, torch.Tensor)], *tensors, attrs=attrs)
         return fn(list(tensors), attrs)
     op.__name__ = op.__qualname__ = op_type
     return op
@@ -125,6 +135,7 @@ class OnnxModule(torch.nn.Module):
             raise CgvizError(f"{where}: {len(unknown)} node(s) use ops cgviz cannot convert to PyTorch: "
                              f"{', '.join(unknown[:5])}{more}; nothing was drawn")
         self._classes()
+        self._mark_static(g)
         self._local_constants()
         self._register(g, where)
         self.num_embeddings = self._vocabulary()
@@ -143,6 +154,23 @@ class OnnxModule(torch.nn.Module):
         for s in self.steps:
             s.frames = [Frame(f.path, next(iter(ops[f.path])) if f.path not in parents and len(ops.get(f.path, ())) == 1
                               else _stem(f.path)) for f in s.frames]
+
+    def _mark_static(self, g) -> None:
+        """Steps whose inputs are all shapes or constants (or that read a shape): see Step.static."""
+        static = set(self._consts) | {i.name for i in g.initializer if i.data_type not in (1, 10, 11, 16)}
+        for s in self.steps:
+            ins = [i for i in s.inputs if i]
+            if s.op in ("Shape", "Size") or (ins and all(i in static for i in ins)):
+                s.static = True
+                static.update(s.outputs)
+        self.static = static
+        made = {o for s in self.steps if s.static for o in s.outputs}
+        for s in self.steps:
+            if not s.static:
+                shaped = _SHAPE_INPUTS.get(s.op, ())
+                path = s.frames[-1].path if s.frames else ""
+                s.computed = {k: f"{path}.{s.op.lower()}_in{k}".lstrip(".") for k, i in enumerate(s.inputs)
+                              if i in made and k not in shaped} or None
 
     def _local_constants(self) -> None:
         """A Constant read from several scopes becomes one per scope: the exporter reuses the first
@@ -252,9 +280,10 @@ class OnnxModule(torch.nn.Module):
         return min(sizes) if sizes else None
 
     # ---- running -----------------------------------------------------------------------------
-    def run(self, inputs: list, scope=None):
-        """The graph's outputs for `inputs` (in declared order); scope(frames) is told each node's
-        module frames before it runs (the recorder's set_stack)."""
+    def run(self, inputs: list, rec=None):
+        """The graph's outputs for `inputs` (in declared order). `rec`, the recorder, is told each
+        node's module frames before it runs, and the names of constants computed from shapes."""
+        scope = rec.set_stack if rec is not None else None
         env: dict[str, object] = {"": None}
         tensors = dict(self.named_parameters())
         tensors.update(self.named_buffers())
@@ -269,7 +298,17 @@ class OnnxModule(torch.nn.Module):
             if scope is not None:
                 scope(s.frames)
             try:
-                out = s.fn(*[env[i] for i in s.inputs], attrs=s.attrs)
+                if s.static:
+                    with torch._C.DisableTorchFunction():     # not drawn: shape arithmetic
+                        out = OPS[s.op]([env[i] for i in s.inputs], s.attrs)
+                else:
+                    if s.computed and rec is not None:
+                        for k, name in s.computed.items():
+                            if isinstance(env[s.inputs[k]], torch.Tensor):
+                                rec.name_constant(env[s.inputs[k]], name)
+                    shaped = _SHAPE_INPUTS.get(s.op, ())
+                    out = s.fn(*[env[i].tolist() if k in shaped and i in self.static and env[i] is not None
+                                 else env[i] for k, i in enumerate(s.inputs)], attrs=s.attrs)
             except KeyError as e:
                 raise CgvizError(f"node {s.name} ({s.op}) reads {e.args[0]!r}, which no node makes") from None
             except NotImplementedError as e:
@@ -315,7 +354,7 @@ def graph_module(model, where: str) -> OnnxModule:
     def forward(self, *args, **kwargs):
         by_name = dict(zip(names, args))
         by_name.update(kwargs)
-        return self.run([by_name[n] for n in names], getattr(self, "_scope_fn", None))
+        return self.run([by_name[n] for n in names], getattr(self, "_recorder", None))
     forward.__signature__ = inspect.Signature(
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])

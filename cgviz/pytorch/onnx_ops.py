@@ -18,6 +18,11 @@ DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: to
 
 
 def _ints(t) -> list[int]:
+    """A shape-like input: a tensor, or the Python list onnx_graph gives for one computed from shapes."""
+    if isinstance(t, (list, tuple)):
+        return [int(v) for v in t]
+    if isinstance(t, (int, float)):
+        return [int(t)]
     return [int(v) for v in t.reshape(-1).tolist()]
 
 
@@ -244,7 +249,7 @@ def range_(ins, a):
 
 
 def trilu(ins, a):
-    k = int(ins[1].item()) if len(ins) > 1 and ins[1] is not None else 0
+    k = _ints(ins[1])[0] if len(ins) > 1 and ins[1] is not None else 0
     return torch.triu(ins[0], k) if a.get("upper", 1) else torch.tril(ins[0], k)
 
 

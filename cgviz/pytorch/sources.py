@@ -75,11 +75,11 @@ def _onnx(path, data, trust=False, meta=False, factory=None):
 
 
 def _run_onnx(model, args, kwargs, rec):
-    model._scope_fn = rec.set_stack
+    model._recorder = rec
     try:
         return model(*args, **kwargs)
     finally:
-        model._scope_fn = None
+        model._recorder = None
 
 
 def _onnx_inputs(loaded, opts):
