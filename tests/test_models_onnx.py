@@ -357,3 +357,25 @@ def test_shape_arithmetic_is_not_drawn(cli, exported):
 def test_a_sample_language_model_folds_like_its_python_source(cli, samples):
     r = cli("torch", samples["tiny_gpt"][2], "--input", samples["tiny_gpt"][3], "--depth", "3", "-f", "dot", "-o", "-", "-q")
     assert r.exit_code == 0 and "<B>blocks.0 … blocks.3</B>" in r.stdout
+
+
+def test_the_newer_exporters_scope_metadata_gives_modules_and_classes(cli, tmp_path):
+    """torch.onnx.export(dynamo=True) names nodes `node_Gemm_0` and keeps the module path and class
+    of each node in its metadata (two aligned lists, from the root '' to the node itself)."""
+    w = onnx.numpy_helper.from_array(np.ones((3, 2), dtype=np.float32), "p_fc_weight")
+    nodes = []
+    for k in range(2):
+        node = helper.make_node("Gemm", ["x", "p_fc_weight"], [f"h{k}"], name=f"node_Gemm_{k}", transB=1)
+        node.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=f"['', 'layers', 'layers.{k}', 'linear']")
+        node.metadata_props.add(key="pkg.torch.onnx.class_hierarchy",
+                                value="['__main__.Net', 'torch.nn.modules.container.Sequential', "
+                                      "'__main__.Block', 'aten.linear.default']")
+        nodes.append(node)
+    nodes.append(helper.make_node("Add", ["h0", "h1"], ["y"], name="node_Add_2"))
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(nodes, [_vi("x", [4, 2])], [_vi("y", [4, 3])], [w]), path)
+    doc = _json(cli, path)
+    ops = {n["id"]: (n["module"], n["module_class"], n["module_call"]) for n in doc["nodes"] if n["kind"] == "op"}
+    assert ops["layers.0/Gemm"] == ("layers.0", "Block", ["layers", "layers.0"])
+    assert ops["layers.1/Gemm"] == ("layers.1", "Block", ["layers", "layers.1"])
+    assert ops["Add"][0] == ""

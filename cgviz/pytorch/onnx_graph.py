@@ -8,6 +8,7 @@ one call the recorder sees (named by its ONNX op type), in the module scope its 
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
 import re
@@ -65,6 +66,23 @@ def scope_paths(node_name: str) -> list[str]:
         prev = paths[-1] if paths else ""
         paths.append(p if not prev or p.startswith(prev + ".") else f"{prev}.{p}")
     return paths
+
+
+def node_frames(node) -> list[Frame]:
+    """A node's module frames: from the torch.export-based exporter's metadata when it is there
+    (`pkg.torch.onnx.name_scopes`, the cumulative module paths from the root '' to the node itself,
+    and `pkg.torch.onnx.class_hierarchy`, their classes), else from the TorchScript-based exporter's
+    node name; a class that the file does not record is filled in by OnnxModule._classes."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
+        classes = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
+    except (KeyError, ValueError, SyntaxError, MemoryError, RecursionError):
+        return [Frame(p, "") for p in scope_paths(node.name)]
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        return [Frame(p, "") for p in scope_paths(node.name)]
+    classes = classes if isinstance(classes, list) and len(classes) == len(scopes) else [""] * len(scopes)
+    return [Frame(p, str(c).rsplit(".", 1)[-1]) for p, c in zip(scopes[1:-1], classes[1:-1]) if p]
 
 
 def _named(fn, op_type: str):
@@ -127,9 +145,8 @@ class OnnxModule(torch.nn.Module):
                 unknown.append(f"{n.name or '(unnamed)'} ({n.op_type})")
                 continue
             attrs["_outputs"] = len(n.output)
-            paths = scope_paths(n.name)
             self.steps.append(Step(n.name, n.op_type, list(n.input), list(n.output), attrs,
-                                   [Frame(p, "") for p in paths], _named(OPS[n.op_type], n.op_type)))
+                                   node_frames(n), _named(OPS[n.op_type], n.op_type)))
         if unknown:
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise CgvizError(f"{where}: {len(unknown)} node(s) use ops cgviz cannot convert to PyTorch: "
@@ -152,7 +169,8 @@ class OnnxModule(torch.nn.Module):
                 ops.setdefault(s.frames[-1].path, set()).add(s.op)
                 parents.update(f.path for f in s.frames[:-1])
         for s in self.steps:
-            s.frames = [Frame(f.path, next(iter(ops[f.path])) if f.path not in parents and len(ops.get(f.path, ())) == 1
+            s.frames = [f if f.cls else
+                        Frame(f.path, next(iter(ops[f.path])) if f.path not in parents and len(ops.get(f.path, ())) == 1
                               else _stem(f.path)) for f in s.frames]
 
     def _mark_static(self, g) -> None:
