@@ -379,3 +379,14 @@ def test_the_newer_exporters_scope_metadata_gives_modules_and_classes(cli, tmp_p
     assert ops["layers.0/Gemm"] == ("layers.0", "Block", ["layers", "layers.0"])
     assert ops["layers.1/Gemm"] == ("layers.1", "Block", ["layers", "layers.1"])
     assert ops["Add"][0] == ""
+
+
+def test_meta_is_refused_with_the_reason(cli, exported):
+    r = cli("torch", exported["mlp"][2], "--meta", "-o", "-", "-f", "json")
+    assert r.exit_code == 1 and "--meta cannot run an ONNX graph" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float64"])
+def test_dtype_casts_the_initializers(cli, exported, dtype):
+    doc = _json(cli, exported["cnn"][2], "--input", exported["cnn"][3], "--dtype", dtype)
+    assert {n["dtype"] for n in doc["nodes"] if n["kind"] == "param"} == {dtype}

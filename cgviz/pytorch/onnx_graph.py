@@ -312,6 +312,11 @@ class OnnxModule(torch.nn.Module):
                             f"({', '.join(n for n, _, _ in self.declared)}), {len(inputs)} given")
         for (name, _, _), value in zip(self.declared, inputs):
             env[name] = value
+        if any(isinstance(v, torch.Tensor) and v.device.type == "meta" for v in inputs):
+            from ..spelling import spell
+            raise CgvizError(f"{spell('meta')} cannot run an ONNX graph: it computes shapes from the values "
+                             "of its constants, which the meta device does not hold. Leave it out: the "
+                             "graph's own weights are already in memory")
         for s in self.steps:
             if scope is not None:
                 scope(s.frames)
