@@ -39,7 +39,7 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
-	$(PIP) -e '.[torch,test,hf,slides]' --config-settings editable_mode=compat
+	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 

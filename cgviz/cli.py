@@ -210,6 +210,8 @@ def health_options(f):
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
+    if output.lower().endswith(".me.json"):
+        return "modelexplorer"      # Model Explorer's graph JSON: a double suffix, as .tar.gz
     suffix = Path(output).suffix.lower().lstrip(".")
     return {"gv": "dot"}.get(suffix, suffix) if suffix else None
 
@@ -228,7 +230,7 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    return fmt, Path(output) if output else Path(f"{stem}.{fmt}")
+    return fmt, Path(output) if output else Path(f"{stem}.{'me.json' if fmt == 'modelexplorer' else fmt}")
 
 
 def _check_files(inputs: list, outputs: list) -> None:
@@ -266,7 +268,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
@@ -432,6 +434,18 @@ def _stash_targets(ctx, param, value):
     return value
 
 
+def _stash_dims(ctx, param, values):
+    """--dim NAME=SIZE, as many as given: {name: size}."""
+    dims = {}
+    for v in values:
+        name, eq, size = v.partition("=")
+        if not eq or not name or not size.strip().isdigit() or int(size) < 1:
+            raise click.BadParameter(f"{v!r}: give NAME=SIZE with a whole size of at least 1, e.g. batch=2")
+        dims[name.strip()] = int(size)
+    ctx.meta["cgviz.dims"] = dims
+    return dims
+
+
 def _stashed(key: str):
     """A model option that `model_options` keeps out of the command functions' parameters."""
     ctx = click.get_current_context(silent=True)
@@ -472,7 +486,8 @@ def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str =
     from .pytorch.trace import TraceOptions
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"))
+                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
+                        dims=_stashed("dims"))
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
@@ -620,7 +635,7 @@ def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @model_options
 @option("view")
 @option("depth")
@@ -629,6 +644,8 @@ def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_
 @option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", expose_value=False, callback=_stash_dims,
+              help="The size of an ONNX graph's symbolic dimension, by its name: --dim batch=2.")
 @click.option("--profile", is_flag=True,
               help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
                    "CPU time and memory on every node, shaded by share of the time, and a table of the "
@@ -662,6 +679,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import time
 
     from .pytorch.pipeline import draw_model
+    from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):
         raise click.UsageError("--profile-runs and --top go with --profile")
@@ -672,7 +690,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
-    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    beside = [_out("-o", sibling(path, name), output) for name in OVERLAYS] if fmt == "modelexplorer" and path else []
+    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output), *beside])
     from .pytorch.load import check_model_files
     check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
@@ -691,6 +710,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                    f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
+    for name, data in res.beside.items() if path is not None else ():
+        _emit(data, sibling(path, name))        # Model Explorer's node-data overlays
     if res.profile_table and not quiet:
         # the picture on stdout (-o -) keeps stdout to itself
         click.echo(res.profile_table, nl=False, err=path is None)
@@ -700,6 +721,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     if not quiet and path is not None:
         loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
         click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
+        if res.beside:
+            names = ", ".join(sibling(path, name).name for name in res.beside)
+            click.echo(f"wrote Model Explorer's node-data overlays beside it: {names}", err=True)
 
 
 @main.command()
