@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/bench_parse.py
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
+	$(BIN)/python bench/bench_watch.py
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info
