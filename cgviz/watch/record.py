@@ -14,10 +14,8 @@ What it must not do is change training, so:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
