@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _FROM = {name: "api" for name in ("Drawing", "check_gradients", "draw", "explain", "gradient_health", "make_dot",
                                   "train")}
 _FROM["NodeView"] = "results"
+_FROM.update({name: "diff" for name in ("Comparison", "compare")})
 _FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
 # cgviz.watch is a callable package: cgviz.watch(model, "run.cgw") records, cgviz.watch.read reads
@@ -28,6 +29,7 @@ __all__ = sorted(_FROM) + list(_PACKAGES) + ["__version__"]
 if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
     from .api import Drawing, check_gradients, draw, explain, gradient_health, make_dot, train
     from .results import NodeView
+    from .diff import Comparison, compare
     from .errors import CgvizError, OptionError, SourceError
 
 

@@ -18,6 +18,7 @@ from .pytorch.state import given_back
 from .spelling import flag, keyword, on_command_line, spell
 
 if TYPE_CHECKING:
+    from .diff import Comparison
     from .results import Explanation, GradientCheck, GradientHealth, NodeView
 
 _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
@@ -162,6 +163,11 @@ class Drawing:
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
         return p
+
+    def diff(self, other, **options) -> "Comparison":
+        """This drawing (A) compared with `other` (B: a Drawing, a file, a saved graph): see cgviz.compare."""
+        from .diff import compare
+        return compare(self, other, **options)
 
     # ---- notebooks ---------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -888,3 +894,23 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     d = ModelDrawing(graph, run, pic, title, extra={"view": "autograd", "depth": None, "folded": False}, flags=False,
                      vanish=None, explode=None, grad=True, depth=None, auto=False, fold=False, notes=notes)
     return Drawing(_Model(d, "make_dot", ()), rankdir, timeout)
+
+
+def backward_slides(source: Any, *, format: str = "pdf", sets: dict[str, Any] | None = None,
+                    rankdir: str | None = None, dpi: float | None = None, timeout: float | None = 60.0,
+                    kind: str | None = None):
+    """An expression's backward pass as slides, one step per PDF page or GIF frame (format "pdf" or
+    "gif"), in the order the HTML page's stepper walks it; each highlights its edge and writes its
+    chain-rule line (`∂L/∂w = ∂L/∂z · ∂z/∂w = 20 · 200 = 4000`). Gives a cgviz.view.slides.Slides:
+    `.data` (the file's bytes) and `.lines` (the steps' lines)."""
+    from .view import slides
+    if format not in ("pdf", "gif"):
+        raise CgvizError(f"slides are a pdf or a gif, not {format!r}")
+    d = draw(source, kind=_expression(source, kind, "backward_slides"), sets=sets, rankdir=rankdir,
+             timeout=timeout)
+    b = d._b
+    dots = slides.frames(b.result.graph, b.result.run, b.opts)
+    if not dots:
+        raise CgvizError("no backward step to show: no gradient reaches a named value")
+    data = slides.pdf(dots, timeout) if format == "pdf" else slides.gif(dots, dpi, timeout)
+    return slides.Slides(data, [s.line for s in slides.steps(b.result.graph, b.result.run)])

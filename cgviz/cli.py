@@ -279,14 +279,21 @@ def _emit(data: bytes, path: Path | None) -> None:
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
+@click.option("--steps", is_flag=True,
+              help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
+                   "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           quiet):
+           quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
     blue edge and every gradient on a red edge, its width and shade by the gradient's log-magnitude.
     Params and inputs whose gradient vanishes or explodes (--vanish, --explode) are flagged with a ⚠
     and listed in a warning; sigmoid and tanh nodes show how much of their input is saturated.
+
+    A training record FILE.cgw (cgviz.watch) is drawn as its page (html, the default: the model's
+    graph with a step slider, a layers × steps heatmap, the loss, histograms, events and diagnosis)
+    or as one picture (png, svg, pdf: the heatmap, the loss and the events).
 
     \b
     Examples:
@@ -295,10 +302,16 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
+        cgviz render run.cgw -o run.html                  # a recorded training run
+        cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
     from .api import draw
 
+    if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
+        return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
+    if steps:
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -312,6 +325,43 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
+
+
+def _render_run(file, output, fmt, timeout, dpi, quiet):
+    """`cgviz render run.cgw`: the page (html, the default) or the picture (png, svg, pdf) of a recorded run."""
+    from .view.watch_page import render_run
+    fmt = fmt or _suffix_format(output) or "html"
+    if fmt not in ("html", "png", "svg", "pdf"):
+        raise click.UsageError(f"a recorded run (.cgw) is drawn as html, png, svg or pdf, not {fmt}")
+    path = None if output == "-" else Path(output) if output else Path(f"{Path(file).stem}.{fmt}")
+    from .paths import Arg
+    _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
+    data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
+    _emit(data, path)
+    if not quiet and path is not None:
+        click.echo(f"wrote {path} ({summary})", err=True)
+
+
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+    """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
+    from .api import backward_slides
+    suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
+    kind = suffix if suffix in ("pdf", "gif") else fmt
+    if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
+        raise click.UsageError("--steps writes slides to a file: -o lesson.pdf (a page per step) or "
+                               "-o lesson.gif (a frame per step)")
+    if no_grad:
+        raise click.UsageError("--steps shows the backward pass; drop --no-grad")
+    path = Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(shown.data, path)
+    if not quiet:
+        for line in shown.lines:
+            click.echo(line, err=True)
+        n = len(shown.lines)
+        click.echo(f"wrote {path} ({n} step{'s' * (n != 1)} of the backward pass, a "
+                   f"{'page' if kind == 'pdf' else 'frame'} each)", err=True)
 
 
 @main.command()
@@ -712,6 +762,9 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
         if o.report and o.status == "changed":
             click.echo(f"\n{shown(o.entry.name)}:")
             click.echo("\n".join(f"  {line}" for line in o.report))
+    for o in snap.outcomes:
+        if o.picture:       # the graph diff picture (cgviz.diff), said apart from the report's lines
+            click.echo(f"{shown(o.entry.name)}: " + "\n  ".join(o.picture), err=True)
     if snap.legacy and not update:
         click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "
                    "pixels; run with --update once to move them to graph goldens (<entry>.json)", err=True)
@@ -839,3 +892,71 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     write_atomic(hist_path, png)
     if not quiet:
         click.echo(f"wrote {bar_path} ({len(h.rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)
+
+
+@main.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("-o", "--output", metavar="OUT", help="The picture (.png, .svg, .pdf), its DOT (.dot), the structured "
+              "diff (.json) or A, the diff and B side by side (.html) [default: none, the summary only].")
+@option("rtol", default=None, show_default=False,
+        help="Relative tolerance of values and gradients, against the tensor's scale (the snapshot's) "
+             "[default: 0.0001].")
+@option("atol", default=None, show_default=False, help="Absolute tolerance (the snapshot's) [default: 1e-12].")
+@click.option("--a", "a_opts", multiple=True, metavar="KEY=VALUE",
+              help="An option for A only, as a snapshot manifest spells it (dtype=bfloat16, seed=1, "
+                   "input_shape=1,4); for a program, NAME=VALUE sets a declaration. Repeatable.")
+@click.option("--b", "b_opts", multiple=True, metavar="KEY=VALUE", help="The same for B.")
+@click.option("--both", "both_opts", multiple=True, metavar="KEY=VALUE", help="The same for both sides.")
+@option("rankdir", default="TB")
+@option("timeout")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says it.")
+def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, quiet):
+    """Compare two runs A and B: two programs, two model files, a file and a saved JSON graph (--format
+    json, or a snapshot golden), two .pt2 files, or one file drawn with two option sets.
+
+    \b
+    Nodes are matched by name, then by structure (op, shape, place in forward order), so a renamed
+    or inserted module lines the rest up. The summary counts nodes added, removed, changed (op,
+    shape, dtype) and with numbers beyond --rtol/--atol, names the largest value and gradient
+    changes and the first op, in forward order, whose values diverge. The picture is drawn on the
+    union graph: unchanged grey, added green, removed purple, changed orange, and the edges carry
+    ‖v‖ and ‖g‖ before → after. Exit status 0 when nothing differs beyond the tolerance, 1 when
+    something does, 2 on an error.
+
+    \b
+    Examples:
+        cgviz diff before.cg after.cg -o diff.png
+        cgviz diff net.py:build net.py:build --both input_shape=4,16 --b dtype=bfloat16 --rtol 0.01
+        cgviz diff run1.json run2.json -o diff.json
+    """
+    from .diff import compare
+    from .api import files_read
+    from .diff.sides import parse_option
+    fmt = None
+    if output:
+        suffix = Path(output).suffix.lower().lstrip(".")
+        fmt = {"gv": "dot", "htm": "html"}.get(suffix, suffix)
+        if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
+            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
+                                   "or .html")
+    _check_files(files_read(a) + files_read(b), [_out("-o", Path(output), True)] if output else [])
+    try:
+        opts = {}
+        for which, items in (("A", a_opts), ("B", b_opts), ("both", both_opts)):
+            opts[which] = dict(parse_option(item, which) for item in items)
+        c = compare(a, b, rtol=rtol, atol=atol, a_options=opts["A"] or None, b_options=opts["B"] or None,
+                    rankdir=rankdir, timeout=timeout, **opts["both"])
+        if output:
+            c.save(output, fmt)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from None
+    except CgvizError as e:
+        err = _user_error(e)
+        err.exit_code = 2           # 1 means "differs": a script must tell a failure from a difference
+        raise err from None
+    if not quiet:
+        click.echo(c.text())
+        if output:
+            click.echo(f"wrote {output}", err=True)
+    raise SystemExit(0 if c.same else 1)
