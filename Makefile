@@ -104,6 +104,7 @@ bench: install
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:
