@@ -15,10 +15,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: graphviz chromium $(STAMP)
 
+# Graphviz, with DejaVu (∂, σ, Greek) and Noto CJK (names in Chinese, Japanese, Korean: 损失), the
+# fonts cgviz.view.markup.FONT names; each is installed only when missing.
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "Graphviz's dot is missing: installing the graphviz package"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz fonts-dejavu-core >/dev/null; }
+	@fc-list -q 'Noto Sans CJK SC' 2>/dev/null || { \
+	  echo "no CJK font: installing fonts-noto-cjk"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 
 # The browser for tests/test_html.py (Playwright drives the system chromium: no `playwright install`).
 chromium:
@@ -34,7 +39,7 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
-	$(PIP) -e '.[torch,test,hf]' --config-settings editable_mode=compat
+	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 
@@ -73,10 +78,13 @@ fuzz: install
 # The README's pictures.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
+	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz render sample_graphs/rnn_20.cg --dpi 60 -q -o docs/rnn_loop_dsl.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
+	$(BIN)/python docs/diff_picture.py
+	$(BIN)/python docs/screenshot_watch.py
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.
@@ -97,6 +105,9 @@ bench: install
 	$(BIN)/python bench/bench_lines.py --before main   # lines/s of long flat programs, before and after
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
+	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_watch.py
+	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:
 	rm -rf out .pytest_cache build *.egg-info

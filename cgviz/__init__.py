@@ -18,17 +18,25 @@ __version__ = "0.1.0"
 _FROM = {name: "api" for name in ("Drawing", "check_gradients", "draw", "explain", "gradient_health", "make_dot",
                                   "train")}
 _FROM["NodeView"] = "results"
+_FROM.update({name: "diff" for name in ("Comparison", "compare")})
 _FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
-__all__ = sorted(_FROM) + ["__version__"]
+# cgviz.watch is a callable package: cgviz.watch(model, "run.cgw") records, cgviz.watch.read reads
+_PACKAGES = ("watch",)
+
+__all__ = sorted(_FROM) + list(_PACKAGES) + ["__version__"]
 
 if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
     from .api import Drawing, check_gradients, draw, explain, gradient_health, make_dot, train
     from .results import NodeView
+    from .diff import Comparison, compare
     from .errors import CgvizError, OptionError, SourceError
 
 
 def __getattr__(name: str):
+    if name in _PACKAGES:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
     if name not in _FROM:
         raise AttributeError(f"module 'cgviz' has no attribute {name!r}")
     import importlib

@@ -18,6 +18,7 @@ from .pytorch.state import given_back
 from .spelling import flag, keyword, on_command_line, spell
 
 if TYPE_CHECKING:
+    from .diff import Comparison
     from .results import Explanation, GradientCheck, GradientHealth, NodeView
 
 _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
@@ -30,9 +31,10 @@ def __getattr__(name: str):
         return getattr(results, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
+MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
-                   "html": "html", "htm": "html"}
+                   "html": "html", "htm": "html",
+                   "modelexplorer": "modelexplorer"}   # Model Explorer's graph JSON, saved as NAME.me.json
 
 
 class Drawing:
@@ -151,7 +153,8 @@ class Drawing:
         leaves no partial file and an existing file untouched. Returns the path."""
         from .view.graphviz import write_atomic
         p = Path(path)
-        fmt = format or _SUFFIX_FORMATS.get(p.suffix.lower().lstrip("."))
+        fmt = format or ("modelexplorer" if p.name.lower().endswith(".me.json")
+                         else _SUFFIX_FORMATS.get(p.suffix.lower().lstrip(".")))
         if fmt is None:
             raise CgvizError(f"cannot tell the format from {str(path)!r}: use a suffix such as .svg, .png, .pdf, "
                              ".dot, .json or .html, or pass format=")
@@ -161,7 +164,16 @@ class Drawing:
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
+        if fmt == "modelexplorer" and hasattr(self._b, "d"):       # a model: its node-data overlays beside it
+            from .view.modelexplorer import sibling
+            for name, data in self._b.d.overlays().items():
+                write_atomic(sibling(p, name), data)
         return p
+
+    def diff(self, other, **options) -> "Comparison":
+        """This drawing (A) compared with `other` (B: a Drawing, a file, a saved graph): see cgviz.compare."""
+        from .diff import compare
+        return compare(self, other, **options)
 
     # ---- notebooks ---------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -306,12 +318,13 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
-         focus: str | None = None, targets: Any = None) -> Drawing:
+         focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
-      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, …);
+      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, `model.onnx`,
+        …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -342,6 +355,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
                        max_elements=max_elements, timeout=timeout, focus=focus)
     checked["targets"] = targets
+    checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
@@ -512,7 +526,8 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
     return TraceOptions(input_shapes=shapes, input_file=input_file, dtype=checked["dtype"], loss=checked["loss"],
                         seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
                         meta=meta, max_elements=checked["max_elements"],
-                        targets=None if targets_file else targets, targets_file=targets_file)
+                        targets=None if targets_file else targets, targets_file=targets_file,
+                        dims=checked.get("dims"))
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
@@ -641,18 +656,21 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
 @given_back()
 def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None = None,
           sets: dict[str, Any] | None = None, format: str = "png", rankdir: str | None = None,
-          timeout: float | None = 60.0, kind: str | None = None, on_step=None):
+          timeout: float | None = 60.0, kind: str | None = None, on_step=None, every: int = 10):
     """Gradient descent on an expression program's params: the losses, a loss-curve PNG and the graph
-    after the last step in `format` (html: the page with a slider over the steps). See cgviz.training."""
+    after the last step in `format` (html: the page with a slider over the steps; cgw: the training
+    record cgviz.watch writes, one step in `every`). See cgviz.training."""
     from .training import train as _train
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
     from .view.graphviz import FORMATS
-    if format not in FORMATS:
-        raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS))}")
+    if format not in FORMATS + ("cgw",):
+        raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS + ('cgw',)))}")
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise OptionError(f"train(): every={every!r}: a whole number ≥ 1")
     result, name, _ = _evaluate(source, _expression(source, kind, "train"), sets)
-    return _train((result, name), checked, format, on_step)
+    return _train((result, name), checked, format, on_step, every=every)
 
 
 @given_back()
@@ -890,3 +908,23 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     d = ModelDrawing(graph, run, pic, title, extra={"view": "autograd", "depth": None, "folded": False}, flags=False,
                      vanish=None, explode=None, grad=True, depth=None, auto=False, fold=False, notes=notes)
     return Drawing(_Model(d, "make_dot", ()), rankdir, timeout)
+
+
+def backward_slides(source: Any, *, format: str = "pdf", sets: dict[str, Any] | None = None,
+                    rankdir: str | None = None, dpi: float | None = None, timeout: float | None = 60.0,
+                    kind: str | None = None):
+    """An expression's backward pass as slides, one step per PDF page or GIF frame (format "pdf" or
+    "gif"), in the order the HTML page's stepper walks it; each highlights its edge and writes its
+    chain-rule line (`∂L/∂w = ∂L/∂z · ∂z/∂w = 20 · 200 = 4000`). Gives a cgviz.view.slides.Slides:
+    `.data` (the file's bytes) and `.lines` (the steps' lines)."""
+    from .view import slides
+    if format not in ("pdf", "gif"):
+        raise CgvizError(f"slides are a pdf or a gif, not {format!r}")
+    d = draw(source, kind=_expression(source, kind, "backward_slides"), sets=sets, rankdir=rankdir,
+             timeout=timeout)
+    b = d._b
+    dots = slides.frames(b.result.graph, b.result.run, b.opts)
+    if not dots:
+        raise CgvizError("no backward step to show: no gradient reaches a named value")
+    data = slides.pdf(dots, timeout) if format == "pdf" else slides.gif(dots, dpi, timeout)
+    return slides.Slides(data, [s.line for s in slides.steps(b.result.graph, b.result.run)])

@@ -210,6 +210,8 @@ def health_options(f):
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
+    if output.lower().endswith(".me.json"):
+        return "modelexplorer"      # Model Explorer's graph JSON: a double suffix, as .tar.gz
     suffix = Path(output).suffix.lower().lstrip(".")
     return {"gv": "dot"}.get(suffix, suffix) if suffix else None
 
@@ -228,7 +230,7 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    return fmt, Path(output) if output else Path(f"{stem}.{fmt}")
+    return fmt, Path(output) if output else Path(f"{stem}.{'me.json' if fmt == 'modelexplorer' else fmt}")
 
 
 def _check_files(inputs: list, outputs: list) -> None:
@@ -266,7 +268,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
@@ -280,14 +282,21 @@ def _emit(data: bytes, path: Path | None) -> None:
 @health_options
 @option("no_fold", help="Draw a loop's steps one by one instead of its body once in a time_step=T frame.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
+@click.option("--steps", is_flag=True,
+              help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
+                   "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           no_fold, quiet):
+           no_fold, quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
     blue edge and every gradient on a red edge, its width and shade by the gradient's log-magnitude.
     Params and inputs whose gradient vanishes or explodes (--vanish, --explode) are flagged with a ⚠
     and listed in a warning; sigmoid and tanh nodes show how much of their input is saturated.
+
+    A training record FILE.cgw (cgviz.watch) is drawn as its page (html, the default: the model's
+    graph with a step slider, a layers × steps heatmap, the loss, histograms, events and diagnosis)
+    or as one picture (png, svg, pdf: the heatmap, the loss and the events).
 
     \b
     Examples:
@@ -296,10 +305,16 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/three_layer.cg --format json -o -
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
+        cgviz render run.cgw -o run.html                  # a recorded training run
+        cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
     from .api import draw
 
+    if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
+        return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
+    if steps:
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -314,6 +329,43 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({len(d)} nodes; {d.headline})", err=True)
+
+
+def _render_run(file, output, fmt, timeout, dpi, quiet):
+    """`cgviz render run.cgw`: the page (html, the default) or the picture (png, svg, pdf) of a recorded run."""
+    from .view.watch_page import render_run
+    fmt = fmt or _suffix_format(output) or "html"
+    if fmt not in ("html", "png", "svg", "pdf"):
+        raise click.UsageError(f"a recorded run (.cgw) is drawn as html, png, svg or pdf, not {fmt}")
+    path = None if output == "-" else Path(output) if output else Path(f"{Path(file).stem}.{fmt}")
+    from .paths import Arg
+    _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
+    data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
+    _emit(data, path)
+    if not quiet and path is not None:
+        click.echo(f"wrote {path} ({summary})", err=True)
+
+
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+    """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
+    from .api import backward_slides
+    suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
+    kind = suffix if suffix in ("pdf", "gif") else fmt
+    if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
+        raise click.UsageError("--steps writes slides to a file: -o lesson.pdf (a page per step) or "
+                               "-o lesson.gif (a frame per step)")
+    if no_grad:
+        raise click.UsageError("--steps shows the backward pass; drop --no-grad")
+    path = Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(shown.data, path)
+    if not quiet:
+        for line in shown.lines:
+            click.echo(line, err=True)
+        n = len(shown.lines)
+        click.echo(f"wrote {path} ({n} step{'s' * (n != 1)} of the backward pass, a "
+                   f"{'page' if kind == 'pdf' else 'frame'} each)", err=True)
 
 
 @main.command()
@@ -341,69 +393,6 @@ def explain(file, fmt, output, sets):
     for w in e.warnings:
         click.echo(f"warning: {e.source}: {w}", err=True)
     _emit(e.text.encode("utf-8"), path)
-
-
-@main.command()
-@click.argument("file", metavar="FILE")
-@option("lr", required=True)
-@option("steps")
-@option("clip_norm", help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
-@click.option("-o", "--output", metavar="OUT",
-              help="The final graph (suffix picks the format) [default: <stem>_trained.png].")
-@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-              help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
-@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
-@option("timeout")
-@click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
-def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, quiet):
-    """Train the params of an expression FILE by gradient descent: print the loss at each step,
-    write a loss-curve plot (log scale when the loss spans decades) and the graph after the last step.
-
-    Stops with exit status 1 when the loss becomes NaN or infinite (the steps diverged), after
-    writing the curve and the graph so far.
-
-    \b
-    Examples:
-        cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
-        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
-    """
-    from .api import train as train_program
-    from .fmt import num
-
-    overrides = parse_sets(sets)
-    stem = "stdin" if file == "-" else Path(file).stem
-    fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
-    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
-    _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
-    width = len(str(steps))
-    show = not quiet
-    bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
-                                show_pos=True) if show and sys.stderr.isatty() else None
-
-    def on_step(k, loss, s):
-        if show:
-            clip = f"  clipped ×{num(s.scale)}" if s is not None and s.clipped else ""
-            gn = f"  ‖∂L/∂θ‖ {num(s.grad_norm)}" if s is not None else ""
-            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(loss)}{gn}{clip}")
-            if bar_ctx is not None and s is not None:
-                bar_ctx.update(1)
-
-    with bar_ctx or contextlib.nullcontext():
-        t = train_program(file, kind="expression", lr=lr, steps=steps, clip_norm=clip_norm, sets=overrides,
-                          format=fmt, rankdir=rankdir, timeout=timeout, on_step=on_step)
-    for w in t.warnings:
-        click.echo(f"warning: {t.source}: {w}", err=True)
-    write_atomic(curve_path, t.curve)
-    _emit(t.graph, path)
-    if t.stopped:
-        raise CgvizError(f"{t.source}: {t.stopped}. Wrote the loss curve to {curve_path} and the graph at "
-                         f"that point to {path}.")
-    for w in t.advice:
-        click.echo(f"warning: {t.source}: {w}", err=True)
-    if show:
-        click.echo(f"loss {num(t.losses[0])} → {num(t.losses[-1])} in {t.done} steps; wrote {path} and {curve_path}",
-                   err=True)
 
 
 @main.command()
@@ -447,6 +436,18 @@ def _stash_targets(ctx, param, value):
     return value
 
 
+def _stash_dims(ctx, param, values):
+    """--dim NAME=SIZE, as many as given: {name: size}."""
+    dims = {}
+    for v in values:
+        name, eq, size = v.partition("=")
+        if not eq or not name or not size.strip().isdigit() or int(size) < 1:
+            raise click.BadParameter(f"{v!r}: give NAME=SIZE with a whole size of at least 1, e.g. batch=2")
+        dims[name.strip()] = int(size)
+    ctx.meta["cgviz.dims"] = dims
+    return dims
+
+
 def _stashed(key: str):
     """A model option that `model_options` keeps out of the command functions' parameters."""
     ctx = click.get_current_context(silent=True)
@@ -487,7 +488,8 @@ def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str =
     from .pytorch.trace import TraceOptions
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"))
+                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
+                        dims=_stashed("dims"))
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
@@ -502,11 +504,140 @@ def model_stem(model: str) -> str:
     return model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model
 
 
+@main.command()
+@click.argument("file", metavar="FILE")
+@option("lr", required=True)
+@option("steps")
+@option("clip_norm", help="Clip the params' gradients to global norm C before each step (as clip_grad_norm_).")
+@click.option("-o", "--output", metavar="OUT",
+              help="The final graph (suffix picks the format), or a .cgw training record "
+                   "[default: <stem>_trained.png; a model: <stem>.cgw].")
+@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
+@option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
+@option("timeout")
+@click.option("--every", type=click.IntRange(1), default=10, show_default=True, metavar="N",
+              help="Into a .cgw record, one step in N (and the last).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="A model's optimizer (torch.optim.SGD or Adam, at --lr).")
+@model_options
+@click.option("-q", "--quiet", is_flag=True, help="No per-step lines and no progress bar; errors and warnings only.")
+def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, every, optimizer, input_shapes,
+          input_file, dtype, loss, seed, trust, weights, mode, quiet):
+    """Train the params of an expression FILE by gradient descent: print the loss at each step,
+    write a loss-curve plot (log scale when the loss spans decades) and the graph after the last step.
+    With -o run.cgw, write the training record that cgviz.watch writes instead (docs/watch.md).
+
+    FILE may also be a model file (.py, or model.py:factory, as cgviz torch takes it): then --steps
+    optimizer steps (--optimizer sgd|adam at --lr) on its example inputs with --loss and --targets,
+    recorded into -o run.cgw: the "can it overfit one batch?" check.
+
+    Stops with exit status 1 when the loss becomes NaN or infinite (the steps diverged), after
+    writing the curve and the graph (or the record) so far.
+
+    \b
+    Examples:
+        cgviz train sample_graphs/pizza.cg --lr 1e-5 --steps 50
+        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 --clip-norm 1 --curve loss.png
+        cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 -o three_layer.cgw
+        cgviz train net.py --loss ce --targets labels.pt --optimizer adam --lr 1e-3 --steps 200 -o net.cgw
+    """
+    from .api import is_model, train as train_program
+    from .fmt import num
+
+    model_given = {"--input-shape": input_shapes, "--input": input_file, "--dtype": dtype, "--loss": loss,
+                   "--targets": _stashed("targets"), "--trust": trust, "--weights": weights,
+                   "--train/--eval": mode is not None}
+    if file != "-" and is_model(file):
+        ctx = click.get_current_context()
+        dsl = [f"--{n.replace('_', '-')}" for n in ("sets", "curve", "clip_norm", "rankdir", "timeout")
+               if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if dsl:
+            raise click.UsageError(f"{', '.join(dsl).replace('--sets', '--set')} go{'es' if len(dsl) == 1 else ''} "
+                                   f"with an expression file; {file} is a model")
+        _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_file, dtype, loss, seed,
+                     trust, weights, mode, quiet)
+        return
+    given = [k for k, v in model_given.items() if v]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with a model file; "
+                               f"{file} is an expression file")
+    overrides = parse_sets(sets)
+    stem = "stdin" if file == "-" else Path(file).stem
+    if output and output.lower().endswith(".cgw"):
+        fmt, path = "cgw", Path(output)
+    else:
+        fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
+    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
+    _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
+    width = len(str(steps))
+    show = not quiet
+    bar_ctx = click.progressbar(length=steps, label="training", file=sys.stderr,
+                                show_pos=True) if show and sys.stderr.isatty() else None
+
+    def on_step(k, loss, s):
+        if show:
+            clip = f"  clipped ×{num(s.scale)}" if s is not None and s.clipped else ""
+            gn = f"  ‖∂L/∂θ‖ {num(s.grad_norm)}" if s is not None else ""
+            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(loss)}{gn}{clip}")
+            if bar_ctx is not None and s is not None:
+                bar_ctx.update(1)
+
+    with bar_ctx or contextlib.nullcontext():
+        t = train_program(file, kind="expression", lr=lr, steps=steps, clip_norm=clip_norm, sets=overrides,
+                          format=fmt, rankdir=rankdir, timeout=timeout, on_step=on_step, every=every)
+    for w in t.warnings:
+        click.echo(f"warning: {t.source}: {w}", err=True)
+    write_atomic(curve_path, t.curve)
+    _emit(t.graph, path)
+    if t.stopped:
+        raise CgvizError(f"{t.source}: {t.stopped}. Wrote the loss curve to {curve_path} and the graph at "
+                         f"that point to {path}.")
+    for w in t.advice:
+        click.echo(f"warning: {t.source}: {w}", err=True)
+    if show:
+        click.echo(f"loss {num(t.losses[0])} → {num(t.losses[-1])} in {t.done} steps; wrote {path} and {curve_path}",
+                   err=True)
+
+
+def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_file, dtype, loss, seed, trust,
+                 weights, mode, quiet):
+    """`cgviz train MODEL`: optimizer steps on the model's example inputs, recorded into a .cgw file."""
+    from .fmt import num
+    from .pytorch.load import check_model_files
+    from .watch.fit import train_model
+
+    path = Path(output or f"{Path(model_stem(file)).stem}.cgw")
+    if path.suffix.lower() != ".cgw":
+        raise click.UsageError(f"-o {path}: training a model writes a .cgw record (docs/watch.md); "
+                               "name it run.cgw")
+    _check_files(_target_inputs(file, input_file, weights), [_out("-o", path, output)])
+    check_model_files(file, input_file, weights)
+    opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode)
+    width = len(str(steps))
+
+    def on_step(k, value):
+        if not quiet:
+            click.echo(f"step {k + 1:>{width}}/{steps}  loss {num(value)}")
+
+    f = train_model(file, opts, lr=lr, steps=steps, every=every, optimizer=optimizer, output=path, trust=trust,
+                    weights=weights, on_step=on_step)
+    for note in () if quiet else f.notes:
+        click.echo(f"note: {note}", err=True)
+    if f.stopped:
+        raise CgvizError(f"{f.source}: {f.stopped}. Wrote the record so far to {path}.")
+    for line in f.diagnosis:
+        click.echo(f"warning: {f.source}: {line}", err=True)
+    if not quiet:
+        click.echo(f"loss {num(f.losses[0])} → {num(f.losses[-1])} in {f.done} steps; wrote {path}", err=True)
+
+
 @main.command("torch")
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @model_options
 @option("view")
 @option("depth")
@@ -515,6 +646,8 @@ def model_stem(model: str) -> str:
 @option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", expose_value=False, callback=_stash_dims,
+              help="The size of an ONNX graph's symbolic dimension, by its name: --dim batch=2.")
 @click.option("--profile", is_flag=True,
               help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
                    "CPU time and memory on every node, shaded by share of the time, and a table of the "
@@ -548,6 +681,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import time
 
     from .pytorch.pipeline import draw_model
+    from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):
         raise click.UsageError("--profile-runs and --top go with --profile")
@@ -558,7 +692,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
-    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    beside = [_out("-o", sibling(path, name), output) for name in OVERLAYS] if fmt == "modelexplorer" and path else []
+    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output), *beside])
     from .pytorch.load import check_model_files
     check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
@@ -577,6 +712,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                    f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
+    for name, data in res.beside.items() if path is not None else ():
+        _emit(data, sibling(path, name))        # Model Explorer's node-data overlays
     if res.profile_table and not quiet:
         # the picture on stdout (-o -) keeps stdout to itself
         click.echo(res.profile_table, nl=False, err=path is None)
@@ -586,6 +723,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     if not quiet and path is not None:
         loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
         click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
+        if res.beside:
+            names = ", ".join(sibling(path, name).name for name in res.beside)
+            click.echo(f"wrote Model Explorer's node-data overlays beside it: {names}", err=True)
 
 
 @main.command()
@@ -648,6 +788,9 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
         if o.report and o.status == "changed":
             click.echo(f"\n{shown(o.entry.name)}:")
             click.echo("\n".join(f"  {line}" for line in o.report))
+    for o in snap.outcomes:
+        if o.picture:       # the graph diff picture (cgviz.diff), said apart from the report's lines
+            click.echo(f"{shown(o.entry.name)}: " + "\n  ".join(o.picture), err=True)
     if snap.legacy and not update:
         click.echo(f"note: {', '.join(snap.legacy)} still have old DOT/PNG goldens, checked as exact DOT and "
                    "pixels; run with --update once to move them to graph goldens (<entry>.json)", err=True)
@@ -775,3 +918,86 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     write_atomic(hist_path, png)
     if not quiet:
         click.echo(f"wrote {bar_path} ({len(h.rows)} bars) and {hist_path} ({info['panels']} panels)", err=True)
+
+
+@main.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("-o", "--output", metavar="OUT", help="The picture (.png, .svg, .pdf), its DOT (.dot), the structured "
+              "diff (.json) or A, the diff and B side by side (.html) [default: none, the summary only].")
+@option("rtol", default=None, show_default=False,
+        help="Relative tolerance of values and gradients, against the tensor's scale (the snapshot's) "
+             "[default: 0.0001].")
+@option("atol", default=None, show_default=False, help="Absolute tolerance (the snapshot's) [default: 1e-12].")
+@click.option("--a", "a_opts", multiple=True, metavar="KEY=VALUE",
+              help="An option for A only, as a snapshot manifest spells it (dtype=bfloat16, seed=1, "
+                   "input_shape=1,4); for a program, NAME=VALUE sets a declaration. Repeatable.")
+@click.option("--b", "b_opts", multiple=True, metavar="KEY=VALUE", help="The same for B.")
+@click.option("--both", "both_opts", multiple=True, metavar="KEY=VALUE", help="The same for both sides.")
+@option("rankdir", default="TB")
+@option("timeout")
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="Two training records (.cgw): the recorded step to compare them at [default: the last "
+                   "step both recorded]. One record's two steps are named A and B: run.cgw@10 run.cgw@last.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says it.")
+def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, step, quiet):
+    """Compare two runs A and B: two programs, two model files, a file and a saved JSON graph (--format
+    json, or a snapshot golden), two .pt2 files, or one file drawn with two option sets.
+
+    \b
+    Nodes are matched by name, then by structure (op, shape, place in forward order), so a renamed
+    or inserted module lines the rest up. The summary counts nodes added, removed, changed (op,
+    shape, dtype) and with numbers beyond --rtol/--atol, names the largest value and gradient
+    changes and the first op, in forward order, whose values diverge. The picture is drawn on the
+    union graph: unchanged grey, added green, removed purple, changed orange, and the edges carry
+    ‖v‖ and ‖g‖ before → after. Exit status 0 when nothing differs beyond the tolerance, 1 when
+    something does, 2 on an error.
+
+    \b
+    Examples:
+        cgviz diff before.cg after.cg -o diff.png
+        cgviz diff net.py:build net.py:build --both input_shape=4,16 --b dtype=bfloat16 --rtol 0.01
+        cgviz diff run1.json run2.json -o diff.json
+        cgviz diff run.cgw@10 run.cgw@last -o moved.png      # two steps of a training record
+        cgviz diff mine.cgw theirs.cgw --step 500             # two records at one step
+    """
+    from .diff import compare
+    from .api import files_read
+    from .diff.sides import parse_option
+    fmt = None
+    if output:
+        suffix = Path(output).suffix.lower().lstrip(".")
+        fmt = {"gv": "dot", "htm": "html"}.get(suffix, suffix)
+        if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
+            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
+                                   "or .html")
+    from .diff.runs import record_spec
+    from .paths import Arg
+    records = [record_spec(x) for x in (a, b)]
+    read = []
+    for r, x in zip(records, (a, b)):       # a record's file is run.cgw of run.cgw@10
+        read += [Arg("the input", r.path)] if r is not None else files_read(x)
+    _check_files(read, [_out("-o", Path(output), True)] if output else [])
+    try:
+        opts = {}
+        for which, items in (("A", a_opts), ("B", b_opts), ("both", both_opts)):
+            opts[which] = dict(parse_option(item, which) for item in items)
+        if step is not None:
+            if not any(records):
+                raise OptionError("--step chooses the step of training records (.cgw); A and B are not records")
+            opts["both"]["step"] = step
+        c = compare(a, b, rtol=rtol, atol=atol, a_options=opts["A"] or None, b_options=opts["B"] or None,
+                    rankdir=rankdir, timeout=timeout, **opts["both"])
+        if output:
+            c.save(output, fmt)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from None
+    except CgvizError as e:
+        err = _user_error(e)
+        err.exit_code = 2           # 1 means "differs": a script must tell a failure from a difference
+        raise err from None
+    if not quiet:
+        click.echo(c.text())
+        if output:
+            click.echo(f"wrote {output}", err=True)
+    raise SystemExit(0 if c.same else 1)

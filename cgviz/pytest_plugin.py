@@ -218,8 +218,20 @@ class GraphSnapshot:
         if self.update:
             return self._write(path, text, legacy)
         # the summary first: pytest shortens a long `==` explanation to its first lines unless -vv
-        return [f"the graph differs from its golden {shown}: {diff.summary}", *(f"  {line}" for line in diff.changes),
+        return [f"the graph differs from its golden {shown}: {diff.summary}", *self._picture(old_doc, doc, path, rtol, atol),
+                *(f"  {line}" for line in diff.changes),
                 f"if the change is intended, run pytest with {UPDATE}" + self._foreign_hint()]
+
+    def _picture(self, old: dict, new: dict, golden_path: Path, rtol, atol) -> list[str]:
+        """The diff picture, in pytest's temporary folder (never beside the goldens, which are committed),
+        and its summary lines."""
+        from .diff.report import write_picture
+        folder = self._request.getfixturevalue("tmp_path_factory").getbasetemp() / "cgviz-graphdiff"
+        target = folder / (golden_path.stem + ".graphdiff.png")
+        diff, path, why = write_picture(old, new, target, self.rtol if rtol is None else rtol,
+                                        self.atol if atol is None else atol)
+        head = f"  diff picture: {path}" if path else f"  no diff picture: {why}"
+        return [head, *(f"  {line}" for line in diff.summary_lines()[1:])]
 
     def _foreign_hint(self) -> str:
         if _foreign_update(self._request.config):

@@ -29,7 +29,7 @@ MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view"
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
 GOLDEN_SUFFIXES = (".json", ".png", ".dot")          # .dot: goldens written before the graph golden
-OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png")
+OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png", ".graphdiff.png", ".graphdiff.svg")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
 
@@ -266,25 +266,30 @@ class Rendering:
     png: bytes
 
 
+def draw_entry(path, kind: str, o: dict, text: bool = False):
+    """cgviz.draw() of a file with a manifest entry's options (`kind` "cg" or "model"), as render
+    and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too (`text`: `path` is a
+    program's text)."""
+    from .api import draw
+    if kind == "cg":
+        # rankdir None: as render chooses it from the graph's shape
+        return draw(path, kind="text" if text else "expression", sets=o.get("set"), grad=not o.get("no_grad", False),
+                    max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
+    return draw(path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
+                dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),
+                view=o.get("view", "ops"),
+                mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
+                weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
+                rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
+                simplify=not o.get("no_simplify", False))
+
+
 def render(entry: Entry, timeout: float | None = None) -> Rendering:
     """The graph golden, DOT and PNG of one entry, drawn by cgviz.draw() as render and torch draw
     it; runs in a worker process under -j."""
-    from .api import draw
     from .golden import document
     from .view.graphviz import run_dot
-    o = entry.options
-    if entry.kind == "cg":
-        # rankdir None: as render chooses it from the graph's shape
-        d = draw(entry.path, kind="expression", sets=o.get("set"), grad=not o.get("no_grad", False),
-                 max_elements=o.get("max_elements"), rankdir=o.get("rankdir"))
-    else:
-        d = draw(entry.path, kind="model", input_size=o.get("input_shape") or None, input_file=o.get("input"),
-                 dtype=o.get("dtype"), loss=o.get("loss"), targets=o.get("targets"), seed=o.get("seed", 0),
-                 view=o.get("view", "ops"),
-                 mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
-                 weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
-                 rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
-                 simplify=not o.get("no_simplify", False))
+    d = draw_entry(entry.path, entry.kind, entry.options)
     # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
     dot_text = d.dot
     return Rendering(document(d), dot_text, run_dot(dot_text, "png", timeout=timeout, nodes=len(d)))
@@ -339,6 +344,7 @@ class Outcome:
     detail: str = ""
     report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.golden)
     legacy: bool = False         # checked against an old DOT/PNG golden, which has no graph golden
+    picture: list[str] = field(default_factory=list)   # the graph diff picture written, and its summary
 
 
 @dataclass(frozen=True)
@@ -394,6 +400,7 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
                        f"run with {spell('update')}")
     parts: list[str] = []
     report: list[str] = []
+    picture: list[str] = []
     if "graph" in checks:
         try:
             old = loads(_read_golden(gjson), str(gjson))
@@ -405,6 +412,8 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
         if diff is None or not diff.same:
             report = diff.changes if diff else []
             parts.append(diff.summary if diff else "unreadable graph golden")
+            if diff is not None and not update:
+                picture = _graph_diff(entry, old, r.doc, out, settings)
     diff_png = None
     compared = "png" in checks
     # not compared, the PNG only gives a changed entry's diff sheet: no need to decode it otherwise
@@ -421,7 +430,17 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
     write_out()
     if diff_png:
         write_atomic(derived(out, entry.name, ".diff.png"), diff_png)
-    return Outcome(entry, "changed", "; ".join(parts), report=report)
+    return Outcome(entry, "changed", "; ".join(parts), report=report, picture=picture)
+
+
+def _graph_diff(entry: Entry, old: dict, new: dict, out: Path, settings: Settings) -> list[str]:
+    """Draw the golden-to-now difference on the union graph to <out>/<entry>.graphdiff.png; the
+    report's first lines name it and give its summary (the first divergence, the largest changes)."""
+    from .diff.report import write_picture
+    diff, path, why = write_picture(old, new, derived(out, entry.name, ".graphdiff.png"),
+                                    *settings.tolerances(entry))
+    head = f"diff picture: {path}" if path else f"no diff picture: {why}"
+    return [head] + [line for line in diff.summary_lines()[1:]]
 
 
 def _pixels(entry: Entry, r: Rendering, gpng: Path, settings: Settings, compared: bool, update: bool):

@@ -23,10 +23,11 @@ class Training:
     advice: list[str]               # on the finished run: the loss went up, the gradient died
 
 
-def train(evaluated, checked: dict, fmt: str, on_step=None) -> Training:
+def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> Training:
     """Run the steps (`on_step(k, loss, step)` after each), then draw the curve and the final graph.
     `evaluated` is the program run once, with its name ((pipeline.Result, name), from cgviz.api.train);
-    `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked."""
+    `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked. fmt "cgw": the graph's
+    bytes are the training record cgviz.watch writes (docs/watch-format.md), one step in `every`."""
     from .fmt import num
     from .lang.pipeline import output_bytes
     from .lang.train import frame_steps, params, train as descend, training_warnings
@@ -40,9 +41,16 @@ def train(evaluated, checked: dict, fmt: str, on_step=None) -> Training:
     warnings = [str(w) for w in result.run.warnings]
     frames, keep = [], frame_steps(steps) if fmt == "html" else set()
 
+    record = None
+    if fmt == "cgw":
+        from .watch.program import ProgramRecord
+        record = ProgramRecord(graph, name, every)
+
     def on_run(k, r):       # the runs the page's step slider shows
         if k in keep:
             frames.append((k, r))
+        if record is not None:
+            record.on_run(k, r, last=k == steps)
 
     run, hist = descend(graph, lr, steps, clip_norm, on_step, on_run)
     done = len(hist.grad_norms)
@@ -55,7 +63,9 @@ def train(evaluated, checked: dict, fmt: str, on_step=None) -> Training:
     rankdir = checked["rankdir"]
     dot_opts = DotOptions(rankdir=rankdir and rankdir.upper(), caption=caption)
     timeout = checked["timeout"]
-    if fmt == "html":
+    if record is not None:
+        data = record.finish()
+    elif fmt == "html":
         from .view.graphviz import run_dot
         from .view.html import train_page
         if not frames or frames[-1][0] != len(hist.losses) - 1:

@@ -215,6 +215,7 @@ RENDER_NEVER_IMPORTS = {
     (["render", "{pizza}", "--lr", "0.001", "--format", "dot", "-o", "o.dot"], {"torch": ""}),
     (["explain", "{pizza}"], {"torch": ""}),
     (["train", "{pizza}", "--lr", "1e-5", "--steps", "2", "-o", "g.dot", "-q"], {"torch": ""}),
+    (["train", "{pizza}", "--lr", "1e-5", "--steps", "2", "-o", "run.cgw", "-q"], {"torch": ""}),
     (["grads", "{pizza}", "-q"], {"torch": ""}),
 ], ids=lambda a: " ".join(a[:1] + a[2:3]) if isinstance(a, list) else "")
 def test_the_expression_path_never_imports_torch(here, args, never):

@@ -261,7 +261,9 @@ def test_a_folded_nodes_panel_says_which_block_its_numbers_are(deep, built):
     o, nodes = deep, built[1]
     _click(o, SOFTMAX.format(0))                   # the top level: softmax ×24, one node for all blocks
     label = _label(o, SOFTMAX.format(0))
-    assert "(all 24 blocks)" in label
+    # the ×24 frame says once that the numbers inside it are all 24 blocks together (not each label)
+    captions = o.js("() => [...document.querySelectorAll('#graph g.cluster text')].map(t => t.textContent)")
+    assert any("numbers inside: all 24 blocks together" in c for c in captions), captions
     panel = o.page.inner_text("#panel-body")
     assert re.search(r"numbers below\s*\nblock 0 of 24 \(blocks\.0\) only", panel), panel
     together = re.search(r"‖∂L/∂out‖ = (\S+) is all 24 blocks together", panel)

@@ -73,3 +73,12 @@ def test_an_error_late_in_a_long_program_reads_as_larks(bad):
 def test_multi_line_statements_and_loops_fall_back_to_the_whole_parse():
     text = program(800) + "z = [1,\n 2]\nh = 0\nfor t in 1..3: h = h + z\n"
     assert parser.parse(text).statements == lark_only(text).statements
+
+
+def test_names_outside_ascii_take_the_whole_parse_and_its_checks():
+    text = program(800) + "θ = v0 * 2\nｘ = θ + 1\n"
+    prog = parser.parse(text)
+    assert prog.statements == lark_only(text).statements
+    assert prog.statements[-1].name == "x"          # NFKC, as the lexer normalises it
+    bad = program(800) + "v = a€b\n"
+    assert _error(parser.parse, bad) == _error(lark_only, bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class _Builder:
                 self.later.update((s.name, s) for s in loop.body if s.name not in self.later)
         self.seqs: dict[str, int] = {}          # a sequence's name → its number of steps
         self.step: dict[str, int] = {}          # the loop variable → the step being lowered
-        self.overrides = dict(overrides or {})
+        # a name as the parser reads it (NFKC, as Python does): `--set ϑ=1` sets θ
+        self.overrides = {unicodedata.normalize("NFKC", k): v for k, v in (overrides or {}).items()}
         self.counters: dict[str, int] = {}
         self.stmt: Stmt | None = None
         self.loop_meta: dict | None = None      # while lowering a loop's body: the loop and the step
@@ -431,6 +433,9 @@ class _Builder:
             if call.func in self.env:
                 hint = f"'{call.func}' is a variable here, not a function."
             close = did_you_mean(call.func, known)
+            if call.func in _TEXTBOOK and call.func not in self.env:
+                # σ and Σ are names now (Greek letters are), but written as a call they are a textbook's
+                close = f"; write {_TEXTBOOK[call.func]}(...) for {call.func}(...)"
             raise SourceError(f"unknown function '{call.func}'{close or '; `cgviz ops` lists them all'}",
                               line=call.pos.line, col=call.pos.col, width=len(call.func), hint=hint)
         return d
@@ -517,6 +522,10 @@ def _first_variable(expr):
         elif not _is_constant(item):
             return item
     return None
+
+
+# Functions textbooks write with a symbol, which is a name in the language (a Greek letter)
+_TEXTBOOK = {"σ": "sigmoid", "Σ": "sum", "∑": "sum"}
 
 
 def _left_spine(expr: BinOp) -> list[BinOp]:

@@ -146,6 +146,11 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
 def _output_bytes(result: Result, fmt: str, opts: DotOptions, timeout: float | None, dpi: float | None) -> bytes:
     if fmt == "json":
         return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
+    if fmt == "modelexplorer":
+        import json
+
+        from ..view.modelexplorer import dumps, graph_collection
+        return dumps(graph_collection(json.loads(to_json(result.graph, result.run, opts.vanish, opts.explode))))
     dot_text = to_dot(result.graph, result.run, opts)
     if fmt == "dot":
         return dot_text.encode("utf-8")

@@ -16,7 +16,7 @@ import math
 import re
 
 from ..errors import SourceError
-from .parser import (Attr, BinOp, Call, Item, ListLit, Num, Pos, Stmt, Unary, Var, _lark, _set,
+from .parser import (Attr, BinOp, Call, Item, ListLit, Num, Pos, Stmt, Unary, Var, _BadName, _lark, _set,
                      _short, UnexpectedInput, VisitError)
 
 # Below this many lines a program is parsed whole, as before: the cache pays off on long files only.
@@ -92,7 +92,8 @@ class Shapes:
             stripped = line.strip()
             if not stripped or stripped[0] == "#":
                 continue
-            if "#" in line or "\\" in line or ".." in line or \
+            # a name outside ASCII is checked and NFKC-normalised by the lexer (parser._checked_name)
+            if not line.isascii() or "#" in line or "\\" in line or ".." in line or \
                     line.count("(") != line.count(")") or line.count("[") != line.count("]"):
                 raise Fallback
             S, E, T, kinds = [], [], [], []
@@ -126,7 +127,7 @@ class Shapes:
         to_ast.line0, to_ast.off = line_no - 1, start
         try:
             stmts = to_ast.transform(_lark().parse(line + "\n"))
-        except (UnexpectedInput, VisitError):
+        except (UnexpectedInput, VisitError, _BadName):
             raise Fallback from None
         if len(stmts) != 1:
             if not stmts:

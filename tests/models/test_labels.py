@@ -221,7 +221,8 @@ def test_numbers_inside_a_fold_are_said_once_to_be_over_all_blocks_and_they_are(
 def test_a_collapsed_loss_box_shows_the_loss():
     d = _draw(twins.resnet(), twins.inputs("resnet"), depth=1)
     box = next(x for x in d.dot().splitlines() if x.strip().startswith('"loss" ['))
-    assert "→ scalar" in box and f"loss (sum) = {d.run.loss:.4g}" in box.replace("−", "-")
+    # the fallback loss (no loss given: the summed output) says so beside its value
+    assert "→ scalar" in box and f"loss (sum, no loss given) = {d.run.loss:.4g}" in box.replace("−", "-")
 
 
 # --- 7. inputs the picture leaves out are named in it --------------------------------------------
