@@ -34,6 +34,8 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
+	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
+	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
 	$(PIP) -e '.[torch,test,hf]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
