@@ -78,6 +78,7 @@ docs: install
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
+	$(BIN)/python docs/screenshot_drill.py
 	$(BIN)/python docs/diff_picture.py
 	$(BIN)/python docs/screenshot_watch.py
 
