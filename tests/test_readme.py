@@ -129,7 +129,7 @@ DOC_PY = {page: examples for page, examples in DOC_PY.items() if examples}
 
 
 def test_the_readme_has_python_examples():
-    assert len(PY_EXAMPLES) >= 3 and any("make_dot" in code for code, _ in PY_EXAMPLES)
+    assert len(PY_EXAMPLES) >= 2 and any("make_dot" in code for code, _ in PY_EXAMPLES)
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
