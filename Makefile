@@ -15,10 +15,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: graphviz chromium $(STAMP)
 
+# Graphviz, with DejaVu (∂, σ, Greek) and Noto CJK (names in Chinese, Japanese, Korean: 损失), the
+# fonts cgviz.view.markup.FONT names; each is installed only when missing.
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "Graphviz's dot is missing: installing the graphviz package"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz fonts-dejavu-core >/dev/null; }
+	@fc-list -q 'Noto Sans CJK SC' 2>/dev/null || { \
+	  echo "no CJK font: installing fonts-noto-cjk"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 
 # The browser for tests/test_html.py (Playwright drives the system chromium: no `playwright install`).
 chromium:
@@ -36,7 +41,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) $(TORCH_PIN)
 	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
 	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
-	$(PIP) -e '.[torch,test,hf]' --config-settings editable_mode=compat
+	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 
@@ -75,6 +80,7 @@ fuzz: install
 # The README's pictures.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
+	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
@@ -101,6 +107,7 @@ bench: install
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:

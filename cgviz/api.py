@@ -31,9 +31,10 @@ def __getattr__(name: str):
         return getattr(results, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin")
+MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
 _SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
-                   "html": "html", "htm": "html"}
+                   "html": "html", "htm": "html",
+                   "modelexplorer": "modelexplorer"}   # Model Explorer's graph JSON, saved as NAME.me.json
 
 
 class Drawing:
@@ -152,7 +153,8 @@ class Drawing:
         leaves no partial file and an existing file untouched. Returns the path."""
         from .view.graphviz import write_atomic
         p = Path(path)
-        fmt = format or _SUFFIX_FORMATS.get(p.suffix.lower().lstrip("."))
+        fmt = format or ("modelexplorer" if p.name.lower().endswith(".me.json")
+                         else _SUFFIX_FORMATS.get(p.suffix.lower().lstrip(".")))
         if fmt is None:
             raise CgvizError(f"cannot tell the format from {str(path)!r}: use a suffix such as .svg, .png, .pdf, "
                              ".dot, .json or .html, or pass format=")
@@ -162,6 +164,10 @@ class Drawing:
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
+        if fmt == "modelexplorer" and hasattr(self._b, "d"):       # a model: its node-data overlays beside it
+            from .view.modelexplorer import sibling
+            for name, data in self._b.d.overlays().items():
+                write_atomic(sibling(p, name), data)
         return p
 
     def diff(self, other, **options) -> "Comparison":
@@ -309,12 +315,13 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
-         focus: str | None = None, targets: Any = None) -> Drawing:
+         focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
-      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, …);
+      - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, `model.onnx`,
+        …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -345,6 +352,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
                        max_elements=max_elements, timeout=timeout, focus=focus)
     checked["targets"] = targets
+    checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
@@ -513,7 +521,8 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
     return TraceOptions(input_shapes=shapes, input_file=input_file, dtype=checked["dtype"], loss=checked["loss"],
                         seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
                         meta=meta, max_elements=checked["max_elements"],
-                        targets=None if targets_file else targets, targets_file=targets_file)
+                        targets=None if targets_file else targets, targets_file=targets_file,
+                        dims=checked.get("dims"))
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
@@ -894,3 +903,23 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     d = ModelDrawing(graph, run, pic, title, extra={"view": "autograd", "depth": None, "folded": False}, flags=False,
                      vanish=None, explode=None, grad=True, depth=None, auto=False, fold=False, notes=notes)
     return Drawing(_Model(d, "make_dot", ()), rankdir, timeout)
+
+
+def backward_slides(source: Any, *, format: str = "pdf", sets: dict[str, Any] | None = None,
+                    rankdir: str | None = None, dpi: float | None = None, timeout: float | None = 60.0,
+                    kind: str | None = None):
+    """An expression's backward pass as slides, one step per PDF page or GIF frame (format "pdf" or
+    "gif"), in the order the HTML page's stepper walks it; each highlights its edge and writes its
+    chain-rule line (`∂L/∂w = ∂L/∂z · ∂z/∂w = 20 · 200 = 4000`). Gives a cgviz.view.slides.Slides:
+    `.data` (the file's bytes) and `.lines` (the steps' lines)."""
+    from .view import slides
+    if format not in ("pdf", "gif"):
+        raise CgvizError(f"slides are a pdf or a gif, not {format!r}")
+    d = draw(source, kind=_expression(source, kind, "backward_slides"), sets=sets, rankdir=rankdir,
+             timeout=timeout)
+    b = d._b
+    dots = slides.frames(b.result.graph, b.result.run, b.opts)
+    if not dots:
+        raise CgvizError("no backward step to show: no gradient reaches a named value")
+    data = slides.pdf(dots, timeout) if format == "pdf" else slides.gif(dots, dpi, timeout)
+    return slides.Slides(data, [s.line for s in slides.steps(b.result.graph, b.result.run)])

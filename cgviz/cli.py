@@ -210,6 +210,8 @@ def health_options(f):
 def _suffix_format(output: str | None) -> str | None:
     if not output or output == "-":
         return None
+    if output.lower().endswith(".me.json"):
+        return "modelexplorer"      # Model Explorer's graph JSON: a double suffix, as .tar.gz
     suffix = Path(output).suffix.lower().lstrip(".")
     return {"gv": "dot"}.get(suffix, suffix) if suffix else None
 
@@ -228,7 +230,7 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    return fmt, Path(output) if output else Path(f"{stem}.{fmt}")
+    return fmt, Path(output) if output else Path(f"{stem}.{'me.json' if fmt == 'modelexplorer' else fmt}")
 
 
 def _check_files(inputs: list, outputs: list) -> None:
@@ -266,7 +268,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
@@ -279,8 +281,11 @@ def _emit(data: bytes, path: Path | None) -> None:
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
+@click.option("--steps", is_flag=True,
+              help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
+                   "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           quiet):
+           quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -300,12 +305,15 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render sample_graphs/pizza.cg --lr 0.001      # one gradient-descent step
         cgviz render sample_graphs/deep_sigmoid.cg --vanish 1e-4
         cgviz render run.cgw -o run.html                  # a recorded training run
+        cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
     from .api import draw
 
     if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
         return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
+    if steps:
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -334,6 +342,28 @@ def _render_run(file, output, fmt, timeout, dpi, quiet):
     _emit(data, path)
     if not quiet and path is not None:
         click.echo(f"wrote {path} ({summary})", err=True)
+
+
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+    """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
+    from .api import backward_slides
+    suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
+    kind = suffix if suffix in ("pdf", "gif") else fmt
+    if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
+        raise click.UsageError("--steps writes slides to a file: -o lesson.pdf (a page per step) or "
+                               "-o lesson.gif (a frame per step)")
+    if no_grad:
+        raise click.UsageError("--steps shows the backward pass; drop --no-grad")
+    path = Path(output)
+    _check_files(_target_inputs(file), [_out("-o", path, output)])
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    _emit(shown.data, path)
+    if not quiet:
+        for line in shown.lines:
+            click.echo(line, err=True)
+        n = len(shown.lines)
+        click.echo(f"wrote {path} ({n} step{'s' * (n != 1)} of the backward pass, a "
+                   f"{'page' if kind == 'pdf' else 'frame'} each)", err=True)
 
 
 @main.command()
@@ -404,6 +434,18 @@ def _stash_targets(ctx, param, value):
     return value
 
 
+def _stash_dims(ctx, param, values):
+    """--dim NAME=SIZE, as many as given: {name: size}."""
+    dims = {}
+    for v in values:
+        name, eq, size = v.partition("=")
+        if not eq or not name or not size.strip().isdigit() or int(size) < 1:
+            raise click.BadParameter(f"{v!r}: give NAME=SIZE with a whole size of at least 1, e.g. batch=2")
+        dims[name.strip()] = int(size)
+    ctx.meta["cgviz.dims"] = dims
+    return dims
+
+
 def _stashed(key: str):
     """A model option that `model_options` keeps out of the command functions' parameters."""
     ctx = click.get_current_context(silent=True)
@@ -444,7 +486,8 @@ def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str =
     from .pytorch.trace import TraceOptions
     return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                         view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"))
+                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
+                        dims=_stashed("dims"))
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
@@ -592,7 +635,7 @@ def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, or html (an interactive page).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
 @model_options
 @option("view")
 @option("depth")
@@ -601,6 +644,8 @@ def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_
 @option("no_simplify")
 @option("meta")
 @option("no_grad", help="Leave the red gradient edges out of the picture.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE", expose_value=False, callback=_stash_dims,
+              help="The size of an ONNX graph's symbolic dimension, by its name: --dim batch=2.")
 @click.option("--profile", is_flag=True,
               help="Also time each op under torch.profiler (after a warm-up pass): forward and backward "
                    "CPU time and memory on every node, shaded by share of the time, and a table of the "
@@ -634,6 +679,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import time
 
     from .pytorch.pipeline import draw_model
+    from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):
         raise click.UsageError("--profile-runs and --top go with --profile")
@@ -644,7 +690,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         raise click.UsageError("--profile needs a real forward and backward pass; it cannot be combined with --meta")
     check_thresholds(vanish, explode)
     fmt, path = resolve_output(model_stem(model), output, fmt)
-    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output)])
+    beside = [_out("-o", sibling(path, name), output) for name in OVERLAYS] if fmt == "modelexplorer" and path else []
+    _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output), *beside])
     from .pytorch.load import check_model_files
     check_model_files(model, input_file, weights)      # before torch is imported
     opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
@@ -663,6 +710,8 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
                    f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
                    "--format json has every op", err=True)
     _emit(res.data, path)
+    for name, data in res.beside.items() if path is not None else ():
+        _emit(data, sibling(path, name))        # Model Explorer's node-data overlays
     if res.profile_table and not quiet:
         # the picture on stdout (-o -) keeps stdout to itself
         click.echo(res.profile_table, nl=False, err=path is None)
@@ -672,6 +721,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     if not quiet and path is not None:
         loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
         click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
+        if res.beside:
+            names = ", ".join(sibling(path, name).name for name in res.beside)
+            click.echo(f"wrote Model Explorer's node-data overlays beside it: {names}", err=True)
 
 
 @main.command()
@@ -882,8 +934,11 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
 @click.option("--both", "both_opts", multiple=True, metavar="KEY=VALUE", help="The same for both sides.")
 @option("rankdir", default="TB")
 @option("timeout")
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="Two training records (.cgw): the recorded step to compare them at [default: the last "
+                   "step both recorded]. One record's two steps are named A and B: run.cgw@10 run.cgw@last.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says it.")
-def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, quiet):
+def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, step, quiet):
     """Compare two runs A and B: two programs, two model files, a file and a saved JSON graph (--format
     json, or a snapshot golden), two .pt2 files, or one file drawn with two option sets.
 
@@ -901,6 +956,8 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
         cgviz diff before.cg after.cg -o diff.png
         cgviz diff net.py:build net.py:build --both input_shape=4,16 --b dtype=bfloat16 --rtol 0.01
         cgviz diff run1.json run2.json -o diff.json
+        cgviz diff run.cgw@10 run.cgw@last -o moved.png      # two steps of a training record
+        cgviz diff mine.cgw theirs.cgw --step 500             # two records at one step
     """
     from .diff import compare
     from .api import files_read
@@ -912,11 +969,21 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
         if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
             raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
                                    "or .html")
-    _check_files(files_read(a) + files_read(b), [_out("-o", Path(output), True)] if output else [])
+    from .diff.runs import record_spec
+    from .paths import Arg
+    records = [record_spec(x) for x in (a, b)]
+    read = []
+    for r, x in zip(records, (a, b)):       # a record's file is run.cgw of run.cgw@10
+        read += [Arg("the input", r.path)] if r is not None else files_read(x)
+    _check_files(read, [_out("-o", Path(output), True)] if output else [])
     try:
         opts = {}
         for which, items in (("A", a_opts), ("B", b_opts), ("both", both_opts)):
             opts[which] = dict(parse_option(item, which) for item in items)
+        if step is not None:
+            if not any(records):
+                raise OptionError("--step chooses the step of training records (.cgw); A and B are not records")
+            opts["both"]["step"] = step
         c = compare(a, b, rtol=rtol, atol=atol, a_options=opts["A"] or None, b_options=opts["B"] or None,
                     rankdir=rankdir, timeout=timeout, **opts["both"])
         if output:

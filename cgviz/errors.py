@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import textwidth
+
 
 class CgvizError(Exception):
     """A mistake in the user's input or environment; the CLI prints it and exits, never a traceback."""
@@ -71,7 +73,10 @@ def format_located(message: str, source: Source | None, line: int | None, col: i
         out.append(gutter + text)
         if col is not None:
             pad = " " * (len(gutter) - 2) + "| "
-            out.append(pad + " " * (col - 1) + "^" * min(width, max(1, len(text) - col + 1)))
+            # the caret under the character in a terminal: CJK characters before it take two columns
+            lead = textwidth.width(text[:col - 1])
+            under = textwidth.width(text[col - 1:col - 1 + width]) or 1
+            out.append(pad + " " * lead + "^" * min(under, max(1, textwidth.width(text) - lead)))
     if hint:
         out.append(hint)
     return "\n".join(out)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import textwidth
 from .lang.ops import shape_text
 
 __all__ = ["num", "shape_text", "shape_label", "value_text", "grad_text", "info_text", "info_grad_text", "norm",
@@ -113,10 +114,11 @@ def columns(head, rows, right=frozenset(), rule: bool = False) -> list[str]:
     """Cells as aligned terminal lines: the header, a ─ rule under it if asked, then the rows.
     Columns in `right` are right-aligned (numbers); trailing spaces are trimmed."""
     table = [tuple(head)] + [tuple(r) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    widths = [max(textwidth.width(row[i]) for row in table) for i in range(len(table[0]))]
 
     def line(cells) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+        # by terminal columns, not characters: a CJK name (损失) takes two columns a character
+        return "  ".join(textwidth.rjust(c, w) if i in right else textwidth.ljust(c, w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     out = [line(table[0])]
     if rule:

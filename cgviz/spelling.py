@@ -17,7 +17,7 @@ SURFACE: ContextVar[str] = ContextVar("cgviz_surface", default="python")
 
 # Command-line flags that are not "--" + the key with dashes (cgviz.options declares them; a test
 # holds the two together).
-_FLAGS = {"mode": "--train/--eval", "imports": "--import", "profile_top": "--top"}
+_FLAGS = {"mode": "--train/--eval", "imports": "--import", "profile_top": "--top", "dims": "--dim"}
 
 # Python keywords that differ from the key: draw()'s names (torchview's input_size, torchviz-like
 # sets), and flags, which are booleans in Python and so are spelled with the value that means them.

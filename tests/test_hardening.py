@@ -329,6 +329,9 @@ def exit_cases(d: Path) -> dict:
         "snapshot": (["snapshot", PIZZA, "--golden", ROOT / "tests" / "snapshots", "--out", d / "snap"],
                      ["snapshot", d / "bad.cg", "--golden", d / "g", "--out", d / "snap2"],
                      ["snapshot", "--golden", d / "g"]),
+        # diff's 1 is "the two differ" (as diff(1) has it), tested in tests/test_diff_programs.py;
+        # any error, a missing file included, is 2
+        "diff": (["diff", PIZZA, PIZZA], None, ["diff", PIZZA, d / "missing.cg"]),
     }
 
 

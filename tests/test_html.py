@@ -503,3 +503,23 @@ def test_a_picture_readable_whole_opens_whole(pizza):
     home = pizza.js("document.querySelector('#graph svg').dataset.home")
     assert [float(v) for v in pizza.view_box().split()] == pytest.approx([float(v) for v in home.split()])
     assert pizza.page.locator("#view-note").is_hidden()
+
+
+def test_a_page_with_chinese_names_steps_as_the_slides_do(browser, tmp_path):
+    # issue 28: names in any script on the page, and the slides (cgviz.view.slides) walk its stepper's order
+    from cgviz.lang.pipeline import evaluate
+    from cgviz.view import slides
+    from cgviz.view.html import edge_key
+    o = Opened(browser, _render(tmp_path, "render", "sample_graphs/pizza_zh.cg"))
+    try:
+        order, infos = _step_through(o, "损失")
+        r = evaluate((ROOT / "sample_graphs" / "pizza_zh.cg").read_text(encoding="utf-8"), "pizza_zh.cg")
+        keys = [edge_key(s.src, s.dst) for s in slides.steps(r.graph, r.run)]
+        assert [k for k in order if k in keys] == keys and len(keys) == 4
+        step_of = dict(zip(order, infos))
+        assert "∂损失/∂θ = 4000" in step_of[keys[2]] and "∂损失/∂重量 = 10" in step_of[keys[3]]
+        o.node("θ").click()
+        assert "∂损失/∂θ" in o.page.locator("#panel").inner_text()
+    finally:
+        assert o.errors == [], f"script errors on the page: {o.errors}"
+        o.page.close()

@@ -105,15 +105,19 @@ class Comparison:
         if fmt is None:
             raise CgvizError(f"cannot tell the format from {str(path)!r}: use .png, .svg, .pdf, .dot, .json or "
                              ".html, or pass format=")
-        for s in (self.a, self.b):
-            for src in (s.drawing._b.inputs if s.drawing is not None else ()) + ((s.label,) if s.drawing is None else ()):
-                try:
-                    if p.exists() and p.samefile(src):
-                        raise CgvizError(f"{path} is one of the compared files; cgviz never overwrites its input")
-                except OSError:
-                    pass
+        for src in self._inputs():
+            try:
+                if p.exists() and p.samefile(src):
+                    raise CgvizError(f"{path} is one of the compared files; cgviz never overwrites its input")
+            except OSError:
+                pass
         write_atomic(p, self.output(fmt, dpi))
         return p
+
+    def _inputs(self) -> list:
+        """The files the two sides were read from: save() never writes over one."""
+        return [src for s in (self.a, self.b)
+                for src in ((s.drawing._b.inputs if s.drawing is not None else ()) + ((s.label,) if s.drawing is None else ()))]
 
     def _repr_svg_(self) -> str | None:
         try:
@@ -142,7 +146,8 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
             rankdir: str = "TB", timeout: float | None = 60.0, max_nodes: int = MAX_NODES,
             **options: Any) -> Comparison:
     """Compare two runs: each a Drawing, a saved JSON graph (`--format json`) or golden, or a program
-    or model file as draw() takes it. `options` (dtype="bfloat16", seed=1, input_shape="1,4", …, a
+    or model file as draw() takes it; or two steps of training records (`"run.cgw@10"`,
+    `"run.cgw@last"`, a whole `"run.cgw"` at the last step both records have, or `step=N`). `options` (dtype="bfloat16", seed=1, input_shape="1,4", …, a
     snapshot manifest's keys) apply to both sides, `a_options`/`b_options` to one: the same model
     with two option sets is `compare("net.py", "net.py", b_options={"dtype": "bfloat16"})`. Numbers
     within rtol/atol (the snapshot's defaults) are unchanged."""
@@ -151,6 +156,15 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
     atol = None if atol is None else _converted("atol", atol, "compare")
     rankdir = _converted("rankdir", rankdir, "compare")
     timeout = None if timeout is None else _converted("timeout", timeout, "compare")
+    from .runs import record_spec
+    ra, rb = record_spec(a), record_spec(b)
+    if ra is not None or rb is not None:
+        from .run_result import compare_runs
+        return compare_runs(a, b, ra, rb, rtol=rtol, atol=atol, rankdir=rankdir, timeout=timeout,
+                            options={**options, **(a_options or {}), **(b_options or {})})
+    if "step" in options:
+        from ..errors import OptionError
+        raise OptionError("step= chooses the step of training records (.cgw); A and B are not records")
     sa = side(a, {**options, **(a_options or {})}, "A")
     sb = side(b, {**options, **(b_options or {})}, "B")
     diff = difference(sa.doc, sb.doc, rtol, atol, _label(sa, sb, a_options), _label(sb, sa, b_options))

@@ -42,8 +42,9 @@ def side(source: Any, options: dict[str, Any] | None = None, which: str = "A") -
     if text.lower().endswith(".json") and "\n" not in text:
         _no_options(options, which, "a saved JSON graph, which is drawn already")
         from ..paths import read_input
+        from ..spelling import spell
         data = read_input(Path(text), kind="a saved graph", accepts="Give a JSON file written by "
-                          "`--format json` or by cgviz snapshot.")
+                          f"`{spell('format', 'json')}` or by cgviz snapshot.")
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
@@ -68,7 +69,8 @@ def _as_golden(doc: Any, where: str) -> dict:
             return golden.from_graph(doc)
         except (KeyError, TypeError) as e:
             raise CgvizError(f"{where} is a damaged {GRAPH} document (no {e})") from None
-    raise CgvizError(f"{where} is neither a {GRAPH} document (`--format json`) nor a {golden.FORMAT} golden")
+    from ..spelling import spell
+    raise CgvizError(f"{where} is neither a {GRAPH} document (`{spell('format', 'json')}`) nor a {golden.FORMAT} golden")
 
 
 def _drawn(text: str, options: dict, which: str) -> Side:

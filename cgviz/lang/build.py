@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ class _Builder:
         self.env: dict[str, str] = {}          # name → node id
         self.defined_at: dict[str, Stmt] = {}
         self.later = {s.name: s for s in program.statements if s.name}
-        self.overrides = dict(overrides or {})
+        # a name as the parser reads it (NFKC, as Python does): `--set ϑ=1` sets θ
+        self.overrides = {unicodedata.normalize("NFKC", k): v for k, v in (overrides or {}).items()}
         self.counters: dict[str, int] = {}
         self.stmt: Stmt | None = None
 
@@ -316,6 +318,9 @@ class _Builder:
             if call.func in self.env:
                 hint = f"'{call.func}' is a variable here, not a function."
             close = did_you_mean(call.func, known)
+            if call.func in _TEXTBOOK and call.func not in self.env:
+                # σ and Σ are names now (Greek letters are), but written as a call they are a textbook's
+                close = f"; write {_TEXTBOOK[call.func]}(...) for {call.func}(...)"
             raise SourceError(f"unknown function '{call.func}'{close or '; `cgviz ops` lists them all'}",
                               line=call.pos.line, col=call.pos.col, width=len(call.func), hint=hint)
         return d
@@ -402,6 +407,10 @@ def _first_variable(expr):
         elif not _is_constant(item):
             return item
     return None
+
+
+# Functions textbooks write with a symbol, which is a name in the language (a Greek letter)
+_TEXTBOOK = {"σ": "sigmoid", "Σ": "sum", "∑": "sum"}
 
 
 def _left_spine(expr: BinOp) -> list[BinOp]:

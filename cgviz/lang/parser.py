@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from bisect import bisect_right
 from dataclasses import FrozenInstanceError, dataclass, field
 from functools import lru_cache
@@ -125,7 +126,61 @@ class Program:
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     """The LALR parser: Lark's stand-alone parser, its tables built from grammar.lark beforehand (lalr.py)."""
-    return Lark_StandAlone(postlex=_DropNewlinesInBrackets())
+    return Lark_StandAlone(postlex=_DropNewlinesInBrackets(), lexer_callbacks={"NAME": _checked_name})
+
+
+class _BadName(Exception):
+    """A NAME token holding a character Python does not allow in a name (raised while lexing, so it is
+    reported in the order of the text, before any later syntax error)."""
+
+    def __init__(self, token: Token, index: int):
+        super().__init__(str(token))
+        self.token, self.index = token, index
+
+
+def _checked_name(tok: Token) -> Token:
+    """The lexer's NAME as Python reads a name: each character checked (XID_Start first, XID_Continue
+    after, as str.isidentifier does), then NFKC-normalised, so `ｘ` and `x` are one name, as in Python."""
+    if tok.isascii():
+        return tok              # the grammar's pattern already takes only ASCII letters, digits and _
+    for i, ch in enumerate(tok):
+        if not (ch.isidentifier() if i == 0 else ("a" + ch).isidentifier()):
+            raise _BadName(tok, i)
+    name = unicodedata.normalize("NFKC", tok)
+    return tok if name == tok else tok.update(value=name)
+
+
+NAME_RULE = ("A name starts with a letter (of any script: x, θ, 损) or '_', and goes on with letters, "
+             "digits and '_'")
+
+
+def _lookalike(ch: str) -> str | None:
+    """What the language writes for a character pasted from a paper, a slide or a Chinese keyboard."""
+    if ch in _LOOKALIKES:
+        return _LOOKALIKES[ch]
+    if ch.isascii():
+        return None
+    ascii_form = unicodedata.normalize("NFKC", ch)     # full-width （ ） ， ＝ ＋ → ( ) , = +
+    if len(ascii_form) == 1 and ascii_form.isascii() and not ascii_form.isalnum() and ascii_form != "_":
+        return ascii_form
+    return None
+
+
+def _bad_name_error(e: _BadName, line0: int, source: Source) -> SourceError:
+    tok, i = e.token, e.index
+    ch = tok[i]
+    line, col = tok.line + line0, tok.column + i
+    instead = _lookalike(ch)
+    if instead is not None:
+        msg = f"syntax error: unexpected character {ch!r}; write {instead} instead"
+        hint = None
+    elif i == 0:
+        msg = f"syntax error: {ch!r} (U+{ord(ch):04X}) cannot start a name"
+        hint = f"{NAME_RULE}."
+    else:
+        msg = f"syntax error: {ch!r} (U+{ord(ch):04X}) cannot be part of a name"
+        hint = f"{NAME_RULE}, as in Python."
+    return SourceError(msg, line=line, col=col, source=source, hint=hint)
 
 
 def _pos(meta_or_tok) -> Pos:
@@ -312,7 +367,8 @@ def _describe(term: str) -> str:
 
 # Characters people paste from papers and slides, and what the language writes instead.
 _LOOKALIKES = {"×": "*", "·": "*", "⋅": "*", "÷": "/", "−": "-", "–": "-", "²": "^2", "³": "^3",
-               "√": "sqrt(...)", "σ": "sigmoid(...)", "Σ": "sum(...)", "→": "=", "≤": "min/max", "≥": "min/max"}
+               "√": "sqrt(...)", "σ": "sigmoid(...)", "Σ": "sum(...)", "→": "=", "≤": "min/max", "≥": "min/max",
+               "\u3000": "a space", "\xa0": "a space"}
 
 
 def _expected_text(expected, in_brackets: bool = True, end_of_line: bool = True) -> str:
@@ -338,12 +394,14 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
         inside = _unclosed_bracket(source.text[:e.pos_in_stream]) is not None
         if ch in "=<>!" and source.text[e.pos_in_stream:e.pos_in_stream + 2] in ("==", "<=", ">=", "!="):
             msg += " (comparisons are not part of the language)"
-        elif ch in _LOOKALIKES:
-            msg += f"; write {_LOOKALIKES[ch]} instead"
+        elif _lookalike(ch) is not None:
+            msg += f"; write {_lookalike(ch)} instead"
         elif ch in "\"'":
             msg += " (the language has no strings: values are numbers, lists and initializers)"
         elif e.allowed:
             msg += f"; expected {_expected_text(e.allowed, inside, end_of_line=False)}"
+            if "NAME" in e.allowed:
+                return SourceError(msg, line=e.line, col=e.column, source=source, hint=f"{NAME_RULE}.")
         return SourceError(msg, line=e.line, col=e.column, source=source)
     if isinstance(e, UnexpectedToken):
         tok = e.token
@@ -515,6 +573,8 @@ def parse(text: str, name: str = "<input>") -> Program:
             statements = to_ast.transform(_lark().parse(body))
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
+    except _BadName as e:
+        raise _bad_name_error(e, to_ast.line0, source) from None
     except VisitError as e:
         if isinstance(e.orig_exc, SourceError):
             raise e.orig_exc.at(source) from None

@@ -113,6 +113,11 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
     """The bytes of one output format."""
     if fmt == "json":
         return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
+    if fmt == "modelexplorer":
+        import json
+
+        from ..view.modelexplorer import dumps, graph_collection
+        return dumps(graph_collection(json.loads(to_json(result.graph, result.run, opts.vanish, opts.explode))))
     dot_text = to_dot(result.graph, result.run, opts)
     if fmt == "dot":
         return dot_text.encode("utf-8")

@@ -30,6 +30,7 @@ def accepts() -> str:
     """What a model file may be; `--trust` or `trust=True` as the caller writes it."""
     return ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
             "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
+            "an ONNX model (.onnx, with the onnx extra), "
             f"or, with {spell('trust')}, a whole pickled nn.Module (torch.save(model)).")
 
 WEIGHTS_ACCEPTS = "Give a state_dict saved with torch.save(model.state_dict(), path)."
@@ -43,7 +44,7 @@ EXPORT_HINT = ("To share a model safely, export it: "
 class Loaded:
     """A model ready to run, and what we learnt about it while loading."""
 
-    kind: str                 # export | torchscript | module | python
+    kind: str                 # export | torchscript | module | python | onnx (pytorch.sources)
     model: Any                # nn.Module (ScriptModule for torchscript, GraphModule for export)
     path: str
     example_args: tuple | None = None
@@ -54,9 +55,9 @@ class Loaded:
 
     @property
     def description(self) -> str:
-        return {"export": "torch.export program", "torchscript": "TorchScript archive",
-                "module": "pickled nn.Module", "python": "Python model file",
-                "memory": "nn.Module in memory"}[self.kind]
+        from .sources import by_kind
+        source = by_kind(self.kind)
+        return source.description if source else "nn.Module in memory"
 
 
 def _fail(msg: str) -> CgvizError:
@@ -230,20 +231,16 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
         raise _fail(f"{path} holds Python source but is not named .py; cgviz runs a Python model file "
                     "(which executes its code) only when its name ends in .py. Rename it if you "
                     "wrote it or trust it.")
-    if kind == "python":
-        loaded = _load_python(path, factory, meta)
-    elif kind == "zip-export":
-        loaded = _load_export(path, trust)
-    elif kind == "zip-script":
-        loaded = _load_script(path)
-    elif kind in ("zip-pickle", "pickle"):
-        loaded = _load_pickle(path, data, trust)
+    from .sources import claim
+    source = claim(path, data, kind)
+    if source is not None:
+        loaded = source.load(path, data, trust=trust, meta=meta, factory=factory)
     elif kind == "text":
         raise _fail(f"{path} is a text file but not Python source. " + accepts())
     else:
         raise _fail(f"{path} is not a model file cgviz can read (it is neither a zip archive written "
                     "by torch.save / torch.jit.save / torch.export.save, nor a pickle, nor Python "
-                    "source). " + accepts())
+                    "source, nor an ONNX model). " + accepts())
     if weights:
         if loaded.kind != "python" and loaded.kind != "module":
             raise _fail(f"{spell('weights')} applies to a Python model file; {path} is a {loaded.description} "

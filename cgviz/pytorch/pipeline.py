@@ -40,6 +40,8 @@ class ModelResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     profile_table: str | None = None    # --profile: the top nodes by time, for the terminal
+    # files written beside the output: Model Explorer's node-data overlays, name → bytes
+    beside: dict[str, bytes] = field(default_factory=dict)
 
 
 def nonfinite_warnings(graph, run) -> None:
@@ -288,6 +290,13 @@ class ModelDrawing:
             out.auto = False                # this note says what the generic depth note would
         return out
 
+    label = "model"         # the name Model Explorer shows (draw_model sets the file's)
+
+    def overlays(self) -> dict[str, bytes]:
+        """Model Explorer's node-data files: gradient norm, value norm and health, by name."""
+        from ..view.modelexplorer import dumps, node_data
+        return {name: dumps(doc) for name, doc in node_data(self.to_dict(), self.label).items()}
+
     def to_dict(self) -> dict:
         from ..health import EXPLODE, VANISH
         from ..view.export import to_dict
@@ -301,6 +310,9 @@ class ModelDrawing:
         if fmt == "json":
             from ..view.export import dumps
             return dumps(self.to_dict()).encode("utf-8")
+        if fmt == "modelexplorer":
+            from ..view.modelexplorer import dumps, graph_collection
+            return dumps(graph_collection(self.to_dict(), self.pic.groups.values(), self.label))
         t = time.perf_counter()
         dot_text = self.dot(rankdir)
         timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
@@ -519,10 +531,13 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
                       explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus,
-                      choose=fmt != "json")
+                      choose=fmt not in ("json", "modelexplorer"))
     if fmt == "png":
         d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
+    from ..paths import split_spec
+    d.label = Path(split_spec(spec)[0]).name
     data = d.output(fmt, rankdir, timeout, timings, dpi)
-    nodes = len(d.graph) if fmt == "json" else len(d.pic.nodes)
+    nodes = len(d.graph) if fmt in ("json", "modelexplorer") else len(d.pic.nodes)
+    beside = d.overlays() if fmt == "modelexplorer" else {}
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
-                       d.run.warnings, timings, d.profile_table)
+                       d.run.warnings, timings, d.profile_table, beside)

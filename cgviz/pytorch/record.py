@@ -191,6 +191,12 @@ class Recorder(TorchFunctionMode):
             scope = scope.child(f)
         self._scope = scope
 
+    def name_constant(self, t: torch.Tensor, name: str) -> None:
+        """Draw `t`, a tensor the model computes from constants alone, as the constant `name` (an
+        ONNX graph's mask made from shapes), as buffers are drawn: named, so repeated blocks fold."""
+        self._named.setdefault(id(t), (name, "const"))
+        self._keep.append(t)
+
     # ---- inputs -------------------------------------------------------------------------------
     def add_input(self, name: str, t: torch.Tensor) -> None:
         node = self.graph.add(Node(id=self._unique(name), kind="input", name=name,

@@ -53,6 +53,8 @@ def prepare(loaded: Loaded, opts):
         args, kwargs = make_inputs(list(opts.input_shapes), model, float_dtype, opts.seed, device), {}
     elif loaded.example_args is not None or loaded.example_kwargs:
         args, kwargs = tuple(loaded.example_args or ()), dict(loaded.example_kwargs or {})
+    elif _source_inputs(loaded) is not None:
+        args, kwargs = _source_inputs(loaded)(loaded, opts), {}
     else:
         names = input_names(model, (), {})
         want = f" (its forward takes {', '.join(names)})" if names else ""
@@ -63,6 +65,13 @@ def prepare(loaded: Loaded, opts):
     cast_to = float_dtype if opts.dtype else None
     args, kwargs = cast(args, cast_to, device), cast(kwargs, cast_to, device)
     return model, args, kwargs
+
+
+def _source_inputs(loaded: Loaded):
+    """The example-input maker of the loaded file's source (an ONNX graph declares its inputs)."""
+    from .sources import by_kind
+    source = by_kind(loaded.kind)
+    return source.inputs if source is not None else None
 
 
 def on_meta(model) -> bool:
@@ -175,11 +184,10 @@ def _on_meta(args, kwargs) -> bool:
 
 
 def _dispatch(loaded: Loaded, model, args, kwargs, rec):
-    if rec is not None and loaded.kind == "export":
-        return _run_export(model, args, kwargs, rec)
-    if rec is not None and loaded.kind == "torchscript":
-        from .script import run_script
-        return run_script(model, args, kwargs, scope=rec.scope)
+    from .sources import by_kind
+    source = by_kind(loaded.kind)
+    if rec is not None and source is not None and source.run is not None:
+        return source.run(model, args, kwargs, rec)
     return model(*args, **kwargs)
 
 

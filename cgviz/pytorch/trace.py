@@ -33,6 +33,7 @@ class TraceOptions:
     meta: bool = False
     profile: int = 0                  # --profile-runs: measured passes after the drawn one (0: none)
     max_elements: int | None = None   # per --input-shape input; None: inputs.INPUT_ELEMENT_LIMIT
+    dims: dict | None = None          # --dim NAME=SIZE: an ONNX graph's symbolic dimensions
 
 
 @dataclass

@@ -16,7 +16,9 @@ from ..spelling import spell
 IMAGE_FORMATS = ("png", "svg", "pdf")
 TEXT_FORMATS = ("dot", "json")
 PAGE_FORMATS = ("html",)           # the interactive page: the SVG plus numbers and a script
-FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS
+# Other viewers' formats: Model Explorer's graph JSON (cgviz.view.modelexplorer; models only)
+VIEWER_FORMATS = ("modelexplorer",)
+FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS + VIEWER_FORMATS
 DEFAULT_TIMEOUT = 60.0
 
 def install_hint() -> str:

@@ -148,16 +148,24 @@ def _dsl_parts(graph, run):
                 rows.append(["gradient histogram", _hist(info.grads[n.id])])
         nodes[svg_key(n.id)] = {"title": n.name or n.meta.get("expr") or n.id, "rows": rows,
                        "chain": chain_text(graph, run, n.id) if g is not None else []}
-    def visits():                              # the loss first, as backprop visits them
-        for n in reversed(graph.nodes):
-            for k, src in enumerate(n.inputs):
-                eg = run.edge_grads.get((n.id, k))
-                if eg is not None and not folded(graph, src):
-                    shared = len(graph.consumers()[src]) > 1
-                    yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
-                                              f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
+    def visits():
+        for src, n, k, eg in backward_walk(graph, run):
+            shared = len(graph.consumers()[src]) > 1
+            yield src, n.id, lambda: (f"∂{top}/∂{wrt(graph[src])} {'+' if shared else ''}= "
+                                      f"{grad_text(eg, sep=' ')}   (from {wrt(n)})")
     order, steps = _stepper(visits())
     return nodes, order, steps, f"{title(graph)} — {headline(graph, run)}"
+
+
+def backward_walk(graph, run):
+    """(src, consumer node, argument, edge gradient) of each red edge of an expression's picture, the
+    loss first, as backprop visits them: the stepper's walk (and the slides', cgviz.view.slides)."""
+    from ..names import folded
+    for n in reversed(graph.nodes):
+        for k, src in enumerate(n.inputs):
+            eg = run.edge_grads.get((n.id, k))
+            if eg is not None and not folded(graph, src):
+                yield src, n, k, eg
 
 
 def _stepper(visits) -> tuple[list[str], dict[str, str]]:

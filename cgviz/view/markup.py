@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 FORWARD = "#1f5fbf"   # blue: values flowing forward
 BACKWARD = "#c62828"  # red: gradients flowing back
-FONT = "DejaVu Sans"  # has ∂, σ, ×, ‖ and μ; installed with Graphviz's fonts on Debian
+# DejaVu Sans has ∂, σ, ×, ‖, μ and Greek; names in Chinese, Japanese or Korean (损失) fall back to
+# Noto Sans CJK (`make install` installs fonts-noto-cjk). Pango (PNG, PDF) reads the comma list as a
+# family list and CSS (SVG) as font-family's; without the second font, Pango falls back to any font
+# fontconfig finds with the glyphs, and draws boxes only if there is none.
+FONT = "DejaVu Sans,Noto Sans CJK SC"
 
 STEP = "#2e7d32"      # green: a param's value after a gradient-descent step
 
