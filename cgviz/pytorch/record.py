@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -163,6 +163,7 @@ class Recorder(TorchFunctionMode):
         # AccumulateGrad keeps it as .grad), and its summary is reused instead of taken twice
         self._only_edge: dict[str, tuple[torch.Tensor, int, TensorInfo]] = {}
         self.paused = False
+        self._within: list[list[str]] = []   # per custom Function forward running: the torch calls it made
         self._inner = 0        # > 0 while the model's own torch.autograd.grad runs: hooks record nothing
         self.deepest = 0                           # the deepest nesting of module calls seen
 
@@ -212,6 +213,10 @@ class Recorder(TorchFunctionMode):
         if self.paused:
             return func(*args, **kwargs)
         name = op_name(func)
+        if self._within:          # inside a custom Function's forward: named on its node, not drawn
+            if not not_an_op(func, name):
+                self._within[-1].append(name)
+            return func(*args, **kwargs)
         if id(func) in _INNER_BACKWARD:
             return self._inner_backward(func, name, args, kwargs)
         if not_an_op(func, name):
@@ -317,6 +322,92 @@ class Recorder(TorchFunctionMode):
                 f"that path ({spell('view', 'autograd')} draws it)")
         if note not in self.run.notes:
             self.run.notes.append(note)
+        return out
+
+    def function(self, cls, apply, args: tuple, kwargs: dict):
+        """A custom torch.autograd.Function's apply, drawn as one op named by its class. Autograd sees
+        one node (…Backward) whose backward is the Function's own (a straight-through estimator, a
+        gradient reversal), so the edges into it carry what that backward gave, caught on an alias of
+        each input as for any op. Its forward's own torch calls run under no_grad and get no gradient:
+        they are not drawn, only named in the node's meta (`forward_ops`), since an edge without a
+        gradient there would say something autograd never did."""
+        from torch.utils.checkpoint import CheckpointFunction
+        if self._within:            # a Function inside a Function's forward: part of the outer one
+            self._within[-1].append(cls.__name__)
+            return apply(*args, **kwargs)
+        if cls is CheckpointFunction:
+            return self._checkpoint(*args)
+        # the mode is live here (apply is not a torch call it was handed): cgviz's own tensor calls
+        # around the Function's are made with it paused, so they are not drawn
+        self.paused = True
+        try:
+            flat_in, edge_hooks, args, kwargs = self._aliases(args, kwargs)
+        finally:
+            self.paused = False
+        self._within.append([])
+        try:
+            out = apply(*args, **kwargs)
+        finally:
+            inner = self._within.pop()
+        self.paused = True
+        try:
+            self._function_node(cls, inner, flat_in, edge_hooks, out)
+        finally:
+            self.paused = False
+        return out
+
+    def _aliases(self, args: tuple, kwargs: dict):
+        """The tensor arguments, and an alias (a view) of each that wants a gradient, hooked so the
+        gradient along that one edge is seen (as in __torch_function__)."""
+        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        edge_hooks: list[tuple[int, torch.Tensor]] = []
+        if not (self.grads and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in)):
+            return flat_in, edge_hooks, args, kwargs
+        k = 0
+
+        def alias(t):
+            nonlocal k
+            if isinstance(t, torch.Tensor):
+                k += 1
+                if t.requires_grad and t.layout == torch.strided and not t.is_nested:
+                    a = t.view_as(t)
+                    edge_hooks.append((k - 1, a))
+                    return a
+            return t
+        args, kwargs = tree_map(alias, (args, kwargs))
+        return flat_in, edge_hooks, args, kwargs
+
+    def _function_node(self, cls, inner: list[str], flat_in, edge_hooks, out) -> None:
+        flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not flat_out:
+            return
+        node = self._add_op(cls.__name__, cls, flat_in)
+        node.meta.update(custom_function=f"{cls.__module__}.{cls.__qualname__}",
+                         defined=_defined(cls), forward_ops=tuple(inner))
+        for k, a in edge_hooks:
+            self._hook_edge(a, node.id, k, node.inputs[k] if node.meta["out_index"][k] == 0 else None)
+        infos = []
+        for i, t in enumerate(flat_out):
+            self._note(t, node.id, i)
+            infos.append(TensorInfo.of(t))
+        self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
+        if self.grads and flat_out[0].requires_grad:
+            self._hook_node(flat_out[0], node.id)
+
+    def _checkpoint(self, function, preserve_rng_state, *args):
+        """torch.utils.checkpoint with use_reentrant=True: its Function runs the block under no_grad
+        and, in backward, runs it again with grad and backpropagates through that copy. The copy's
+        gradients are those of running the block once with grad (same ops, same inputs, the same
+        random numbers), so the block is recorded once, as it runs here, and its edges carry those
+        gradients; the recomputation is not drawn again. As the Function does, the block gets no
+        gradient at all when no tensor input requires one (its parameters then get none either)."""
+        needs = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in args)
+        first = len(self.graph.nodes)
+        with torch.set_grad_enabled(needs):
+            out = function(*args)
+        for node in self.graph.nodes[first:]:
+            if node.kind == "op":
+                node.meta["checkpoint"] = "reentrant"
         return out
 
     def _add_op(self, name: str, func, flat_in: list[torch.Tensor]) -> Node:
@@ -466,6 +557,41 @@ class Recorder(TorchFunctionMode):
         self.graph.output = output_id
         self.graph.loss = output_id
         return prune(self.graph, output_id), self.run
+
+
+def _defined(cls) -> str:
+    """`model.py:12`: where a custom Function's forward is defined ('' when Python cannot say)."""
+    import inspect
+    try:
+        fn = inspect.unwrap(cls.forward)
+        return frames.where((inspect.getsourcefile(fn) or "", fn.__code__.co_firstlineno), code=False)
+    except (TypeError, OSError, AttributeError):
+        return ""
+
+
+@contextlib.contextmanager
+def functions(rec: Recorder):
+    """While the model runs: every custom autograd Function's apply goes through `rec.function`. The
+    function mode does not see Function.apply itself (only the ops its forward runs), so the class
+    method is wrapped for the duration, and given back as it was."""
+    base = torch.autograd.Function
+    real = base.__dict__["apply"]
+    original = real.__func__
+
+    def apply(cls, *args, **kwargs):
+        def run(*a, **k):
+            return original(cls, *a, **k)
+        # not while the recorder is not the running mode: a torch call it is already drawing (whose
+        # Python implementation applies a Function) or the backward after the forward
+        if rec.paused or rec._inner or not any(m is rec for m in _get_current_function_mode_stack()):
+            return run(*args, **kwargs)
+        return rec.function(cls, run, args, kwargs)
+
+    base.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        base.apply = real
 
 
 def prune(graph: Graph, output_id: str) -> Graph:
