@@ -408,6 +408,14 @@ class Recorder(TorchFunctionMode):
         for node in self.graph.nodes[first:]:
             if node.kind == "op":
                 node.meta["checkpoint"] = "reentrant"
+        if not needs and torch.is_grad_enabled():
+            site = frames.caller()
+            where = f" ({frames.where(site, code=False)})" if site else ""
+            note = (f"torch.utils.checkpoint with use_reentrant=True{where}: none of its tensor inputs requires "
+                    "grad, so PyTorch computes no gradient inside the block (its parameters get none); "
+                    "use_reentrant=False does not have this limit")
+            if note not in self.run.notes:
+                self.run.notes.append(note)
         return out
 
     def _add_op(self, name: str, func, flat_in: list[torch.Tensor]) -> Node:
