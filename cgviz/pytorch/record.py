@@ -382,7 +382,7 @@ class Recorder(TorchFunctionMode):
         if not flat_out:
             return
         node = self._add_op(cls.__name__, cls, flat_in)
-        node.meta.update(custom_function=f"{cls.__module__}.{cls.__qualname__}",
+        node.meta.update(custom_function=cls.__qualname__,
                          defined=_defined(cls), forward_ops=tuple(inner))
         for k, a in edge_hooks:
             self._hook_edge(a, node.id, k, node.inputs[k] if node.meta["out_index"][k] == 0 else None)

@@ -553,7 +553,7 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
 
 
 def function_words(meta: dict) -> str:
-    """`custom autograd.Function m.STE (model.py:12); its forward ran round under no_grad`."""
+    """`custom autograd.Function STE (model.py:12); its forward ran round under no_grad`."""
     where = f" ({meta['defined']})" if meta.get("defined") else ""
     inner = ", ".join(meta.get("forward_ops") or ())
     ran = f"; its forward ran {inner} under no_grad (not drawn, no gradient there)" if inner else ""
