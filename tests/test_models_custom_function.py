@@ -132,7 +132,8 @@ class CheckpointNet(nn.Module):
         self.a, self.b, self.c = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 3)
 
     def block(self, h):
-        return torch.tanh(self.b(h)) * h
+        # dropout: the recomputation must draw the same random numbers as the forward did
+        return torch.nn.functional.dropout(torch.tanh(self.b(h)), 0.3, self.training) * h
 
     def forward(self, x):
         h = self.a(x)
@@ -283,10 +284,11 @@ def test_checkpoint_is_drawn_once_with_true_gradients(reentrant):
     _check_every_edge_against_its_consumer(d.graph, d.run)
     # the edge into tanh carries the gradient PyTorch's recomputed block sent along it
     m = copy.deepcopy(model)
+    torch.manual_seed(0)
     h = m.a(x.clone().requires_grad_(True))
     z = m.b(h)
     z.retain_grad()
-    m.c(torch.tanh(z) * h).sum().backward()
+    m.c(torch.nn.functional.dropout(torch.tanh(z), 0.3, True) * h).sum().backward()
     tanh = next(n for n in d.graph if n.op == "tanh")
     _close(d.run.edge_grads[(tanh.id, 0)], z.grad)
 
@@ -320,6 +322,18 @@ def test_a_folded_block_with_a_function_folds_and_keeps_its_numbers():
     folds = [g for g in d.pic.groups.values() if g.style == "fold"]
     assert len(folds) == 1 and folds[0].n == 4
     assert "StraightThrough" in d.dot()
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_the_autograd_view_agrees_on_checkpoint(reentrant):
+    """Both views give a checkpointed model's parameters the same gradients; the autograd view draws
+    what autograd holds: one CheckpointFunctionBackward (reentrant) or the block's own nodes."""
+    model, x = _make(lambda: CheckpointNet(reentrant)), _x()
+    ops, ag = _trace(model, x), _trace(model, x, view="autograd")
+    for name, g in ops.run.param_grads.items():
+        np.testing.assert_allclose(_arr(ag.run.param_grads[name]), _arr(g), rtol=1e-6)
+    back = {n.op for n in ag.graph}
+    assert ("CheckpointFunctionBackward" in back) == reentrant and ("TanhBackward0" in back) != reentrant
 
 
 def test_the_autograd_view_agrees():
@@ -377,4 +391,5 @@ def test_the_json_names_the_function_and_the_checkpointed_ops(tmp_path):
     assert item["custom_function"]["defined"].startswith("test_models_custom_function.py:")
     d = _trace(_make(lambda: CheckpointNet(True)), _x())
     doc = json.loads(to_json(d.graph, d.run))
-    assert sorted(n["op"] for n in doc["nodes"] if n.get("checkpoint") == "reentrant") == ["linear", "mul", "tanh"]
+    assert sorted(n["op"] for n in doc["nodes"] if n.get("checkpoint") == "reentrant") == [
+        "dropout", "linear", "mul", "tanh"]
