@@ -46,6 +46,20 @@ class GradReverse(torch.autograd.Function):
         return -ctx.lam * g, None
 
 
+class DoubleInPlace(torch.autograd.Function):
+    """Writes its input in place (ctx.mark_dirty): x·2, backward 2·g."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x.mul_(2)
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
 class ScaleShift(torch.autograd.Function):
     """Two outputs, a non-tensor argument, a tensor argument with no gradient (None) and a clipped
     gradient for the other: (x·w, x + w), backward clamps x's gradient to ±0.05."""
@@ -98,6 +112,18 @@ class TwoOutNet(nn.Module):
         p, s = ScaleShift.apply(self.a(x), self.w, "clip")
         self.kept = [p]
         return (p * s).sum() + (s ** 2).sum()
+
+
+class DirtyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        y = DoubleInPlace.apply(h)
+        self.kept = [y]
+        return self.b(y) + h.sum()         # h, read after: the doubled tensor, drawn from the Function
 
 
 class Block(nn.Module):
@@ -212,7 +238,7 @@ def _check_every_edge_against_its_consumer(graph, run):
 
 
 CASES = {"straight-through": SteNet, "gradient reversal": ReverseNet, "two outputs": TwoOutNet,
-         "in a repeated block": BlockNet}
+         "in place": DirtyNet, "in a repeated block": BlockNet}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -237,7 +263,7 @@ def test_a_custom_function_is_one_op_whose_edges_carry_what_its_backward_sent(ca
                 _close(run.edge_grads.get((node.id, k)), gi[k])
     # what the forward ran inside is named on the node, not drawn: no `round` op without a gradient
     ops = {n.op for n in graph if n.kind == "op"}
-    assert "round" not in ops and "view_as" not in ops
+    assert not ops & {"round", "view_as", "mul_"}
     _check_params(run, params)
     _check_every_edge_against_its_consumer(graph, run)
 
@@ -393,3 +419,13 @@ def test_the_json_names_the_function_and_the_checkpointed_ops(tmp_path):
     doc = json.loads(to_json(d.graph, d.run))
     assert sorted(n["op"] for n in doc["nodes"] if n.get("checkpoint") == "reentrant") == [
         "dropout", "linear", "mul", "tanh"]
+
+
+def test_a_function_that_writes_its_input_in_place_is_where_later_reads_come_from():
+    model, x = _make(DirtyNet), _x()
+    d = _trace(model, x)
+    (node,) = _function_nodes(d.graph)
+    readers = [m.op for m in d.graph if node.id in m.inputs]
+    assert sorted(readers) == ["linear", "sum"]          # b(y) and h.sum(): h is the doubled tensor
+    # the edge into it shows h before it was doubled, the node h after
+    np.testing.assert_allclose(2 * _arr(d.run.edge_values[(node.id, 0)]), _arr(d.run.values[node.id]), rtol=1e-6)

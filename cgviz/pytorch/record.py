@@ -327,72 +327,62 @@ class Recorder(TorchFunctionMode):
     def function(self, cls, apply, args: tuple, kwargs: dict):
         """A custom torch.autograd.Function's apply, drawn as one op named by its class. Autograd sees
         one node (…Backward) whose backward is the Function's own (a straight-through estimator, a
-        gradient reversal), so the edges into it carry what that backward gave, caught on an alias of
-        each input as for any op. Its forward's own torch calls run under no_grad and get no gradient:
-        they are not drawn, only named in the node's meta (`forward_ops`), since an edge without a
-        gradient there would say something autograd never did."""
+        gradient reversal), so the edges into it carry what that backward sent to each tensor
+        argument: its grad_inputs, read by a hook on that node. Its forward's own torch calls run
+        under no_grad and get no gradient: they are not drawn, only named in the node's meta
+        (`forward_ops`), since edges without a gradient there would say what autograd never did."""
         from torch.utils.checkpoint import CheckpointFunction
         if self._within:            # a Function inside a Function's forward: part of the outer one
             self._within[-1].append(cls.__name__)
             return apply(*args, **kwargs)
         if cls is CheckpointFunction:
             return self._checkpoint(*args)
-        # the mode is live here (apply is not a torch call it was handed): cgviz's own tensor calls
-        # around the Function's are made with it paused, so they are not drawn
-        self.paused = True
-        try:
-            flat_in, edge_hooks, args, kwargs = self._aliases(args, kwargs)
-        finally:
-            self.paused = False
+        # The arguments are passed as they are (no alias, as __torch_function__ makes): the node's
+        # hook sees each edge's gradient anyway, and a Function that writes its input in place
+        # (ctx.mark_dirty) or checks `x is self.weight` gets the very tensor it was given.
+        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         self._within.append([])
         try:
             out = apply(*args, **kwargs)
         finally:
             inner = self._within.pop()
+        # the mode is live here (apply is not a torch call it was handed): cgviz's own tensor calls
+        # are made with it paused, so they are not drawn
         self.paused = True
         try:
-            self._function_node(cls, inner, flat_in, edge_hooks, out)
+            self._function_node(cls, inner, flat_in, out)
         finally:
             self.paused = False
         return out
 
-    def _aliases(self, args: tuple, kwargs: dict):
-        """The tensor arguments, and an alias (a view) of each that wants a gradient, hooked so the
-        gradient along that one edge is seen (as in __torch_function__)."""
-        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        edge_hooks: list[tuple[int, torch.Tensor]] = []
-        if not (self.grads and torch.is_grad_enabled() and any(t.requires_grad for t in flat_in)):
-            return flat_in, edge_hooks, args, kwargs
-        k = 0
-
-        def alias(t):
-            nonlocal k
-            if isinstance(t, torch.Tensor):
-                k += 1
-                if t.requires_grad and t.layout == torch.strided and not t.is_nested:
-                    a = t.view_as(t)
-                    edge_hooks.append((k - 1, a))
-                    return a
-            return t
-        args, kwargs = tree_map(alias, (args, kwargs))
-        return flat_in, edge_hooks, args, kwargs
-
-    def _function_node(self, cls, inner: list[str], flat_in, edge_hooks, out) -> None:
+    def _function_node(self, cls, inner: list[str], flat_in: list[torch.Tensor], out) -> None:
         flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if not flat_out:
             return
         node = self._add_op(cls.__name__, cls, flat_in)
         node.meta.update(custom_function=cls.__qualname__,
                          defined=_defined(cls), forward_ops=tuple(inner))
-        for k, a in edge_hooks:
-            self._hook_edge(a, node.id, k, node.inputs[k] if node.meta["out_index"][k] == 0 else None)
         infos = []
         for i, t in enumerate(flat_out):
             self._note(t, node.id, i)
             infos.append(TensorInfo.of(t))
         self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
-        if self.grads and flat_out[0].requires_grad:
+        if not self.grads:
+            return
+        if flat_out[0].requires_grad:
             self._hook_node(flat_out[0], node.id)
+        # the Function's own backward node (an output's grad_fn could be another's only if torch
+        # changed how outputs are wrapped: then no edge gradient rather than a wrong one)
+        fn = next((t.grad_fn for t in flat_out if getattr(t.grad_fn, "_forward_cls", None) is cls), None)
+        if fn is None:
+            return
+        # grad_inputs has one entry per tensor argument, in order (None where backward gave none)
+        srcs = [src if i == 0 else None for src, i in zip(node.inputs, node.meta["out_index"])]
+
+        def hook(grad_inputs, grad_outputs):
+            for k, g in enumerate(grad_inputs[:len(srcs)]):
+                self._edge_grad(node.id, k, srcs[k], g)
+        self._hooks.append(fn.register_hook(hook))
 
     def _checkpoint(self, function, preserve_rng_state, *args):
         """torch.utils.checkpoint with use_reentrant=True: its Function runs the block under no_grad
@@ -520,13 +510,16 @@ class Recorder(TorchFunctionMode):
 
     def _hook_edge(self, a: torch.Tensor, node_id: str, k: int, src: str | None) -> None:
         def hook(g):
-            if self._inner or g is None:       # no gradient defined along this edge (see _hook_node)
-                return
-            info = TensorInfo.of(g)
-            self.run.edge_grads[(node_id, k)] = info
-            if src is not None and self._uses.get(src) == 1:
-                self._only_edge[src] = (g, g._version, info)
+            self._edge_grad(node_id, k, src, g)
         self._hooks.append(a.register_hook(hook))
+
+    def _edge_grad(self, node_id: str, k: int, src: str | None, g: torch.Tensor | None) -> None:
+        if self._inner or g is None:       # no gradient defined along this edge (see _hook_node)
+            return
+        info = TensorInfo.of(g)
+        self.run.edge_grads[(node_id, k)] = info
+        if src is not None and self._uses.get(src) == 1:
+            self._only_edge[src] = (g, g._version, info)
 
     def _summary(self, node_id: str, g: torch.Tensor) -> TensorInfo:
         """The summary of a node's gradient `g`: its only edge's, when `g` is that edge's gradient
