@@ -39,6 +39,8 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH_PIN)
+	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
+	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
 	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
@@ -82,6 +84,7 @@ docs: install
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
+	$(BIN)/python docs/screenshot_drill.py
 	$(BIN)/python docs/diff_picture.py
 	$(BIN)/python docs/screenshot_watch.py
 
@@ -104,6 +107,7 @@ bench: install
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_watch_page.py   # a recorded run's page: GPT-2 small, 1,000 steps (target < 30 s)
 
 clean:

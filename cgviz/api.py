@@ -114,7 +114,7 @@ class Drawing:
         return self._b.dot(self.rankdir)
 
     def to_dict(self) -> dict:
-        """The cgviz-graph JSON document (documented in the README) as a dict."""
+        """The cgviz-graph JSON document (documented in docs/json-format.md) as a dict."""
         return self._b.to_dict()
 
     def json(self) -> str:
@@ -803,7 +803,7 @@ def _refuse_model_options(source, **given) -> None:
 
 def op_table(format: str = "text") -> str:
     """The expression language's functions and operators with their formulas and local gradients,
-    then its initializers: "text" (aligned) or "md" (the README's Markdown tables)."""
+    then its initializers: "text" (aligned) or "md" (docs/dsl.md's Markdown tables)."""
     from .lang.inits import INITS
     from .lang.ops import OPS
     rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]

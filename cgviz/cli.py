@@ -39,7 +39,7 @@ from .errors import CgvizError, OptionError  # noqa: E402
 from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
 from .view.graphviz import FORMATS, started_early, write_atomic  # noqa: E402
 
-# Exit statuses (documented in the README): 0 ok, 1 a mistake in the input or the environment,
+# Exit statuses (documented in docs/errors.md): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130

@@ -24,7 +24,7 @@ from .fmt import num
 from .summary import as_summary, first
 from .view.markup import BACKWARD
 
-# Defaults, measured on the samples (README "Gradient health"): at a learning rate of 0.1 a ratio
+# Defaults, measured on the samples (docs/commands.md, "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
 # size), and a ratio of 10 replaces it entirely in one step. vanishing.cg's first layer sits at
 # 3.3e-4, deep_sigmoid.cg's first three at 1e-5 … 1.1e-4, exploding.cg's at 27; the healthy deep

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .errors import CgvizError
 
-TORCH_HINT = "pip install 'cgviz[torch]'"
+TORCH_HINT = "pip install 'cgviz-backprop[torch]'"   # the distribution's name (pyproject.toml), not the import's
 
 
 class TorchMissing(CgvizError):

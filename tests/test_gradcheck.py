@@ -142,7 +142,7 @@ def test_fd_only_without_torch(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)     # `import torch` now raises ImportError
     r = cli("check", PIZZA)
     assert r.exit_code == 0, r.output
-    assert "pip install 'cgviz[torch]'" in r.stdout
+    assert "pip install 'cgviz-backprop[torch]'" in r.stdout
     assert _row(r.stdout, "w")[4] == "-" and _row(r.stdout, "w")[-1] == "ok"
     assert "ok: 2 gradients agree with finite differences" in r.stdout
     _wrong_mul_vjp(monkeypatch)

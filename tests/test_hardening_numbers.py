@@ -176,7 +176,7 @@ def test_inf_times_zero_in_forward_is_traced():
 
 
 def test_a_declaration_already_infinite_is_traced():
-    """The README's promise for `input x = 1e400` … `y = x*w`: the literal is now an error, but a
+    """The README's (now docs/errors.md's) promise for `input x = 1e400` … `y = x*w`: the literal is now an error, but a
     declared value can still be infinite (folded arithmetic)."""
     r = evaluate("input x = 1e308 * 10\nparam w = -0.0\ny = x*w\n", "t.cg")
     ws = _first(r)

@@ -297,7 +297,7 @@ def test_every_model_path_without_torch_says_how_to_install_it(tmp_path):
                  ["grads", "lin.py", "--no-plots"], ["snapshot", "cgviz.toml", "--golden", "g", "--out", "o"]):
         p = cgviz(args, tmp_path, env)
         assert p.returncode == 1, (args, p.returncode, p.stderr)
-        assert "needs PyTorch" in p.stderr + p.stdout and "pip install 'cgviz[torch]'" in p.stderr + p.stdout, args
+        assert "needs PyTorch" in p.stderr + p.stdout and "pip install 'cgviz-backprop[torch]'" in p.stderr + p.stdout, args
         assert "internal error" not in p.stderr and "Traceback" not in p.stderr
     # expression files still work without torch
     assert cgviz(["grads", PIZZA, "--no-plots"], tmp_path, env).returncode == 0

@@ -110,13 +110,13 @@ def test_a_corrupt_golden_fails_in_words(project):
     assert "Traceback" not in r.stdout.str()
 
 
-def test_the_readmes_pytest_example_runs(pytester):
-    """The README's fixture example, as a user's project would hold it (a stand-in for `mypkg`)."""
+def test_the_docs_pytest_example_runs(pytester):
+    """docs/snapshots.md's fixture example, as a user's project would hold it (a stand-in for `mypkg`)."""
     import re
 
     from conftest import ROOT
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(# tests/test_graphs.py\n.*?)```", readme, re.S).group(1)
+    page = (ROOT / "docs" / "snapshots.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(# tests/test_graphs.py\n.*?)```", page, re.S).group(1)
     pytester.makepyfile(mypkg="import torch.nn as nn\n\n\ndef Net():\n"
                               "    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))\n")
     pytester.makepyfile(test_graphs=code)

@@ -248,7 +248,7 @@ def test_workers_die_with_their_leader(tmp_path, sig, code):
                                   ["check", PIZZA], ["ops"], ["grads", PIZZA, "--no-plots"]],
                          ids=["explain", "render", "check", "ops", "grads"])
 def test_a_full_standard_output_is_exit_1_with_a_message(tmp_path, args):
-    """`cgviz explain x.cg > /dev/full` ended in an internal error (exit 3); the README promises 1."""
+    """`cgviz explain x.cg > /dev/full` ended in an internal error (exit 3); docs/errors.md promises 1."""
     with open("/dev/full", "w") as full:
         p = subprocess.run(CGVIZ + [str(a) for a in args], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
                            text=True, timeout=120)

@@ -324,3 +324,14 @@ def test_a_run_killed_with_sigkill_keeps_its_complete_records(tmp_path):
     assert len(run.steps) >= len(lines) - 3           # the header, a torn line at most, and the last pending step
     assert [s.step for s in run.steps] == list(range(len(run.steps)))
     assert all(json.loads(line) for line in lines[:-1])
+
+
+def test_the_graph_is_drawn_with_the_loss_given(tmp_path):
+    model, x, y, loss_fn = relu_net()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with cgviz.watch(model, tmp_path / "run.cgw", every=5, loss=nn.MSELoss(), targets=y) as w:
+        loop(model, x, y, loss_fn, opt, 2, w)
+    g = read_run(tmp_path / "run.cgw").graph
+    assert g["model"]["loss"] == "MSELoss(out, targets)"
+    assert g["model"]["loss_value"] == pytest.approx(F.mse_loss(relu_net()[0](x), y).item(), rel=1e-5)
+    assert callable(cgviz.watch) and cgviz.watch.read.read_run is read_run

@@ -115,3 +115,14 @@ def test_a_program_s_training_writes_the_same_record(cli, here):
     assert w1.update == pytest.approx(0.5 * w1.ratio, rel=2e-3)      # plain gradient descent: lr·‖g‖/‖w‖
     assert sum(w1.hist_counts) == g.size
     assert run.graph["nodes"] and run.steps[-1].loss < run.steps[0].loss
+
+
+def test_a_recorded_model_renders_as_its_page(cli, net):
+    """The recorder's own file, not a synthesised one, is what the page (cgviz render run.cgw) reads."""
+    cli("train", "net.py", "--loss", "ce", "--targets", "labels.pt", "--lr", "0.5", "--steps", "12", "--every", "4",
+        "-o", "net.cgw", "-q")
+    r = cli("render", "net.cgw", "-o", "net.html")
+    assert r.exit_code == 0, r.stderr
+    assert "4 recorded steps" in r.stderr
+    page = (net / "net.html").read_text()
+    assert "0.weight" in page and "2.weight" in page

@@ -17,7 +17,7 @@ import numpy as np
 from ..fmt import columns
 from ..lang.ops import OPS, shape_text
 
-# Defaults, documented in `cgviz check --help` and the README.
+# Defaults, documented in `cgviz check --help` and docs/commands.md.
 # cgviz and torch compute the same float64 formulas, so they agree to rounding: tight tolerances.
 RTOL, ATOL = 1e-5, 1e-8
 # A central difference has truncation error ~h²·f‴ and rounding error ~eps·|L|/h; with h = 1e-6·|x|

@@ -150,7 +150,7 @@ def page_data(run, events: list, diagnosis: list[str], nodes: dict, edges: dict,
     layer_node = {layer: next((where[p] for p in m["params"][layer] if p in where), None) for layer in m["layers"]}
     return {
         "steps": m["steps"], "loss": [_finite(x) for x in m["loss"]],
-        "lossText": [None if _finite(x) is not None else str(x) for x in m["loss"]],
+        "lossText": [None if x is None or _finite(x) is not None else str(x) for x in m["loss"]],   # no loss given: "–"
         "scaled": any(s.scaled for s in run.steps),
         "layers": m["layers"], "layerParams": m["params"], "layerNode": layer_node,
         "ratio": _cells(m["ratio"]), "update": _cells(m["update"]), "bad": m["bad"].astype(int).tolist(),

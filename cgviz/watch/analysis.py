@@ -152,7 +152,8 @@ def _nan_events(run: Run) -> list[Event]:
     for s in run.steps:
         bad_mod = [m for m, ms in s.modules.items() if not (_fin(ms.mean) and _fin(ms.std))]
         bad_par = [p for p, ps in s.params.items() if ps.nan or ps.inf or (ps.g is not None and not _fin(ps.g))]
-        if not (bad_mod or bad_par or not _fin(s.loss)):
+        bad_loss = s.loss is not None and not _fin(s.loss)
+        if not (bad_mod or bad_par or bad_loss):
             continue
         if bad_mod:
             m = bad_mod[0]      # modules are recorded in the order the forward ran them
@@ -164,7 +165,7 @@ def _nan_events(run: Run) -> list[Event]:
         elif bad_par:
             text = (f"NaN or inf first appears at step {s.step} in the gradient of {bad_par[0]}"
                     + (f" (and {len(bad_par) - 1} more)" if len(bad_par) > 1 else "")
-                    + ("" if _fin(s.loss) else f"; the loss is {s.loss}"))
+                    + (f"; the loss is {s.loss}" if bad_loss else ""))
             out.append(Event("nan", s.step, s.step, layer_of(bad_par[0]), text))
         else:
             out.append(Event("nan", s.step, s.step, "", f"the loss is {s.loss} at step {s.step}"))

@@ -46,7 +46,7 @@ class ModuleStats:
 @dataclass(frozen=True)
 class Step:
     step: int                   # the optimizer step's index, from 0
-    loss: float
+    loss: float | None          # None: w.step() was given no loss
     params: dict[str, ParamStats]
     modules: dict[str, ModuleStats]
     scaled: bool                # the gradients are as a GradScaler scaled them (not unscaled)
@@ -98,8 +98,8 @@ def _module(d: dict) -> ModuleStats:
 
 def step_from(d: dict) -> Step:
     """A Step from one decoded record line."""
-    return Step(step=int(d["step"]), loss=float(d["loss"]) if d.get("loss") is not None else float("nan"),
-                params={k: _param(v) for k, v in d.get("params", {}).items()},
+    return Step(step=int(d["step"]), loss=float(d["loss"]) if d["loss"] is not None else None,
+                params={k: _param(v) for k, v in d["params"].items()},
                 modules={k: _module(v) for k, v in d.get("modules", {}).items()},
                 scaled=bool(d.get("scaled", False)))
 

@@ -14,10 +14,8 @@ What it must not do is change training, so:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -283,9 +281,14 @@ class Watch:
         return out
 
     def _module_stats(self, inv) -> dict:
+        """The sampled modules' numbers, read from the device in one transfer."""
+        keys = [(name, k) for name, s in self._mod_stats.items() for k, v in s.items() if isinstance(v, torch.Tensor)]
+        got = (torch.stack([self._mod_stats[n][k].detach().to(torch.float64).cpu().reshape(()) for n, k in keys])
+               .tolist() if keys else [])
+        read = dict(zip(keys, got))
         out = {}
         for name, s in self._mod_stats.items():
-            vals = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
+            vals = {k: read.get((name, k), v) for k, v in s.items()}
             if vals.get("grad") is not None and inv is not None:
                 vals["grad"] = vals["grad"] * inv
             rec = {"mean": short(vals["mean"]), "std": short(vals["std"]), "saturated": short(vals.get("saturated")),
