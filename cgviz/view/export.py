@@ -185,6 +185,11 @@ def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
                 source=f"{os.path.basename(site[0])}:{site[1]}" if site else None)
     if isinstance(outs, list) and len(outs) > 1:
         item["outputs"] = [{"shape": list(o.shape), "dtype": o.dtype} for o in outs]
+    if n.meta.get("custom_function"):       # one node for a torch.autograd.Function (docs/model-labels.md)
+        item["custom_function"] = {"class": n.meta["custom_function"], "defined": n.meta.get("defined") or None,
+                                   "forward_ops": list(n.meta.get("forward_ops") or ())}
+    if n.meta.get("checkpoint"):
+        item["checkpoint"] = n.meta["checkpoint"]
     if n.meta.get("out_index") and any(n.meta["out_index"]):
         item["input_outputs"] = list(n.meta["out_index"])
     if n.kind == "param" and judge:
