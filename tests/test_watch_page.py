@@ -454,8 +454,8 @@ def test_back_returns_to_the_top_at_the_same_step(opened):
     o = opened
     o.page.locator("#train-step").fill("3")
     top = _fc_weight_text(o)
-    o.page.locator('#graph svg g.cluster[data-opens="blocks"]').first.click(position={"x": 3, "y": 3})
-    o.page.wait_for_function("() => window.cgviz.level === 'blocks'")
+    o.page.locator('#graph svg g.cluster[data-opens="blocks.0"]').first.click(position={"x": 4, "y": 4})
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
     o.page.locator("#train-step").fill("12")
     o.page.locator("#crumbs a").first.click()          # the breadcrumb back to the model
     o.page.wait_for_function("() => window.cgviz.level === ''")
@@ -467,6 +467,8 @@ def test_back_returns_to_the_top_at_the_same_step(opened):
     assert _number(at12) == pytest.approx(math.sqrt(sum(x * x for x in g)), rel=1e-3)
     # the browser's back button walks the levels too, and the step stays
     o.page.go_back()
-    o.page.wait_for_function("() => window.cgviz.level === 'blocks'")
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
     assert o.js("() => window.cgviz.watch.step()") == 12
     assert "step 120 " in o.page.locator("#train-info").text_content()
+    assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
+        sorted([_g(d, "blocks.0.fc.weight", 12), _g(d, "blocks.0.fc.bias", 12)]), rel=1e-3)
