@@ -472,3 +472,15 @@ def test_back_returns_to_the_top_at_the_same_step(opened):
     assert "step 120 " in o.page.locator("#train-info").text_content()
     assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
         sorted([_g(d, "blocks.0.fc.weight", 12), _g(d, "blocks.0.fc.bias", 12)]), rel=1e-3)
+
+
+def test_an_event_clicked_while_drilled_in_goes_back_to_its_node(opened):
+    o = opened
+    o.js("() => window.cgviz.go('blocks.0')")
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    o.page.locator("#w-events li", has_text="NaN").first.click()
+    o.page.wait_for_function("() => window.cgviz.level === ''")
+    assert o.js("() => window.cgviz.watch.step()") == 45
+    assert o.page.locator("#panel").get_attribute("class") == "open"
+    assert "at step 450" in o.page.locator("#panel-body").text_content()
+    assert _fc_weight_text(o).startswith("‖∇‖ = NaN")

@@ -235,6 +235,9 @@ def _drill(graph, grun, pic, svg: str, title: str, timeout: float | None):
     """The drill-down levels of the recorded graph, as the model page has them (cgviz.view.levels):
     (each level's record mapping, the page's levels, the root's key, the search index); None when
     the graph has no module to open."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from .html import drill_data
     from .levels import build_levels
     from .model_scene import DrawOptions
@@ -248,8 +251,10 @@ def _drill(graph, grun, pic, svg: str, title: str, timeout: float | None):
         f = lv.call[-1]
         once = f", drawn once for its {len(lv.reps)} {lv.word}s (the {lv.word} slider: whose numbers)" if lv.reps else ""
         return f"{title}: inside {name or f.key} ({f.cls}){once} (numbers follow the step slider)"
-    svgs = {key: svg if key == root else svg_of(lv.graph, lv.run, lv.pic, caption(lv), timeout)
-            for key, lv in levels.items()}
+    rest = [lv for key, lv in levels.items() if key != root]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:     # each layout is a dot process
+        svgs = dict(zip((lv.key for lv in rest), pool.map(lambda lv: svg_of(lv.graph, lv.run, lv.pic, caption(lv), timeout), rest)))
+    svgs[root] = svg
     data, root, found = drill_data(levels, svgs, DrawOptions(rankdir="TB", grad=True, flags=False), caption)
     for entry in data.values():
         _recorded(entry["nodes"])
