@@ -42,12 +42,17 @@ def boxes(diff: Difference, max_nodes: int = MAX_NODES, root: str = "") -> tuple
     inside = [n for n in diff.nodes if within(n.module, root)]
     skip = len(_prefixes(root))         # a module level's own path and the ones around it are not boxes in it
     dirty = set()
+    size: dict[str, int] = {}
     for n in inside:
         if n.status != SAME:
             dirty.update(_prefixes(n.module))
+        for p in _prefixes(n.module):
+            size[p] = size.get(p, 0) + 1
 
     def box(n: NodeDiff, cut: int | None) -> str:
         for i, p in enumerate(_prefixes(n.module)[skip:]):
+            if size[p] == 1:            # a module of one node is that node: a box would hide it for nothing
+                return n.id
             if p not in dirty or (cut is not None and i + 1 >= cut):
                 return "module:" + p
         return n.id
