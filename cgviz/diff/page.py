@@ -1,5 +1,6 @@
 """The side-by-side page of a comparison: A's picture, the diff, B's picture, one self-contained HTML
-file; clicking a node in any panel selects its counterparts in the other two and says why they match."""
+file; clicking a node in any panel selects its counterparts in the other two and says why they match,
+clicking a module's box opens that module in all three (a picture per module level, breadcrumbs back)."""
 
 from __future__ import annotations
 
@@ -129,16 +130,17 @@ def _clean(svg: str) -> str:
 
 
 def _stubs(diff, root: str, where: dict[str, str]) -> dict[str, list[str]]:
-    """A level's stubs (`outside:NAME`) → the union nodes outside it they stand for."""
-    from .picture import _outside
+    """A level's stubs (`outside:NAME`, as picture.scene draws them) → the union nodes outside it
+    they stand for."""
+    from .picture import outside
     by_id = {n.id: n for n in diff.nodes}
     out: dict[str, list[str]] = {}
     for e in diff.edges:
         if (e.src in where) != (e.dst in where):
             o = e.src if e.dst in where else e.dst
-            out.setdefault("outside:" + _outside(by_id[o], root), [])
-            if o not in out["outside:" + _outside(by_id[o], root)]:
-                out["outside:" + _outside(by_id[o], root)].append(o)
+            members = out.setdefault("outside:" + outside(by_id[o], root), [])
+            if o not in members:
+                members.append(o)
     return out
 
 

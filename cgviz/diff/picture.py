@@ -155,7 +155,7 @@ def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES, roo
             continue
         if s is None or d is None:      # from or to outside the level: a stub names where
             out = e.src if s is None else e.dst
-            stub = "outside:" + _outside(by_id[out], root)
+            stub = "outside:" + outside(by_id[out], root)
             stubs.setdefault(stub, []).append(out)
             s, d = (stub, d) if s is None else (s, stub)
         rank = WORST.index(e.status)
@@ -175,7 +175,7 @@ def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES, roo
                  node=dict(NODE_DEFAULTS), edge=dict(EDGE_DEFAULTS), items=tuple(items), edges=drawn)
 
 
-def _outside(n: NodeDiff, root: str) -> str:
+def outside(n: NodeDiff, root: str) -> str:
     """What a stub calls a node outside level `root`: its module at `root`'s depth (a sibling block,
     `h.4.mlp` beside `h.5.mlp`), or itself when it is in no module that deep."""
     prefixes, depth = _prefixes(n.module), len(_prefixes(root))
