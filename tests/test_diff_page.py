@@ -165,6 +165,10 @@ def test_a_big_model_opens_where_it_changed_and_drills_down_in_all_panels(browse
         assert not [t for t in _titles(page, pane) if t.startswith("blocks.1")], pane
     page.locator('#pane-b g.node:has(title:text-is("module:blocks.0.mlp"))').click()
     assert level() == "blocks.0.mlp" and _crumbs(page) == "model › blocks.0 › mlp"
+    page.go_back()                  # the browser's Back goes up a level too, and Forward down again
+    page.wait_for_function("() => window.cgvizDiff.level === 'blocks.0'")
+    page.go_forward()
+    page.wait_for_function("() => window.cgvizDiff.level === 'blocks.0.mlp'")
     assert "blocks.0.mlp.1/gelu" in _titles(page, "diff")
     # a node selected in one panel is selected in the others at this level, and stays selected as
     # its module's box one level up

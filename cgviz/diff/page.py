@@ -210,7 +210,9 @@ g.node.sel > ellipse, g.node.sel > polygon, g.node.sel > path {{ stroke: #ff00aa
       nav.append(a);
     }});
   }}
-  function open(key) {{
+  function open(key, remember = true) {{
+    // each level is a place in the browser's history: its Back button goes back up as the breadcrumbs do
+    if (remember && key !== level) history.pushState({{level: key}}, "", "#" + encodeURIComponent(key));
     level = key;
     const L = data.levels[key];
     for (const pane of data.panes) {{
@@ -231,7 +233,14 @@ g.node.sel > ellipse, g.node.sel > polygon, g.node.sel > path {{ stroke: #ff00aa
   document.querySelectorAll("a.goto").forEach(a => a.addEventListener("click", ev => {{
     ev.preventDefault(); go(a.dataset.uid);
   }}));
-  open(level);
+  window.addEventListener("popstate", ev => {{
+    const key = ev.state && ev.state.level !== undefined ? ev.state.level : data.start;
+    if (key in data.levels) open(key, false);
+  }});
+  const asked = decodeURIComponent(location.hash.slice(1));
+  if (location.hash && asked in data.levels) level = asked;       // a link to one level of the page
+  history.replaceState({{level}}, "", location.hash ? location.hash : location.href);
+  open(level, false);
   window.cgvizDiff = {{select, open, go, data, get level() {{ return level; }}}};
 }})();
 </script></body></html>
