@@ -185,3 +185,9 @@ def test_a_big_model_opens_where_it_changed_and_drills_down_in_all_panels(browse
         assert _selected(page, pane) == ["blocks.2.mlp.2/linear"], pane
     assert "blocks.2.mlp.2/linear: numbers" in page.locator("#info").inner_text()
     assert not errors and all(u.startswith("file:") for u in requests)
+    # a link to one level opens the page there
+    linked = browser.new_page()
+    linked.goto(gpt_page.as_uri() + "#blocks.0.mlp")
+    linked.wait_for_function("() => window.cgvizDiff")
+    assert linked.evaluate("() => window.cgvizDiff.level") == "blocks.0.mlp"
+    assert "blocks.0.mlp.1/gelu" in _titles(linked, "a")
