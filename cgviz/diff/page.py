@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 _NODE_TITLE = re.compile(r'<g id="[^"]*" class="node">\s*<title>(.*?)</title>', re.S)
 
@@ -81,26 +83,34 @@ def page(c) -> str:
     sides = [(k, s, t) for k, s, t in (("a", c.a, "A"), ("b", c.b, "B")) if s.drawing is not None]
     heads = {"diff": "difference", **{k: f"{t}: {s.label}" for k, s, t in sides}}
     order = [k for k in ("a", "diff", "b") if k in heads]
+    # every level's DOT first, then Graphviz on all of them at once: a GPT-2's 49 levels are 146
+    # small layouts, each mostly waiting for its process
+    todo: dict[tuple[str, str], str] = {}
+    for key in lv:
+        for pane in order:
+            if pane == "diff" and key != "":
+                todo[key, pane] = to_dot(diff, c.rankdir, c.max_nodes, key)
+            elif pane != "diff" and len(lv) > 1:    # one level: each side is its own drawing
+                todo[key, pane] = to_dot(diff, c.rankdir, c.max_nodes, key, pane)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        drawn = dict(zip(todo, pool.map(lambda dot: run_dot(dot, "svg", timeout=c.timeout, nodes=len(diff.nodes))
+                                        .decode("utf-8"), todo.values())))
     data_levels: dict[str, dict] = {}
     for key, level in lv.items():
         diff_map: dict[str, list[str]] = {}
         for uid, box in level["where"].items():
             diff_map.setdefault(box, []).append(uid)
-        stubs = _stubs(diff, key, level["where"])
-        diff_map.update(stubs)
+        diff_map.update(_stubs(diff, key, level["where"]))
         svgs, maps = {}, {}
         for pane in order:
-            if pane == "diff":
-                svg = c.svg() if key == "" else _svg(run_dot, to_dot(diff, c.rankdir, c.max_nodes, key), c, diff)
-                maps[pane] = diff_map
-            elif len(lv) == 1:          # nothing to drill into: each side's own drawing
+            if (key, pane) in todo:
+                svg, maps[pane] = drawn[key, pane], diff_map
+            elif pane == "diff":
+                svg, maps[pane] = c.svg(), diff_map
+            else:
                 s = c.a if pane == "a" else c.b
                 svg = s.drawing.svg()
-                union_of = {getattr(n, pane): n.id for n in diff.nodes if getattr(n, pane)}
-                maps[pane] = _side_map(svg, s.doc, union_of)
-            else:
-                svg = _svg(run_dot, to_dot(diff, c.rankdir, c.max_nodes, key, pane), c, diff)
-                maps[pane] = diff_map
+                maps[pane] = _side_map(svg, s.doc, {getattr(n, pane): n.id for n in diff.nodes if getattr(n, pane)})
             svgs[pane] = _clean(svg)
         data_levels[key] = {"label": level["label"], "parent": level["parent"], "opens": level["opens"],
                             "maps": maps, "svg": svgs}
@@ -117,10 +127,6 @@ def page(c) -> str:
         for line in diff.summary_lines())
     return _PAGE.format(title=html.escape(f"cgviz diff: {diff.a_label} ↔ {diff.b_label}"), summary=summary,
                         body=body, data=data, n=len(order))
-
-
-def _svg(run_dot, dot: str, c, diff) -> str:
-    return run_dot(dot, "svg", timeout=c.timeout, nodes=len(diff.nodes)).decode("utf-8")
 
 
 def _clean(svg: str) -> str:
