@@ -58,6 +58,7 @@ def test_a_click_in_one_panel_selects_the_counterparts_in_the_others(browser, tm
     page, errors, requests = _open(browser, tmp_path / "d.html")
     assert [h.strip() for h in page.locator("section.pane h2").all_inner_texts()] == \
         [f"A: {tmp_path / 'a.cg'}", "difference", f"B: {tmp_path / 'b.cg'}"]
+    assert page.locator("#crumbs").inner_text().strip() == ""      # a program has no modules to drill into
     page.locator('#pane-a g.node:has(title:text-is("h"))').click()
     assert _selected(page, "a") == ["h"] and _selected(page, "b") == ["h"] and _selected(page, "diff") == ["h"]
     assert "op sigmoid → relu" in page.locator("#info").inner_text()

@@ -207,6 +207,7 @@ g.node.sel > ellipse, g.node.sel > polygon, g.node.sel > path {{ stroke: #ff00aa
     for (let k = level; k !== null; k = data.levels[k].parent) path.unshift(k);
     const nav = document.getElementById("crumbs");
     nav.textContent = "";
+    if (Object.keys(data.levels).length === 1) return;     // nothing to drill into: no breadcrumbs
     path.forEach((k, i) => {{
       if (i) nav.append(" › ");
       if (k === level) {{ const b = document.createElement("b"); b.textContent = data.levels[k].label; nav.append(b); return; }}
