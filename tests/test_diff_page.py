@@ -1,5 +1,7 @@
 """The side-by-side diff page (`cgviz diff A B -o x.html`) in Debian's chromium driven by Playwright:
-a click on a node in one panel selects its counterparts in the others and says why they match."""
+a click on a node in one panel selects its counterparts in the others and says why they match; on a model
+with nested modules a click on a module's box opens it in all three panels, the breadcrumbs and Back go
+up again, and the page opens at (the first-divergence line jumps to) the level that draws the change."""
 
 from __future__ import annotations
 
