@@ -85,3 +85,40 @@ def test_past_the_box_budget_changed_modules_collapse_a_level_at_a_time():
     where, cut = boxes(d, max_nodes=20)
     assert len(set(where.values())) <= 20 and cut is not None
     assert "collapsed into one box each, changed ones too" in to_dot(d, max_nodes=20)
+
+
+def test_a_module_level_draws_its_inside_with_stubs_for_what_is_outside():
+    d = difference(_model_doc(), _model_doc(changed_block=5))
+    where, cut = boxes(d, root="h.4")
+    assert cut is None and set(where) == {f"h.4.mlp/op{k}" for k in range(8)}
+    assert set(where.values()) == {"module:h.4.mlp"}           # untouched inside too: one box, opened a level down
+    where, _ = boxes(d, root="h.4.mlp")
+    assert set(where.values()) == set(where)                  # at its own level every op is itself
+    dot = to_dot(d, root="h.4.mlp")
+    assert '"outside:h.3.mlp"' in dot and '"outside:h.5.mlp"' in dot       # the neighbours at its depth and "inside h.4.mlp" in dot
+    # one side's picture: its own names, nothing only the other run has
+    b = _model_doc(changed_block=5)
+    b["nodes"].insert(3, _node("extra", op="tanh"))
+    b["edges"] = [{"src": x["id"], "dst": y["id"], "arg": 0} for x, y in zip(b["nodes"], b["nodes"][1:])]
+    d = difference(_model_doc(), b)
+    assert '"extra"' in to_dot(d, side="b") and '"extra"' not in to_dot(d, side="a")
+
+
+def test_a_module_of_one_node_is_drawn_as_that_node():
+    nodes = [_node("x", "input"), _node("act/tanh", op="tanh", module="act"), _node("out", op="sum", shape=())]
+    where, _ = boxes(difference(_doc(nodes), _doc(nodes)))
+    assert where["act/tanh"] == "act/tanh"
+
+
+def test_the_page_opens_at_the_shallowest_level_that_draws_the_first_divergence():
+    from types import SimpleNamespace
+
+    from cgviz.diff.page import levels
+    d = difference(_model_doc(), _model_doc(changed_block=5))
+    lv, start, home = levels(SimpleNamespace(difference=d, max_nodes=250))
+    assert start == ""                                        # the whole model fits: the change is drawn at the top
+    assert lv["h.4"]["parent"] == "" and lv["h.4"]["opens"] == {"module:h.4.mlp": "h.4.mlp"}
+    assert lv["h.4.mlp"]["label"] == "mlp" and home["h.4.mlp/op0"] == "h.4.mlp"
+    lv, start, home = levels(SimpleNamespace(difference=d, max_nodes=10))    # too many boxes: blocks collapse
+    assert start == "h.5" and home[d.first_divergence.id] == "h.5"
+    assert lv["h.5"]["parent"] == "h" and lv["h.5"]["label"] == "5" and lv["h"]["parent"] == ""

@@ -27,32 +27,47 @@ STYLE = {
 WORST = (REMOVED, ADDED, CHANGED, NUMBERS, SAME)      # a collapsed box shows the worst inside it
 
 
-def to_dot(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES) -> str:
-    """The DOT text of the difference's picture."""
-    return dot_text(scene(diff, rankdir, max_nodes))
+def to_dot(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES, root: str = "",
+           side: str | None = None) -> str:
+    """The DOT text of the difference's picture (of one level of it: see scene)."""
+    return dot_text(scene(diff, rankdir, max_nodes, root, side))
 
 
-def boxes(diff: Difference, max_nodes: int = MAX_NODES) -> tuple[dict[str, str], int | None]:
-    """Each union node's box (itself, or the module it collapses into) and the module depth the
-    changed modules were cut at (None: not cut). A module with nothing changed inside is one box at
-    its outermost unchanged level; when that still leaves more than `max_nodes` boxes, changed
-    modules collapse too, at the deepest level that fits."""
+def boxes(diff: Difference, max_nodes: int = MAX_NODES, root: str = "") -> tuple[dict[str, str], int | None]:
+    """Each union node inside module `root` ("": the whole model) and its box there (itself, or the
+    module it collapses into), and the module depth below `root` the changed modules were cut at
+    (None: not cut). A module with nothing changed inside is one box at its outermost unchanged
+    level; when that still leaves more than `max_nodes` boxes, changed modules collapse too, at the
+    deepest level that fits."""
+    inside = [n for n in diff.nodes if within(n.module, root)]
+    skip = len(_prefixes(root))         # a module level's own path and the ones around it are not boxes in it
     dirty = set()
-    for n in diff.nodes:
+    size: dict[str, int] = {}
+    for n in inside:
         if n.status != SAME:
             dirty.update(_prefixes(n.module))
+        for p in _prefixes(n.module):
+            size[p] = size.get(p, 0) + 1
 
     def box(n: NodeDiff, cut: int | None) -> str:
-        for i, p in enumerate(_prefixes(n.module)):
+        for i, p in enumerate(_prefixes(n.module)[skip:]):
+            if size[p] == 1:            # a module of one node is that node: a box would hide it for nothing
+                return n.id
             if p not in dirty or (cut is not None and i + 1 >= cut):
                 return "module:" + p
         return n.id
 
-    for cut in (None, *range(max((len(_prefixes(n.module)) for n in diff.nodes), default=0), 0, -1)):
-        out = {n.id: box(n, cut) for n in diff.nodes}
+    out: dict[str, str] = {}
+    for cut in (None, *range(max((len(_prefixes(n.module)) - skip for n in inside), default=0), 0, -1)):
+        out = {n.id: box(n, cut) for n in inside}
         if len(set(out.values())) <= max_nodes:
             return out, cut
     return out, cut
+
+
+def within(module: str, root: str) -> bool:
+    """Module `module` is `root` or nested in it ("" holds everything)."""
+    return not root or module == root or module.startswith(root + ".")
 
 
 def _prefixes(module: str) -> list[str]:
@@ -81,58 +96,97 @@ def _status(n, common: set[str]) -> str:
     return NUMBERS if any(c is not None and c.beyond for c in (n.value, n.grad)) else SAME
 
 
-def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES) -> Scene:
+def quieted(diff: Difference) -> tuple[Difference, set[str]]:
+    """The difference as drawn: the facts most nodes share taken off each node (the caption says
+    them once), and those facts."""
     common = common_facts(diff)
+    if not common:
+        return diff, common
+    import dataclasses
+    return dataclasses.replace(diff, nodes=[dataclasses.replace(n, status=_status(n, common),
+                                                                facts=[f for f in n.facts if f not in common])
+                                            for n in diff.nodes],
+                               edges=[dataclasses.replace(e, status=_status(e, common),
+                                                          facts=[f for f in e.facts if f not in common])
+                                      for e in diff.edges]), common
+
+
+def scene(diff: Difference, rankdir: str = "TB", max_nodes: int = MAX_NODES, root: str = "",
+          side: str | None = None) -> Scene:
+    """The picture of the inside of module `root` ("": the whole model), a level of the page's
+    drill-down; `side` "a" or "b": that run's own nodes and edges only, named as it names them,
+    coloured by what happened to them (the page's A and B panels at that level)."""
     original = diff         # the caption counts what changed; the nodes are drawn without the common facts
-    if common:
-        import dataclasses
-        diff = dataclasses.replace(diff, nodes=[dataclasses.replace(n, status=_status(n, common),
-                                                                    facts=[f for f in n.facts if f not in common])
-                                                for n in diff.nodes],
-                                   edges=[dataclasses.replace(e, status=_status(e, common),
-                                                              facts=[f for f in e.facts if f not in common])
-                                          for e in diff.edges])
-    where, cut = boxes(diff, max_nodes)
+    diff, common = quieted(diff)
+    where, cut = boxes(diff, max_nodes, root)
+    by_id = {n.id: n for n in diff.nodes}
+    if side is not None:
+        gone = ADDED if side == "a" else REMOVED
+        where = {k: v for k, v in where.items() if by_id[k].status != gone}
     scale = Scale(lo=math.log10(max(diff.rtol, 1e-9)), hi=1.0)     # a relative change from the tolerance to 10×
     members: dict[str, list[NodeDiff]] = {}
     for n in diff.nodes:
-        members.setdefault(where[n.id], []).append(n)
+        if n.id in where:
+            members.setdefault(where[n.id], []).append(n)
     # a node's own changes are written on its outgoing edges; only a node without one (the output)
     # says them itself
     feeds = {e.src for e in diff.edges}
-    first = original.first_divergence
+    first = original.first_divergence if side is None else None
     items = []
     for key, inside in members.items():
         if key.startswith("module:"):
             items.append(Node(key, _module_box(key[len("module:"):], inside)))
         else:
-            style = _node(inside[0], numbers=inside[0].id not in feeds)
+            n = inside[0]
+            style = _node(n, numbers=side is None and n.id not in feeds,
+                          head=None if side is None else getattr(n, side))
             if first is not None and key == first.id:       # where the runs part: the answer looked for
                 style["label"] = Html(style["label"].markup + "<BR/>" + Line("◆ first divergence", color="#d50000",
                                                                              bold=True, small=True).markup())
                 style.update(penwidth="3", color="#d50000")
             items.append(Node(key, style))
     edges: dict[tuple[str, str], tuple] = {}
+    stubs: dict[str, list[str]] = {}
     for e in diff.edges:
-        s, d = where[e.src], where[e.dst]
-        if s == d:
+        if side is not None and e.status == (ADDED if side == "a" else REMOVED):
             continue
+        s, d = where.get(e.src), where.get(e.dst)
+        if s is None and d is None or s == d:
+            continue
+        if s is None or d is None:      # from or to outside the level: a stub names where
+            out = e.src if s is None else e.dst
+            stub = "outside:" + outside(by_id[out], root)
+            stubs.setdefault(stub, []).append(out)
+            s, d = (stub, d) if s is None else (s, stub)
         rank = WORST.index(e.status)
         weight = max((c.distance for c in (e.grad, e.value) if c is not None and c.beyond), default=0.0)
         old = edges.get((s, d))
         if old is None or (rank, -weight) < (old[0], -old[1]):
             edges[s, d] = (rank, weight, e)
-    drawn = tuple(Edge(s, d, _edge(e, scale, collapsed=s.startswith("module:") or d.startswith("module:")))
+    for stub in stubs:
+        items.append(Node(stub, dict(shape="plaintext", fontcolor=QUIET, label=Html(
+            f'<FONT POINT-SIZE="9">{html_text(stub[len("outside:"):])} (outside)</FONT>'),
+            tooltip=f"{stub[len('outside:'):]}, outside {root}")))
+    drawn = tuple(Edge(s, d, _edge(e, scale, collapsed=side is not None or s.startswith(("module:", "outside:"))
+                                   or d.startswith(("module:", "outside:"))))
                   for (s, d), (_, _, e) in edges.items())
-    caption = _caption(original, cut, common)
+    caption = _caption(original, cut, common, root, side)
     return Scene(graph=graph_attrs(rankdir, "0.3", "0.35", newrank="true"), caption=tuple(caption),
                  node=dict(NODE_DEFAULTS), edge=dict(EDGE_DEFAULTS), items=tuple(items), edges=drawn)
 
 
-def _node(n: NodeDiff, numbers: bool) -> dict:
+def outside(n: NodeDiff, root: str) -> str:
+    """What a stub calls a node outside level `root`: its module at `root`'s depth (a sibling block,
+    `h.4.mlp` beside `h.5.mlp`), or itself when it is in no module that deep."""
+    prefixes, depth = _prefixes(n.module), len(_prefixes(root))
+    return prefixes[depth - 1] if len(prefixes) >= depth else n.id
+
+
+def _node(n: NodeDiff, numbers: bool, head: str | None = None) -> dict:
     style = dict(STYLE[n.status])
     style["shape"] = "ellipse" if n.node.get("kind") == "op" else "box"
-    head = n.id if n.a in (None, n.b) or n.b is None else f"{n.b} ← {n.a}"
+    if head is None:
+        head = n.id if n.a in (None, n.b) or n.b is None else f"{n.b} ← {n.a}"
     lines: list = [Html(f"<B>{html_text(head)}</B>")]
     what = n.node.get("op") or n.node.get("kind")
     shape = n.node.get("shape")
@@ -197,7 +251,15 @@ def _shape(shape) -> str:
     return "[" + "×".join(str(s) for s in shape) + "]"
 
 
-def _caption(diff: Difference, cut: int | None, common: set[str] = frozenset()) -> list:
+def _caption(diff: Difference, cut: int | None, common: set[str] = frozenset(), root: str = "",
+             side: str | None = None) -> list:
+    if side is not None or root:        # a level of the page: the page's header has the summary
+        who = f"{side.upper()}: {diff.a_label if side == 'a' else diff.b_label}" if side else "difference"
+        rows = [Html(f"<B>{html_text(who)}{'  —  inside ' + html_text(root) if root else ''}</B>")]
+        if cut is not None:
+            rows.append(Line(f"modules nested deeper than {cut} level{'s' * (cut != 1)} below this one are collapsed "
+                             "into one box each, changed ones too", color="#bf360c", small=True))
+        return rows
     verdict = "no difference beyond tolerance" if diff.same else "differs beyond tolerance"
     rows: list = [Html(f"<B>cgviz diff  —  A: {html_text(diff.a_label)}  ↔  B: {html_text(diff.b_label)}  —  "
                        f"{verdict}</B>")]
