@@ -10,11 +10,12 @@ shows that block's numbers, and saves a 1280×720 screenshot (palette-quantised 
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from screenshot_html import write_png  # docs/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -33,7 +34,6 @@ def _open(page, level: str) -> None:
 
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
-    from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         page_file = Path(tmp) / "llama.html"
@@ -53,16 +53,7 @@ def main(out: Path) -> None:
             png = page.screenshot()
             browser.close()
 
-    if len(png) > MAX_BYTES:  # a flat UI in a few colours: a 256-colour palette loses nothing visible
-        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-        png = buf.getvalue()
-    if len(png) > MAX_BYTES:
-        raise SystemExit(f"screenshot is {len(png) // 1024} KB, more than {MAX_BYTES // 1024} KB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} ({len(png) // 1024} KB)")
+    write_png(png, out, MAX_BYTES)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,23 @@ CHROMIUM = "/usr/bin/chromium"
 MAX_BYTES = 250 * 1024
 
 
+def write_png(png: bytes, out: Path, max_bytes: int = MAX_BYTES) -> None:
+    """Write a page screenshot, palette-quantised when over `max_bytes` (shared by the docs' screenshot scripts)."""
+    from PIL import Image
+    if len(png) > max_bytes:  # a flat UI in a few colours: a 256-colour palette loses nothing visible
+        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
+        buf = io.BytesIO()
+        img.save(buf, "PNG", optimize=True)
+        png = buf.getvalue()
+    if len(png) > max_bytes:
+        raise SystemExit(f"screenshot is {len(png) // 1024} KB, more than {max_bytes // 1024} KB")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} ({len(png) // 1024} KB)")
+
+
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
-    from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         page_file = Path(tmp) / "pizza.html"
@@ -45,16 +59,7 @@ def main(out: Path) -> None:
             png = page.screenshot()
             browser.close()
 
-    if len(png) > MAX_BYTES:  # a flat UI in a few colours: a 256-colour palette loses nothing visible
-        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
-        buf = io.BytesIO()
-        img.save(buf, "PNG", optimize=True)
-        png = buf.getvalue()
-    if len(png) > MAX_BYTES:
-        raise SystemExit(f"screenshot is {len(png) // 1024} KB, more than {MAX_BYTES // 1024} KB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} ({len(png) // 1024} KB)")
+    write_png(png, out)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ slider moves there and the layer's box opens in the panel), and saves a 1600×10
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from screenshot_html import write_png  # docs/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -36,7 +37,6 @@ def record(path: Path) -> None:
 
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
-    from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         run, page_file = Path(tmp) / "run.cgw", Path(tmp) / "run.html"
@@ -53,13 +53,7 @@ def main(out: Path) -> None:
             png = page.screenshot()
             browser.close()
 
-    if len(png) > MAX_BYTES:  # a flat UI in a few colours: a 256-colour palette loses nothing visible
-        img = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=True)
-        png = buf.getvalue()
-    out.write_bytes(png)
-    print(f"wrote {out} ({len(png) // 1024} KB)")
+    write_png(png, out, MAX_BYTES)
 
 
 if __name__ == "__main__":

@@ -5,36 +5,15 @@ up again, and the page opens at (the first-divergence line jumps to) the level t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 import cgviz
+from test_html import browser  # noqa: F401  (the one browser fixture: system chromium, fails on CI when missing)
 
-CHROMIUM = Path("/usr/bin/chromium")
 ONE = "input x = 3\nparam w = 0.5\nz = w * x\nh = sigmoid(z)\nloss L = h^2\n"
 TWO = "input x = 3\nparam w = 0.5\nz = w * x\nh = relu(z)\ns = h + 1\nloss L = s^2\n"
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} on CI: `make install` should have provided it", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"needs Debian's chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("needs the playwright Python package (the `test` extra: `make install`)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _open(browser, path: Path):
