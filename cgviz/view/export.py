@@ -60,28 +60,23 @@ def to_dict(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE,
     return json_safe(_document(graph, run, vanish, explode, extra, judge))
 
 
-def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | None, judge: bool) -> dict:
-    """to_dict's document before NaN and infinities are spelled as strings (dumps does it per item)."""
+def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | None, judge: bool,
+              text: bool = False) -> dict:
+    """to_dict's document before NaN and infinities are spelled as strings (dumps does it per item).
+    `text`: an expression program's nodes and edges come as their JSON text already (to_json's)."""
     raw = None if isinstance(run, RunSummary) else run     # the expression engine's arrays
     run = as_summary(graph, run)
     model = run.front == "model"
     flags = verdicts(graph, run, vanish, explode) if judge else {}
-    if raw is not None and not model:
+    if raw is not None and not model and text:
+        nodes = _expression_nodes_text(graph, run, raw, flags)
+        edges = _expression_edges_text(graph, raw)
+    elif raw is not None and not model:
         nodes = [_expression_node(graph, run, raw, n, flags) for n in graph]
-        edge_grads = _Arrays(raw.edge_grads)
+        edges = _edges(graph, run, _Arrays(raw.edge_grads), model)
     else:
         nodes = [_node(graph, run, n, flags, model, judge) for n in graph]
-        edge_grads = run.edge_grads
-    edges = []
-    # the edges straight from the nodes: graph.edges() makes an Edge object for each, which took a
-    # quarter of the export of a 200,000-line program
-    for e in ((src, n.id, k) for n in graph for k, src in enumerate(n.inputs)):
-        g = edge_grads.get((e[1], e[2]))
-        item = {"src": e[0], "dst": e[1], "arg": e[2], "grad": _full(g), "grad_stats": g.stats if g else None}
-        if model:
-            v = run.edge_values.get((e[1], e[2]))
-            item.update(shape=list(v.shape) if v is not None else None, dtype=v.dtype if v is not None else None)
-        edges.append(item)
+        edges = _edges(graph, run, run.edge_grads, model)
     doc = {
         "format": FORMAT, "version": VERSION, "source": graph.source,
         "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
@@ -101,6 +96,20 @@ def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | No
         doc["profile"] = to_json_fields(run.profile)
     doc.update(nodes=nodes, edges=edges)
     return doc
+
+
+def _edges(graph: Graph, run, edge_grads, model: bool) -> list[dict]:
+    edges = []
+    # the edges straight from the nodes: graph.edges() makes an Edge object for each, which took a
+    # quarter of the export of a 200,000-line program
+    for e in ((src, n.id, k) for n in graph for k, src in enumerate(n.inputs)):
+        g = edge_grads.get((e[1], e[2]))
+        item = {"src": e[0], "dst": e[1], "arg": e[2], "grad": _full(g), "grad_stats": g.stats if g else None}
+        if model:
+            v = run.edge_values.get((e[1], e[2]))
+            item.update(shape=list(v.shape) if v is not None else None, dtype=v.dtype if v is not None else None)
+        edges.append(item)
+    return edges
 
 
 def _array(a):
@@ -158,6 +167,91 @@ def _expression_node(graph: Graph, run, raw, n, flags: dict) -> dict:
     }
 
 
+# The JSON text of an expression program's nodes and edges, written from templates where a node's value
+# and gradient are finite float64 scalars (every node of a long generated program): encoding 900,000
+# dicts one by one (their 12 floats each, of which a scalar's stats repeat 2) was most of the export of
+# a 200,000-line program. Anything else goes through _expression_node and the encoder: the same bytes.
+_STR = json.encoder.encode_basestring      # the encoder's own spelling of a string (ensure_ascii=False)
+_BOOL = {True: "true", False: "false"}
+
+
+def _scalar(a) -> str | None:
+    """repr of a finite float64 scalar array (as the encoder writes the float), else None."""
+    if type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 0:
+        x = float(a)
+        if math.isfinite(x):
+            return repr(x)
+    return None
+
+
+def _scalar_stats(r: str) -> str:
+    # fmt.stats of one finite number x: mean, min and max x, std 0.0, norm |x|
+    return f'{{"mean": {r}, "std": 0.0, "min": {r}, "max": {r}, "norm": {r[1:] if r[0] == "-" else r}}}'
+
+
+def _text(x) -> str:
+    return "null" if x is None else _STR(x)
+
+
+def _expression_nodes_text(graph: Graph, run, raw, flags: dict) -> list:
+    from ..lang.ops import OPS
+    from ..health import saturation
+    out = []
+    values, grads = raw.values, raw.grads
+    rg, nonfinite = run.requires_grad, run.nonfinite
+    for n in graph:
+        v = _scalar(values[n.id])
+        g = grads.get(n.id)
+        gr = "null" if g is None else _scalar(g)
+        line = n.meta.get("line")
+        if v is None or gr is None or (line is not None and type(line) is not int) or rg is None \
+                or nonfinite is None:
+            out.append(_dump(_expression_node(graph, run, raw, n, flags)))
+            continue
+        attrs = n.attrs
+        if len(attrs) > (1 if "value" in attrs else 0):
+            attrs = _dump({k: (list(a) if isinstance(a, tuple) else a) for k, a in attrs.items() if k != "value"})
+        else:
+            attrs = "{}"
+        f = flags.get(n.id)
+        sat = "null"
+        if n.kind == "op":
+            d = OPS.get(n.op or "")
+            if d is not None and d.saturates is not None and n.inputs:
+                s = saturation(values[n.inputs[0]], d.saturates)
+                if s is not None:
+                    sat = _dump(_saturation(s))
+        expr = n.meta.get("expr")
+        out.append(
+            f'{{"id": {_STR(n.id)}, "name": {_text(n.name)}, "kind": {_STR(n.kind)}, "op": {_text(n.op)}, '
+            f'"inputs": [{", ".join(map(_STR, n.inputs))}], "attrs": {attrs}, "shape": [], "dtype": "float64", '
+            f'"value": {v}, "grad": {gr}, "value_stats": {_scalar_stats(v)}, '
+            f'"grad_stats": {"null" if g is None else _scalar_stats(gr)}, "requires_grad": {_BOOL[n.id in rg]}, '
+            f'"line": {"null" if line is None else line}, "expr": {_text(expr)}, '
+            f'"literal": {_BOOL[bool(n.meta.get("literal"))]}, "nonfinite": {_BOOL[n.id in nonfinite]}, '
+            f'"health": {"null" if f is None else _dump(health_json(f))}, "saturation": {sat}}}')
+    return out
+
+
+def _expression_edges_text(graph: Graph, raw) -> list:
+    out = []
+    edge_grads = raw.edge_grads
+    for n in graph:
+        dst = _STR(n.id)
+        for k, src in enumerate(n.inputs):
+            g = edge_grads.get((n.id, k))
+            if g is None:
+                out.append(f'{{"src": {_STR(src)}, "dst": {dst}, "arg": {k}, "grad": null, "grad_stats": null}}')
+                continue
+            r = _scalar(g)
+            if r is None:
+                out.append(_dump({"src": src, "dst": n.id, "arg": k, "grad": _array(g), "grad_stats": _stats(g)}))
+            else:
+                out.append(f'{{"src": {_STR(src)}, "dst": {dst}, "arg": {k}, "grad": {r}, '
+                           f'"grad_stats": {_scalar_stats(r)}}}')
+    return out
+
+
 def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
     """One node's fields: the common ones, then an expression's saturation or a model's module facts."""
     outs = run.values.get(n.id)
@@ -198,7 +292,7 @@ def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
 def to_json(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE, extra: dict | None = None,
             judge: bool = True) -> str:
     """The document with one node or edge per line."""
-    return dumps(_document(graph, run, vanish, explode, extra, judge))
+    return dumps(_document(graph, run, vanish, explode, extra, judge, text=True))
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
@@ -221,7 +315,8 @@ def dumps(d: dict) -> str:
     head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
     parts = ["{" + head + ","]
     for key in ("nodes", "edges"):
-        items = ",\n  ".join(dump(x) for x in d[key])
+        # an item already written (an expression program's, _expression_nodes_text) stays as it is
+        items = ",\n  ".join(x if type(x) is str else dump(x) for x in d[key])
         parts.append(f' "{key}": [\n  {items}\n ]' if items else f' "{key}": []')
         parts[-1] += "," if key == "nodes" else ""
     return "\n".join(parts) + "\n}\n"
