@@ -70,25 +70,29 @@ def _located(e: OpError, node: Node) -> SourceError:
     return SourceError(str(e), line=node.meta.get("line"), col=node.meta.get("col"))
 
 
-def forward(graph: Graph) -> dict[str, np.ndarray]:
-    """Every node's value, in topological order; shape mistakes become errors at the op's position."""
+def forward(graph: Graph, shapes: dict[str, tuple] | None = None) -> dict[str, np.ndarray]:
+    """Every node's value, in topological order; shape mistakes become errors at the op's position.
+    `shapes`: each op's shape as plan() inferred and checked it (not inferred again)."""
     values: dict[str, np.ndarray] = {}
     # one errstate for the whole pass: entering it per op cost more than a scalar op itself
     with np.errstate(all="ignore"):
         for node in graph:
-            _forward_one(node, values)
+            _forward_one(node, values, shapes)
     return values
 
 
-def _forward_one(node: Node, values: dict[str, np.ndarray]) -> None:
+def _forward_one(node: Node, values: dict[str, np.ndarray], shapes: dict[str, tuple] | None) -> None:
     if node.is_leaf:
         values[node.id] = node.attrs["value"]
         return
     d = OPS[node.op]
     xs = [values[i] for i in node.inputs]
     try:
-        shape = d.shape([x.shape for x in xs], **node.attrs)
-        inits.check_size(shape, f"the result of {d.name}")
+        if shapes is None:
+            shape = d.shape([x.shape for x in xs], **node.attrs)
+            inits.check_size(shape, f"the result of {d.name}")
+        else:
+            shape = shapes[node.id]
         out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
     except OpError as e:
         raise _located(e, node) from None
@@ -254,15 +258,16 @@ def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
                           line=where.get("line"), col=where.get("col"))
 
 
-def plan(graph: Graph, grad: bool = True) -> None:
+def plan(graph: Graph, grad: bool = True) -> tuple[dict[str, tuple], set[str]] | None:
     """Every op's shape from the op table's shape rules, and what the run will hold, counted against
     the element budget (cgviz.lang.inits.element_limit) before forward allocates anything: each op's
     value, and with backward each gradient that requires one and each edge's into it; and the number
     of nodes (inits.node_room). Over the budget, the error points at the op where the total passes
-    it, and gives the total."""
+    it, and gives the total. Returns each node's shape and the nodes that require a gradient (what
+    forward and requires_grad would work out again), None without a budget."""
     b = inits.budget()
     if b is None:
-        return
+        return None
     shapes: dict[str, tuple] = {}
     needs: set[str] = set()
     cost: list[tuple[Node, int]] = []
@@ -298,7 +303,7 @@ def plan(graph: Graph, grad: bool = True) -> None:
     total = b.used + sum(n for _, n in cost)
     if total <= b.limit:
         b.used = total
-        return
+        return shapes, needs
     used = b.used
     for node, n in cost:
         used += n
@@ -318,11 +323,11 @@ def _size(shape) -> int:
 
 def run(graph: Graph, grad: bool = True) -> Run:
     """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
-    plan(graph, grad)
-    values = forward(graph)
+    planned = plan(graph, grad)
+    values = forward(graph, planned and planned[0])
     check_loss(graph, values)
     # what *can* get a gradient is a fact of the graph, reported even when backward is skipped
-    result = Run(values=values, requires_grad=requires_grad(graph, values))
+    result = Run(values=values, requires_grad=planned[1] if planned else requires_grad(graph, values))
     if grad:
         backward(graph, values, result)
     find_nonfinite(graph, result)
