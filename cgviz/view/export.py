@@ -69,8 +69,9 @@ def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | No
     model = run.front == "model"
     flags = verdicts(graph, run, vanish, explode) if judge else {}
     if raw is not None and not model and text:
-        nodes = _expression_nodes_text(graph, run, raw, flags)
-        edges = _expression_edges_text(graph, raw)
+        spelled = _Spelled()
+        nodes = _expression_nodes_text(graph, run, raw, flags, spelled)
+        edges = _expression_edges_text(graph, raw, spelled)
     elif raw is not None and not model:
         nodes = [_expression_node(graph, run, raw, n, flags) for n in graph]
         edges = _edges(graph, run, _Arrays(raw.edge_grads), model)
@@ -175,9 +176,12 @@ _STR = json.encoder.encode_basestring      # the encoder's own spelling of a str
 _BOOL = {True: "true", False: "false"}
 
 
+_F64 = np.dtype(np.float64)
+
+
 def _scalar(a) -> str | None:
     """repr of a finite float64 scalar array (as the encoder writes the float), else None."""
-    if type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 0:
+    if type(a) is np.ndarray and a.ndim == 0 and (a.dtype is _F64 or a.dtype == _F64):
         x = float(a)
         if math.isfinite(x):
             return repr(x)
@@ -193,20 +197,32 @@ def _text(x) -> str:
     return "null" if x is None else _STR(x)
 
 
-def _expression_nodes_text(graph: Graph, run, raw, flags: dict) -> list:
+class _Spelled(dict):
+    """id → its JSON string, spelled once (a node's id is written again in each edge and input list)."""
+
+    def __missing__(self, key):
+        s = self[key] = _STR(key)
+        return s
+
+
+def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -> list:
     from ..lang.ops import OPS
     from ..health import saturation
     out = []
+    append = out.append
     values, grads = raw.values, raw.grads
     rg, nonfinite = run.requires_grad, run.nonfinite
+    limits = {name: d.saturates for name, d in OPS.items() if d.saturates is not None}
+    spelled_limits = {name: _dump(x) for name, x in limits.items()}
     for n in graph:
         v = _scalar(values[n.id])
         g = grads.get(n.id)
         gr = "null" if g is None else _scalar(g)
-        line = n.meta.get("line")
+        meta = n.meta
+        line = meta.get("line")
         if v is None or gr is None or (line is not None and type(line) is not int) or rg is None \
                 or nonfinite is None:
-            out.append(_dump(_expression_node(graph, run, raw, n, flags)))
+            append(_dump(_expression_node(graph, run, raw, n, flags)))
             continue
         attrs = n.attrs
         if len(attrs) > (1 if "value" in attrs else 0):
@@ -215,40 +231,43 @@ def _expression_nodes_text(graph: Graph, run, raw, flags: dict) -> list:
             attrs = "{}"
         f = flags.get(n.id)
         sat = "null"
-        if n.kind == "op":
-            d = OPS.get(n.op or "")
-            if d is not None and d.saturates is not None and n.inputs:
-                s = saturation(values[n.inputs[0]], d.saturates)
-                if s is not None:
-                    sat = _dump(_saturation(s))
-        expr = n.meta.get("expr")
-        out.append(
-            f'{{"id": {_STR(n.id)}, "name": {_text(n.name)}, "kind": {_STR(n.kind)}, "op": {_text(n.op)}, '
-            f'"inputs": [{", ".join(map(_STR, n.inputs))}], "attrs": {attrs}, "shape": [], "dtype": "float64", '
+        if n.kind == "op" and n.op in limits and n.inputs:
+            z = saturation(values[n.inputs[0]], limits[n.op])
+            if z is not None:
+                # lo, hi and share are finite floats (saturation() reads finite elements only)
+                sat = (f'{{"min": {float.__repr__(z.lo)}, "max": {float.__repr__(z.hi)}, '
+                       f'"share": {float.__repr__(z.share)}, "limit": {spelled_limits[n.op]}}}')
+        nid = spelled[n.id]
+        name = nid if n.name == n.id else _text(n.name)
+        expr = meta.get("expr")
+        append(
+            f'{{"id": {nid}, "name": {name}, "kind": {spelled[n.kind]}, "op": {"null" if n.op is None else spelled[n.op]}, '
+            f'"inputs": [{", ".join([spelled[i] for i in n.inputs])}], "attrs": {attrs}, "shape": [], "dtype": "float64", '
             f'"value": {v}, "grad": {gr}, "value_stats": {_scalar_stats(v)}, '
             f'"grad_stats": {"null" if g is None else _scalar_stats(gr)}, "requires_grad": {_BOOL[n.id in rg]}, '
-            f'"line": {"null" if line is None else line}, "expr": {_text(expr)}, '
-            f'"literal": {_BOOL[bool(n.meta.get("literal"))]}, "nonfinite": {_BOOL[n.id in nonfinite]}, '
+            f'"line": {"null" if line is None else line}, "expr": {"null" if expr is None else _STR(expr)}, '
+            f'"literal": {_BOOL[bool(meta.get("literal"))]}, "nonfinite": {_BOOL[n.id in nonfinite]}, '
             f'"health": {"null" if f is None else _dump(health_json(f))}, "saturation": {sat}}}')
     return out
 
 
-def _expression_edges_text(graph: Graph, raw) -> list:
+def _expression_edges_text(graph: Graph, raw, spelled: dict) -> list:
     out = []
+    append = out.append
     edge_grads = raw.edge_grads
     for n in graph:
-        dst = _STR(n.id)
+        dst = spelled[n.id]
         for k, src in enumerate(n.inputs):
             g = edge_grads.get((n.id, k))
             if g is None:
-                out.append(f'{{"src": {_STR(src)}, "dst": {dst}, "arg": {k}, "grad": null, "grad_stats": null}}')
+                append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": null, "grad_stats": null}}')
                 continue
             r = _scalar(g)
             if r is None:
-                out.append(_dump({"src": src, "dst": n.id, "arg": k, "grad": _array(g), "grad_stats": _stats(g)}))
+                append(_dump({"src": src, "dst": n.id, "arg": k, "grad": _array(g), "grad_stats": _stats(g)}))
             else:
-                out.append(f'{{"src": {_STR(src)}, "dst": {dst}, "arg": {k}, "grad": {r}, '
-                           f'"grad_stats": {_scalar_stats(r)}}}')
+                append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": {r}, '
+                       f'"grad_stats": {_scalar_stats(r)}}}')
     return out
 
 
@@ -313,10 +332,14 @@ def dumps(d: dict) -> str:
     (json's C encoder only runs without `indent`). NaN and infinities are written as to_dict spells them."""
     dump = _dump
     head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
-    parts = ["{" + head + ","]
+    parts = ["{", head, ",\n"]
     for key in ("nodes", "edges"):
         # an item already written (an expression program's, _expression_nodes_text) stays as it is
-        items = ",\n  ".join(x if type(x) is str else dump(x) for x in d[key])
-        parts.append(f' "{key}": [\n  {items}\n ]' if items else f' "{key}": []')
-        parts[-1] += "," if key == "nodes" else ""
-    return "\n".join(parts) + "\n}\n"
+        items = d[key]
+        if not all(type(x) is str for x in items):
+            items = [x if type(x) is str else dump(x) for x in items]
+        parts += [f' "{key}": [\n  ', ",\n  ".join(items), "\n ]"] if items else [f' "{key}": []']
+        parts.append(",\n" if key == "nodes" else "")
+    parts.append("\n}\n")
+    # one join: the document of a 200,000-line program is 270 MB, and each copy of it takes a while
+    return "".join(parts)
