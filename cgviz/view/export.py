@@ -69,7 +69,7 @@ def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | No
     model = run.front == "model"
     flags = verdicts(graph, run, vanish, explode) if judge else {}
     if raw is not None and not model and text:
-        spelled = _Spelled()
+        spelled: dict = {}
         nodes = _expression_nodes_text(graph, run, raw, flags, spelled)
         edges = _expression_edges_text(graph, raw, spelled)
     elif raw is not None and not model:
@@ -173,39 +173,15 @@ def _expression_node(graph: Graph, run, raw, n, flags: dict) -> dict:
 # dicts one by one (their 12 floats each, of which a scalar's stats repeat 2) was most of the export of
 # a 200,000-line program. Anything else goes through _expression_node and the encoder: the same bytes.
 _STR = json.encoder.encode_basestring      # the encoder's own spelling of a string (ensure_ascii=False)
-_BOOL = {True: "true", False: "false"}
-
-
 _F64 = np.dtype(np.float64)
-
-
-def _scalar(a) -> str | None:
-    """repr of a finite float64 scalar array (as the encoder writes the float), else None."""
-    if type(a) is np.ndarray and a.ndim == 0 and (a.dtype is _F64 or a.dtype == _F64):
-        x = float(a)
-        if math.isfinite(x):
-            return repr(x)
-    return None
-
-
-def _scalar_stats(r: str) -> str:
-    # fmt.stats of one finite number x: mean, min and max x, std 0.0, norm |x|
-    return f'{{"mean": {r}, "std": 0.0, "min": {r}, "max": {r}, "norm": {r[1:] if r[0] == "-" else r}}}'
 
 
 def _text(x) -> str:
     return "null" if x is None else _STR(x)
 
 
-class _Spelled(dict):
-    """id → its JSON string, spelled once (a node's id is written again in each edge and input list)."""
-
-    def __missing__(self, key):
-        s = self[key] = _STR(key)
-        return s
-
-
 def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -> list:
+    """Each node's JSON text; `spelled` gets each id's JSON string (the edges write them again)."""
     from ..lang.ops import OPS
     from ..health import saturation
     out = []
@@ -214,10 +190,25 @@ def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -
     rg, nonfinite = run.requires_grad, run.nonfinite
     limits = {name: d.saturates for name, d in OPS.items() if d.saturates is not None}
     spelled_limits = {name: _dump(x) for name, x in limits.items()}
+    kind_op: dict = {}
+    ndarray, f64, isfinite = np.ndarray, _F64, math.isfinite
     for n in graph:
-        v = _scalar(values[n.id])
+        nid = spelled[n.id] = _STR(n.id)
+        # a finite float64 scalar, tested inline: this loop runs for each of 400,000 nodes
+        a = values[n.id]
+        v = None
+        if type(a) is ndarray and a.ndim == 0 and a.dtype is f64:
+            x = float(a)
+            if isfinite(x):
+                v = repr(x)
         g = grads.get(n.id)
-        gr = "null" if g is None else _scalar(g)
+        gr = "null"
+        if g is not None:
+            gr = None
+            if type(g) is ndarray and g.ndim == 0 and g.dtype is f64:
+                x = float(g)
+                if isfinite(x):
+                    gr = repr(x)
         meta = n.meta
         line = meta.get("line")
         if v is None or gr is None or (line is not None and type(line) is not int) or rg is None \
@@ -231,22 +222,29 @@ def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -
             attrs = "{}"
         f = flags.get(n.id)
         sat = "null"
-        if n.kind == "op" and n.op in limits and n.inputs:
+        if n.op in limits and n.kind == "op" and n.inputs:
             z = saturation(values[n.inputs[0]], limits[n.op])
             if z is not None:
                 # lo, hi and share are finite floats (saturation() reads finite elements only)
                 sat = (f'{{"min": {float.__repr__(z.lo)}, "max": {float.__repr__(z.hi)}, '
                        f'"share": {float.__repr__(z.share)}, "limit": {spelled_limits[n.op]}}}')
-        nid = spelled[n.id]
+        ko = kind_op.get((n.kind, n.op))
+        if ko is None:
+            ko = kind_op[(n.kind, n.op)] = f'"kind": {_STR(n.kind)}, "op": {_text(n.op)}'
         name = nid if n.name == n.id else _text(n.name)
         expr = meta.get("expr")
+        vn = v[1:] if v[0] == "-" else v
+        if g is None:
+            gs = "null"
+        else:
+            gs = f'{{"mean": {gr}, "std": 0.0, "min": {gr}, "max": {gr}, "norm": {gr[1:] if gr[0] == "-" else gr}}}'
         append(
-            f'{{"id": {nid}, "name": {name}, "kind": {spelled[n.kind]}, "op": {"null" if n.op is None else spelled[n.op]}, '
+            f'{{"id": {nid}, "name": {name}, {ko}, '
             f'"inputs": [{", ".join([spelled[i] for i in n.inputs])}], "attrs": {attrs}, "shape": [], "dtype": "float64", '
-            f'"value": {v}, "grad": {gr}, "value_stats": {_scalar_stats(v)}, '
-            f'"grad_stats": {"null" if g is None else _scalar_stats(gr)}, "requires_grad": {_BOOL[n.id in rg]}, '
+            f'"value": {v}, "grad": {gr}, "value_stats": {{"mean": {v}, "std": 0.0, "min": {v}, "max": {v}, "norm": {vn}}}, '
+            f'"grad_stats": {gs}, "requires_grad": {"true" if n.id in rg else "false"}, '
             f'"line": {"null" if line is None else line}, "expr": {"null" if expr is None else _STR(expr)}, '
-            f'"literal": {_BOOL[bool(meta.get("literal"))]}, "nonfinite": {_BOOL[n.id in nonfinite]}, '
+            f'"literal": {"true" if meta.get("literal") else "false"}, "nonfinite": {"true" if n.id in nonfinite else "false"}, '
             f'"health": {"null" if f is None else _dump(health_json(f))}, "saturation": {sat}}}')
     return out
 
@@ -255,6 +253,7 @@ def _expression_edges_text(graph: Graph, raw, spelled: dict) -> list:
     out = []
     append = out.append
     edge_grads = raw.edge_grads
+    ndarray, f64, isfinite = np.ndarray, _F64, math.isfinite
     for n in graph:
         dst = spelled[n.id]
         for k, src in enumerate(n.inputs):
@@ -262,12 +261,17 @@ def _expression_edges_text(graph: Graph, raw, spelled: dict) -> list:
             if g is None:
                 append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": null, "grad_stats": null}}')
                 continue
-            r = _scalar(g)
+            r = None
+            if type(g) is ndarray and g.ndim == 0 and g.dtype is f64:
+                x = float(g)
+                if isfinite(x):
+                    r = repr(x)
             if r is None:
                 append(_dump({"src": src, "dst": n.id, "arg": k, "grad": _array(g), "grad_stats": _stats(g)}))
             else:
                 append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": {r}, '
-                       f'"grad_stats": {_scalar_stats(r)}}}')
+                       f'"grad_stats": {{"mean": {r}, "std": 0.0, "min": {r}, "max": {r}, '
+                       f'"norm": {r[1:] if r[0] == "-" else r}}}}}')
     return out
 
 
