@@ -237,14 +237,17 @@ def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -
         if g is None:
             gs = "null"
         else:
-            gs = f'{{"mean": {gr}, "std": 0.0, "min": {gr}, "max": {gr}, "norm": {gr[1:] if gr[0] == "-" else gr}}}'
+            gn = gr[1:] if gr[0] == "-" else gr
+            gs = f'{{"mean": {gr}, "std": 0.0, "min": {gr}, "max": {gr}, "norm": {gn}}}'
         append(
             f'{{"id": {nid}, "name": {name}, {ko}, '
-            f'"inputs": [{", ".join([spelled[i] for i in n.inputs])}], "attrs": {attrs}, "shape": [], "dtype": "float64", '
-            f'"value": {v}, "grad": {gr}, "value_stats": {{"mean": {v}, "std": 0.0, "min": {v}, "max": {v}, "norm": {vn}}}, '
+            f'"inputs": [{", ".join([spelled[i] for i in n.inputs])}], "attrs": {attrs}, '
+            f'"shape": [], "dtype": "float64", "value": {v}, "grad": {gr}, '
+            f'"value_stats": {{"mean": {v}, "std": 0.0, "min": {v}, "max": {v}, "norm": {vn}}}, '
             f'"grad_stats": {gs}, "requires_grad": {"true" if n.id in rg else "false"}, '
             f'"line": {"null" if line is None else line}, "expr": {"null" if expr is None else _STR(expr)}, '
-            f'"literal": {"true" if meta.get("literal") else "false"}, "nonfinite": {"true" if n.id in nonfinite else "false"}, '
+            f'"literal": {"true" if meta.get("literal") else "false"}, '
+            f'"nonfinite": {"true" if n.id in nonfinite else "false"}, '
             f'"health": {"null" if f is None else _dump(health_json(f))}, "saturation": {sat}}}')
     return out
 
