@@ -303,6 +303,7 @@ def plan(graph: Graph, grad: bool = True) -> tuple[dict[str, tuple], set[str]] |
     needs: set[str] = set()
     cost: list[tuple[Node, int]] = []
     what: dict[str, str] = {}        # check_size's words per op, not formatted again per node
+    cap = inits.element_cap()
     for node in graph:
         if node.is_leaf:
             v = node.attrs["value"]
@@ -314,7 +315,8 @@ def plan(graph: Graph, grad: bool = True) -> tuple[dict[str, tuple], set[str]] |
             d = OPS[node.op]
             try:
                 shape = tuple(d.shape([shapes[i] for i in node.inputs], **node.attrs))
-                inits.check_size(shape, what.get(d.name) or what.setdefault(d.name, f"the result of {d.name}"))
+                if shape or cap < 1:      # a scalar's one element is under any cap of at least 1
+                    inits.check_size(shape, what.get(d.name) or what.setdefault(d.name, f"the result of {d.name}"))
             except OpError as e:
                 raise _located(e, node) from None
             shapes[node.id] = shape
