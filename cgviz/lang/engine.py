@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,7 +56,7 @@ class Run:
             if len(s.warnings) != len(self.warnings):
                 s.warnings = [str(w) for w in self.warnings]
             return s
-        edges = {(n.id, k): src for n in graph for k, src in enumerate(n.inputs)}
+        edges = _EdgeSources(graph)
         out = self.values.get(graph.output)
         s = RunSummary(values=Summaries(self.values), grads=Summaries(self.grads),
                           edge_values=Summaries(self.values, edges), edge_grads=Summaries(self.edge_grads),
@@ -66,29 +68,58 @@ class Run:
         return s
 
 
+class _EdgeSources(Mapping):
+    """(consumer id, argument index) → the producer's id, read from the graph when asked: the dict
+    of a 400,000-node program's 500,000 edges was made on every export whether it was read or not."""
+
+    def __init__(self, graph: Graph):
+        self._graph = graph
+
+    def __getitem__(self, key):
+        try:
+            node_id, k = key
+            k = operator.index(k)        # as a dict would: numpy's integers and True find the edge too
+            node = self._graph[node_id]
+        except (TypeError, ValueError, KeyError):
+            raise KeyError(key) from None
+        if not 0 <= k < len(node.inputs):
+            raise KeyError(key)
+        return node.inputs[k]
+
+    def __iter__(self):
+        return ((n.id, k) for n in self._graph for k in range(len(n.inputs)))
+
+    def __len__(self) -> int:
+        return sum(len(n.inputs) for n in self._graph)
+
+
 def _located(e: OpError, node: Node) -> SourceError:
     return SourceError(str(e), line=node.meta.get("line"), col=node.meta.get("col"))
 
 
-def forward(graph: Graph) -> dict[str, np.ndarray]:
-    """Every node's value, in topological order; shape mistakes become errors at the op's position."""
+def forward(graph: Graph, shapes: dict[str, tuple] | None = None) -> dict[str, np.ndarray]:
+    """Every node's value, in topological order; shape mistakes become errors at the op's position.
+    `shapes`: each op's shape as plan() inferred and checked it (not inferred again)."""
     values: dict[str, np.ndarray] = {}
     # one errstate for the whole pass: entering it per op cost more than a scalar op itself
     with np.errstate(all="ignore"):
         for node in graph:
-            _forward_one(node, values)
+            _forward_one(node, values, shapes)
     return values
 
 
-def _forward_one(node: Node, values: dict[str, np.ndarray]) -> None:
+def _forward_one(node: Node, values: dict[str, np.ndarray], shapes: dict[str, tuple] | None) -> None:
     if node.is_leaf:
         values[node.id] = node.attrs["value"]
         return
     d = OPS[node.op]
     xs = [values[i] for i in node.inputs]
     try:
-        shape = d.shape([x.shape for x in xs], **node.attrs)
-        inits.check_size(shape, f"the result of {d.name}")
+        if shapes is None:
+            shape = d.shape([x.shape for x in xs], **node.attrs)
+            inits.check_size(shape, f"the result of {d.name}")
+        else:
+            shape = shapes[node.id]
         out = np.asarray(d.forward(xs, **node.attrs), dtype=np.float64)
     except OpError as e:
         raise _located(e, node) from None
@@ -100,6 +131,8 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a gradient over the dimensions broadcasting added, so it has its producer's shape."""
     if type(g) is np.ndarray and g.dtype == np.float64 and g.shape == shape:
         return g                  # nothing was broadcast (every scalar op): as sum_to_shape returns it
+    if type(g) is np.float64 and shape == ():
+        return np.asarray(g)      # NumPy's result of an op on scalars: as sum_to_shape returns it
     g = sum_to_shape(g, shape)
     return np.broadcast_to(g, shape).copy() if g.shape != tuple(shape) else g
 
@@ -136,6 +169,8 @@ def backward(graph: Graph, values: dict[str, np.ndarray], run: Run) -> None:
 
 def _backward(graph: Graph, values: dict[str, np.ndarray], run: Run, out: str, y: np.ndarray) -> None:
     grads: dict[str, np.ndarray] = {out: np.ones_like(y, dtype=np.float64)}
+    # the run's fields as locals: a 200,000-line program passes here 500,000 times
+    edge_grads, needs = run.edge_grads, run.requires_grad
     for node in reversed(graph.nodes):
         if node.kind != "op" or node.id not in grads:
             continue
@@ -143,11 +178,11 @@ def _backward(graph: Graph, values: dict[str, np.ndarray], run: Run, out: str, y
         xs = [values[i] for i in node.inputs]
         contribs = d.vjp(grads[node.id], xs, values[node.id], **node.attrs)
         for k, (src, c) in enumerate(zip(node.inputs, contribs, strict=True)):
-            if src not in run.requires_grad or k in d.nondiff or c is None:
-                run.edge_grads[(node.id, k)] = None
+            if src not in needs or k in d.nondiff or c is None:
+                edge_grads[(node.id, k)] = None
                 continue
             c = unbroadcast(c, values[src].shape)
-            run.edge_grads[(node.id, k)] = c
+            edge_grads[(node.id, k)] = c
             grads[src] = grads[src] + c if src in grads else c
     run.grads = {n.id: grads.get(n.id) for n in graph}
 
@@ -254,18 +289,21 @@ def check_loss(graph: Graph, values: dict[str, np.ndarray]) -> None:
                           line=where.get("line"), col=where.get("col"))
 
 
-def plan(graph: Graph, grad: bool = True) -> None:
+def plan(graph: Graph, grad: bool = True) -> tuple[dict[str, tuple], set[str]] | None:
     """Every op's shape from the op table's shape rules, and what the run will hold, counted against
     the element budget (cgviz.lang.inits.element_limit) before forward allocates anything: each op's
     value, and with backward each gradient that requires one and each edge's into it; and the number
     of nodes (inits.node_room). Over the budget, the error points at the op where the total passes
-    it, and gives the total."""
+    it, and gives the total. Returns each node's shape and the nodes that require a gradient (what
+    forward and requires_grad would work out again), None without a budget."""
     b = inits.budget()
     if b is None:
-        return
+        return None
     shapes: dict[str, tuple] = {}
     needs: set[str] = set()
     cost: list[tuple[Node, int]] = []
+    what: dict[str, str] = {}        # check_size's words per op, not formatted again per node
+    cap = inits.element_cap()
     for node in graph:
         if node.is_leaf:
             v = node.attrs["value"]
@@ -277,16 +315,17 @@ def plan(graph: Graph, grad: bool = True) -> None:
             d = OPS[node.op]
             try:
                 shape = tuple(d.shape([shapes[i] for i in node.inputs], **node.attrs))
-                inits.check_size(shape, f"the result of {d.name}")
+                if shape or cap < 1:      # a scalar's one element is under any cap of at least 1
+                    inits.check_size(shape, what.get(d.name) or what.setdefault(d.name, f"the result of {d.name}"))
             except OpError as e:
                 raise _located(e, node) from None
             shapes[node.id] = shape
             n = _size(shape)
-            if any(i in needs and k not in d.nondiff for k, i in enumerate(node.inputs)):
+            diff = [i for k, i in enumerate(node.inputs) if i in needs and k not in d.nondiff]
+            if diff:
                 needs.add(node.id)
-            if grad and node.id in needs:
-                n += _size(shape) + sum(_size(shapes[i]) for k, i in enumerate(node.inputs)
-                                        if i in needs and k not in d.nondiff)
+                if grad:
+                    n += n + sum(_size(shapes[i]) for i in diff)
         if grad and node.is_leaf and node.id in needs:
             n += _size(shapes[node.id])      # its gradient
         cost.append((node, n))
@@ -298,7 +337,7 @@ def plan(graph: Graph, grad: bool = True) -> None:
     total = b.used + sum(n for _, n in cost)
     if total <= b.limit:
         b.used = total
-        return
+        return shapes, needs
     used = b.used
     for node, n in cost:
         used += n
@@ -310,6 +349,8 @@ def plan(graph: Graph, grad: bool = True) -> None:
 
 
 def _size(shape) -> int:
+    if not shape:
+        return 1
     n = 1
     for s in shape:
         n *= int(s)
@@ -318,11 +359,11 @@ def _size(shape) -> int:
 
 def run(graph: Graph, grad: bool = True) -> Run:
     """Forward, then (unless grad=False) backward, then the NaN/inf scan."""
-    plan(graph, grad)
-    values = forward(graph)
+    planned = plan(graph, grad)
+    values = forward(graph, planned and planned[0])
     check_loss(graph, values)
     # what *can* get a gradient is a fact of the graph, reported even when backward is skipped
-    result = Run(values=values, requires_grad=requires_grad(graph, values))
+    result = Run(values=values, requires_grad=planned[1] if planned else requires_grad(graph, values))
     if grad:
         backward(graph, values, result)
     find_nonfinite(graph, result)

@@ -105,6 +105,11 @@ def element_limit(limit: int | None):
         _LIMIT.reset(token)
 
 
+def element_cap() -> int:
+    """The most elements one tensor may have here (check_size's limit)."""
+    return _LIMIT.get()
+
+
 def budget() -> Budget | None:
     """The running total of the program being evaluated (None outside element_limit)."""
     return _BUDGET.get()

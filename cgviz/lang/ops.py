@@ -107,6 +107,8 @@ def _same(shapes, **_):
 
 def _broadcast(name, symbol=None):
     def infer(shapes, **_):
+        if not any(shapes):
+            return ()          # scalars only (every op of a long generated program): nothing to broadcast
         try:
             return tuple(np.broadcast_shapes(*shapes))
         except ValueError:

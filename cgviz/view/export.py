@@ -60,28 +60,24 @@ def to_dict(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE,
     return json_safe(_document(graph, run, vanish, explode, extra, judge))
 
 
-def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | None, judge: bool) -> dict:
-    """to_dict's document before NaN and infinities are spelled as strings (dumps does it per item)."""
+def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | None, judge: bool,
+              text: bool = False) -> dict:
+    """to_dict's document before NaN and infinities are spelled as strings (dumps does it per item).
+    `text`: an expression program's nodes and edges come as their JSON text already (to_json's)."""
     raw = None if isinstance(run, RunSummary) else run     # the expression engine's arrays
     run = as_summary(graph, run)
     model = run.front == "model"
     flags = verdicts(graph, run, vanish, explode) if judge else {}
-    if raw is not None and not model:
+    if raw is not None and not model and text:
+        spelled: dict = {}
+        nodes = _expression_nodes_text(graph, run, raw, flags, spelled)
+        edges = _expression_edges_text(graph, raw, spelled)
+    elif raw is not None and not model:
         nodes = [_expression_node(graph, run, raw, n, flags) for n in graph]
-        edge_grads = _Arrays(raw.edge_grads)
+        edges = _edges(graph, run, _Arrays(raw.edge_grads), model)
     else:
         nodes = [_node(graph, run, n, flags, model, judge) for n in graph]
-        edge_grads = run.edge_grads
-    edges = []
-    # the edges straight from the nodes: graph.edges() makes an Edge object for each, which took a
-    # quarter of the export of a 200,000-line program
-    for e in ((src, n.id, k) for n in graph for k, src in enumerate(n.inputs)):
-        g = edge_grads.get((e[1], e[2]))
-        item = {"src": e[0], "dst": e[1], "arg": e[2], "grad": _full(g), "grad_stats": g.stats if g else None}
-        if model:
-            v = run.edge_values.get((e[1], e[2]))
-            item.update(shape=list(v.shape) if v is not None else None, dtype=v.dtype if v is not None else None)
-        edges.append(item)
+        edges = _edges(graph, run, run.edge_grads, model)
     doc = {
         "format": FORMAT, "version": VERSION, "source": graph.source,
         "loss": graph.loss, "output": graph.output, "seeded_with_ones": run.seeded_with_ones,
@@ -101,6 +97,20 @@ def _document(graph: Graph, run, vanish: float, explode: float, extra: dict | No
         doc["profile"] = to_json_fields(run.profile)
     doc.update(nodes=nodes, edges=edges)
     return doc
+
+
+def _edges(graph: Graph, run, edge_grads, model: bool) -> list[dict]:
+    edges = []
+    # the edges straight from the nodes: graph.edges() makes an Edge object for each, which took a
+    # quarter of the export of a 200,000-line program
+    for e in ((src, n.id, k) for n in graph for k, src in enumerate(n.inputs)):
+        g = edge_grads.get((e[1], e[2]))
+        item = {"src": e[0], "dst": e[1], "arg": e[2], "grad": _full(g), "grad_stats": g.stats if g else None}
+        if model:
+            v = run.edge_values.get((e[1], e[2]))
+            item.update(shape=list(v.shape) if v is not None else None, dtype=v.dtype if v is not None else None)
+        edges.append(item)
+    return edges
 
 
 def _array(a):
@@ -158,6 +168,116 @@ def _expression_node(graph: Graph, run, raw, n, flags: dict) -> dict:
     }
 
 
+# The JSON text of an expression program's nodes and edges, written from templates where a node's value
+# and gradient are finite float64 scalars (every node of a long generated program): encoding 900,000
+# dicts one by one (their 12 floats each, of which a scalar's stats repeat 2) was most of the export of
+# a 200,000-line program. Anything else goes through _expression_node and the encoder: the same bytes.
+_STR = json.encoder.encode_basestring      # the encoder's own spelling of a string (ensure_ascii=False)
+_F64 = np.dtype(np.float64)
+
+
+def _text(x) -> str:
+    return "null" if x is None else _STR(x)
+
+
+def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -> list:
+    """Each node's JSON text; `spelled` gets each id's JSON string (the edges write them again)."""
+    from ..lang.ops import OPS
+    from ..health import saturation
+    out = []
+    append = out.append
+    values, grads = raw.values, raw.grads
+    rg, nonfinite = run.requires_grad, run.nonfinite
+    limits = {name: d.saturates for name, d in OPS.items() if d.saturates is not None}
+    spelled_limits = {name: _dump(x) for name, x in limits.items()}
+    kind_op: dict = {}
+    ndarray, f64, isfinite = np.ndarray, _F64, math.isfinite
+    for n in graph:
+        nid = spelled[n.id] = _STR(n.id)
+        # a finite float64 scalar, tested inline: this loop runs for each of 400,000 nodes
+        a = values[n.id]
+        v = None
+        if type(a) is ndarray and a.ndim == 0 and a.dtype is f64:
+            x = float(a)
+            if isfinite(x):
+                v = repr(x)
+        g = grads.get(n.id)
+        gr = "null"
+        if g is not None:
+            gr = None
+            if type(g) is ndarray and g.ndim == 0 and g.dtype is f64:
+                x = float(g)
+                if isfinite(x):
+                    gr = repr(x)
+        meta = n.meta
+        line = meta.get("line")
+        if v is None or gr is None or (line is not None and type(line) is not int) or rg is None \
+                or nonfinite is None:
+            append(_dump(_expression_node(graph, run, raw, n, flags)))
+            continue
+        attrs = n.attrs
+        if len(attrs) > (1 if "value" in attrs else 0):
+            attrs = _dump({k: (list(a) if isinstance(a, tuple) else a) for k, a in attrs.items() if k != "value"})
+        else:
+            attrs = "{}"
+        f = flags.get(n.id)
+        sat = "null"
+        if n.op in limits and n.kind == "op" and n.inputs:
+            z = saturation(values[n.inputs[0]], limits[n.op])
+            if z is not None:
+                # lo, hi and share are finite floats (saturation() reads finite elements only)
+                sat = (f'{{"min": {float.__repr__(z.lo)}, "max": {float.__repr__(z.hi)}, '
+                       f'"share": {float.__repr__(z.share)}, "limit": {spelled_limits[n.op]}}}')
+        ko = kind_op.get((n.kind, n.op))
+        if ko is None:
+            ko = kind_op[(n.kind, n.op)] = f'"kind": {_STR(n.kind)}, "op": {_text(n.op)}'
+        name = nid if n.name == n.id else _text(n.name)
+        expr = meta.get("expr")
+        vn = v[1:] if v[0] == "-" else v
+        if g is None:
+            gs = "null"
+        else:
+            gn = gr[1:] if gr[0] == "-" else gr
+            gs = f'{{"mean": {gr}, "std": 0.0, "min": {gr}, "max": {gr}, "norm": {gn}}}'
+        append(
+            f'{{"id": {nid}, "name": {name}, {ko}, '
+            f'"inputs": [{", ".join([spelled[i] for i in n.inputs])}], "attrs": {attrs}, '
+            f'"shape": [], "dtype": "float64", "value": {v}, "grad": {gr}, '
+            f'"value_stats": {{"mean": {v}, "std": 0.0, "min": {v}, "max": {v}, "norm": {vn}}}, '
+            f'"grad_stats": {gs}, "requires_grad": {"true" if n.id in rg else "false"}, '
+            f'"line": {"null" if line is None else line}, "expr": {"null" if expr is None else _STR(expr)}, '
+            f'"literal": {"true" if meta.get("literal") else "false"}, '
+            f'"nonfinite": {"true" if n.id in nonfinite else "false"}, '
+            f'"health": {"null" if f is None else _dump(health_json(f))}, "saturation": {sat}}}')
+    return out
+
+
+def _expression_edges_text(graph: Graph, raw, spelled: dict) -> list:
+    out = []
+    append = out.append
+    edge_grads = raw.edge_grads
+    ndarray, f64, isfinite = np.ndarray, _F64, math.isfinite
+    for n in graph:
+        dst = spelled[n.id]
+        for k, src in enumerate(n.inputs):
+            g = edge_grads.get((n.id, k))
+            if g is None:
+                append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": null, "grad_stats": null}}')
+                continue
+            r = None
+            if type(g) is ndarray and g.ndim == 0 and g.dtype is f64:
+                x = float(g)
+                if isfinite(x):
+                    r = repr(x)
+            if r is None:
+                append(_dump({"src": src, "dst": n.id, "arg": k, "grad": _array(g), "grad_stats": _stats(g)}))
+            else:
+                append(f'{{"src": {spelled[src]}, "dst": {dst}, "arg": {k}, "grad": {r}, '
+                       f'"grad_stats": {{"mean": {r}, "std": 0.0, "min": {r}, "max": {r}, '
+                       f'"norm": {r[1:] if r[0] == "-" else r}}}}}')
+    return out
+
+
 def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
     """One node's fields: the common ones, then an expression's saturation or a model's module facts."""
     outs = run.values.get(n.id)
@@ -203,7 +323,7 @@ def _node(graph: Graph, run, n, flags: dict, model: bool, judge: bool) -> dict:
 def to_json(graph: Graph, run, vanish: float = VANISH, explode: float = EXPLODE, extra: dict | None = None,
             judge: bool = True) -> str:
     """The document with one node or edge per line."""
-    return dumps(_document(graph, run, vanish, explode, extra, judge))
+    return dumps(_document(graph, run, vanish, explode, extra, judge, text=True))
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
@@ -224,9 +344,14 @@ def dumps(d: dict) -> str:
     (json's C encoder only runs without `indent`). NaN and infinities are written as to_dict spells them."""
     dump = _dump
     head = ",\n ".join(f"{dump(k)}: {dump(v)}" for k, v in d.items() if k not in ("nodes", "edges"))
-    parts = ["{" + head + ","]
+    parts = ["{", head, ",\n"]
     for key in ("nodes", "edges"):
-        items = ",\n  ".join(dump(x) for x in d[key])
-        parts.append(f' "{key}": [\n  {items}\n ]' if items else f' "{key}": []')
-        parts[-1] += "," if key == "nodes" else ""
-    return "\n".join(parts) + "\n}\n"
+        # an item already written (an expression program's, _expression_nodes_text) stays as it is
+        items = d[key]
+        if not all(type(x) is str for x in items):
+            items = [x if type(x) is str else dump(x) for x in items]
+        parts += [f' "{key}": [\n  ', ",\n  ".join(items), "\n ]"] if items else [f' "{key}": []']
+        parts.append(",\n" if key == "nodes" else "")
+    parts.append("\n}\n")
+    # one join: the document of a 200,000-line program is 270 MB, and each copy of it takes a while
+    return "".join(parts)
