@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import CgvizError, OptionError
 from .spelling import on_command_line, spell
+from .view.formats import suffix
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
 # by the same definition as on the command line (cgviz.options).
@@ -28,7 +29,7 @@ MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view"
 # how an entry is compared, beside how it is drawn
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
-GOLDEN_SUFFIXES = (".json", ".png", ".dot")          # .dot: goldens written before the graph golden
+GOLDEN_SUFFIXES = tuple(suffix(f) for f in ("json", "png", "dot"))   # .dot: goldens written before the graph golden
 OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png", ".graphdiff.png", ".graphdiff.svg")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
