@@ -512,7 +512,8 @@ def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, m
 
 def model_stem(model: str) -> str:
     """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
-    return model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model
+    from .paths import split_spec
+    return str(split_spec(model)[0])
 
 
 @main.command()
