@@ -503,6 +503,8 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
 
 
 def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, input_file: str | None = None):
+    """The one builder of the recorder's TraceOptions, for draw() and its siblings and the command line
+    (cgviz.cli.trace_options): `checked` holds the checked option values, by draw()'s keywords."""
     from .pytorch.inputs import InputSpec, parse_shape
     from .pytorch.trace import TraceOptions
     shapes: tuple = ()

@@ -495,12 +495,13 @@ def model_options(f):
 
 
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
-    """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
-    from .pytorch.trace import TraceOptions
-    return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
-                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
-                        dims=_stashed("dims"))
+    """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None
+    as saved), made by the library's one builder (cgviz.api._trace_options) from draw()'s keywords."""
+    from .api import _trace_options
+    checked = dict(dtype=dtype, loss=loss, seed=seed, view=view,
+                   mode=None if mode is None else ("train" if mode else "eval"),
+                   max_elements=_stashed("max_elements"), targets=_stashed("targets"), dims=_stashed("dims"))
+    return _trace_options(False, input_shapes or None, checked, meta, input_file)
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
