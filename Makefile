@@ -82,6 +82,7 @@ docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
 	$(BIN)/cgviz torch sample_graphs/models/rnn_loop.py -o docs/rnn_loop.png
+	$(BIN)/cgviz render sample_graphs/rnn_20.cg --dpi 60 -q -o docs/rnn_loop_dsl.png
 	$(BIN)/cgviz torch sample_graphs/models/tiny_llama.py --loss ce --dpi 40 -o docs/tiny_llama.png
 	$(BIN)/python docs/screenshot_html.py
 	$(BIN)/python docs/screenshot_drill.py
@@ -104,6 +105,7 @@ bench: install
 	$(PIP) --no-deps torchview
 	$(BIN)/python bench/bench_render.py
 	$(BIN)/python bench/bench_parse.py
+	$(BIN)/python bench/bench_lines.py --before main   # lines/s of long flat programs, before and after
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_page.py     # prints its table; BENCHMARKS.md's page section is pasted from it
 	$(BIN)/python bench/bench_diff.py

@@ -71,7 +71,7 @@ class Drawing:
     def folds(self) -> list[str]:
         """The repeated module calls the picture draws once, each named by its first call:
         `layers.0 ×12 (fold)` for twelve identical blocks, `cell ×20 (loop)` for one module called
-        again and again; empty for an expression."""
+        again and again; for an expression, its loops: `time_step=20 (for t in 1..20, line 6)`."""
         return self._b.folds()
 
     @property
@@ -236,7 +236,10 @@ class _Expression:
         return self.result.run.values.get(node_id)
 
     def folds(self) -> list[str]:
-        return []
+        if not self.opts.fold:
+            return []
+        return [f"time_step={lp['steps']} (for {lp['var']} in {lp['first']}..{lp['last']}, line {lp['line']})"
+                for lp in self.graph.meta.get("loops", ())]
 
     def grad(self, node_id):
         return self.result.run.grads.get(node_id)
@@ -366,7 +369,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
             if inputs or input_size is not None or forward_kwargs:
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors, "
                                  "input_size or forward_kwargs (use sets={'x': ...} to change a declaration)")
-            return _draw_expression(text_or_path, kind, sets, grad, checked, timeout=checked["timeout"],
+            return _draw_expression(text_or_path, kind, sets, grad, checked, timeout=checked["timeout"], fold=fold,
                                     rankdir=rankdir)
         if forward_kwargs:
             raise CgvizError("draw(): forward_kwargs is for a module or function in memory; a model file takes "
@@ -486,7 +489,7 @@ def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, g
 
 
 def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, checked: dict, timeout,
-                     rankdir: str | None) -> Drawing:
+                     rankdir: str | None, fold: bool = True) -> Drawing:
     from .view.expression_scene import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH
     from .lang.pipeline import annotate
@@ -497,8 +500,10 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
     check_thresholds(vanish, explode)
     result, name, inputs = _evaluate(text_or_path, kind, sets, checked["max_elements"], grad)
     warnings = annotate(result, grad, lr, clip_norm, vanish, explode)
-    rankdir = rankdir or auto_rankdir(result.graph)     # TB for a graph much deeper than wide
-    opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode)
+    fold = fold and bool(result.graph.meta.get("loops"))
+    # TB for a graph much deeper than wide; a folded loop's body is short, so LR
+    rankdir = rankdir or ("LR" if fold else auto_rankdir(result.graph))
+    opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode, fold=fold)
     return Drawing(_Expression(result, name, opts, warnings, inputs), rankdir, timeout)
 
 

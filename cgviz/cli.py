@@ -293,12 +293,13 @@ def _emit(data: bytes, path: Path | None) -> None:
                    "when a step is large for the param's size.")
 @option("clip_norm", help="With --lr: clip the params' gradients to global norm C first (as clip_grad_norm_).")
 @health_options
+@option("no_fold", help="Draw a loop's steps one by one instead of its body once in a time_step=T frame.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings.")
 @click.option("--steps", is_flag=True,
               help="The backward pass as slides, one step per page of -o lesson.pdf or frame of -o lesson.gif, "
                    "in the HTML page's stepper order, each with its chain-rule line.")
 def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements, lr, clip_norm, vanish, explode,
-           quiet, steps):
+           no_fold, quiet, steps):
     """Draw the computation graph of an expression FILE ('-' reads standard input).
 
     Runs the forward pass and, unless --no-grad, the backward pass, then draws every value on a
@@ -333,7 +334,8 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     _check_files(_target_inputs(file), [_out("-o", path, output)])
     with started_early(fmt):
         d = draw(file, kind="expression", sets=overrides, grad=not no_grad, lr=lr, clip_norm=clip_norm,
-                 rankdir=rankdir, vanish=vanish, explode=explode, max_elements=max_elements, timeout=timeout)
+                 rankdir=rankdir, vanish=vanish, explode=explode, max_elements=max_elements, timeout=timeout,
+                 fold=not no_fold)
         data = d.output(fmt, dpi=dpi)
     for w in d.warnings:
         click.echo(f"warning: {d.source}: {w}", err=True)

@@ -246,7 +246,14 @@ def _pct(share: float) -> str:
 
 def saturation(z, limit: float) -> Saturation | None:
     """Range and saturated share of the finite elements of z; None when there are none."""
-    z = np.asarray(z, dtype=np.float64).ravel()
+    z = np.asarray(z, dtype=np.float64)
+    if z.size == 1:
+        # one number (every node of a scalar program): plain floats, without five NumPy reductions
+        x = float(z.reshape(()))
+        if not math.isfinite(x):
+            return None
+        return Saturation(x, x, 1.0 if abs(x) > limit else 0.0, limit, 1)
+    z = z.ravel()
     z = z[np.isfinite(z)]
     if z.size == 0:
         return None

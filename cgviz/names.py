@@ -11,8 +11,15 @@ def short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_SUB = str.maketrans("0123456789-", "₀₁₂₃₄₅₆₇₈₉₋")
+
+
 def wrt(node: Node) -> str:
-    """How the ∂ line names a node: its name, or its expression in parentheses when anonymous."""
+    """How the ∂ line names a node: its name (a loop's step t of `h` as hₜ: h₃ for the node h@3), or its
+    expression in parentheses when anonymous."""
+    loop = node.meta.get("loop")
+    if node.name and loop is not None and node.name == f"{loop['name']}@{loop['step']}":
+        return loop["name"] + str(loop["step"]).translate(_SUB)
     if node.name:
         return node.name
     return "(" + short(node.meta.get("expr") or node.id, 18) + ")"

@@ -3,7 +3,7 @@ after the last step (a picture, or the page whose slider steps through the train
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import CgvizError
@@ -70,7 +70,8 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
         from .view.html import train_page
         if not frames or frames[-1][0] != len(hist.losses) - 1:
             frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
-        data = train_page(graph, frames, hist.losses, dot_opts,
+        # the page's frames label every node of every step: a loop is drawn unrolled there
+        data = train_page(graph, frames, hist.losses, replace(dot_opts, fold=False),
                           lambda d: run_dot(d, "svg", timeout=timeout, nodes=len(graph)).decode("utf-8")).encode("utf-8")
     else:
         data = output_bytes(result, fmt, dot_opts, timeout=timeout)

@@ -45,7 +45,9 @@ def test_operator_positions_never_scan_from_the_top_of_the_file(monkeypatch):
         prog = parse(chain_program(n), "c.cg")
         assert len(prog.statements) == n + 2
         assert calls["line_starts"] == 1                 # once per parse, not once per operator
-        assert calls["bisect"] == 4 * n                  # one O(log n) lookup per operator
+        # at most one O(log n) lookup per operator (a long file's lines of one shape take their
+        # positions from the first's parse, cgviz.lang.shapes, and need none)
+        assert 0 < calls["bisect"] <= 4 * n
     last = prog.statements[-1]
     assert last.pos.line == n + 2 and last.expr.op_pos.line == n + 2
 

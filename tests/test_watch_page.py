@@ -367,3 +367,120 @@ def test_an_expression_programs_training_record(tmp_path, cli):
     assert r.exit_code == 0, r.stderr
     d = _data((tmp_path / "run.html").read_text())
     assert d["layers"][:2] == ["W1", "W2"] and all(d["layerNode"][x] for x in d["layers"])
+
+
+# ---------------------------------------------------------------- drill-down at every step
+
+def _levels(o) -> dict:
+    return o.js("() => JSON.parse(document.getElementById('cgviz-watch').textContent).levels")
+
+
+def _param_texts(o) -> list[str]:
+    return o.js("""() => [...document.querySelectorAll('#graph svg g.node text')].map(t => t.textContent)
+                   .filter(t => t.startsWith('‖∇‖ = '))""")
+
+
+def _g(d, name, k):
+    return d["P"]["g"][d["params"].index(name)][k]
+
+
+def _number(text: str) -> float:
+    return float(text.split("= ")[1].split()[0])
+
+
+def test_the_page_has_the_model_pages_levels(page_file):
+    html = page_file.read_text()
+    d = _data(html)
+    assert set(d["levels"]) == {"", "blocks", "blocks.0"}
+    inner = d["levels"]["blocks.0"]
+    # the block's level: one mapping per block of the ×4 fold, each on the first block's layout
+    assert [sorted(p for n in r["nodes"].values() for p in n["params"]) for r in inner["reps"]] == \
+        [[f"blocks.{i}.fc.bias", f"blocks.{i}.fc.weight"] for i in range(4)]
+    assert all(set(r["nodes"]) == set(inner["nodes"]) for r in inner["reps"])
+
+
+def test_opening_a_module_shows_its_parameters_at_the_step(opened):
+    o = opened
+    d = _data(o.page.content())
+    o.page.locator("#train-step").fill("7")
+    o.js("() => window.cgviz.go('blocks.0')")
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    assert "›" in o.page.locator("#crumbs").text_content()
+    assert not o.page.locator("#reps").is_hidden()
+    # the block's own weight and bias, at record 7: one number each (not the 4 blocks' together)
+    texts = _param_texts(o)
+    assert len(texts) == 2 and not any("all 4" in t for t in texts)
+    assert sorted(_number(t) for t in texts) == pytest.approx(
+        sorted([_g(d, "blocks.0.fc.weight", 7), _g(d, "blocks.0.fc.bias", 7)]), rel=1e-3)
+    # the module op's ‖∂L/∂out‖ is the record's for blocks.0.act at record 7
+    act = o.js("""() => [...document.querySelectorAll('#graph svg g.node text')].map(t => t.textContent)
+                  .filter(t => t.startsWith('‖∂L/∂out‖ = '))""")
+    want = d["M"]["grad"][d["modules"].index("blocks.0.act")][7]
+    assert any(_number(t) == pytest.approx(want, rel=1e-3) for t in act), act
+    # the slider moves them while drilled in, and the red edges with them
+    widths = lambda: o.js("""() => [...document.querySelectorAll('#graph svg g.edge.bwd path')]
+                             .map(p => p.getAttribute('stroke-width')).join()""")
+    before = widths()
+    o.page.locator("#train-step").fill("30")
+    assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
+        sorted([_g(d, "blocks.0.fc.weight", 30), _g(d, "blocks.0.fc.bias", 30)]), rel=1e-3)
+    assert widths() != before
+    # a box's panel says this step's record of the block's own parameters
+    o.page.locator('#graph svg g.node[data-id="blocks.0.fc/params"]').click()
+    body = o.page.locator("#panel-body").text_content()
+    assert "at step 300" in body and "blocks.0.fc.weight: ‖w‖" in body and "blocks.1.fc.weight" not in body
+
+
+def test_the_block_selector_shows_each_blocks_numbers(opened):
+    o = opened
+    d = _data(o.page.content())
+    o.page.locator("#train-step").fill("50")          # blocks.2.fc.weight is NaN from record 45
+    o.js("() => window.cgviz.go('blocks.0')")
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    for i in (1, 3):
+        o.page.locator("#rep").fill(str(i))
+        assert o.js("() => window.cgviz.rep") == i
+        assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
+            sorted([_g(d, f"blocks.{i}.fc.weight", 50), _g(d, f"blocks.{i}.fc.bias", 50)]), rel=1e-3)
+    o.page.locator("#rep").fill("2")
+    assert any(t.startswith("‖∇‖ = NaN") for t in _param_texts(o))
+    o.page.locator("#train-step").fill("10")
+    assert not any("NaN" in t for t in _param_texts(o))
+    assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
+        sorted([_g(d, "blocks.2.fc.weight", 10), _g(d, "blocks.2.fc.bias", 10)]), rel=1e-3)
+
+
+def test_back_returns_to_the_top_at_the_same_step(opened):
+    o = opened
+    o.page.locator("#train-step").fill("3")
+    top = _fc_weight_text(o)
+    o.page.locator('#graph svg g.cluster[data-opens="blocks.0"]').first.click(position={"x": 4, "y": 4})
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    o.page.locator("#train-step").fill("12")
+    o.page.locator("#crumbs a").first.click()          # the breadcrumb back to the model
+    o.page.wait_for_function("() => window.cgviz.level === ''")
+    assert o.js("() => window.cgviz.watch.step()") == 12
+    at12 = _fc_weight_text(o)
+    assert at12 != top and at12.startswith("‖∇‖ = ")
+    d = _data(o.page.content())
+    g = [_g(d, f"blocks.{i}.fc.weight", 12) for i in range(4)]
+    assert _number(at12) == pytest.approx(math.sqrt(sum(x * x for x in g)), rel=1e-3)
+    # the browser's back button walks the levels too, and the step stays
+    o.page.go_back()
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    assert o.js("() => window.cgviz.watch.step()") == 12
+    assert "step 120 " in o.page.locator("#train-info").text_content()
+    assert sorted(_number(t) for t in _param_texts(o)) == pytest.approx(
+        sorted([_g(d, "blocks.0.fc.weight", 12), _g(d, "blocks.0.fc.bias", 12)]), rel=1e-3)
+
+
+def test_an_event_clicked_while_drilled_in_goes_back_to_its_node(opened):
+    o = opened
+    o.js("() => window.cgviz.go('blocks.0')")
+    o.page.wait_for_function("() => window.cgviz.level === 'blocks.0'")
+    o.page.locator("#w-events li", has_text="NaN").first.click()
+    o.page.wait_for_function("() => window.cgviz.level === ''")
+    assert o.js("() => window.cgviz.watch.step()") == 45
+    assert o.page.locator("#panel").get_attribute("class") == "open"
+    assert "at step 450" in o.page.locator("#panel-body").text_content()
+    assert _fc_weight_text(o).startswith("‖∇‖ = NaN")

@@ -13,8 +13,8 @@ from . import inits
 from ..errors import CgvizError, OpError, SourceError, did_you_mean
 from ..spelling import spell
 from ..ir import Graph, Node
-from .ops import OPS, REQUIRED, OpDef
-from .parser import Attr, BinOp, Call, ListLit, Num, Pos, Program, Stmt, Unary, Var, parse_value
+from .ops import OPS, REQUIRED, OpDef, shape_text
+from .parser import Attr, BinOp, Call, Item, ListLit, Loop, Num, Pos, Program, Seq, Stmt, Unary, Var, parse_value
 
 _CONSTANT_NAMES = {"None": None, "True": True, "False": False, "true": True, "false": False}
 _DECL_KINDS = ("input", "param", "const")
@@ -38,10 +38,16 @@ class _Builder:
         self.env: dict[str, str] = {}          # name → node id
         self.defined_at: dict[str, Stmt] = {}
         self.later = {s.name: s for s in program.statements if s.name}
+        for loop in program.statements:
+            if type(loop) is Loop:
+                self.later.update((s.name, s) for s in loop.body if s.name not in self.later)
+        self.seqs: dict[str, int] = {}          # a sequence's name → its number of steps
+        self.step: dict[str, int] = {}          # the loop variable → the step being lowered
         # a name as the parser reads it (NFKC, as Python does): `--set ϑ=1` sets θ
         self.overrides = {unicodedata.normalize("NFKC", k): v for k, v in (overrides or {}).items()}
         self.counters: dict[str, int] = {}
         self.stmt: Stmt | None = None
+        self.loop_meta: dict | None = None      # while lowering a loop's body: the loop and the step
 
     # ------------------------------------------------------------ statements
 
@@ -50,6 +56,9 @@ class _Builder:
         loss_stmt = None
         for stmt in self.program.statements:
             self.stmt = stmt
+            if type(stmt) is Loop:
+                last_assign = self._loop(stmt, loss_stmt) or last_assign
+                continue
             if stmt.name in self.defined_at:
                 first = self.defined_at[stmt.name]
                 raise _err(f"'{stmt.name}' is already defined on line {first.pos.line}; "
@@ -91,7 +100,45 @@ class _Builder:
         self.graph.meta["output_stmt"] = {"name": out.name, "line": out.pos.line, "col": out.pos.col}
         return self.graph
 
+    def _loop(self, loop: Loop, loss_stmt: Stmt | None) -> Stmt:
+        """Lower a recurrence unrolled, one copy of its body per step: step t's `h` is the node `h@t`
+        and its sub-expressions `h@t/mul`, …; reading `h` gives the latest value (the previous step's,
+        or the one given before the loop at the first step); after the loop `h` is the last step's."""
+        if loop.var in self.env or loop.var in self.seqs:
+            raise _err(f"the loop variable '{loop.var}' is already a name on line "
+                       f"{self.defined_at[loop.var].pos.line}; pick another", loop.var_pos)
+        for stmt in loop.body:
+            if stmt.kind != "assign":
+                what = "a loss is computed once, after the loop" if stmt.kind == "loss" else \
+                    f"declare '{stmt.name}' before the loop"
+                raise _err(f"a loop's body holds assignments only: {what}", stmt.pos, width=len(stmt.kind))
+            first = self.defined_at.get(stmt.name)
+            if first is not None and (first.kind == "loss" or stmt.name in self.seqs):
+                raise _err(f"'{stmt.name}' is already defined on line {first.pos.line} as a "
+                           f"{'loss' if first.kind == 'loss' else 'sequence'}; the loop cannot assign it",
+                           stmt.name_pos)
+            if first is not None and type(first) is Loop:
+                raise _err(f"'{stmt.name}' is already computed by the loop on line {first.pos.line}; "
+                           "each name is defined once (pick a new name)", stmt.name_pos)
+        steps = loop.last - loop.first + 1
+        info = {"line": loop.pos.line, "var": loop.var, "first": loop.first, "last": loop.last}
+        for t in range(loop.first, loop.last + 1):
+            self.step[loop.var] = t
+            for stmt in loop.body:
+                self.stmt = Stmt(stmt.kind, f"{stmt.name}@{t}", stmt.expr, stmt.pos, stmt.name_pos)
+                self.loop_meta = {**info, "step": t, "name": stmt.name}
+                self.env[stmt.name] = self._lower(stmt.expr, top=self.stmt.name)
+        self.loop_meta = None
+        del self.step[loop.var]
+        self.graph.meta.setdefault("loops", []).append({**info, "steps": steps,
+                                                        "names": [s.name for s in loop.body]})
+        for stmt in loop.body:
+            self.defined_at[stmt.name] = loop
+        return loop.body[-1]
+
     def _declare(self, stmt: Stmt) -> None:
+        if isinstance(stmt.expr, Seq):
+            return self._declare_seq(stmt)
         text = self.overrides.pop(stmt.name, None)
         if text is None:
             value = self._init_value(stmt.expr, stmt.name)
@@ -116,6 +163,27 @@ class _Builder:
         self.graph.add(Node(id=stmt.name, kind=stmt.kind, name=stmt.name, attrs={"value": value},
                             meta=meta))
         self.env[stmt.name] = stmt.name
+        return value
+
+    def _declare_seq(self, stmt: Stmt) -> None:
+        """`input x[20] = VALUE`: one leaf per step, `x@1` … `x@20`, holding VALUE[0] … VALUE[19], so
+        that each step's gradient is its own (the picture folds them back into one box)."""
+        seq: Seq = stmt.expr
+        value = self._declare(Stmt(stmt.kind, stmt.name, seq.expr, stmt.pos, stmt.name_pos))
+        self.graph.nodes.pop()                  # the whole value stays in the declaration only
+        del self.graph._index[stmt.name], self.env[stmt.name]
+        if value.ndim == 0 or value.shape[0] != seq.steps:
+            got = "a single number" if value.ndim == 0 else f"{value.shape[0]} along its first axis"
+            raise _err(f"'{stmt.name}' has {seq.steps} steps, so its value needs {seq.steps} along its "
+                       f"first axis (one per step); it has {got} (shape {shape_text(value.shape)})",
+                       seq.expr.pos)
+        for t in range(1, seq.steps + 1):
+            self.graph.add(Node(id=f"{stmt.name}@{t}", kind=stmt.kind, name=f"{stmt.name}[{t}]",
+                                attrs={"value": np.array(value[t - 1])},
+                                meta={"line": stmt.pos.line, "col": stmt.name_pos.col,
+                                      "expr": f"{self._text(seq.expr, 60)} [step {t}]",
+                                      "seq": {"name": stmt.name, "step": t, "steps": seq.steps}}))
+        self.seqs[stmt.name] = seq.steps
 
     # ------------------------------------------------------------ constant values
 
@@ -235,8 +303,10 @@ class _Builder:
         return text if end - start <= limit else text[:limit - 1] + "…"
 
     def _meta(self, expr, pos: Pos) -> dict:
-        return {"line": pos.line, "col": pos.col, "expr": self._text(expr),
-                "stmt": self.stmt.name}
+        meta = {"line": pos.line, "col": pos.col, "expr": self._text(expr), "stmt": self.stmt.name}
+        if self.loop_meta is not None:
+            meta["loop"] = self.loop_meta
+        return meta
 
     def _op_node(self, d: OpDef, inputs: list[str], attrs: dict, expr, pos: Pos, top) -> str:
         node = Node(id=self._new_id(top, d.name), kind="op", op=d.name, inputs=tuple(inputs),
@@ -256,7 +326,18 @@ class _Builder:
         return node.id
 
     def _lower(self, expr, top: str | None = None) -> str:
+        if isinstance(expr, Item):
+            node_id = self._item(expr)
+            if top is None:
+                return node_id
+            return self._op_node(OPS["identity"], [node_id], {}, expr, expr.pos, top)
         if isinstance(expr, Var):
+            if expr.name in self.seqs:
+                raise _err(f"'{expr.name}' is a sequence of {self.seqs[expr.name]} steps: read one step, "
+                           f"as {expr.name}[t] inside a loop over t", expr.pos)
+            if expr.name in self.step:
+                raise _err(f"'{expr.name}' is the loop's step number: it can only index a sequence, "
+                           f"as x[{expr.name}]", expr.pos)
             if expr.name not in self.env:
                 raise self._undefined(expr)
             if top is None:
@@ -298,7 +379,37 @@ class _Builder:
             return self._op_node(d, inputs, attrs, expr, expr.pos, top)
         raise _err("cannot use this here", expr.pos)
 
+    def _item(self, expr: Item) -> str:
+        """`x[t]`: the node of one step of a sequence, the index an integer of the loop's step."""
+        if expr.name not in self.seqs:
+            if expr.name in self.env:
+                raise _err(f"'{expr.name}' is not a sequence, so it cannot be indexed; declare one with "
+                           f"`input {expr.name}[STEPS] = VALUE`", expr.name_pos)
+            return self._lower(Var(expr.name, expr.name_pos))       # the undefined-name message
+        t = self._index(expr.index)
+        n = self.seqs[expr.name]
+        if not 1 <= t <= n:
+            raise _err(f"{expr.name}[{t}] is out of range: '{expr.name}' has steps 1..{n}", expr.index.pos)
+        return f"{expr.name}@{t}"
+
+    def _index(self, expr) -> int:
+        if isinstance(expr, Num) and float(expr.value).is_integer():
+            return int(expr.value)
+        if isinstance(expr, Var) and expr.name in self.step:
+            return self.step[expr.name]
+        if isinstance(expr, BinOp) and expr.op in ("add", "sub"):
+            a, b = self._index(expr.left), self._index(expr.right)
+            return a + b if expr.op == "add" else a - b
+        if isinstance(expr, Var):
+            raise _err(f"an index is the loop's step number ('{expr.name}' is not a loop variable here)",
+                       expr.pos)
+        raise _err("an index is the loop's step number, or it plus or minus a whole number (x[t - 1])",
+                   expr.pos)
+
     def _undefined(self, expr: Var) -> SourceError:
+        if self.loop_meta is not None and expr.name in {s.name for s in self._body()}:
+            return _err(f"'{expr.name}' has no value before the first step of the loop: give it one "
+                        f"before the loop (`{expr.name} = 0`)", expr.pos)
         later = self.later.get(expr.name)
         if later is not None and later.pos.line > expr.pos.line:
             return _err(f"'{expr.name}' is used before it is defined (on line {later.pos.line}); "
@@ -309,6 +420,10 @@ class _Builder:
             return _err(f"'{expr.name}' can only be an option's value, such as axis=None", expr.pos)
         names = list(self.env) + list(OPS)
         return _err(f"undefined name '{expr.name}'{did_you_mean(expr.name, names)}", expr.pos)
+
+    def _body(self) -> tuple:
+        line = self.loop_meta["line"]
+        return next(s.body for s in self.program.statements if type(s) is Loop and s.pos.line == line)
 
     def _opdef(self, call: Call) -> OpDef:
         d = OPS.get(call.func)

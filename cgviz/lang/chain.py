@@ -103,7 +103,9 @@ def chain_text(graph: Graph, run: Run, node_id: str) -> list[str]:
     if len(paths) > 1:
         g = run.grads.get(node_id)
         total = num(g) if g is not None and np.ndim(g) == 0 else (f"‖·‖ = {num(norm(g))}" if g is not None else "")
-        lines.append(f"∂{top}/∂{wrt(node)} = sum of the {len(paths)} paths above = {total}")
+        what = f"the {len(paths)} paths above" if len(paths) < MAX_PATHS else \
+            f"all the paths (the first {MAX_PATHS} are above)"
+        lines.append(f"∂{top}/∂{wrt(node)} = sum of {what} = {total}")
     elif run.grads.get(node_id) is not None and np.ndim(run.grads[node_id]):
         lines.append(f"‖∂{top}/∂{wrt(node)}‖ = {num(norm(run.grads[node_id]))} (a tensor: the chain multiplies Jacobians)")
     return lines

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chain import chain_text, chains, local
+from .chain import MAX_PATHS, chain_text, chains, local
 from ..names import folded, wrt
 from .engine import Run
 from ..fmt import columns, norm, num, value_text
@@ -178,6 +178,32 @@ def leaves(graph: Graph, run: Run) -> list[Node]:
     return [n for n in graph if n.kind in ("param", "input") and n.id in run.requires_grad]
 
 
+def states(graph: Graph) -> list[Node]:
+    """Each loop's state at its first step (h@1): a value the next step reads, whose chain through
+    time the explanation writes out (∂L/∂h₁ = ∂L/∂h₂₀ · ∂h₂₀/∂h₁₉ · … · ∂h₂/∂h₁)."""
+    out = []
+    for lp in graph.meta.get("loops", ()):
+        if lp["last"] == lp["first"]:
+            continue
+        for name in lp["names"]:
+            first, second = f"{name}@{lp['first']}", f"{name}@{lp['first'] + 1}"
+            reads = {i for n in graph if n.meta.get("loop", {}).get("step") == lp["first"] + 1
+                     and n.meta["loop"]["line"] == lp["line"] for i in n.inputs}
+            if first in graph and second in graph and first in reads:
+                out.append(graph[first])
+    return out
+
+
+def _through_time(graph: Graph, run: Run) -> list[str]:
+    lines = []
+    for n in states(graph):
+        lp = n.meta["loop"]
+        lines.append(f"through time, the loop on line {lp['line']} ({lp['last'] - lp['first']} steps back "
+                     f"from step {lp['last']} to step {lp['first']}):")
+        lines.extend(chain_text(graph, run, n.id))
+    return lines
+
+
 def _term_value(t: Term, run: Run) -> str:
     if t.value is not None:
         return num(t.value)
@@ -203,6 +229,8 @@ def as_text(graph: Graph, run: Run) -> str:
     for n in leaves(graph, run):
         for ln in chain_text(graph, run, n.id):
             lines.append(f"  {ln}")
+    for ln in _through_time(graph, run):
+        lines.append(f"  {ln}" if ln.startswith("∂") or ln.startswith("‖") else ln)
     if run.seeded_with_ones:
         lines.append("(the output is not a scalar: these are the gradients of its sum)")
     return "\n".join(lines) + "\n"
@@ -227,6 +255,8 @@ def as_markdown(graph: Graph, run: Run) -> str:
     for n in leaves(graph, run):
         for ln in chain_text(graph, run, n.id):
             lines.append(f"- {_md(ln)}")
+    for ln in _through_time(graph, run):
+        lines.append(f"- {_md(ln)}" if ln.startswith(("∂", "‖")) else f"\n{_md(ln)}\n")
     return "\n".join(lines) + "\n"
 
 
@@ -244,14 +274,17 @@ def as_json(graph: Graph, run: Run) -> str:
                             "value": r.value, "shape": list(r.shape),
                             "local": [{"of": t.of, "wrt": t.wrt, "wrt_node": t.wrt_id, "formula": t.formula,
                                        "value": _jnum(t.value), "shape": list(t.shape)} for t in r.terms]})
-    for n in leaves(graph, run):
+    for n in leaves(graph, run) + states(graph):
         g = run.grads.get(n.id)
+        paths = chains(graph, run, n.id)
         doc["chains"].append({
             "node": n.id, "name": n.name,
             "grad": None if g is None else (_jnum(g) if np.ndim(g) == 0 else None),
             "grad_norm": None if g is None else _jnum(norm(g)),
             "paths": [{"factors": p.names, "values": [_jnum(v) for v in p.values], "product": _jnum(p.total)}
-                      for p in chains(graph, run, n.id)],
+                      for p in paths],
+            # at most MAX_PATHS paths are listed: a loop's shared weight has one per step and more
+            "all_paths": len(paths) < MAX_PATHS,
             "text": chain_text(graph, run, n.id)})
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 

@@ -115,6 +115,21 @@ class Stmt(_Node):
     __slots__ = ("kind", "name", "expr", "pos", "name_pos")
 
 
+class Item(_Node):
+    __slots__ = ("name", "index", "pos", "name_pos")    # `x[t]`: step `index` of the sequence `name`
+
+
+class Seq(_Node):
+    # `input x[20] = VALUE`: a declaration's value as a sequence of `steps` steps (its first axis)
+    __slots__ = ("steps", "expr", "pos", "steps_pos")
+
+
+class Loop(_Node):
+    # `for var in first..last: body`; kind is "for" and name None, so that it reads like a statement;
+    # body: the assignments run at every step, in order
+    __slots__ = ("kind", "name", "var", "first", "last", "body", "pos", "var_pos", "range_pos")
+
+
 @dataclass
 class Program:
     statements: list[Stmt] = field(default_factory=list)
@@ -237,7 +252,7 @@ def _short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[:12]}… ({len(text):,} characters)"
 
 
-KEYWORDS = ("input", "param", "const", "loss")
+KEYWORDS = ("input", "param", "const", "loss", "for")
 
 
 def _not_keyword(tok: Token, pos: Pos) -> None:
@@ -265,15 +280,36 @@ class _ToAst(Transformer_NonRecursive):
         return Pos(p.line + self.line0, p.col, p.start + self.off, p.end + self.off)
 
     def start(self, meta, children):
-        return [c for c in children if isinstance(c, Stmt)]
+        return [c for c in children if isinstance(c, (Stmt, Loop))]
 
     def kind(self, meta, children):
         return children[0]
 
     def decl(self, meta, children):
-        kind, name, expr = children
+        kind, name, *steps, expr = children
         _not_keyword(name, self._pos(name))
+        if steps:
+            count, where = steps[0]
+            expr = Seq(count, expr, expr.pos, where)
         return Stmt(str(kind), str(name), expr, self._pos(meta), self._pos(name))
+
+    def steps(self, meta, children):
+        tok = children[0]
+        p = self._pos(tok)
+        if not str(tok).isdigit() or int(str(tok)) < 1:
+            raise SourceError(f"a sequence's length is a whole number of steps (1 or more), not {tok}",
+                              line=p.line, col=p.col, width=len(str(tok)))
+        return int(str(tok)), p
+
+    def loop(self, meta, children):
+        var, rng, *body = children
+        _not_keyword(var, self._pos(var))
+        first, last = (int(x) for x in str(rng).split(".."))
+        p = self._pos(rng)
+        if last < first:
+            raise SourceError(f"the range {first}..{last} is empty: write the first step, then the last "
+                              f"({last}..{first} counts up)", line=p.line, col=p.col, width=len(str(rng)))
+        return Loop("for", None, str(var), first, last, tuple(body), self._pos(meta), self._pos(var), p)
 
     def loss(self, meta, children):
         if len(children) == 2:
@@ -323,6 +359,10 @@ class _ToAst(Transformer_NonRecursive):
 
     def var(self, meta, children):
         return Var(str(children[0]), self._pos(children[0]))
+
+    def item(self, meta, children):
+        name, index = children
+        return Item(str(name), index, self._pos(meta), self._pos(name))
 
     def call(self, meta, children):
         func, *rest = children
@@ -549,6 +589,11 @@ def statement_lines(body: str):
         yield pending
 
 
+def _shapes():
+    from . import shapes       # a long program's line-by-line parse (imported when one is read)
+    return shapes
+
+
 def parse(text: str, name: str = "<input>") -> Program:
     """Parse a whole program; a SourceError names file, line and column and shows a caret.
 
@@ -557,8 +602,15 @@ def parse(text: str, name: str = "<input>") -> Program:
     source = Source(text, name)
     body = text if text.endswith("\n") else text + "\n"
     to_ast = _ToAst(body)
-    parts = list(chunks(body))
     statements: list[Stmt] = []
+    if body.count("\n") >= _shapes().MIN_LINES:
+        try:
+            statements = _shapes().Shapes(to_ast).statements(body)
+        except _shapes().Fallback:
+            statements = []
+        except SourceError as e:
+            raise e.at(source) from None
+    parts = [] if statements else list(chunks(body))
     try:
         try:
             for start, end, line0 in parts:
@@ -579,7 +631,43 @@ def parse(text: str, name: str = "<input>") -> Program:
         if isinstance(e.orig_exc, SourceError):
             raise e.orig_exc.at(source) from None
         raise
+    if any(type(s) is Loop for s in statements):
+        try:
+            statements = group_loops(statements)
+        except SourceError as e:
+            raise e.at(source) from None
     return Program(statements, source)
+
+
+def group_loops(statements: list) -> list:
+    """A loop header written alone takes the statements indented below it as its body (as Python's
+    blocks do; the lexer ignores indentation, and the column of each statement says it)."""
+    out: list = []
+    i = 0
+    while i < len(statements):
+        s = statements[i]
+        i += 1
+        if type(s) is not Loop:
+            out.append(s)
+            continue
+        body = list(s.body)
+        while i < len(statements) and statements[i].pos.col > s.pos.col:
+            inner = statements[i]
+            if type(inner) is Loop:
+                raise SourceError("loops cannot be nested: write the inner recurrence as its own loop",
+                                  line=inner.pos.line, col=inner.pos.col, width=3)
+            if s.body:
+                raise SourceError("this loop's body is already on its line (after the colon): "
+                                  "this indented statement belongs to no loop", line=inner.pos.line,
+                                  col=inner.pos.col, width=max(1, inner.name_pos.end - inner.name_pos.start))
+            body.append(inner)
+            i += 1
+        if not body:
+            raise SourceError(f"the loop over {s.var} has no body: write one statement after the colon, "
+                              "or indent the statements of the body on the lines below it",
+                              line=s.pos.line, col=s.pos.col, width=3)
+        out.append(Loop(s.kind, s.name, s.var, s.first, s.last, tuple(body), s.pos, s.var_pos, s.range_pos))
+    return out
 
 
 def parse_value(text: str, what: str, name: str):

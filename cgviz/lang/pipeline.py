@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +69,21 @@ def check_length(text: str, name: str, max_elements: int | None = None) -> None:
                                "this statement"), line=lines[room], col=1).at(Source(text, name))
 
 
+@contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off for the block (as it was after). Parsing and running a
+    long program allocate millions of objects that live on, none in a cycle, and every few thousand
+    allocations the collector walked all of them again: more than half the time of parsing 100,000
+    lines. A cycle made meanwhile is collected at the first collection after the block."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 @dataclass
 class Result:
     graph: Graph
@@ -76,6 +93,11 @@ class Result:
 def evaluate(text: str, name: str = "<input>", overrides: dict[str, str] | None = None,
              grad: bool = True, max_elements: int | None = None) -> Result:
     """Parse, lower to the IR, run forward (and backward); every error carries the source for its caret."""
+    with gc_paused():
+        return _evaluate(text, name, overrides, grad, max_elements)
+
+
+def _evaluate(text: str, name: str, overrides, grad: bool, max_elements: int | None) -> Result:
     check_length(text, name, max_elements)
     program = parse(text, name)
     # NumPy's own RuntimeWarnings ("Mean of empty slice", overflow in an initializer) would print
@@ -95,6 +117,12 @@ def annotate(result: Result, grad: bool = True, lr: float | None = None, clip_no
     """What a run's picture adds beyond forward and backward, and the warnings a person should read:
     the run's own (NaN, inf), a learning-rate step's (`lr`: each param after one step, stored on the
     run for the picture), and gradient health (vanishing/exploding flags, saturation)."""
+    with gc_paused():
+        return _annotate(result, grad, lr, clip_norm, vanish, explode)
+
+
+def _annotate(result: Result, grad: bool, lr: float | None, clip_norm: float | None, vanish: float | None,
+              explode: float | None) -> list[str]:
     from ..health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
     vanish = VANISH if vanish is None else vanish
     explode = EXPLODE if explode is None else explode
@@ -112,6 +140,11 @@ def annotate(result: Result, grad: bool = True, lr: float | None = None, clip_no
 def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
                  timeout: float | None = None, dpi: float | None = None) -> bytes:
     """The bytes of one output format (cgviz.view.formats: one branch per producer)."""
+    with gc_paused():
+        return _output_bytes(result, fmt, opts, timeout, dpi)
+
+
+def _output_bytes(result: Result, fmt: str, opts: DotOptions, timeout: float | None, dpi: float | None) -> bytes:
     made_by = formats.lookup(fmt, formats.EXPRESSION).producer
     if made_by == formats.JSON:
         return to_json(result.graph, result.run, opts.vanish, opts.explode).encode("utf-8")
@@ -127,6 +160,10 @@ def output_bytes(result: Result, fmt: str, opts: DotOptions = DotOptions(),
         return run_dot(dot_text, fmt, timeout=timeout, nodes=len(result.graph), dpi=dpi)
     if made_by == formats.PAGE:
         from ..view.html import dsl_page
+        if opts.fold and result.graph.meta.get("loops"):
+            # the page's stepper walks the backward pass node by node: it needs every step drawn
+            import dataclasses
+            dot_text = to_dot(result.graph, result.run, dataclasses.replace(opts, fold=False))
         svg = run_dot(dot_text, "svg", timeout=timeout, nodes=len(result.graph)).decode("utf-8")
         return dsl_page(result.graph, result.run, svg).encode("utf-8")
     raise AssertionError(f"no producer {made_by!r} for expressions")   # a registry entry without a branch here

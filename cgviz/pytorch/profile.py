@@ -44,7 +44,7 @@ def _marker_class():
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             name = op_name(func)
-            if self.paused or not_an_op(func, name):
+            if self.paused or self._within or not_an_op(func, name):
                 return func(*args, **kwargs)
             # A numbered range, named after the call: only then is it known whether the call makes
             # a node (a tensor result), and so which id it takes.
@@ -58,6 +58,23 @@ def _marker_class():
             self.names[key] = self._unique(self.op_base(name)) if made else f"{name} (made no tensor)"
             return out
 
+        def function(self, cls, apply, args, kwargs):
+            """A custom Function is one node of the drawn run (Recorder.function): one range."""
+            from torch.utils.checkpoint import CheckpointFunction
+            if self._within or cls is CheckpointFunction:
+                return super().function(cls, apply, args, kwargs)
+            key = f"{PREFIX}{len(self.names)}"
+            self.names[key] = ""
+            self._within.append([])
+            try:
+                with record_function(key):
+                    out = apply(*args, **kwargs)
+            finally:
+                self._within.pop()
+            made = any(isinstance(t, torch.Tensor) for t in tree_flatten(out)[0])
+            self.names[key] = self._unique(self.op_base(cls.__name__)) if made else f"{cls.__name__} (made no tensor)"
+            return out
+
     return Marker
 
 
@@ -67,7 +84,7 @@ def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
     import torch
 
     from .inputs import named_tensors
-    from .record import module_hooks
+    from .record import functions, module_hooks
     from .run import backward, call, named_inputs
     from .state import seed
     inputs = named_inputs(model, args, kwargs)
@@ -79,7 +96,7 @@ def _one_pass(marker, names, loaded, model, args, kwargs, opts, params, buffers)
         rec._unique(name)       # inputs (and targets) took these ids first in the drawn run
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     try:
-        with rec, torch.enable_grad():
+        with rec, functions(rec), torch.enable_grad():
             out = call(loaded, model, args, kwargs, rec)
             with rec.scope("loss", "Loss"):
                 loss = opts.loss(out, opts.seed).tensor     # opts.loss: the drawn run's resolved Loss

@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -163,6 +163,7 @@ class Recorder(TorchFunctionMode):
         # AccumulateGrad keeps it as .grad), and its summary is reused instead of taken twice
         self._only_edge: dict[str, tuple[torch.Tensor, int, TensorInfo]] = {}
         self.paused = False
+        self._within: list[list[str]] = []   # per custom Function forward running: the torch calls it made
         self._inner = 0        # > 0 while the model's own torch.autograd.grad runs: hooks record nothing
         self.deepest = 0                           # the deepest nesting of module calls seen
 
@@ -212,6 +213,10 @@ class Recorder(TorchFunctionMode):
         if self.paused:
             return func(*args, **kwargs)
         name = op_name(func)
+        if self._within:          # inside a custom Function's forward: named on its node, not drawn
+            if not not_an_op(func, name):
+                self._within[-1].append(name)
+            return func(*args, **kwargs)
         if id(func) in _INNER_BACKWARD:
             return self._inner_backward(func, name, args, kwargs)
         if not_an_op(func, name):
@@ -319,6 +324,90 @@ class Recorder(TorchFunctionMode):
             self.run.notes.append(note)
         return out
 
+    def function(self, cls, apply, args: tuple, kwargs: dict):
+        """A custom torch.autograd.Function's apply, drawn as one op named by its class. Autograd sees
+        one node (…Backward) whose backward is the Function's own (a straight-through estimator, a
+        gradient reversal), so the edges into it carry what that backward sent to each tensor
+        argument: its grad_inputs, read by a hook on that node. Its forward's own torch calls run
+        under no_grad and get no gradient: they are not drawn, only named in the node's meta
+        (`forward_ops`), since edges without a gradient there would say what autograd never did."""
+        from torch.utils.checkpoint import CheckpointFunction
+        if self._within:            # a Function inside a Function's forward: part of the outer one
+            self._within[-1].append(cls.__name__)
+            return apply(*args, **kwargs)
+        if cls is CheckpointFunction:
+            return self._checkpoint(*args)
+        # The arguments are passed as they are (no alias, as __torch_function__ makes): the node's
+        # hook sees each edge's gradient anyway, and a Function that writes its input in place
+        # (ctx.mark_dirty) or checks `x is self.weight` gets the very tensor it was given.
+        flat_in = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        self._within.append([])
+        try:
+            out = apply(*args, **kwargs)
+        finally:
+            inner = self._within.pop()
+        # the mode is live here (apply is not a torch call it was handed): cgviz's own tensor calls
+        # are made with it paused, so they are not drawn
+        self.paused = True
+        try:
+            self._function_node(cls, inner, flat_in, out)
+        finally:
+            self.paused = False
+        return out
+
+    def _function_node(self, cls, inner: list[str], flat_in: list[torch.Tensor], out) -> None:
+        flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if not flat_out:
+            return
+        node = self._add_op(cls.__name__, cls, flat_in)
+        node.meta.update(custom_function=cls.__qualname__,
+                         defined=_defined(cls), forward_ops=tuple(inner))
+        infos = []
+        for i, t in enumerate(flat_out):
+            self._note(t, node.id, i)
+            infos.append(TensorInfo.of(t))
+        self.run.values[node.id] = infos[0] if len(infos) == 1 else infos
+        if not self.grads:
+            return
+        if flat_out[0].requires_grad:
+            self._hook_node(flat_out[0], node.id)
+        # the Function's own backward node (an output's grad_fn could be another's only if torch
+        # changed how outputs are wrapped: then no edge gradient rather than a wrong one)
+        fn = next((t.grad_fn for t in flat_out if getattr(t.grad_fn, "_forward_cls", None) is cls), None)
+        if fn is None:
+            return
+        # grad_inputs has one entry per tensor argument, in order (None where backward gave none)
+        srcs = [src if i == 0 else None for src, i in zip(node.inputs, node.meta["out_index"])]
+
+        def hook(grad_inputs, grad_outputs):
+            for k, g in enumerate(grad_inputs[:len(srcs)]):
+                self._edge_grad(node.id, k, srcs[k], g)
+        self._hooks.append(fn.register_hook(hook))
+
+    def _checkpoint(self, function, preserve_rng_state, *args):
+        """torch.utils.checkpoint with use_reentrant=True: its Function runs the block under no_grad
+        and, in backward, runs it again with grad and backpropagates through that copy. The copy's
+        gradients are those of running the block once with grad (same ops, same inputs, the same
+        random numbers), so the block is recorded once, as it runs here, and its edges carry those
+        gradients; the recomputation is not drawn again. As the Function does, the block gets no
+        gradient at all when no tensor input requires one (its parameters then get none either)."""
+        needs = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in args)
+        first = len(self.graph.nodes)
+        with torch.set_grad_enabled(needs):
+            out = function(*args)
+        for node in self.graph.nodes[first:]:
+            if node.kind == "op":
+                node.meta["checkpoint"] = "reentrant"
+        if not needs and torch.is_grad_enabled():
+            site = frames.caller()
+            where = f" ({frames.where(site, code=False)})" if site else ""
+            note = (f"torch.utils.checkpoint with use_reentrant=True{where}: none of its tensor inputs requires "
+                    "grad, so PyTorch computes no gradient inside the block (its parameters get none); "
+                    "use_reentrant=False does not have this limit")
+            if note not in self.run.notes:
+                self.run.notes.append(note)
+        return out
+
     def _add_op(self, name: str, func, flat_in: list[torch.Tensor]) -> Node:
         inputs, outs = [], []
         for t in flat_in:
@@ -421,13 +510,16 @@ class Recorder(TorchFunctionMode):
 
     def _hook_edge(self, a: torch.Tensor, node_id: str, k: int, src: str | None) -> None:
         def hook(g):
-            if self._inner or g is None:       # no gradient defined along this edge (see _hook_node)
-                return
-            info = TensorInfo.of(g)
-            self.run.edge_grads[(node_id, k)] = info
-            if src is not None and self._uses.get(src) == 1:
-                self._only_edge[src] = (g, g._version, info)
+            self._edge_grad(node_id, k, src, g)
         self._hooks.append(a.register_hook(hook))
+
+    def _edge_grad(self, node_id: str, k: int, src: str | None, g: torch.Tensor | None) -> None:
+        if self._inner or g is None:       # no gradient defined along this edge (see _hook_node)
+            return
+        info = TensorInfo.of(g)
+        self.run.edge_grads[(node_id, k)] = info
+        if src is not None and self._uses.get(src) == 1:
+            self._only_edge[src] = (g, g._version, info)
 
     def _summary(self, node_id: str, g: torch.Tensor) -> TensorInfo:
         """The summary of a node's gradient `g`: its only edge's, when `g` is that edge's gradient
@@ -466,6 +558,41 @@ class Recorder(TorchFunctionMode):
         self.graph.output = output_id
         self.graph.loss = output_id
         return prune(self.graph, output_id), self.run
+
+
+def _defined(cls) -> str:
+    """`model.py:12`: where a custom Function's forward is defined ('' when Python cannot say)."""
+    import inspect
+    try:
+        fn = inspect.unwrap(cls.forward)
+        return frames.where((inspect.getsourcefile(fn) or "", fn.__code__.co_firstlineno), code=False)
+    except (TypeError, OSError, AttributeError):
+        return ""
+
+
+@contextlib.contextmanager
+def functions(rec: Recorder):
+    """While the model runs: every custom autograd Function's apply goes through `rec.function`. The
+    function mode does not see Function.apply itself (only the ops its forward runs), so the class
+    method is wrapped for the duration, and given back as it was."""
+    base = torch.autograd.Function
+    real = base.__dict__["apply"]
+    original = real.__func__
+
+    def apply(cls, *args, **kwargs):
+        def run(*a, **k):
+            return original(cls, *a, **k)
+        # not while the recorder is not the running mode: a torch call it is already drawing (whose
+        # Python implementation applies a Function) or the backward after the forward
+        if rec.paused or rec._inner or not any(m is rec for m in _get_current_function_mode_stack()):
+            return run(*args, **kwargs)
+        return rec.function(cls, run, args, kwargs)
+
+    base.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        base.apply = real
 
 
 def prune(graph: Graph, output_id: str) -> Graph:

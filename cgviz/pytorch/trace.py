@@ -126,7 +126,7 @@ def _eager():
 
 def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     import torch
-    from .record import Recorder, module_hooks
+    from .record import Recorder, functions, module_hooks
     params, buffers = parameters_and_buffers(model)
     grads = not opts.meta
     rec = Recorder(params, buffers, grads=grads)
@@ -138,7 +138,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
     handles = module_hooks(model, rec) if loaded.kind not in ("export", "torchscript") else []
     notes = []
     try:
-        with rec, torch.enable_grad() if grads else torch.no_grad():
+        with rec, functions(rec), torch.enable_grad() if grads else torch.no_grad():
             try:
                 out = call(loaded, model, fresh_args, fresh_kwargs, rec)
             except NotImplementedError as e:

@@ -35,6 +35,7 @@ class DotOptions:
     caption: str | None = None  # one more caption line (what `train` did before this picture)
     vanish: float = VANISH      # flag params with ‖g‖/‖w‖ (inputs with ‖g‖) below this …
     explode: float = EXPLODE    # … or above this (cgviz.health)
+    fold: bool = True           # draw each loop's body once in a `time_step=T` frame (cgviz.view.loop_scene)
 
 
 def graph_shape(graph: Graph) -> tuple[int, int]:
@@ -222,6 +223,8 @@ def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[
     own (the training page sizes each box for its widest step)."""
     scale = grad_scale(run) if opts.grad else None
     flags = verdicts(graph, run, opts.vanish, opts.explode) if opts.grad else {}
+    if opts.fold and graph.meta.get("loops"):
+        return _folded_scene(graph, run, opts, scale, flags)
     nodes = []
     for node in graph:
         if folded(graph, node.id):
@@ -240,6 +243,39 @@ def scene(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[
     return Scene(graph=graph_attrs(opts.rankdir or auto_rankdir(graph), nodesep="0.35", ranksep="0.6"),
                  caption=caption(graph, run, opts, scale), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
                  items=tuple(nodes), edges=tuple(edges))
+
+
+def _folded_scene(graph: Graph, run: Run, opts: DotOptions, scale, flags) -> Scene:
+    """The picture with each loop drawn once, in a dashed `time_step=T` frame (cgviz.view.loop_scene)."""
+    from . import loop_scene
+    drawn, members = loop_scene.fold_map(graph)
+    top = _top(graph)
+
+    def head(rep: Node) -> list[Line]:
+        if rep.kind == "op":
+            rows = [Line(_op_head(graph, rep), bold=True)]
+            shapes = _shape_line(graph, run, rep)
+            return rows + ([Line(shapes, small=True)] if shapes else [])
+        v = run.values[rep.id]
+        return [Line(f" {shape_text(v.shape)} per step" if v.ndim else "", head=f"{rep.meta['seq']['name']}[t]")]
+
+    nodes = []
+    for node in graph:
+        did = drawn[node.id]
+        if folded(graph, node.id) or members[did][0] != node.id:
+            continue
+        style = mark(dict(STYLE["literal" if node.meta.get("literal") else node.kind]),
+                     loss=node.id == graph.output, nonfinite=any(m in run.nonfinite for m in members[did]))
+        if did == node.id:
+            style["label"] = label(node, run, graph, opts, flags)
+        else:
+            style["label"] = loop_scene.node_label(graph, run, did, members[did], head, top, opts.grad)
+        style["tooltip"] = _tooltip(node)
+        nodes.append(SceneNode(did, style))
+    edges = loop_scene.loop_edges(graph, run, drawn, opts.grad, forward_edge, gradient_edge, scale)
+    return Scene(graph=graph_attrs(opts.rankdir or "LR", nodesep="0.35", ranksep="0.6"),
+                 caption=caption(graph, run, opts, scale), node=NODE_DEFAULTS, edge=EDGE_DEFAULTS,
+                 items=loop_scene.loop_clusters(graph, nodes, drawn), edges=edges)
 
 
 def to_dot(graph: Graph, run: Run, opts: DotOptions = DotOptions(), labels: dict[str, Html] | None = None) -> str:

@@ -314,6 +314,13 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts, caption=Non
     `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike;
     `caption(level, name)`: the title a level's picture has, as it would name the repetition `name`
     (the module call's key), so that the caption follows the block selector too."""
+    data_levels, root, found = drill_data(levels, svgs, opts, caption)
+    return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
+
+
+def drill_data(levels: dict, svgs: dict[str, str], opts, caption=None) -> tuple[dict, str, dict]:
+    """The page data of drill_page's levels: (levels by key, the root's key, the search index); the
+    recorded-run page (watch_page) puts its own bar beside them."""
     from .levels import index
     root = next(iter(levels))
     data_levels = {}
@@ -340,7 +347,7 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts, caption=Non
                         d["caption"] = {was: now}
         data_levels[key] = entry
     found = {m: [lvl, svg_key(drawn), k] for m, (lvl, drawn, k) in index(levels).items()}
-    return page(svgs[root], title, {}, [], {}, BACKWARD, levels=data_levels, root=root, found=found)
+    return data_levels, root, found
 
 
 def _repetition(lv, rep, opts, first: tuple) -> dict:

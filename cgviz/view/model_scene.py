@@ -547,7 +547,17 @@ def _node(graph: Graph, run: RunSummary, pic: Picture, dn: DNode, opts: DrawOpti
     else:
         rep = graph[dn.id] if dn.id in graph else graph[dn.members[0]]
         style["tooltip"] = " ".join(x for x in (rep.meta.get("module") or "", rep.op or rep.kind, rep.id) if x)
+        if rep.meta.get("custom_function"):     # what the one node stands for (docs/model-labels.md)
+            style["tooltip"] += f": {function_words(rep.meta)}"
     return Node(dn.id, style)
+
+
+def function_words(meta: dict) -> str:
+    """`custom autograd.Function STE (model.py:12); its forward ran round under no_grad`."""
+    where = f" ({meta['defined']})" if meta.get("defined") else ""
+    inner = ", ".join(meta.get("forward_ops") or ())
+    ran = f"; its forward ran {inner} under no_grad (not drawn, no gradient there)" if inner else ""
+    return f"custom autograd.Function {meta['custom_function']}{where}{ran}"
 
 
 def drawn_texts(graph: Graph, run: RunSummary, pic: Picture,

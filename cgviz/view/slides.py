@@ -76,7 +76,8 @@ def steps(graph, run) -> list[Step]:
 def frames(graph, run, opts: DotOptions = DotOptions()) -> list[str]:
     """The DOT text of each step's frame: the picture, the step's red edge in orange and thick, and
     the caption listing the steps so far."""
-    base = scene(graph, run, opts)
+    # a step is one edge of the unrolled graph: a loop is drawn step by step here (not folded)
+    base = scene(graph, run, replace(opts, fold=False))
     todo = steps(graph, run)
     out = []
     for i, step in enumerate(todo):

@@ -123,8 +123,10 @@ def _outputs(graph: Graph) -> dict[str, str]:
     return out
 
 
-def mapping(graph: Graph, pic) -> tuple[dict, dict, dict]:
-    """What each drawn node and drawn red edge stands for in a step's record.
+def mapping(graph: Graph, pic, rename: dict[str, str] | None = None) -> tuple[dict, dict, dict]:
+    """What each drawn node and drawn red edge stands for in a step's record. `rename`: drawn id →
+    the id it is shown as (a ×N block's repetition on the first repetition's layout); a node or
+    edge without one is left out.
 
     nodes: svg key → {"rows": [[prefix, "p"|"m", [names]], ...], "params": [names], "modules": [paths]}:
     each gradient row of the node's label, in the order the label has them, with the text it starts
@@ -135,6 +137,7 @@ def mapping(graph: Graph, pic) -> tuple[dict, dict, dict]:
     from .html import edge_key, svg_key
     from .model_scene import cluster_id
     outs = _outputs(graph)
+    as_id = (lambda i: i) if rename is None else rename.get
 
     def params_of(ids) -> list[str]:
         names = []
@@ -183,7 +186,8 @@ def mapping(graph: Graph, pic) -> tuple[dict, dict, dict]:
                 sources[dn.id] = ["p", ps]
             else:       # an input's gradient is not part of the record
                 rows.append(["‖∇‖ = ", "m", []])
-        nodes[svg_key(dn.id)] = {"rows": rows, "params": ps, "modules": mods}
+        if as_id(dn.id) is not None:
+            nodes[svg_key(as_id(dn.id))] = {"rows": rows, "params": ps, "modules": mods}
     frames = {}     # a ×N fold's frame caption: ‖∇θ‖ per block
     for rep, grp in pic.groups.items():
         if grp.style == "fold":
@@ -192,10 +196,31 @@ def mapping(graph: Graph, pic) -> tuple[dict, dict, dict]:
             frames["cluster_" + cluster_id(rep)] = [["‖∇θ‖ per block: ", "pb", per]]
     edges = {}
     for e in pic.edges:
-        if e.grad is None or e.src not in sources:
+        if e.grad is None or e.src not in sources or as_id(e.src) is None or as_id(e.dst) is None:
             continue
-        edges[edge_key(e.src, e.dst)] = sources[e.src]
+        edges[edge_key(as_id(e.src), as_id(e.dst))] = sources[e.src]
     return nodes, edges, frames
+
+
+def level_maps(levels: dict) -> dict:
+    """`mapping` of every level of a drill-down page (cgviz.view.levels), keyed as the page keys its
+    levels: {"nodes", "edges", "frames"}, and for a level inside a ×N fold, "reps": each block's
+    mapping on the first block's layout (None for a block drawn otherwise)."""
+    out = {}
+    for key, lv in levels.items():
+        nodes, edges, frames = mapping(lv.graph, lv.pic)
+        entry = {"nodes": nodes, "edges": edges, "frames": frames}
+        if lv.reps is not None:
+            entry["reps"] = []
+            for rep in lv.reps:
+                if rep is None:
+                    entry["reps"].append(None)
+                    continue
+                g, _run, p, ids = rep
+                n, e, _f = mapping(g, p, {b: a for a, b in ids.items()})
+                entry["reps"].append({"nodes": n, "edges": e, "frames": {}})
+        out[key] = entry
+    return out
 
 
 def svg_of(graph: Graph, run: RunSummary, pic, title: str, timeout: float | None = 60.0) -> str:

@@ -189,20 +189,24 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
     title = f"{Path(str(run.header.get('source') or 'run')).name} — {len(run.steps)} recorded steps"
     if run.header.get("world_size"):
         title += f" (rank {run.header.get('rank', 0)} of {run.header['world_size']} ranks wrote it)"
-    nodes, edges, frames, panels, svg = {}, {}, {}, {}, _NO_GRAPH
+    nodes, edges, frames, panels, svg, drill = {}, {}, {}, {}, _NO_GRAPH, None
     if run.graph is not None:
         from .html import model_panels
         from .watch_graph import from_json, mapping, picture, svg_of
         graph, grun = from_json(run.graph)
         pic = picture(graph, grun)
         nodes, edges, frames = mapping(graph, pic)
-        panels = model_panels(graph, grun, pic)
-        for d in panels.values():       # the slider's "at step N" row comes first; these are the drawing's
-            d["rows"] = [[f"{k} (as the graph was recorded)", v] for k, v in d["rows"]]
+        panels = _recorded(model_panels(graph, grun, pic))
         svg = svg_of(graph, grun, pic, f"{title}: the model as recorded (numbers follow the step slider)", timeout)
+        drill = _drill(graph, grun, pic, svg, title, timeout)
     data = page_data(run, events, diagnosis, nodes, edges, frames)
     from .markup import BACKWARD
-    text = page(svg, title, panels, [], {}, BACKWARD, extra_bar=BAR % {"max": max(len(run.steps) - 1, 0)})
+    bar = BAR % {"max": max(len(run.steps) - 1, 0)}
+    if drill is None:
+        text = page(svg, title, panels, [], {}, BACKWARD, extra_bar=bar)
+    else:
+        data["levels"], levels, root, found = drill
+        text = page(svg, title, {}, [], {}, BACKWARD, extra_bar=bar, levels=levels, root=root, found=found)
     import json
     blob = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     esc = _html.escape
@@ -218,6 +222,46 @@ def watch_page(run, events: list, diagnosis: list[str], timeout: float | None = 
     extra = (f'{section}<script type="application/json" id="cgviz-watch">{blob}</script>\n'
              f'<style>\n{asset("watch.css")}</style>\n<script>\n{asset("watch.js")}</script>\n')
     return text.replace("</body>", extra + "</body>", 1)
+
+
+def _recorded(panels: dict) -> dict:
+    """Panels whose rows say they are the drawing's (the slider's "at step N" row comes first)."""
+    for d in panels.values():
+        d["rows"] = [[f"{k} (as the graph was recorded)", v] for k, v in d["rows"]]
+    return panels
+
+
+def _drill(graph, grun, pic, svg: str, title: str, timeout: float | None):
+    """The drill-down levels of the recorded graph, as the model page has them (cgviz.view.levels):
+    (each level's record mapping, the page's levels, the root's key, the search index); None when
+    the graph has no module to open."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .html import drill_data
+    from .levels import build_levels
+    from .model_scene import DrawOptions
+    from .watch_graph import level_maps, svg_of
+    levels = build_levels(graph, grun, pic, True)
+    if len(levels) < 2:
+        return None
+    root = next(iter(levels))
+
+    def caption(lv, name: str | None = None) -> str:
+        f = lv.call[-1]
+        once = f", drawn once for its {len(lv.reps)} {lv.word}s (the {lv.word} slider: whose numbers)" if lv.reps else ""
+        return f"{title}: inside {name or f.key} ({f.cls}){once} (numbers follow the step slider)"
+    rest = [lv for key, lv in levels.items() if key != root]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:     # each layout is a dot process
+        svgs = dict(zip((lv.key for lv in rest), pool.map(lambda lv: svg_of(lv.graph, lv.run, lv.pic, caption(lv), timeout), rest)))
+    svgs[root] = svg
+    data, root, found = drill_data(levels, svgs, DrawOptions(rankdir="TB", grad=True, flags=False), caption)
+    for entry in data.values():
+        _recorded(entry["nodes"])
+        for d in (entry.get("reps") or {}).get("data") or []:
+            if d is not None and d["nodes"] is not entry["nodes"]:
+                _recorded({k: v for k, v in d["nodes"].items() if all(v is not x for x in entry["nodes"].values())})
+    return level_maps(levels), data, root, found
 
 
 def _steps(e) -> str:

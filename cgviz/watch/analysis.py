@@ -81,6 +81,17 @@ def _runs(steps: list[int], flags: list[bool], last: int) -> list[tuple[int, int
     return found
 
 
+def _span(a: int, b: int) -> str:
+    """'from step 10 to 40', or 'at step 0' when the range is one recorded step."""
+    return f"at step {a}" if a == b else f"from step {a} to {b}"
+
+
+def _between(xs: list) -> str:
+    """'0.001…0.3', or the one number when every recorded step had the same."""
+    lo, hi = _g(min(xs)), _g(max(xs))
+    return lo if lo == hi else f"{lo}…{hi}"
+
+
 def _g(x: float) -> str:
     from ..fmt import num
     return num(x)
@@ -109,13 +120,13 @@ def events(run: Run) -> list[Event]:
             rs = [r for st, r, _, _ in rows if a <= st <= b]
             tops = [top[st] for st, r, _, _ in rows if a <= st <= b]
             found.append(Event("vanishing", a, b, layer,
-                               f"{name}: ‖g‖/‖w‖ {_g(min(rs))}…{_g(max(rs))} from step {a} to {b}, against "
-                               f"{_g(min(tops))}…{_g(max(tops))} for the largest layer's"))
+                               f"{name}: ‖g‖/‖w‖ {_between(rs)} {_span(a, b)}, against "
+                               f"{_between(tops)} for the largest layer's"))
         explode = [_fin(r) and r > EXPLODE for st, r, _, _ in rows]
         for a, b in _runs(steps, explode, last):
             rs = [r for st, r, _, _ in rows if a <= st <= b]
             found.append(Event("exploding", a, b, layer,
-                               f"{name}: ‖g‖/‖w‖ up to {_g(max(rs))} (over {_g(EXPLODE)}) from step {a} to {b}"))
+                               f"{name}: ‖g‖/‖w‖ up to {_g(max(rs))} (over {_g(EXPLODE)}) {_span(a, b)}"))
         stopped = [_fin(u) and u < STOPPED for st, _, u, _ in rows]
         spans = _runs(steps, stopped, last)
         if spans and spans[-1][1] == last and any(not f for f in stopped):
@@ -192,13 +203,13 @@ def _module_events(run: Run, last: int) -> list[Event]:
             seen = (f"; its inputs span [{_g(min(r[0] for r in rng))}, {_g(max(r[1] for r in rng))}]"
                     if rng else "")
             out.append(Event("saturated", a, b, m,
-                             f"{m}{kind} is saturated from step {a} to {b}: {_pct(min(fr))}–{_pct(max(fr))} of its "
+                             f"{m}{kind} is saturated {_span(a, b)}: {_pct(min(fr))}–{_pct(max(fr))} of its "
                              f"outputs are within 1% of their bounds, where its slope is nearly 0{seen}"))
         dead = [ms.dead is not None and _fin(ms.dead) and ms.dead > DEAD for _, ms in rows]
         for a, b in _runs(steps, dead, last):
             fr = [ms.dead for st, ms in rows if a <= st <= b]
             out.append(Event("dead", a, b, m,
-                             f"{m}{kind} has dead units from step {a} to {b}: {_pct(min(fr))}–{_pct(max(fr))} of "
+                             f"{m}{kind} has dead units {_span(a, b)}: {_pct(min(fr))}–{_pct(max(fr))} of "
                              "its units are zero for every example of the batch, so they pass no gradient"))
     return out
 
@@ -237,7 +248,7 @@ def diagnosis(run: Run) -> list[str]:
         pos = sorted(order.index(x) for x in layers if x in order)
         early = pos and pos == list(range(len(pos))) and len(pos) < len(order)
         where = f"the first {len(layers)} of {len(order)} layers ({_names(layers)})" if early else _names(layers)
-        text = (f"The gradient vanishes in {where} from step {a} to {b}: their ‖g‖/‖w‖ is under "
+        text = (f"The gradient vanishes in {where} {_span(a, b)}: their ‖g‖/‖w‖ is under "
                 f"{_g(VANISH)} of the largest layer's (or under {_g(VANISH_ABS)}), so they learn a thousand "
                 "times slower than the rest, or not at all.")
         sat = by["saturated"]
@@ -279,7 +290,7 @@ def diagnosis(run: Run) -> list[str]:
         layers = list(dict.fromkeys(e.where for e in by["exploding"]))
         a = min(e.step_from for e in by["exploding"])
         b = max(e.step_to for e in by["exploding"])
-        out.append(f"The gradient explodes in {_names(layers)} from step {a} to {b}: ‖g‖/‖w‖ above "
+        out.append(f"The gradient explodes in {_names(layers)} {_span(a, b)}: ‖g‖/‖w‖ above "
                    f"{_g(EXPLODE)}. Usual remedies: gradient clipping (clip_grad_norm_), a smaller learning "
                    "rate or warm-up, normalisation layers, a smaller initialisation.")
     stopped = [e for e in by["stopped"] if e.where not in {v.where for v in by["vanishing"]}]

@@ -207,7 +207,10 @@
     window.cgviz.firstView = vb.slice();
     note(vb.some((v, i) => Math.abs(v - home[i]) > 1e-6)
       ? "zoomed in to read the labels: drag to pan, the wheel zooms, fit shows the whole graph" : "");
+    shownEvent();
   }
+  // another level or block is on screen: the recorded-run page (watch.js) puts its step's numbers on it
+  const shownEvent = () => document.dispatchEvent(new CustomEvent("cgviz:shown"));
   // the outline a search hit or the selected node gets: its shape (or shapes: the loss has two),
   // which Graphviz writes first, inside an <a> when the node has a tooltip
   function outline(g) {
@@ -256,6 +259,7 @@
     R.changed.forEach(id => { const g = nodes[id] || frames[id]; if (g) relabel(textsOf(g), labels[id] || {}); });
     relabel(captionTexts(), (d && d.caption) || {});
     if (selected) show(selected);
+    if (svg.dataset.home) shownEvent();   // the selector moved (mount says so itself once it is done)
   }
   // the runs of text of a label as the page compares them: no-break spaces as spaces, trimmed
   const plain = s => s.replace(/\u00a0/g, " ").trim();
@@ -360,6 +364,7 @@
     document.getElementById("play").textContent = "pause";
     timer = setInterval(() => { if (!step()) stop(); }, 700);
   };
+  window.cgviz.go = go;
   window.addEventListener("hashchange", route);
   route();
 })();

@@ -36,46 +36,82 @@
     return any ? Math.sqrt(s) : null;
   }
 
-  // --- the graph: each node's gradient rows (matched once by the text they start with)
-  const svg = document.querySelector("#graph svg"), nodeEls = {};
-  svg.querySelectorAll("g.node").forEach(g => { nodeEls[g.getAttribute("data-id")] = g; });
-  const rows = [], frameEls = {};
-  svg.querySelectorAll("g.cluster").forEach(g => { frameEls[g.querySelector("title").textContent] = g; });
-  const owners = Object.entries(W.nodes).map(([id, d]) => [nodeEls[id], d])
-    .concat(Object.entries(W.frames).map(([id, list]) => [frameEls[id], {rows: list}]));
-  owners.forEach(([g, d]) => {
-    if (!g) return;
-    const used = new Set(), texts = Array.from(g.querySelectorAll("text"));
-    d.rows.forEach(([prefix, kind, names]) => {
-      // the loss line is the one that says "= value" (its module's name may start with "loss" too)
-      const t = texts.find(t => !used.has(t) && t.textContent.startsWith(prefix) && (kind !== "L" || t.textContent.includes("= ")));
-      if (!t) return;
-      used.add(t);
-      const rest = t.textContent.slice(prefix.length).replace(/^\S+/, "");
-      rows.push({t, prefix, kind, names, rest});
+  // --- the graph: the level shown (the model, or a module's inside opened from its box or frame)
+  // and, inside a ×N block, the block the selector shows: what each drawn node and red edge stands
+  // for in a step's record (W.levels, keyed as the page's levels; one level when nothing opens)
+  const LV = W.levels || {"": {nodes: W.nodes, edges: W.edges, frames: W.frames}};
+  const root = data.levels ? data.root : "";
+  let map = LV[root], svg = null, nodeEls = {}, rows = [], red = {}, panelRows = {}, lo = Infinity, hi = -Infinity;
+  // the panels page.js shows for the level and block on screen (the block's own, else the level's)
+  function panels() {
+    const lv = data.levels ? data.levels[window.cgviz.level] : data, R = lv && lv.reps;
+    const r = R && R.data[window.cgviz.rep];
+    return [(r && r.nodes) || {}, (lv && lv.nodes) || {}];
+  }
+  // each node's gradient rows, matched by the text they start with, and the red edges, for the
+  // SVG on screen (a level shown again is a fresh copy of its SVG: matched again)
+  function bind() {
+    const lv = LV[window.cgviz.level] || LV[root];
+    map = (lv.reps && lv.reps[window.cgviz.rep]) || lv;
+    svg = document.querySelector("#graph svg"); nodeEls = {}; rows = []; red = {};
+    svg.querySelectorAll("g.node").forEach(g => { nodeEls[g.getAttribute("data-id")] = g; });
+    const frameEls = {};
+    svg.querySelectorAll("g.cluster").forEach(g => { frameEls[g.querySelector("title").textContent] = g; });
+    const owners = Object.entries(map.nodes).map(([id, d]) => [nodeEls[id], d])
+      .concat(Object.entries(map.frames || {}).map(([id, list]) => [frameEls[id], {rows: list}]));
+    owners.forEach(([g, d]) => {
+      if (!g) return;
+      const used = new Set(), texts = Array.from(g.querySelectorAll("text"));
+      d.rows.forEach(([prefix, kind, names]) => {
+        // the loss line is the one that says "= value" (its module's name may start with "loss" too)
+        const t = texts.find(t => !used.has(t) && t.textContent.startsWith(prefix) && (kind !== "L" || t.textContent.includes("= ")));
+        if (!t) return;
+        used.add(t);
+        // what follows the number, as the drawing wrote it (kept: a text this page rewrote has its own)
+        const rest = t.dataset.wrote === t.textContent ? t.dataset.rest : t.textContent.slice(prefix.length).replace(/^\S+/, "");
+        t.dataset.rest = rest;
+        rows.push({t, prefix, kind, names, rest});
+      });
     });
-  });
-  const red = {};
-  svg.querySelectorAll("g.edge.bwd").forEach(g => { red[g.getAttribute("data-key")] = g; });
-  // one log scale over every step, so an edge's strength compares across steps (as cgviz.health's)
-  let lo = Infinity, hi = -Infinity;
-  Object.values(W.edges).forEach(([kind, names]) => {
-    for (let k = 0; k < K; k++) {
-      const v = norm(kind, names, k);
-      if (typeof v === "number" && v > 0) { const l = Math.log10(v); lo = Math.min(lo, l); hi = Math.max(hi, l); }
-    }
-  });
+    svg.querySelectorAll("g.edge.bwd").forEach(g => { red[g.getAttribute("data-key")] = g; });
+    // one log scale over every step, so an edge's strength compares across steps (as cgviz.health's)
+    lo = Infinity; hi = -Infinity;
+    Object.values(map.edges).forEach(([kind, names]) => {
+      for (let k = 0; k < K; k++) {
+        const v = norm(kind, names, k);
+        if (typeof v === "number" && v > 0) { const l = Math.log10(v); lo = Math.min(lo, l); hi = Math.max(hi, l); }
+      }
+    });
+    Object.entries(red).forEach(([key, g]) => {
+      if (map.edges[key]) return;         // no record for it: say so once, rather than keep step 0's number
+      g.querySelectorAll("text").forEach((t, j) => { t.textContent = j ? "" : "not recorded"; });
+      g.querySelectorAll("path, polygon").forEach(p => p.setAttribute("stroke-opacity", 0.25));
+    });
+    // the panel: a first row with this step's record of the node's parameters and modules
+    panelRows = {};
+    const [own, level] = panels();
+    Object.keys(map.nodes).forEach(id => {
+      const d = own[id] || level[id]; if (!d) return;
+      if (!(d.rows[0] && d.rows[0].atStep)) { const row = ["", ""]; row.atStep = true; d.rows.unshift(row); }
+      panelRows[id] = d.rows[0];
+    });
+    // a click on a graph node picks its layer for the heatmap's row mark and the histograms
+    Object.entries(nodeEls).forEach(([id, g]) => {
+      if (g.dataset.watched) return;
+      g.dataset.watched = "1";
+      g.addEventListener("click", e => {
+        if (!e.isTrusted) return;
+        const d = map.nodes[id], ps = d ? d.params : [];
+        const i = W.layers.findIndex(l => (window.cgviz.level === root && W.layerNode[l] === id) || W.layerParams[l].some(p => ps.includes(p)));
+        if (i >= 0) { layer = i; drawHeat(); drawHists(); }
+      });
+    });
+  }
   const strength = v => typeof v === "string" ? 1 : (typeof v !== "number" || v <= 0 || !(hi > lo)) ? (v > 0 ? 0.6 : 0)
     : (Math.log10(v) - lo) / (hi - lo);
-  Object.entries(red).forEach(([key, g]) => {
-    if (W.edges[key]) return;           // no record for it: say so once, rather than keep step 0's number
-    g.querySelectorAll("text").forEach((t, j) => { t.textContent = j ? "" : "not recorded"; });
-    g.querySelectorAll("path, polygon").forEach(p => p.setAttribute("stroke-opacity", 0.25));
-  });
 
-  // --- the panel: a first row with this step's record of the node's parameters and modules
   function stepRow(id, k) {
-    const d = W.nodes[id]; if (!d) return null;
+    const d = map.nodes[id]; if (!d) return null;
     const lines = d.params.map(p => {
       const i = pIdx[p]; if (i === undefined) return `${p}: not recorded`;
       const P = W.P, bad = (P.nan[i][k] || 0) + (P.inf[i][k] || 0);
@@ -90,12 +126,6 @@
     }));
     return lines.length ? [`at step ${W.steps[k]}`, lines.join("\n")] : null;
   }
-  const panelRows = {};
-  Object.keys(W.nodes).forEach(id => {
-    const d = data.nodes[id]; if (!d) return;
-    panelRows[id] = ["", ""];
-    d.rows.unshift(panelRows[id]);
-  });
 
   // one gradient row of a label at step k: a norm, the norms of each block, or a saturation line
   function rowText(r, k) {
@@ -108,10 +138,10 @@
     const v = norm(r.kind, r.names, k);
     return r.prefix + (v === null ? "not recorded" : fmt(v)) + (v === null ? "" : r.rest);
   }
-  function setStep(k) {
-    k = Math.max(0, Math.min(K - 1, k)); step = k;
-    rows.forEach(r => { r.t.textContent = rowText(r, k); });
-    Object.entries(W.edges).forEach(([key, [kind, names]]) => {
+  // the graph's numbers at step k: the labels' rows, the red edges, the panel's first row
+  function drawGraph(k) {
+    rows.forEach(r => { r.t.textContent = r.t.dataset.wrote = rowText(r, k); });
+    Object.entries(map.edges).forEach(([key, [kind, names]]) => {
       const g = red[key]; if (!g) return;
       const v = norm(kind, names, k), s = strength(v);
       g.querySelectorAll("path, polygon").forEach(p => {
@@ -121,11 +151,15 @@
       g.querySelectorAll("text").forEach((t, j) => { t.textContent = j ? "" : v === null ? "not recorded" : `‖g‖=${fmt(v)}`; });
     });
     Object.entries(panelRows).forEach(([id, row]) => { const r = stepRow(id, k) || ["at step", "–"]; row[0] = r[0]; row[1] = r[1]; });
+    const open = document.querySelector("#graph g.node.selected");
+    if (open) open.dispatchEvent(new MouseEvent("click"));
+  }
+  function setStep(k) {
+    k = Math.max(0, Math.min(K - 1, k)); step = k;
+    drawGraph(k);
     slider.value = k;
     const loss = W.loss[k] !== null ? fmt(W.loss[k]) : (W.lossText[k] || "–");
     info.textContent = `step ${W.steps[k]} (${k + 1} of ${K} recorded) · loss ${loss}${W.scaled ? " · gradients as scaled by AMP" : ""}`;
-    const open = document.querySelector("g.node.selected");
-    if (open) open.dispatchEvent(new MouseEvent("click"));
     drawHeat(); lossMarker(); drawHists();
     document.querySelectorAll("#w-events li[data-i]").forEach(li => {
       const e = W.events[Number(li.dataset.i)];
@@ -133,22 +167,20 @@
     });
   }
   slider.addEventListener("input", e => setStep(Number(e.target.value)));
+  // page.js showed another level or block (drill-down, breadcrumb, back, the block selector): its
+  // numbers at the step the slider is on
+  document.addEventListener("cgviz:shown", () => { bind(); drawGraph(step); });
 
+  // a drawn node of the top level (the heatmap's and the events' nodes are the model picture's)
   function selectNode(id) {
-    const g = nodeEls[id]; if (!g) return;
-    g.dispatchEvent(new MouseEvent("click"));
+    const click = () => { const g = nodeEls[id]; if (g) g.dispatchEvent(new MouseEvent("click")); };
+    if (window.cgviz.level === root || !window.cgviz.go) click(); else window.cgviz.go(root, 0, click);
   }
   function selectLayer(i, withNode) {
     layer = i;
     if (withNode && W.layerNode[W.layers[i]]) selectNode(W.layerNode[W.layers[i]]);
     drawHeat(); drawHists();
   }
-  // a click on a graph node picks its layer for the heatmap's row mark and the histograms
-  Object.entries(nodeEls).forEach(([id, g]) => g.addEventListener("click", e => {
-    if (!e.isTrusted) return;
-    const i = W.layers.findIndex(l => W.layerNode[l] === id);
-    if (i >= 0) { layer = i; drawHeat(); drawHists(); }
-  }));
 
   // --- the heatmap: layers × steps, log10 ‖g‖/‖w‖ or the update ratio
   const heat = document.getElementById("w-heat"), heatInfo = document.getElementById("w-heat-info");
@@ -267,5 +299,6 @@
 
   window.cgviz.watch = {setStep, selectLayer, step: () => step, layer: () => layer, steps: K};
   if (W.layers.length) layer = 0;       // the first layer's histograms until another is picked
+  bind();
   setStep(K - 1);
 })();
