@@ -32,9 +32,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
-_SUFFIX_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json",
-                   "html": "html", "htm": "html",
-                   "modelexplorer": "modelexplorer"}   # Model Explorer's graph JSON, saved as NAME.me.json
 
 
 class Drawing:
@@ -141,9 +138,10 @@ class Drawing:
         return Page(self.html())
 
     def output(self, fmt: str, dpi: float | None = None) -> bytes:
-        """The bytes of one format: png, svg, pdf, dot, json or html (`dpi`: a PNG's resolution)."""
-        if fmt not in set(_SUFFIX_FORMATS.values()):
-            raise CgvizError(f"unknown format {fmt!r}; cgviz writes {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}")
+        """The bytes of one format: png, svg, pdf, dot, json, html or modelexplorer (`dpi`: a PNG's
+        resolution); the list is cgviz.view.formats'."""
+        from .view import formats
+        formats.lookup(fmt, self._b.kind)
         if dpi is not None:
             dpi = _converted("dpi", dpi)
         return self._b.output(fmt, self.rankdir, self.timeout, dpi)
@@ -151,20 +149,20 @@ class Drawing:
     def save(self, path: str | os.PathLike, format: str | None = None, dpi: float | None = None) -> Path:
         """Write to `path` (format from its suffix unless `format` is given), atomically: a failure
         leaves no partial file and an existing file untouched. Returns the path."""
+        from .view import formats
         from .view.graphviz import write_atomic
         p = Path(path)
-        fmt = format or ("modelexplorer" if p.name.lower().endswith(".me.json")
-                         else _SUFFIX_FORMATS.get(p.suffix.lower().lstrip(".")))
+        fmt = format or formats.from_path(p)
         if fmt is None:
-            raise CgvizError(f"cannot tell the format from {str(path)!r}: use a suffix such as .svg, .png, .pdf, "
-                             ".dot, .json or .html, or pass format=")
+            raise CgvizError(f"cannot tell the format from {str(path)!r}: use a suffix such as "
+                             f"{formats.suffixes_text(self._b.kind)}, or pass format=")
         for src in self._b.inputs:
             with contextlib.suppress(OSError):
                 if p.exists() and p.samefile(src):
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
-        if fmt == "modelexplorer" and hasattr(self._b, "d"):       # a model: its node-data overlays beside it
+        if fmt == "modelexplorer" and self._b.kind == "model":     # a model: its node-data overlays beside it
             from .view.modelexplorer import sibling
             for name, data in self._b.d.overlays().items():
                 write_atomic(sibling(p, name), data)
@@ -215,6 +213,8 @@ class Page:
 class _Expression:
     """An expression program's run: full NumPy arrays."""
 
+    kind = "expression"             # the source cgviz.view.formats says which formats it writes
+
     def __init__(self, result, source: str, opts, warnings: list[str], inputs: tuple[str, ...]):
         self.result, self.source, self.opts, self.inputs = result, source, opts, inputs
         self.graph = result.graph
@@ -264,6 +264,8 @@ class _Expression:
 
 class _Model:
     """A model's run: tensor summaries per node and edge."""
+
+    kind = "model"
 
     def __init__(self, drawing, source: str, inputs: tuple[str, ...], loaded=None):
         self.d, self.source, self.inputs = drawing, source, inputs
@@ -506,6 +508,8 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
 
 
 def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, input_file: str | None = None):
+    """The one builder of the recorder's TraceOptions, for draw() and its siblings and the command line
+    (cgviz.cli.trace_options): `checked` holds the checked option values, by draw()'s keywords."""
     from .pytorch.inputs import InputSpec, parse_shape
     from .pytorch.trace import TraceOptions
     shapes: tuple = ()
@@ -664,7 +668,8 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
-    from .view.graphviz import FORMATS
+    from .view.formats import names
+    FORMATS = names("expression")
     if format not in FORMATS + ("cgw",):
         raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS + ('cgw',)))}")
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:

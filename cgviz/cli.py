@@ -37,7 +37,8 @@ from . import __version__  # noqa: E402
 from .api import check_step, check_thresholds  # noqa: E402
 from .errors import CgvizError, OptionError  # noqa: E402
 from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
-from .view.graphviz import FORMATS, started_early, write_atomic  # noqa: E402
+from .view import formats  # noqa: E402
+from .view.graphviz import started_early, write_atomic  # noqa: E402
 
 # Exit statuses (documented in docs/errors.md): 0 ok, 1 a mistake in the input or the environment,
 # 2 a usage mistake (bad option), 3 an internal error (a bug in cgviz: please report it).
@@ -208,29 +209,41 @@ def health_options(f):
 
 
 def _suffix_format(output: str | None) -> str | None:
-    if not output or output == "-":
-        return None
-    if output.lower().endswith(".me.json"):
-        return "modelexplorer"      # Model Explorer's graph JSON: a double suffix, as .tar.gz
-    suffix = Path(output).suffix.lower().lstrip(".")
-    return {"gv": "dot"}.get(suffix, suffix) if suffix else None
+    """The format -o's suffix names (the registry's, cgviz.view.formats), else None."""
+    return formats.from_path(output)
+
+
+class _FormatChoice(click.Choice):
+    """--format's choices, read from the registry each time (a format added there is accepted here)."""
+
+    def __init__(self, source: str):
+        super().__init__((), case_sensitive=True)
+        self.source = source
+
+    @property
+    def choices(self):
+        return formats.names(self.source)
+
+    @choices.setter
+    def choices(self, value):          # click.Choice.__init__ sets it; the registry is the list
+        pass
 
 
 def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str, Path | None]:
     """Decide the format and the output path (None means standard output)."""
     from_suffix = _suffix_format(output)
     if fmt is None:
-        if output and output != "-" and from_suffix not in FORMATS:
+        if output and output != "-" and from_suffix is None:
             raise click.UsageError(f"cannot tell the format from {output!r}; add --format "
-                                   f"({'|'.join(FORMATS)}) or use one of those suffixes")
-        fmt = from_suffix or "png"
-    elif from_suffix in FORMATS and from_suffix != fmt:
+                                   f"({'|'.join(formats.names())}) or use one of those suffixes")
+        fmt = from_suffix or formats.DEFAULTS[formats.EXPRESSION]
+    elif from_suffix is not None and from_suffix != fmt:
         raise click.UsageError(f"-o {output} ends in .{from_suffix} but --format is {fmt}; "
                                "make them agree")
     if output == "-":
         return fmt, None
     stem = "stdin" if file == "-" else Path(file).stem
-    return fmt, Path(output) if output else Path(f"{stem}.{'me.json' if fmt == 'modelexplorer' else fmt}")
+    return fmt, Path(output) if output else Path(stem + formats.suffix(fmt))
 
 
 def _check_files(inputs: list, outputs: list) -> None:
@@ -268,7 +281,7 @@ def _emit(data: bytes, path: Path | None) -> None:
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output. "
                    "Default: <stem>.<format> in the current folder.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
+@click.option("-f", "--format", "fmt", type=_FormatChoice(None), help=formats.cli_help())
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value, e.g. --set w=0.1 or --set 'x=[1, 2]'. Repeatable.")
 @option("no_grad")
@@ -334,10 +347,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
 def _render_run(file, output, fmt, timeout, dpi, quiet):
     """`cgviz render run.cgw`: the page (html, the default) or the picture (png, svg, pdf) of a recorded run."""
     from .view.watch_page import render_run
-    fmt = fmt or _suffix_format(output) or "html"
-    if fmt not in ("html", "png", "svg", "pdf"):
-        raise click.UsageError(f"a recorded run (.cgw) is drawn as html, png, svg or pdf, not {fmt}")
-    path = None if output == "-" else Path(output) if output else Path(f"{Path(file).stem}.{fmt}")
+    fmt = fmt or _suffix_format(output) or formats.DEFAULTS[formats.RUN]
+    if fmt not in formats.names(formats.RUN):
+        raise click.UsageError(f"a recorded run (.cgw) is drawn as {formats.written(formats.RUN)}, not {fmt}")
+    path = None if output == "-" else Path(output) if output else Path(Path(file).stem + formats.suffix(fmt))
     from .paths import Arg
     _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
     data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
@@ -484,12 +497,13 @@ def model_options(f):
 
 
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
-    """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None as saved)."""
-    from .pytorch.trace import TraceOptions
-    return TraceOptions(input_shapes=input_shapes, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
-                        view=view, mode=None if mode is None else ("train" if mode else "eval"), meta=meta,
-                        max_elements=_stashed("max_elements"), targets_file=_stashed("targets"),
-                        dims=_stashed("dims"))
+    """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None
+    as saved), made by the library's one builder (cgviz.api._trace_options) from draw()'s keywords."""
+    from .api import _trace_options
+    checked = dict(dtype=dtype, loss=loss, seed=seed, view=view,
+                   mode=None if mode is None else ("train" if mode else "eval"),
+                   max_elements=_stashed("max_elements"), targets=_stashed("targets"), dims=_stashed("dims"))
+    return _trace_options(False, input_shapes or None, checked, meta, input_file)
 
 
 def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode) -> dict:
@@ -501,7 +515,8 @@ def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, m
 
 def model_stem(model: str) -> str:
     """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
-    return model.rpartition(":")[0] if ":" in model and not Path(model).exists() else model
+    from .paths import split_spec
+    return str(split_spec(model)[0])
 
 
 @main.command()
@@ -637,7 +652,7 @@ def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_
 @click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file; its suffix picks the format. '-' writes to standard output.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="png (default), svg, pdf, dot, json, html (an interactive page), or modelexplorer (Model Explorer's graph JSON, NAME.me.json).")
+@click.option("-f", "--format", "fmt", type=_FormatChoice(formats.MODEL), help=formats.cli_help())
 @model_options
 @option("view")
 @option("depth")
@@ -966,11 +981,10 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
     from .diff.sides import parse_option
     fmt = None
     if output:
-        suffix = Path(output).suffix.lower().lstrip(".")
-        fmt = {"gv": "dot", "htm": "html"}.get(suffix, suffix)
-        if fmt not in ("png", "svg", "pdf", "dot", "json", "html"):
-            raise click.UsageError(f"cannot tell the format from -o {output!r}: use .png, .svg, .pdf, .dot, .json "
-                                   "or .html")
+        fmt = formats.from_path(output)
+        if fmt not in formats.names(formats.DIFF):
+            raise click.UsageError(f"cannot tell the format from -o {output!r}: use "
+                                   f"{formats.suffixes_text(formats.DIFF)}")
     from .diff.runs import record_spec
     from .paths import Arg
     records = [record_spec(x) for x in (a, b)]

@@ -7,14 +7,18 @@ import math
 import numpy as np
 
 from . import textwidth
-from .lang.ops import shape_text
 
 __all__ = ["num", "shape_text", "shape_label", "value_text", "grad_text", "info_text", "info_grad_text", "norm",
            "stats", "inline_values"]
 
 
+def shape_text(shape) -> str:
+    """`[4×3]`, `[]` for a scalar: the way every message and label writes a shape."""
+    return "[" + "×".join(str(int(s)) for s in shape) + "]"
+
+
 def shape_label(shape) -> str:
-    """A model tensor's shape in a label: `[2×3]`, and `scalar` for a 0-d tensor (cgviz.lang.ops.shape_text,
+    """A model tensor's shape in a label: `[2×3]`, and `scalar` for a 0-d tensor (shape_text,
     for messages and the expression language, writes a scalar as `[]`)."""
     return "[" + "×".join(str(s) for s in shape) + "]" if shape else "scalar"
 

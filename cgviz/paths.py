@@ -321,12 +321,17 @@ def check_folder(path, option: str) -> None:
                          "not a folder; give a folder (it is created when missing)")
 
 
-def split_spec(spec: str) -> tuple[Path, str | None]:
-    """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole."""
+def split_spec(spec: str, base: str | os.PathLike | None = None) -> tuple[Path, str | None]:
+    """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole. The one
+    reader of a model spec (the loader, the commands' output names, snapshot manifests): the part
+    after the last ':' is a factory when it is an identifier and the part before it is a file, looked
+    for under `base` when given (a manifest's folder) and returned as written."""
+    def there(path: str) -> bool:   # lexists: a link that loops or dangles is still the file named
+        return os.path.lexists(path if base is None else Path(base) / path)
     p = Path(spec)
-    if os.path.lexists(p):        # lexists: a link that loops or dangles is still the file named
+    if there(spec):
         return p, None
     head, sep, tail = spec.rpartition(":")
-    if sep and head and tail.isidentifier() and os.path.lexists(head):
+    if sep and head and tail.isidentifier() and there(head):
         return Path(head), tail
     return p, None

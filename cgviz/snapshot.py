@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CgvizError, OptionError
+from .paths import split_spec
 from .spelling import on_command_line, spell
+from .view.formats import suffix
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
 # by the same definition as on the command line (cgviz.options).
@@ -28,7 +30,7 @@ MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view"
 # how an entry is compared, beside how it is drawn
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
-GOLDEN_SUFFIXES = (".json", ".png", ".dot")          # .dot: goldens written before the graph golden
+GOLDEN_SUFFIXES = tuple(suffix(f) for f in ("json", "png", "dot"))   # .dot: goldens written before the graph golden
 OUT_SUFFIXES = (".json", ".png", ".dot", ".diff.png", ".graphdiff.png", ".graphdiff.svg")
 DEFAULT_THRESHOLD = 48      # a pixel differs when a colour channel moves by more than this (of 255)
 DEFAULT_TOLERANCE = 0.001   # an entry changed when more than this share of its pixels differ
@@ -106,9 +108,8 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
                                f"from the file; a manifest cannot allow that by itself: add {spell('allow_trust')}{_on_the_command_line()} "
                                "if you trust every model this manifest names")
         # `net.py:build` keeps its factory; the path part is relative to the manifest
-        head, sep, tail = target.rpartition(":")
-        has_factory = bool(sep) and tail.isidentifier() and head.endswith(".py")
-        file_part = head if has_factory else target
+        factory = split_spec(target, base)[1] if kind == "model" else None
+        file_part = target[:-len(factory) - 1] if factory else target
         loss_file = _loss_file(opts.get("loss"), where)
         for key, rel in (("file" if has_file else "model", file_part), ("input", opts.get("input")),
                          ("weights", opts.get("weights")), ("targets", opts.get("targets")), ("loss", loss_file)):
@@ -119,7 +120,7 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
                 opts[key] = str(base / opts[key])
         if loss_file is not None:       # losses.py:focal, relative to the manifest too
             opts["loss"] = f"{base / loss_file}:{opts['loss'].rpartition(':')[2]}"
-        resolved = str(base / head) + sep + tail if has_factory else str(base / target)
+        resolved = str(base / file_part) + (f":{factory}" if factory else "")
         name = item.get("name")
         if name is None:
             name = Path(file_part).stem
@@ -235,7 +236,7 @@ def entries_from_files(files: list[str]) -> list[Entry]:
     out = []
     for f in files:
         kind = "cg" if f.endswith(".cg") or f == "-" else "model"
-        stem = Path(f.rpartition(":")[0] if kind == "model" and ":" in f and not Path(f).exists() else f).stem
+        stem = (split_spec(f)[0] if kind == "model" else Path(f)).stem
         out.append(Entry(check_name(stem, f"the name taken from {f!r}"), f, kind, {}))
     _unique(out, "the arguments")
     return out

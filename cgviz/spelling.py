@@ -26,6 +26,8 @@ _KEYWORDS = {"input_shape": "input_size", "input": "input_file", "set": "sets",
              "trust": "trust=True", "meta": "meta=True", "profile": "profile=True", "update": "update=True",
              "allow_trust": "allow_trust=True", "allow_outside": "allow_outside=True"}
 
+# The formats a Drawing has a method (or property) for, as Python spells them: not the format
+# registry (cgviz.view.formats), which this module may not import (it sits below every layer).
 _FORMATS = re.compile(r"\b(png|svg|pdf|json|html|dot)\b")
 
 

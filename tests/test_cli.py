@@ -238,3 +238,16 @@ def test_an_internal_error_is_one_line_and_exit_3(cli, here, monkeypatch):
     monkeypatch.setattr(pipeline, "to_json", lambda *a: 1 / 0)
     r = cli("render", PIZZA, "--format", "json")
     assert r.exit_code == 3 and "internal error" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_command_line_builds_trace_options_with_the_librarys_one_builder(monkeypatch):
+    """`cgviz torch`/`train` and draw() get their TraceOptions from cgviz.api._trace_options alone."""
+    import cgviz.api
+    from cgviz.cli import trace_options
+    from cgviz.pytorch.inputs import parse_shape
+    made = trace_options((parse_shape("2,3"),), None, "float64", "mse", 3, True, view="autograd")
+    lib = cgviz.api._trace_options(False, ["2,3"], dict(dtype="float64", loss="mse", seed=3, view="autograd",
+                                                        mode="train", max_elements=None, targets=None), False)
+    assert made == lib and made.mode == "train" and made.input_shapes == (parse_shape("2,3"),)
+    monkeypatch.setattr(cgviz.api, "_trace_options", lambda *a, **k: "the library's")
+    assert trace_options((), None, None, None, 0, None) == "the library's"

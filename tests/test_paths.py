@@ -390,3 +390,31 @@ def test_same_file_sees_through_links_and_never_raises(tmp_path):
     assert same_file(a, tmp_path / "sub" / ".." / "a")
     assert not same_file(a, tmp_path / "loop") and same_file(tmp_path / "loop", tmp_path / "loop")
     assert not same_file(a, tmp_path / "missing")
+
+
+def test_one_reader_of_model_specs(tmp_path, monkeypatch):
+    """`net.py:build` is read by cgviz.paths.split_spec alone: the loader, the commands' output names
+    and snapshot manifests and arguments all give the same answer."""
+    from cgviz.cli import model_stem
+    from cgviz.paths import split_spec
+    from cgviz.snapshot import entries_from_files
+    (tmp_path / "net.py").write_text("x = 1\n")
+    (tmp_path / "odd:name.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert split_spec("net.py:build") == (Path("net.py"), "build")
+    assert split_spec("odd:name.py") == (Path("odd:name.py"), None)        # a file named with ':' stays whole
+    assert split_spec("net.py:not-a-name") == (Path("net.py:not-a-name"), None)
+    assert split_spec("missing.py:build") == (Path("missing.py:build"), None)
+    assert split_spec("sub/net.py:build", base=tmp_path.parent) == (Path("sub/net.py:build"), None)
+    assert split_spec(f"{tmp_path.name}/net.py:build", base=tmp_path.parent) == (Path(tmp_path.name) / "net.py", "build")
+    assert model_stem("net.py:build") == "net.py" and model_stem("odd:name.py") == "odd:name.py"
+    assert [e.name for e in entries_from_files(["net.py:build"])] == ["net"]
+
+
+def test_a_manifest_keeps_a_factory_with_the_loaders_rule(tmp_path):
+    from cgviz.snapshot import load_manifest
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.py").write_text("x = 1\n")
+    (tmp_path / "cgviz-snapshot.toml").write_text('[[entry]]\nname = "n"\nmodel = "models/net.py:build"\n')
+    entry, = load_manifest(tmp_path / "cgviz-snapshot.toml")
+    assert entry.path == f"{tmp_path / 'models' / 'net.py'}:build"

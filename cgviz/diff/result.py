@@ -12,8 +12,10 @@ from .classify import Difference, NodeDiff, difference
 from .picture import MAX_NODES, to_dot
 from .sides import Side, side
 
-FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "dot": "dot", "gv": "dot", "json": "json", "html": "html",
-           "htm": "html"}
+from ..view import formats
+
+# kept for old imports: suffix → format, from the registry (cgviz.view.formats)
+FORMATS = {s: n for n in formats.names(formats.DIFF) for s in formats.REGISTRY[n].suffixes}
 
 
 class Comparison:
@@ -64,15 +66,16 @@ class Comparison:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=1, allow_nan=False) + "\n"
 
     def output(self, fmt: str, dpi: float | None = None) -> bytes:
-        """The bytes of one format: png, svg, pdf, dot or json."""
-        if fmt == "json":
+        """The bytes of one format: png, svg, pdf, dot, json or html (cgviz.view.formats, source diff)."""
+        made_by = formats.lookup(fmt, formats.DIFF).producer
+        if made_by == formats.JSON:
             return self.json().encode("utf-8")
-        if fmt == "dot":
+        if made_by == formats.DOT:
             return self.dot.encode("utf-8")
-        if fmt == "html":
+        if made_by == formats.PAGE:
             return self.html().encode("utf-8")
-        if fmt not in ("png", "svg", "pdf"):
-            raise CgvizError(f"unknown format {fmt!r}; cgviz diff writes png, svg, pdf, dot, json and html")
+        if made_by != formats.GRAPHVIZ:
+            raise AssertionError(f"no producer {made_by!r} for comparisons")   # a registry entry without a branch
         from ..view.graphviz import PictureTooBig, run_dot
         try:
             return run_dot(self.dot, fmt, timeout=self.timeout, nodes=len(self.difference.nodes), dpi=dpi)
@@ -101,10 +104,10 @@ class Comparison:
         """Write to `path` (format from its suffix unless given), atomically; never over either input."""
         from ..view.graphviz import write_atomic
         p = Path(path)
-        fmt = format or FORMATS.get(p.suffix.lower().lstrip("."))
-        if fmt is None:
-            raise CgvizError(f"cannot tell the format from {str(path)!r}: use .png, .svg, .pdf, .dot, .json or "
-                             ".html, or pass format=")
+        fmt = format or formats.from_path(p)
+        if fmt is None or fmt not in formats.names(formats.DIFF):
+            raise CgvizError(f"cannot tell the format from {str(path)!r}: use {formats.suffixes_text(formats.DIFF)}, "
+                             "or pass format=")
         for src in self._inputs():
             try:
                 if p.exists() and p.samefile(src):

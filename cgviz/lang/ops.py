@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import OpError
+from ..fmt import shape_text  # noqa: F401  (defined in the core; kept importable here)
 
 REQUIRED = object()  # default marker for an attribute the user must give
 
@@ -84,11 +85,6 @@ def op(**kw) -> OpDef:
 
 
 # ---------------------------------------------------------------- shape helpers
-
-def shape_text(shape) -> str:
-    """`[4×3]`, `[]` for a scalar: the way every message and label writes a shape."""
-    return "[" + "×".join(str(int(s)) for s in shape) + "]"
-
 
 def sum_to_shape(g, shape) -> np.ndarray:
     """Sum a gradient over the dimensions broadcasting added or widened, down to `shape`."""

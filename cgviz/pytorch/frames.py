@@ -10,7 +10,9 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
-import cgviz
+# cgviz's package directory, from this file's place in it (importing the package itself would be an
+# import of the top layer: tests/test_layers.py)
+_CGVIZ = Path(__file__).resolve().parent.parent
 
 
 def _real(p) -> str:
@@ -26,7 +28,7 @@ def _roots_with(torch_loaded: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(cgviz's and torch's package directories and the standard library's; installed-package
     directories), each with a trailing separator so that /x/cgviz does not claim /x/cgviz_demo."""
     import os
-    own = [Path(cgviz.__file__).resolve().parent]
+    own = [_CGVIZ]
     torch = sys.modules.get("torch") if torch_loaded else None
     if torch is not None and getattr(torch, "__file__", None):
         own.append(Path(torch.__file__).resolve().parent)

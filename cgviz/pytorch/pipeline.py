@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import CgvizError, OptionError
 from ..spelling import spell
-from ..view.graphviz import DOT_MEMORY_ENV, IMAGE_FORMATS, LayoutLimit, LayoutMemory, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
+from ..view import formats
+from ..view.graphviz import DOT_MEMORY_ENV, LayoutLimit, LayoutMemory, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import WORDS, Picture, build_picture, find_groups
 from .state import given_back
 
@@ -307,20 +308,21 @@ class ModelDrawing:
                timings: dict[str, float] | None = None, dpi: float | None = None) -> bytes:
         """The bytes of one format: json, dot, html, or an image laid out by Graphviz."""
         timings = {} if timings is None else timings
-        if fmt == "json":
+        made_by = formats.lookup(fmt, formats.MODEL).producer     # one branch per producer below
+        if made_by == formats.JSON:
             from ..view.export import dumps
             return dumps(self.to_dict()).encode("utf-8")
-        if fmt == "modelexplorer":
+        if made_by == formats.VIEWER:
             from ..view.modelexplorer import dumps, graph_collection
             return dumps(graph_collection(self.to_dict(), self.pic.groups.values(), self.label))
         t = time.perf_counter()
         dot_text = self.dot(rankdir)
         timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
-        if fmt == "dot":
+        if made_by == formats.DOT:
             return dot_text.encode("utf-8")
         t = time.perf_counter()
-        if fmt not in IMAGE_FORMATS and fmt != "html":
-            raise CgvizError(f"unknown format {fmt!r}")
+        if made_by not in (formats.GRAPHVIZ, formats.PAGE):
+            raise AssertionError(f"no producer {made_by!r} for models")   # a registry entry without a branch here
         if fmt == "png" and not self.sized:
             return self.for_png(rankdir, timeout, timings).output(fmt, rankdir, timeout, timings, dpi)
         while True:
@@ -333,7 +335,7 @@ class ModelDrawing:
                            if wanted)
             nodes = len(self.pic.nodes)
             try:
-                if fmt == "html":
+                if made_by == formats.PAGE:
                     svg = run_dot(dot_text, "svg", timeout=limit, nodes=nodes).decode("utf-8")
                     data = self.page(svg, rankdir, limit, timings).encode("utf-8")
                 elif fmt == "png":
@@ -531,13 +533,13 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     timings["load"] = time.perf_counter() - t
     d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
                       explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus,
-                      choose=fmt not in ("json", "modelexplorer"))
+                      choose=formats.lookup(fmt, formats.MODEL).pictured)
     if fmt == "png":
         d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
     from ..paths import split_spec
     d.label = Path(split_spec(spec)[0]).name
     data = d.output(fmt, rankdir, timeout, timings, dpi)
-    nodes = len(d.graph) if fmt in ("json", "modelexplorer") else len(d.pic.nodes)
+    nodes = len(d.pic.nodes) if formats.REGISTRY[fmt].pictured else len(d.graph)
     beside = d.overlays() if fmt == "modelexplorer" else {}
     return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
                        d.run.warnings, timings, d.profile_table, beside)

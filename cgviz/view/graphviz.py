@@ -13,12 +13,14 @@ from pathlib import Path
 from ..errors import CgvizError
 from ..spelling import spell
 
-IMAGE_FORMATS = ("png", "svg", "pdf")
-TEXT_FORMATS = ("dot", "json")
-PAGE_FORMATS = ("html",)           # the interactive page: the SVG plus numbers and a script
-# Other viewers' formats: Model Explorer's graph JSON (cgviz.view.modelexplorer; models only)
-VIEWER_FORMATS = ("modelexplorer",)
-FORMATS = IMAGE_FORMATS + TEXT_FORMATS + PAGE_FORMATS + VIEWER_FORMATS
+from . import formats as _formats
+
+# The registry (cgviz.view.formats) is the list; these names are kept for old imports.
+IMAGE_FORMATS = _formats.by_producer(_formats.GRAPHVIZ)
+TEXT_FORMATS = _formats.by_producer(_formats.DOT) + _formats.by_producer(_formats.JSON)
+PAGE_FORMATS = _formats.by_producer(_formats.PAGE)
+VIEWER_FORMATS = _formats.by_producer(_formats.VIEWER)
+FORMATS = _formats.names()
 DEFAULT_TIMEOUT = 60.0
 
 def install_hint() -> str:
@@ -155,7 +157,7 @@ def started_early(fmt: str):
     parsed and evaluated, it does so on another core meanwhile, and _dot hands it the text when it
     is ready: a tenth less wall time for `cgviz render` of a small file. Without Graphviz nothing
     starts, and the drawing reports it as ever."""
-    if fmt in IMAGE_FORMATS + PAGE_FORMATS:
+    if _formats.REGISTRY.get(fmt) and _formats.REGISTRY[fmt].producer in (_formats.GRAPHVIZ, _formats.PAGE):
         with contextlib.suppress(CgvizError, OSError):
             args = (DOT, _first_pass("svg" if fmt == "html" else fmt))   # a page holds an SVG
             if args not in _early:

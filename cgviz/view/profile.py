@@ -1,60 +1,13 @@
-"""What a profile measured (Cost, Profile) and how it is shown: node fills by share of the time, cost
-lines, the terminal table, the JSON fields, the legend and the per-module rows (cgviz.pytorch.profile
-measures and fills the two types; this module holds them and shows them, and never imports torch)."""
+"""How what a profile measured (cgviz.costs: Cost, Profile) is shown: node fills by share of the time,
+cost lines, the terminal table, the JSON fields, the legend and the per-module rows (cgviz.pytorch.profile
+measures and fills the two types; this module shows them, and never imports torch)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-# ---- what `--profile` measured (cgviz.pytorch.profile fills these; the views below read them) ----
-# They live here, not with the run summaries, so that a command without --profile (every `cgviz
-# render`) does not create their classes at start-up.
-
-@dataclass
-class Cost:
-    """One node's (or a sum of nodes') average cost per pass."""
-
-    fwd_us: float = 0.0
-    bwd_us: float = 0.0
-    mem: int = 0          # bytes allocated by its ops, forward and backward (frees not subtracted)
-
-    @property
-    def total_us(self) -> float:
-        return self.fwd_us + self.bwd_us
-
-    def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.fwd_us + other.fwd_us, self.bwd_us + other.bwd_us, self.mem + other.mem)
-
-
-@dataclass
-class Profile:
-    """What the measured passes cost, averaged over `runs`; node id → Cost for recorded op nodes."""
-
-    nodes: dict[str, Cost]
-    total_us: float               # every profiler event's self CPU time, per pass
-    fwd_us: float                 # attributed to nodes, forward
-    bwd_us: float                 # attributed to nodes, backward
-    runs: int
-    device: str = "cpu"
-    unattributed_by: list[tuple[str, float]] = field(default_factory=list)   # (what, µs), largest first
-    wall_s: float = 0.0           # how long warm-up and measured passes took, profiler included
-
-    @property
-    def unattributed_us(self) -> float:
-        return max(self.total_us - self.fwd_us - self.bwd_us, 0.0)
-
-    def cost(self, members) -> Cost:
-        """The sum over recorded nodes (a collapsed module's or a folded block's members)."""
-        out = Cost()
-        for m in members:
-            c = self.nodes.get(m)
-            if c is not None:
-                out = out + c
-        return out
-
-    def share(self, cost: Cost) -> float:
-        return cost.total_us / self.total_us if self.total_us > 0 else 0.0
+# what `--profile` measured: the result types live in the core (cgviz.costs); kept importable here
+from ..costs import Cost, Profile  # noqa: F401
 
 
 # light to dark orange; black text stays readable on the darkest

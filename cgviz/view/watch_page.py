@@ -347,8 +347,9 @@ def render_run(path: str, fmt: str, timeout: float | None = 60.0, dpi: float | N
     one-line summary for the terminal."""
     from ..watch.analysis import diagnosis, events
     from ..watch.read import read_run
-    if fmt not in ("html", "png", "svg", "pdf"):
-        raise CgvizError(f"{path}: a recorded run is drawn as html (the page), png, svg or pdf, not {fmt}")
+    from .formats import RUN, names, written
+    if fmt not in names(RUN):
+        raise CgvizError(f"{path}: a recorded run is drawn as {written(RUN)}, not {fmt}")
     run = read_run(path)
     if not run.steps:
         raise CgvizError(f"{path}: the record holds no step yet (w.step(loss) writes one per recorded step)")

@@ -1,0 +1,169 @@
+"""The layers of cgviz (docs/internals.md): every import in cgviz/, at module level or inside a
+function, read with `ast`; no module imports one of a higher layer unless ALLOWED names it, with why."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "cgviz"
+
+# Low to high. A module may import its own layer and those below it.
+LAYERS = ("core", "sources", "view", "route", "api", "clients")
+
+# Which layer a module is in: the longest matching dotted prefix decides.
+PLACES = {
+    # core: the IR, its result types, errors, how things are written and spelled, reading files
+    "cgviz.textwidth": "core", "cgviz.errors": "core", "cgviz.spelling": "core", "cgviz.pywarnings": "core",
+    "cgviz.needs": "core", "cgviz.paths": "core", "cgviz.ir": "core", "cgviz.names": "core",
+    "cgviz.fmt": "core", "cgviz.summary": "core", "cgviz.costs": "core",
+    # sources: the expression language, the PyTorch front end and the records a run writes, with
+    # what is judged from their numbers (gradient health, where a NaN was born)
+    "cgviz.lang": "sources", "cgviz.pytorch": "sources", "cgviz.watch.read": "sources",
+    "cgviz.watch.writer": "sources", "cgviz.watch.analysis": "sources", "cgviz.health": "sources",
+    "cgviz.nonfinite": "sources", "cgviz.grads": "sources",
+    # view: planning and drawing a picture, and writing it in every format; the graph golden is
+    # the JSON format read back
+    "cgviz.view": "view", "cgviz.golden": "view",
+    # route: a source's run to output bytes in one call (these two pipelines live in their
+    # source's package but tie it to the views), the gradient checks, training, the options
+    "cgviz.lang.pipeline": "route", "cgviz.pytorch.pipeline": "route", "cgviz.check": "route",
+    "cgviz.training": "route", "cgviz.results": "route", "cgviz.options": "route",
+    "cgviz.watch.program": "route",
+    # api: the library's calls, and the commands built only from them
+    "cgviz": "api", "cgviz.api": "api", "cgviz.diff": "api", "cgviz.snapshot": "api",
+    "cgviz.workers": "api", "cgviz.watch": "api",
+    # clients of the library
+    "cgviz.cli": "clients", "cgviz.__main__": "clients", "cgviz.pytest_plugin": "clients",
+}
+
+# The imports that point up a layer today, each with why; fix one and remove its line (the test
+# fails on a line that no longer matches, so this list only shrinks).
+ALLOWED = {
+    ("cgviz.health", "cgviz.view.markup"):
+        "BACKWARD, the gradient red whose opacity a health intensity is; the fix is the colours in core",
+}
+MAX_ALLOWED = 1     # lower it as ALLOWED shrinks; never raise it
+
+# Package-level cycles (the root modules, which span every layer, left out): `lang` ↔ `view` comes
+# from lang/pipeline.py, a route module living in its source's package (pytorch/pipeline.py is one
+# too, but no view imports cgviz.pytorch); `watch` ↔ `view` from watch/ holding both a record's
+# reader (below the views: view/watch_page.py reads it) and its writers (watch/program.py writes
+# view/export.py's JSON). Moving lang/pipeline.py to a route package, and watch's writers up, ends them.
+ALLOWED_PACKAGE_CYCLES = {frozenset({"lang", "view"}), frozenset({"watch", "view"})}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str) -> str:
+    """`cgviz.view.graphviz.FORMATS` → `cgviz.view.graphviz`: the longest prefix that is a module."""
+    parts = name.split(".")
+    while parts:
+        base = ROOT.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    return name
+
+
+def imports() -> set[tuple[str, str]]:
+    """(importer, imported) for every import of a cgviz module in cgviz/, in functions too."""
+    edges = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = _module(path)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                names = [_resolve(f"{target}.{a.name}") for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [_resolve(a.name) for a in node.names]
+            else:
+                continue
+            edges |= {(me, n) for n in names if (n == "cgviz" or n.startswith("cgviz.")) and n != me}
+    return edges
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in PLACES:
+            return PLACES[".".join(parts[:i])]
+    raise AssertionError(f"{module} has no layer: give it one in tests/test_layers.py and docs/internals.md")
+
+
+def _rank(module: str) -> int:
+    return LAYERS.index(layer(module))
+
+
+def test_every_module_has_a_layer():
+    for path in PACKAGE.rglob("*.py"):
+        layer(_module(path))
+
+
+def test_the_walk_sees_imports_inside_functions_and_relative_ones():
+    edges = imports()
+    assert ("cgviz.api", "cgviz.lang.pipeline") in edges          # `from .lang.pipeline import ...` in a function
+    assert ("cgviz.lang.build", "cgviz.ir") in edges               # `from ..ir import ...` at the top
+    assert ("cgviz.fmt", "cgviz.lang.ops") not in edges            # fixed: shape_text lives in fmt
+    assert ("cgviz.pytorch.profile", "cgviz.view.profile") not in edges   # fixed: Cost, Profile in costs.py
+
+
+def test_no_module_imports_a_higher_layer():
+    up = {(a, b) for a, b in imports() if _rank(a) < _rank(b)}
+    new = sorted(up - ALLOWED.keys())
+    assert not new, "imports that point up a layer (move the code, or the import, down):\n" + "\n".join(
+        f"  {a} ({layer(a)}) -> {b} ({layer(b)})" for a, b in new)
+    stale = sorted(ALLOWED.keys() - up)
+    assert not stale, f"fixed, so take them out of ALLOWED (and lower MAX_ALLOWED): {stale}"
+    assert len(ALLOWED) <= MAX_ALLOWED
+
+
+def test_the_expression_language_never_imports_the_pytorch_front_end():
+    """The DSL path stays free of torch by construction, not only by the run-time check."""
+    bad = sorted((a, b) for a, b in imports() if a.startswith("cgviz.lang") and b.startswith("cgviz.pytorch"))
+    assert not bad
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else "(root)"
+
+
+def test_package_cycles_are_only_the_listed_ones():
+    edges = {(_package(a), _package(b)) for a, b in imports()
+             if _package(a) != _package(b) and "(root)" not in (_package(a), _package(b))}
+    cycles = {frozenset({a, b}) for a, b in edges if (b, a) in edges}
+    longer = _longer_cycles(edges)
+    assert cycles <= ALLOWED_PACKAGE_CYCLES, f"new package cycles: {cycles - ALLOWED_PACKAGE_CYCLES}"
+    assert ALLOWED_PACKAGE_CYCLES <= cycles, f"ended, so take out of the list: {ALLOWED_PACKAGE_CYCLES - cycles}"
+    assert not longer, f"package cycles through three or more packages: {longer}"
+
+
+def _longer_cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Cycles of three or more packages (two-package ones are counted above), by a walk from each."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    found = []
+
+    def walk(path):
+        for nxt in graph.get(path[-1], ()):
+            if nxt == path[0] and len(path) >= 3:
+                found.append(path[:])
+            elif nxt not in path and nxt > path[0]:
+                walk(path + [nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return [c for c in found if not any(frozenset(pair) in ALLOWED_PACKAGE_CYCLES
+                                        for pair in zip(c, c[1:] + c[:1]))]
