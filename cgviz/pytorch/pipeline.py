@@ -18,6 +18,9 @@ ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coars
 MIN_ATTEMPT = 10.0          # seconds
 
 
+GATHER_DEPTHS = 8       # the deepest level tried with the ops run in no module gathered (Level.gather)
+
+
 @dataclass
 class Level:
     """One picture the layout budget may choose: a depth (None: every op), or the compact style."""
@@ -432,7 +435,11 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
             # after depth 1, the depths again with the ops run in no module gathered into boxes,
             # where there are any: Mask R-CNN's post-processing (~800 ops after roi_heads, pasting
             # each mask) kept even its depth-1 PNG over the budget
-            coarser += [Level(d, gather=True) for d in range(max_depth(drawn), 0, -1) if gathered_ops(drawn, d)]
+            # each: the chain is tried only when even depth 1 is over the budget, so a gathered level
+            # deeper than GATHER_DEPTHS cannot be the one that fits; and finding the gathered ops costs
+            # O(ops × depth) a level (a model nested 600 deep spent minutes on all 600)
+            coarser += [Level(d, gather=True) for d in range(min(max_depth(drawn), GATHER_DEPTHS), 0, -1)
+                        if gathered_ops(drawn, d)]
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
