@@ -138,7 +138,7 @@ def test_the_page_assets_are_package_data_and_in_every_page():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cgviz.view"]
     folder = resources.files("cgviz.view").joinpath("assets")
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith((".js", ".css")))
-    assert names == ["page.css", "page.js", "train.js"]
+    assert names == ["page.css", "page.js", "train.js", "watch.css", "watch.js"]
     for name in names:
         assert any(fnmatch.fnmatch(f"assets/{name}", pattern) for pattern in declared), name
     r = _sample("pizza.cg")

@@ -555,6 +555,7 @@ def chunks(body: str, lines: int = CHUNK_LINES):
 
 
 _CONTENT = re.compile(r"[^ \t\r\f\n]")
+_LOOP_HEADER = re.compile(r"for\b[^\n#]*:[ \t]*(#[^\n]*)?$", re.M)
 
 
 def statement_lines(body: str):
@@ -565,8 +566,10 @@ def statement_lines(body: str):
     while pos < n:
         m = _STRUCTURE.search(body, pos)
         end = n if m is None else m.start()
-        if pending is None and depth == 0 and _CONTENT.search(body, pos, end):
-            pending = line                  # something that is not blank starts a statement here
+        if pending is None and depth == 0 and (c := _CONTENT.search(body, pos, end)):
+            # something that is not blank starts a statement here; a loop's header with its body on
+            # the lines below (`for t in 1..20:`) is none: each body line is one, run at every step
+            pending = None if _LOOP_HEADER.match(body, c.start(), end) else line
         if m is None:
             break
         ch = m.group()

@@ -178,9 +178,9 @@ def _shared_reads(pic: Picture, dn: DNode, graph: Graph) -> list[str]:
     """The parameters a collapsed module reads that are drawn outside it because other boxes read
     them too (T5's lm_head reads the tied shared.weight): its parameters, though not its own."""
     out = []
-    for e in pic.edges:
+    for e in _edge_ends(pic)[0].get(dn.id, ()):        # its in-edges only: once per box over every edge was quadratic
         src = pic.nodes[e.src]
-        if e.dst == dn.id and src.kind == "param" and not e.back:
+        if src.kind == "param" and not e.back:
             name = graph[src.id].name or src.id
             if name not in out:
                 out.append(name)
