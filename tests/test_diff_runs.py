@@ -5,10 +5,9 @@ clean errors (exit 2) and no torch on the way."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from no_torch import cli_without_torch
 
 import cgviz
 from cgviz.diff.classify import ADDED, NUMBERS, REMOVED
@@ -227,13 +226,7 @@ def test_cli_exit_2_without_a_traceback(cli, runs, tmp_path, args, words):
 def test_diffing_records_never_imports_torch(runs, tmp_path):
     slow, fast = runs
     out = tmp_path / "d.svg"
-    code = ("import sys; from cgviz.cli import main\n"
-            f"try:\n    main(['diff', {str(slow) + '@first'!r}, {str(fast) + '@last'!r}, '-o', {str(out)!r}, '-q'])\n"
-            "except SystemExit as e:\n    assert e.code == 1, e.code\n"
-            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
-            "assert not bad, bad[:5]\nprint('clean')")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "clean" in r.stdout, r.stderr
+    cli_without_torch(["diff", f"{slow}@first", f"{fast}@last", "-o", out, "-q"], exit_code=1)
     assert "first gradient divergence" in out.read_text()
 
 
