@@ -22,7 +22,7 @@ import numpy as np
 
 from .fmt import num
 from .summary import as_summary, first
-from .view.markup import BACKWARD
+from .colours import BACKWARD
 
 # Defaults, measured on the samples (docs/commands.md, "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
@@ -36,7 +36,7 @@ EDGE = 1e-9     # relative: how far past a threshold a measure must be, beyond r
 LOG_MIN, LOG_MAX = -6.0, 3.0   # the scale never reaches beyond 1e-6 … 1e3: beyond is thinnest / thickest
 MIN_SPAN = 2.0                 # decades: a narrower range is widened around its middle
 WIDTH_MIN, WIDTH_MAX = 0.8, 4.5
-# Intensity is the opacity of cgviz.view.markup's BACKWARD red, not another hue: the stroke stays #c62828,
+# Intensity is the opacity of cgviz.colours' BACKWARD red, not another hue: the stroke stays #c62828,
 # which is how the HTML page tells red edges from blue ones (Graphviz writes stroke-opacity apart).
 # Opacity in 1/255 steps; the ends are whole steps so that the graph's own smallest and largest
 # gradient (t = 0 and 1, always present) never sit on a rounding boundary.
