@@ -120,24 +120,35 @@ def make_inputs(specs: list[InputSpec], model, float_dtype, seed: int, device="c
     return tuple(out)
 
 
+def read_tensors(path: str, option: str, kind: str, accepts: str, save: str):
+    """The tensors a file option (`--input`, `--targets`) names, read with weights_only (never code):
+    a clear message for a file that is not one, holds pickled code, or cannot be read as tensors.
+    `save` ends the pickled-code message: what to save, and how."""
+    import pickle
+
+    import torch
+
+    from ..paths import check_input
+    p = Path(path)
+    check_input(p, spell(option), kind=kind, accepts=accepts)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        from .load import read_quietly, refused_pickle
+        why = refused_pickle(spell(option, path), read_quietly(p))
+        raise CgvizError(why + "." if why else f"{spell(option, path)} holds pickled code, not just tensors; "
+                         f"save {save}") from None
+    except Exception as e:
+        raise CgvizError(f"{spell(option, path)} could not be read as tensors: "
+                         f"{(str(e).splitlines() or [''])[0][:200]}") from None
+
+
 def load_inputs(path: str, model) -> tuple[tuple, dict]:
     """`--input FILE`: a tensor, a tuple/list of them (positional) or a dict (keyword arguments when
     its keys are forward's parameter names, else one positional dict). Read with weights_only."""
-    import pickle
     import torch
-    from ..paths import check_input
     from .load import INPUT_ACCEPTS
-    p = Path(path)
-    check_input(p, spell("input"), kind="inputs", accepts=INPUT_ACCEPTS)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        from .load import read_quietly, refused_pickle
-        why = refused_pickle(spell("input", path), read_quietly(p))
-        raise CgvizError(why + "." if why else f"{spell('input', path)} holds pickled code, not just tensors; save the "
-                         "inputs with torch.save(tensor_or_tuple, path)") from None
-    except Exception as e:
-        raise CgvizError(f"{spell('input', path)} could not be read as tensors: {str(e).splitlines()[0][:200]}") from None
+    obj = read_tensors(path, "input", "inputs", INPUT_ACCEPTS, "the inputs with torch.save(tensor_or_tuple, path)")
     if isinstance(obj, torch.Tensor):
         return (obj,), {}
     if isinstance(obj, (tuple, list)):

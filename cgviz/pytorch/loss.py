@@ -420,24 +420,10 @@ def resolve(loaded, opts) -> Loss:
 
 def load_targets(path: str):
     """`--targets FILE`: a tensor, or a tuple/list/dict of them, read with weights_only (never code)."""
-    import pickle
-
     import torch
 
-    from ..paths import check_input
-    p = Path(path)
-    check_input(p, spell("targets"), kind="targets", accepts=TARGETS_ACCEPTS)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        from .load import read_quietly, refused_pickle
-        why = refused_pickle(spell("targets", path), read_quietly(p))
-        raise CgvizError(why + "." if why else f"{spell('targets', path)} holds pickled code, not just tensors; "
-                         "save the targets with torch.save(tensor, path)") from None
-    except Exception as e:
-        raise CgvizError(f"{spell('targets', path)} could not be read as tensors: "
-                         f"{(str(e).splitlines() or [''])[0][:200]}") from None
-    from .inputs import flat_tensors
+    from .inputs import flat_tensors, read_tensors
+    obj = read_tensors(path, "targets", "targets", TARGETS_ACCEPTS, "the targets with torch.save(tensor, path)")
     from torch.utils._pytree import tree_flatten
     leaves = tree_flatten(obj)[0]
     if not flat_tensors(obj) or any(not isinstance(x, (torch.Tensor, int, float, bool)) for x in leaves):
