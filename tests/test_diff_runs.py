@@ -260,13 +260,7 @@ def folded(tmp_path_factory):
     import torch
     from torch import nn
 
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc, self.act = nn.Linear(16, 16), nn.Sigmoid()
-
-        def forward(self, x):
-            return self.act(self.fc(x))
+    from watch_models import SigmoidBlock as Block
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Sequential(*[Block() for _ in range(4)]), nn.Linear(16, 1))

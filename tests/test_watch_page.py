@@ -27,13 +27,7 @@ def graph_doc():
 
     import cgviz
 
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc, self.act = nn.Linear(16, 16), nn.Sigmoid()
-
-        def forward(self, x):
-            return self.act(self.fc(x))
+    from watch_models import SigmoidBlock as Block
 
     class Net(nn.Module):
         def __init__(self):

@@ -50,6 +50,17 @@ def log_net(seed: int = 0):
     return model, x, y, lambda out, y: out.mean()
 
 
+class SigmoidBlock(nn.Module):
+    """Linear then sigmoid: the repeated block of the folded-graph records (four of them fold ×4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act = nn.Linear(16, 16), nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+
+
 def loop(model, x, y, loss_fn, opt, steps: int, w=None):
     """The plain loop: forward, backward, (w.step), optimizer step, zero_grad(set_to_none)."""
     losses = []
