@@ -277,10 +277,10 @@ def watch_picture(run, events: list, fmt: str, dpi: float = 100) -> bytes:
     """The static picture (png, svg or pdf): the heatmap of log ‖g‖/‖w‖, the loss curve and the event list."""
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
+
+    from .plots import _pyplot
+    plt = _pyplot()         # the plots' Agg backend, set up in one place
     m = matrices(run)
     layers, steps = m["layers"], m["steps"]
     ratio = m["ratio"].copy()

@@ -81,9 +81,9 @@ def train_model(spec: str, opts, *, lr: float, steps: int = 100, every: int = 10
                         notes.append(fallback_caveat())
                 t = value.tensor
                 t.backward()
-                last = k == steps - 1 or not math.isfinite(float(t.detach()))
-                w.step(t, record=True if last else None)
                 losses.append(float(t.detach()))
+                last = k == steps - 1 or not math.isfinite(losses[-1])
+                w.step(t, record=True if last else None)
                 if on_step:
                     on_step(k, losses[-1])
                 if not math.isfinite(losses[-1]):
