@@ -334,3 +334,20 @@ def test_the_moved_result_types_are_still_reachable_where_they_were():
     old_pickle = pickle.dumps(view, protocol=2).replace(b"cgviz.results\n", b"cgviz.api\n")   # as before the move
     assert b"cgviz.api\n" in old_pickle
     assert pickle.loads(old_pickle) == view
+
+
+def test_a_comparison_shows_in_a_real_kernel(browser):  # noqa: F811  (test_html's chromium)
+    """`cgviz.compare(a, b)` as a notebook cell's last line: Jupyter gets the diff picture (SVG and the
+    fitted HTML), not a repr, and it fits the cell as a Drawing does."""
+    import nbformat
+    from nbclient import NotebookClient
+    a = "input x = 3\nparam w = 0.5\nz = w * x\nloss L = z^2\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"import cgviz\ncgviz.compare({a!r}, {a.replace('0.5', '0.6')!r})")])
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    out = nb.cells[0].outputs
+    assert all(o.output_type != "error" for o in out), out
+    shown = [o for o in out if o.output_type == "execute_result"]
+    assert len(shown) == 1 and "image/svg+xml" in shown[0].data and "text/html" in shown[0].data
+    assert "first divergence" in shown[0].data["image/svg+xml"] and "0.5 → 0.6" in shown[0].data["image/svg+xml"]
+    _fits_a_cell(browser, shown[0].data["text/html"], cell=300)
