@@ -257,7 +257,7 @@ class _Expression:
     def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
         import dataclasses
 
-        from .lang.pipeline import output_bytes
+        from .route.expression import output_bytes
         return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout,
                             dpi=dpi)
 
@@ -473,7 +473,7 @@ def is_model(target: str) -> bool:
 
 def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, ...]]:
     """(text, name, files read) of an expression program given as text or as a file."""
-    from .lang.pipeline import read_source
+    from .route.expression import read_source
     if source_kind(text_or_path, kind) == "text":
         return text_or_path, "<text>", ()
     text, name = read_source(text_or_path)
@@ -482,7 +482,7 @@ def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, 
 
 def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, grad: bool = True):
     """An expression program run forward and backward: (pipeline.Result, its name, files read)."""
-    from .lang.pipeline import evaluate
+    from .route.expression import evaluate
     text, name, inputs = _program(os.fspath(source), kind)
     overrides = {k: str(v) for k, v in (sets or {}).items()}
     return evaluate(text, name, overrides, grad=grad, max_elements=max_elements), name, inputs
@@ -492,7 +492,7 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
                      rankdir: str | None, fold: bool = True) -> Drawing:
     from .view.expression_scene import DotOptions, auto_rankdir
     from .health import EXPLODE, VANISH
-    from .lang.pipeline import annotate
+    from .route.expression import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
     check_step(lr, clip_norm, grad)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
@@ -536,7 +536,7 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
                    inputs: tuple[str, ...] = ()) -> Drawing:
-    from .pytorch.pipeline import picture_model
+    from .route.model import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
                       explode=checked["explode"], simplify=checked.get("simplify", True),
                       focus=checked.get("focus"))
@@ -861,7 +861,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     from .needs import require_torch
     torch = require_torch("make_dot")
     from .pytorch.autograd import AutogradRecorder
-    from .pytorch.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
+    from .route.model import picture_model  # noqa: F401  (the same picture code as every model)
     if not isinstance(var, torch.Tensor):
         if isinstance(var, (tuple, list)) and var and all(isinstance(v, torch.Tensor) for v in var):
             var = sum(v.sum() for v in var if v.requires_grad)
@@ -903,7 +903,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
     from .view.structure import build_picture
-    from .pytorch.pipeline import ModelDrawing, nonfinite_warnings
+    from .route.model import ModelDrawing, nonfinite_warnings
     nonfinite_warnings(graph, run)      # a NaN loss or gradient named at the grad_fn where it is born
     pic = build_picture(graph, run, None, fold=False)
     title = f"make_dot  —  the graph behind a tensor of shape {list(var.shape)}"

@@ -695,7 +695,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     import dataclasses
     import time
 
-    from .pytorch.pipeline import draw_model
+    from .route.model import draw_model
     from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):

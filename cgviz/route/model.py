@@ -12,7 +12,7 @@ from ..spelling import spell
 from ..view import formats
 from ..view.graphviz import DOT_MEMORY_ENV, LayoutLimit, LayoutMemory, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
 from ..view.structure import WORDS, Picture, build_picture, find_groups
-from .state import given_back
+from ..pytorch.state import given_back
 
 ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
 MIN_ATTEMPT = 10.0          # seconds
@@ -377,7 +377,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
                   focus: str | None = None, choose: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
     `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
-    from .trace import TraceOptions, trace
+    from ..pytorch.trace import TraceOptions, trace
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
     t = time.perf_counter()
@@ -449,7 +449,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     flags = grad and not opts.meta and not traced.loss_fallback
     caveat = ""
     if traced.loss_fallback and grad and not opts.meta:
-        from .loss import fallback_caveat
+        from ..pytorch.loss import fallback_caveat
         caveat = fallback_caveat()
         notes.append(caveat)
     if flags:
@@ -464,7 +464,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     if opts.meta:
         title += "  —  traced on the meta device: shapes only"
     if run.loss is not None:
-        from .loss import title_text
+        from ..pytorch.loss import title_text
         title += f"  —  {title_text(run.meta.get('loss'), run.loss)}"
     if focused is None and simple is not None:
         left_out = simple.note(graph)
@@ -531,8 +531,8 @@ def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None 
     t0 = time.perf_counter()
     from ..needs import require_torch
     require_torch(f"drawing the model {spec}")      # timed on its own: it is most of the start-up
-    from .load import load_model
-    from .trace import TraceOptions
+    from ..pytorch.load import load_model
+    from ..pytorch.trace import TraceOptions
     opts = opts or TraceOptions()
     timings = {"import": time.perf_counter() - t0}
     t = time.perf_counter()
