@@ -13,13 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CgvizError, OptionError
-from .pytorch.state import given_back
-from .spelling import flag, keyword, on_command_line, spell
+from ..errors import CgvizError, OptionError
+from ..pytorch.state import given_back
+from ..spelling import flag, keyword, on_command_line, spell
 
 if TYPE_CHECKING:
-    from .diff import Comparison
-    from .results import Explanation, GradientCheck, GradientHealth, NodeView
+    from ..diff import Comparison
+    from ..results import Explanation, GradientCheck, GradientHealth, NodeView
 
 _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
 
@@ -27,7 +27,7 @@ _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
 def __getattr__(name: str):
     """The result types that moved to cgviz.results stay reachable here (and old pickles load)."""
     if name in _RESULTS:
-        from . import results
+        from .. import results
         return getattr(results, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -92,7 +92,7 @@ class Drawing:
             near = difflib.get_close_matches(name, [n.id for n in graph], n=3)
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             raise KeyError(f"no node {name!r} in this drawing{hint}")
-        from .results import NodeView
+        from ..results import NodeView
         return NodeView(node.id, node.kind, node.op, self._b.value(node.id), self._b.grad(node.id))
 
     def __contains__(self, name: str) -> bool:
@@ -140,7 +140,7 @@ class Drawing:
     def output(self, fmt: str, dpi: float | None = None) -> bytes:
         """The bytes of one format: png, svg, pdf, dot, json, html or modelexplorer (`dpi`: a PNG's
         resolution); the list is cgviz.view.formats'."""
-        from .view import formats
+        from ..view import formats
         formats.lookup(fmt, self._b.kind)
         if dpi is not None:
             dpi = _converted("dpi", dpi)
@@ -149,8 +149,8 @@ class Drawing:
     def save(self, path: str | os.PathLike, format: str | None = None, dpi: float | None = None) -> Path:
         """Write to `path` (format from its suffix unless `format` is given), atomically: a failure
         leaves no partial file and an existing file untouched. Returns the path."""
-        from .view import formats
-        from .view.graphviz import write_atomic
+        from ..view import formats
+        from ..view.graphviz import write_atomic
         p = Path(path)
         fmt = format or formats.from_path(p)
         if fmt is None:
@@ -163,14 +163,14 @@ class Drawing:
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
         if fmt == "modelexplorer" and self._b.kind == "model":     # a model: its node-data overlays beside it
-            from .view.modelexplorer import sibling
+            from ..view.modelexplorer import sibling
             for name, data in self._b.d.overlays().items():
                 write_atomic(sibling(p, name), data)
         return p
 
     def diff(self, other, **options) -> "Comparison":
         """This drawing (A) compared with `other` (B: a Drawing, a file, a saved graph): see cgviz.compare."""
-        from .diff import compare
+        from ..diff import compare
         return compare(self, other, **options)
 
     # ---- notebooks ---------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ class Drawing:
             svg = self.svg()
         except CgvizError as e:
             return {"text/plain": f"{self!r}\n(no picture: {e})"}
-        from .view.notebook import fitted
+        from ..view.notebook import fitted
         bundle = {"text/html": fitted(svg), "image/svg+xml": svg, "text/plain": repr(self)}
         return {k: v for k, v in bundle.items()
                 if (include is None or k in include) and (exclude is None or k not in exclude)}
@@ -204,7 +204,7 @@ class Page:
                 'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .view.graphviz import write_atomic
+        from ..view.graphviz import write_atomic
         write_atomic(Path(path), self.text.encode("utf-8"))
         return Path(path)
 
@@ -229,7 +229,7 @@ class _Expression:
 
     @property
     def headline(self) -> str:
-        from .view.expression_scene import headline
+        from ..view.expression_scene import headline
         return headline(self.result.graph, self.result.run)
 
     def value(self, node_id):
@@ -247,17 +247,17 @@ class _Expression:
     def dot(self, rankdir: str) -> str:
         import dataclasses
 
-        from .view.expression_scene import to_dot
+        from ..view.expression_scene import to_dot
         return to_dot(self.result.graph, self.result.run, dataclasses.replace(self.opts, rankdir=rankdir))
 
     def to_dict(self) -> dict:
-        from .view.export import to_dict
+        from ..view.export import to_dict
         return to_dict(self.result.graph, self.result.run, self.opts.vanish, self.opts.explode)
 
     def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
         import dataclasses
 
-        from .lang.pipeline import output_bytes
+        from ..lang.pipeline import output_bytes
         return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout,
                             dpi=dpi)
 
@@ -286,7 +286,7 @@ class _Model:
         return "" if self.loss is None else f"loss = {self.loss:.4g}"
 
     def value(self, node_id):
-        from .summary import first
+        from ..summary import first
         return first(self.d.run.values.get(node_id))
 
     def grad(self, node_id):
@@ -379,7 +379,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     if kind is not None:
         raise CgvizError(f"draw(): kind={kind!r} says what a string or path holds; this source is a "
                          f"{type(source).__name__}")
-    from .needs import require_torch
+    from ..needs import require_torch
     torch = require_torch("draw() of a model, function or tensor")
     if isinstance(source, torch.Tensor):
         if inputs or input_size is not None or forward_kwargs:
@@ -426,7 +426,7 @@ def _checked(caller: str, **values) -> dict:
 def _converted(key: str, value, caller: str = "draw"):
     if key == "loss" and not isinstance(value, str):
         return value            # a function or an nn.Module loss: cgviz.pytorch.loss checks it
-    from .options import OPTIONS
+    from ..options import OPTIONS
     try:
         return OPTIONS[key].convert(value)
     except Exception as e:          # click.BadParameter
@@ -437,7 +437,7 @@ def is_model(target: str) -> bool:
     """Whether a path names a model rather than an expression file: by suffix first (.cg is an
     expression file, .py and torch's archives are models), else by content (a zip or pickle is a
     model; text is an expression file unless the expression parser rejects it and Python accepts it)."""
-    from .paths import split_spec
+    from ..paths import split_spec
     if target == "-":
         return False
     path, factory = split_spec(target)
@@ -448,13 +448,13 @@ def is_model(target: str) -> bool:
         return False
     if suffix in MODEL_SUFFIXES:
         return True
-    from .paths import SOURCE_LIMIT, check_input, read_input
+    from ..paths import SOURCE_LIMIT, check_input, read_input
     # Not a regular file (a FIFO, a device, a folder, a loop) or missing: say so before anything opens it.
     accepts = "Give an expression file such as pizza.cg, or a model file (see cgviz torch --help)."
     if check_input(path, kind="an expression file or a model", accepts=accepts).st_size > SOURCE_LIMIT:
         return True             # too big for an expression file
     data = read_input(path, kind="an expression file or a model", accepts=accepts, limit=SOURCE_LIMIT)
-    from .pytorch.load import sniff
+    from ..pytorch.load import sniff
     try:
         kind = sniff(path, data)
     except CgvizError:
@@ -462,7 +462,7 @@ def is_model(target: str) -> bool:
     if kind.startswith("zip") or kind == "pickle":
         return True
     if kind == "python":
-        from .lang.parser import parse
+        from ..lang.parser import parse
         try:
             parse(data.decode("utf-8-sig"), str(path))
         except CgvizError:
@@ -473,7 +473,7 @@ def is_model(target: str) -> bool:
 
 def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, ...]]:
     """(text, name, files read) of an expression program given as text or as a file."""
-    from .lang.pipeline import read_source
+    from ..lang.pipeline import read_source
     if source_kind(text_or_path, kind) == "text":
         return text_or_path, "<text>", ()
     text, name = read_source(text_or_path)
@@ -482,7 +482,7 @@ def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, 
 
 def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, grad: bool = True):
     """An expression program run forward and backward: (pipeline.Result, its name, files read)."""
-    from .lang.pipeline import evaluate
+    from ..lang.pipeline import evaluate
     text, name, inputs = _program(os.fspath(source), kind)
     overrides = {k: str(v) for k, v in (sets or {}).items()}
     return evaluate(text, name, overrides, grad=grad, max_elements=max_elements), name, inputs
@@ -490,9 +490,9 @@ def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, g
 
 def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, checked: dict, timeout,
                      rankdir: str | None, fold: bool = True) -> Drawing:
-    from .view.expression_scene import DotOptions, auto_rankdir
-    from .health import EXPLODE, VANISH
-    from .lang.pipeline import annotate
+    from ..view.expression_scene import DotOptions, auto_rankdir
+    from ..health import EXPLODE, VANISH
+    from ..lang.pipeline import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
     check_step(lr, clip_norm, grad)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
@@ -510,8 +510,8 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
 def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, input_file: str | None = None):
     """The one builder of the recorder's TraceOptions, for draw() and its siblings and the command line
     (cgviz.cli.trace_options): `checked` holds the checked option values, by draw()'s keywords."""
-    from .pytorch.inputs import InputSpec, parse_shape
-    from .pytorch.trace import TraceOptions
+    from ..pytorch.inputs import InputSpec, parse_shape
+    from ..pytorch.trace import TraceOptions
     shapes: tuple = ()
     if isinstance(input_size, str):
         input_size = [input_size]       # one input's "1,64:long", as --input-shape takes it
@@ -536,7 +536,7 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
                    inputs: tuple[str, ...] = ()) -> Drawing:
-    from .pytorch.pipeline import picture_model
+    from ..pytorch.pipeline import picture_model
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
                       explode=checked["explode"], simplify=checked.get("simplify", True),
                       focus=checked.get("focus"))
@@ -545,26 +545,26 @@ def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir:
 
 def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trust, weights, meta, input_file,
                      rankdir) -> Drawing:
-    from .pytorch.load import check_model_files
+    from ..pytorch.load import check_model_files
     check_model_files(spec, input_file, weights)      # a missing file is said before torch is imported
     _check_targets_file(checked.get("targets"))
-    from .needs import require_torch
+    from ..needs import require_torch
     require_torch(f"drawing the model {spec}")
-    from .pytorch.load import load_model, split_spec
+    from ..pytorch.load import load_model, split_spec
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
     loaded = load_model(spec, trust=trust, weights=weights, meta=meta)
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
-    from .paths import shown
+    from ..paths import shown
     return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), (str(path),))
 
 
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:
     import torch
 
-    from .pytorch.load import Loaded
-    from .pytorch.run import on_meta
+    from ..pytorch.load import Loaded
+    from ..pytorch.run import on_meta
     name = type(source).__name__ if isinstance(source, torch.nn.Module) else getattr(source, "__name__", "function")
     if not isinstance(source, torch.nn.Module):
         source = _function_module()(source)
@@ -648,8 +648,8 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
     """Backpropagation spelled out for an expression program (text or file): every node's local
     gradient as a formula and a number, then each param's and input's chain of local gradients
     multiplied out. format: "text" (aligned columns), "md" (Markdown tables) or "json"."""
-    from .lang.explain import WRITERS
-    from .results import Explanation
+    from ..lang.explain import WRITERS
+    from ..results import Explanation
     if format not in WRITERS:
         raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, WRITERS))}")
     checked = _checked("explain", max_elements=max_elements)
@@ -664,11 +664,11 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
     """Gradient descent on an expression program's params: the losses, a loss-curve PNG and the graph
     after the last step in `format` (html: the page with a slider over the steps; cgw: the training
     record cgviz.watch writes, one step in `every`). See cgviz.training."""
-    from .training import train as _train
+    from ..training import train as _train
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
-    from .view.formats import names
+    from ..view.formats import names
     FORMATS = names("expression")
     if format not in FORMATS + ("cgw",):
         raise CgvizError(f"train(): format={format!r}: must be one of {', '.join(map(repr, FORMATS + ('cgw',)))}")
@@ -687,9 +687,9 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     """Gradient health per layer after one backward pass: ‖w‖, ‖g‖, ‖g‖/‖w‖ and a vanishing or
     exploding flag for each param and input of an expression program, or each parameter tensor of a
     model (a file, or an nn.Module with its inputs, as draw() takes them)."""
-    from . import grads as G
-    from .health import EXPLODE, VANISH, flag_warnings
-    from .results import GradientHealth
+    from .. import grads as G
+    from ..health import EXPLODE, VANISH, flag_warnings
+    from ..results import GradientHealth
     checked = _checked("gradient_health", vanish=vanish, explode=explode)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
@@ -710,11 +710,11 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
                              "health needs a real forward and backward pass; build the model on the CPU, or "
                              "load its weights, and ask again")
         notes, warnings = d.notes, d.warnings
-        from .pytorch.loss import FALLBACK, fallback_caveat, title_text
+        from ..pytorch.loss import FALLBACK, fallback_caveat, title_text
         if run.meta.get("loss") == FALLBACK:
             notes.append(fallback_caveat() + "; the flags say little until then")
         rows = G.model_rows(loaded.model, run, vanish, explode)
-        from .paths import shown
+        from ..paths import shown
         name = shown(Path(loaded.path).name)
         if not rows:
             raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
@@ -723,7 +723,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     else:
         _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss,
                               trust=trust, weights=weights, mode=mode, targets=targets is not None)
-        from .view.expression_scene import headline
+        from ..view.expression_scene import headline
         result, name, _ = _evaluate(source, kind, sets, _checked("gradient_health", max_elements=max_elements)
                                     ["max_elements"])
         notes, warnings = [], [str(w) for w in result.run.warnings]
@@ -747,8 +747,8 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
     """The gradients cgviz shows for an expression program or a model file, against PyTorch autograd
     and central finite differences (`cgviz check`; the tolerances' defaults are its). For a model, the
     gradients are of the loss draw() would draw: loss= and targets= as draw() takes them."""
-    from .check import expression as gradcheck
-    from .results import GradientCheck
+    from ..check import expression as gradcheck
+    from ..results import GradientCheck
     checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
                        fd_samples=fd_samples, dtype=dtype, loss=loss, seed=seed, mode=mode,
                        max_elements=max_elements)
@@ -761,10 +761,10 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
         if sets:
             raise OptionError(f"{spell('set')} changes declarations of an expression file; {source} is a model")
         spec = os.fspath(source)
-        from .pytorch.load import check_model_files
+        from ..pytorch.load import check_model_files
         check_model_files(spec, input_file, weights)      # before torch is imported
         _check_targets_file(targets)
-        from .check.model import check_model
+        from ..check.model import check_model
         opts = _trace_options(False, input_size or None, checked, False, input_file)
         return GradientCheck(check_model(spec, opts, trust=trust, weights=weights, fd_samples=fd_samples or 16,
                                          **tol), [])
@@ -814,8 +814,8 @@ def _refuse_model_options(source, **given) -> None:
 def op_table(format: str = "text") -> str:
     """The expression language's functions and operators with their formulas and local gradients,
     then its initializers: "text" (aligned) or "md" (docs/dsl.md's Markdown tables)."""
-    from .lang.inits import INITS
-    from .lang.ops import OPS
+    from ..lang.inits import INITS
+    from ..lang.ops import OPS
     rows = [(d.usage, d.formula, ", ".join(d.local)) for d in OPS.values() if not d.internal]
     if format == "md":
         out = ["| write | computes | local gradient(s) |", "|---|---|---|"]
@@ -833,7 +833,7 @@ def files_read(source: str, input_file: str | None = None, weights: str | None =
                targets: str | None = None) -> list:
     """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
     (`net.py` of `net.py:build`; none for "-"), the inputs file, the weights and the targets."""
-    from .paths import Arg, split_spec
+    from ..paths import Arg, split_spec
     files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
     return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights), Arg(spell("targets"), targets)]
 
@@ -842,8 +842,8 @@ def _check_targets_file(targets) -> None:
     """A targets file is a regular file, said before torch is imported (as check_model_files says it of
     the model, --input and --weights)."""
     if isinstance(targets, (str, os.PathLike)):
-        from .paths import check_input
-        from .pytorch.loss import TARGETS_ACCEPTS
+        from ..paths import check_input
+        from ..pytorch.loss import TARGETS_ACCEPTS
         check_input(os.fspath(targets), spell("targets"), kind="targets", accepts=TARGETS_ACCEPTS)
 
 
@@ -858,10 +858,10 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     backward() the graph's buffers are freed: the leaves then show their .grad and the inner edges
     show no gradient (the drawing's notes say so). show_attrs, show_saved and max_attr_chars are
     accepted for compatibility; cgviz shows shapes and values instead."""
-    from .needs import require_torch
+    from ..needs import require_torch
     torch = require_torch("make_dot")
-    from .pytorch.autograd import AutogradRecorder
-    from .pytorch.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
+    from ..pytorch.autograd import AutogradRecorder
+    from ..pytorch.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
     if not isinstance(var, torch.Tensor):
         if isinstance(var, (tuple, list)) and var and all(isinstance(v, torch.Tensor) for v in var):
             var = sum(v.sum() for v in var if v.requires_grad)
@@ -902,8 +902,8 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     run.meta.update({"view": "autograd", "kind": "tensor", "mode": "as run", "inputs": "(given)",
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
-    from .view.structure import build_picture
-    from .pytorch.pipeline import ModelDrawing, nonfinite_warnings
+    from ..view.structure import build_picture
+    from ..pytorch.pipeline import ModelDrawing, nonfinite_warnings
     nonfinite_warnings(graph, run)      # a NaN loss or gradient named at the grad_fn where it is born
     pic = build_picture(graph, run, None, fold=False)
     title = f"make_dot  —  the graph behind a tensor of shape {list(var.shape)}"
@@ -922,7 +922,7 @@ def backward_slides(source: Any, *, format: str = "pdf", sets: dict[str, Any] | 
     "gif"), in the order the HTML page's stepper walks it; each highlights its edge and writes its
     chain-rule line (`∂L/∂w = ∂L/∂z · ∂z/∂w = 20 · 200 = 4000`). Gives a cgviz.view.slides.Slides:
     `.data` (the file's bytes) and `.lines` (the steps' lines)."""
-    from .view import slides
+    from ..view import slides
     if format not in ("pdf", "gif"):
         raise CgvizError(f"slides are a pdf or a gif, not {format!r}")
     d = draw(source, kind=_expression(source, kind, "backward_slides"), sets=sets, rankdir=rankdir,
