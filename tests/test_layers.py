@@ -32,7 +32,7 @@ PLACES = {
     "cgviz.lang.pipeline": "route", "cgviz.pytorch.pipeline": "route", "cgviz.check": "route",
     "cgviz.training": "route", "cgviz.results": "route", "cgviz.options": "route",
     "cgviz.watch.program": "route",
-    # api: the library's calls, and the commands built only from them
+    # api: the library's calls (the cgviz.api package: every module in it), and the commands built only from them
     "cgviz": "api", "cgviz.api": "api", "cgviz.diff": "api", "cgviz.snapshot": "api",
     "cgviz.workers": "api", "cgviz.watch": "api",
     # clients of the library
@@ -49,7 +49,9 @@ MAX_ALLOWED = 0     # lower it as ALLOWED shrinks; never raise it
 # too, but no view imports cgviz.pytorch); `watch` ↔ `view` from watch/ holding both a record's
 # reader (below the views: view/watch_page.py reads it) and its writers (watch/program.py writes
 # view/export.py's JSON). Moving lang/pipeline.py to a route package, and watch's writers up, ends them.
-ALLOWED_PACKAGE_CYCLES = {frozenset({"lang", "view"}), frozenset({"watch", "view"})}
+# `api` ↔ `diff`, both in the api layer, was there while api.py was a root module and shows since it
+# became a package: a comparison reads Drawings (diff/sides.py) and Drawing.diff() is cgviz.compare.
+ALLOWED_PACKAGE_CYCLES = {frozenset({"lang", "view"}), frozenset({"watch", "view"}), frozenset({"api", "diff"})}
 
 
 def _module(path: Path) -> str:
@@ -109,7 +111,7 @@ def test_every_module_has_a_layer():
 
 def test_the_walk_sees_imports_inside_functions_and_relative_ones():
     edges = imports()
-    assert ("cgviz.api", "cgviz.lang.pipeline") in edges          # `from .lang.pipeline import ...` in a function
+    assert ("cgviz.api.sources", "cgviz.lang.pipeline") in edges  # `from ..lang.pipeline import ...` in a function
     assert ("cgviz.lang.build", "cgviz.ir") in edges               # `from ..ir import ...` at the top
     assert ("cgviz.fmt", "cgviz.lang.ops") not in edges            # fixed: shape_text lives in fmt
     assert ("cgviz.pytorch.profile", "cgviz.view.profile") not in edges   # fixed: Cost, Profile in costs.py

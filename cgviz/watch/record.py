@@ -210,7 +210,7 @@ class Watch:
             return None, None
         if self._inputs is None:
             return None, "the graph was not drawn: no forward ran between `with cgviz.watch` and the first w.step"
-        from ..api import draw
+        from ..api.drawer import draw
         args, kwargs = self._inputs
         try:
             with torch.random.fork_rng(devices=[]):
