@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 # The public names load on first use (PEP 562): importing any cgviz module runs this file first, and
 # the pytest plugin (cgviz.pytest_plugin, loaded by every pytest run where cgviz is installed) must
 # not make each of those runs import NumPy and the whole library (~100 ms) before it is used.
-_FROM = {name: "api" for name in ("Drawing", "check_gradients", "draw", "explain", "gradient_health", "make_dot",
-                                  "train")}
+_FROM = {"Drawing": "api.drawing", "draw": "api.drawer", "make_dot": "api.torchviz"}
+_FROM.update({name: "api.calls" for name in ("check_gradients", "explain", "gradient_health", "train")})
 _FROM["NodeView"] = "results"
 _FROM.update({name: "diff" for name in ("Comparison", "compare")})
 _FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
@@ -27,7 +27,10 @@ _PACKAGES = ("watch",)
 __all__ = sorted(_FROM) + list(_PACKAGES) + ["__version__"]
 
 if TYPE_CHECKING:       # for type checkers and editors, which do not run __getattr__
-    from .api import Drawing, check_gradients, draw, explain, gradient_health, make_dot, train
+    from .api.calls import check_gradients, explain, gradient_health, train
+    from .api.drawer import draw
+    from .api.drawing import Drawing
+    from .api.torchviz import make_dot
     from .results import NodeView
     from .diff import Comparison, compare
     from .errors import CgvizError, OptionError, SourceError

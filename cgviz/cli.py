@@ -34,7 +34,7 @@ _one_blas_thread()
 import click  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .api import check_step, check_thresholds  # noqa: E402
+from .api.checks import check_step, check_thresholds  # noqa: E402
 from .errors import CgvizError, OptionError  # noqa: E402
 from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
 from .view import formats  # noqa: E402
@@ -264,7 +264,7 @@ def _out(option: str, path, given) -> "object":
 
 def _target_inputs(target: str, input_file: str | None = None, weights: str | None = None) -> list:
     """The files a FILE or MODEL argument reads, for _check_files (--targets too, where given)."""
-    from .api import files_read
+    from .api.sources import files_read
     return files_read(target, input_file, weights, _stashed("targets"))
 
 
@@ -321,7 +321,7 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         cgviz render run.cgw -o run.html                  # a recorded training run
         cgviz render sample_graphs/pizza.cg --steps -o lesson.pdf   # slides, a step a page
     """
-    from .api import draw
+    from .api.drawer import draw
 
     if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
         return _render_run(file, output, fmt, timeout, dpi, quiet)
@@ -361,7 +361,7 @@ def _render_run(file, output, fmt, timeout, dpi, quiet):
 
 def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
     """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
-    from .api import backward_slides
+    from .api.calls import backward_slides
     suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
     kind = suffix if suffix in ("pdf", "gif") else fmt
     if kind not in ("pdf", "gif") or (fmt and suffix and fmt != suffix) or not output or output == "-":
@@ -397,7 +397,7 @@ def explain(file, fmt, output, sets):
         cgviz explain sample_graphs/pizza.cg
         cgviz explain sample_graphs/challenge.cg --format md -o challenge.md
     """
-    from .api import explain as explain_program
+    from .api.calls import explain as explain_program
 
     overrides = parse_sets(sets)
     path = None if not output or output == "-" else Path(output)
@@ -417,7 +417,7 @@ def ops(fmt):
     Example:
         cgviz ops
     """
-    from .api import op_table
+    from .api.calls import op_table
     click.echo(op_table(fmt), nl=False)
 
 
@@ -498,8 +498,8 @@ def model_options(f):
 
 def trace_options(input_shapes, input_file, dtype, loss, seed, mode, view: str = "ops", meta: bool = False):
     """The library's TraceOptions from the values of `model_options` (mode: True train, False eval, None
-    as saved), made by the library's one builder (cgviz.api._trace_options) from draw()'s keywords."""
-    from .api import _trace_options
+    as saved), made by the library's one builder (cgviz.api.drawer._trace_options) from draw()'s keywords."""
+    from .api.drawer import _trace_options
     checked = dict(dtype=dtype, loss=loss, seed=seed, view=view,
                    mode=None if mode is None else ("train" if mode else "eval"),
                    max_elements=_stashed("max_elements"), targets=_stashed("targets"), dims=_stashed("dims"))
@@ -558,7 +558,8 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, eve
         cgviz train sample_graphs/three_layer.cg --lr 0.5 --steps 200 -o three_layer.cgw
         cgviz train net.py --loss ce --targets labels.pt --optimizer adam --lr 1e-3 --steps 200 -o net.cgw
     """
-    from .api import is_model, train as train_program
+    from .api.calls import train as train_program
+    from .api.sources import is_model
     from .fmt import num
 
     model_given = {"--input-shape": input_shapes, "--input": input_file, "--dtype": dtype, "--loss": loss,
@@ -854,7 +855,7 @@ def check(target, rtol, atol, fd_rtol, fd_atol, fd_samples, sets, input_shapes, 
         cgviz check sample_graphs/residual.cg --fd-samples 8 --format json
         cgviz check net.py --input-shape 4,16 --eval
     """
-    from .api import check_gradients
+    from .api.calls import check_gradients
 
     ctx = click.get_current_context()
     r = check_gradients(target, kind="file", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
@@ -906,7 +907,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
         cgviz grads sample_graphs/deep_relu.cg -o relu.png --hist relu_hist.png
         cgviz grads sample_graphs/models/res_cnn.py --format md --no-plots
     """
-    from .api import gradient_health
+    from .api.calls import gradient_health
 
     check_thresholds(vanish, explode)
     stem = "stdin" if target == "-" else Path(model_stem(target)).stem
@@ -977,7 +978,7 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
         cgviz diff mine.cgw theirs.cgw --step 500             # two records at one step
     """
     from .diff import compare
-    from .api import files_read
+    from .api.sources import files_read
     from .diff.sides import parse_option
     fmt = None
     if output:

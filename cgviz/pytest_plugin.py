@@ -303,7 +303,8 @@ def _remove_legacy(path: Path) -> bool:
 def _document(source, inputs, draw_kwargs) -> dict:
     """The golden document of what a test gives: a Drawing, a cgviz-graph dict, or cgviz.draw's arguments."""
     from . import golden as G
-    from .api import Drawing, draw
+    from .api.drawer import draw
+    from .api.drawing import Drawing
     if isinstance(source, Drawing):
         if inputs or draw_kwargs:
             raise TypeError("graph_snapshot(drawing) takes no inputs or draw() keywords: the drawing has them")

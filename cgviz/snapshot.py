@@ -271,7 +271,7 @@ def draw_entry(path, kind: str, o: dict, text: bool = False):
     """cgviz.draw() of a file with a manifest entry's options (`kind` "cg" or "model"), as render
     and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too (`text`: `path` is a
     program's text)."""
-    from .api import draw
+    from .api.drawer import draw
     if kind == "cg":
         # rankdir None: as render chooses it from the graph's shape
         return draw(path, kind="text" if text else "expression", sets=o.get("set"), grad=not o.get("no_grad", False),
@@ -663,7 +663,7 @@ def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, pix
 def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, update: bool) -> tuple[list, list]:
     """What snapshot reads (the manifest, each entry's file, its input and weights) and what it
     writes or removes (<entry>.json/.png/.dot/.diff.png in out; the goldens too with update)."""
-    from .api import files_read
+    from .api.sources import files_read
     from .paths import Arg
     reads = [Arg("the manifest", manifest)]
     for e in entries:

@@ -323,6 +323,20 @@ def test_a_missing_input_file_is_named_as_the_keyword_was_written(tmp_path):
         cgviz.draw(ROOT / "sample_graphs" / "models" / "res_cnn.py", input_file=str(missing))
 
 
+def test_every_name_of_the_old_api_module_is_reachable_from_the_package():
+    """cgviz.api became a package of one-job modules; each name the single module had still loads from it."""
+    import importlib
+
+    import cgviz.api
+    assert {"drawing", "backends", "drawer", "sources", "checks", "calls", "torchviz"} == set(cgviz.api._FROM)
+    for name, module in cgviz.api._MODULE.items():
+        assert getattr(cgviz.api, name) is getattr(importlib.import_module(f"cgviz.api.{module}"), name), name
+    assert cgviz.api.draw is cgviz.draw and callable(cgviz.api.make_dot)    # no submodule hides a function
+    assert set(cgviz.api.__all__) <= set(cgviz.api._MODULE) and "source_kind" in dir(cgviz.api)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cgviz.api.nope
+
+
 def test_the_moved_result_types_are_still_reachable_where_they_were():
     import pickle
 

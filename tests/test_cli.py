@@ -206,6 +206,8 @@ RENDER_NEVER_IMPORTS = {
     "cgviz.view.budget": "PNG budgets are for PNGs of models; the help states its one number",
     "cgviz.results": "render builds none of the other calls' result types",
     "cgviz.view.profile": "--profile's types are created only when a profile is shown",
+    "cgviz.api.calls": "the other commands' calls (explain, train, check, grads); cgviz.api loads on use",
+    "cgviz.api.torchviz": "make_dot draws a tensor's graph, never an expression's",
 }
 
 
@@ -241,13 +243,13 @@ def test_an_internal_error_is_one_line_and_exit_3(cli, here, monkeypatch):
 
 
 def test_the_command_line_builds_trace_options_with_the_librarys_one_builder(monkeypatch):
-    """`cgviz torch`/`train` and draw() get their TraceOptions from cgviz.api._trace_options alone."""
-    import cgviz.api
+    """`cgviz torch`/`train` and draw() get their TraceOptions from cgviz.api.drawer._trace_options alone."""
+    import cgviz.api.drawer
     from cgviz.cli import trace_options
     from cgviz.pytorch.inputs import parse_shape
     made = trace_options((parse_shape("2,3"),), None, "float64", "mse", 3, True, view="autograd")
-    lib = cgviz.api._trace_options(False, ["2,3"], dict(dtype="float64", loss="mse", seed=3, view="autograd",
-                                                        mode="train", max_elements=None, targets=None), False)
+    lib = cgviz.api.drawer._trace_options(False, ["2,3"], dict(dtype="float64", loss="mse", seed=3, view="autograd",
+                                                               mode="train", max_elements=None, targets=None), False)
     assert made == lib and made.mode == "train" and made.input_shapes == (parse_shape("2,3"),)
-    monkeypatch.setattr(cgviz.api, "_trace_options", lambda *a, **k: "the library's")
+    monkeypatch.setattr(cgviz.api.drawer, "_trace_options", lambda *a, **k: "the library's")
     assert trace_options((), None, None, None, 0, None) == "the library's"

@@ -133,7 +133,7 @@ def test_the_keywords_are_draws_parameters():
 
 
 _ALLOWED = {  # library strings that still spell a flag, and why
-    "api.py": "points at `cgviz torch --help`, the list of model files",
+    "api/sources.py": "points at `cgviz torch --help`, the list of model files",
     "options.py": "parse_sets reads the command line's and a manifest's NAME=VALUE text",
     "pytorch/load.py": "a `cgviz torch` example, shown only on the command line",
     "pytest_plugin.py": "pytest's own command line (--cgviz-update), where cgviz's spelling does not apply",

@@ -154,7 +154,7 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
     snapshot manifest's keys) apply to both sides, `a_options`/`b_options` to one: the same model
     with two option sets is `compare("net.py", "net.py", b_options={"dtype": "bfloat16"})`. Numbers
     within rtol/atol (the snapshot's defaults) are unchanged."""
-    from ..api import _converted
+    from ..api.checks import _converted
     rtol = None if rtol is None else _converted("rtol", rtol, "compare")
     atol = None if atol is None else _converted("atol", atol, "compare")
     rankdir = _converted("rankdir", rankdir, "compare")

@@ -27,7 +27,7 @@ def side(source: Any, options: dict[str, Any] | None = None, which: str = "A") -
     """`source` as a Side. `options` are the manifest's keys (dtype, seed, input_shape, set …) as
     `--a KEY=VALUE` gives them, checked by their one definition; for a program, a key that is not an
     option sets a declaration (`--b w=0.1`)."""
-    from ..api import Drawing
+    from ..api.drawing import Drawing
     options = dict(options or {})
     if isinstance(source, Drawing):
         _no_options(options, which, "a Drawing, which is drawn already")
@@ -74,7 +74,7 @@ def _as_golden(doc: Any, where: str) -> dict:
 
 
 def _drawn(text: str, options: dict, which: str) -> Side:
-    from ..api import source_kind
+    from ..api.sources import source_kind
     from ..snapshot import _entry_options, draw_entry
     told = source_kind(text)
     kind = "model" if told == "model" else "cg"

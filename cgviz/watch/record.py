@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import OptionError
-from .writer import Writer, header, short
+from ..cgw.writer import Writer, header, short
 
 BINS = 16                  # histogram bins per gradient: 16 keeps GPT-2-small's record under 50 KB a step
 HIST_SAMPLE = 4096         # a larger gradient's histogram counts evenly strided elements, this many at most
@@ -210,7 +210,7 @@ class Watch:
             return None, None
         if self._inputs is None:
             return None, "the graph was not drawn: no forward ran between `with cgviz.watch` and the first w.step"
-        from ..api import draw
+        from ..api.drawer import draw
         args, kwargs = self._inputs
         try:
             with torch.random.fork_rng(devices=[]):
