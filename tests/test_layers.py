@@ -133,6 +133,19 @@ def test_the_expression_language_never_imports_the_pytorch_front_end():
     assert not bad
 
 
+FRONT_ENDS = ("cgviz.cli", "cgviz.pytest_plugin", "cgviz.snapshot", "cgviz.workers", "cgviz.diff", "cgviz.watch.record")
+
+
+def test_every_front_end_takes_the_one_route_through_the_library():
+    """One route: the command line, the pytest plugin, the snapshot runner, the comparison and the
+    recorder reach a source through cgviz.api's calls, never the route modules behind them (cgviz
+    torch called route/model's draw_model, beside draw(), and did things draw() could not)."""
+    edges = imports()
+    around = sorted((a, b) for a, b in edges if a.startswith(FRONT_ENDS) and b.startswith("cgviz.route"))
+    assert not around, around
+    assert ("cgviz.cli", "cgviz.api") in edges
+
+
 def _package(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else "(root)"

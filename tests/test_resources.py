@@ -114,10 +114,11 @@ def test_a_model_picture_steps_down_when_graphviz_runs_out_of_memory(tmp_path, m
     env = fake_dot(tmp_path / "bin", f'input=$(cat)\ncase "$input" in *"/conv2d"*) echo "out of memory" >&2; '
                                      f'kill -SEGV $$;; esac\nprintf "%s" "$input" | exec {real} "$@"')
     monkeypatch.setenv("PATH", env["PATH"])
-    from cgviz.route.model import draw_model
-    res = draw_model(str(ROOT / "sample_graphs" / "models" / "res_cnn.py"), "svg")
-    assert res.depth is not None and b"<svg" in res.data
-    assert any("ran out of the memory cgviz lets it use" in n and graphviz.DOT_MEMORY_ENV in n for n in res.notes)
+    import cgviz
+    d = cgviz.draw(str(ROOT / "sample_graphs" / "models" / "res_cnn.py"), format="svg")
+    assert b"<svg" in d.output("svg")
+    assert any("ran out of the memory cgviz lets it use" in n and graphviz.DOT_MEMORY_ENV in n
+               and "so cgviz drew modules down to depth" in n for n in d.notes)
 
 
 # ---------------------------------------------------------------- the expression engine's memory (item 15)

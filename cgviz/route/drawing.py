@@ -38,8 +38,7 @@ class ModelDrawing:
     caveat: str = ""                # a caption line under the title: why the gradients' scale means nothing
     remarks: list[str] = field(default_factory=list)    # lines under the title (an input not drawn)
     gathered: bool = False          # the level shown gathers the ops run in no module (Level.gather)
-
-    label = "model"         # the name Model Explorer shows (a model file's drawing sets the file's)
+    label: str = "model"            # the name Model Explorer shows: a model file's name, when drawn from one
 
     @property
     def shown(self):

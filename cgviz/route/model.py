@@ -1,35 +1,15 @@
-"""`cgviz torch` as one library call: load → trace (forward, backward) → picture → DOT/JSON/image bytes."""
+"""A model's route: a loaded model traced (forward, backward) and its picture chosen, as a `ModelDrawing`."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OptionError
 from ..spelling import spell
-from ..view import formats
 from ..view.structure import WORDS, Picture, build_picture, find_groups
 from .drawing import ModelDrawing
 from .sizing import GATHER_DEPTHS, Level
-from ..pytorch.state import given_back
-
-
-@dataclass
-class ModelResult:
-    data: bytes
-    nodes: int                      # drawn nodes (recorded nodes for JSON)
-    recorded: int
-    depth: int | None
-    max_depth: int
-    auto: bool
-    loss: float | None
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    profile_table: str | None = None    # --profile: the top nodes by time, for the terminal
-    # files written beside the output: Model Explorer's node-data overlays, name → bytes
-    beside: dict[str, bytes] = field(default_factory=dict)
 
 
 def nonfinite_warnings(graph, run) -> None:
@@ -203,34 +183,3 @@ def _focus_title(call: tuple, groups_of: dict) -> str:
         if k is not None:
             text += f", {WORDS[grp.style][0]} {k + 1} of {grp.n}"
     return text
-
-
-@given_back()
-def draw_model(spec: str, fmt: str, *, trust: bool = False, weights: str | None = None, opts=None,
-               depth: int | None = None, fold: bool = True, rankdir: str = "TB", grad: bool = True,
-               timeout: float | None = None, profile_top: int = 10, vanish: float | None = None,
-               explode: float | None = None, dpi: float | None = None, simplify: bool = True,
-               focus: str | None = None) -> ModelResult:
-    """Everything `cgviz torch` does, minus printing and writing the file."""
-    t0 = time.perf_counter()
-    from ..needs import require_torch
-    require_torch(f"drawing the model {spec}")      # timed on its own: it is most of the start-up
-    from ..pytorch.load import load_model
-    from ..pytorch.trace import TraceOptions
-    opts = opts or TraceOptions()
-    timings = {"import": time.perf_counter() - t0}
-    t = time.perf_counter()
-    loaded = load_model(spec, trust=trust, weights=weights, meta=opts.meta)
-    timings["load"] = time.perf_counter() - t
-    d = picture_model(loaded, opts, depth=depth, fold=fold, grad=grad, profile_top=profile_top, vanish=vanish,
-                      explode=explode, html=fmt == "html", timings=timings, simplify=simplify, focus=focus,
-                      choose=formats.lookup(fmt, formats.MODEL).pictured)
-    if fmt == "png":
-        d = d.for_png(rankdir, timeout, timings)     # the PNG's level, so the counts below are its own
-    from ..paths import split_spec
-    d.label = Path(split_spec(spec)[0]).name
-    data = d.output(fmt, rankdir, timeout, timings, dpi)
-    nodes = len(d.pic.nodes) if formats.REGISTRY[fmt].pictured else len(d.graph)
-    beside = d.overlays() if fmt == "modelexplorer" else {}
-    return ModelResult(data, nodes, len(d.graph), d.depth, d.pic.max_depth, d.auto, d.run.loss, d.notes,
-                       d.run.warnings, timings, d.profile_table, beside)

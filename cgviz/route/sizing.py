@@ -35,6 +35,16 @@ def level_words(d) -> str:
     return f"modules down to depth {d.depth}{gathered} ({len(d.pic.nodes)} nodes)"
 
 
+def depth_note(d) -> str | None:
+    """What to say when the depth drawn was chosen to keep the picture readable (none was asked for),
+    and how to get more: None when the picture shows every level or the depth was the caller's."""
+    if not (d.auto and d.depth is not None and d.depth < d.pic.max_depth):
+        return None
+    return (f"drew modules down to depth {d.depth} of {d.pic.max_depth} to keep the picture readable "
+            f"({len(d.pic.nodes)} nodes); {spell('depth', d.depth + 1)} shows more, "
+            f"{spell('format', 'json')} has every op")
+
+
 def _what(d) -> str:
     if d.coarser and d.coarser[0].compact:
         return "every grad_fn with its edge labels"
