@@ -15,9 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cgviz.errors import CgvizError  # noqa: E402
-from cgviz.ir import Graph, Node, Scope  # noqa: E402
+from cgviz.ir import Frame, Graph, Node, Scope  # noqa: E402
 from cgviz.pytorch.pipeline import draw_model  # noqa: E402
-from cgviz.pytorch.record import Frame  # noqa: E402
 from test_hardening import CGVIZ  # noqa: E402
 
 CHAIN = """

@@ -5,29 +5,14 @@ node and red edge stands for (so the page can put any step's numbers on the one 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CgvizError
-from ..ir import Graph, Node, Scope
+from ..ir import Frame, Graph, Node, Scope
 from ..summary import RunSummary, TensorInfo
 
 MAX_DRAWN = 120     # the finest depth whose picture has at most this many boxes is drawn
-
-
-@dataclass(frozen=True)
-class Call:
-    """A module call as cgviz.pytorch.record.Frame has it (path, class, which call), made from the
-    JSON's `module_call` keys; the same fields, without importing torch."""
-
-    path: str
-    cls: str
-    call: int = 1
-
-    @property
-    def key(self) -> str:
-        return self.path if self.call == 1 else f"{self.path}:{self.call}"
 
 
 def _float(x):
@@ -62,7 +47,7 @@ def from_json(doc: dict, where: str = "the record") -> tuple[Graph, RunSummary]:
             frames = []
             for key in n.get("module_call") or []:
                 path, _, nth = key.rpartition(":") if ":" in key and key.rpartition(":")[2].isdigit() else (key, "", "1")
-                frames.append(Call(path, classes.get(path) or "", int(nth)))
+                frames.append(Frame(path, classes.get(path) or "", int(nth)))
             shape = n.get("shape")
             meta = {"scope": Scope.of(frames), "module": n.get("module", ""), "class": n.get("module_class") or ""}
             if n["kind"] == "param" and shape is not None:
