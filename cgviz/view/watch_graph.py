@@ -84,7 +84,7 @@ def from_json(doc: dict, where: str = "the record") -> tuple[Graph, RunSummary]:
 def picture(graph: Graph, run: RunSummary, limit: int = MAX_DRAWN):
     """The folded picture: every op when that is at most `limit` boxes, else the finest module depth
     that is (depth 1 at worst)."""
-    from .structure import build_picture, find_groups, max_depth
+    from ..plan.structure import build_picture, find_groups, max_depth
     groups = find_groups(graph, run)
     pic = build_picture(graph, run, None, True, groups)
     depth = max_depth(graph)
@@ -120,7 +120,7 @@ def mapping(graph: Graph, pic, rename: dict[str, str] | None = None) -> tuple[di
     edges: edge key → ["p"|"m", [names]]: the gradient the red edge carries back out of its source.
     frames: a ×N fold's frame (its SVG title) → rows as nodes', "pb" with the parameters of each block."""
     from .html import edge_key, svg_key
-    from .model_scene import cluster_id
+    from ..plan.structure import cluster_id
     outs = _outputs(graph)
     as_id = (lambda i: i) if rename is None else rename.get
 
@@ -188,7 +188,7 @@ def mapping(graph: Graph, pic, rename: dict[str, str] | None = None) -> tuple[di
 
 
 def level_maps(levels: dict) -> dict:
-    """`mapping` of every level of a drill-down page (cgviz.view.levels), keyed as the page keys its
+    """`mapping` of every level of a drill-down page (cgviz.plan.levels), keyed as the page keys its
     levels: {"nodes", "edges", "frames"}, and for a level inside a ×N fold, "reps": each block's
     mapping on the first block's layout (None for a block drawn otherwise)."""
     out = {}
