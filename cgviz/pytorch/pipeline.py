@@ -11,7 +11,7 @@ from ..errors import CgvizError, OptionError
 from ..spelling import spell
 from ..view import formats
 from ..view.graphviz import DOT_MEMORY_ENV, LayoutLimit, LayoutMemory, LayoutTimeout, PictureTooBig, rasterise, layout, run_dot
-from ..view.structure import WORDS, Picture, build_picture, find_groups
+from ..plan.structure import WORDS, Picture, build_picture, find_groups
 from .state import given_back
 
 ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
@@ -120,19 +120,19 @@ class ModelDrawing:
 
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
-        layout cost (cgviz.view.budget.scene_cost)."""
+        layout cost (cgviz.view.dot.scene_cost)."""
         from ..view.model_scene import scene
         return scene(self.shown, self.run, self.pic, self.options(rankdir, labels))
 
     def page(self, root_svg: str, rankdir: str = "TB", timeout: float | None = None,
              timings: dict[str, float] | None = None) -> str:
-        """The drill-down page (cgviz.view.levels): this picture first, then the inside of every module
+        """The drill-down page (cgviz.plan.levels): this picture first, then the inside of every module
         with more than one op, each laid out on its own (in parallel: each is a `dot` process)."""
         import os
         from concurrent.futures import ThreadPoolExecutor
         from ..view.dot import dot_text
         from ..view.html import drill_page, model_page
-        from ..view.levels import build_levels
+        from ..plan.levels import build_levels
         from ..view.model_scene import scene
         if self.extra.get("view") != "ops":
             return model_page(self.shown, self.run, self.pic, root_svg, self.title)    # no modules to open
@@ -197,8 +197,9 @@ class ModelDrawing:
         self.auto = self.auto or level.depth is not None
 
     def choose(self, rankdir: str = "TB") -> None:
-        """Start from the first level whose estimated layout cost fits the budget (cgviz.view.budget)."""
-        from ..view.budget import LAYOUT_BUDGET, scene_cost
+        """Start from the first level whose estimated layout cost fits the budget (cgviz.plan.budget)."""
+        from ..plan.budget import LAYOUT_BUDGET
+        from ..view.dot import scene_cost
         skipped = None
         while self.coarser:
             cost = scene_cost(self.scene(rankdir, labels=False))
@@ -220,9 +221,9 @@ class ModelDrawing:
     def for_png(self, rankdir: str = "TB", timeout: float | None = None,
                 timings: dict[str, float] | None = None) -> "ModelDrawing":
         """The drawing a default PNG shows: the finest level whose PNG at Graphviz's 96 dpi stays within
-        the overview's pixels (cgviz.view.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
+        the overview's pixels (cgviz.plan.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
         than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
-        from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
+        from ..plan.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
         out = self._sized_copy()
         if not self.coarser or self.coarser[0].compact or "focus" in self.extra:
             return out          # --focus asks for the detail of one module, not an overview
@@ -376,7 +377,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
                   html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True,
                   focus: str | None = None, choose: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
-    `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
+    `focus`: draw only the inside of that module call (cgviz.plan.inside), its depth counted from it."""
     from .trace import TraceOptions, trace
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
@@ -405,7 +406,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
     coarser: list[Level] = []
     groups = None
-    from ..view.simplify import simplify as _simplify
+    from ..plan.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
     focused = focus_of = left_out = None
@@ -413,7 +414,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         if view == "autograd":
             raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
                               "view has no modules")
-        from ..view.inside import find_call, inside
+        from ..plan.inside import find_call, inside
         call = find_call(drawn, focus)
         whole_groups = find_groups(drawn, run) if fold else {}
         focused = _focus_title(call, whole_groups)
@@ -430,7 +431,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         groups = find_groups(drawn, run) if fold else {}
         pic = build_picture(drawn, run, depth, fold, groups)
         if depth is None:
-            from ..view.structure import gathered_ops, max_depth
+            from ..plan.structure import gathered_ops, max_depth
             coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
             # after depth 1, the depths again with the ops run in no module gathered into boxes,
             # where there are any: Mask R-CNN's post-processing (~800 ops after roi_heads, pasting

@@ -195,7 +195,7 @@ def _run_export(gm, args, kwargs, rec):
     """Run a torch.export program node by node so each op lands in the module recorded in its
     `nn_module_stack` (the program has no live submodules for hooks to see)."""
     import torch.fx
-    from .record import Frame
+    from ..ir import Frame
 
     class Scoped(torch.fx.Interpreter):
         def run_node(self, n):
