@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CgvizError, OptionError
+from .paths import is_hub
 from .pytorch.state import given_back
 from .spelling import flag, keyword, on_command_line, spell
 
@@ -320,13 +321,17 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          vanish: float | None = None, explode: float | None = None, max_elements: int | None = None,
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
-         focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None) -> Drawing:
+         focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None,
+         download: bool = False) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
       - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, `model.onnx`,
         …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
+      - a Hugging Face model by name, `hf:gpt2` or `hf:meta-llama/Llama-3.2-1B?num_hidden_layers=2` (config
+        fields changed after '?'): weights from the local cache, else random ones from its config;
+        download=True lets one missing from the cache be fetched (docs/models.md);
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -358,6 +363,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
                        max_elements=max_elements, timeout=timeout, focus=focus)
     checked["targets"] = targets
     checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
+    checked["download"] = download  # an hf: model missing from the local cache may be fetched
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
@@ -411,6 +417,8 @@ def source_kind(text_or_path: str, kind: str | None = None) -> str:
     path by is_model; "file" is a path of either kind, told by is_model; the others are taken as said."""
     if kind not in (None,) + KINDS:
         raise CgvizError(f"kind={kind!r}: must be one of {', '.join(map(repr, KINDS))}")
+    if kind in (None, "file") and is_hub(text_or_path):
+        return "model"          # hf:gpt2, a Hugging Face model by name (cgviz.pytorch.hf_source)
     if kind is None and ("\n" in text_or_path or ("=" in text_or_path and not Path(text_or_path).exists())):
         return "text"
     if kind in (None, "file"):
@@ -440,6 +448,8 @@ def is_model(target: str) -> bool:
     from .paths import split_spec
     if target == "-":
         return False
+    if is_hub(target):
+        return True
     path, factory = split_spec(target)
     if factory:
         return True
@@ -552,12 +562,12 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     require_torch(f"drawing the model {spec}")
     from .pytorch.load import load_model, split_spec
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
-    loaded = load_model(spec, trust=trust, weights=weights, meta=meta)
+    loaded = load_model(spec, trust=trust, weights=weights, meta=meta, download=checked.get("download") or None)
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
     from .paths import shown
-    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), (str(path),))
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), () if is_hub(spec) else (str(path),))
 
 
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:
@@ -834,7 +844,7 @@ def files_read(source: str, input_file: str | None = None, weights: str | None =
     """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
     (`net.py` of `net.py:build`; none for "-"), the inputs file, the weights and the targets."""
     from .paths import Arg, split_spec
-    files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
+    files = [] if source == "-" or is_hub(source) else [Arg("the input", split_spec(source)[0])]
     return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights), Arg(spell("targets"), targets)]
 
 
