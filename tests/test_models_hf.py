@@ -111,6 +111,9 @@ def test_weights_come_from_the_local_cache(empty_cache):
     # a changed config no longer fits the checkpoint: random weights from the cached config, said so
     small = cgviz.draw("hf:cgviz-test/tiny-gpt2?n_layer=1")
     assert "random weights from cgviz-test/tiny-gpt2&#x27;s config changed by n_layer=1" in _title(small)
+    # a folder written by save_pretrained is read as transformers reads it
+    folder = home / "hub" / "models--cgviz-test--tiny-gpt2" / "snapshots" / SHA
+    assert f"GPT2LMHeadModel, weights from {folder}" in _title(cgviz.draw(f"hf:{folder}"))
     assert tried == []
 
 
@@ -121,6 +124,7 @@ def test_meta_builds_no_weights_even_for_a_decoder(empty_cache):
     assert "traced on the meta device" in title
     assert {("model.layers.0", "model.layers.1", "LlamaDecoderLayer", 2)} == {
         (a, b, c, int(n)) for a, b, c, n in FOLD.findall(d.dot)}
+    assert b"LlamaDecoderLayer" in d.svg().encode()        # Graphviz takes it (no empty FONT for absent stats)
 
 
 def test_nothing_is_downloaded_unasked(cli, empty_cache, tmp_path):

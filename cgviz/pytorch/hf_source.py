@@ -339,11 +339,11 @@ def load_hub(spec: str, trust: bool = False, meta: bool = False, download: bool 
     loaded = Loaded("hf", model, spec)
     loaded.what = _what(ref, cls, config, origin, how, changed)
     if how == "random" and origin == "default":
-        loaded.notes.append(f"{spec}: random weights (seed {SEED}) from transformers' default "
+        loaded.notes.append(f"random weights (seed {SEED}) from transformers' default "
                             f"{type(config).__name__}; a model id in the local cache (hf:ORG/NAME) brings its "
                             f"weights, and {spell('download')} fetches one from the Hub")
     elif how == "random":
-        loaded.notes.append(f"{spec}: random weights (seed {SEED}) from {ref.ident}'s config"
+        loaded.notes.append(f"random weights (seed {SEED}) from {ref.ident}'s config"
                             + (" (a changed config does not fit the checkpoint)" if changed
                                else " (the local cache holds its config but no weights)"))
     return loaded
@@ -415,5 +415,5 @@ def example_inputs(loaded, opts) -> dict:
         raise CgvizError(f"{loaded.path}: {type(model).__name__} reads {name}, for which cgviz makes no example "
                          f"inputs; give them with {spell('input', 'inputs.pt')} (a dict saved with torch.save, "
                          f"keyed by forward's argument names) or {spell('input_shape')}")
-    loaded.notes.append(f"{loaded.path}: example inputs from the config ({said})")
+    loaded.notes.append(f"example inputs from the config ({said})")
     return out
