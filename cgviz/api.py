@@ -331,7 +331,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
         …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
       - a Hugging Face model by name, `hf:gpt2` or `hf:meta-llama/Llama-3.2-1B?num_hidden_layers=2` (config
         fields changed after '?'): weights from the local cache, else random ones from its config;
-        download=True lets one missing from the cache be fetched (docs/models.md);
+        download=True lets one missing from the cache be fetched (docs/torch.md);
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -567,7 +567,8 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
     from .paths import shown
-    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), () if is_hub(spec) else (str(path),))
+    files = () if is_hub(spec) else (str(path),)       # an hf: model reads no file of the user's
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), files)
 
 
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:

@@ -1,4 +1,4 @@
-"""Hugging Face models by name (`hf:gpt2`, `hf:org/name?n_layer=2`): built through transformers (the `hf` extra), never downloaded unasked.
+"""Hugging Face models by name (`hf:gpt2`, `hf:org/name?n_layer=2`), built through transformers (the `hf` extra).
 
 A spec is `hf:ID[?KEY=VALUE&KEY=VALUE…]`. ID is a model id of the Hub (`meta-llama/Llama-3.2-1B`,
 `gpt2`), a folder written by `save_pretrained`, or a bare model type (`gpt2`, `bert`, `llama`, `t5`).
