@@ -220,7 +220,8 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: 
         grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
                 if opts.grad and g is not None and g.norm is not None else "")
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_label(v.shape) if v else "")}</FONT></TD>'
-                    f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
+                    # no FONT around nothing: Graphviz 2.43 calls an empty one a syntax error (--meta has no stats)
+                    f'<TD ALIGN="LEFT">{f"""<FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT>""" if stats else ""}</TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
         flag = _flag_text(graph, run, same, opts) if opts.grad and opts.flags and n.kind == "param" else ""
         if flag:
