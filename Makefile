@@ -6,8 +6,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cgviz-installed
-# The CPU build that lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
-TORCH_PIN := torch==2.13.0
+# The CPU build of torch: an unpinned torch, or PyPI's own linux wheel of the same release, is a CUDA
+# build of several GB. PyTorch's CPU index has it; the +cpu label (on Linux, where PyPI's wheel is the
+# CUDA one) makes pip fail rather than take PyPI's build when that index cannot be reached. Where the
+# wheel lies on disk (pip.conf's find-links, as on the machines this is developed on) pip takes that
+# file, and --retries 0 lets it pass over an index it cannot resolve at once (with pip's default of 5
+# retries an unreachable index added 70 s there, waiting between retries for each of torch's ten
+# packages); --timeout caps the wait for an index that never answers.
+TORCH_PIN   := torch==2.13.0$(if $(filter Linux,$(shell uname -s)),+cpu)
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_FROM  := --extra-index-url $(TORCH_INDEX) --retries 0 --timeout 20
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -38,7 +46,7 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) $(TORCH_PIN)
+	$(PIP) $(TORCH_PIN) $(TORCH_FROM)
 	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
 	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
 	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
