@@ -14,6 +14,7 @@ the test would fail, so the stand-in cannot make it pass on its own.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -32,6 +33,12 @@ DIST = PYPROJECT["project"]["name"]
 # what the pinned CPU torch must never be joined or replaced by: another torch build, the packages
 # that only come with one (torchvision, triton) and the CUDA libraries of a CUDA build
 FORBIDDEN = re.compile(r"^(torch|torchvision|torchaudio|triton)$|^(nvidia|cuda)-")
+
+
+# PYTHONPATH would reach the fresh venv's interpreter too (pip's --python reruns pip there), and what
+# lies on it would count as installed: the venv must hold nothing but what the test lays in it.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")}
+CLEAN_ENV["PYTHONNOUSERSITE"] = "1"
 
 
 def _norm(name: str) -> str:
@@ -55,7 +62,7 @@ def _torch_line(venv: Path) -> list[str]:
 
 
 def _fresh_venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120, env=CLEAN_ENV)
     return path
 
 
@@ -65,7 +72,7 @@ def _plan(venv: Path, args: list[str], tmp: Path, name: str) -> list[dict]:
     args = [a for a in args if a not in ("--quiet", "-q")]
     cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args[:1],
            "--dry-run", "--report", str(report), *args[1:]]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=CLEAN_ENV)
     assert p.returncode == 0, f"$ {shlex.join(cmd)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return json.loads(report.read_text(encoding="utf-8"))["install"]
 
@@ -77,7 +84,7 @@ def _names(plan: list[dict]) -> dict[str, str]:
 def _lay_installed(venv: Path, plan: list[dict]) -> None:
     """Leave `plan`'s packages in `venv` as pip reads an installed package: its dist-info's METADATA."""
     purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+                             capture_output=True, text=True, check=True, timeout=60, env=CLEAN_ENV).stdout.strip()
     for entry in plan:
         m = entry["metadata"]
         info = Path(purelib) / f"{re.sub(r'[-.]+', '_', m['name'])}-{m['version']}.dist-info"
