@@ -19,7 +19,7 @@ TORCH_FROM  := --extra-index-url $(TORCH_INDEX) --retries 0 --timeout 20
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz chromium demo test fuzz bench docs snapshots parser clean
+.PHONY: install graphviz chromium demo test fuzz bench docs site snapshots parser clean
 
 install: graphviz chromium $(STAMP)
 
@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) $(TORCH_PIN) $(TORCH_FROM)
 	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
 	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
-	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
+	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer,docs]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 
@@ -85,7 +85,7 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: install
 	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py tests/test_fuzz_api.py
 
-# The README's pictures.
+# The README's pictures, then the site.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
@@ -96,6 +96,12 @@ docs: install
 	$(BIN)/python docs/screenshot_drill.py
 	$(BIN)/python docs/diff_picture.py
 	$(BIN)/python docs/screenshot_watch.py
+	$(MAKE) site
+
+# The README, CONTRIBUTING.md and docs/ as a static site in build/site (mkdocs.yml), built offline;
+# --strict stops at a link to a missing page or heading. Open build/site/index.html.
+site: install
+	$(BIN)/mkdocs build --strict
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.
