@@ -6,12 +6,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cgviz-installed
-# The CPU build that lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
-TORCH_PIN := torch==2.13.0
+# The CPU build of torch: an unpinned torch, or PyPI's own linux wheel of the same release, is a CUDA
+# build of several GB. PyTorch's CPU index has it; the +cpu label (on Linux, where PyPI's wheel is the
+# CUDA one) makes pip fail rather than take PyPI's build when that index cannot be reached. Where the
+# wheel lies on disk (pip.conf's find-links, as on the machines this is developed on) pip takes that
+# file, and --retries 0 lets it pass over an index it cannot resolve at once (with pip's default of 5
+# retries an unreachable index added 70 s there, waiting between retries for each of torch's ten
+# packages); --timeout caps the wait for an index that never answers.
+TORCH_PIN   := torch==2.13.0$(if $(filter Linux,$(shell uname -s)),+cpu)
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_FROM  := --extra-index-url $(TORCH_INDEX) --retries 0 --timeout 20
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install graphviz chromium demo test fuzz bench docs snapshots parser clean
+.PHONY: install graphviz chromium demo test fuzz bench docs site snapshots parser clean
 
 install: graphviz chromium $(STAMP)
 
@@ -38,10 +46,10 @@ NEIGHBOURS := syrupy pytest-snapshot snapshottest six termcolor fastdiff wasmer 
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) $(TORCH_PIN)
+	$(PIP) $(TORCH_PIN) $(TORCH_FROM)
 	@# the distribution was called `cgviz` before it became cgviz-backprop (PyPI's cgviz is another project)
 	$(BIN)/pip uninstall --quiet --yes cgviz 2>/dev/null || true
-	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer]' --config-settings editable_mode=compat
+	$(PIP) -e '.[torch,test,hf,slides,onnx,modelexplorer,docs]' --config-settings editable_mode=compat
 	$(BIN)/pip download --quiet --disable-pip-version-check --no-deps -d $(VENV)/neighbours $(NEIGHBOURS)
 	touch $@
 
@@ -77,7 +85,7 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: install
 	CGVIZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s -p no:randomly tests/test_fuzz.py tests/test_fuzz_api.py
 
-# The README's pictures.
+# The README's pictures, then the site.
 docs: install
 	$(BIN)/cgviz render sample_graphs/pizza.cg -o docs/pizza.png
 	$(BIN)/cgviz render sample_graphs/pizza_zh.cg -o docs/pizza_zh.png
@@ -88,6 +96,12 @@ docs: install
 	$(BIN)/python docs/screenshot_drill.py
 	$(BIN)/python docs/diff_picture.py
 	$(BIN)/python docs/screenshot_watch.py
+	$(MAKE) site
+
+# The README, CONTRIBUTING.md and docs/ as a static site in build/site (mkdocs.yml), built offline;
+# --strict stops at a link to a missing page or heading. Open build/site/index.html.
+site: install
+	$(BIN)/mkdocs build --strict
 
 # Rewrite the goldens that changed after an intended change (then review and commit): the manifest's
 # in tests/snapshots, and the graph_snapshot fixture's in tests/__graph_snapshots__.

@@ -461,6 +461,16 @@ def _stash_dims(ctx, param, values):
     return dims
 
 
+def _allow_download(ctx, param, value):
+    """--download: hf: models may be fetched from the Hub while this command runs (the library's
+    DOWNLOADS context, given back when the command ends)."""
+    if value:
+        from .pytorch.hf_source import DOWNLOADS
+        token = DOWNLOADS.set(True)
+        ctx.call_on_close(lambda: DOWNLOADS.reset(token))
+    return value
+
+
 def _stashed(key: str):
     """A model option that `model_options` keeps out of the command functions' parameters."""
     ctx = click.get_current_context(silent=True)
@@ -481,6 +491,7 @@ def model_options(f):
         option("targets", expose_value=False, callback=_stash_targets),
         option("seed"),
         option("trust"),
+        option("download", expose_value=False, callback=_allow_download),     # hf: models
         option("weights"),
         # imported right here, as the option is read: before any model file is loaded
         option("imports", expose_value=False, callback=_do_imports),
@@ -515,7 +526,9 @@ def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, m
 
 def model_stem(model: str) -> str:
     """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
-    from .paths import split_spec
+    from .paths import hub_name, is_hub, split_spec
+    if is_hub(model):           # hf:meta-llama/Llama-3.2-1B → Llama-3.2-1B.png (whose .stem keeps the ".2-1B")
+        return hub_name(model) + ".hf"
     return str(split_spec(model)[0])
 
 

@@ -36,6 +36,29 @@ class Node:
         return self.kind in LEAF_KINDS
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One module call on a node's scope stack (`meta["scope"]`): its attribute path, class, and which
+    call of it this is. Every source makes them (the PyTorch recorder, an ONNX file's scope names, a
+    record's JSON), and the pictures read them, so they live here, free of torch."""
+
+    path: str
+    cls: str
+    call: int = 1
+
+    # Tuples of frames key every scope dict of the picture, and a tuple's hash is never cached: the
+    # generated __hash__ ran ~100k times for one DenseNet picture. The same value, computed once.
+    def __post_init__(self):
+        object.__setattr__(self, "_hash", hash((self.path, self.cls, self.call)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def key(self) -> str:
+        return self.path if self.call == 1 else f"{self.path}:{self.call}"
+
+
 class Scope(tuple):
     """A node's stack of module calls (`meta["scope"]`), outermost first: a tuple that knows its
     hash and its prefixes.

@@ -1,4 +1,4 @@
-"""Optional dependencies, asked for in one place: PyTorch is the `torch` extra.
+"""Optional dependencies, asked for in one place: PyTorch is the `torch` extra, transformers the `hf` extra.
 
 Nothing here imports torch at module level (the expression-language path never loads it).
 """
@@ -32,3 +32,17 @@ def require_torch(what: str = "reading a PyTorch model"):
         raise TorchMissing(f"{what} needs PyTorch, which is not installed{detail}. Install cgviz with "
                            f"its torch extra: {TORCH_HINT}") from None
     return torch
+
+
+HF_HINT = "pip install 'cgviz-backprop[hf]'"          # transformers, for `hf:` models
+
+
+def require_transformers(what: str):
+    """The transformers module, or a CgvizError saying what needed it and which extra brings it."""
+    try:
+        import transformers
+    except ImportError as e:
+        detail = "" if isinstance(e, ModuleNotFoundError) and e.name == "transformers" else f" ({e})"
+        raise CgvizError(f"{what} needs Hugging Face transformers, which is not installed{detail}. Install "
+                         f"cgviz with its hf extra: {HF_HINT}") from None
+    return transformers

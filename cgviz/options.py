@@ -243,6 +243,8 @@ OPTIONS: dict[str, Opt] = {
                 "model too big to run, without values or gradients.", {"is_flag": True}),
     "trust": Opt(("--trust",), Bool(), "Allow loading a pickled nn.Module (torch.save(model)); this runs "
                  "code from the file.", {"is_flag": True}),
+    "download": Opt(("--download",), Bool(), "Let a Hugging Face model (hf:ORG/NAME) missing from the local "
+                    "cache be downloaded from the Hub (never while HF_HUB_OFFLINE=1).", {"is_flag": True}),
     "mode": Opt(("--train/--eval", "mode"), None, "Run in training or evaluation mode [default: as saved].",
                 {"default": None}, manifest_type=click.Choice(["train", "eval"])),
     "input": Opt(("--input", "input_file"), Text(), "Inputs saved with torch.save: a tensor, a tuple of "

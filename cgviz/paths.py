@@ -321,11 +321,31 @@ def check_folder(path, option: str) -> None:
                          "not a folder; give a folder (it is created when missing)")
 
 
+HUB = "hf:"      # `hf:gpt2`, `hf:meta-llama/Llama-3.2-1B?num_hidden_layers=2`: a Hugging Face model, no file
+
+
+def is_hub(spec) -> bool:
+    """Whether a model spec names a Hugging Face model (`hf:…`, cgviz.pytorch.hf_source) rather than a file.
+    Told from the text alone, so the expression path never imports transformers; a file whose name
+    starts with `hf:` is still reachable as `./hf:…`."""
+    return isinstance(spec, str) and spec.startswith(HUB)
+
+
+def hub_name(spec: str) -> str:
+    """The name part of an `hf:` spec, for naming outputs: `hf:meta-llama/Llama-3.2-1B?x=1` → `Llama-3.2-1B`."""
+    ident = spec[len(HUB):].partition("?")[0].rstrip("/")
+    return ident.rpartition("/")[2] or "hf"
+
+
 def split_spec(spec: str, base: str | os.PathLike | None = None) -> tuple[Path, str | None]:
     """`model.py:build` → (model.py, "build"); a plain path (even one holding ':') stays whole. The one
     reader of a model spec (the loader, the commands' output names, snapshot manifests): the part
     after the last ':' is a factory when it is an identifier and the part before it is a file, looked
-    for under `base` when given (a manifest's folder) and returned as written."""
+    for under `base` when given (a manifest's folder) and returned as written. An `hf:` model is no
+    file: its name (`hf:org/gpt2` → gpt2), which callers use for naming and never look for on disk."""
+    if is_hub(spec):
+        return Path(hub_name(spec)), None
+
     def there(path: str) -> bool:   # lexists: a link that loops or dangles is still the file named
         return os.path.lexists(path if base is None else Path(base) / path)
     p = Path(spec)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CgvizError, OptionError
-from .paths import split_spec
+from .paths import hub_name, is_hub, split_spec
 from .spelling import on_command_line, spell
 from .view.formats import suffix
 
@@ -110,20 +110,21 @@ def load_manifest(path: Path, allow_trust: bool = False, allow_outside: bool = F
         # `net.py:build` keeps its factory; the path part is relative to the manifest
         factory = split_spec(target, base)[1] if kind == "model" else None
         file_part = target[:-len(factory) - 1] if factory else target
+        hub = kind == "model" and is_hub(target)        # hf:gpt2, a model by name: no file to look for
         loss_file = _loss_file(opts.get("loss"), where)
         for key, rel in (("file" if has_file else "model", file_part), ("input", opts.get("input")),
                          ("weights", opts.get("weights")), ("targets", opts.get("targets")), ("loss", loss_file)):
-            if rel is not None and not allow_outside:
+            if rel is not None and not allow_outside and not (hub and rel is file_part):
                 _inside(base, rel, f"{where}: {key}")
         for key in ("input", "weights", "targets"):
             if key in opts:
                 opts[key] = str(base / opts[key])
         if loss_file is not None:       # losses.py:focal, relative to the manifest too
             opts["loss"] = f"{base / loss_file}:{opts['loss'].rpartition(':')[2]}"
-        resolved = str(base / file_part) + (f":{factory}" if factory else "")
+        resolved = target if hub else str(base / file_part) + (f":{factory}" if factory else "")
         name = item.get("name")
         if name is None:
-            name = Path(file_part).stem
+            name = hub_name(target) if hub else Path(file_part).stem
             check_name(name, f"{where}: the name taken from {file_part!r}")
         else:
             check_name(name, f"{where}: name")
@@ -236,7 +237,7 @@ def entries_from_files(files: list[str]) -> list[Entry]:
     out = []
     for f in files:
         kind = "cg" if f.endswith(".cg") or f == "-" else "model"
-        stem = (split_spec(f)[0] if kind == "model" else Path(f)).stem
+        stem = hub_name(f) if is_hub(f) else (split_spec(f)[0] if kind == "model" else Path(f)).stem
         out.append(Entry(check_name(stem, f"the name taken from {f!r}"), f, kind, {}))
     _unique(out, "the arguments")
     return out

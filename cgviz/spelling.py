@@ -23,7 +23,7 @@ _FLAGS = {"mode": "--train/--eval", "imports": "--import", "profile_top": "--top
 # sets), and flags, which are booleans in Python and so are spelled with the value that means them.
 _KEYWORDS = {"input_shape": "input_size", "input": "input_file", "set": "sets",
              "no_fold": "fold=False", "no_grad": "grad=False", "no_simplify": "simplify=False",
-             "trust": "trust=True", "meta": "meta=True", "profile": "profile=True", "update": "update=True",
+             "trust": "trust=True", "download": "download=True", "meta": "meta=True", "profile": "profile=True", "update": "update=True",
              "allow_trust": "allow_trust=True", "allow_outside": "allow_outside=True"}
 
 # The formats a Drawing has a method (or property) for, as Python spells them: not the format

@@ -203,7 +203,7 @@ RENDER_NEVER_IMPORTS = {
     "shutil": "dot is found by the system as it starts (and shutil brings bz2, lzma)",
     "tempfile": "write_atomic makes its own temporary name",
     "html": "html_text does html.escape's five replacements",
-    "cgviz.view.budget": "PNG budgets are for PNGs of models; the help states its one number",
+    "cgviz.plan.budget": "PNG budgets are for PNGs of models; the help states its one number",
     "cgviz.results": "render builds none of the other calls' result types",
     "cgviz.view.profile": "--profile's types are created only when a profile is shown",
     "cgviz.api.calls": "the other commands' calls (explain, train, check, grads); cgviz.api loads on use",

@@ -15,9 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cgviz.errors import CgvizError  # noqa: E402
-from cgviz.ir import Graph, Node, Scope  # noqa: E402
+from cgviz.ir import Frame, Graph, Node, Scope  # noqa: E402
 import cgviz  # noqa: E402
-from cgviz.pytorch.record import Frame  # noqa: E402
 from test_hardening import CGVIZ  # noqa: E402
 
 
@@ -187,7 +186,7 @@ def test_deep_nesting_costs_linear_work_not_cubic():
     tuple hashed element by element. Counted in hashes of frames, a picture of a nesting twice as
     deep now costs about four times the work (its n × depth members), not eight."""
     from cgviz.view.model_scene import DrawOptions, scene
-    from cgviz.view.structure import build_picture, find_groups
+    from cgviz.plan.structure import build_picture, find_groups
 
     def work(depth: int) -> int:
         g, run = _nested_graph(depth)
@@ -251,7 +250,7 @@ def test_a_picture_of_many_boxes_reads_its_edges_a_fixed_number_of_times(tmp_pat
     from cgviz.pytorch.load import load_model
     from cgviz.pytorch.trace import TraceOptions, trace
     from cgviz.view.model_scene import DrawOptions, scene
-    from cgviz.view.structure import build_picture
+    from cgviz.plan.structure import build_picture
 
     def passes(n: int) -> int:
         (tmp_path / f"wide{n}.py").write_text(WIDE.format(n=n))

@@ -243,7 +243,7 @@ def test_the_rule_of_one_number():
 
 def test_the_last_step_of_a_run_has_no_update_and_that_is_no_change(tmp_path, cli):
     r = cli("train", ROOT / "sample_graphs" / "three_layer.cg", "--lr", "0.5", "--steps", "10", "-o",
-            tmp_path / "t.cgw", "-q")
+            tmp_path / "t.cgw", "--curve", tmp_path / "loss.png", "-q")
     assert r.exit_code == 0, r.stderr
     run = read_run(tmp_path / "t.cgw")
     assert run.steps[-1].params["W1"].update is None and run.steps[0].params["W1"].update is not None

@@ -133,7 +133,7 @@ def writes_dot(text: str) -> bool:
 def test_the_scan_finds_dot_syntax():
     assert writes_dot("digraph cgviz {") and writes_dot("{}subgraph {} {") and writes_dot("  {} -> {} {}")
     assert not writes_dot("red ⇠  gradients") and not writes_dot("a → b") and not writes_dot("x -> y")
-    assert not writes_dot(r"^\s*subgraph\s+(")      # cgviz.view.budget reads DOT
+    assert not writes_dot(r"^\s*subgraph\s+(")      # cgviz.plan.budget reads DOT
 
 
 def test_only_the_writer_writes_dot_syntax():

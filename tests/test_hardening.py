@@ -72,7 +72,7 @@ def test_a_png_too_big_for_cairo_is_refused_with_advice(cli, here):
     (here / "long.cg").write_text(chain(300))     # 601 nodes side by side: ~80,000 px wide
     (here / "long.png").write_bytes(b"old")
     r = cli("render", "long.cg", "-o", "long.png", "--rankdir", "LR")     # by default a chain goes TB
-    # the pixel budget (cgviz.view.budget) refuses it: even at the lowest readable dpi it is too big
+    # the pixel budget (cgviz.plan.budget) refuses it: even at the lowest readable dpi it is too big
     assert r.exit_code == 1 and "too big for a readable PNG" in r.stderr and "16,000 px" in r.stderr
     assert "--format svg" in r.stderr and "--rankdir TB" in r.stderr and "--dpi" in r.stderr
     assert (here / "long.png").read_bytes() == b"old" and sorted(os.listdir(here)) == ["long.cg", "long.png"]

@@ -11,7 +11,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "cgviz"
 
 # Low to high. A module may import its own layer and those below it.
-LAYERS = ("core", "sources", "view", "route", "api", "clients")
+LAYERS = ("core", "sources", "plan", "view", "route", "api", "clients")
 
 # Which layer a module is in: the longest matching dotted prefix decides.
 PLACES = {
@@ -23,8 +23,11 @@ PLACES = {
     # what is judged from their numbers (gradient health, where a NaN was born)
     "cgviz.lang": "sources", "cgviz.pytorch": "sources", "cgviz.cgw": "sources", "cgviz.health": "sources",
     "cgviz.nonfinite": "sources", "cgviz.grads": "sources",
-    # view: planning and drawing a picture, and writing it in every format; the graph golden is
-    # the JSON format read back
+    # plan: what a model's picture holds (clusters, folds, the inside of a module, the page's
+    # levels) and what it may cost to draw, from the IR and a run's summary alone
+    "cgviz.plan": "plan",
+    # view: drawing a picture, and writing it in every format; the graph golden is the JSON format
+    # read back
     "cgviz.view": "view", "cgviz.golden": "view",
     # route: a source's run to output bytes in one call (cgviz.route: an expression program, a model,
     # a program's training record), the gradient checks, training, the options
@@ -130,6 +133,23 @@ def test_no_module_imports_a_higher_layer():
 def test_the_expression_language_never_imports_the_pytorch_front_end():
     """The DSL path stays free of torch by construction, not only by the run-time check."""
     bad = sorted((a, b) for a, b in imports() if a.startswith("cgviz.lang") and b.startswith("cgviz.pytorch"))
+    assert not bad
+
+
+def test_the_ir_and_the_picture_planning_never_import_torch():
+    """The IR's types (Frame, Scope) and cgviz.plan are read by every source's picture, ONNX's and a
+    record's too: neither may reach torch, directly or through the PyTorch front end (a layer below
+    them, so the walk above would let it pass)."""
+    mine = [PACKAGE / "ir.py", *sorted((PACKAGE / "plan").rglob("*.py"))]
+    assert len(mine) > 5
+    bad = []
+    for path in mine:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [(_module(path), n) for n in names if n == "torch" or n.startswith("torch.")]
+    bad += sorted((a, b) for a, b in imports()
+                  if (a == "cgviz.ir" or a.startswith("cgviz.plan")) and b.startswith("cgviz.pytorch"))
     assert not bad
 
 

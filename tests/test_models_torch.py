@@ -153,9 +153,9 @@ def test_automatic_depth_keeps_big_models_readable(cli, tmp_path):
         "example_inputs = (torch.randn(2, 8),)\n")
     r = cli("torch", p, "--format", "dot", "-o", str(tmp_path / "d.dot"))
     assert r.exit_code == 0, r.stderr
-    # the picture budget (cgviz.view.budget) steps down from every op by the layout cost, not a node count
+    # the picture budget (cgviz.plan.budget) steps down from every op by the layout cost, not a node count
     assert "every op would be too slow for Graphviz" in r.stderr and "drew modules down to depth" in r.stderr
-    from cgviz.view.budget import LAYOUT_BUDGET, layout_cost
+    from cgviz.plan.budget import LAYOUT_BUDGET, layout_cost
     assert layout_cost((tmp_path / "d.dot").read_text()).score <= LAYOUT_BUDGET
 
 

@@ -81,7 +81,7 @@ def test_input_shape_with_too_many_dimensions_is_a_usage_error(cli):
 
 
 def test_depth_help_states_the_png_overview_budget():
-    """The help writes the overview's pixel budget itself (importing cgviz.view.budget for one number
+    """The help writes the overview's pixel budget itself (importing cgviz.plan.budget for one number
     cost every command ~3 ms); it must stay the one the model pipeline uses."""
-    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     assert f"stays within {PNG_OVERVIEW_PIXELS / 1e6:g} Mpx at 96 dpi" in OPTIONS["depth"].help

@@ -182,7 +182,7 @@ def test_collapsed_modules_show_the_sum_of_what_they_contain(expensive):
     from cgviz.view.model_scene import DrawOptions, to_dot
     from cgviz.view.profile import Cost
     from cgviz.view.profile import cost_text
-    from cgviz.view.structure import build_picture
+    from cgviz.plan.structure import build_picture
     t = _traced(expensive)
     prof = t.run.profile
     pic = build_picture(t.graph, t.run, depth=1)
@@ -207,7 +207,7 @@ def test_a_folded_block_shows_the_sum_over_its_repetitions(blocks):
     from cgviz.view.model_scene import DrawOptions, to_dot
     from cgviz.view.profile import Cost
     from cgviz.view.profile import cost_text
-    from cgviz.view.structure import build_picture
+    from cgviz.plan.structure import build_picture
     t = _traced(blocks)
     prof = t.run.profile
     pic = build_picture(t.graph, t.run)

@@ -20,10 +20,10 @@ def _onnx_bytes() -> bytes:
 
 
 def test_the_registry_holds_every_source():
-    assert [s.kind for s in SOURCES] == ["onnx", "export", "torchscript", "module", "python"]
+    assert [s.kind for s in SOURCES] == ["onnx", "export", "torchscript", "module", "python", "hf"]
     assert by_kind("onnx").description == "ONNX model" and by_kind("memory") is None
     # sources that run a program without live submodules say how each op finds its module
-    assert {s.kind for s in SOURCES if s.run} == {"onnx", "export", "torchscript"}
+    assert {s.kind for s in SOURCES if s.run} == {"onnx", "export", "torchscript", "hf"}
 
 
 def test_an_onnx_file_is_told_by_its_content(tmp_path):

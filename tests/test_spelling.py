@@ -138,7 +138,7 @@ _ALLOWED = {  # library strings that still spell a flag, and why
     "pytorch/load.py": "a `cgviz torch` example, shown only on the command line",
     "pytest_plugin.py": "pytest's own command line (--cgviz-update), where cgviz's spelling does not apply",
     "view/html.py": "the page's profile row (another module's owner)",
-    "view/simplify.py": "a picture's title, held by golden files (another module's owner)",
+    "plan/simplify.py": "a picture's title, held by golden files (another module's owner)",
 }
 
 

@@ -348,7 +348,7 @@ def test_the_command_line_gives_back_a_live_module_under_profile(cli, tmp_path, 
     for args in (["--train", "--dtype", "float64", "--profile"], ["--meta"], ["--view", "autograd", "--train"]):
         r = cli("torch", path, "-o", tmp_path / "out.json", *args)
         assert r.exit_code == 0, r.output
-    r = cli("grads", path, "--dtype", "bfloat16", "-o", tmp_path / "g.png")
+    r = cli("grads", path, "--dtype", "bfloat16", "-o", tmp_path / "g.png", "--hist", tmp_path / "h.png")
     assert differences(before, capture([model])) == []
 
 

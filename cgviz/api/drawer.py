@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ..errors import CgvizError, OptionError
+from ..paths import is_hub
 from ..pytorch.state import given_back
 from ..spelling import spell
 from .backends import _Expression, _Model
@@ -25,7 +26,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
          focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None,
-         format: str | None = None, profile: bool = False, profile_runs: int | None = None,
+         download: bool = False, format: str | None = None, profile: bool = False, profile_runs: int | None = None,
          profile_top: int | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
@@ -33,6 +34,9 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
       - expression-language text (`"param w = 0.5\\n..."`) or a path to a .cg file;
       - a path to a model file, as `cgviz torch` takes it (`net.py`, `net.py:build`, `model.pt2`, `model.onnx`,
         …; an ONNX graph's symbolic dimensions are set by name with dims={"batch": 2});
+      - a Hugging Face model by name, `hf:gpt2` or `hf:meta-llama/Llama-3.2-1B?num_hidden_layers=2` (config
+        fields changed after '?'): weights from the local cache, else random ones from its config;
+        download=True lets one missing from the cache be fetched (docs/torch.md);
       - an nn.Module in memory, with example inputs after it (`draw(model, x)`) or `input_size=(1, 3, 32, 32)`,
         and keyword inputs in forward_kwargs (a Hugging Face model: `draw(t5, forward_kwargs={"input_ids": ids,
         "decoder_input_ids": dec})`);
@@ -80,6 +84,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     checked["format"] = format
     checked["targets"] = targets
     checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
+    checked["download"] = download  # an hf: model missing from the local cache may be fetched
     rankdir = checked["rankdir"]
     checked["simplify"] = simplify
     if _is_text_or_path(source):
@@ -204,14 +209,15 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     timings = {"import": time.perf_counter() - t}
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
     t = time.perf_counter()
-    loaded = load_model(spec, trust=trust, weights=weights, meta=meta)
+    loaded = load_model(spec, trust=trust, weights=weights, meta=meta, download=checked.get("download") or None)
     timings["load"] = time.perf_counter() - t
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
     from ..paths import shown
+    files = () if is_hub(spec) else (str(path),)       # an hf: model reads no file of the user's
     # Model Explorer's label is the file's name
-    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), (str(path),), timings,
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), files, timings,
                           label=path.name)
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import CgvizError
+from ..paths import is_hub
 from ..spelling import spell
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
@@ -23,6 +24,8 @@ def source_kind(text_or_path: str, kind: str | None = None) -> str:
     path by is_model; "file" is a path of either kind, told by is_model; the others are taken as said."""
     if kind not in (None,) + KINDS:
         raise CgvizError(f"kind={kind!r}: must be one of {', '.join(map(repr, KINDS))}")
+    if kind in (None, "file") and is_hub(text_or_path):
+        return "model"          # hf:gpt2, a Hugging Face model by name (cgviz.pytorch.hf_source)
     if kind is None and ("\n" in text_or_path or ("=" in text_or_path and not Path(text_or_path).exists())):
         return "text"
     if kind in (None, "file"):
@@ -37,6 +40,8 @@ def is_model(target: str) -> bool:
     from ..paths import split_spec
     if target == "-":
         return False
+    if is_hub(target):
+        return True
     path, factory = split_spec(target)
     if factory:
         return True
@@ -102,5 +107,5 @@ def files_read(source: str, input_file: str | None = None, weights: str | None =
     """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
     (`net.py` of `net.py:build`; none for "-"), the inputs file, the weights and the targets."""
     from ..paths import Arg, split_spec
-    files = [] if source == "-" else [Arg("the input", split_spec(source)[0])]
+    files = [] if source == "-" or is_hub(source) else [Arg("the input", split_spec(source)[0])]
     return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights), Arg(spell("targets"), targets)]

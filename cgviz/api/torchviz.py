@@ -62,7 +62,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     run.meta.update({"view": "autograd", "kind": "tensor", "mode": "as run", "inputs": "(given)",
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
-    from ..view.structure import build_picture
+    from ..plan.structure import build_picture
     from ..route.model import ModelDrawing, nonfinite_warnings
     nonfinite_warnings(graph, run)      # a NaN loss or gradient named at the grad_fn where it is born
     pic = build_picture(graph, run, None, fold=False)

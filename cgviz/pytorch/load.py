@@ -30,7 +30,8 @@ def accepts() -> str:
     """What a model file may be; `--trust` or `trust=True` as the caller writes it."""
     return ("cgviz torch reads: a torch.export program (torch.export.save, usually .pt2), a TorchScript "
             "archive (torch.jit.save), a Python file defining the model (model.py or model.py:factory), "
-            "an ONNX model (.onnx, with the onnx extra), "
+            "an ONNX model (.onnx, with the onnx extra), a Hugging Face model by name (hf:gpt2, "
+            "hf:meta-llama/Llama-3.2-1B, with the hf extra), "
             f"or, with {spell('trust')}, a whole pickled nn.Module (torch.save(model)).")
 
 WEIGHTS_ACCEPTS = "Give a state_dict saved with torch.save(model.state_dict(), path)."
@@ -44,7 +45,7 @@ EXPORT_HINT = ("To share a model safely, export it: "
 class Loaded:
     """A model ready to run, and what we learnt about it while loading."""
 
-    kind: str                 # export | torchscript | module | python | onnx (pytorch.sources)
+    kind: str                 # export | torchscript | module | python | onnx | hf (pytorch.sources)
     model: Any                # nn.Module (ScriptModule for torchscript, GraphModule for export)
     path: str
     example_args: tuple | None = None
@@ -52,9 +53,12 @@ class Loaded:
     program: Any = None       # the ExportedProgram, for its graph's module stacks
     namespace: dict | None = None   # a Python model file's globals (`--loss FUNCTION` names one)
     notes: list[str] = field(default_factory=list)
+    what: str = ""            # the title's words for this model, when its source says more than its kind
 
     @property
     def description(self) -> str:
+        if self.what:
+            return self.what
         from .sources import by_kind
         source = by_kind(self.kind)
         return source.description if source else "nn.Module in memory"
@@ -204,19 +208,33 @@ def _is_state_dict(obj) -> bool:
 def check_model_files(spec: str, input_file: str | None = None, weights: str | None = None) -> None:
     """Before torch is imported or the model's code runs: MODEL, --input and --weights are regular
     files (the same checks load_model, load_inputs and --weights make when they read them)."""
-    from ..paths import check_input
-    check_input(split_spec(spec)[0], kind="a model", accepts=accepts())
+    from ..paths import check_input, is_hub
+    if is_hub(spec):            # an hf: model is no file: its spelling is checked instead (cgviz.pytorch.hf_source)
+        from .hf_source import parse
+        parse(spec)
+    else:
+        check_input(split_spec(spec)[0], kind="a model", accepts=accepts())
     if input_file:
         check_input(input_file, spell("input"), kind="inputs", accepts=INPUT_ACCEPTS)
     if weights:
         check_input(weights, spell("weights"), kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
 
 
-def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False) -> Loaded:
-    """Open MODEL as the user named it; every failure is a CgvizError that says what to do."""
+def load_model(spec: str, trust: bool = False, weights: str | None = None, meta: bool = False,
+               download: bool | None = None) -> Loaded:
+    """Open MODEL as the user named it; every failure is a CgvizError that says what to do. `download`:
+    whether an `hf:` model missing from the local cache may be fetched (None: as the caller's context
+    says, cgviz.pytorch.hf_source.DOWNLOADS)."""
     from ..needs import require_torch
     from ..paths import read_input
     require_torch(f"reading the model {spec}")
+    from .sources import by_scheme
+    scheme = by_scheme(spec)
+    if scheme is not None:          # a model by name, not a file
+        loaded = scheme.load(spec, b"", trust=trust, meta=meta, download=download)
+        if weights:
+            _load_weights(loaded, weights)
+        return loaded
     path, factory = split_spec(spec)
     # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
     # cgviz.paths), since torch reads what it holds and real checkpoints are large.

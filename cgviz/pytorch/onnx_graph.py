@@ -18,8 +18,8 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function
 
 from ..errors import CgvizError
+from ..ir import Frame
 from .onnx_ops import CONTROL_FLOW, DTYPES, OPS
-from .record import Frame
 
 # What each input of a parameterised op is called in PyTorch, to name an initializer the exporter
 # left anonymous (`onnx::Conv_32`, a convolution with a BatchNorm folded in) by its consumer.

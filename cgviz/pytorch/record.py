@@ -10,7 +10,6 @@ capture the gradient of the node and the gradient that flowed back along each ed
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
@@ -18,7 +17,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
 from . import frames
-from ..ir import Graph, Node, Scope
+from ..ir import Frame, Graph, Node, Scope
 from ..spelling import spell
 from ..summary import RunSummary, TensorInfo
 from .state import lend_grad
@@ -55,27 +54,6 @@ def _flat(args: tuple, kwargs: dict) -> list | None:
         if type(v) not in _LEAVES:
             return None
     return [*args, *kwargs.values()]
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One module call on the scope stack: its attribute path, class, and which call of it this is."""
-
-    path: str
-    cls: str
-    call: int = 1
-
-    # Tuples of frames key every scope dict of the picture, and a tuple's hash is never cached: the
-    # generated __hash__ ran ~100k times for one DenseNet picture. The same value, computed once.
-    def __post_init__(self):
-        object.__setattr__(self, "_hash", hash((self.path, self.cls, self.call)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    @property
-    def key(self) -> str:
-        return self.path if self.call == 1 else f"{self.path}:{self.call}"
 
 
 def op_name(func) -> str:

@@ -54,7 +54,8 @@ def prepare(loaded: Loaded, opts):
     elif loaded.example_args is not None or loaded.example_kwargs:
         args, kwargs = tuple(loaded.example_args or ()), dict(loaded.example_kwargs or {})
     elif _source_inputs(loaded) is not None:
-        args, kwargs = _source_inputs(loaded)(loaded, opts), {}
+        made = _source_inputs(loaded)(loaded, opts)       # positional arguments, or keyword ones
+        args, kwargs = ((), made) if isinstance(made, dict) else (made, {})
     else:
         names = input_names(model, (), {})
         want = f" (its forward takes {', '.join(names)})" if names else ""
@@ -195,7 +196,7 @@ def _run_export(gm, args, kwargs, rec):
     """Run a torch.export program node by node so each op lands in the module recorded in its
     `nn_module_stack` (the program has no live submodules for hooks to see)."""
     import torch.fx
-    from .record import Frame
+    from ..ir import Frame
 
     class Scoped(torch.fx.Interpreter):
         def run_node(self, n):

@@ -3,8 +3,9 @@
 A source has its file extensions and a content sniffer (content decides, never the suffix alone),
 a `load` that gives a `Loaded`, and optionally a `run` that calls the model with the recorder's
 scope known for each op (a program without live submodules for hooks to see) and `inputs` that
-builds example inputs from what the file declares. `load_model` asks the registry; a new source is
-one entry in SOURCES.
+builds example inputs from what the file declares (a tuple of positional arguments, or a dict of
+keyword arguments). `load_model` asks the registry; a new source is one entry in SOURCES. A source
+with a `scheme` reads no file: a spec starting with it (`hf:gpt2`) names the model.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class Source:
     sniff: Callable[[Path, bytes, str], bool]      # (path, data, the torch-file sniff's verdict)
     load: Callable[..., object]                    # (path, data, trust=, meta=, factory=) -> Loaded
     run: Callable | None = None                    # (model, args, kwargs, rec) -> outputs
-    inputs: Callable | None = None                 # (loaded, opts) -> args, when the user gave none
+    inputs: Callable | None = None                 # (loaded, opts) -> args or kwargs, when the user gave none
+    scheme: str = ""                               # "hf:": the spec names the model, no file (sniff unused)
 
 
 def _torch_kind(*verdicts: str):
@@ -87,6 +89,25 @@ def _onnx_inputs(loaded, opts):
     return declared_inputs(loaded, opts)
 
 
+def _never(path, data, verdict):
+    return False
+
+
+def _hf(spec, data, trust=False, meta=False, factory=None, download=None):
+    from .hf_source import load_hub
+    return load_hub(spec, trust=trust, meta=meta, download=download)
+
+
+def _run_hf(model, args, kwargs, rec):
+    from .hf_source import run
+    return run(model, args, kwargs, rec)
+
+
+def _hf_inputs(loaded, opts):
+    from .hf_source import example_inputs
+    return example_inputs(loaded, opts)
+
+
 # Checked in order; the first whose sniff says yes loads the file.
 SOURCES: tuple[Source, ...] = (
     Source("onnx", "ONNX model", (".onnx",), looks_onnx, _onnx, _run_onnx, _onnx_inputs),
@@ -94,11 +115,17 @@ SOURCES: tuple[Source, ...] = (
     Source("torchscript", "TorchScript archive", (".pt", ".ts"), _torch_kind("zip-script"), _script, _run_script),
     Source("module", "pickled nn.Module", (".pt", ".pth", ".pkl"), _torch_kind("zip-pickle", "pickle"), _pickle),
     Source("python", "Python model file", (".py",), _torch_kind("python"), _python),
+    Source("hf", "Hugging Face model", (), _never, _hf, _run_hf, _hf_inputs, scheme="hf:"),
 )
 
 
 def by_kind(kind: str) -> Source | None:
     return next((s for s in SOURCES if s.kind == kind), None)
+
+
+def by_scheme(spec: str) -> Source | None:
+    """The source a spec names by its scheme (`hf:gpt2`), or None for a file."""
+    return next((s for s in SOURCES if s.scheme and isinstance(spec, str) and spec.startswith(s.scheme)), None)
 
 
 def claim(path: Path, data: bytes, verdict: str) -> Source | None:

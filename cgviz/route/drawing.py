@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..view.structure import Picture
+from ..plan.structure import Picture
 from .sizing import Level
 
 
@@ -59,7 +59,7 @@ class ModelDrawing:
 
     def scene(self, rankdir: str = "TB", labels: bool = True):
         """The picture as a scene (cgviz.view.scene); labels=False: its shape only, enough for the
-        layout cost (cgviz.view.budget.scene_cost)."""
+        layout cost (cgviz.view.dot.scene_cost)."""
         from ..view.model_scene import scene
         return scene(self.shown, self.run, self.pic, self.options(rankdir, labels))
 

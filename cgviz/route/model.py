@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import OptionError
 from ..spelling import spell
-from ..view.structure import WORDS, Picture, build_picture, find_groups
+from ..plan.structure import WORDS, Picture, build_picture, find_groups
 from .drawing import ModelDrawing
 from .sizing import GATHER_DEPTHS, Level
 
@@ -40,7 +40,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
                   html: bool = False, timings: dict[str, float] | None = None, simplify: bool = True,
                   focus: str | None = None, choose: bool = True) -> ModelDrawing:
     """Trace a loaded model (forward, backward) and choose its picture: depth, folding, flags, title.
-    `focus`: draw only the inside of that module call (cgviz.view.inside), its depth counted from it."""
+    `focus`: draw only the inside of that module call (cgviz.plan.inside), its depth counted from it."""
     from ..pytorch.trace import TraceOptions, trace
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
@@ -69,7 +69,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     view = run.meta.get("view", opts.view)     # a TorchScript fallback may have changed it
     coarser: list[Level] = []
     groups = None
-    from ..view.simplify import simplify as _simplify
+    from ..plan.simplify import simplify as _simplify
     simple = _simplify(graph, run) if simplify and view == "ops" else None
     drawn = graph if simple is None else simple.graph
     focused = focus_of = left_out = None
@@ -77,7 +77,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         if view == "autograd":
             raise OptionError(f"{spell('focus')} draws the inside of a module of the ops view; the autograd "
                               "view has no modules")
-        from ..view.inside import find_call, inside
+        from ..plan.inside import find_call, inside
         call = find_call(drawn, focus)
         whole_groups = find_groups(drawn, run) if fold else {}
         focused = _focus_title(call, whole_groups)
@@ -94,7 +94,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         groups = find_groups(drawn, run) if fold else {}
         pic = build_picture(drawn, run, depth, fold, groups)
         if depth is None:
-            from ..view.structure import gathered_ops, max_depth
+            from ..plan.structure import gathered_ops, max_depth
             coarser = [Level(d) for d in range(max_depth(drawn), 0, -1)]
             # after depth 1, the depths again with the ops run in no module gathered into boxes,
             # where there are any: Mask R-CNN's post-processing (~800 ops after roi_heads, pasting

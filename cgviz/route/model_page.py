@@ -9,13 +9,13 @@ from ..view.graphviz import run_dot
 
 def page(d, root_svg: str, rankdir: str = "TB", timeout: float | None = None,
          timings: dict[str, float] | None = None) -> str:
-    """The drill-down page (cgviz.view.levels): this picture first, then the inside of every module
+    """The drill-down page (cgviz.plan.levels): this picture first, then the inside of every module
     with more than one op, each laid out on its own (in parallel: each is a `dot` process)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
     from ..view.dot import dot_text
     from ..view.html import drill_page, model_page
-    from ..view.levels import build_levels
+    from ..plan.levels import build_levels
     from ..view.model_scene import scene
     if d.extra.get("view") != "ops":
         return model_page(d.shown, d.run, d.pic, root_svg, d.title)    # no modules to open

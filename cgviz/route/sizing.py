@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from ..spelling import spell
 from ..view.graphviz import LayoutLimit, layout
-from ..view.structure import Picture, build_picture
+from ..plan.structure import Picture, build_picture
 
 ATTEMPT_SHARE = 0.25        # of --timeout, for one layout attempt while a coarser level remains
 MIN_ATTEMPT = 10.0          # seconds
@@ -79,8 +79,9 @@ def take(d, level: Level) -> None:
 
 
 def choose(d, rankdir: str = "TB") -> None:
-    """Start from the first level whose estimated layout cost fits the budget (cgviz.view.budget)."""
-    from ..view.budget import LAYOUT_BUDGET, scene_cost
+    """Start from the first level whose estimated layout cost fits the budget (cgviz.plan.budget)."""
+    from ..plan.budget import LAYOUT_BUDGET
+    from ..view.dot import scene_cost
     skipped = None
     while d.coarser:
         cost = scene_cost(d.scene(rankdir, labels=False))
@@ -101,9 +102,9 @@ def _sized_copy(d):
 
 def for_png(d, rankdir: str = "TB", timeout: float | None = None, timings: dict[str, float] | None = None):
     """The drawing a default PNG shows: the finest level whose PNG at Graphviz's 96 dpi stays within
-    the overview's pixels (cgviz.view.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
+    the overview's pixels (cgviz.plan.budget.PNG_OVERVIEW_PIXELS), with a note when that is coarser
     than the finest. A copy: the other formats keep the finest level. --depth given: unchanged."""
-    from ..view.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
+    from ..plan.budget import DEFAULT_DPI, PNG_OVERVIEW_PIXELS, drawing_size, png_pixels
     out = _sized_copy(d)
     if not d.coarser or d.coarser[0].compact or "focus" in d.extra:
         return out          # --focus asks for the detail of one module, not an overview

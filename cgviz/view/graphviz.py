@@ -231,7 +231,7 @@ def _dot(args: list[str], data: bytes, fmt: str, timeout: float | None, nodes: i
 
 def _spans(data: bytes) -> str:
     """What makes the layout big, read from the DOT text: its edges' spans are nodes dot must place."""
-    from .budget import layout_cost
+    from ..plan.budget import layout_cost
     try:
         cost = layout_cost(data.decode("utf-8"))
     except Exception:       # an estimate for a message: never the reason a message is lost
@@ -245,7 +245,7 @@ def run_dot(dot_text: str, fmt: str, timeout: float | None = DEFAULT_TIMEOUT, no
 
     A PNG is laid out first (`dot -Tdot`) to learn its size, then drawn at the resolution `dpi`, or,
     by default, at the highest one (up to Graphviz's 96) that keeps it within the pixel budget of
-    cgviz.view.budget; a drawing that would need less than MIN_DPI is refused
+    cgviz.plan.budget; a drawing that would need less than MIN_DPI is refused
     (PictureTooBig) rather than drawn unreadably small. SVG and PDF keep full detail.
 
     The advice on failure depends on what was asked: `hint` is the caller's own (ending in ", "),
@@ -304,7 +304,7 @@ def png_resolution(laid_out: str, dpi: float | None = None, nodes: int | None = 
                    rankdir: str = "TB") -> float:
     """The dpi for a PNG of a laid-out picture: `dpi` when asked for, else the pixel budget's choice;
     PictureTooBig when that would be below MIN_DPI."""
-    from .budget import DEFAULT_DPI, MAX_PNG_PIXELS, MAX_PNG_SIDE, MIN_DPI, drawing_size, png_dpi, png_pixels
+    from ..plan.budget import DEFAULT_DPI, MAX_PNG_PIXELS, MAX_PNG_SIDE, MIN_DPI, drawing_size, png_dpi, png_pixels
     if dpi is not None:
         return dpi
     size = drawing_size(laid_out)
@@ -331,7 +331,7 @@ def rasterise(dot_text: str, laid_out: str, dpi: float | None = None, timeout: f
     The PNG is drawn by `dot -Tpng` from the original text, at Graphviz's own resolution when that
     fits the budget (the same bytes as ever), else at the budget's. Rasterising from the laid-out
     positions (`neato -n2`) would save the second layout but moves captions by a few pixels."""
-    from .budget import DEFAULT_DPI
+    from ..plan.budget import DEFAULT_DPI
     res = png_resolution(laid_out, dpi, nodes, hint, rankdir)
     args = [DOT, "-Tpng"] + ([] if res == DEFAULT_DPI and dpi is None else [f"-Gdpi={res:g}"])
     proc = _with_groups_or_without(lambda text: _dot(args, text.encode("utf-8"), "png", timeout, nodes, hint,

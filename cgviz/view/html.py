@@ -203,7 +203,7 @@ def model_page(graph, run, pic, svg: str, title: str) -> str:
 def model_panels(graph, run, pic) -> dict:
     """The panel of each drawn node of a model picture, keyed as the SVG names the node."""
     from .model_scene import count_text
-    from .structure import combine
+    from ..plan.structure import combine
     from ..fmt import info_grad_text as grad_text, info_text as value_text
     from ..summary import first as first_output
     nodes = {}
@@ -284,7 +284,7 @@ def model_panels(graph, run, pic) -> dict:
 def _which(pic, dn, n: int) -> str:
     """Which of the N blocks or steps a drawn node stands for the panel's numbers are (the first's,
     as the node's id is): `block 0 of 4 (blocks.0)`; "" when it stands for one."""
-    from .structure import WORDS
+    from ..plan.structure import WORDS
     if n < 2 or not dn.word:
         return ""
     grp = next((g for rep, g in pic.groups.items() if tuple(dn.scope[:len(rep)]) == tuple(rep)), None)
@@ -308,7 +308,7 @@ def _model_stepper(pic) -> tuple[list[str], dict[str, str]]:
 
 
 def drill_page(levels: dict, svgs: dict[str, str], title: str, opts, caption=None) -> str:
-    """The drill-down page of a model (cgviz.view.levels): the first level's SVG inline, every other
+    """The drill-down page of a model (cgviz.plan.levels): the first level's SVG inline, every other
     level's in the page's data with its panels, breadcrumb, the levels its boxes and frames open,
     and, inside a ×N block, every repetition's panels and labels; plus the index search uses.
     `opts`: the model_scene.DrawOptions the levels were drawn with, to write their labels alike;
@@ -321,7 +321,7 @@ def drill_page(levels: dict, svgs: dict[str, str], title: str, opts, caption=Non
 def drill_data(levels: dict, svgs: dict[str, str], opts, caption=None) -> tuple[dict, str, dict]:
     """The page data of drill_page's levels: (levels by key, the root's key, the search index); the
     recorded-run page (watch_page) puts its own bar beside them."""
-    from .levels import index
+    from ..plan.levels import index
     root = next(iter(levels))
     data_levels = {}
     for key, lv in levels.items():
@@ -385,7 +385,7 @@ def _repetition(lv, rep, opts, first: tuple) -> dict:
 
 def _frame(scope: tuple) -> str:
     """The id Graphviz gives the frame of a module scope (model_scene writes it, levels opens it)."""
-    from .model_scene import cluster_id
+    from ..plan.structure import cluster_id
     return "cluster_" + cluster_id(scope)
 
 

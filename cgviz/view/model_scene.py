@@ -16,7 +16,7 @@ from ..fmt import info_grad_text, info_text, num, shape_label
 from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
 from ..health import verdict as verdict_of   # `verdict` names the local result below
 from ..ir import Graph, Scope, recursion_room
-from .structure import WORDS, DEdge, DNode, Picture, combine
+from ..plan.structure import WORDS, DEdge, DNode, Picture, cluster_id, combine
 from ..summary import RunSummary, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
@@ -35,7 +35,7 @@ class DrawOptions:
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
     compact: bool = False       # the layout budget's cheaper style: rounded boxes for ops, edge numbers
                                 # in tooltips instead of labels (a label is a node more on every edge)
-    labels: bool = True         # False: the scene's shape only, for cgviz.view.budget.layout_cost: no node
+    labels: bool = True         # False: the scene's shape only, for cgviz.plan.budget.layout_cost: no node
                                 # labels, and "·" for an edge label that would be there (DenseNet's every
                                 # op: 0.25 s of numbers written only to be counted)
 
@@ -220,7 +220,8 @@ def _params_label(pic: Picture, dn: DNode, graph: Graph, run: RunSummary, opts: 
         grad = (f'<FONT COLOR="{BACKWARD}">‖∇‖ = {num(g.norm)}{html_text(note)}</FONT>'
                 if opts.grad and g is not None and g.norm is not None else "")
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT{grey}>{html_text(short)} {html_text(shape_label(v.shape) if v else "")}</FONT></TD>'
-                    f'<TD ALIGN="LEFT"><FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT></TD>'
+                    # no FONT around nothing: Graphviz 2.43 calls an empty one a syntax error (--meta has no stats)
+                    f'<TD ALIGN="LEFT">{f"""<FONT POINT-SIZE="9" COLOR="#555555">{html_text(stats)}</FONT>""" if stats else ""}</TD>'
                     f'<TD ALIGN="LEFT">{grad}</TD></TR>')
         flag = _flag_text(graph, run, same, opts) if opts.grad and opts.flags and n.kind == "param" else ""
         if flag:
@@ -335,20 +336,6 @@ def _cluster_tree(pic: Picture) -> dict[tuple, list[str]]:
         scope = top if dn.kind in ("param", "const", "params") else Scope.of(dn.scope)
         direct.setdefault(scope, []).append(dn.id)
     return direct
-
-
-# A frame's id is the path of module calls it stands for (`layer1.0/layer1.0.conv1`); past this
-# nesting, its first and last calls and the depth between, which still name one call (a call's key
-# is unique in a run), since the whole path grows with the square of the depth (150 nested modules
-# made ids longer than Graphviz takes).
-FULL_CLUSTER_ID = 8
-
-
-def cluster_id(scope) -> str:
-    """The id of the frame of a module call (the DOT writer adds `cluster_`); the page finds frames by it."""
-    if len(scope) <= FULL_CLUSTER_ID:
-        return "/".join(f.key for f in scope)
-    return f"{scope[0].key}/…{len(scope) - 2}…/{scope[-1].key}"
 
 
 def _cluster_caption(pic: Picture, scope: tuple, run: RunSummary, opts: DrawOptions,

@@ -15,7 +15,7 @@ STYLE = {
     "literal": dict(shape="box", style="filled", fillcolor="#f4f4f4", color="#bdbdbd", fontcolor="#616161",
                     fontsize="9", margin="0.05,0.02", height="0.25", width="0.3"),
     "op": dict(shape="ellipse", style="filled", fillcolor="white", color="#424242"),
-    # a tensor entering or leaving a focused module (cgviz.view.inside): outside the picture proper
+    # a tensor entering or leaving a focused module (cgviz.plan.inside): outside the picture proper
     "stub": dict(shape="box", style="dashed,rounded,filled", fillcolor="#fafafa", color="#9e9e9e",
                  fontcolor="#424242"),
 }

@@ -5,29 +5,14 @@ node and red edge stands for (so the page can put any step's numbers on the one 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CgvizError
-from ..ir import Graph, Node, Scope
+from ..ir import Frame, Graph, Node, Scope
 from ..summary import RunSummary, TensorInfo
 
 MAX_DRAWN = 120     # the finest depth whose picture has at most this many boxes is drawn
-
-
-@dataclass(frozen=True)
-class Call:
-    """A module call as cgviz.pytorch.record.Frame has it (path, class, which call), made from the
-    JSON's `module_call` keys; the same fields, without importing torch."""
-
-    path: str
-    cls: str
-    call: int = 1
-
-    @property
-    def key(self) -> str:
-        return self.path if self.call == 1 else f"{self.path}:{self.call}"
 
 
 def _float(x):
@@ -62,7 +47,7 @@ def from_json(doc: dict, where: str = "the record") -> tuple[Graph, RunSummary]:
             frames = []
             for key in n.get("module_call") or []:
                 path, _, nth = key.rpartition(":") if ":" in key and key.rpartition(":")[2].isdigit() else (key, "", "1")
-                frames.append(Call(path, classes.get(path) or "", int(nth)))
+                frames.append(Frame(path, classes.get(path) or "", int(nth)))
             shape = n.get("shape")
             meta = {"scope": Scope.of(frames), "module": n.get("module", ""), "class": n.get("module_class") or ""}
             if n["kind"] == "param" and shape is not None:
@@ -99,7 +84,7 @@ def from_json(doc: dict, where: str = "the record") -> tuple[Graph, RunSummary]:
 def picture(graph: Graph, run: RunSummary, limit: int = MAX_DRAWN):
     """The folded picture: every op when that is at most `limit` boxes, else the finest module depth
     that is (depth 1 at worst)."""
-    from .structure import build_picture, find_groups, max_depth
+    from ..plan.structure import build_picture, find_groups, max_depth
     groups = find_groups(graph, run)
     pic = build_picture(graph, run, None, True, groups)
     depth = max_depth(graph)
@@ -135,7 +120,7 @@ def mapping(graph: Graph, pic, rename: dict[str, str] | None = None) -> tuple[di
     edges: edge key → ["p"|"m", [names]]: the gradient the red edge carries back out of its source.
     frames: a ×N fold's frame (its SVG title) → rows as nodes', "pb" with the parameters of each block."""
     from .html import edge_key, svg_key
-    from .model_scene import cluster_id
+    from ..plan.structure import cluster_id
     outs = _outputs(graph)
     as_id = (lambda i: i) if rename is None else rename.get
 
@@ -203,7 +188,7 @@ def mapping(graph: Graph, pic, rename: dict[str, str] | None = None) -> tuple[di
 
 
 def level_maps(levels: dict) -> dict:
-    """`mapping` of every level of a drill-down page (cgviz.view.levels), keyed as the page keys its
+    """`mapping` of every level of a drill-down page (cgviz.plan.levels), keyed as the page keys its
     levels: {"nodes", "edges", "frames"}, and for a level inside a ×N fold, "reps": each block's
     mapping on the first block's layout (None for a block drawn otherwise)."""
     out = {}

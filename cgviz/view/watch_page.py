@@ -232,14 +232,14 @@ def _recorded(panels: dict) -> dict:
 
 
 def _drill(graph, grun, pic, svg: str, title: str, timeout: float | None):
-    """The drill-down levels of the recorded graph, as the model page has them (cgviz.view.levels):
+    """The drill-down levels of the recorded graph, as the model page has them (cgviz.plan.levels):
     (each level's record mapping, the page's levels, the root's key, the search index); None when
     the graph has no module to open."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     from .html import drill_data
-    from .levels import build_levels
+    from ..plan.levels import build_levels
     from .model_scene import DrawOptions
     from .watch_graph import level_maps, svg_of
     levels = build_levels(graph, grun, pic, True)

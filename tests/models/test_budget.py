@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cgviz.view.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
+from cgviz.plan.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz")
 pytest.importorskip("torch")
@@ -62,7 +62,8 @@ def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs,
     the same nodes, edges, labels and frames as the full DOT text, at every level."""
     from cgviz.pytorch.load import load_model
     from cgviz.route.model import picture_model
-    from cgviz.view.budget import layout_cost, scene_cost
+    from cgviz.plan.budget import layout_cost
+    from cgviz.view.dot import scene_cost
     from cgviz.pytorch.trace import TraceOptions
     d = picture_model(load_model(str(_model_file(tmp_path, factory, inputs)), meta=meta), TraceOptions(meta=meta))
     levels = 0
@@ -174,7 +175,7 @@ def _wrote_nodes(stderr: str) -> int:
 
 
 def _pixels_at_96_dpi(dot_text: str) -> int:
-    from cgviz.view.budget import DEFAULT_DPI, drawing_size, png_pixels
+    from cgviz.plan.budget import DEFAULT_DPI, drawing_size, png_pixels
     from cgviz.view.graphviz import layout
     w, h = png_pixels(*drawing_size(layout(dot_text)), DEFAULT_DPI)
     return w * h
@@ -185,7 +186,7 @@ def test_the_default_png_is_the_finest_level_within_the_overview_pixels(tmp_path
     finest one that fits, since the next finer one is over the target."""
     from cgviz.pytorch.load import load_model
     from cgviz.route.model import picture_model
-    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
     d = picture_model(load_model(str(model)))
     finest_nodes = len(d.pic.nodes)
@@ -211,7 +212,7 @@ def test_png_steps_down_with_a_note_while_svg_and_depth_keep_their_level(cli, tm
     depth = int(re.search(r"down to depth (\d+)", note[0]).group(1))
     png_nodes = _wrote_nodes(r.stderr)
     w, h = _size(tmp_path / "out.png")
-    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     assert w * h <= PNG_OVERVIEW_PIXELS
 
     r = cli("torch", model, "-o", tmp_path / "out.svg")
@@ -257,7 +258,7 @@ def test_when_even_the_coarsest_level_is_over_the_overview_the_note_says_so(cli,
     """60 parallel branches are wider than 5 Mpx at every level: the PNG is the coarsest level at a
     lower resolution, and the note must not claim it stays within the overview's pixels."""
     from PIL import Image
-    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     (tmp_path / "wide.py").write_text(WIDE)
     r = cli("torch", tmp_path / "wide.py", "-o", tmp_path / "wide.png")
     assert r.exit_code == 0, r.stderr
@@ -297,7 +298,7 @@ def test_ops_run_in_no_module_are_gathered_when_depth_1_is_still_over_the_png_bu
     """Mask R-CNN's post-processing runs in plain functions after roi_heads: depth 1 left ~50 loose
     ops and a 7.8 Mpx PNG. The twin's depth 1 is over 10 Mpx; the default PNG gathers each run of
     such ops into one box, stays within the overview's pixels, and says so."""
-    from cgviz.view.budget import PNG_OVERVIEW_PIXELS
+    from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     model = _model_file(tmp_path, "detector", "twins.image_inputs()")
     r = cli("torch", model, "--depth", "1", "-f", "dot", "-o", tmp_path / "d1.dot")
     assert r.exit_code == 0, r.stderr
@@ -316,7 +317,7 @@ def test_a_box_of_gathered_ops_holds_each_run_between_module_calls():
     import twins
     from cgviz.pytorch.load import Loaded
     from cgviz.route.model import picture_model
-    from cgviz.view.structure import build_picture
+    from cgviz.plan.structure import build_picture
     d = picture_model(Loaded("memory", twins.detector(), "twin", twins.image_inputs(), {}))
     assert d.coarser[-1].gather and d.coarser[-1].depth == 1
     pic = build_picture(d.drawn, d.run, 1, groups=d.groups, gather=True)

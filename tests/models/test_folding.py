@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from cgviz.pytorch.load import Loaded
 from cgviz.route.model import picture_model
-from cgviz.view.structure import build_picture
+from cgviz.plan.structure import build_picture
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -1,4 +1,4 @@
-"""The levels of the drill-down page (cgviz.view.levels), without a browser: every op of the model
+"""The levels of the drill-down page (cgviz.plan.levels), without a browser: every op of the model
 is drawn as itself at some level, which the search index knows; every repetition of a ×N block
 lines up with the first; breadcrumbs name the ×N."""
 
@@ -9,7 +9,7 @@ import functools
 import pytest
 
 import cgviz
-from cgviz.view.levels import LEVEL_NODES, build_levels, index
+from cgviz.plan.levels import LEVEL_NODES, build_levels, index
 
 MODELS = ["sample_graphs/models/tiny_t5.py", "sample_graphs/models/res_cnn.py", "sample_graphs/models/rnn_loop.py",
           "sample_graphs/models/tiny_llama.py", "tests/models/deep_gpt.py"]

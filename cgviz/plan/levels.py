@@ -1,5 +1,5 @@
 """The levels of a model's drill-down page: the top picture, and the inside of every module that
-has more than one op, each a picture of its own (cgviz.view.inside) laid out on its own.
+has more than one op, each a picture of its own (cgviz.plan.inside) laid out on its own.
 
 A ×N fold's block is one level drawn from its first repetition; the pictures of the other
 repetitions are built too (no layout) and matched to it node by node, so the page can show any
@@ -15,8 +15,7 @@ from typing import Any
 from ..ir import Graph
 from ..summary import RunSummary
 from .inside import IN, OUT, calls_of, inside, repetition
-from .model_scene import cluster_id
-from .structure import WORDS, Picture, build_picture, find_groups, max_depth, module_calls, param_norm
+from .structure import WORDS, Picture, build_picture, cluster_id, find_groups, max_depth, module_calls, param_norm
 
 LEVEL_NODES = 60        # a level is drawn at the deepest depth with at most this many boxes
 

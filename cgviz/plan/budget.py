@@ -75,8 +75,8 @@ class Cost:
 
 def layout_cost(dot_text: str) -> Cost:
     """Read the cost of laying out one DOT document written by cgviz (one statement a line). The
-    pictures' levels are chosen by scene_cost, from the scene itself; this reading of the text is the
-    reference the tests hold scene_cost to, and measures DOT from elsewhere."""
+    pictures' levels are chosen by cgviz.view.dot.scene_cost, from the scene itself; this reading of
+    the text is the reference the tests hold scene_cost to, and measures DOT from elsewhere."""
     stack: list[str] = []
     cluster_of: dict[str, str] = {}
     edges: list[tuple[str, str, bool, bool]] = []
@@ -100,33 +100,12 @@ def layout_cost(dot_text: str) -> Cost:
             cluster_of.setdefault(a, stack[-1] if stack else "")
         else:
             edges.append((a, b, not _NO_CONSTRAINT.search(attrs), bool(_LABEL.search(attrs))))
-    return _cost(cluster_of, edges, clusters)
+    return cost_of(cluster_of, edges, clusters)
 
 
-def scene_cost(scene) -> Cost:
-    """layout_cost of the DOT text cgviz.view.dot would write for this scene, read from the scene
-    itself: writing the text of DenseNet's every op and reading it back with the patterns above cost
-    a tenth of a second, the same numbers."""
-    from .scene import Cluster
-    cluster_of: dict[str, str] = {}
-    clusters = 0
-
-    def walk(items, where: str) -> None:
-        nonlocal clusters
-        for item in items:
-            if isinstance(item, Cluster):
-                clusters += 1
-                walk(item.items, item.id)
-            else:
-                cluster_of.setdefault(item.id, where)
-    walk(scene.items, "")
-    edges = [(e.src, e.dst, str(e.attrs.get("constraint", "")).lower() != "false", bool(e.attrs.get("label")))
-             for e in scene.edges]
-    return _cost(cluster_of, edges, clusters)
-
-
-def _cost(cluster_of: dict[str, str], edges: list[tuple[str, str, bool, bool]], clusters: int) -> Cost:
-    """The cost of nodes (id → the cluster they sit in) and edges (src, dst, constraining, labelled)."""
+def cost_of(cluster_of: dict[str, str], edges: list[tuple[str, str, bool, bool]], clusters: int) -> Cost:
+    """The cost of nodes (id → the cluster they sit in) and edges (src, dst, constraining, labelled):
+    read from DOT text here, from a scene by cgviz.view.dot.scene_cost."""
     # ranks: the longest path over the constraining edges (Kahn's order; edges closing a cycle,
     # which dot reverses, are left out)
     succ: dict[str, list[str]] = {}

@@ -2,7 +2,7 @@
 tensor that enters or leaves it, named after the producer or consumer outside.
 
 `--focus` draws this graph at full detail, and each level of the drill-down page
-(cgviz.view.levels) is drawn from one. Nothing is recomputed: an edge from a stub carries the
+(cgviz.plan.levels) is drawn from one. Nothing is recomputed: an edge from a stub carries the
 summaries of the very recorded edge it stands for, so its numbers equal the full graph's.
 """
 

@@ -87,6 +87,21 @@ def module_calls(graph: Graph) -> dict[tuple, list[str]]:
     return out
 
 
+# A frame's id is the path of module calls it stands for (`layer1.0/layer1.0.conv1`); past this
+# nesting, its first and last calls and the depth between, which still name one call (a call's key
+# is unique in a run), since the whole path grows with the square of the depth (150 nested modules
+# made ids longer than Graphviz takes).
+FULL_CLUSTER_ID = 8
+
+
+def cluster_id(scope) -> str:
+    """The id of the frame of a module call (the DOT writer adds `cluster_`); the page and its
+    levels (cgviz.plan.levels) find frames by it."""
+    if len(scope) <= FULL_CLUSTER_ID:
+        return "/".join(f.key for f in scope)
+    return f"{scope[0].key}/…{len(scope) - 2}…/{scope[-1].key}"
+
+
 def _children(calls) -> dict[tuple, list[tuple]]:
     kids: dict[tuple, list[tuple]] = {}
     for c in calls:
