@@ -5,7 +5,7 @@ after a change, measured in one run (`make bench`).
 
 The program: one statement a line, each reading the one before, scalars, as generated code (an
 unrolled loop) is written: `v7 = v6 * w + 1`, `v8 = tanh(v7)`, …, `loss L = v… ^ 2`. Each measurement
-is a fresh process that runs the stages with the library's functions (cgviz.lang.pipeline: parse,
+is a fresh process that runs the stages with the library's functions (cgviz.route.expression: parse,
 build and run, annotate, JSON export), timing each (wall and CPU); `--before REV` also runs the code of
 git revision REV (main, say), extracted with `git archive` into a temporary folder, in alternation
 with this checkout's, so both see the same machine load. The table goes into BENCHMARKS.md between the
@@ -42,7 +42,7 @@ def program(n: int) -> str:
 
 def one(path: str) -> dict:
     """Inside a fresh process: every stage of `cgviz render FILE -o out.json`, timed."""
-    from cgviz.lang import pipeline
+    from cgviz.route import expression as pipeline
     from cgviz.lang.parser import parse
 
     text = Path(path).read_text(encoding="utf-8")

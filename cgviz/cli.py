@@ -706,10 +706,9 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
         cgviz torch net.py --view autograd --format json -o -
         cgviz torch net.py --profile --profile-runs 5 --top 20 -o net.svg
     """
-    import dataclasses
     import time
 
-    from .pytorch.pipeline import draw_model
+    from .api import draw
     from .view.modelexplorer import OVERLAYS, sibling
 
     if not profile and (profile_runs or profile_top):
@@ -723,37 +722,34 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
     fmt, path = resolve_output(model_stem(model), output, fmt)
     beside = [_out("-o", sibling(path, name), output) for name in OVERLAYS] if fmt == "modelexplorer" and path else []
     _check_files(_target_inputs(model, input_file, weights), [_out("-o", path, output), *beside])
-    from .pytorch.load import check_model_files
-    check_model_files(model, input_file, weights)      # before torch is imported
-    opts = trace_options(input_shapes, input_file, dtype, loss, seed, mode, view=view, meta=meta)
-    if profile:
-        opts = dataclasses.replace(opts, profile=profile_runs or 1)
     t0 = time.perf_counter()
-    res = draw_model(model, fmt, trust=trust, weights=weights, opts=opts, depth=depth, fold=not no_fold,
-                     rankdir=rankdir.upper(), grad=not no_grad, timeout=timeout, profile_top=profile_top or 10,
-                     vanish=vanish, explode=explode, dpi=dpi, simplify=not no_simplify, focus=focus)
-    for note in () if quiet else res.notes:
+    # the library's one call, told the format so that it draws for it (a PNG's level, a page's histograms)
+    d = draw(model, kind="model", format=fmt, view=view, meta=meta, depth=depth, fold=not no_fold,
+             simplify=not no_simplify, focus=focus, grad=not no_grad, rankdir=rankdir.upper(), timeout=timeout,
+             vanish=vanish, explode=explode, profile=profile, profile_runs=profile_runs, profile_top=profile_top,
+             dims=_stashed("dims"), **_model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, mode))
+    data = d.output(fmt, dpi=dpi)
+    for note in () if quiet else d.notes:
         click.echo(f"note: {note}", err=True)
-    for w in res.warnings:
+    for w in d.warnings:
         click.echo(f"warning: {w}", err=True)
-    if res.auto and not quiet and res.depth is not None and res.depth < res.max_depth:
-        click.echo(f"note: drew modules down to depth {res.depth} of {res.max_depth} to keep the picture "
-                   f"readable ({res.nodes} nodes); --depth {res.depth + 1} shows more, "
-                   "--format json has every op", err=True)
-    _emit(res.data, path)
-    for name, data in res.beside.items() if path is not None else ():
-        _emit(data, sibling(path, name))        # Model Explorer's node-data overlays
-    if res.profile_table and not quiet:
+    if d.depth_note and not quiet:
+        click.echo(f"note: {d.depth_note}", err=True)
+    _emit(data, path)
+    written = d.beside(fmt) if path is not None else {}
+    for name, side in written.items():
+        _emit(side, sibling(path, name))        # Model Explorer's node-data overlays
+    if d.profile and not quiet:
         # the picture on stdout (-o -) keeps stdout to itself
-        click.echo(res.profile_table, nl=False, err=path is None)
+        click.echo(d.profile, nl=False, err=path is None)
     if os.environ.get("CGVIZ_TIMINGS"):
-        parts = ", ".join(f"{k} {v:.2f} s" for k, v in res.timings.items())
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in d.timings.items())
         click.echo(f"timings: {parts}, total {time.perf_counter() - t0:.2f} s", err=True)
     if not quiet and path is not None:
-        loss_text = f"; loss = {res.loss:.4g}" if res.loss is not None else ""
-        click.echo(f"wrote {path} ({res.nodes} nodes{loss_text})", err=True)
-        if res.beside:
-            names = ", ".join(sibling(path, name).name for name in res.beside)
+        loss_text = f"; loss = {d.loss:.4g}" if d.loss is not None else ""
+        click.echo(f"wrote {path} ({d.nodes(fmt)} nodes{loss_text})", err=True)
+        if written:
+            names = ", ".join(sibling(path, name).name for name in written)
             click.echo(f"wrote Model Explorer's node-data overlays beside it: {names}", err=True)
 
 

@@ -29,7 +29,7 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
     `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked. fmt "cgw": the graph's
     bytes are the training record cgviz.watch writes (docs/watch-format.md), one step in `every`."""
     from .fmt import num
-    from .lang.pipeline import output_bytes
+    from .route.expression import output_bytes
     from .lang.train import frame_steps, params, train as descend, training_warnings
     from .view.expression_scene import DotOptions
     from .view.plots import loss_curve
@@ -43,7 +43,7 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
 
     record = None
     if fmt == "cgw":
-        from .watch.program import ProgramRecord
+        from .route.program import ProgramRecord
         record = ProgramRecord(graph, name, every)
 
     def on_run(k, r):       # the runs the page's step slider shows

@@ -8,7 +8,7 @@ import pytest
 
 import cgviz
 from cgviz.view.expression_scene import auto_rankdir, graph_shape
-from cgviz.lang.pipeline import evaluate, read_source
+from cgviz.route.expression import evaluate, read_source
 from conftest import ROOT
 
 SAMPLES = ROOT / "sample_graphs"

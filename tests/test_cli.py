@@ -106,7 +106,7 @@ def test_never_overwrites_its_input(cli, here):
 
 
 def test_a_failed_render_leaves_the_old_output_and_no_temporary_file(cli, here, monkeypatch):
-    from cgviz.lang import pipeline
+    from cgviz.route import expression as pipeline
     from cgviz.errors import CgvizError
 
     (here / "g.png").write_bytes(b"old picture")
@@ -122,7 +122,7 @@ def test_a_failed_render_leaves_the_old_output_and_no_temporary_file(cli, here, 
 
 
 def test_an_interrupted_render_leaves_nothing_behind(cli, here, monkeypatch):
-    from cgviz.lang import pipeline
+    from cgviz.route import expression as pipeline
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -235,7 +235,7 @@ def test_the_expression_path_never_imports_torch(here, args, never):
 
 
 def test_an_internal_error_is_one_line_and_exit_3(cli, here, monkeypatch):
-    from cgviz.lang import pipeline
+    from cgviz.route import expression as pipeline
 
     monkeypatch.setattr(pipeline, "to_json", lambda *a: 1 / 0)
     r = cli("render", PIZZA, "--format", "json")

@@ -16,8 +16,16 @@ torch = pytest.importorskip("torch")
 
 from cgviz.errors import CgvizError  # noqa: E402
 from cgviz.ir import Frame, Graph, Node, Scope  # noqa: E402
-from cgviz.pytorch.pipeline import draw_model  # noqa: E402
+import cgviz  # noqa: E402
 from test_hardening import CGVIZ  # noqa: E402
+
+
+
+def draw_file(path: str, fmt: str, **options):
+    """A model file through the library's one call, as `cgviz torch -f FMT` draws it: (bytes, nodes drawn)."""
+    d = cgviz.draw(path, format=fmt, **options)
+    return d.output(fmt), d.nodes(fmt)
+
 
 CHAIN = """
 import torch, torch.nn as nn
@@ -111,16 +119,16 @@ def test_two_hundred_nested_modules_are_drawn(tmp_path):
     """200 nested modules ended in a RecursionError blamed on the model; plain PyTorch runs them.
     Each frame's id stays short however deep (the full path made names too long for Graphviz)."""
     (tmp_path / "nest.py").write_text(NEST.format(depth=200, limit=""))
-    res = draw_model(str(tmp_path / "nest.py"), "dot")
-    text = res.data.decode()
-    assert res.nodes >= 200 and text.count("subgraph") >= 190
+    data, nodes = draw_file(str(tmp_path / "nest.py"), "dot")
+    text = data.decode()
+    assert nodes >= 200 and text.count("subgraph") >= 190
     assert max(len(line) for line in text.splitlines() if "subgraph" in line) < 2000
 
 
 def test_nesting_past_python_s_limit_is_a_message_that_names_it(tmp_path):
     (tmp_path / "nest.py").write_text(NEST.format(depth=400, limit=""))
     with pytest.raises(CgvizError) as e:
-        draw_model(str(tmp_path / "nest.py"), "dot")
+        draw_file(str(tmp_path / "nest.py"), "dot")
     msg = str(e.value)
     assert "recursion limit of 1,000" in msg and "sys.setrecursionlimit" in msg
     assert re.search(r"module calls were nested [23]\d\d deep", msg)
@@ -133,10 +141,10 @@ def test_a_model_that_raises_the_limit_itself_is_drawn_however_deep(tmp_path):
     (tmp_path / "nest.py").write_text(NEST.format(depth=600, limit="sys.setrecursionlimit(4000)"))
     old = sys.getrecursionlimit()
     try:
-        res = draw_model(str(tmp_path / "nest.py"), "dot")
+        data, nodes = draw_file(str(tmp_path / "nest.py"), "dot")
     finally:
         sys.setrecursionlimit(old)
-    assert res.nodes >= 600 and res.data.decode().count("subgraph") >= 590
+    assert nodes >= 600 and data.decode().count("subgraph") >= 590
 
 
 class CountingFrame(Frame):
@@ -211,7 +219,7 @@ def test_a_label_does_not_grow_with_the_number_of_inputs(tmp_path):
     """10,000 sibling modules failed with "name too long for Graphviz": the `stack` label listed every
     input's shape. It says how many and of what shape instead."""
     (tmp_path / "wide.py").write_text(WIDE.format(n=300))
-    text = draw_model(str(tmp_path / "wide.py"), "dot", depth=None).data.decode()
+    text = draw_file(str(tmp_path / "wide.py"), "dot", depth=None)[0].decode()
     assert "300 inputs of [4] → [300×4]" in text
     assert max(map(len, text.splitlines())) < 3000
 
@@ -328,8 +336,8 @@ def test_sparse_and_nested_tensors_are_drawn_with_plain_pytorch_s_gradients(tmp_
     assert plain and set(plain) <= set(t.run.param_grads)
     for name, norm in plain.items():
         assert t.run.param_grads[name].norm == pytest.approx(norm, rel=1e-5), name
-    res = draw_model(str(tmp_path / "m.py"), "svg", opts=TraceOptions(view=view))
-    assert b"<svg" in res.data
+    data, _ = draw_file(str(tmp_path / "m.py"), "svg", view=view)
+    assert b"<svg" in data
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -7,7 +7,7 @@ import pytest
 
 from cgviz.lang.engine import unbroadcast
 from cgviz.errors import SourceError
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 
 def run(text):

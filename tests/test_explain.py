@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cgviz.lang.explain import as_json, rows, substitute
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from conftest import ROOT, SAMPLES
 
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"

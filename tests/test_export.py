@@ -6,7 +6,7 @@ import json
 
 
 from cgviz.view.export import to_dict, to_json
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 
 def doc(text, name="t.cg"):

@@ -2,7 +2,7 @@
 
 import hashlib
 
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.summary import as_summary
 from cgviz.view.export import to_json
 

@@ -12,7 +12,7 @@ import pytest
 
 from cgviz.view.expression_scene import DotOptions, to_dot
 from cgviz.view.markup import quote
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 from conftest import ROOT, SAMPLES
 

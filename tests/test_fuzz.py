@@ -27,7 +27,7 @@ from cgviz.errors import CgvizError, SourceError
 from cgviz.view.export import to_json
 from cgviz.lang.inits import INITS
 from cgviz.lang.ops import OPS
-from cgviz.lang.pipeline import decode_source, evaluate
+from cgviz.route.expression import decode_source, evaluate
 
 EXAMPLES = int(os.environ.get("CGVIZ_FUZZ_EXAMPLES", "0")) or None
 # A fuzz run (make fuzz) draws new inputs every time; the suite's profile is fixed so it cannot flake.

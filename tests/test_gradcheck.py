@@ -12,7 +12,7 @@ import pytest
 
 from cgviz.check import expression as gradcheck
 from cgviz.lang import ops
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 from conftest import ROOT, SAMPLES
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cgviz.errors import CgvizError, SourceError
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from conftest import named_layers_model
 
 ROOT = Path(__file__).resolve().parent.parent

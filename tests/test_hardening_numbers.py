@@ -11,7 +11,7 @@ import pytest
 import cgviz.lang.parser as parser_mod
 from cgviz.errors import SourceError
 from cgviz.lang.parser import parse
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 
 def chain_program(n: int) -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cgviz import health
 from cgviz.view.expression_scene import to_dot
 from cgviz.grads import expression_rows
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.view.plots import grad_bars, grad_histograms
 
 from conftest import ROOT

@@ -507,7 +507,7 @@ def test_a_picture_readable_whole_opens_whole(pizza):
 
 def test_a_page_with_chinese_names_steps_as_the_slides_do(browser, tmp_path):
     # issue 28: names in any script on the page, and the slides (cgviz.view.slides) walk its stepper's order
-    from cgviz.lang.pipeline import evaluate
+    from cgviz.route.expression import evaluate
     from cgviz.view import slides
     from cgviz.view.html import edge_key
     o = Opened(browser, _render(tmp_path, "render", "sample_graphs/pizza_zh.cg"))

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import cgviz
 from cgviz.cli import main
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from conftest import ROOT
 
 torch = pytest.importorskip("torch")

@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from cgviz.pytorch.load import Loaded
-from cgviz.pytorch.pipeline import picture_model
+from cgviz.route.model import picture_model
 from cgviz.pytorch.trace import TraceOptions
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import cgviz
 from cgviz.pytorch.load import Loaded
-from cgviz.pytorch.pipeline import picture_model
+from cgviz.route.model import picture_model
 
 HERE = Path(__file__).resolve().parent
 for p in (HERE / "models", HERE.parent / "sample_graphs" / "models"):

@@ -7,7 +7,7 @@ import pytest
 
 from cgviz.errors import SourceError
 from cgviz.lang.parser import BinOp, Call, ListLit, Var, parse
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 
 def value(expr_text: str, decls: str = "input x = 3\ninput y = 2\n") -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cgviz.errors import CgvizError, SourceError
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.view import graphviz
 from test_hardening import CGVIZ, PIZZA, ROOT, exit_cases, fake_dot, run_cgviz
 
@@ -114,10 +114,11 @@ def test_a_model_picture_steps_down_when_graphviz_runs_out_of_memory(tmp_path, m
     env = fake_dot(tmp_path / "bin", f'input=$(cat)\ncase "$input" in *"/conv2d"*) echo "out of memory" >&2; '
                                      f'kill -SEGV $$;; esac\nprintf "%s" "$input" | exec {real} "$@"')
     monkeypatch.setenv("PATH", env["PATH"])
-    from cgviz.pytorch.pipeline import draw_model
-    res = draw_model(str(ROOT / "sample_graphs" / "models" / "res_cnn.py"), "svg")
-    assert res.depth is not None and b"<svg" in res.data
-    assert any("ran out of the memory cgviz lets it use" in n and graphviz.DOT_MEMORY_ENV in n for n in res.notes)
+    import cgviz
+    d = cgviz.draw(str(ROOT / "sample_graphs" / "models" / "res_cnn.py"), format="svg")
+    assert b"<svg" in d.output("svg")
+    assert any("ran out of the memory cgviz lets it use" in n and graphviz.DOT_MEMORY_ENV in n
+               and "so cgviz drew modules down to depth" in n for n in d.notes)
 
 
 # ---------------------------------------------------------------- the expression engine's memory (item 15)
@@ -152,7 +153,8 @@ def test_a_program_with_too_many_statements_is_refused_before_parsing(monkeypatc
     """The million-line file of issue 29 ran for 9 minutes before a MemoryError. A program may have
     max_elements // NODE_COST nodes (at least MIN_NODES), and statements past that are refused before
     the parser sees them."""
-    from cgviz.lang import inits, pipeline
+    from cgviz.lang import inits
+    from cgviz.route import expression as pipeline
     calls = []
     monkeypatch.setattr(pipeline, "parse", lambda *a: calls.append(a))
     n = inits.MIN_NODES + 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.check.torch_ops import torch_run
 
 from conftest import SAMPLES

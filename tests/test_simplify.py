@@ -12,7 +12,7 @@ import torch.nn as nn
 
 import cgviz
 from cgviz.pytorch.load import Loaded
-from cgviz.pytorch.pipeline import picture_model
+from cgviz.route.model import picture_model
 from cgviz.pytorch.trace import TraceOptions
 
 

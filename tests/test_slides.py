@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.view import slides
 from cgviz.view.html import _dsl_parts, edge_key
 

@@ -126,7 +126,7 @@ def test_the_keywords_are_draws_parameters():
     params = set(inspect.signature(cgviz.draw).parameters)
     for key in ("input_shape", "input", "set", "loss", "dtype", "seed", "mode", "depth", "view", "lr", "clip_norm",
                 "rankdir", "trust", "weights", "meta", "vanish", "explode", "max_elements", "timeout", "no_fold",
-                "no_grad", "no_simplify"):
+                "no_grad", "no_simplify", "profile", "profile_runs", "profile_top"):
         assert keyword(key).partition("=")[0] in params, key
     assert spell("no_fold") == "fold=False" and spell("input_shape", "1,64:long") == "input_size='1,64:long'"
     assert spell("format", "svg, pdf or json") == ".svg(), .pdf() or .json()" and spell("format", "dot") == ".dot"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 from cgviz.view.plots import loss_curve, spans_decades
 from cgviz.lang.train import LARGE_STEP, step, suggest_lr, train
 from conftest import ROOT

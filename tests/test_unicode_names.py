@@ -12,7 +12,7 @@ import pytest
 
 from cgviz.errors import SourceError
 from cgviz.lang.parser import parse
-from cgviz.lang.pipeline import evaluate
+from cgviz.route.expression import evaluate
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make test` installs it")
 

@@ -13,6 +13,17 @@ class _Expression:
         self.graph = result.graph
         self.warnings = warnings
         self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.profile = None             # profiling is a model's
+
+    def depth_note(self) -> str | None:
+        return None                     # an expression is drawn whole
+
+    def nodes(self, fmt: str) -> int:
+        return len(self.graph)
+
+    def beside(self, fmt: str) -> dict[str, bytes]:
+        return {}
 
     @property
     def loss(self) -> float | None:
@@ -50,7 +61,7 @@ class _Expression:
     def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
         import dataclasses
 
-        from ..lang.pipeline import output_bytes
+        from ..route.expression import output_bytes
         return output_bytes(self.result, fmt, dataclasses.replace(self.opts, rankdir=rankdir), timeout=timeout,
                             dpi=dpi)
 
@@ -60,11 +71,29 @@ class _Model:
 
     kind = "model"
 
-    def __init__(self, drawing, source: str, inputs: tuple[str, ...], loaded=None):
+    def __init__(self, drawing, source: str, inputs: tuple[str, ...], loaded=None,
+                 timings: dict[str, float] | None = None):
         self.d, self.source, self.inputs = drawing, source, inputs
         self.loaded = loaded            # the module that ran (gradient_health reads its parameters)
         self.graph = drawing.graph
         self.notes = drawing.notes
+        self.timings = {} if timings is None else timings      # seconds per stage, outputs' too
+        self.shown = drawing            # the drawing the last output drew: a PNG's may be coarser
+
+    @property
+    def profile(self) -> str | None:
+        return self.d.profile_table
+
+    def depth_note(self) -> str | None:
+        from ..route.sizing import depth_note
+        return depth_note(self.shown)
+
+    def nodes(self, fmt: str) -> int:
+        from ..view.formats import REGISTRY
+        return len(self.shown.pic.nodes) if REGISTRY[fmt].pictured else len(self.graph)
+
+    def beside(self, fmt: str) -> dict[str, bytes]:
+        return self.d.overlays() if fmt == "modelexplorer" else {}
 
     @property
     def warnings(self):
@@ -101,4 +130,9 @@ class _Model:
         return self.d.to_dict()
 
     def output(self, fmt: str, rankdir: str, timeout: float | None, dpi: float | None = None) -> bytes:
-        return self.d.output(fmt, rankdir, timeout, dpi=dpi)
+        d = self.d
+        if fmt == "png" and not d.sized:
+            d = d.for_png(rankdir, timeout, self.timings)     # a PNG's level by its pixels; the others keep d's
+        data = d.output(fmt, rankdir, timeout, self.timings, dpi=dpi)
+        self.shown = d
+        return data

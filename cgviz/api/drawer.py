@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any
 
 from ..errors import CgvizError, OptionError
 from ..paths import is_hub
 from ..pytorch.state import given_back
+from ..spelling import spell
 from .backends import _Expression, _Model
 from .checks import _check_targets_file, _checked, _refuse_model_options, check_step, check_thresholds
 from .drawing import Drawing
@@ -24,7 +26,8 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
          timeout: float | None = 60.0, input_file: str | None = None, simplify: bool = True,
          kind: str | None = None, forward_kwargs: dict[str, Any] | None = None,
          focus: str | None = None, targets: Any = None, dims: dict[str, int] | None = None,
-         download: bool = False) -> Drawing:
+         download: bool = False, format: str | None = None, profile: bool = False, profile_runs: int | None = None,
+         profile_top: int | None = None) -> Drawing:
     """Draw a computation graph with its forward values and its gradients.
 
     source is one of:
@@ -55,6 +58,13 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     ops too (eval-mode dropout, a .to() or view that changes nothing; the JSON always has them).
     focus="layers.3.self_attn" draws only the inside of that module, with a stub for each tensor
     that enters or leaves it (a ×N block's member, "layers.7", shows that block's numbers).
+    profile=True also times each op of a model under torch.profiler (after a warm-up pass; the mean of
+    profile_runs passes): the time is on every node, and `Drawing.profile` is the table of the
+    profile_top slowest (10 by default).
+
+    format= names the format the drawing is made for, as `cgviz torch -f` does (its other formats
+    still work): "png" chooses a model's level by the PNG's pixels up front, "html" records each
+    tensor's histogram for the page, and a data format ("json") skips choosing a picture level.
 
     kind says what a string or path is, when it should not be told from the text and the file's
     content: "text" (a program), "expression" (an expression file, "-" for standard input),
@@ -62,7 +72,16 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     """
     checked = _checked("draw", loss=loss, depth=depth, view=view, dtype=dtype, seed=seed, mode=mode, lr=lr,
                        clip_norm=clip_norm, rankdir=rankdir, vanish=vanish, explode=explode,
-                       max_elements=max_elements, timeout=timeout, focus=focus)
+                       max_elements=max_elements, timeout=timeout, focus=focus, profile_runs=profile_runs,
+                       profile_top=profile_top)
+    if not profile and (profile_runs is not None or profile_top is not None):
+        raise OptionError(f"{spell('profile_runs')} and {spell('profile_top')} go with {spell('profile')}")
+    checked["profile"] = (checked["profile_runs"] or 1) if profile else 0      # measured passes
+    if format is not None:
+        from ..view.formats import MODEL, REGISTRY, lookup
+        if format not in REGISTRY:
+            lookup(format, MODEL)       # the message names every format
+    checked["format"] = format
     checked["targets"] = targets
     checked["dims"] = dims          # an ONNX graph's symbolic dimensions by name: {"batch": 2}
     checked["download"] = download  # an hf: model missing from the local cache may be fetched
@@ -73,7 +92,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
         kind = source_kind(text_or_path, kind)
         if kind != "model":
             _refuse_model_options(text_or_path if kind != "text" else "<text>", focus=focus, loss=loss,
-                                  targets=targets is not None)
+                                  targets=targets is not None, profile=profile)
             if inputs or input_size is not None or forward_kwargs:
                 raise CgvizError("draw(): an expression program declares its own inputs; pass no tensors, "
                                  "input_size or forward_kwargs (use sets={'x': ...} to change a declaration)")
@@ -97,6 +116,9 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
                               "loss tensor itself (draw(loss_tensor)), or the model with loss=")
         if focus is not None:
             raise OptionError("draw(tensor) draws a graph of grad_fns, which has no modules to focus on")
+        if profile:
+            raise OptionError("draw(tensor) draws the graph behind a tensor already computed: there is no run to "
+                              "profile; draw the model with profile=True")
         from .torchviz import make_dot
         return make_dot(source, rankdir=rankdir or "TB", timeout=checked["timeout"])
     if isinstance(source, torch.nn.Module) or callable(source):
@@ -110,7 +132,7 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
                      rankdir: str | None, fold: bool = True) -> Drawing:
     from ..view.expression_scene import DotOptions, auto_rankdir
     from ..health import EXPLODE, VANISH
-    from ..lang.pipeline import annotate
+    from ..route.expression import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
     check_step(lr, clip_norm, grad)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
@@ -122,6 +144,9 @@ def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, chec
     # TB for a graph much deeper than wide; a folded loop's body is short, so LR
     rankdir = rankdir or ("LR" if fold else auto_rankdir(result.graph))
     opts = DotOptions(rankdir=rankdir, grad=grad, vanish=vanish, explode=explode, fold=fold)
+    if checked["format"] is not None:
+        from ..view.formats import EXPRESSION, lookup
+        lookup(checked["format"], EXPRESSION)
     return Drawing(_Expression(result, name, opts, warnings, inputs), rankdir, timeout)
 
 
@@ -149,16 +174,27 @@ def _trace_options(inputs_given: bool, input_size, checked: dict, meta: bool, in
                         seed=checked["seed"] or 0, view=checked.get("view") or "ops", mode=checked["mode"],
                         meta=meta, max_elements=checked["max_elements"],
                         targets=None if targets_file else targets, targets_file=targets_file,
-                        dims=checked.get("dims"))
+                        dims=checked.get("dims"), profile=checked.get("profile") or 0)
 
 
 def _model_drawing(loaded, opts, checked: dict, fold: bool, grad: bool, rankdir: str, source: str,
-                   inputs: tuple[str, ...] = ()) -> Drawing:
-    from ..pytorch.pipeline import picture_model
+                   inputs: tuple[str, ...] = (), timings: dict[str, float] | None = None,
+                   label: str | None = None) -> Drawing:
+    """A loaded model traced and pictured (cgviz.route.model) for the format draw() was told, if any."""
+    from ..route.model import picture_model
+    from ..view.formats import MODEL, lookup
+    fmt = checked.get("format")
+    pictured = lookup(fmt, MODEL).pictured if fmt is not None else True
+    timings = {} if timings is None else timings
     d = picture_model(loaded, opts, depth=checked["depth"], fold=fold, grad=grad, vanish=checked["vanish"],
                       explode=checked["explode"], simplify=checked.get("simplify", True),
-                      focus=checked.get("focus"))
-    return Drawing(_Model(d, source, inputs, loaded), rankdir, checked["timeout"])
+                      focus=checked.get("focus"), profile_top=checked.get("profile_top") or 10,
+                      html=fmt == "html", timings=timings, choose=pictured)
+    if label is not None:
+        d.label = label
+    if fmt == "png":
+        d = d.for_png(rankdir, checked["timeout"], timings)     # the PNG's level, so its counts are its own
+    return Drawing(_Model(d, source, inputs, loaded, timings), rankdir, checked["timeout"])
 
 
 def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trust, weights, meta, input_file,
@@ -166,17 +202,23 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     from ..pytorch.load import check_model_files
     check_model_files(spec, input_file, weights)      # a missing file is said before torch is imported
     _check_targets_file(checked.get("targets"))
+    t = time.perf_counter()
     from ..needs import require_torch
-    require_torch(f"drawing the model {spec}")
+    require_torch(f"drawing the model {spec}")          # timed on its own: it is most of the start-up
     from ..pytorch.load import load_model, split_spec
+    timings = {"import": time.perf_counter() - t}
     opts = _trace_options(bool(inputs), input_size, checked, meta, input_file)
+    t = time.perf_counter()
     loaded = load_model(spec, trust=trust, weights=weights, meta=meta, download=checked.get("download") or None)
+    timings["load"] = time.perf_counter() - t
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
     from ..paths import shown
     files = () if is_hub(spec) else (str(path),)       # an hf: model reads no file of the user's
-    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), files)
+    # Model Explorer's label is the file's name
+    return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), files, timings,
+                          label=path.name)
 
 
 def _draw_module(source, inputs, input_size, checked, *, fold, grad, meta, rankdir, forward_kwargs=None) -> Drawing:

@@ -143,11 +143,39 @@ class Drawing:
                     raise CgvizError(f"{path} is the file this drawing was read from; cgviz never overwrites "
                                      "its input")
         write_atomic(p, self.output(fmt, dpi))
-        if fmt == "modelexplorer" and self._b.kind == "model":     # a model: its node-data overlays beside it
+        beside = self.beside(fmt)
+        if beside:
             from ..view.modelexplorer import sibling
-            for name, data in self._b.d.overlays().items():
+            for name, data in beside.items():
                 write_atomic(sibling(p, name), data)
         return p
+
+    def beside(self, format: str) -> dict[str, bytes]:
+        """The files an output of `format` has beside it, by name: a model's Model Explorer node-data
+        overlays (gradient norm, value norm, health) beside its graph; save() writes them."""
+        return self._b.beside(format)
+
+    def nodes(self, format: str) -> int:
+        """How many nodes an output of `format` holds: the picture's for a drawn format (a model's, as
+        the last output drew it: its level may show fewer than were recorded), every node for a data format."""
+        return self._b.nodes(format)
+
+    @property
+    def depth_note(self) -> str | None:
+        """When the last picture of a model shows its modules only down to a depth chosen to keep it
+        readable: that, and how to see more; else None."""
+        return self._b.depth_note()
+
+    @property
+    def profile(self) -> str | None:
+        """With draw(profile=True): the table of the nodes that took the most time (`cgviz torch --profile`)."""
+        return self._b.profile
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds each stage took so far (a model: import, load, run, picture, then each output's layout),
+        as the command line prints them under CGVIZ_TIMINGS=1."""
+        return dict(self._b.timings)
 
     def diff(self, other, **options) -> "Comparison":
         """This drawing (A) compared with `other` (B: a Drawing, a file, a saved graph): see cgviz.compare."""

@@ -75,7 +75,7 @@ def is_model(target: str) -> bool:
 
 def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, ...]]:
     """(text, name, files read) of an expression program given as text or as a file."""
-    from ..lang.pipeline import read_source
+    from ..route.expression import read_source
     if source_kind(text_or_path, kind) == "text":
         return text_or_path, "<text>", ()
     text, name = read_source(text_or_path)
@@ -84,7 +84,7 @@ def _program(text_or_path: str, kind: str | None) -> tuple[str, str, tuple[str, 
 
 def _evaluate(source, kind: str | None, sets, max_elements: int | None = None, grad: bool = True):
     """An expression program run forward and backward: (pipeline.Result, its name, files read)."""
-    from ..lang.pipeline import evaluate
+    from ..route.expression import evaluate
     text, name, inputs = _program(os.fspath(source), kind)
     overrides = {k: str(v) for k, v in (sets or {}).items()}
     return evaluate(text, name, overrides, grad=grad, max_elements=max_elements), name, inputs

@@ -21,7 +21,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     from ..needs import require_torch
     torch = require_torch("make_dot")
     from ..pytorch.autograd import AutogradRecorder
-    from ..pytorch.pipeline import picture_model  # noqa: F401  (the same picture code as every model)
+    from ..route.model import picture_model  # noqa: F401  (the same picture code as every model)
     if not isinstance(var, torch.Tensor):
         if isinstance(var, (tuple, list)) and var and all(isinstance(v, torch.Tensor) for v in var):
             var = sum(v.sum() for v in var if v.requires_grad)
@@ -63,7 +63,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
                      "params": sum(int(t.numel()) for t in named.values()), "loss": "output"})
     graph.source = "make_dot"
     from ..plan.structure import build_picture
-    from ..pytorch.pipeline import ModelDrawing, nonfinite_warnings
+    from ..route.model import ModelDrawing, nonfinite_warnings
     nonfinite_warnings(graph, run)      # a NaN loss or gradient named at the grad_fn where it is born
     pic = build_picture(graph, run, None, fold=False)
     title = f"make_dot  —  the graph behind a tensor of shape {list(var.shape)}"

@@ -276,7 +276,7 @@ def forward_modules(graph: dict | None) -> list[str]:
 
 # ---- reading the two sides ----------------------------------------------------------------------
 def _read(path: str, cache: dict):
-    from ..watch.read import read_run
+    from ..cgw.read import read_run
     key = os.path.realpath(path)
     if key not in cache:
         run = read_run(path)

@@ -27,7 +27,7 @@ DEFAULT_DPI = 96.0                # Graphviz's PNG resolution
 MIN_DPI = 48.0                    # half size: a 9-point label is 6 px high, about the least one can read
 
 # A default PNG of a model is an overview: the finest level whose picture at DEFAULT_DPI stays
-# within this many pixels (cgviz.pytorch.pipeline). `dot -Tpng` costs about 50-65 ms per Mpx
+# within this many pixels (cgviz.route.model). `dot -Tpng` costs about 50-65 ms per Mpx
 # (Cairo's drawing and zlib; measured on the ResNet-50 twin's levels: 2.9 Mpx 0.20 s, 16 Mpx
 # 1.06 s, 44 Mpx 1.95 s) while the layout itself takes 0.03-0.1 s, so pixels are the whole cost.
 # 5 Mpx (about torchview's ResNet-50 PNG, 503×10397 = 5.2 Mpx) keeps the PNG near 0.3 s, shows
@@ -40,7 +40,7 @@ PNG_OVERVIEW_PIXELS = 5_000_000
 # a DenseNet twin's dense block at depth 3 (88 nodes, 1,244 labelled edges) scores 484k and does not
 # finish in 30 s; a 20-step LSTMCell's autograd view scores 513k with labels (no layout in 60 s)
 # and 186k without (4 s). The estimate only picks where to start: a layout that still runs long is
-# stopped and the next coarser level drawn (cgviz.pytorch.pipeline).
+# stopped and the next coarser level drawn (cgviz.route.model).
 LAYOUT_BUDGET = 200_000
 
 _ID = r'"(?:[^"\\]|\\.)*"'

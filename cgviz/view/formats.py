@@ -11,7 +11,7 @@ from ..errors import CgvizError
 # its pictures are matplotlib's figures, saved in the format by name, so it claims only png, svg, pdf).
 EXPRESSION, MODEL, DIFF, RUN = "expression", "model", "diff", "run"
 
-# How a format's bytes are made; each dispatcher (lang.pipeline.output_bytes, ModelDrawing.output,
+# How a format's bytes are made; each dispatcher (route.expression.output_bytes, route.model_output.output,
 # Comparison.output, watch_page.render_run) has one branch per producer, so a new format with an
 # existing producer (say jpg through Graphviz) is one entry below and nothing else.
 GRAPHVIZ = "graphviz"           # the DOT text laid out by Graphviz's `dot -T<name>`

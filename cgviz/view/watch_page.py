@@ -25,10 +25,10 @@ def _finite(x) -> float | None:
 
 
 def _layers(run) -> tuple[list[str], dict[str, list[str]]]:
-    """The layers (as cgviz.watch.analysis names them: a parameter's owning module) in the record's
+    """The layers (as cgviz.cgw.analysis names them: a parameter's owning module) in the record's
     order, and each one's parameters. A parameter of no module (an expression program's `param`, a
     model's own) is a row of its own: the analysis pools them as the model's, the heatmap need not."""
-    from ..watch.analysis import layer_of as owner
+    from ..cgw.analysis import layer_of as owner
 
     def layer_of(p: str) -> str:
         return owner(p) or p
@@ -350,8 +350,8 @@ def watch_picture(run, events: list, fmt: str, dpi: float = 100) -> bytes:
 def render_run(path: str, fmt: str, timeout: float | None = 60.0, dpi: float | None = None) -> tuple[bytes, str]:
     """`cgviz render run.cgw`: the bytes of the page (html) or the picture (png, svg, pdf), and a
     one-line summary for the terminal."""
-    from ..watch.analysis import diagnosis, events
-    from ..watch.read import read_run
+    from ..cgw.analysis import diagnosis, events
+    from ..cgw.read import read_run
     from .formats import RUN, names, written
     if fmt not in names(RUN):
         raise CgvizError(f"{path}: a recorded run is drawn as {written(RUN)}, not {fmt}")

@@ -9,8 +9,10 @@
             opt.zero_grad(set_to_none=True)
 
 `cgviz.watch(...)` is `cgviz.watch.record.watch(...)`: this package is callable so that the function and
-the package that holds the reader (`cgviz.watch.read`) and the analysis (`cgviz.watch.analysis`) share
-one name. Reading and analysing a record never imports torch.
+the names of the record's reader (`cgviz.watch.read`) and analysis (`cgviz.watch.analysis`) are one
+name. Those two live in `cgviz.cgw`, below the views (the record's page reads them), while the
+recorder here draws the model through the library, above the views; `cgviz.watch.read` is the very
+module `cgviz.cgw.read`. Reading and analysing a record never imports torch.
 """
 
 from __future__ import annotations

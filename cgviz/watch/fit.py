@@ -38,8 +38,8 @@ def train_model(spec: str, opts, *, lr: float, steps: int = 100, every: int = 10
     from ..pytorch.loss import check_connected, resolve
     from ..pytorch.run import call, fresh_inputs, prepare
     from ..pytorch.state import given_back
-    from .analysis import diagnosis
-    from .read import read_run
+    from ..cgw.analysis import diagnosis
+    from ..cgw.read import read_run
     from .record import Watch
 
     if optimizer not in OPTIMIZERS:

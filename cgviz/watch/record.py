@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import OptionError
-from .writer import Writer, header, short
+from ..cgw.writer import Writer, header, short
 
 BINS = 16                  # histogram bins per gradient: 16 keeps GPT-2-small's record under 50 KB a step
 HIST_SAMPLE = 4096         # a larger gradient's histogram counts evenly strided elements, this many at most

@@ -61,7 +61,7 @@ def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs,
     """The level is chosen by the cost of the scene without its numbers (labels=False): it must count
     the same nodes, edges, labels and frames as the full DOT text, at every level."""
     from cgviz.pytorch.load import load_model
-    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.route.model import picture_model
     from cgviz.plan.budget import layout_cost
     from cgviz.view.dot import scene_cost
     from cgviz.pytorch.trace import TraceOptions
@@ -185,7 +185,7 @@ def test_the_default_png_is_the_finest_level_within_the_overview_pixels(tmp_path
     """resnet18's every op is ~30 Mpx at 96 dpi: the PNG draws a coarser level, and exactly the
     finest one that fits, since the next finer one is over the target."""
     from cgviz.pytorch.load import load_model
-    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.route.model import picture_model
     from cgviz.plan.budget import PNG_OVERVIEW_PIXELS
     model = _model_file(tmp_path, "resnet18", "twins.image_inputs()")
     d = picture_model(load_model(str(model)))
@@ -316,7 +316,7 @@ def test_ops_run_in_no_module_are_gathered_when_depth_1_is_still_over_the_png_bu
 def test_a_box_of_gathered_ops_holds_each_run_between_module_calls():
     import twins
     from cgviz.pytorch.load import Loaded
-    from cgviz.pytorch.pipeline import picture_model
+    from cgviz.route.model import picture_model
     from cgviz.plan.structure import build_picture
     d = picture_model(Loaded("memory", twins.detector(), "twin", twins.image_inputs(), {}))
     assert d.coarser[-1].gather and d.coarser[-1].depth == 1

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from cgviz.pytorch.load import Loaded
-from cgviz.pytorch.pipeline import picture_model
+from cgviz.route.model import picture_model
 from cgviz.plan.structure import build_picture
 
 HERE = Path(__file__).resolve().parent

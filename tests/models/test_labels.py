@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cgviz.pytorch.load import Loaded
-from cgviz.pytorch.pipeline import picture_model
+from cgviz.route.model import picture_model
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:

@@ -1,4 +1,4 @@
-"""The library's front door: file → IR → run → DOT/JSON/image bytes, each step one short call."""
+"""An expression program's route: file or text → IR → run → DOT/JSON/image bytes, each step one short call."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine
-from .build import build
+from ..lang import engine
+from ..lang.build import build
 from ..view.expression_scene import DotOptions, to_dot
-from .engine import Run
+from ..lang.engine import Run
 from ..errors import CgvizError, SourceError
 from ..view.export import to_json
-from .inits import element_limit
+from ..lang.inits import element_limit
 from ..ir import Graph
-from .parser import parse
+from ..lang.parser import parse
 from ..view import formats
 from ..view.graphviz import run_dot
 
@@ -57,8 +57,8 @@ def check_length(text: str, name: str, max_elements: int | None = None) -> None:
     least one; inits.node_room). A file of a million one-line statements took 9 minutes to run out of
     memory; this says so in about a second."""
     from ..errors import SourceError
-    from .inits import node_room, too_many
-    from .parser import Source, statement_lines
+    from ..lang.inits import node_room, too_many
+    from ..lang.parser import Source, statement_lines
     room = node_room(max_elements)
     if len(text) // 2 <= room:              # a statement takes at least two characters
         return
@@ -128,7 +128,7 @@ def _annotate(result: Result, grad: bool, lr: float | None, clip_norm: float | N
     explode = EXPLODE if explode is None else explode
     out = [str(w) for w in result.run.warnings]
     if lr is not None:
-        from .train import large_step_warnings, step
+        from ..lang.train import large_step_warnings, step
         result.run.step = step(result.graph, result.run, lr, clip_norm)
         out += large_step_warnings(result.graph, result.run, result.run.step)
     if grad:

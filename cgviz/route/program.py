@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .writer import header, short
+from ..cgw.writer import header, short
 
 BINS = 16
 
