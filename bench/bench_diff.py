@@ -53,7 +53,7 @@ def main() -> None:
     import models
     from cgviz.diff.classify import difference
     from cgviz.diff.picture import to_dot
-    from cgviz.golden import document
+    from cgviz.view.golden import document
     from cgviz.view.graphviz import run_dot
 
     x = models.example_inputs("gpt2_small_like")

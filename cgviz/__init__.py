@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 # not make each of those runs import NumPy and the whole library (~100 ms) before it is used.
 _FROM = {"Drawing": "api.drawing", "draw": "api.drawer", "make_dot": "api.torchviz"}
 _FROM.update({name: "api.calls" for name in ("check_gradients", "explain", "gradient_health", "train")})
-_FROM["NodeView"] = "results"
+_FROM["NodeView"] = "api.results"
 _FROM.update({name: "diff" for name in ("Comparison", "compare")})
-_FROM.update({name: "errors" for name in ("CgvizError", "OptionError", "SourceError")})
+_FROM.update({name: "core.errors" for name in ("CgvizError", "OptionError", "SourceError")})
 
 # cgviz.watch is a callable package: cgviz.watch(model, "run.cgw") records, cgviz.watch.read reads
 _PACKAGES = ("watch",)

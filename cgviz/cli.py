@@ -35,8 +35,8 @@ import click  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .api.checks import check_step, check_thresholds  # noqa: E402
-from .errors import CgvizError, OptionError  # noqa: E402
-from .options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
+from .core.errors import CgvizError, OptionError  # noqa: E402
+from .api.options import AUTO_RANKDIR_HELP, option, parse_sets  # noqa: E402
 from .view import formats  # noqa: E402
 from .view.graphviz import started_early, write_atomic  # noqa: E402
 
@@ -61,12 +61,12 @@ class _Group(click.Group):
     """Turns anything unexpected into a one-line internal-error message instead of a traceback."""
 
     def invoke(self, ctx):
-        from .pywarnings import captured
-        from .spelling import command_line
+        from .core.pywarnings import captured
+        from .core.spelling import command_line
         try:
             # Python warnings (NumPy's overflow, torch's loader notes) never print their file paths:
-            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.pywarnings).
-            # Library messages name options as flags while a command runs (cgviz.spelling).
+            # the meaningful ones become `warning:` lines, the rest are dropped (cgviz.core.pywarnings).
+            # Library messages name options as flags while a command runs (cgviz.core.spelling).
             with captured(lambda line: click.echo(line, err=True)), command_line():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -204,7 +204,7 @@ def run() -> None:
 
 
 def health_options(f):
-    """--vanish and --explode: the gradient-health thresholds (cgviz.health), for render, torch and grads."""
+    """--vanish and --explode: the gradient-health thresholds (cgviz.diagnose.health), for render, torch and grads."""
     return option("vanish")(option("explode")(f))
 
 
@@ -248,8 +248,8 @@ def resolve_output(file: str, output: str | None, fmt: str | None) -> tuple[str,
 
 def _check_files(inputs: list, outputs: list) -> None:
     """Before any work: no output may be an input or another output (a usage mistake, exit 2), and
-    each output must be writable (exit 1). Every command passes all its files (cgviz.paths.Arg)."""
-    from .paths import PathConflict, check_paths
+    each output must be writable (exit 1). Every command passes all its files (cgviz.core.paths.Arg)."""
+    from .core.paths import PathConflict, check_paths
     try:
         check_paths(inputs, outputs)
     except PathConflict as e:
@@ -258,7 +258,7 @@ def _check_files(inputs: list, outputs: list) -> None:
 
 def _out(option: str, path, given) -> "object":
     """An output for _check_files; a default path is said to be one."""
-    from .paths import Arg
+    from .core.paths import Arg
     return Arg(option, path, "" if given else " (the default)")
 
 
@@ -351,7 +351,7 @@ def _render_run(file, output, fmt, timeout, dpi, quiet):
     if fmt not in formats.names(formats.RUN):
         raise click.UsageError(f"a recorded run (.cgw) is drawn as {formats.written(formats.RUN)}, not {fmt}")
     path = None if output == "-" else Path(output) if output else Path(Path(file).stem + formats.suffix(fmt))
-    from .paths import Arg
+    from .core.paths import Arg
     _check_files([Arg("the input", Path(file))], [_out("-o", path, output)])
     data, summary = render_run(file, fmt, timeout=timeout, dpi=dpi)
     _emit(data, path)
@@ -526,7 +526,7 @@ def _model_kwargs(input_shapes, input_file, dtype, loss, seed, trust, weights, m
 
 def model_stem(model: str) -> str:
     """The file part of MODEL (`gpt.py:build` → `gpt.py`), for naming outputs."""
-    from .paths import hub_name, is_hub, split_spec
+    from .core.paths import hub_name, is_hub, split_spec
     if is_hub(model):           # hf:meta-llama/Llama-3.2-1B → Llama-3.2-1B.png (whose .stem keeps the ".2-1B")
         return hub_name(model) + ".hf"
     return str(split_spec(model)[0])
@@ -573,7 +573,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, eve
     """
     from .api.calls import train as train_program
     from .api.sources import is_model
-    from .fmt import num
+    from .core.fmt import num
 
     model_given = {"--input-shape": input_shapes, "--input": input_file, "--dtype": dtype, "--loss": loss,
                    "--targets": _stashed("targets"), "--trust": trust, "--weights": weights,
@@ -633,7 +633,7 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, eve
 def _train_model(file, lr, steps, every, optimizer, output, input_shapes, input_file, dtype, loss, seed, trust,
                  weights, mode, quiet):
     """`cgviz train MODEL`: optimizer steps on the model's example inputs, recorded into a .cgw file."""
-    from .fmt import num
+    from .core.fmt import num
     from .pytorch.load import check_model_files
     from .watch.fit import train_model
 
@@ -762,7 +762,7 @@ def torch_cmd(model, output, fmt, input_shapes, input_file, dtype, loss, seed, v
 @click.option("--out", "out_dir", default="snapshot-out", show_default=True, metavar="DIR",
               help="Where the new JSON/PNG and <entry>.diff.png of a changed entry go.")
 @option("rtol", default=None, show_default=False,
-        # the defaults are cgviz.golden's (a test holds them equal); written here, so that every
+        # the defaults are cgviz.view.golden's (a test holds them equal); written here, so that every
         # command's start-up does not import that module for two help lines
         help="Relative tolerance of the graph's numbers, against the tensor's scale [default: 0.0001].")
 @option("atol", default=None, show_default=False,
@@ -796,7 +796,7 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
         cgviz snapshot cgviz.toml --golden tests/snapshots -j 2
         cgviz snapshot cgviz.toml --golden tests/snapshots --update
     """
-    from .snapshot import run as run_snapshot
+    from .snapshot.runner import run as run_snapshot
 
     out = Path(out_dir)
     snap = run_snapshot(list(inputs), Path(golden), out, update=update, pixels=pixels, rtol=rtol, atol=atol,
@@ -804,7 +804,7 @@ def snapshot(inputs, golden, update, out_dir, rtol, atol, pixels, tolerance, thr
                         allow_trust=allow_trust, allow_outside=allow_outside,
                         progress=lambda n: click.progressbar(length=n, label="rendering", file=sys.stderr,
                                                              show_pos=True))
-    from .paths import shown
+    from .core.paths import shown
     width = max(len(shown(o.entry.name)) for o in snap.outcomes)
     click.echo(f"{'entry':<{width}}  {'status':<14}  detail")
     for o in snap.outcomes:
@@ -996,7 +996,7 @@ def diff(a, b, output, rtol, atol, a_opts, b_opts, both_opts, rankdir, timeout, 
             raise click.UsageError(f"cannot tell the format from -o {output!r}: use "
                                    f"{formats.suffixes_text(formats.DIFF)}")
     from .diff.runs import record_spec
-    from .paths import Arg
+    from .core.paths import Arg
     records = [record_spec(x) for x in (a, b)]
     read = []
     for r, x in zip(records, (a, b)):       # a record's file is run.cgw of run.cgw@10

@@ -180,7 +180,7 @@ class GraphSnapshot:
         return None
 
     def _check(self, source, inputs, name, rtol, atol, draw_kwargs) -> list[str] | None:
-        from . import golden as G
+        from .view import golden as G
         doc = _document(source, inputs, draw_kwargs)
         path, legacy = self._paths(name)
         clash = self._claim(path, None if name is None else str(name))
@@ -258,14 +258,14 @@ def _not_a_file(path: Path) -> str | None:
         return None
     if stat.S_ISREG(mode):
         return None
-    from .paths import kind_of
+    from .core.paths import kind_of
     return (f"the golden {_relative(path)} is {kind_of(mode)}, not a regular file: cgviz neither reads nor "
             "replaces it (reading a pipe may never end); remove it, then run pytest with " + UPDATE)
 
 
 def _read(path: Path) -> bytes:
-    from .errors import CgvizError
-    from .paths import read_input
+    from .core.errors import CgvizError
+    from .core.paths import read_input
     try:
         return read_input(path, kind="a graph golden", limit=GOLDEN_LIMIT)
     except CgvizError as e:
@@ -274,7 +274,7 @@ def _read(path: Path) -> bytes:
 
 def _legacy_golden(path: Path) -> Path | None:
     """The golden cgviz wrote in the old folder, if that file is one (never a file of another tool's)."""
-    from . import golden as G
+    from .view import golden as G
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
@@ -302,7 +302,7 @@ def _remove_legacy(path: Path) -> bool:
 
 def _document(source, inputs, draw_kwargs) -> dict:
     """The golden document of what a test gives: a Drawing, a cgviz-graph dict, or cgviz.draw's arguments."""
-    from . import golden as G
+    from .view import golden as G
     from .api.drawer import draw
     from .api.drawing import Drawing
     if isinstance(source, Drawing):

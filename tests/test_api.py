@@ -341,11 +341,11 @@ def test_the_moved_result_types_are_still_reachable_where_they_were():
     import pickle
 
     import cgviz.api
-    from cgviz import results
+    from cgviz.api import results
     for name in ("Explanation", "GradientCheck", "GradientHealth", "NodeView"):
         assert getattr(cgviz.api, name) is getattr(results, name)
     view = results.NodeView("w", "param", None, 0.5, 4000.0)
-    old_pickle = pickle.dumps(view, protocol=2).replace(b"cgviz.results\n", b"cgviz.api\n")   # as before the move
+    old_pickle = pickle.dumps(view, protocol=2).replace(b"cgviz.api.results\n", b"cgviz.api\n")   # as before the move
     assert b"cgviz.api\n" in old_pickle
     assert pickle.loads(old_pickle) == view
 

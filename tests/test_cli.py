@@ -107,7 +107,7 @@ def test_never_overwrites_its_input(cli, here):
 
 def test_a_failed_render_leaves_the_old_output_and_no_temporary_file(cli, here, monkeypatch):
     from cgviz.route import expression as pipeline
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
 
     (here / "g.png").write_bytes(b"old picture")
 
@@ -204,7 +204,7 @@ RENDER_NEVER_IMPORTS = {
     "tempfile": "write_atomic makes its own temporary name",
     "html": "html_text does html.escape's five replacements",
     "cgviz.plan.budget": "PNG budgets are for PNGs of models; the help states its one number",
-    "cgviz.results": "render builds none of the other calls' result types",
+    "cgviz.api.results": "render builds none of the other calls' result types",
     "cgviz.view.profile": "--profile's types are created only when a profile is shown",
     "cgviz.api.calls": "the other commands' calls (explain, train, check, grads); cgviz.api loads on use",
     "cgviz.api.torchviz": "make_dot draws a tensor's graph, never an expression's",

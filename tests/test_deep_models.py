@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cgviz.errors import CgvizError  # noqa: E402
-from cgviz.ir import Frame, Graph, Node, Scope  # noqa: E402
+from cgviz.core.errors import CgvizError  # noqa: E402
+from cgviz.core.ir import Frame, Graph, Node, Scope  # noqa: E402
 import cgviz  # noqa: E402
 from test_hardening import CGVIZ  # noqa: E402
 
@@ -160,7 +160,7 @@ class CountingFrame(Frame):
 def _nested_graph(depth: int) -> tuple[Graph, object]:
     """The recorded graph of `depth` nested modules, each adding one op around the next, built as the
     recorder builds it (one Scope per call, shared by the call's ops)."""
-    from cgviz.summary import RunSummary, TensorInfo
+    from cgviz.core.summary import RunSummary, TensorInfo
     g, run = Graph(), RunSummary()
     info = TensorInfo((2, 4), "float32", {"mean": 0.0, "std": 1.0, "min": -1.0, "max": 1.0, "norm": 2.0})
     scopes = [Scope()]

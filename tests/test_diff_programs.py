@@ -45,7 +45,7 @@ def test_one_program_with_itself_is_the_same_and_a_set_moves_only_numbers():
 
 
 def test_tolerances_are_the_snapshots():
-    from cgviz import golden
+    from cgviz.view import golden
     c = cgviz.compare(PIZZA, PIZZA, b_options={"w": 0.500001})
     assert (c.difference.rtol, c.difference.atol) == (golden.RTOL, golden.ATOL)
     assert c.same                                   # 2e-6 of w (2e-5 of a - y): within rtol 1e-4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cgviz.lang.engine import unbroadcast
-from cgviz.errors import SourceError
+from cgviz.core.errors import SourceError
 from cgviz.route.expression import evaluate
 
 

@@ -3,7 +3,7 @@
 import hashlib
 
 from cgviz.route.expression import evaluate
-from cgviz.summary import as_summary
+from cgviz.core.summary import as_summary
 from cgviz.view.export import to_json
 
 # The sha256 of this program's JSON as main wrote it before the fast path (commit e988835).

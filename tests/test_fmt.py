@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgviz.fmt import stats
+from cgviz.core.fmt import stats
 
 
 def _numpy(a: np.ndarray) -> dict:

@@ -42,7 +42,7 @@ def test_every_format_is_produced_by_some_source_and_each_name_is_unique():
 
 
 def test_an_unknown_format_is_one_message_naming_what_the_source_writes():
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     with pytest.raises(CgvizError, match=r"unknown format 'gif'; cgviz diff writes png, svg, pdf, dot, json or html"):
         formats.lookup("gif", DIFF)
     with pytest.raises(CgvizError, match="recorded run is drawn as html, png, svg or pdf"):

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cgviz.view.expression_scene import to_dot
-from cgviz.errors import CgvizError, SourceError
+from cgviz.core.errors import CgvizError, SourceError
 from cgviz.view.export import to_json
 from cgviz.lang.inits import INITS
 from cgviz.lang.ops import OPS

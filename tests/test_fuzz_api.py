@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from torch.nn.utils import parametrizations
 
 import cgviz
-from cgviz.errors import CgvizError
+from cgviz.core.errors import CgvizError
 from state_oracle import capture, differences
 
 EXAMPLES = int(os.environ.get("CGVIZ_FUZZ_EXAMPLES", "0")) // 10 or None

@@ -1,4 +1,4 @@
-"""The graph golden (cgviz.golden): structure compared exactly, numbers within a tolerance that
+"""The graph golden (cgviz.view.golden): structure compared exactly, numbers within a tolerance that
 float32 runs on other machines pass, and a report that says what changed, node by node."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import pytest
 
 import cgviz
-from cgviz import golden as G
+from cgviz.view import golden as G
 from conftest import ROOT
 
 PIZZA = (ROOT / "sample_graphs" / "pizza.cg").read_text()
@@ -148,7 +148,7 @@ def test_the_expression_path_of_the_golden_and_the_plugin_never_imports_torch(tm
     import subprocess
     import sys
     code = ("import sys; from click.testing import CliRunner; from cgviz.cli import main\n"
-            "import cgviz, cgviz.pytest_plugin, cgviz.golden as G\n"
+            "import cgviz, cgviz.pytest_plugin, cgviz.view.golden as G\n"
             f"G.compare(G.document(cgviz.draw({str(ROOT / 'sample_graphs/pizza.cg')!r})), "
             "G.document(cgviz.draw('param w = 2\\nloss L = w * w\\n')))\n"
             f"r = CliRunner().invoke(main, ['snapshot', {str(ROOT / 'sample_graphs/pizza.cg')!r}, '--golden', "

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgviz.errors import CgvizError, SourceError
+from cgviz.core.errors import CgvizError, SourceError
 from cgviz.route.expression import evaluate
 from conftest import named_layers_model
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cgviz.lang.parser as parser_mod
-from cgviz.errors import SourceError
+from cgviz.core.errors import SourceError
 from cgviz.lang.parser import parse
 from cgviz.route.expression import evaluate
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cgviz import health
+from cgviz.diagnose import health
 from cgviz.view.expression_scene import to_dot
-from cgviz.grads import expression_rows
+from cgviz.diagnose.grads import expression_rows
 from cgviz.route.expression import evaluate
 from cgviz.view.plots import grad_bars, grad_histograms
 

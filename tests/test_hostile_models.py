@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cgviz.errors import CgvizError  # noqa: E402
+from cgviz.core.errors import CgvizError  # noqa: E402
 from cgviz.pytorch.load import load_model  # noqa: E402
 from cgviz.pytorch.safety import check_members  # noqa: E402
 

@@ -66,7 +66,7 @@ def test_the_filter_keeps_what_a_user_can_act_on(capsys):
 
     import numpy as np
 
-    from cgviz.pywarnings import captured
+    from cgviz.core.pywarnings import captured
     lines = []
     with captured(lines.append):
         # NumPy's overflow, raised in cgviz's own arithmetic (cgviz explains NaN and inf itself) …
@@ -107,8 +107,8 @@ def _chain(n: int) -> str:
 
 def test_the_png_refusal_suggests_rankdir_tb_only_when_it_is_lr():
     from cgviz.view import graphviz as render
-    from cgviz.errors import CgvizError
-    from cgviz.spelling import command_line
+    from cgviz.core.errors import CgvizError
+    from cgviz.core.spelling import command_line
     err = b"Warning: graph is too large for cairo-renderer bitmaps. Scaling by 0.1 to fit"
     with command_line(), pytest.raises(CgvizError) as lr:
         render._check_cairo_scale(err, 10, "", "LR")
@@ -199,7 +199,7 @@ def test_scan_pickle_reads_protocol_4_names_through_the_memo():
 
 
 def test_a_corrupted_export_archive_names_its_damaged_member(files, tmp_path):
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     from cgviz.pytorch.load import load_model
     src = files / "m.pt2"
     bad = tmp_path / "bad.pt2"
@@ -219,7 +219,7 @@ def test_a_corrupted_export_archive_names_its_damaged_member(files, tmp_path):
 
 
 def test_newer_pytorch_only_when_the_archive_says_so(files, tmp_path):
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     from cgviz.pytorch.load import load_model
 
     def with_version(value: bytes) -> Path:
@@ -304,6 +304,6 @@ def test_every_model_path_without_torch_says_how_to_install_it(tmp_path):
 
 
 def test_require_torch_is_a_user_error():
-    from cgviz.errors import CgvizError
-    from cgviz.needs import TorchMissing
+    from cgviz.core.errors import CgvizError
+    from cgviz.core.needs import TorchMissing
     assert issubclass(TorchMissing, CgvizError) and TorchMissing("x").exit_code == 1

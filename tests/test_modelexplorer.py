@@ -63,7 +63,7 @@ def test_nodes_carry_cgvizs_numbers(gpt):
     ours = {n["id"]: n for n in doc["nodes"]}
     op = next(n for n in graph.nodes if ours[n.id]["kind"] == "op" and ours[n.id]["grad_stats"])
     attrs = {a.key: a.value for a in op.attrs}
-    from cgviz.fmt import num
+    from cgviz.core.fmt import num
     assert attrs["grad norm"] == num(ours[op.id]["grad_stats"]["norm"])
     assert attrs["value mean"] == num(ours[op.id]["value_stats"]["mean"])
     assert op.label == ours[op.id]["op"]

@@ -388,7 +388,7 @@ def test_the_node_says_what_it_is_and_profile_finds_it():
 
 
 def test_function_apply_is_given_back_even_when_forward_fails():
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     real = torch.autograd.Function.__dict__["apply"]
 
     class Broken(nn.Module):

@@ -19,7 +19,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import cgviz
-from cgviz.errors import CgvizError
+from cgviz.core.errors import CgvizError
 
 FOLD = re.compile(r"<B>([\w.]+) … ([\w.]+)</B>  (\w+)  <B>×(\d+)</B>")
 GPT2 = "hf:gpt2?n_layer=3&n_embd=32&n_head=2&vocab_size=100&n_positions=32"
@@ -228,7 +228,7 @@ def test_the_expression_path_never_imports_transformers():
 
 
 def test_a_manifest_entry_names_a_model_by_name(tmp_path):
-    from cgviz.snapshot import entries_from_files, load_manifest
+    from cgviz.snapshot.runner import entries_from_files, load_manifest
     m = tmp_path / "cgviz.toml"
     m.write_text(f'[[entry]]\nmodel = "{GPT2}"\n')
     [entry] = load_manifest(m)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cgviz.errors import CgvizError
+from cgviz.core.errors import CgvizError
 from cgviz.pytorch.load import load_model, pickled_classes, sniff
 
 

@@ -1,4 +1,4 @@
-"""Where a NaN or an infinity is born in a model (cgviz.nonfinite): the op, the model's source line
+"""Where a NaN or an infinity is born in a model (cgviz.diagnose.nonfinite): the op, the model's source line
 and the reason, forward and backward, in the warnings, the JSON and on the picture; the parameters'
 NaN traced to it; no vanishing/exploding verdict built on NaN; non-finite gradients drawn apart."""
 
@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 
 import cgviz
-from cgviz.health import NONFINITE_WIDTH, WIDTH_MAX, classify, scale_of
-from cgviz.nonfinite import INF, NAN, backward_reason, forward_reason, level, op_key
-from cgviz.summary import TensorInfo
+from cgviz.diagnose.health import NONFINITE_WIDTH, WIDTH_MAX, classify, scale_of
+from cgviz.diagnose.nonfinite import INF, NAN, backward_reason, forward_reason, level, op_key
+from cgviz.core.summary import TensorInfo
 
 MASKED = """\
 import torch

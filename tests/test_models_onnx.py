@@ -196,7 +196,7 @@ def test_inputs_come_from_the_declared_shapes(cli, exported):
 
 def test_draw_from_python(exported):
     import cgviz
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     model, x, path, _ = exported["mlp"]
     drawing = cgviz.draw(str(path), x)
     assert "Gemm" in drawing.dot and "Tanh" in drawing.dot

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cgviz.fmt import num
-from cgviz.fmt import info_text as value_text
-from cgviz.summary import TensorInfo
+from cgviz.core.fmt import num
+from cgviz.core.fmt import info_text as value_text
+from cgviz.core.summary import TensorInfo
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])

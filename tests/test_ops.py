@@ -26,7 +26,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cgviz.lang.engine import unbroadcast  # noqa: E402
-from cgviz.errors import OpError  # noqa: E402
+from cgviz.core.errors import OpError  # noqa: E402
 from cgviz.lang.ops import OPS, REQUIRED, shape_text  # noqa: E402
 
 CASES_FILE = Path(__file__).resolve().parent / "cases" / "ops.toml"

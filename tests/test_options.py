@@ -7,7 +7,7 @@ import click
 import pytest
 
 from cgviz.cli import main
-from cgviz.options import OPTIONS, Number
+from cgviz.api.options import OPTIONS, Number
 from conftest import ROOT
 
 PIZZA = str(ROOT / "sample_graphs" / "pizza.cg")
@@ -68,7 +68,7 @@ def test_number_type(t, good, bad):
 
 
 def test_every_manifest_key_has_one_definition():
-    from cgviz.snapshot import CG_KEYS, MODEL_KEYS
+    from cgviz.snapshot.runner import CG_KEYS, MODEL_KEYS
     for key in set(CG_KEYS) | set(MODEL_KEYS):
         assert key in OPTIONS or key in ("set", "input_shape")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cgviz.errors import SourceError
+from cgviz.core.errors import SourceError
 from cgviz.lang.parser import BinOp, Call, ListLit, Var, parse
 from cgviz.route.expression import evaluate
 

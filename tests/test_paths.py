@@ -131,7 +131,7 @@ def test_every_file_argument_refuses_what_is_not_a_regular_file(cli, here, arg, 
 
 
 def test_an_expression_file_over_the_size_limit_is_refused(cli, here, monkeypatch):
-    from cgviz import paths
+    from cgviz.core import paths
     monkeypatch.setattr(paths, "SOURCE_LIMIT", 100)
     (here / "big.cg").write_text("input x = 1\n" + "# padding\n" * 20 + "loss L = x * x\n")
     for args in (["render", "big.cg", "--format", "dot"], ["explain", "big.cg"], ["check", "big.cg"]):
@@ -385,7 +385,7 @@ def test_every_file_option_is_in_the_tables():
 # ---------------------------------------------------------------- the library
 
 def test_same_file_sees_through_links_and_never_raises(tmp_path):
-    from cgviz.paths import same_file
+    from cgviz.core.paths import same_file
     a = tmp_path / "a"
     a.write_text("x")
     os.link(a, tmp_path / "hard")
@@ -399,11 +399,11 @@ def test_same_file_sees_through_links_and_never_raises(tmp_path):
 
 
 def test_one_reader_of_model_specs(tmp_path, monkeypatch):
-    """`net.py:build` is read by cgviz.paths.split_spec alone: the loader, the commands' output names
+    """`net.py:build` is read by cgviz.core.paths.split_spec alone: the loader, the commands' output names
     and snapshot manifests and arguments all give the same answer."""
     from cgviz.cli import model_stem
-    from cgviz.paths import split_spec
-    from cgviz.snapshot import entries_from_files
+    from cgviz.core.paths import split_spec
+    from cgviz.snapshot.runner import entries_from_files
     (tmp_path / "net.py").write_text("x = 1\n")
     (tmp_path / "odd:name.py").write_text("x = 1\n")
     monkeypatch.chdir(tmp_path)
@@ -418,7 +418,7 @@ def test_one_reader_of_model_specs(tmp_path, monkeypatch):
 
 
 def test_a_manifest_keeps_a_factory_with_the_loaders_rule(tmp_path):
-    from cgviz.snapshot import load_manifest
+    from cgviz.snapshot.runner import load_manifest
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "net.py").write_text("x = 1\n")
     (tmp_path / "cgviz-snapshot.toml").write_text('[[entry]]\nname = "n"\nmodel = "models/net.py:build"\n')

@@ -256,7 +256,7 @@ def test_bad_combinations_are_usage_errors(cli, blocks, tmp_path, args, message)
 
 
 def test_the_library_refuses_autograd_and_meta_too(blocks):
-    from cgviz.errors import CgvizError
+    from cgviz.core.errors import CgvizError
     with pytest.raises(CgvizError, match="view='autograd'"):
         _traced(blocks, view="autograd")
     with pytest.raises(CgvizError, match="meta=True"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cgviz.errors import CgvizError, SourceError
+from cgviz.core.errors import CgvizError, SourceError
 from cgviz.route.expression import evaluate
 from cgviz.view import graphviz
 from test_hardening import CGVIZ, PIZZA, ROOT, exit_cases, fake_dot, run_cgviz

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import cgviz  # noqa: E402
-from cgviz.errors import CgvizError, OptionError  # noqa: E402
-from cgviz.spelling import command_line  # noqa: E402
+from cgviz.core.errors import CgvizError, OptionError  # noqa: E402
+from cgviz.core.spelling import command_line  # noqa: E402
 from cgviz.view.modelexplorer import sibling  # noqa: E402
 from conftest import ROOT  # noqa: E402
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cgviz.errors import SourceError
+from cgviz.core.errors import SourceError
 from cgviz.lang import parser, shapes
 
 LINES = [

@@ -208,7 +208,7 @@ def test_draw_takes_simplify():
 
 
 def test_a_manifest_entry_takes_no_simplify(tmp_path):
-    from cgviz.snapshot import load_manifest
+    from cgviz.snapshot.runner import load_manifest
     (tmp_path / "net.py").write_text(NET_FILE)
     (tmp_path / "m.toml").write_text('[[entry]]\nmodel = "net.py"\nno_simplify = true\n')
     [entry] = load_manifest(tmp_path / "m.toml")

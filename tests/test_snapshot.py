@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cgviz.snapshot import DEFAULT_THRESHOLD, Entry, Rendering, Settings, check, compare_png
+from cgviz.snapshot.runner import DEFAULT_THRESHOLD, Entry, Rendering, Settings, check, compare_png
 from conftest import ROOT
 
 SNAPSHOTS = ROOT / "tests" / "snapshots"
@@ -133,7 +133,7 @@ def test_compare_png_tolerates_faint_noise_but_not_a_change():
 
 
 def test_the_share_tolerance_decides_the_png_verdict(tmp_path):
-    from cgviz.golden import dumps
+    from cgviz.view.golden import dumps
     golden, out = tmp_path / "g", tmp_path / "o"
     golden.mkdir()
     doc = {"format": "cgviz-snapshot", "version": 1, "nodes": [], "edges": []}
@@ -177,7 +177,7 @@ def test_tiny_float_differences_do_not_change_the_pictures_numbers(cli):
     quotes the source text as written, may differ."""
     import re
 
-    from cgviz.fmt import num
+    from cgviz.core.fmt import num
     assert num(0.1 + 0.2) == num(0.3) == "0.3"
     strip = lambda dot: re.sub(r' tooltip="[^"]*"', "", dot)  # noqa: E731
     a = cli("render", ROOT / "sample_graphs/pizza.cg", "--format", "dot", "-o", "-").stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cgviz.snapshot import UsageProblem, check_name, derived
+from cgviz.snapshot.runner import UsageProblem, check_name, derived
 from conftest import ROOT
 
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"
@@ -124,7 +124,7 @@ def test_bad_values_are_usage_errors_before_anything_renders(cli, tmp_path, kind
 
 
 def test_values_are_normalised_as_on_the_command_line(tmp_path):
-    from cgviz.snapshot import load_manifest
+    from cgviz.snapshot.runner import load_manifest
     shutil.copy(PIZZA, tmp_path / "pizza.cg")
     m = _manifest(tmp_path, '[[entry]]\nfile = "pizza.cg"\nrankdir = "tb"\nset = { w = 0.1 }\n')
     (entry,) = load_manifest(m)

@@ -1,5 +1,5 @@
 """Messages name an option as the caller wrote it: `--input-shape` on the command line, `input_size=`
-through cgviz.draw() (cgviz.spelling); and the API calls behind every command give what the command
+through cgviz.draw() (cgviz.core.spelling); and the API calls behind every command give what the command
 prints."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import cgviz
-from cgviz.spelling import command_line, flag, keyword, spell
+from cgviz.core.spelling import command_line, flag, keyword, spell
 from conftest import ROOT
 
 PIZZA = ROOT / "sample_graphs" / "pizza.cg"
@@ -115,7 +115,7 @@ def test_the_command_line_reads_as_it_always_did(tmp_path, cli):
 
 # ---- the table of spellings ----------------------------------------------------------------------------
 def test_every_option_is_spelled_as_cgviz_options_declares_it():
-    from cgviz.options import OPTIONS
+    from cgviz.api.options import OPTIONS
     for key, opt in OPTIONS.items():
         assert flag(key) in opt.decls, (key, opt.decls)
         with command_line():
@@ -134,7 +134,7 @@ def test_the_keywords_are_draws_parameters():
 
 _ALLOWED = {  # library strings that still spell a flag, and why
     "api/sources.py": "points at `cgviz torch --help`, the list of model files",
-    "options.py": "parse_sets reads the command line's and a manifest's NAME=VALUE text",
+    "api/options.py": "parse_sets reads the command line's and a manifest's NAME=VALUE text",
     "pytorch/load.py": "a `cgviz torch` example, shown only on the command line",
     "pytest_plugin.py": "pytest's own command line (--cgviz-update), where cgviz's spelling does not apply",
     "view/html.py": "the page's profile row (another module's owner)",
@@ -160,12 +160,12 @@ def test_library_code_spells_no_flag_itself():
     found = {}
     for path in sorted((ROOT / "cgviz").rglob("*.py")):
         rel = path.relative_to(ROOT / "cgviz").as_posix()
-        if rel in ("cli.py", "spelling.py"):
+        if rel in ("cli.py", "core/spelling.py"):
             continue
         hits = list(_strings_spelling_flags(path))
         if hits and rel not in _ALLOWED:
             found[rel] = hits
-    assert not found, f"spell the option with cgviz.spelling.spell instead: {found}"
+    assert not found, f"spell the option with cgviz.core.spelling.spell instead: {found}"
 
 
 # ---- each command's library call -----------------------------------------------------------------------

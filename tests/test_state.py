@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrizations
 
 import cgviz
-from cgviz.errors import CgvizError
+from cgviz.core.errors import CgvizError
 from state_oracle import capture, differences
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from cgviz import fmt, summary
-from cgviz.health import node_saturation, verdicts
+from cgviz.core import fmt, summary
+from cgviz.diagnose.health import node_saturation, verdicts
 from cgviz.route.expression import evaluate
-from cgviz.summary import RunSummary, TensorInfo
+from cgviz.core.summary import RunSummary, TensorInfo
 from cgviz.view import export, expression_scene, html
 from cgviz.view.markup import Line, lines_markup
 
@@ -148,7 +148,7 @@ def test_the_page_assets_are_package_data_and_in_every_page():
 
 
 def test_the_expression_path_still_imports_no_torch():
-    code = ("import sys, cgviz.route.expression as p, cgviz.view.html, cgviz.grads; "
+    code = ("import sys, cgviz.route.expression as p, cgviz.view.html, cgviz.diagnose.grads; "
             f"r = p.evaluate(open({str(SAMPLES / 'pizza.cg')!r}).read()); "
             "from cgviz.view.export import to_json; to_json(r.graph, r.run); "
             "print('torch' in sys.modules)")

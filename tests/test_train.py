@@ -33,7 +33,7 @@ def test_pizza_lr_step_shows_the_new_weight_and_warns(cli, tmp_path):
 
 def test_a_small_step_does_not_warn(cli, tmp_path):
     r = cli("render", PIZZA, "--lr", "1e-5", "-o", tmp_path / "p.dot")
-    # (pizza's w is still flagged as an exploding gradient, ‖g‖/‖w‖ = 8000: that is cgviz.health's warning)
+    # (pizza's w is still flagged as an exploding gradient, ‖g‖/‖w‖ = 8000: that is cgviz.diagnose.health's warning)
     assert r.exit_code == 0 and "its size" not in r.stderr and "too large" not in r.stderr
     assert "w: 0.5 → 0.46" in (tmp_path / "p.dot").read_text()
 

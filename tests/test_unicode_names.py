@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from cgviz.errors import SourceError
+from cgviz.core.errors import SourceError
 from cgviz.lang.parser import parse
 from cgviz.route.expression import evaluate
 
@@ -80,7 +80,7 @@ def test_the_caret_sits_under_the_character_after_wide_ones():
 
 
 def test_explain_writes_the_chain_rule_and_aligns_columns_by_terminal_width(cli, tmp_path):
-    from cgviz.textwidth import width
+    from cgviz.core.textwidth import width
     f = tmp_path / "zh.cg"
     f.write_text(PIZZA_ZH, encoding="utf-8")
     r = cli("explain", f)

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cgviz
-from cgviz.errors import OptionError
+from cgviz.core.errors import OptionError
 from cgviz.watch.read import read_run
 
 from conftest import ROOT

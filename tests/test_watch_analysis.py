@@ -8,7 +8,7 @@ import math
 import torch
 
 import cgviz
-from cgviz.fmt import num
+from cgviz.core.fmt import num
 from cgviz.watch.analysis import diagnosis, events
 from cgviz.watch.read import read_run
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from cgviz.errors import CgvizError
+from cgviz.core.errors import CgvizError
 from cgviz.watch.read import read_run
 from cgviz.watch.writer import Writer, header
 

@@ -30,7 +30,7 @@ _FROM = {
 }
 _MODULE = {name: module for module, names in _FROM.items() for name in names}
 
-# The result types that moved to cgviz.results stay reachable here (and old pickles load).
+# The result types that moved to cgviz.api.results stay reachable here (and old pickles load).
 _RESULTS = ("Explanation", "GradientCheck", "GradientHealth", "NodeView")
 
 __all__ = ["Drawing", "Page", "draw", "make_dot", "explain", "train", "gradient_health", "check_gradients",
@@ -51,7 +51,7 @@ def __getattr__(name: str):
     if name in _MODULE:
         value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
     elif name in _RESULTS:
-        value = getattr(importlib.import_module("..results", __name__), name)
+        value = getattr(importlib.import_module(".results", __name__), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value           # the next lookup is an ordinary one

@@ -108,7 +108,7 @@ class _Model:
         return "" if self.loss is None else f"loss = {self.loss:.4g}"
 
     def value(self, node_id):
-        from ..summary import first
+        from ..core.summary import first
         return first(self.d.run.values.get(node_id))
 
     def grad(self, node_id):

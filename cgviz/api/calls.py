@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CgvizError, OptionError
+from ..core.errors import CgvizError, OptionError
 from ..pytorch.state import given_back
-from ..spelling import spell
+from ..core.spelling import spell
 from .checks import _check_targets_file, _checked, _refuse_model_options, check_thresholds
 from .sources import _evaluate, _expression, _is_model, _is_text_or_path
 # draw() (cgviz.api.drawer) is imported where it is called: explain and train never draw through it
 
 if TYPE_CHECKING:
-    from ..results import Explanation, GradientCheck, GradientHealth
+    from .results import Explanation, GradientCheck, GradientHealth
 
 
 @given_back()
@@ -24,7 +24,7 @@ def explain(source: Any, *, format: str = "text", sets: dict[str, Any] | None = 
     gradient as a formula and a number, then each param's and input's chain of local gradients
     multiplied out. format: "text" (aligned columns), "md" (Markdown tables) or "json"."""
     from ..lang.explain import WRITERS
-    from ..results import Explanation
+    from .results import Explanation
     if format not in WRITERS:
         raise OptionError(f"explain(): format={format!r}: must be one of {', '.join(map(repr, WRITERS))}")
     checked = _checked("explain", max_elements=max_elements)
@@ -38,8 +38,8 @@ def train(source: Any, *, lr: float, steps: int = 100, clip_norm: float | None =
           timeout: float | None = 60.0, kind: str | None = None, on_step=None, every: int = 10):
     """Gradient descent on an expression program's params: the losses, a loss-curve PNG and the graph
     after the last step in `format` (html: the page with a slider over the steps; cgw: the training
-    record cgviz.watch writes, one step in `every`). See cgviz.training."""
-    from ..training import train as _train
+    record cgviz.watch writes, one step in `every`). See cgviz.route.training."""
+    from ..route.training import train as _train
     checked = _checked("train", lr=lr, steps=steps, clip_norm=clip_norm, rankdir=rankdir, timeout=timeout)
     if checked["lr"] is None:
         raise OptionError("train(): lr= is required (the learning rate)")
@@ -62,9 +62,9 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
     """Gradient health per layer after one backward pass: ‖w‖, ‖g‖, ‖g‖/‖w‖ and a vanishing or
     exploding flag for each param and input of an expression program, or each parameter tensor of a
     model (a file, or an nn.Module with its inputs, as draw() takes them)."""
-    from .. import grads as G
-    from ..health import EXPLODE, VANISH, flag_warnings
-    from ..results import GradientHealth
+    from ..diagnose import grads as G
+    from ..diagnose.health import EXPLODE, VANISH, flag_warnings
+    from .results import GradientHealth
     checked = _checked("gradient_health", vanish=vanish, explode=explode)
     vanish = VANISH if checked["vanish"] is None else checked["vanish"]
     explode = EXPLODE if checked["explode"] is None else checked["explode"]
@@ -90,7 +90,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
         if run.meta.get("loss") == FALLBACK:
             notes.append(fallback_caveat() + "; the flags say little until then")
         rows = G.model_rows(loaded.model, run, vanish, explode)
-        from ..paths import shown
+        from ..core.paths import shown
         name = shown(Path(loaded.path).name)
         if not rows:
             raise CgvizError(f"{name} has no float parameters: there is no gradient per layer to show")
@@ -124,7 +124,7 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
     and central finite differences (`cgviz check`; the tolerances' defaults are its). For a model, the
     gradients are of the loss draw() would draw: loss= and targets= as draw() takes them."""
     from ..check import expression as gradcheck
-    from ..results import GradientCheck
+    from .results import GradientCheck
     checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
                        fd_samples=fd_samples, dtype=dtype, loss=loss, seed=seed, mode=mode,
                        max_elements=max_elements)

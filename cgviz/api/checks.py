@@ -1,22 +1,22 @@
-"""Option checks every call shares: values by their one definition (cgviz.options), and combinations that do not fit."""
+"""Option checks every call shares: values by their one definition (cgviz.api.options), and combinations that do not fit."""
 
 from __future__ import annotations
 
 import os
 
-from ..errors import CgvizError, OptionError
-from ..spelling import flag, keyword, on_command_line, spell
+from ..core.errors import CgvizError, OptionError
+from ..core.spelling import flag, keyword, on_command_line, spell
 
 
 def _checked(caller: str, **values) -> dict:
-    """Option values checked by their one definition (cgviz.options), the errors in the caller's words."""
+    """Option values checked by their one definition (cgviz.api.options), the errors in the caller's words."""
     return {key: None if value is None else _converted(key, value, caller) for key, value in values.items()}
 
 
 def _converted(key: str, value, caller: str = "draw"):
     if key == "loss" and not isinstance(value, str):
         return value            # a function or an nn.Module loss: cgviz.pytorch.loss checks it
-    from ..options import OPTIONS
+    from .options import OPTIONS
     try:
         return OPTIONS[key].convert(value)
     except Exception as e:          # click.BadParameter
@@ -51,6 +51,6 @@ def _check_targets_file(targets) -> None:
     """A targets file is a regular file, said before torch is imported (as check_model_files says it of
     the model, --input and --weights)."""
     if isinstance(targets, (str, os.PathLike)):
-        from ..paths import check_input
+        from ..core.paths import check_input
         from ..pytorch.loss import TARGETS_ACCEPTS
         check_input(os.fspath(targets), spell("targets"), kind="targets", accepts=TARGETS_ACCEPTS)

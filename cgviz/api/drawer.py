@@ -7,10 +7,10 @@ import os
 import time
 from typing import Any
 
-from ..errors import CgvizError, OptionError
-from ..paths import is_hub
+from ..core.errors import CgvizError, OptionError
+from ..core.paths import is_hub
 from ..pytorch.state import given_back
-from ..spelling import spell
+from ..core.spelling import spell
 from .backends import _Expression, _Model
 from .checks import _check_targets_file, _checked, _refuse_model_options, check_step, check_thresholds
 from .drawing import Drawing
@@ -106,7 +106,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
     if kind is not None:
         raise CgvizError(f"draw(): kind={kind!r} says what a string or path holds; this source is a "
                          f"{type(source).__name__}")
-    from ..needs import require_torch
+    from ..core.needs import require_torch
     torch = require_torch("draw() of a model, function or tensor")
     if isinstance(source, torch.Tensor):
         if inputs or input_size is not None or forward_kwargs:
@@ -131,7 +131,7 @@ def draw(source: Any, *inputs: Any, input_size: Any = None, loss: Any = None, de
 def _draw_expression(text_or_path: str, kind: str | None, sets, grad: bool, checked: dict, timeout,
                      rankdir: str | None, fold: bool = True) -> Drawing:
     from ..view.expression_scene import DotOptions, auto_rankdir
-    from ..health import EXPLODE, VANISH
+    from ..diagnose.health import EXPLODE, VANISH
     from ..route.expression import annotate
     lr, clip_norm = checked["lr"], checked["clip_norm"]
     check_step(lr, clip_norm, grad)
@@ -203,7 +203,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     check_model_files(spec, input_file, weights)      # a missing file is said before torch is imported
     _check_targets_file(checked.get("targets"))
     t = time.perf_counter()
-    from ..needs import require_torch
+    from ..core.needs import require_torch
     require_torch(f"drawing the model {spec}")          # timed on its own: it is most of the start-up
     from ..pytorch.load import load_model, split_spec
     timings = {"import": time.perf_counter() - t}
@@ -214,7 +214,7 @@ def _draw_model_file(spec: str, inputs, input_size, checked, *, fold, grad, trus
     if inputs:
         loaded.example_args, loaded.example_kwargs = tuple(inputs), {}
     path = split_spec(spec)[0]
-    from ..paths import shown
+    from ..core.paths import shown
     files = () if is_hub(spec) else (str(path),)       # an hf: model reads no file of the user's
     # Model Explorer's label is the file's name
     return _model_drawing(loaded, opts, checked, fold, grad, rankdir, shown(path.name), files, timings,

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from .checks import _converted
 
 if TYPE_CHECKING:
     from ..diff import Comparison
-    from ..results import NodeView
+    from .results import NodeView
 
 
 class Drawing:
@@ -32,7 +32,7 @@ class Drawing:
     # ---- what was drawn ------------------------------------------------------------------------
     @property
     def graph(self):
-        """The IR (cgviz.ir.Graph): nodes in topological order."""
+        """The IR (cgviz.core.ir.Graph): nodes in topological order."""
         return self._b.graph
 
     @property
@@ -73,7 +73,7 @@ class Drawing:
             near = difflib.get_close_matches(name, [n.id for n in graph], n=3)
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             raise KeyError(f"no node {name!r} in this drawing{hint}")
-        from ..results import NodeView
+        from .results import NodeView
         return NodeView(node.id, node.kind, node.op, self._b.value(node.id), self._b.grad(node.id))
 
     def __contains__(self, name: str) -> bool:

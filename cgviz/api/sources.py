@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import CgvizError
-from ..paths import is_hub
-from ..spelling import spell
+from ..core.errors import CgvizError
+from ..core.paths import is_hub
+from ..core.spelling import spell
 
 MODEL_SUFFIXES = (".py", ".pt2", ".pt", ".pth", ".ts", ".jit", ".pkl", ".zip", ".bin", ".onnx")
 KINDS = ("text", "expression", "model", "file")
@@ -37,7 +37,7 @@ def is_model(target: str) -> bool:
     """Whether a path names a model rather than an expression file: by suffix first (.cg is an
     expression file, .py and torch's archives are models), else by content (a zip or pickle is a
     model; text is an expression file unless the expression parser rejects it and Python accepts it)."""
-    from ..paths import split_spec
+    from ..core.paths import split_spec
     if target == "-":
         return False
     if is_hub(target):
@@ -50,7 +50,7 @@ def is_model(target: str) -> bool:
         return False
     if suffix in MODEL_SUFFIXES:
         return True
-    from ..paths import SOURCE_LIMIT, check_input, read_input
+    from ..core.paths import SOURCE_LIMIT, check_input, read_input
     # Not a regular file (a FIFO, a device, a folder, a loop) or missing: say so before anything opens it.
     accepts = "Give an expression file such as pizza.cg, or a model file (see cgviz torch --help)."
     if check_input(path, kind="an expression file or a model", accepts=accepts).st_size > SOURCE_LIMIT:
@@ -104,8 +104,8 @@ def _expression(source, kind: str | None, caller: str) -> str:
 
 def files_read(source: str, input_file: str | None = None, weights: str | None = None,
                targets: str | None = None) -> list:
-    """The files a call reads (cgviz.paths.Arg, for checking outputs against them): the source file
+    """The files a call reads (cgviz.core.paths.Arg, for checking outputs against them): the source file
     (`net.py` of `net.py:build`; none for "-"), the inputs file, the weights and the targets."""
-    from ..paths import Arg, split_spec
+    from ..core.paths import Arg, split_spec
     files = [] if source == "-" or is_hub(source) else [Arg("the input", split_spec(source)[0])]
     return files + [Arg(spell("input"), input_file), Arg(spell("weights"), weights), Arg(spell("targets"), targets)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from ..pytorch.state import given_back
 from .backends import _Model
 from .drawing import Drawing
@@ -18,7 +18,7 @@ def make_dot(var, params: dict | None = None, show_attrs: bool = False, show_sav
     backward() the graph's buffers are freed: the leaves then show their .grad and the inner edges
     show no gradient (the drawing's notes say so). show_attrs, show_saved and max_attr_chars are
     accepted for compatibility; cgviz shows shapes and values instead."""
-    from ..needs import require_torch
+    from ..core.needs import require_torch
     torch = require_torch("make_dot")
     from ..pytorch.autograd import AutogradRecorder
     from ..route.model import picture_model  # noqa: F401  (the same picture code as every model)

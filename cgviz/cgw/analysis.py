@@ -93,7 +93,7 @@ def _between(xs: list) -> str:
 
 
 def _g(x: float) -> str:
-    from ..fmt import num
+    from ..core.fmt import num
     return num(x)
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from .writer import FORMAT, VERSION
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..fmt import columns
+from ..core.fmt import columns
 from ..lang.ops import OPS, shape_text
 
 # Defaults, documented in `cgviz check --help` and docs/commands.md.
@@ -27,7 +27,7 @@ FD_SAMPLES = 64
 TINY = 1e-300          # the denominator floor of a relative error
 EPS64 = float(np.finfo(np.float64).eps)
 
-from ..needs import TORCH_HINT, torch_available
+from ..core.needs import TORCH_HINT, torch_available
 
 
 # ---------------------------------------------------------------- shared measures and report
@@ -201,7 +201,7 @@ def to_json(report: Report) -> str:
 
 def grad_label(g: np.ndarray | None) -> str:
     """The gradient as the picture writes it: the number for one element, else its norm."""
-    from ..fmt import num
+    from ..core.fmt import num
     if g is None:
         return "none"
     g = np.asarray(g, dtype=np.float64)

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from ..pytorch.state import given_back, seed
 from .expression import (ATOL, FD_ATOL, FD_RTOL, FD_SAMPLES, RTOL, Report, TensorCheck, central_differences, close,
                          errors, grad_label, judge_fd, sample_indices)
@@ -43,14 +43,14 @@ def check_model(spec: str, opts, *, trust: bool = False, weights: str | None = N
                 fd_samples: int = FD_SAMPLES) -> Report:
     """Load and trace MODEL as `cgviz torch` does, then check every parameter's and float input's
     gradient. `opts` is a models.trace.TraceOptions."""
-    from ..needs import require_torch
+    from ..core.needs import require_torch
     torch = require_torch(f"checking the model {spec}")
 
     from dataclasses import replace
 
     from ..pytorch.load import load_model
     from ..pytorch.loss import resolve
-    from ..summary import TensorInfo
+    from ..core.summary import TensorInfo
     from ..pytorch.run import call, fresh_inputs, named_inputs, prepare
     from ..pytorch.trace import trace
 
@@ -132,7 +132,7 @@ def _check_rows(report, params, inputs, plain_grads, shown, kinds, loaded, model
     """One TensorCheck per parameter and float input: cgviz vs plain PyTorch, then vs finite differences."""
     import torch
 
-    from ..summary import TensorInfo
+    from ..core.summary import TensorInfo
 
     eps = float(torch.finfo(dtype).eps)
     # cgviz and plain PyTorch run the same kernels, so they agree to rounding in the model's dtype;
@@ -196,7 +196,7 @@ def _label(info) -> str:
         return "none"
     if info.values is not None:
         return grad_label(info.values)
-    from ..fmt import num
+    from ..core.fmt import num
     return "‖g‖=" + num(info.stats["norm"])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph
+from ..core.ir import Graph
 from ..lang.ops import OPS
 
 

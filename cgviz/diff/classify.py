@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .. import golden
+from ..view import golden
 from .match import NAME, Match, match, module_renames
 from .numbers import Change, change
 

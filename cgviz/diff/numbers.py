@@ -1,4 +1,4 @@
-"""How far a value or gradient moved from A to B: beyond the snapshot's tolerance or not (cgviz.golden's
+"""How far a value or gradient moved from A to B: beyond the snapshot's tolerance or not (cgviz.view.golden's
 rule, reused), its norm before and after, and one relative distance to rank the changes by."""
 
 from __future__ import annotations
@@ -6,15 +6,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import golden
-from ..fmt import num
+from ..view import golden
+from ..core.fmt import num
 
 
 @dataclass(frozen=True)
 class Change:
     """One tensor in A and in B. `before`/`after` are norms (‖v‖ or ‖g‖, None when unknown);
     `distance` is |B − A| relative to A's scale (0: the same); `beyond`: past the tolerance, and
-    `detail` then says so in cgviz.golden's words (`4 of 8 elements, most at [3]: 0.5 → 0.6`)."""
+    `detail` then says so in cgviz.view.golden's words (`4 of 8 elements, most at [3]: 0.5 → 0.6`)."""
 
     before: float | None
     after: float | None
@@ -78,7 +78,7 @@ def norm(x) -> float | None:
 
 def distance(old, new) -> float:
     """The largest |B − A| of the numbers (or of the statistics) over A's largest magnitude: the
-    measure cgviz.golden's tolerance applies to, so a change is ranked as it is judged."""
+    measure cgviz.view.golden's tolerance applies to, so a change is ranked as it is judged."""
     if isinstance(old, dict) and isinstance(new, dict):
         # the norm sums every element: its change is relative to itself, not to one element's size
         a = [old.get(k) for k in golden.STATS if k != "norm"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..health import Scale
+from ..diagnose.health import Scale
 from ..view.dot import dot_text
 from ..view.markup import BACKWARD, FORWARD, Html, Line, html_text, lines_markup
 from ..view.scene import Edge, Node, Scene

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from .classify import Difference, difference
 from .picture import to_dot
 

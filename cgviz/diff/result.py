@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 from .classify import Difference, NodeDiff, difference
 from .picture import MAX_NODES, to_dot
 from .sides import Side, side
@@ -166,7 +166,7 @@ def compare(a: Any, b: Any, *, rtol: float | None = None, atol: float | None = N
         return compare_runs(a, b, ra, rb, rtol=rtol, atol=atol, rankdir=rankdir, timeout=timeout,
                             options={**options, **(a_options or {}), **(b_options or {})})
     if "step" in options:
-        from ..errors import OptionError
+        from ..core.errors import OptionError
         raise OptionError("step= chooses the step of training records (.cgw); A and B are not records")
     sa = side(a, {**options, **(a_options or {})}, "A")
     sb = side(b, {**options, **(b_options or {})}, "B")

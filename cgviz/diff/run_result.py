@@ -7,7 +7,7 @@ import html
 import json
 from typing import Any
 
-from ..errors import CgvizError, OptionError
+from ..core.errors import CgvizError, OptionError
 from .result import Comparison
 from .runs import RecordSpec, RunDifference, run_difference
 from .sides import Side

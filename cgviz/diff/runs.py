@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import golden
-from ..errors import CgvizError
-from ..fmt import num
+from ..view import golden
+from ..core.errors import CgvizError
+from ..core.fmt import num
 from .classify import ADDED, NUMBERS, REMOVED, SAME
 from .numbers import Change, _pct, _safe
 
@@ -224,7 +224,7 @@ def _names(names: list[str], most: int = 6) -> str:
 
 def quantity(a, b, rtol: float, atol: float, both: bool = False) -> Change | None:
     """One recorded number at A and at B (None: not recorded on that side; both None: no Change).
-    Beyond the tolerance by cgviz.golden's rule, |b − a| > atol + rtol·|a|; a NaN or ∞ on one side, or
+    Beyond the tolerance by cgviz.view.golden's rule, |b − a| > atol + rtol·|a|; a NaN or ∞ on one side, or
     a number on one side only, is as far as it gets (unless `both`: then it is not compared)."""
     if a is None and b is None:
         return None
@@ -334,7 +334,7 @@ def run_difference(a: RecordSpec, b: RecordSpec, rtol: float | None = None, atol
     ra, rb = _read(a.path, cache), _read(b.path, cache)
     two = ra is not rb
     if step is not None and a.step is not None and b.step is not None:
-        from ..spelling import spell
+        from ..core.spelling import spell
         raise CgvizError(f"{spell('step', step)} has nothing to choose: both {a.label} and {b.label} name their step")
     sa = _at(ra, a) if a.step is not None else None
     sb = _at(rb, b) if b.step is not None else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from ..fmt import num
-from ..health import Scale
+from ..core.fmt import num
+from ..diagnose.health import Scale
 from ..view.dot import dot_text
 from ..view.markup import BACKWARD, Html, Line, html_text, lines_markup
 from ..view.scene import Edge, Node, Scene
@@ -21,7 +21,7 @@ GRADIENTS = ("‖g‖", "‖g‖/‖w‖", "‖∂L/∂out‖")      # written i
 
 def to_dot(diff: RunDifference, rankdir: str = "TB") -> str:
     """The DOT text of the difference's picture: on the graph when the record has one that reads."""
-    from ..errors import CgvizError
+    from ..core.errors import CgvizError
     if diff.graph:
         try:
             return dot_text(graph_scene(diff, rankdir))

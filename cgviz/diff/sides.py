@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import golden
-from ..errors import CgvizError, OptionError
+from ..view import golden
+from ..core.errors import CgvizError, OptionError
 
 
 @dataclass
@@ -41,8 +41,8 @@ def side(source: Any, options: dict[str, Any] | None = None, which: str = "A") -
     text = os.fspath(source)
     if text.lower().endswith(".json") and "\n" not in text:
         _no_options(options, which, "a saved JSON graph, which is drawn already")
-        from ..paths import read_input
-        from ..spelling import spell
+        from ..core.paths import read_input
+        from ..core.spelling import spell
         data = read_input(Path(text), kind="a saved graph", accepts="Give a JSON file written by "
                           f"`{spell('format', 'json')}` or by cgviz snapshot.")
         try:
@@ -69,18 +69,18 @@ def _as_golden(doc: Any, where: str) -> dict:
             return golden.from_graph(doc)
         except (KeyError, TypeError) as e:
             raise CgvizError(f"{where} is a damaged {GRAPH} document (no {e})") from None
-    from ..spelling import spell
+    from ..core.spelling import spell
     raise CgvizError(f"{where} is neither a {GRAPH} document (`{spell('format', 'json')}`) nor a {golden.FORMAT} golden")
 
 
 def _drawn(text: str, options: dict, which: str) -> Side:
     from ..api.sources import source_kind
-    from ..snapshot import _entry_options, draw_entry
+    from ..snapshot.runner import _entry_options, draw_entry
     told = source_kind(text)
     kind = "model" if told == "model" else "cg"
     item: dict[str, Any] = {}
     sets: dict[str, Any] = {}
-    from ..snapshot import CG_KEYS, CHECK_KEYS, MODEL_KEYS
+    from ..snapshot.runner import CG_KEYS, CHECK_KEYS, MODEL_KEYS
     allowed = CG_KEYS if kind == "cg" else MODEL_KEYS
     for key, value in options.items():
         key = key.replace("-", "_")

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from . import inits
-from ..errors import CgvizError, OpError, SourceError, did_you_mean
-from ..spelling import spell
-from ..ir import Graph, Node
+from ..core.errors import CgvizError, OpError, SourceError, did_you_mean
+from ..core.spelling import spell
+from ..core.ir import Graph, Node
 from .ops import OPS, REQUIRED, OpDef, shape_text
 from .parser import Attr, BinOp, Call, Item, ListLit, Loop, Num, Pos, Program, Seq, Stmt, Unary, Var, parse_value
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..names import wrt
+from ..core.names import wrt
 from .engine import Run
-from ..fmt import norm, num
-from ..ir import Graph, Node
+from ..core.fmt import norm, num
+from ..core.ir import Graph, Node
 from .ops import OPS
 
 MAX_PATHS = 12

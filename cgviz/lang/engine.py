@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from . import inits
-from ..errors import OpError, SourceError
-from ..ir import Graph, Node
-from ..summary import RunSummary, Summaries
+from ..core.errors import OpError, SourceError
+from ..core.ir import Graph, Node
+from ..core.summary import RunSummary, Summaries
 from .ops import OPS, shape_text, sum_to_shape
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chain import MAX_PATHS, chain_text, chains, local
-from ..names import folded, wrt
+from ..core.names import folded, wrt
 from .engine import Run
-from ..fmt import columns, norm, num, value_text
-from ..ir import Graph, Node
+from ..core.fmt import columns, norm, num, value_text
+from ..core.ir import Graph, Node
 from .ops import OPS, shape_text
 
 # an op parameter's name as a whole word: ASCII boundaries, so that `bᵀ` and `a^b` still match

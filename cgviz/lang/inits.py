@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import OpError
-from ..spelling import spell
+from ..core.errors import OpError
+from ..core.spelling import spell
 
 # A program whose tensors together would hold more elements than this is refused before they are
 # allocated (50 million float64 = 400 MB), and so is any one tensor that big; `--max-elements` raises it.

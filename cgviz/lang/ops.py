@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import OpError
-from ..fmt import shape_text  # noqa: F401  (defined in the core; kept importable here)
+from ..core.errors import OpError
+from ..core.fmt import shape_text  # noqa: F401  (defined in the core; kept importable here)
 
 REQUIRED = object()  # default marker for an attribute the user must give
 

@@ -12,7 +12,7 @@ from bisect import bisect_right
 from dataclasses import FrozenInstanceError, dataclass, field
 from functools import lru_cache
 
-from ..errors import CgvizError, Source, SourceError
+from ..core.errors import CgvizError, Source, SourceError
 from .lalr import (Lark, Lark_StandAlone, Token, Transformer_NonRecursive, UnexpectedCharacters, UnexpectedEOF,
                    UnexpectedInput, UnexpectedToken, VisitError, v_args)
 from .postlex import DropNewlinesInBrackets as _DropNewlinesInBrackets

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import SourceError
+from ..core.errors import SourceError
 from .parser import (Attr, BinOp, Call, Item, ListLit, Num, Pos, Stmt, Unary, Var, _BadName, _lark, _set,
                      _short, UnexpectedInput, VisitError)
 

@@ -14,10 +14,10 @@ import numpy as np
 
 from . import engine
 from .engine import Run
-from ..errors import CgvizError
-from ..spelling import spell
-from ..fmt import norm, num
-from ..ir import Graph
+from ..core.errors import CgvizError
+from ..core.spelling import spell
+from ..core.fmt import norm, num
+from ..core.ir import Graph
 
 # A step that changes a param by more than this share of its size is "large": the article's pizza
 # step (4 against a weight of 0.5) is 8×. Healthy training moves weights by a few percent per step.

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from collections import ChainMap
 
-from ..errors import OptionError
-from ..ir import Graph, Node
-from ..spelling import spell
-from ..summary import RunSummary
+from ..core.errors import OptionError
+from ..core.ir import Graph, Node
+from ..core.spelling import spell
+from ..core.summary import RunSummary
 from .structure import module_calls, scope_of
 
 IN, OUT = "in:", "out:"      # stub id prefixes: a real node's id never has a colon before its slash

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir import Graph
-from ..summary import RunSummary
+from ..core.ir import Graph
+from ..core.summary import RunSummary
 from .inside import IN, OUT, calls_of, inside, repetition
 from .structure import WORDS, Picture, build_picture, cluster_id, find_groups, max_depth, module_calls, param_norm
 

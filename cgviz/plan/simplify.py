@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir import Graph
-from ..summary import RunSummary, TensorInfo
+from ..core.ir import Graph
+from ..core.summary import RunSummary, TensorInfo
 from .structure import scope_of
 
 # Identities by construction whenever shape and dtype are kept (a meta-device trace, which has no

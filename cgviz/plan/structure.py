@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node, Scope
-from ..summary import RunSummary, TensorInfo, first
+from ..core.ir import Graph, Node, Scope
+from ..core.summary import RunSummary, TensorInfo, first
 
 WORDS = {"loop": ("step", "steps"), "fold": ("block", "blocks")}   # what one repetition is called
 
@@ -557,7 +557,7 @@ def combine(infos: list) -> TensorInfo | None:
 def _sum_exact(infos: list) -> TensorInfo | None:
     """One tensor's gradients along several edges, added element by element (values kept only for
     small tensors, so None when any is missing)."""
-    from ..fmt import stats
+    from ..core.fmt import stats
     if any(i is None or i.values is None for i in infos):
         return None
     total = sum(i.values for i in infos)

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ..ir import Graph, Node
-from ..summary import RunSummary, TensorInfo
+from ..core.ir import Graph, Node
+from ..core.summary import RunSummary, TensorInfo
 
 OUTPUT = "output"   # the id of the output tensor's node (make_dot's green box)
 

@@ -25,9 +25,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CgvizError
-from ..paths import HUB, is_hub
-from ..spelling import on_command_line, spell
+from ..core.errors import CgvizError
+from ..core.paths import HUB, is_hub
+from ..core.spelling import on_command_line, spell
 
 SEED = 0                 # random weights: the same command draws the same numbers
 LENGTH = 16              # example inputs: this many tokens, fewer when the model has fewer positions
@@ -149,7 +149,7 @@ def _offline(on: bool):
 def _quiet(bars: bool):
     """transformers' log lines (a config's token ids outside a shrunk vocabulary, unused weights) and,
     unless it downloads (`bars`), its progress bar over the weights stay off stderr, as cgviz keeps
-    Python warnings off it (cgviz.pywarnings)."""
+    Python warnings off it (cgviz.core.pywarnings)."""
     from transformers.utils import logging as hf_logging
     level, shown = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -321,7 +321,7 @@ def _what(ref: HubSpec, cls, config, origin: str, how: str, changed: list[str]) 
 def load_hub(spec: str, trust: bool = False, meta: bool = False, download: bool | None = None):
     """An `hf:` spec as a Loaded model of kind "hf", in eval mode as a checkpoint loads, with no KV cache
     in its output (the loss would otherwise sum the cache too)."""
-    from ..needs import require_transformers
+    from ..core.needs import require_transformers
     from .load import Loaded
     ref = parse(spec)
     transformers = require_transformers(f"drawing the Hugging Face model {spec}")

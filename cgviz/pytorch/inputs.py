@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CgvizError
-from ..spelling import spell
+from ..core.errors import CgvizError
+from ..core.spelling import spell
 
 DTYPES = {
     "float32": "float32", "float": "float32", "f32": "float32",
@@ -128,7 +128,7 @@ def read_tensors(path: str, option: str, kind: str, accepts: str, save: str):
 
     import torch
 
-    from ..paths import check_input
+    from ..core.paths import check_input
     p = Path(path)
     check_input(p, spell(option), kind=kind, accepts=accepts)
     try:

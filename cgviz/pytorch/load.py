@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CgvizError
-from ..paths import split_spec  # noqa: F401  (it lives in cgviz.paths, light enough for the expression path)
-from ..spelling import on_command_line, spell
+from ..core.errors import CgvizError
+from ..core.paths import split_spec  # noqa: F401  (it lives in cgviz.core.paths, light enough for the expression path)
+from ..core.spelling import on_command_line, spell
 
 
 
@@ -208,7 +208,7 @@ def _is_state_dict(obj) -> bool:
 def check_model_files(spec: str, input_file: str | None = None, weights: str | None = None) -> None:
     """Before torch is imported or the model's code runs: MODEL, --input and --weights are regular
     files (the same checks load_model, load_inputs and --weights make when they read them)."""
-    from ..paths import check_input, is_hub
+    from ..core.paths import check_input, is_hub
     if is_hub(spec):            # an hf: model is no file: its spelling is checked instead (cgviz.pytorch.hf_source)
         from .hf_source import parse
         parse(spec)
@@ -225,8 +225,8 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
     """Open MODEL as the user named it; every failure is a CgvizError that says what to do. `download`:
     whether an `hf:` model missing from the local cache may be fetched (None: as the caller's context
     says, cgviz.pytorch.hf_source.DOWNLOADS)."""
-    from ..needs import require_torch
-    from ..paths import read_input
+    from ..core.needs import require_torch
+    from ..core.paths import read_input
     require_torch(f"reading the model {spec}")
     from .sources import by_scheme
     scheme = by_scheme(spec)
@@ -237,7 +237,7 @@ def load_model(spec: str, trust: bool = False, weights: str | None = None, meta:
         return loaded
     path, factory = split_spec(spec)
     # A regular file only (a FIFO or a device could be read for ever); its size is not capped (see
-    # cgviz.paths), since torch reads what it holds and real checkpoints are large.
+    # cgviz.core.paths), since torch reads what it holds and real checkpoints are large.
     data = read_input(path, kind="a model", accepts=accepts())
     if not data:
         raise _fail(f"{path} is empty (0 bytes). " + accepts())
@@ -598,7 +598,7 @@ def _load_python(path: Path, factory: str | None, meta: bool) -> Loaded:
 
 def _load_weights(loaded: Loaded, weights: str) -> None:
     import pickle
-    from ..paths import check_input
+    from ..core.paths import check_input
     wp = Path(weights)
     check_input(wp, spell("weights"), kind="a state_dict", accepts=WEIGHTS_ACCEPTS)
     try:

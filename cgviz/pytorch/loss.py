@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CgvizError, OptionError
-from ..spelling import flag, keyword, on_command_line, spell
+from ..core.errors import CgvizError, OptionError
+from ..core.spelling import flag, keyword, on_command_line, spell
 
 NAMES = ("sum", "mean", "mse", "ce")
 # the tags of a named loss, as the JSON's `model.loss` and the picture say them
@@ -471,7 +471,7 @@ def _from_module(text: str, head: str, name: str):
     import runpy
     if head.endswith(".py"):
         from .load import _sys_path, _user_code
-        from ..paths import check_input
+        from ..core.paths import check_input
         path = Path(head)
         check_input(path, spell("loss"), kind="a Python file of losses",
                     accepts=f"{flag('loss') if on_command_line() else 'loss='} MODULE:FUNCTION takes a .py file or "
@@ -496,7 +496,7 @@ def _from_module(text: str, head: str, name: str):
 # ---- how the picture says it -------------------------------------------------------------------
 def title_text(tag: str, value: float | None) -> str:
     """`loss (ce vs targets) = 2.3`, `loss: the model's own (CausalLMOutput.loss) = 4.6`."""
-    from ..fmt import num
+    from ..core.fmt import num
     shown = "" if value is None else f" = {num(value)}"
     tag = WITHOUT_TARGETS.get(tag, tag)
     return f"loss ({tag}){shown}" if short(tag) else f"loss: {tag}{shown}"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.overrides import handle_torch_function, has_torch_function
 
-from ..errors import CgvizError
-from ..ir import Frame
+from ..core.errors import CgvizError
+from ..core.ir import Frame
 from .onnx_ops import CONTROL_FLOW, DTYPES, OPS
 
 # What each input of a parameterised op is called in PyTorch, to name an initializer the exporter
@@ -313,7 +313,7 @@ class OnnxModule(torch.nn.Module):
         for (name, _, _), value in zip(self.declared, inputs):
             env[name] = value
         if any(isinstance(v, torch.Tensor) and v.device.type == "meta" for v in inputs):
-            from ..spelling import spell
+            from ..core.spelling import spell
             raise CgvizError(f"{spell('meta')} cannot run an ONNX graph: it computes shapes from the values "
                              "of its constants, which the meta device does not hold. Leave it out: the "
                              "graph's own weights are already in memory")

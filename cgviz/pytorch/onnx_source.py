@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CgvizError
-from ..spelling import on_command_line, spell
+from ..core.errors import CgvizError
+from ..core.spelling import on_command_line, spell
 from .load import Loaded
 from .sources import require
 

@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 import time
-from ..costs import Cost, Profile  # the result types, in the core: the views read them too
+from ..core.costs import Cost, Profile  # the result types, in the core: the views read them too
 
 PREFIX = "cgviz:"
 _BACKWARD = "autograd::engine::evaluate_function: "

@@ -17,9 +17,9 @@ from torch.autograd.graph import get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map
 
 from . import frames
-from ..ir import Frame, Graph, Node, Scope
-from ..spelling import spell
-from ..summary import RunSummary, TensorInfo
+from ..core.ir import Frame, Graph, Node, Scope
+from ..core.spelling import spell
+from ..core.summary import RunSummary, TensorInfo
 from .state import lend_grad
 
 # Tensor properties worth a node when read (x.T); `.shape`, `.grad`, `.data` and friends are not ops.

@@ -8,8 +8,8 @@ import contextlib
 import re
 import sys
 
-from ..errors import CgvizError
-from ..spelling import spell, spell_value
+from ..core.errors import CgvizError
+from ..core.spelling import spell, spell_value
 from .inputs import check_input_sizes, describe, flat_tensors, input_names, load_inputs, make_inputs, named_tensors
 from .load import Loaded, user_frame
 from .state import borrow, copied
@@ -196,7 +196,7 @@ def _run_export(gm, args, kwargs, rec):
     """Run a torch.export program node by node so each op lands in the module recorded in its
     `nn_module_stack` (the program has no live submodules for hooks to see)."""
     import torch.fx
-    from ..ir import Frame
+    from ..core.ir import Frame
 
     class Scoped(torch.fx.Interpreter):
         def run_node(self, n):

@@ -11,7 +11,7 @@ import contextlib
 import pickle
 import zipfile
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 
 # A deflated member expanding more than this many times, to more than BOMB_BYTES, is a zip bomb:
 # torch writes tensors stored (uncompressed), so real archives are nowhere near.

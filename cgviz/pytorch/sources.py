@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,15 @@ import contextlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import CgvizError
-from ..spelling import spell
-from ..ir import Graph
+from ..core.errors import CgvizError
+from ..core.spelling import spell
+from ..core.ir import Graph
 from .inputs import InputSpec, describe, flat_tensors, named_tensors
 from .load import Loaded
 from .loss import check_connected
 from .run import backward, call, fresh_inputs, grad_fns, named_inputs, parameters_and_buffers, prepare, release
 from .state import given_back, lend_grad, seed
-from ..summary import RunSummary, TensorInfo
+from ..core.summary import RunSummary, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _trace_ops(loaded, model, args, kwargs, opts) -> Traced:
 def _loss_notes(value, out) -> list[str]:
     """What the picture should say about the loss beyond its tag: the model's own loss when another
     was drawn, and the loss's own notes."""
-    from ..fmt import num
+    from ..core.fmt import num
     from .loss import own_loss
     notes = list(value.notes)
     own = own_loss(out)
@@ -194,7 +194,7 @@ def unread_inputs(full: Graph, kept: Graph, run: RunSummary) -> dict[str, tuple[
     that read it all the same, in the order they ran: `attention_mask` → [`to`, `all = True`] when
     Hugging Face's BERT tests an all-ones mask and leaves it off the data path. An op's small result
     is given, since it is what the model did with the input (a test whose answer steered Python)."""
-    from ..fmt import num
+    from ..core.fmt import num
     out: dict[str, tuple[list[str], TensorInfo | None]] = {}
     for n in full:
         if n.kind != "input" or n.id in kept:
@@ -223,7 +223,7 @@ class _Fallback(Exception):
 
 def _describe(run: RunSummary, loaded: Loaded, model, view: str, loss_kind: str, args, kwargs, params) -> None:
     """What the JSON's `model` field and the caption say about the run, and every parameter's grad."""
-    from ..summary import TensorInfo
+    from ..core.summary import TensorInfo
     run.meta.update(kind=loaded.kind, view=view, loss=loss_kind, mode="train" if model.training else "eval",
                     inputs=describe(args, kwargs), params=sum(p.numel() for p in params.values()))
     for name, p in params.items():

@@ -68,7 +68,7 @@ class ModelDrawing:
         return dot_text(self.scene(rankdir, labels))
 
     def to_dict(self) -> dict:
-        from ..health import EXPLODE, VANISH
+        from ..diagnose.health import EXPLODE, VANISH
         from ..view.export import to_dict
         return to_dict(self.graph, self.run, VANISH if self.vanish is None else self.vanish,
                        EXPLODE if self.explode is None else self.explode, self.extra, judge=self.flags)

@@ -13,10 +13,10 @@ from ..lang import engine
 from ..lang.build import build
 from ..view.expression_scene import DotOptions, to_dot
 from ..lang.engine import Run
-from ..errors import CgvizError, SourceError
+from ..core.errors import CgvizError, SourceError
 from ..view.export import to_json
 from ..lang.inits import element_limit
-from ..ir import Graph
+from ..core.ir import Graph
 from ..lang.parser import parse
 from ..view import formats
 from ..view.graphviz import run_dot
@@ -28,7 +28,7 @@ SOURCE_ACCEPTS = "Give an expression file such as pizza.cg, or - to read standar
 def read_source(path: str) -> tuple[str, str]:
     """The text of a program file (or `-` for standard input) and the name to show for it. Only a
     regular file is opened, and at most paths.SOURCE_LIMIT bytes are read (standard input too)."""
-    from ..paths import SOURCE_LIMIT, read_input, read_stdin, shown
+    from ..core.paths import SOURCE_LIMIT, read_input, read_stdin, shown
     if path == "-":
         data = read_stdin("an expression file", SOURCE_LIMIT)
         name = "<stdin>"
@@ -56,7 +56,7 @@ def check_length(text: str, name: str, max_elements: int | None = None) -> None:
     """Refuse, before parsing, a program with more statements than it may have nodes (each makes at
     least one; inits.node_room). A file of a million one-line statements took 9 minutes to run out of
     memory; this says so in about a second."""
-    from ..errors import SourceError
+    from ..core.errors import SourceError
     from ..lang.inits import node_room, too_many
     from ..lang.parser import Source, statement_lines
     room = node_room(max_elements)
@@ -123,7 +123,7 @@ def annotate(result: Result, grad: bool = True, lr: float | None = None, clip_no
 
 def _annotate(result: Result, grad: bool, lr: float | None, clip_norm: float | None, vanish: float | None,
               explode: float | None) -> list[str]:
-    from ..health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
+    from ..diagnose.health import EXPLODE, VANISH, flag_warnings, saturation_warnings, verdicts
     vanish = VANISH if vanish is None else vanish
     explode = EXPLODE if explode is None else explode
     out = [str(w) for w in result.run.warnings]

@@ -5,20 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import OptionError
-from ..spelling import spell
+from ..core.errors import OptionError
+from ..core.spelling import spell
 from ..plan.structure import WORDS, Picture, build_picture, find_groups
 from .drawing import ModelDrawing
 from .sizing import GATHER_DEPTHS, Level
 
 
 def nonfinite_warnings(graph, run) -> None:
-    """Where a NaN or an infinity is born (cgviz.nonfinite: the op, the model's line, why), then the
+    """Where a NaN or an infinity is born (cgviz.diagnose.nonfinite: the op, the model's line, why), then the
     loss or parameter gradients it spoiled, traced to it: as warnings, in the JSON's `model` field
     (`nonfinite`), and as a mark on the op in the picture (run.born)."""
     import math
 
-    from ..nonfinite import find_births, traced_to
+    from ..diagnose.nonfinite import find_births, traced_to
     births = find_births(graph, run)
     for b in births:
         run.born.setdefault(b.node, b.mark())
@@ -45,7 +45,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     opts = opts or TraceOptions()
     timings = {} if timings is None else timings
     t = time.perf_counter()
-    from ..summary import HISTOGRAMS
+    from ..core.summary import HISTOGRAMS
     token = HISTOGRAMS.set(html)
     try:
         traced = trace(loaded, opts)
@@ -53,7 +53,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         HISTOGRAMS.reset(token)
     timings["run"] = time.perf_counter() - t
     graph, run = traced.graph, traced.run
-    from ..paths import shown
+    from ..core.paths import shown
     graph.source = shown(Path(loaded.path).name)
     nonfinite_warnings(graph, run)          # on every recorded op, before any is left out or folded
     profile_table = None
@@ -107,7 +107,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
     extra = {"view": view, "depth": view_depth, "folded": fold and view == "ops"}
     if view == "autograd" and (depth is not None or not fold):
         notes.append(f"{spell('depth')} and {spell('no_fold')} shape the ops view; the autograd view draws every grad_fn")
-    # Vanishing/exploding flags (cgviz.health) need a loss whose scale means something: the user's,
+    # Vanishing/exploding flags (cgviz.diagnose.health) need a loss whose scale means something: the user's,
     # the model's own, or its scalar output. The fallback sum(output) of a tensor grows with the
     # output's size (tiny_gpt's summed logits flag 32 params "exploding"), so it gets none.
     flags = grad and not opts.meta and not traced.loss_fallback
@@ -117,7 +117,7 @@ def picture_model(loaded, opts=None, *, depth: int | None = None, fold: bool = T
         caveat = fallback_caveat()
         notes.append(caveat)
     if flags:
-        from ..health import EXPLODE, VANISH, flag_warnings, verdicts
+        from ..diagnose.health import EXPLODE, VANISH, flag_warnings, verdicts
         vanish = VANISH if vanish is None else vanish
         explode = EXPLODE if explode is None else explode
         found = verdicts(graph, run, vanish, explode).values()
@@ -164,7 +164,7 @@ def unread_note(name: str, ops: list[str], value) -> str:
     only what the run shows (its values, the ops that read it), no guess at the model's reasons.
     BERT with an all-ones mask: `attention_mask (all ones): not drawn, no op on the way to the loss
     reads it; the model read it only in to → all = True`."""
-    from ..fmt import num
+    from ..core.fmt import num
     st = getattr(value, "stats", None)
     same = st is not None and st.get("min") is not None and st["min"] == st["max"]
     facts = (f" (all {({0: 'zeros', 1: 'ones'}).get(st['min'], num(st['min']))})" if same else "")

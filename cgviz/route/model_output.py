@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..spelling import spell
+from ..core.spelling import spell
 from ..view import formats
 from ..view.graphviz import DOT_MEMORY_ENV, LayoutMemory, LayoutTimeout, PictureTooBig, layout, rasterise, run_dot
 from .sizing import attempt_limit, for_png, step_down

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from ..spelling import spell
+from ..core.spelling import spell
 from ..view.graphviz import LayoutLimit, layout
 from ..plan.structure import Picture, build_picture
 

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 
-from ..health import EXPLODE, VANISH, node_saturation, verdicts
-from ..ir import Graph
-from ..fmt import stats as _stats
-from ..summary import FULL_LIMIT, RunSummary, as_summary, first
+from ..diagnose.health import EXPLODE, VANISH, node_saturation, verdicts
+from ..core.ir import Graph
+from ..core.fmt import stats as _stats
+from ..core.summary import FULL_LIMIT, RunSummary, as_summary, first
 
 FORMAT = "cgviz-graph"
 VERSION = 1
@@ -183,7 +183,7 @@ def _text(x) -> str:
 def _expression_nodes_text(graph: Graph, run, raw, flags: dict, spelled: dict) -> list:
     """Each node's JSON text; `spelled` gets each id's JSON string (the edges write them again)."""
     from ..lang.ops import OPS
-    from ..health import saturation
+    from ..diagnose.health import saturation
     out = []
     append = out.append
     values, grads = raw.values, raw.grads

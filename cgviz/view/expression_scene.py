@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..lang.engine import Run
-from ..fmt import grad_text, inline_values, norm, num, value_text
-from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
-from ..ir import Graph, Node
+from ..core.fmt import grad_text, inline_values, norm, num, value_text
+from ..diagnose.health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of, verdicts
+from ..core.ir import Graph, Node
 from .dot import dot_text
 from .markup import BACKWARD, STEP, Html, Line, Row, lines_markup
 from .scene import Edge, Node as SceneNode, Scene
 from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, STYLE, forward_edge, gradient_edge, graph_attrs, legend, mark,
                     saturation_line, scale_legend)
-from ..names import folded, title, wrt
+from ..core.names import folded, title, wrt
 from ..lang.ops import OPS, shape_text
 
 # Automatic layout direction (DotOptions.rankdir None): top to bottom when the graph is much deeper
@@ -34,7 +34,7 @@ class DotOptions:
     grad: bool = True           # draw red gradient edges and ∂ lines
     caption: str | None = None  # one more caption line (what `train` did before this picture)
     vanish: float = VANISH      # flag params with ‖g‖/‖w‖ (inputs with ‖g‖) below this …
-    explode: float = EXPLODE    # … or above this (cgviz.health)
+    explode: float = EXPLODE    # … or above this (cgviz.diagnose.health)
     fold: bool = True           # draw each loop's body once in a `time_step=T` frame (cgviz.view.loop_scene)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 
 # What draws from: an expression run, a model run, a comparison (cgviz diff), a recorded run (.cgw;
 # its pictures are matplotlib's figures, saved in the format by name, so it claims only png, svg, pdf).

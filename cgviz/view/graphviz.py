@@ -10,8 +10,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-from ..errors import CgvizError
-from ..spelling import spell
+from ..core.errors import CgvizError
+from ..core.spelling import spell
 
 from . import formats as _formats
 
@@ -98,7 +98,7 @@ class PictureTooBig(CgvizError):
 _early: dict[tuple[str, ...], subprocess.Popen] = {}
 
 
-# Every `dot` this process runs, so that a worker told to stop (cgviz.workers) stops them first.
+# Every `dot` this process runs, so that a worker told to stop (cgviz.snapshot.workers) stops them first.
 _running: set[subprocess.Popen] = set()
 
 
@@ -374,7 +374,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
     A character device or a FIFO (/dev/null, /dev/stdout, a shell's `>(…)`) is written into, never
     replaced; a folder, a symbolic link loop, or a path under a file is refused in words."""
-    from ..paths import check_output
+    from ..core.paths import check_output
     path = Path(path)
     check_output(path)
     try:

@@ -111,10 +111,10 @@ def _dsl_parts(graph, run):
     """The panel's rows per node, the backward stepper's order and texts, and the page title."""
     from ..lang.chain import chain_text, local
     from .expression_scene import headline
-    from ..names import folded, title, wrt
-    from ..fmt import grad_text, num, value_text
+    from ..core.names import folded, title, wrt
+    from ..core.fmt import grad_text, num, value_text
     from ..lang.ops import OPS
-    from ..summary import as_summary
+    from ..core.summary import as_summary
     info = as_summary(graph, run)     # histograms as the model page reads them
     top = graph.loss or graph[graph.output].name or "out"
     nodes = {}
@@ -160,7 +160,7 @@ def _dsl_parts(graph, run):
 def backward_walk(graph, run):
     """(src, consumer node, argument, edge gradient) of each red edge of an expression's picture, the
     loss first, as backprop visits them: the stepper's walk (and the slides', cgviz.view.slides)."""
-    from ..names import folded
+    from ..core.names import folded
     for n in reversed(graph.nodes):
         for k, src in enumerate(n.inputs):
             eg = run.edge_grads.get((n.id, k))
@@ -183,7 +183,7 @@ def _stepper(visits) -> tuple[list[str], dict[str, str]]:
 def _hist(t) -> str:
     """A tensor summary's histogram line: from its values (an expression's always, a model tensor's
     when small; more than 4 of them), else from the binned counts a large model tensor kept."""
-    from ..fmt import histogram, histogram_text
+    from ..core.fmt import histogram, histogram_text
     if t is None:
         return ""
     if t.values is not None:
@@ -204,8 +204,8 @@ def model_panels(graph, run, pic) -> dict:
     """The panel of each drawn node of a model picture, keyed as the SVG names the node."""
     from .model_scene import count_text
     from ..plan.structure import combine
-    from ..fmt import info_grad_text as grad_text, info_text as value_text
-    from ..summary import first as first_output
+    from ..core.fmt import info_grad_text as grad_text, info_text as value_text
+    from ..core.summary import first as first_output
     nodes = {}
     for dn in pic.nodes.values():
         rows = []
@@ -424,10 +424,10 @@ def train_page(graph, frames: list, losses: list[float], opts, render_svg) -> st
     whichever step the slider shows fits inside its box."""
     from .expression_scene import label_lines, to_dot
     from .markup import lines_markup
-    from ..names import folded, wrt
-    from ..fmt import grad_text, num, value_text
-    from ..fmt import norm
-    from ..health import scale_of, verdicts
+    from ..core.names import folded, wrt
+    from ..core.fmt import grad_text, num, value_text
+    from ..core.fmt import norm
+    from ..diagnose.health import scale_of, verdicts
 
     last = frames[-1][1]
     nodes, order, steps, title = _dsl_parts(graph, last)

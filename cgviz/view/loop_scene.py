@@ -4,11 +4,11 @@ rule: don't unroll 20 time steps into 20 copies). `--no-fold` draws the unrolled
 
 from __future__ import annotations
 
-from ..fmt import norm, num, value_text
-from ..ir import Graph, Node
+from ..core.fmt import norm, num, value_text
+from ..core.ir import Graph, Node
 from ..lang.engine import Run
 from ..lang.ops import shape_text
-from ..names import folded
+from ..core.names import folded
 from .markup import BACKWARD, Line, lines_markup
 from .scene import Cluster, Edge, Node as SceneNode
 
@@ -142,7 +142,7 @@ def loop_edges(graph: Graph, run: Run, drawn: dict[str, str], grad: bool, forwar
         if grad and any(g is not None for g in gs):
             norms = [None if g is None else norm(g) for g in gs]
             if len(edges) == 1:
-                from ..fmt import grad_text
+                from ..core.fmt import grad_text
                 label = grad_text(gs[0])
             else:
                 label = "‖g‖ per step:\n" + _norms_text(norms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..colours import BACKWARD, FORWARD  # noqa: F401  (defined in core: gradient health reads the red too)
+from ..core.colours import BACKWARD, FORWARD  # noqa: F401  (defined in core: gradient health reads the red too)
 # DejaVu Sans has ∂, σ, ×, ‖, μ and Greek; names in Chinese, Japanese or Korean (损失) fall back to
 # Noto Sans CJK (`make install` installs fonts-noto-cjk). Pango (PNG, PDF) reads the comma list as a
 # family list and CSS (SVG) as font-family's; without the second font, Pango falls back to any font

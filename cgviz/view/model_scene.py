@@ -12,12 +12,12 @@ from .markup import BACKWARD, Html, Line, Row, html_text, lines_markup
 from .scene import Cluster, Edge, Node, Scene
 from .style import (EDGE_DEFAULTS, NODE_DEFAULTS, NONFINITE_STYLE, STYLE, forward_edge, grad_row, gradient_edge, graph_attrs, legend,
                     mark, saturation_line, scale_legend, small)
-from ..fmt import info_grad_text, info_text, num, shape_label
-from ..health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
-from ..health import verdict as verdict_of   # `verdict` names the local result below
-from ..ir import Graph, Scope, recursion_room
+from ..core.fmt import info_grad_text, info_text, num, shape_label
+from ..diagnose.health import EXPLODE, FLAG_COLOR, VANISH, Scale, node_saturation, scale_of
+from ..diagnose.health import verdict as verdict_of   # `verdict` names the local result below
+from ..core.ir import Graph, Scope, recursion_room
 from ..plan.structure import WORDS, DEdge, DNode, Picture, cluster_id, combine
-from ..summary import RunSummary, TensorInfo, first
+from ..core.summary import RunSummary, TensorInfo, first
 
 MODULE_STYLE = dict(shape="box", style="filled,rounded", fillcolor="#e8f5e9", color="#2e7d32")
 CLUSTER_COLORS = ("#f7f9fc", "#eef3fa", "#e6edf7", "#dde6f3")
@@ -30,7 +30,7 @@ class DrawOptions:
     title: str = ""
     caveat: str = ""            # a caption line in the flag colour under the title (the fallback loss's)
     remarks: tuple[str, ...] = ()   # lines under the title: what the picture leaves out and why
-    vanish: float = VANISH      # gradient-health thresholds (cgviz.health)
+    vanish: float = VANISH      # gradient-health thresholds (cgviz.diagnose.health)
     explode: float = EXPLODE
     flags: bool = True          # ⚠ vanishing/exploding rows on parameters (off for an arbitrary loss)
     compact: bool = False       # the layout budget's cheaper style: rounded boxes for ops, edge numbers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..fmt import num
+from ..core.fmt import num
 
 # The overlays written beside the graph: name → what it colours
 OVERLAYS = ("grad_norm", "value_norm", "health")

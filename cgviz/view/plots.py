@@ -75,7 +75,7 @@ HEALTHY, VANISHING, EXPLODING = "#607d8b", "#1e88e5", BACKWARD   # bar colours b
 
 
 def grad_bars(rows, vanish: float, explode: float, title: str = "") -> tuple[bytes, dict]:
-    """One bar per layer (cgviz.grads.LayerRow): its gradient norm on a log axis, coloured by its flag,
+    """One bar per layer (cgviz.diagnose.grads.LayerRow): its gradient norm on a log axis, coloured by its flag,
     with each bar's own thresholds as short dashed lines (for a param they scale with ‖w‖).
 
     Returns the PNG and what was drawn (`bars`: how many bar patches the chart holds, `heights`,

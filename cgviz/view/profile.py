@@ -1,4 +1,4 @@
-"""How what a profile measured (cgviz.costs: Cost, Profile) is shown: node fills by share of the time,
+"""How what a profile measured (cgviz.core.costs: Cost, Profile) is shown: node fills by share of the time,
 cost lines, the terminal table, the JSON fields, the legend and the per-module rows (cgviz.pytorch.profile
 measures and fills the two types; this module shows them, and never imports torch)."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-# what `--profile` measured: the result types live in the core (cgviz.costs); kept importable here
-from ..costs import Cost, Profile  # noqa: F401
+# what `--profile` measured: the result types live in the core (cgviz.core.costs); kept importable here
+from ..core.costs import Cost, Profile  # noqa: F401
 
 
 # light to dark orange; black text stays readable on the darkest
@@ -53,9 +53,9 @@ def cost_text(c: Cost) -> str:
 
 def table(prof: Profile, graph, run, top: int = 10) -> str:
     """The top `top` recorded nodes by time, with the total and what was not attributed."""
-    from ..fmt import columns
-    from ..fmt import shape_label as shape_text
-    from ..summary import first
+    from ..core.fmt import columns
+    from ..core.fmt import shape_label as shape_text
+    from ..core.summary import first
     rows = []
     for node_id, c in sorted(prof.nodes.items(), key=lambda kv: (-kv[1].total_us, kv[0]))[:top]:
         n = graph[node_id]

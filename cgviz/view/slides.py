@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import CgvizError
-from ..fmt import norm, num
+from ..core.errors import CgvizError
+from ..core.fmt import norm, num
 from ..lang.chain import local
-from ..names import wrt
+from ..core.names import wrt
 from .dot import dot_text
 from .expression_scene import DotOptions, scene
 from .graphviz import DEFAULT_TIMEOUT, run_dot

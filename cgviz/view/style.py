@@ -5,7 +5,7 @@ use these; cgviz.view.dot writes what they make."""
 
 from __future__ import annotations
 
-from ..health import FLAG_COLOR, Saturation, Scale
+from ..diagnose.health import FLAG_COLOR, Saturation, Scale
 from .markup import BACKWARD, FONT, FORWARD, Html, Line, html_text
 
 STYLE = {

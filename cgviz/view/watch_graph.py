@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
-from ..errors import CgvizError
-from ..ir import Frame, Graph, Node, Scope
-from ..summary import RunSummary, TensorInfo
+from ..core.errors import CgvizError
+from ..core.ir import Frame, Graph, Node, Scope
+from ..core.summary import RunSummary, TensorInfo
 
 MAX_DRAWN = 120     # the finest depth whose picture has at most this many boxes is drawn
 

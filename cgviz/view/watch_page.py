@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CgvizError
+from ..core.errors import CgvizError
 
 HIST_STEPS = 120    # histograms over time: at most this many recorded steps (evenly spread) per layer
 HIST_BINS = 24      # … each re-binned onto this many bins over the layer's range across the run

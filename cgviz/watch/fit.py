@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CgvizError, OptionError
+from ..core.errors import CgvizError, OptionError
 
 OPTIMIZERS = ("sgd", "adam")
 

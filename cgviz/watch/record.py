@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import OptionError
+from ..core.errors import OptionError
 from ..cgw.writer import Writer, header, short
 
 BINS = 16                  # histogram bins per gradient: 16 keeps GPT-2-small's record under 50 KB a step

@@ -75,7 +75,7 @@ def test_wrong_recorded_gradient_fails_by_name(cli, saved_models, monkeypatch):
     import numpy as np
 
     from cgviz.pytorch import record
-    from cgviz.summary import TensorInfo
+    from cgviz.core.summary import TensorInfo
 
     real = record.Recorder.finish
 

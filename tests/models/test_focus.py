@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import cgviz
 from cgviz.cli import main
-from cgviz.errors import OptionError
+from cgviz.core.errors import OptionError
 
 MODEL = "tests/models/deep_gpt.py"        # 24 tiny GPT blocks, folded ×24
 EDGE = re.compile(r'^\s*"((?:[^"\\]|\\.)*)" -> "((?:[^"\\]|\\.)*)" \[(.*)\]$')

@@ -269,7 +269,7 @@ class RunSummary:
     requires_grad: Iterable[str] | None = None
     # node id → "NaN" or "inf" as the expression engine's scan found them; None: read off the summaries
     nonfinite: dict[str, str] | None = None
-    # node id → the ⚠ line of a NaN or infinity first born there (a model run: cgviz.nonfinite)
+    # node id → the ⚠ line of a NaN or infinity first born there (a model run: cgviz.diagnose.nonfinite)
     born: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 # "python" (the default: cgviz imported as a library) or "cli" (set by cgviz.cli for one command)
 SURFACE: ContextVar[str] = ContextVar("cgviz_surface", default="python")
 
-# Command-line flags that are not "--" + the key with dashes (cgviz.options declares them; a test
+# Command-line flags that are not "--" + the key with dashes (cgviz.api.options declares them; a test
 # holds the two together).
 _FLAGS = {"mode": "--train/--eval", "imports": "--import", "profile_top": "--top", "dims": "--dim"}
 

@@ -45,7 +45,7 @@ class Explanation:
 
 @dataclass
 class GradientHealth:
-    """gradient_health()'s result: one row per layer (cgviz.grads.LayerRow) and what a person should read."""
+    """gradient_health()'s result: one row per layer (cgviz.diagnose.grads.LayerRow) and what a person should read."""
 
     rows: list
     vanish: float
@@ -58,17 +58,17 @@ class GradientHealth:
 
     def table(self, format: str = "text") -> str:
         """The table: "text", "md" or "json"."""
-        from .grads import WRITERS
+        from ..diagnose.grads import WRITERS
         return WRITERS[format](self.rows, self.vanish, self.explode)
 
     def bar_chart(self) -> tuple[bytes, dict]:
         """A PNG of each layer's gradient norm (log scale, coloured by flag), and facts about it."""
-        from .view.plots import grad_bars
+        from ..view.plots import grad_bars
         return grad_bars(self.rows, self.vanish, self.explode, title=self.title)
 
     def histograms(self) -> tuple[bytes, dict]:
         """A PNG of each layer's gradient histogram (`panels` in the facts: how many were drawn)."""
-        from .view.plots import grad_histograms
+        from ..view.plots import grad_histograms
         return grad_histograms(self.rows, title=f"{Path(self.source).name}: gradient histogram per layer")
 
 
@@ -84,9 +84,9 @@ class GradientCheck:
         return self.report.ok
 
     def text(self) -> str:
-        from .check.expression import to_text
+        from ..check.expression import to_text
         return to_text(self.report)
 
     def json(self) -> str:
-        from .check.expression import to_json
+        from ..check.expression import to_json
         return to_json(self.report)

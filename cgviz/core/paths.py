@@ -46,7 +46,7 @@ class Arg(NamedTuple):
     def shown(self) -> str:
         if not self.option:
             return f"{self.path}{self.note}"
-        # a Python keyword (`input_file=`, from cgviz.spelling) reads as an assignment, a flag as a flag
+        # a Python keyword (`input_file=`, from cgviz.core.spelling) reads as an assignment, a flag as a flag
         if self.option.endswith("="):
             return f"{self.option}{str(self.path)!r}{self.note}"
         return f"{self.option} {self.path}{self.note}"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fmt import columns, num, shape_text
+from ..core.fmt import columns, num, shape_text
 from .health import EXPLODE, VANISH, Verdict, classify, verdicts
-from .summary import as_summary, first
+from ..core.summary import as_summary, first
 
 BINS = 30
 

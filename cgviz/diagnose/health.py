@@ -20,9 +20,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .fmt import num
-from .summary import as_summary, first
-from .colours import BACKWARD
+from ..core.fmt import num
+from ..core.summary import as_summary, first
+from ..core.colours import BACKWARD
 
 # Defaults, measured on the samples (docs/commands.md, "Gradient health"): at a learning rate of 0.1 a ratio
 # of 1e-3 moves a weight by 0.01 % a step (it would take ~10,000 steps to change it by its own
@@ -36,7 +36,7 @@ EDGE = 1e-9     # relative: how far past a threshold a measure must be, beyond r
 LOG_MIN, LOG_MAX = -6.0, 3.0   # the scale never reaches beyond 1e-6 … 1e3: beyond is thinnest / thickest
 MIN_SPAN = 2.0                 # decades: a narrower range is widened around its middle
 WIDTH_MIN, WIDTH_MAX = 0.8, 4.5
-# Intensity is the opacity of cgviz.colours' BACKWARD red, not another hue: the stroke stays #c62828,
+# Intensity is the opacity of cgviz.core.colours' BACKWARD red, not another hue: the stroke stays #c62828,
 # which is how the HTML page tells red edges from blue ones (Graphviz writes stroke-opacity apart).
 # Opacity in 1/255 steps; the ends are whole steps so that the graph's own smallest and largest
 # gradient (t = 0 and 1, always present) never sit on a rounding boundary.
@@ -153,7 +153,7 @@ def classify(name: str, kind: str, value_norm: float, grad_norm: float,
              vanish: float = VANISH, explode: float = EXPLODE) -> Verdict:
     """Judge a param by ‖g‖/‖w‖ (by ‖g‖ when ‖w‖ = 0), an input by ‖g‖; below `vanish` or above
     `explode` by more than rounding is flagged. A NaN/inf gradient, or a tensor that itself holds
-    NaN/inf, is left to the NaN warnings (cgviz.nonfinite): a measure built on one is no measure."""
+    NaN/inf, is left to the NaN warnings (cgviz.diagnose.nonfinite): a measure built on one is no measure."""
     relative = kind == "param" and value_norm > 0 and math.isfinite(value_norm)
     measure = grad_norm / value_norm if relative else grad_norm
     flag = None
@@ -280,7 +280,7 @@ def saturation_of_stats(stats: dict | None, limit: float) -> Saturation | None:
 def node_saturation(graph, run, node) -> Saturation | None:
     """The saturation of an op's first input, when the op saturates (the op table's `saturates`):
     exact from the values a summary keeps (an expression's always), else from its min/max."""
-    from .lang.ops import OPS
+    from ..lang.ops import OPS
     d = OPS.get(node.op or "") if node.kind == "op" else None
     if d is None or d.saturates is None or not node.inputs:
         return None
@@ -292,7 +292,7 @@ SATURATION_WARN = 0.5   # warn when at least half a sigmoid's or tanh's inputs a
 
 def saturation_warnings(graph, run) -> list[str]:
     """One line per saturating op whose input is mostly (≥ 50%) beyond its limit."""
-    from .lang.ops import OPS
+    from ..lang.ops import OPS
     out = []
     run = as_summary(graph, run)
     # node_saturation's test, made here once: asking it of each node of a 100,000-node program took

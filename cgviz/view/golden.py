@@ -6,9 +6,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from .errors import CgvizError
-from .fmt import num
-from .view.export import dumps as graph_dumps, json_safe
+from ..core.errors import CgvizError
+from ..core.fmt import num
+from .export import dumps as graph_dumps, json_safe
 
 FORMAT = "cgviz-snapshot"
 VERSION = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import CgvizError
+from ..core.errors import CgvizError
 
 
 @dataclass
@@ -28,11 +28,11 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
     `evaluated` is the program run once, with its name ((pipeline.Result, name), from cgviz.api.train);
     `checked` holds lr, steps, clip_norm, rankdir and timeout, already checked. fmt "cgw": the graph's
     bytes are the training record cgviz.watch writes (docs/watch-format.md), one step in `every`."""
-    from .fmt import num
-    from .route.expression import output_bytes
-    from .lang.train import frame_steps, params, train as descend, training_warnings
-    from .view.expression_scene import DotOptions
-    from .view.plots import loss_curve
+    from ..core.fmt import num
+    from .expression import output_bytes
+    from ..lang.train import frame_steps, params, train as descend, training_warnings
+    from ..view.expression_scene import DotOptions
+    from ..view.plots import loss_curve
     lr, steps, clip_norm = checked["lr"], checked["steps"] or 100, checked["clip_norm"]
     result, name = evaluated
     graph = result.graph
@@ -43,7 +43,7 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
 
     record = None
     if fmt == "cgw":
-        from .route.program import ProgramRecord
+        from .program import ProgramRecord
         record = ProgramRecord(graph, name, every)
 
     def on_run(k, r):       # the runs the page's step slider shows
@@ -66,8 +66,8 @@ def train(evaluated, checked: dict, fmt: str, on_step=None, every: int = 10) -> 
     if record is not None:
         data = record.finish()
     elif fmt == "html":
-        from .view.graphviz import run_dot
-        from .view.html import train_page
+        from ..view.graphviz import run_dot
+        from ..view.html import train_page
         if not frames or frames[-1][0] != len(hist.losses) - 1:
             frames.append((len(hist.losses) - 1, run))      # stopped early: the last run is the NaN one
         # the page's frames label every node of every step: a loop is drawn unrolled there

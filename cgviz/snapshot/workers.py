@@ -21,7 +21,7 @@ def init(leader: int) -> None:
     dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid. SIGTERM and SIGHUP stop the
     worker's `dot` and end it at once (the pool would catch an exception raised from the handler
     and carry on with its queue)."""
-    from .pywarnings import worker_init
+    from ..core.pywarnings import worker_init
     worker_init()
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
@@ -55,7 +55,7 @@ def _watch(leader: int) -> None:
 
 
 def _die(signum, frame) -> None:
-    from .view.graphviz import stop_all
+    from ..view.graphviz import stop_all
     stop_all()
     os._exit(128 + signum)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Apart from the run summaries (cgviz.summary), so that a command without --profile (every `cgviz
+# Apart from the run summaries (cgviz.core.summary), so that a command without --profile (every `cgviz
 # render`) does not create their classes at start-up.
 
 @dataclass

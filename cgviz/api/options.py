@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from .health import EXPLODE, VANISH
-from .view.graphviz import DEFAULT_TIMEOUT
+from ..diagnose.health import EXPLODE, VANISH
+from ..view.graphviz import DEFAULT_TIMEOUT
 
 MAX_TIMEOUT = 86_400.0          # a day: past that a Graphviz layout is not going to finish
 MAX_SEED = 2**63 - 1            # torch.manual_seed takes a 64-bit integer

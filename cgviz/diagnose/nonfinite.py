@@ -1,7 +1,7 @@
 """Where a NaN or an infinity is born in a recorded model run (ops or autograd view), and why: the
 op, the model's source line that called it, and the op's own reason where it has one (a square root
 at 0, a log of 0, a division by 0, an exp that overflows, ∞ · 0). Pure and torch-free: it reads the
-summaries a run kept (cgviz.summary), as the expression engine's scan reads its arrays.
+summaries a run kept (cgviz.core.summary), as the expression engine's scan reads its arrays.
 
 Forward: an op whose output holds NaN (or ∞) while every tensor it read was finite is where it was
 born. Backward: an op whose gradient along one input edge is non-finite while the gradient reaching

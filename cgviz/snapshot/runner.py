@@ -1,6 +1,6 @@
 """Golden graphs held steady: render each entry and compare its graph with the golden's, structure exactly and numbers within a tolerance.
 
-The graph golden (`<entry>.json`, cgviz.golden) is the same on every machine: no rasteriser, font
+The graph golden (`<entry>.json`, cgviz.view.golden) is the same on every machine: no rasteriser, font
 or float32 kernel moves it beyond the tolerance, while a changed op, edge, shape or value does. The
 PNG is written beside it for reviewers and diff sheets, and compared pixel by pixel only when asked
 (`--pixels`, or `compare = ["graph", "png"]`), since pixels depend on the Graphviz build. Goldens of
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CgvizError, OptionError
-from .paths import hub_name, is_hub, split_spec
-from .spelling import on_command_line, spell
-from .view.formats import suffix
+from ..core.errors import CgvizError, OptionError
+from ..core.paths import hub_name, is_hub, split_spec
+from ..core.spelling import on_command_line, spell
+from ..view.formats import suffix
 
 # The keys a manifest entry may have, beyond `name` and `file`/`model`; each is a cgviz option, checked
-# by the same definition as on the command line (cgviz.options).
+# by the same definition as on the command line (cgviz.api.options).
 CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
 MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view", "depth", "no_fold", "trust",
               "weights", "meta", "mode", "no_grad", "rankdir", "no_simplify")
@@ -63,7 +63,7 @@ def _toml(path: Path) -> dict:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    from .paths import SOURCE_LIMIT, read_input
+    from ..core.paths import SOURCE_LIMIT, read_input
     try:
         data = read_input(path, kind="a manifest", accepts="Give a TOML manifest such as cgviz.toml.",
                           limit=SOURCE_LIMIT)
@@ -153,7 +153,7 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
     """An entry's options, each checked by the command line's own definition of that option."""
     import click
 
-    from .options import OPTIONS, parse_sets
+    from ..api.options import OPTIONS, parse_sets
     allowed = (CG_KEYS if kind == "cg" else MODEL_KEYS) + CHECK_KEYS
     opts: dict[str, Any] = {}
     for key, value in item.items():
@@ -175,7 +175,7 @@ def _entry_options(item: dict, kind: str, where: str) -> dict[str, Any]:
             elif key == "input_shape":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise click.BadParameter(f"must be a list of shapes such as [\"1,3,32,32\"], got {value!r}")
-                from .pytorch.inputs import parse_shape
+                from ..pytorch.inputs import parse_shape
                 try:
                     opts[key] = tuple(parse_shape(v) for v in value)
                 except ValueError as e:
@@ -261,7 +261,7 @@ def _unique(entries: list[Entry], where: str) -> None:
 
 @dataclass
 class Rendering:
-    """One entry drawn: its graph golden (cgviz.golden's document), DOT text and PNG."""
+    """One entry drawn: its graph golden (cgviz.view.golden's document), DOT text and PNG."""
 
     doc: dict
     dot: str
@@ -272,7 +272,7 @@ def draw_entry(path, kind: str, o: dict, text: bool = False):
     """cgviz.draw() of a file with a manifest entry's options (`kind` "cg" or "model"), as render
     and torch draw it; `cgviz diff --a KEY=VALUE` draws each side this way too (`text`: `path` is a
     program's text)."""
-    from .api.drawer import draw
+    from ..api.drawer import draw
     if kind == "cg":
         # rankdir None: as render chooses it from the graph's shape
         return draw(path, kind="text" if text else "expression", sets=o.get("set"), grad=not o.get("no_grad", False),
@@ -289,8 +289,8 @@ def draw_entry(path, kind: str, o: dict, text: bool = False):
 def render(entry: Entry, timeout: float | None = None) -> Rendering:
     """The graph golden, DOT and PNG of one entry, drawn by cgviz.draw() as render and torch draw
     it; runs in a worker process under -j."""
-    from .golden import document
-    from .view.graphviz import run_dot
+    from ..view.golden import document
+    from ..view.graphviz import run_dot
     d = draw_entry(entry.path, entry.kind, entry.options)
     # the golden PNG is the golden DOT laid out as it is (no picture budget stepping in between)
     dot_text = d.dot
@@ -344,7 +344,7 @@ class Outcome:
     entry: Entry
     status: str                  # same | changed | new | missing golden | updated | error
     detail: str = ""
-    report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.golden)
+    report: list[str] = field(default_factory=list)   # what changed, one line each (cgviz.view.golden)
     legacy: bool = False         # checked against an old DOT/PNG golden, which has no graph golden
     picture: list[str] = field(default_factory=list)   # the graph diff picture written, and its summary
 
@@ -367,15 +367,15 @@ class Settings:
         return CHECKS if self.pixels else ("graph",)
 
     def tolerances(self, entry: Entry) -> tuple[float | None, float | None]:
-        """The entry's own, else the command line's; None: cgviz.golden's default."""
+        """The entry's own, else the command line's; None: cgviz.view.golden's default."""
         return entry.options.get("rtol", self.rtol), entry.options.get("atol", self.atol)
 
 
 def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings = Settings()) -> Outcome:
     """Compare one rendering with its goldens; write the new files and the diff sheet when it changed
     (or, with update, the new goldens)."""
-    from .golden import compare, dumps, loads
-    from .view.graphviz import write_atomic
+    from ..view.golden import compare, dumps, loads
+    from ..view.graphviz import write_atomic
     gjson, gpng, gdot = (derived(golden, entry.name, s) for s in (".json", ".png", ".dot"))
     checks = settings.checks(entry)
     if not os.path.lexists(gjson) and os.path.lexists(gdot) and "graph" in checks:
@@ -438,7 +438,7 @@ def check(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, set
 def _graph_diff(entry: Entry, old: dict, new: dict, out: Path, settings: Settings) -> list[str]:
     """Draw the golden-to-now difference on the union graph to <out>/<entry>.graphdiff.png; the
     report's first lines name it and give its summary (the first divergence, the largest changes)."""
-    from .diff.report import write_picture
+    from ..diff.report import write_picture
     diff, path, why = write_picture(old, new, derived(out, entry.name, ".graphdiff.png"),
                                     *settings.tolerances(entry))
     head = f"diff picture: {path}" if path else f"no diff picture: {why}"
@@ -475,8 +475,8 @@ def _pixels(entry: Entry, r: Rendering, gpng: Path, settings: Settings, compared
 def _legacy(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, settings: Settings) -> Outcome:
     """An entry whose golden is from before the graph golden (`<entry>.dot` and `.png`): checked as it
     was, DOT as exact text and PNG by pixels; --update moves it to the graph golden."""
-    from .golden import dumps
-    from .view.graphviz import write_atomic
+    from ..view.golden import dumps
+    from ..view.graphviz import write_atomic
     gjson, gpng, gdot = (derived(golden, entry.name, s) for s in (".json", ".png", ".dot"))
     if update:
         write_atomic(gjson, dumps(r.doc).encode("utf-8"))
@@ -503,8 +503,8 @@ def _legacy(entry: Entry, r: Rendering, golden: Path, out: Path, update: bool, s
 
 
 def _read_golden(path: Path) -> bytes:
-    """A golden file's bytes: a regular file only (cgviz.paths), never a FIFO or a device."""
-    from .paths import read_input
+    """A golden file's bytes: a regular file only (cgviz.core.paths), never a FIFO or a device."""
+    from ..core.paths import read_input
     return read_input(path, "golden", kind="a golden picture",
                       accepts=f"Remove it, or run with {spell('update')} to write the golden again.")
 
@@ -536,7 +536,7 @@ def clear_previous(out: Path, entries: list[Entry]) -> None:
 
 def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=None) -> list[tuple]:
     """render_job for every entry, in `jobs` processes; `done()` after each (a progress bar)."""
-    from .spelling import SURFACE
+    from ..core.spelling import SURFACE
     surface = [SURFACE.get()] * len(entries)       # a worker spells options as its caller does
     if jobs > 1 and len(entries) > 1:
         import multiprocessing
@@ -547,7 +547,7 @@ def render_all(entries: list[Entry], timeout: float | None, jobs: int = 1, done=
         from .workers import init, stop_workers
         results = []
         # spawn, not fork: a forked child of a process whose torch already started threads
-        # can deadlock on their locks. Each worker dies with this process (cgviz.workers).
+        # can deadlock on their locks. Each worker dies with this process (cgviz.snapshot.workers).
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=init, initargs=(os.getpid(),)) as pool:
             try:
@@ -589,7 +589,7 @@ def render_job(entry: Entry, timeout: float | None,
                surface: str | None = None) -> tuple[Entry, Rendering | None, str | None]:
     """render() for a worker process: errors come back as text, since a bad entry must not stop
     the others."""
-    from .spelling import SURFACE
+    from ..core.spelling import SURFACE
     token = SURFACE.set(surface) if surface else None
     try:
         return entry, render(entry, timeout), None
@@ -629,11 +629,11 @@ def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, pix
         allow_trust: bool = False, allow_outside: bool = False, progress=None) -> Snapshot:
     """Everything `cgviz snapshot` does but printing: entries from one manifest or from files, every
     file checked before any work, each entry rendered and compared: its graph (rtol/atol, default
-    cgviz.golden's), and its pixels too with `pixels` (threshold/tolerance). `progress(n)` gives a
+    cgviz.view.golden's), and its pixels too with `pixels` (threshold/tolerance). `progress(n)` gives a
     context manager with update(1) (a progress bar)."""
     import contextlib
 
-    from .paths import PathConflict, check_folder, check_paths, same_file
+    from ..core.paths import PathConflict, check_folder, check_paths, same_file
     if not inputs:
         raise UsageProblem("give a manifest (cgviz.toml) or .cg files to snapshot")
     manifest = inputs[0] if len(inputs) == 1 and inputs[0].endswith(".toml") else None
@@ -664,8 +664,8 @@ def run(inputs: list[str], golden: Path, out: Path, *, update: bool = False, pix
 def _files(manifest: str | None, entries: list[Entry], golden: Path, out: Path, update: bool) -> tuple[list, list]:
     """What snapshot reads (the manifest, each entry's file, its input and weights) and what it
     writes or removes (<entry>.json/.png/.dot/.diff.png in out; the goldens too with update)."""
-    from .api.sources import files_read
-    from .paths import Arg
+    from ..api.sources import files_read
+    from ..core.paths import Arg
     reads = [Arg("the manifest", manifest)]
     for e in entries:
         reads += [Arg(f"entry {e.name!r}:", a.path) if a.option == "the input" else

@@ -1,0 +1,1 @@
+"""cgviz snapshot: manifests and their runner, the graph golden and its comparison, the worker processes."""
