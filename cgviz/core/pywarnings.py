@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep      # cgviz/, this module being in cgviz/core/
 
 DEVELOPER = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning,
              BytesWarning)
