@@ -23,15 +23,20 @@ def torch_available() -> bool:
     return True
 
 
+def _require(module: str, what: str, library: str, extra: str, hint: str, error=CgvizError):
+    """Import `module`, or raise `error` saying what needed it and which extra installs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        detail = "" if isinstance(e, ModuleNotFoundError) and e.name == module else f" ({e})"
+        raise error(f"{what} needs {library}, which is not installed{detail}. Install cgviz with "
+                    f"its {extra} extra: {hint}") from None
+
+
 def require_torch(what: str = "reading a PyTorch model"):
     """The torch module, or TorchMissing saying what needed it and how to install it."""
-    try:
-        import torch
-    except ImportError as e:
-        detail = "" if isinstance(e, ModuleNotFoundError) and e.name == "torch" else f" ({e})"
-        raise TorchMissing(f"{what} needs PyTorch, which is not installed{detail}. Install cgviz with "
-                           f"its torch extra: {TORCH_HINT}") from None
-    return torch
+    return _require("torch", what, "PyTorch", "torch", TORCH_HINT, TorchMissing)
 
 
 HF_HINT = "pip install 'cgviz-backprop[hf]'"          # transformers, for `hf:` models
@@ -39,10 +44,4 @@ HF_HINT = "pip install 'cgviz-backprop[hf]'"          # transformers, for `hf:` 
 
 def require_transformers(what: str):
     """The transformers module, or a CgvizError saying what needed it and which extra brings it."""
-    try:
-        import transformers
-    except ImportError as e:
-        detail = "" if isinstance(e, ModuleNotFoundError) and e.name == "transformers" else f" ({e})"
-        raise CgvizError(f"{what} needs Hugging Face transformers, which is not installed{detail}. Install "
-                         f"cgviz with its hf extra: {HF_HINT}") from None
-    return transformers
+    return _require("transformers", what, "Hugging Face transformers", "hf", HF_HINT)
