@@ -348,7 +348,7 @@ def test_the_fallback_note_is_spelled_for_the_command_line(cli, tmp_path):
     r = cli("torch", CLASSIFIER, "-f", "dot", "-o", tmp_path / "c.dot")
     caveat = ("no loss given: backward starts from the output's sum, whose scale makes the gradients' sizes "
               "meaningless; give the loss you train with: --loss FUNCTION (a def loss(out, targets) in the "
-              "model file) with --targets FILE, or --loss ce|mse")
+              "model file, or MODULE:FUNCTION) with --targets FILE, or --loss ce|mse")
     assert r.stderr.startswith(f"note: {caveat}\n")
     assert "⚠ " + caveat.replace("'", "&#x27;") in (tmp_path / "c.dot").read_text()
 

@@ -8,6 +8,7 @@ transformers is the `hf` extra, which `make install` installs: these tests run, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -83,7 +84,8 @@ def test_gradients_equal_a_plain_pytorch_backward_on_the_same_model(empty_cache)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(**FIELDS, use_cache=False)).eval()
     ids = torch.randint(0, 100, (1, 16), generator=torch.Generator().manual_seed(0))
-    out = model(input_ids=ids).logits.sum()     # cgviz's default loss: the output's sum
+    # no loss chosen: the labels are the input ids, so backward starts from the model's own LM loss
+    out = model(input_ids=ids, labels=ids).loss
     out.backward()
     assert doc["model"]["loss_value"] == pytest.approx(float(out.detach()), rel=1e-5)
     grads = dict(model.named_parameters())
@@ -107,7 +109,7 @@ def test_weights_come_from_the_local_cache(empty_cache):
     d = cgviz.draw("hf:cgviz-test/tiny-gpt2")
     assert "GPT2LMHeadModel, weights from the local cache of cgviz-test/tiny-gpt2" in _title(d)
     ids = torch.randint(0, 100, (1, 16), generator=torch.Generator().manual_seed(0))
-    assert d.to_dict()["model"]["loss_value"] == pytest.approx(float(model(input_ids=ids).logits.sum().detach()), rel=1e-5)
+    assert d.to_dict()["model"]["loss_value"] == pytest.approx(float(model(input_ids=ids, labels=ids).loss.detach()), rel=1e-5)
     # a changed config no longer fits the checkpoint: random weights from the cached config, said so
     small = cgviz.draw("hf:cgviz-test/tiny-gpt2?n_layer=1")
     assert "random weights from cgviz-test/tiny-gpt2&#x27;s config changed by n_layer=1" in _title(small)
@@ -235,3 +237,27 @@ def test_a_manifest_entry_names_a_model_by_name(tmp_path):
     assert (entry.name, entry.path, entry.kind) == ("gpt2", GPT2, "model")
     [entry] = entries_from_files(["hf:meta-llama/Llama-3.2-1B"])
     assert entry.name == "Llama-3.2-1B"
+
+
+def test_with_no_loss_chosen_the_model_trains_on_its_own_loss(empty_cache):
+    """Backward starts from the loss the model trains with (labels given, as in training), not from
+    the logits' sum whose scale says nothing; a chosen loss gets no labels; a seq2seq model reads
+    its labels shifted right."""
+    d = cgviz.draw(GPT2)
+    doc = d.to_dict()
+    assert "own" in doc["model"]["loss"] and doc["model"]["loss_value"] == pytest.approx(math.log(100), rel=0.1)
+    assert "labels" in {n["name"] for n in doc["nodes"] if n["kind"] == "input"}
+    assert not any("no loss given" in n for n in d.notes)
+    chosen = cgviz.draw(GPT2, loss="ce").to_dict()
+    assert "labels" not in {n["name"] for n in chosen["nodes"] if n["kind"] == "input"}
+    from transformers import T5Config, T5ForConditionalGeneration
+    t5 = cgviz.draw(T5).to_dict()
+    torch.manual_seed(0)
+    fields = dict(num_layers=2, num_decoder_layers=2, d_model=32, d_kv=8, d_ff=64, num_heads=4, vocab_size=100)
+    model = T5ForConditionalGeneration(T5Config(**fields, use_cache=False)).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 100, (1, 16), generator=g)
+    labels = torch.randint(0, 100, (1, 16), generator=g)
+    shifted = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1]], dim=1)   # T5's pad id, 0
+    want = model(input_ids=ids, decoder_input_ids=shifted, labels=labels).loss
+    assert t5["model"]["loss_value"] == pytest.approx(float(want.detach()), rel=1e-5)

@@ -415,5 +415,37 @@ def example_inputs(loaded, opts) -> dict:
         raise CgvizError(f"{loaded.path}: {type(model).__name__} reads {name}, for which cgviz makes no example "
                          f"inputs; give them with {spell('input', 'inputs.pt')} (a dict saved with torch.save, "
                          f"keyed by forward's argument names) or {spell('input_shape')}")
+    if getattr(opts.loss, "spec", opts.loss) is None and getattr(opts.loss, "targets", None) is None:
+        said += _labels(model, config, out, g)     # no loss chosen (opts.loss is None or an empty Loss)
     loaded.notes.append(f"example inputs from the config ({said})")
     return out
+
+
+def _labels(model, config, out: dict, g) -> str:
+    """Labels for a head that computes its own training loss when given them, so that backward starts
+    from the loss the model trains with (rule 2 of cgviz.pytorch.loss) instead of the logits' sum,
+    whose scale says nothing; "" (and no labels) for a model whose forward takes none."""
+    import inspect
+
+    import torch
+    if "labels" not in inspect.signature(model.forward).parameters:
+        return ""
+    cls = type(model).__name__
+    if getattr(config, "is_encoder_decoder", False):
+        if "decoder_input_ids" not in out:
+            return ""
+        # as in training: the targets are the labels, the decoder reads them shifted right behind its
+        # start token (written out: a default config may lack the id that the model's own shift needs)
+        labels = out["labels"] = out["decoder_input_ids"]
+        start = next((t for t in (getattr(config, "decoder_start_token_id", None), getattr(config, "pad_token_id", None))
+                      if isinstance(t, int)), 0)
+        out["decoder_input_ids"] = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
+        return "; labels: the random decoder ids, read shifted right by the decoder, so the loss is the model's own"
+    if cls.endswith(("ForCausalLM", "LMHeadModel", "ForMaskedLM")) and "input_ids" in out:
+        out["labels"] = out["input_ids"].clone()        # the model shifts them itself for next-token loss
+        return "; labels: the input ids, so the loss is the model's own language-modelling loss"
+    if cls.endswith(("ForSequenceClassification", "ForImageClassification")):
+        n = int(getattr(config, "num_labels", 2) or 2)
+        out["labels"] = torch.randint(0, n, (1,), generator=g)
+        return f"; labels: one random class of {n}, so the loss is the model's own"
+    return ""

@@ -129,7 +129,8 @@ def _accepted() -> str:
 def how_to_give() -> str:
     """How to pass the loss one trains with, as the caller writes options."""
     if on_command_line():
-        return (f"{flag('loss')} FUNCTION (a def loss(out, targets) in the model file) with "
+        # MODULE:FUNCTION too: a model with no file of the user's (hf:gpt2) has nowhere to put a def
+        return (f"{flag('loss')} FUNCTION (a def loss(out, targets) in the model file, or MODULE:FUNCTION) with "
                 f"{flag('targets')} FILE, or {flag('loss')} ce|mse")
     return "loss=fn (a function of the output), or loss=nn.CrossEntropyLoss() with targets=y"
 
