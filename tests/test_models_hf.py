@@ -165,6 +165,14 @@ def test_download_asks_the_hub_only_when_allowed(monkeypatch, empty_cache):
     with pytest.raises(CgvizError, match="not in the local Hugging Face cache"):
         cgviz.draw("hf:someorg/some-model")
     assert seen == [False, True]
+    # the other calls that take a model pass the permission on the same way
+    seen.clear()
+    for call in (cgviz.gradient_health, cgviz.check_gradients):
+        with pytest.raises(CgvizError, match="could not reach the Hugging Face Hub"):
+            call("hf:someorg/some-model", download=True)
+        with pytest.raises(CgvizError, match="not in the local Hugging Face cache"):
+            call("hf:someorg/some-model")
+    assert seen == [False, True, False, True]
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", real)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,10 +59,11 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
                     explode: float | None = None, sets: dict[str, Any] | None = None, input_size: Any = None,
                     input_file: str | None = None, dtype: str | None = None, loss: Any = None,
                     seed: int = 0, mode: str | None = None, trust: bool = False, weights: str | None = None,
-                    max_elements: int | None = None, targets: Any = None) -> GradientHealth:
+                    max_elements: int | None = None, targets: Any = None, download: bool = False) -> GradientHealth:
     """Gradient health per layer after one backward pass: ‖w‖, ‖g‖, ‖g‖/‖w‖ and a vanishing or
     exploding flag for each param and input of an expression program, or each parameter tensor of a
-    model (a file, or an nn.Module with its inputs, as draw() takes them)."""
+    model (a file, an hf: model by name, or an nn.Module with its inputs, as draw() takes them;
+    download=True lets an hf: model missing from the local cache be fetched, as in draw())."""
     from ..diagnose import grads as G
     from ..diagnose.health import EXPLODE, VANISH, flag_warnings
     from .results import GradientHealth
@@ -79,7 +81,7 @@ def gradient_health(source: Any, *inputs: Any, kind: str | None = None, vanish: 
         d = draw(source, *inputs, kind="model" if _is_text_or_path(source) else None,
                  input_size=input_size or None, input_file=input_file, dtype=dtype, loss=loss, seed=seed,
                  mode=mode, trust=trust, weights=weights, max_elements=max_elements, grad=False, depth=1,
-                 targets=targets)
+                 targets=targets, download=download)
         run, loaded = d._b.d.run, d._b.loaded
         if run.loss is None:
             raise CgvizError(f"{Path(loaded.path).name} is on the meta device (shapes only, no values): gradient "
@@ -119,10 +121,11 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
                     sets: dict[str, Any] | None = None, input_size: Any = None, input_file: str | None = None,
                     dtype: str | None = None, loss: Any = None, seed: int = 0, mode: str | None = None,
                     trust: bool = False, weights: str | None = None,
-                    max_elements: int | None = None, targets: Any = None) -> GradientCheck:
+                    max_elements: int | None = None, targets: Any = None, download: bool = False) -> GradientCheck:
     """The gradients cgviz shows for an expression program or a model file, against PyTorch autograd
     and central finite differences (`cgviz check`; the tolerances' defaults are its). For a model, the
-    gradients are of the loss draw() would draw: loss= and targets= as draw() takes them."""
+    gradients are of the loss draw() would draw: loss= and targets= as draw() takes them, and
+    download= for an hf: model."""
     from ..check import expression as gradcheck
     from .results import GradientCheck
     checked = _checked("check_gradients", rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol,
@@ -143,8 +146,13 @@ def check_gradients(source: Any, *, kind: str | None = None, rtol: float | None 
         from ..check.model import check_model
         from .drawer import _trace_options
         opts = _trace_options(False, input_size or None, checked, False, input_file)
-        return GradientCheck(check_model(spec, opts, trust=trust, weights=weights, fd_samples=fd_samples or 16,
-                                         **tol), [])
+        allowed = contextlib.nullcontext()
+        if download:
+            from ..pytorch.hf_source import downloads
+            allowed = downloads(True)
+        with allowed:
+            report = check_model(spec, opts, trust=trust, weights=weights, fd_samples=fd_samples or 16, **tol)
+        return GradientCheck(report, [])
     _refuse_model_options(source, input_shape=input_size, input=input_file, dtype=dtype, loss=loss, trust=trust,
                           weights=weights, mode=mode, targets=targets is not None)
     result, name, _ = _evaluate(source, kind, sets, checked["max_elements"])
