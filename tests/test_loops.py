@@ -142,7 +142,7 @@ ERRORS = [
     ("h = 0\nfor t in 1..3:\n  loss L = h\n", 3, 3, "a loss is computed once, after the loop"),
     ("h = 0\nfor t in 1..3: h = h * t\n", 2, 24, "'t' is the loop's step number"),
     ("x = 1\ny = x[1]\n", 2, 5, "'x' is not a sequence"),
-    ("h = 0\nfor t in 1..3 h = h\n", 2, 15, "syntax error"),
+    ("h = 0\nfor t in 1..3 h = h\n", 2, 15, "syntax error: unexpected 'h'; expected ':'\n"),
     ("h = 0\nfor t in 1..2: h = h + 1\nh = 3\n", 3, 1, "already defined"),
 ]
 

@@ -444,6 +444,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
                 return SourceError(msg, line=e.line, col=e.column, source=source, hint=f"{NAME_RULE}.")
         return SourceError(msg, line=e.line, col=e.column, source=source)
     if isinstance(e, UnexpectedToken):
+        e.expected = _acceptable(e)
         tok = e.token
         if tok.type == "$END":
             # lark places end-of-file after the final newline we appended; point at the last real line.
@@ -488,6 +489,17 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> SourceError:
         return SourceError("syntax error: the file ends in the middle of a statement",
                            line=last, col=len(source.line_text(last)) + 1, source=source)
     return SourceError(f"syntax error: {e}", source=source)
+
+
+def _acceptable(e: UnexpectedToken) -> set:
+    """The terminals the parser could take where it stopped. lark's `expected` also holds the
+    post-lexer's always-accepted end of line, even where a statement cannot end (`for t in 1..3 h`
+    would say "expected ':' or end of line"), so it is narrowed to the parse state's actions."""
+    try:
+        actions = e.state.parse_conf.states[e.state.position]
+    except (AttributeError, KeyError, TypeError):
+        return set(e.expected)
+    return {t for t in e.expected if t in actions} or set(e.expected)
 
 
 def _unclosed_bracket(text: str):
