@@ -540,7 +540,7 @@ def model_stem(model: str) -> str:
 @click.option("-o", "--output", metavar="OUT",
               help="The final graph (suffix picks the format), or a .cgw training record "
                    "[default: <stem>_trained.png; a model: <stem>.cgw].")
-@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png].")
+@click.option("--curve", metavar="PNG", help="The loss-curve plot [default: <stem>_loss.png, beside -o's file].")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="Replace a declaration's value before training, e.g. --set w=0.1. Repeatable.")
 @option("rankdir", default=None, help=AUTO_RANKDIR_HELP)
@@ -598,7 +598,9 @@ def train(file, lr, steps, clip_norm, output, curve, sets, rankdir, timeout, eve
         fmt, path = "cgw", Path(output)
     else:
         fmt, path = resolve_output(file, output or f"{stem}_trained.png", None)
-    curve_path = _png_path("--curve", curve, f"{stem}_loss.png")
+    # beside the graph or the record when -o names one elsewhere, not in whatever folder the shell is in
+    beside = path.parent if output and path is not None else Path()
+    curve_path = _png_path("--curve", curve, str(beside / f"{stem}_loss.png"))
     _check_files(_target_inputs(file), [_out("-o", path, output), _out("--curve", curve_path, curve)])
     width = len(str(steps))
     show = not quiet
@@ -889,7 +891,7 @@ def _png_path(option: str, given: str | None, default: str) -> Path:
 @click.argument("target", metavar="FILE|MODEL")
 @click.option("-o", "--output", metavar="PNG",
               help="The bar chart of gradient norms per layer [default: <stem>_grads.png].")
-@click.option("--hist", metavar="PNG", help="Per-layer gradient histograms [default: <stem>_grad_hist.png].")
+@click.option("--hist", metavar="PNG", help="Per-layer gradient histograms [default: <stem>_grad_hist.png, beside -o's file].")
 @click.option("--no-plots", is_flag=True, help="Print the table only; write no PNG.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
               help="The table on standard output: aligned text, a Markdown table, or JSON.")
@@ -923,7 +925,7 @@ def grads(target, output, hist, no_plots, fmt, sets, vanish, explode, input_shap
     bar_path = hist_path = None
     if not no_plots:
         bar_path = _png_path("-o", output, f"{stem}_grads.png")
-        hist_path = _png_path("--hist", hist, f"{stem}_grad_hist.png")
+        hist_path = _png_path("--hist", hist, str(bar_path.parent / f"{stem}_grad_hist.png"))   # beside -o
     elif output or hist:
         raise click.UsageError("--no-plots writes no PNG; leave out -o and --hist")
     _check_files(_target_inputs(target, input_file, weights), [_out("-o", bar_path, output),

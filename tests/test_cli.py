@@ -253,3 +253,22 @@ def test_the_command_line_builds_trace_options_with_the_librarys_one_builder(mon
     assert made == lib and made.mode == "train" and made.input_shapes == (parse_shape("2,3"),)
     monkeypatch.setattr(cgviz.api.drawer, "_trace_options", lambda *a, **k: "the library's")
     assert trace_options((), None, None, None, 0, None) == "the library's"
+
+
+def test_a_companion_plot_goes_beside_the_named_output(cli, tmp_path, monkeypatch):
+    """grads' histograms and train's loss curve default to the folder of -o's file, not the folder the
+    shell is in (where they littered a checkout twice)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    pizza = ROOT / "sample_graphs" / "pizza.cg"
+    r = cli("grads", pizza, "-o", tmp_path / "out" / "g.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "g.png").is_file() and (tmp_path / "out" / "pizza_grad_hist.png").is_file()
+    r = cli("train", pizza, "--lr", "0.0001", "--steps", "3", "-o", tmp_path / "out" / "t.svg")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "pizza_loss.png").is_file()
+    assert list(here.iterdir()) == []
+    # with no -o, everything goes to the current folder, as before
+    r = cli("grads", pizza)
+    assert r.exit_code == 0 and sorted(p.name for p in here.iterdir()) == ["pizza_grad_hist.png", "pizza_grads.png"]
