@@ -327,7 +327,9 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
         return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
     if steps:
-        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet)
+        check_thresholds(vanish, explode)
+        return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet,
+                             dict(lr=lr, clip_norm=clip_norm, vanish=vanish, explode=explode, max_elements=max_elements))
     check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
@@ -359,7 +361,7 @@ def _render_run(file, output, fmt, timeout, dpi, quiet):
         click.echo(f"wrote {path} ({summary})", err=True)
 
 
-def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet) -> None:
+def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet, options) -> None:
     """`render --steps`: the backward pass as a PDF or GIF of slides (cgviz.api.backward_slides)."""
     from .api.calls import backward_slides
     suffix = Path(output).suffix.lower().lstrip(".") if output and output != "-" else None
@@ -371,7 +373,9 @@ def _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, 
         raise click.UsageError("--steps shows the backward pass; drop --no-grad")
     path = Path(output)
     _check_files(_target_inputs(file), [_out("-o", path, output)])
-    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout)
+    shown = backward_slides(file, format=kind, sets=overrides, rankdir=rankdir, dpi=dpi, timeout=timeout, **options)
+    for w in shown.warnings:
+        click.echo(f"warning: {file}: {w}", err=True)
     _emit(shown.data, path)
     if not quiet:
         for line in shown.lines:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from cgviz.core.errors import CgvizError  # noqa: E402
 from cgviz.core.ir import Frame, Graph, Node, Scope  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 import cgviz  # noqa: E402
 from cgviz.diff.classify import ADDED, CHANGED, REMOVED, SAME  # noqa: E402

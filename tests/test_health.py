@@ -396,7 +396,7 @@ def test_json_carries_the_flags_thresholds_and_saturation(cli):
 
 
 def test_model_json_and_picture_take_the_thresholds(cli):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     path = SAMPLES / "models" / "res_cnn.py"
     doc = json.loads(cli("torch", path, "--loss", "mse", "-f", "json", "-o", "-").stdout)
     params = [n for n in doc["nodes"] if n["kind"] == "param"]

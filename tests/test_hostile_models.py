@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from cgviz.core.errors import CgvizError  # noqa: E402
 from cgviz.pytorch.load import load_model  # noqa: E402

@@ -146,7 +146,7 @@ def test_a_name_too_long_for_graphviz_is_a_clear_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    import torch
     d = tmp_path_factory.mktemp("files")
     lin = torch.nn.Linear(4, 2)
     for proto in (4, 5):
@@ -248,7 +248,7 @@ def _titles_and_data(page: str):
 
 @needs_dot
 def test_every_node_of_the_page_has_its_panel_whatever_its_id(tmp_path):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     names = ['a"b<c>{d}|e\\f', "back\\slash", "\\N \\G", "é∂😀", "new\nline", "q'uote"]
     (tmp_path / "names.py").write_text(named_layers_model(names))
     p = cgviz(["torch", "names.py", "--no-fold", "-o", "p.html"], tmp_path)

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ROOT
 
-dacite = pytest.importorskip("dacite")      # both come with the modelexplorer extra (`make install`)
-me = pytest.importorskip("model_explorer")
+import dacite      # both come with the modelexplorer extra (`make install`)
+import model_explorer as me
 from model_explorer import graph_builder, node_data_builder  # noqa: E402
 
 GPT = ROOT / "sample_graphs" / "models" / "tiny_gpt.py"

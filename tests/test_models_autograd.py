@@ -14,7 +14,7 @@ from torch import nn
 
 from cgviz.pytorch.autograd import AutogradRecorder
 
-torchviz = pytest.importorskip("torchviz")
+import torchviz
 
 
 # ---- small models -------------------------------------------------------------------------------

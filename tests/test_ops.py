@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from cgviz.lang.engine import unbroadcast  # noqa: E402
 from cgviz.core.errors import OpError  # noqa: E402

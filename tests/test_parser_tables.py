@@ -14,7 +14,7 @@ import pytest
 from cgviz.lang import gen_parser, lalr, parser
 from cgviz.lang.postlex import DropNewlinesInBrackets
 
-lark = pytest.importorskip("lark")
+import lark
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_graphs").glob("*.cg"))

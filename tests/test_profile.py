@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 # The first convolution does ~140M multiply-adds forward (and twice that backward); the rest about
 # a hundredth of that: it must come out on top by a margin wider than a busy machine's hiccups.

@@ -89,7 +89,7 @@ def test_a_looser_tolerance_from_the_ini(project):
 
 
 def test_under_xdist_each_worker_writes_its_own_goldens(project):
-    pytest.importorskip("xdist")             # in the test extra: installed wherever `make test` runs
+    import xdist  # noqa: F401              — in the test extra: installed wherever `make test` runs
     u = project.runpytest_subprocess("-n", "2", *PLUGIN, "--cgviz-update")
     u.assert_outcomes(passed=4)
     u.stdout.fnmatch_lines(["cgviz: wrote 5 graph goldens: *"])        # the workers' writes, told once

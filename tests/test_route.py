@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 import cgviz  # noqa: E402
 from cgviz.core.errors import CgvizError, OptionError  # noqa: E402

@@ -15,7 +15,7 @@ from cgviz.route.expression import evaluate
 from cgviz.view import slides
 from cgviz.view.html import _dsl_parts, edge_key
 
-pypdf = pytest.importorskip("pypdf")      # the `slides` extra; `make install` installs it
+import pypdf      # the `slides` extra; `make install` installs it
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz: `make install` installs it")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +115,23 @@ def test_tensor_steps_say_the_norm_and_a_shared_input_adds_up():
     lines = [s.line for s in slides.steps(g, run)]
     assert lines[0].startswith("∂L/∂out   ‖·‖ = ")
     assert sum(line.startswith("∂L/∂x += ∂L/∂") for line in lines) == 2     # x feeds the skip and the block
+
+
+def test_render_steps_takes_the_step_and_the_thresholds_as_render_does(cli, tmp_path):
+    """--lr shows each param's step on every frame and warns as render does; --vanish/--explode set
+    the flags; --max-elements bounds the program (slides used to ignore all of them silently)."""
+    from cgviz.api.calls import backward_slides
+    out = tmp_path / "lesson.pdf"
+    r = cli("render", PIZZA, "--steps", "-o", out, "--lr", "0.01")
+    assert r.exit_code == 0, r.output
+    assert "warning: " in r.stderr and "w goes 0.5 → -39.5" in r.stderr
+    assert "exploding gradient (above 10)" in r.stderr
+    quiet = cli("render", PIZZA, "--steps", "-o", tmp_path / "b.pdf", "--explode", "1e9")
+    assert quiet.exit_code == 0 and "exploding" not in quiet.stderr
+    shown = backward_slides(str(PIZZA), lr=0.01)
+    assert any("0.5 → -39.5" in w for w in shown.warnings)
+    import cgviz
+    b = cgviz.draw(str(PIZZA), lr=0.01)._b
+    assert all("→" in f for f in slides.frames(b.result.graph, b.result.run, b.opts))
+    big = cli("render", PIZZA, "--steps", "-o", tmp_path / "c.pdf", "--set", "x=[1,2,3,4,5]", "--max-elements", "2")
+    assert big.exit_code != 0 and "--max-elements" in big.output and "Traceback" not in big.output

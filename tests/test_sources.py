@@ -8,7 +8,7 @@ import pytest
 
 from cgviz.pytorch.sources import SOURCES, by_kind, claim
 
-onnx = pytest.importorskip("onnx")
+import onnx
 
 
 def _onnx_bytes() -> bytes:

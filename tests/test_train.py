@@ -47,7 +47,7 @@ def test_lr_usage_mistakes_exit_2(cli):
 
 @pytest.mark.parametrize("clip", [None, 0.05])
 def test_step_matches_torch_sgd_with_clip_grad_norm(clip):
-    torch = pytest.importorskip("torch")
+    import torch
     from cgviz.check.torch_ops import torch_run
 
     res = evaluate((SAMPLES / "three_layer.cg").read_text(), "three_layer.cg")

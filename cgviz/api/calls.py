@@ -180,20 +180,23 @@ def op_table(format: str = "text") -> str:
 
 def backward_slides(source: Any, *, format: str = "pdf", sets: dict[str, Any] | None = None,
                     rankdir: str | None = None, dpi: float | None = None, timeout: float | None = 60.0,
-                    kind: str | None = None):
+                    kind: str | None = None, lr: float | None = None, clip_norm: float | None = None,
+                    vanish: float | None = None, explode: float | None = None, max_elements: int | None = None):
     """An expression's backward pass as slides, one step per PDF page or GIF frame (format "pdf" or
     "gif"), in the order the HTML page's stepper walks it; each highlights its edge and writes its
     chain-rule line (`∂L/∂w = ∂L/∂z · ∂z/∂w = 20 · 200 = 4000`). Gives a cgviz.view.slides.Slides:
-    `.data` (the file's bytes) and `.lines` (the steps' lines)."""
+    `.data` (the file's bytes), `.lines` (the steps' lines) and `.warnings` (the run's, as render's).
+    lr= and clip_norm= show each param's step on every frame; vanish=, explode= and max_elements= are
+    draw()'s. A loop is unrolled: each of its steps is a step of the backward pass."""
     from ..view import slides
     if format not in ("pdf", "gif"):
         raise CgvizError(f"slides are a pdf or a gif, not {format!r}")
     from .drawer import draw
     d = draw(source, kind=_expression(source, kind, "backward_slides"), sets=sets, rankdir=rankdir,
-             timeout=timeout)
+             timeout=timeout, lr=lr, clip_norm=clip_norm, vanish=vanish, explode=explode, max_elements=max_elements)
     b = d._b
     dots = slides.frames(b.result.graph, b.result.run, b.opts)
     if not dots:
         raise CgvizError("no backward step to show: no gradient reaches a named value")
     data = slides.pdf(dots, timeout) if format == "pdf" else slides.gif(dots, dpi, timeout)
-    return slides.Slides(data, [s.line for s in slides.steps(b.result.graph, b.result.run)])
+    return slides.Slides(data, [s.line for s in slides.steps(b.result.graph, b.result.run)], list(d.warnings))

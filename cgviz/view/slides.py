@@ -4,7 +4,7 @@ multi-page PDF (Graphviz's vector pages joined by pypdf) or an animated GIF (Pil
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +30,7 @@ FRAME_MS = 1600            # a GIF frame's time on screen: long enough to read i
 class Slides:
     data: bytes              # the PDF or the GIF
     lines: list[str]         # each step's chain-rule line, in order
+    warnings: list[str] = field(default_factory=list)   # the run's, as `cgviz render` prints them
 
 
 @dataclass(frozen=True)
