@@ -247,6 +247,29 @@ def test_a_manifest_entry_names_a_model_by_name(tmp_path):
     assert entry.name == "Llama-3.2-1B"
 
 
+def test_a_manifest_entry_may_allow_downloading(tmp_path, monkeypatch, empty_cache):
+    """`download = true` in an entry lets its hf: model be fetched, as --download does; without it
+    the Hub is never asked."""
+    import transformers
+
+    from cgviz.snapshot.runner import draw_entry, load_manifest
+    seen = []
+
+    def spy(name, **kw):
+        seen.append(kw["local_files_only"])
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
+    m = tmp_path / "cgviz.toml"
+    m.write_text('[[entry]]\nname = "a"\nmodel = "hf:someorg/some-model"\ndownload = true\n'
+                 '[[entry]]\nname = "b"\nmodel = "hf:someorg/some-model"\n')
+    allowed, offline = load_manifest(m)
+    with pytest.raises(CgvizError, match="could not reach the Hugging Face Hub"):
+        draw_entry(allowed.path, "model", allowed.options)
+    with pytest.raises(CgvizError, match="not in the local Hugging Face cache"):
+        draw_entry(offline.path, "model", offline.options)
+    assert seen == [False, True]
+
+
 def test_with_no_loss_chosen_the_model_trains_on_its_own_loss(empty_cache):
     """Backward starts from the loss the model trains with (labels given, as in training), not from
     the logits' sum whose scale says nothing; a chosen loss gets no labels; a seq2seq model reads

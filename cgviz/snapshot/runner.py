@@ -26,7 +26,7 @@ from ..view.formats import suffix
 # by the same definition as on the command line (cgviz.api.options).
 CG_KEYS = ("set", "rankdir", "no_grad", "max_elements")
 MODEL_KEYS = ("input_shape", "input", "dtype", "loss", "targets", "seed", "view", "depth", "no_fold", "trust",
-              "weights", "meta", "mode", "no_grad", "rankdir", "no_simplify")
+              "weights", "meta", "mode", "no_grad", "rankdir", "no_simplify", "download")
 # how an entry is compared, beside how it is drawn
 CHECK_KEYS = ("compare", "rtol", "atol")
 CHECKS = ("graph", "png")
@@ -283,7 +283,7 @@ def draw_entry(path, kind: str, o: dict, text: bool = False):
                 mode=o.get("mode"), meta=o.get("meta", False), trust=o.get("trust", False),
                 weights=o.get("weights"), depth=o.get("depth"), fold=not o.get("no_fold", False),
                 rankdir=o.get("rankdir", "TB"), grad=not o.get("no_grad", False),
-                simplify=not o.get("no_simplify", False))
+                simplify=not o.get("no_simplify", False), download=o.get("download", False))
 
 
 def render(entry: Entry, timeout: float | None = None) -> Rendering:
