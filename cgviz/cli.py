@@ -326,11 +326,10 @@ def render(file, output, fmt, sets, no_grad, rankdir, timeout, dpi, max_elements
     if file.lower().endswith(".cgw"):       # a recorded training run (cgviz.watch): its page or picture
         return _render_run(file, output, fmt, timeout, dpi, quiet)
     overrides = parse_sets(sets)
+    check_thresholds(vanish, explode)
     if steps:
-        check_thresholds(vanish, explode)
         return _render_steps(file, output, fmt, overrides, no_grad, rankdir, dpi, timeout, quiet,
                              dict(lr=lr, clip_norm=clip_norm, vanish=vanish, explode=explode, max_elements=max_elements))
-    check_thresholds(vanish, explode)
     check_step(lr, clip_norm, not no_grad)
     fmt, path = resolve_output(file, output, fmt)
     _check_files(_target_inputs(file), [_out("-o", path, output)])

@@ -74,14 +74,6 @@ class ModelDrawing:
                        EXPLODE if self.explode is None else self.explode, self.extra, judge=self.flags)
 
     # ---- the other jobs, each in its module ---------------------------------------------------------
-    def step_down(self, why: str, advice: str | None = None) -> bool:
-        from .sizing import step_down
-        return step_down(self, why, advice)
-
-    def _take(self, level: Level) -> None:
-        from .sizing import take
-        take(self, level)
-
     def choose(self, rankdir: str = "TB") -> None:
         from .sizing import choose
         choose(self, rankdir)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cgviz.plan.budget import MAX_PNG_PIXELS, MAX_PNG_SIDE
+from cgviz.route.sizing import take
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz")
 import torch  # noqa: F401,E402
@@ -74,7 +75,7 @@ def test_the_layout_cost_is_read_from_the_shape_alone(tmp_path, factory, inputs,
         levels += 1
         if not d.coarser:
             break
-        d._take(d.coarser.pop(0))
+        take(d, d.coarser.pop(0))
     assert levels >= 2
 
 
