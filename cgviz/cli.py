@@ -466,11 +466,10 @@ def _stash_dims(ctx, param, values):
 
 def _allow_download(ctx, param, value):
     """--download: hf: models may be fetched from the Hub while this command runs (the library's
-    DOWNLOADS context, given back when the command ends)."""
+    `downloads` block, left when the command ends)."""
     if value:
-        from .pytorch.hf_source import DOWNLOADS
-        token = DOWNLOADS.set(True)
-        ctx.call_on_close(lambda: DOWNLOADS.reset(token))
+        from .pytorch.hf_source import downloads
+        ctx.with_resource(downloads(True))
     return value
 
 

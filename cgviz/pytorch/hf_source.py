@@ -28,6 +28,7 @@ from typing import Any
 from ..core.errors import CgvizError
 from ..core.paths import HUB, is_hub
 from ..core.spelling import on_command_line, spell
+from .load import _first_line
 
 SEED = 0                 # random weights: the same command draws the same numbers
 LENGTH = 16              # example inputs: this many tokens, fewer when the model has fewer positions
@@ -161,10 +162,6 @@ def _quiet(bars: bool):
         hf_logging.set_verbosity(level)
         if shown:
             hf_logging.enable_progress_bar()
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _types() -> list[str]:
