@@ -27,6 +27,8 @@ def output(d, fmt: str, rankdir: str = "TB", timeout: float | None = None,
     if made_by == formats.VIEWER:
         from ..view.modelexplorer import dumps, graph_collection
         return dumps(graph_collection(d.to_dict(), d.pic.groups.values(), d.label))
+    if fmt == "png" and not d.sized:        # the PNG's level first: its DOT is the one drawn
+        return output(for_png(d, rankdir, timeout, timings), fmt, rankdir, timeout, timings, dpi)
     t = time.perf_counter()
     dot_text = d.dot(rankdir)
     timings["picture"] = timings.get("picture", 0.0) + time.perf_counter() - t
@@ -35,8 +37,6 @@ def output(d, fmt: str, rankdir: str = "TB", timeout: float | None = None,
     t = time.perf_counter()
     if made_by not in (formats.GRAPHVIZ, formats.PAGE):
         raise AssertionError(f"no producer {made_by!r} for models")   # a registry entry without a branch here
-    if fmt == "png" and not d.sized:
-        return output(for_png(d, rankdir, timeout, timings), fmt, rankdir, timeout, timings, dpi)
     while True:
         # one attempt may use a share of the time while a coarser level is left to fall back on
         last = not d.coarser
