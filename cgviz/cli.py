@@ -74,11 +74,7 @@ class _Group(click.Group):
         except CgvizError as e:
             raise _user_error(e) from None
         except KeyboardInterrupt as e:
-            # 128 + SIGINT (or SIGTERM), as shells report it, so CI can tell an interruption from a bad
-            # input; write_atomic has already removed its temporary file, and no output was replaced.
-            terminated = isinstance(e, Terminated)
-            click.echo(f"cgviz: {'terminated' if terminated else 'interrupted'}; no output was written", err=True)
-            ctx.exit(128 + getattr(e, "signum", 15) if terminated else EXIT_INTERRUPTED)
+            _interrupted(ctx, e)
         except BrokenPipeError:
             # `cgviz ops | head`: the reader has all it wanted. Point stdout at /dev/null so the
             # interpreter's final flush does not complain, and finish quietly.
@@ -93,7 +89,31 @@ class _Group(click.Group):
             click.echo(f"cgviz: cannot write to standard output: {e.strerror or e}", err=True)
             ctx.exit(1)
         except Exception as e:  # a bug, not a user mistake
+            interrupt = _interrupt_behind(e)
+            if interrupt is not None:
+                _interrupted(ctx, interrupt)
             _internal(ctx, e)
+
+
+def _interrupted(ctx, e: KeyboardInterrupt) -> None:
+    """Exit 128 + SIGINT (or SIGTERM), as shells report it, so CI can tell an interruption from a bad
+    input; write_atomic has already removed its temporary file, and no output was replaced."""
+    terminated = isinstance(e, Terminated)
+    click.echo(f"cgviz: {'terminated' if terminated else 'interrupted'}; no output was written", err=True)
+    ctx.exit(128 + getattr(e, "signum", 15) if terminated else EXIT_INTERRUPTED)
+
+
+def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM) that an exception wraps: Python turns one that lands while a class is
+    being created (a dataclass field's __set_name__, as a lazily imported module loads) into a
+    RuntimeError caused by it."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 # errno values of a write that failed for lack of room or a broken device, not for a bug

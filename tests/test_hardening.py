@@ -354,3 +354,20 @@ def test_exit_status_of_every_command(cli, here, kind, code):
         assert "Traceback" not in r.stderr
         if code:
             assert r.stderr.strip(), (name, "a failure must say why")
+
+
+def test_a_ctrl_c_python_wrapped_while_a_class_was_made_is_still_an_interruption(cli, monkeypatch, tmp_path):
+    """A Ctrl-C landing while a lazily imported module creates a dataclass reaches cgviz as a
+    RuntimeError caused by it ('Error calling __set_name__ …'): exit 130 and the interruption's
+    message, not an internal error (seen in CI, test_ctrl_c_during_a_real_layout)."""
+    import cgviz.api.drawer as drawer
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'requires_grad' in 'Run'") from e
+    monkeypatch.setattr(drawer, "draw", interrupted)
+    r = cli("render", PIZZA, "-o", tmp_path / "out.svg")
+    assert r.exit_code == 130 and "interrupted; no output was written" in r.stderr
+    assert "internal error" not in r.stderr and not (tmp_path / "out.svg").exists()
